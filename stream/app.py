@@ -1,0 +1,40 @@
+"""The Faust app factory: ``create_app(settings) -> faust.App``. No import-time app exists."""
+
+from __future__ import annotations
+
+import faust
+
+from stream import activity
+from stream.settings import Settings
+
+
+def faust_options(settings: Settings) -> dict[str, object]:
+    """Every Faust option Leadstream sets, passed explicitly."""
+    return {
+        "id": settings.app_id,
+        "broker": settings.broker_url,
+        "store": f"{settings.store}://",
+        "datadir": str(settings.data_dir),
+        "autodiscover": False,
+        "topic_partitions": settings.topic_partitions,
+        "topic_replication_factor": settings.topic_replication,
+        "processing_guarantee": settings.processing_guarantee,
+        "table_standby_replicas": settings.standby_replicas,
+        "consumer_auto_offset_reset": "earliest",
+        "web_enabled": settings.web_enabled,
+        "web_host": settings.web_host,
+        "web_port": settings.web_port,
+        "web_in_thread": False,
+        "producer_linger_ms": 5,
+        "broker_commit_every": 1000,
+        "broker_commit_interval": 2.0,
+        "stream_wait_empty": True,
+        "table_cleanup_interval": 30.0,
+    }
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build a fresh Leadstream Faust app with its topics, tables and agents."""
+    app = faust.App(**faust_options(settings))
+    activity.register(app, settings)
+    return app

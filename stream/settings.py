@@ -1,0 +1,67 @@
+"""One frozen settings object, read from ``LEADSTREAM_*`` environment variables at the edge.
+
+Build it once (``Settings()``) in the command line or a test and pass it down; nothing else
+reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+
+
+class Settings(BaseSettings):
+    """Everything a Leadstream worker can be told. Env var = ``LEADSTREAM_`` + field name."""
+
+    model_config = SettingsConfigDict(env_prefix="LEADSTREAM_", frozen=True, extra="ignore")
+
+    app_id: str = Field("leadstream", description="Faust app id: consumer group and table prefix.")
+    kafka_bootstrap: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port."
+    )
+    redis_url: SecretStr = Field(
+        SecretStr("redis://127.0.0.1:6379/0"), description="Redis URL of the read model."
+    )
+    topic_prefix: str = Field(
+        "", description="Prefix for every topic name (isolates environments and tests)."
+    )
+    topic_partitions: int = Field(8, ge=1, description="Partitions of Leadstream's topics.")
+    topic_replication: int = Field(1, ge=1, description="Replication factor of created topics.")
+    store: Literal["rocksdb", "memory"] = Field(
+        "rocksdb", description="Table store: RocksDB on disk (production) or memory (tests)."
+    )
+    data_dir: Path = Field(
+        Path("leadstream-data"), description="Directory of the worker's RocksDB tables."
+    )
+    processing_guarantee: ProcessingGuarantee = "at_least_once"
+    standby_replicas: int = Field(0, ge=0, description="Standby replicas of each table.")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=0, le=65535, description="Port of the worker's web server.")
+    web_enabled: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_port(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers:
+            raise ValueError("at least one host:port is required")
+        for server in servers:
+            host, sep, port = server.rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return ",".join(servers)
+
+    @property
+    def broker_url(self) -> str:
+        """The bootstrap servers in Faust's URL form."""
+        return ";".join(f"kafka://{server}" for server in self.kafka_bootstrap.split(","))
+
+    def topic(self, name: str) -> str:
+        """The full name of a Leadstream topic in this environment."""
+        return f"{self.topic_prefix}{name}"
