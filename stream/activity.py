@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,10 +45,20 @@ def lead_id_of(raw: bytes) -> str:
     return lead_id
 
 
-def register(app: faust.App, settings: Settings) -> None:
+@dataclass(frozen=True)
+class ActivityCounter:
+    """The counter's parts, as declared on an app."""
+
+    agent: faust.types.AgentT
+    table: faust.types.TableT
+    counts_topic: faust.types.TopicT
+    dead_letter_topic: faust.types.TopicT
+
+
+def register(app: faust.App, settings: Settings) -> ActivityCounter:
     """Declare the counter's topics, table and agent on ``app``."""
 
-    def raw_topic(spec: topics.TopicSpec, **kwargs: Any) -> faust.TopicT:
+    def raw_topic(spec: topics.TopicSpec, **kwargs: Any) -> faust.types.TopicT:
         return app.topic(
             settings.topic(spec.name),
             key_type=bytes,
@@ -102,3 +113,5 @@ def register(app: faust.App, settings: Settings) -> None:
                 value=orjson.dumps({"lead_id": lead_id, "events": counts[lead_id]}),
             )
             yield None
+
+    return ActivityCounter(count_activity, counts, counts_out, dead_letters)

@@ -1,0 +1,98 @@
+"""Test-wide fixtures: the real Kafka broker and Redis, and unique names per test.
+
+Where the services come from (see ``stream.devinfra``):
+- ``LEADSTREAM_KAFKA_BOOTSTRAP`` / ``LEADSTREAM_REDIS_URL`` set (``make test`` sets them after
+  starting the local broker and Redis): those are used.
+- otherwise, when a Docker engine answers: testcontainers start them for the session.
+- otherwise the integration tests skip with the reason, except in CI (``CI=true``) where a
+  missing service fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from urllib.parse import urlparse
+
+import pytest
+
+from stream import devinfra
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def _unavailable(what: str) -> None:
+    message = (
+        f"{what} is not available: set {devinfra.KAFKA_ENV} / {devinfra.REDIS_ENV}, "
+        "run the suite with `make test` (starts the local broker and Redis), or start Docker"
+    )
+    if IN_CI:
+        pytest.fail(f"CI=true and {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def _containers() -> Iterator[ExitStack]:
+    with ExitStack() as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def infra_plan() -> devinfra.InfraPlan:
+    return devinfra.plan_infra(
+        os.environ, docker_reachable=devinfra.docker_reachable(), for_tests=True
+    )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(infra_plan: devinfra.InfraPlan, _containers: ExitStack) -> str:
+    """host:port of a real Kafka broker."""
+    if infra_plan.kafka == "docker":
+        from testcontainers.kafka import KafkaContainer
+
+        container = _containers.enter_context(
+            KafkaContainer().with_kraft()
+        )
+        return str(container.get_bootstrap_server())
+    bootstrap = os.environ.get(devinfra.KAFKA_ENV, "")
+    if not bootstrap:
+        _unavailable("Kafka")
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    if not _reachable(host, int(port)):
+        _unavailable(f"Kafka at {bootstrap}")
+    return bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url(infra_plan: devinfra.InfraPlan, _containers: ExitStack) -> str:
+    """URL of a real Redis server."""
+    if infra_plan.redis == "docker":
+        from testcontainers.redis import RedisContainer
+
+        container = _containers.enter_context(RedisContainer("redis:7-alpine"))
+        host = container.get_container_host_ip()
+        return f"redis://{host}:{container.get_exposed_port(6379)}/0"
+    url = os.environ.get(devinfra.REDIS_ENV, "")
+    if not url:
+        _unavailable("Redis")
+    parsed = urlparse(url)
+    if not _reachable(parsed.hostname or "127.0.0.1", parsed.port or 6379):
+        _unavailable(f"Redis at {url}")
+    return url
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for topic, group and app names."""
+    return uuid.uuid4().hex[:10]

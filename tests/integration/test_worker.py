@@ -1,0 +1,162 @@
+"""`leadstream worker` as a real process against the real broker, with a RocksDB table."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from stream import topics
+from stream.admin import ensure_topics
+from stream.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+LEADS = [f"lead-{n}" for n in range(6)]
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        finally:
+            self.proc = None
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, unique: str, tmp_path: Path) -> Settings:
+    return Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        app_id=f"ls-test-{unique}",
+        topic_prefix=f"t{unique}.",
+        topic_partitions=4,
+        data_dir=tmp_path / "data",
+        web_enabled=False,
+    )
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[Worker]:
+    env = {
+        **os.environ,
+        "LEADSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LEADSTREAM_APP_ID": settings.app_id,
+        "LEADSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "LEADSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "LEADSTREAM_DATA_DIR": str(settings.data_dir),
+        "LEADSTREAM_WEB_ENABLED": "false",
+    }
+    handle = Worker(env, tmp_path / "worker.log")
+    yield handle
+    if handle.proc is not None:
+        handle.proc.kill()
+        handle.proc.wait()
+
+
+def _event(lead_id: str, n: int) -> bytes:
+    return orjson.dumps({"event_id": f"{lead_id}-{n}", "type": "page_viewed", "lead_id": lead_id})
+
+
+async def _produce(settings: Settings, messages: list[tuple[topics.TopicSpec, bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for spec, key, value in messages:
+            await producer.send(settings.topic(spec.name), key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _read_until(
+    settings: Settings, spec: topics.TopicSpec, done: object, timeout: float, log: Path
+) -> list[dict[str, object]]:
+    consumer = AIOKafkaConsumer(
+        settings.topic(spec.name),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    seen: list[dict[str, object]] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while not done(seen):  # type: ignore[operator]
+                batch = await consumer.getmany(timeout_ms=500)
+                seen += [orjson.loads(r.value) for rs in batch.values() for r in rs]
+    except TimeoutError:
+        pytest.fail(f"timed out reading {spec.name}: got {seen!r}\nworker log:\n{log.read_text()[-4000:]}")
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def _latest(records: list[dict[str, object]]) -> dict[object, object]:
+    return {r["lead_id"]: r["events"] for r in records}
+
+
+async def test_worker_counts_in_rocksdb_and_keeps_state_across_restart(
+    settings: Settings, worker: Worker
+) -> None:
+    await ensure_topics(settings)
+    worker.start()
+    sources = [topics.CLICKSTREAM, topics.EMAIL, topics.SOCIAL]
+    messages = [
+        (sources[n % 3], lead.encode(), _event(lead, n)) for n in range(5) for lead in LEADS
+    ]
+    malformed = [b"{not json", b'{"type": "page_viewed"}']
+    messages += [(topics.CLICKSTREAM, b"bad", raw) for raw in malformed]
+    await _produce(settings, messages)
+
+    expected = {lead: 5 for lead in LEADS}
+    counts = await _read_until(
+        settings, topics.ACTIVITY_COUNTS, lambda s: _latest(s) == expected, 120, worker.log
+    )
+    assert _latest(counts) == expected
+    letters = await _read_until(
+        settings, topics.DEAD_LETTERS, lambda s: len(s) >= 2, 30, worker.log
+    )
+    assert sorted(base64.b64decode(str(d["original_base64"])) for d in letters) == sorted(malformed)
+    assert {d["source_topic"] for d in letters} == {settings.topic(topics.CLICKSTREAM.name)}
+
+    assert worker.stop() == 0, worker.log.read_text()[-4000:]
+    stores = list(settings.data_dir.rglob("activity-counts-*.db"))
+    assert stores, f"no RocksDB store under {settings.data_dir}"
+
+    # Restarted, the worker continues from the table's state, not from zero.
+    worker.start()
+    await _produce(settings, [(topics.EMAIL, lead.encode(), _event(lead, 99)) for lead in LEADS])
+    expected = {lead: 6 for lead in LEADS}
+    counts = await _read_until(
+        settings, topics.ACTIVITY_COUNTS, lambda s: _latest(s) == expected, 120, worker.log
+    )
+    assert _latest(counts) == expected
+    assert worker.stop() == 0

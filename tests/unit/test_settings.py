@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from stream.app import faust_options
+from stream.settings import Settings
+
+
+def test_reads_the_leadstream_env_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADSTREAM_KAFKA_BOOTSTRAP", "k1:9092, k2:9093")
+    monkeypatch.setenv("LEADSTREAM_REDIS_URL", "redis://secret@cache:6379/1")
+    monkeypatch.setenv("LEADSTREAM_TOPIC_PARTITIONS", "12")
+    settings = Settings()
+    assert settings.kafka_bootstrap == "k1:9092,k2:9093"
+    assert settings.broker_url == "kafka://k1:9092;kafka://k2:9093"
+    assert settings.topic_partitions == 12
+    # secrets never show in reprs or logs
+    assert "secret" not in repr(settings)
+    assert settings.redis_url.get_secret_value() == "redis://secret@cache:6379/1"
+
+
+def test_is_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.app_id = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("bootstrap", ["", "kafka", "kafka:port", ":9092"])
+def test_rejects_bootstrap_without_host_and_port(bootstrap: str) -> None:
+    with pytest.raises(ValidationError, match="kafka_bootstrap"):
+        Settings(kafka_bootstrap=bootstrap)
+
+
+def test_topic_names_carry_the_prefix() -> None:
+    assert Settings(topic_prefix="t1.").topic("leads.email.v1") == "t1.leads.email.v1"
+
+
+def test_faust_options_are_explicit() -> None:
+    options = faust_options(
+        Settings(store="memory", standby_replicas=1, processing_guarantee="exactly_once")
+    )
+    assert options["store"] == "memory://"
+    assert options["table_standby_replicas"] == 1
+    assert options["processing_guarantee"] == "exactly_once"
+    assert options["autodiscover"] is False
