@@ -89,7 +89,11 @@ def register(app: faust.App, settings: Settings) -> ActivityCounter:
                 lead_id = lead_id_of(event.value)
             except NotALeadEvent as exc:
                 log.warning(
-                    "dead letter %s[%s]@%s: %s", message.topic, message.partition, message.offset, exc
+                    "dead letter %s[%s]@%s: %s",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    exc,
                 )
                 await dead_letters.send(
                     key=event.key,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 
 from stream import activity
@@ -37,4 +39,10 @@ def create_app(settings: Settings) -> faust.App:
     """Build a fresh Leadstream Faust app with its topics, tables and agents."""
     app = faust.App(**faust_options(settings))
     activity.register(app, settings)
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        """Liveness: the worker's event loop answers."""
+        return web.json({"status": "ok", "app": settings.app_id})
+
     return app

@@ -53,9 +53,7 @@ def cmd_infra(args: argparse.Namespace) -> int:
         if not command:
             print("leadstream infra run: give a command after --", file=sys.stderr)
             return EXIT_USAGE
-        return devinfra.run_with_infra(
-            command, env=env, for_tests=args.for_tests, fresh=args.fresh
-        )
+        return devinfra.run_with_infra(command, env=env, for_tests=args.for_tests, fresh=args.fresh)
     if args.action == "up":
         plan = devinfra.plan_infra(env, docker_reachable=False, for_tests=False)
         session = devinfra.start_local(plan, env, fresh=args.fresh)

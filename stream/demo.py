@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import redis.asyncio as aioredis
@@ -72,9 +73,7 @@ async def _stream(settings: Settings, events_per_round: int, deadline: float | N
         while deadline is None or time.monotonic() < deadline:
             for _ in range(events_per_round):
                 spec, lead_id, body = demo_event(rng)
-                await producer.send(
-                    settings.topic(spec.name), key=lead_id.encode(), value=body
-                )
+                await producer.send(settings.topic(spec.name), key=lead_id.encode(), value=body)
                 sent += 1
             await producer.flush()
             batch = await consumer.getmany(timeout_ms=1000)
@@ -83,7 +82,7 @@ async def _stream(settings: Settings, events_per_round: int, deadline: float | N
                     payload = orjson.loads(record.value)
                     latest[payload["lead_id"]] = payload["events"]
                     received += 1
-            await store.hset("leadstream:demo:activity", mapping=latest or {"-": 0})
+            await store.set("leadstream:demo:processed", received)
             elapsed = time.monotonic() - started
             top = sorted(latest.items(), key=lambda kv: -kv[1])[:5]
             print(
@@ -99,11 +98,15 @@ async def _stream(settings: Settings, events_per_round: int, deadline: float | N
     return received
 
 
-def _worker(env: Mapping[str, str], data_dir: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "stream.cli", "worker", "--data-dir", data_dir],
-        env=dict(env),
-    )
+def _worker(env: Mapping[str, str], data_dir: str, log_path: Path) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker", "--data-dir", data_dir],
+            env=dict(env),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def run(*, duration: float | None, events: int) -> int:
@@ -116,14 +119,18 @@ def run(*, duration: float | None, events: int) -> int:
     env.setdefault("LEADSTREAM_WEB_ENABLED", "false")
     settings = Settings(
         kafka_bootstrap=env[devinfra.KAFKA_ENV],
-        redis_url=env[devinfra.REDIS_ENV],  # type: ignore[arg-type]
+        redis_url=env[devinfra.REDIS_ENV],
         topic_prefix=env.get("LEADSTREAM_TOPIC_PREFIX", ""),
     )
     asyncio.run(ensure_topics(settings))
     worker = None
     with tempfile.TemporaryDirectory(prefix="leadstream-demo-") as data_dir:
         try:
-            worker = _worker(env, data_dir)
+            log_path = (
+                Path(env.get("LEADSTREAM_RUN_DIR", devinfra.REPO_DIR / ".run")) / "demo-worker.log"
+            )
+            worker = _worker(env, data_dir, log_path)
+            print(f"Worker started (pid {worker.pid}); its log: {log_path}")
             deadline = None if duration is None else time.monotonic() + duration
             received = asyncio.run(_stream(settings, events, deadline))
             print(f"\nDemo finished: the worker processed {received} events.")

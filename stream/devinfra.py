@@ -103,14 +103,14 @@ def run_script(service: str, *args: str) -> int:
         raise InfrastructureError(
             f"{script} is missing: the local infrastructure scripts ship with the source tree"
         )
-    return subprocess.call(["bash", str(script), *args])  # noqa: S603,S607
+    return subprocess.call(["bash", str(script), *args])
 
 
 def service_running(service: str) -> bool:
     """True when our local ``service`` (kafka or redis) is up and ready."""
     script = _script(service)
     return (
-        subprocess.call(  # noqa: S603,S607
+        subprocess.call(
             ["bash", str(script), "status"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         == 0
@@ -199,7 +199,7 @@ def run_with_infra(
     child_env = {**env, **session.env}
     proc = None
     try:
-        proc = subprocess.Popen(list(command), env=child_env)  # noqa: S603
+        proc = subprocess.Popen(list(command), env=child_env)
         while True:
             try:
                 return proc.wait()

@@ -61,9 +61,7 @@ def kafka_bootstrap(infra_plan: devinfra.InfraPlan, _containers: ExitStack) -> s
     if infra_plan.kafka == "docker":
         from testcontainers.kafka import KafkaContainer
 
-        container = _containers.enter_context(
-            KafkaContainer().with_kraft()
-        )
+        container = _containers.enter_context(KafkaContainer().with_kraft())
         return str(container.get_bootstrap_server())
     bootstrap = os.environ.get(devinfra.KAFKA_ENV, "")
     if not bootstrap:

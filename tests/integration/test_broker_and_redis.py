@@ -43,7 +43,9 @@ async def test_produce_and_consume_through_the_broker(kafka_bootstrap: str, uniq
 async def test_ensure_topics_creates_them_with_partitions_and_cleanup_policy(
     kafka_bootstrap: str, unique: str
 ) -> None:
-    settings = Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=f"t{unique}.", topic_partitions=3)
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap, topic_prefix=f"t{unique}.", topic_partitions=3
+    )
     created = await ensure_topics(settings)
     assert sorted(created) == sorted(settings.topic(spec.name) for spec in ALL_TOPICS)
     assert await ensure_topics(settings) == []  # idempotent
@@ -73,7 +75,9 @@ async def test_ensure_topics_creates_them_with_partitions_and_cleanup_policy(
 
 async def test_partition_mismatch_is_a_clear_error(kafka_bootstrap: str, unique: str) -> None:
     prefix = f"t{unique}."
-    await ensure_topics(Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=2))
+    await ensure_topics(
+        Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=2)
+    )
     with pytest.raises(ConfigurationError, match="expected 4"):
         await ensure_topics(
             Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=4)

@@ -24,14 +24,14 @@ def _free_port() -> int:
 
 
 def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])  # noqa: S607
+    proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
 
 
 def _script(name: str, action: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603
-        ["bash", str(LOCAL_DIR / f"{name}.sh"), action],  # noqa: S607
+    return subprocess.run(
+        ["bash", str(LOCAL_DIR / f"{name}.sh"), action],
         env=env,
         capture_output=True,
         text=True,

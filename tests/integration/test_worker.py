@@ -32,7 +32,7 @@ class Worker:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(  # noqa: S603
+            self.proc = subprocess.Popen(
                 [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
                 env=self.env,
                 stdout=out,
@@ -85,7 +85,9 @@ def _event(lead_id: str, n: int) -> bytes:
     return orjson.dumps({"event_id": f"{lead_id}-{n}", "type": "page_viewed", "lead_id": lead_id})
 
 
-async def _produce(settings: Settings, messages: list[tuple[topics.TopicSpec, bytes, bytes]]) -> None:
+async def _produce(
+    settings: Settings, messages: list[tuple[topics.TopicSpec, bytes, bytes]]
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
     await producer.start()
     try:
@@ -113,7 +115,9 @@ async def _read_until(
                 batch = await consumer.getmany(timeout_ms=500)
                 seen += [orjson.loads(r.value) for rs in batch.values() for r in rs]
     except TimeoutError:
-        pytest.fail(f"timed out reading {spec.name}: got {seen!r}\nworker log:\n{log.read_text()[-4000:]}")
+        pytest.fail(
+            f"timed out reading {spec.name}: got {seen!r}\nworker log:\n{log.read_text()[-4000:]}"
+        )
     finally:
         await consumer.stop()
     return seen
