@@ -49,7 +49,9 @@ def cmd_infra(args: argparse.Namespace) -> int:
 
     env = dict(os.environ)
     if args.action == "run":
-        command = [c for c in args.command if c != "--"]
+        command = list(args.run_command)
+        if command[:1] == ["--"]:
+            command = command[1:]
         if not command:
             print("leadstream infra run: give a command after --", file=sys.stderr)
             return EXIT_USAGE
@@ -139,14 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
             "LEADSTREAM_KAFKA_BOOTSTRAP / LEADSTREAM_REDIS_URL are used as they are."
         ),
     )
-    infra.add_argument("action", choices=["up", "down", "status", "run"])
-    infra.add_argument("--fresh", action="store_true", help="start Kafka with empty storage")
-    infra.add_argument(
+    actions = infra.add_subparsers(dest="action", metavar="ACTION", required=True)
+    up = actions.add_parser("up", help="start them and print the export lines for their env vars")
+    up.add_argument("--fresh", action="store_true", help="start Kafka with empty storage")
+    actions.add_parser("down", help="stop what the local scripts started")
+    actions.add_parser("status", help="exit 0 when both are running")
+    run = actions.add_parser(
+        "run",
+        help="run a command with Kafka and Redis up; stop what was started afterwards",
+        description="leadstream infra run [--for-tests] [--fresh] -- COMMAND [ARGS...]",
+    )
+    run.add_argument("--fresh", action="store_true", help="start Kafka with empty storage")
+    run.add_argument(
         "--for-tests",
         action="store_true",
-        help="(run) allow testcontainers when a Docker engine answers",
+        help="use testcontainers when a Docker engine answers and nothing is configured",
     )
-    infra.add_argument("command", nargs=argparse.REMAINDER, help="(run) the command to run")
+    run.add_argument("run_command", nargs=argparse.REMAINDER, help="the command to run")
     infra.set_defaults(func=cmd_infra)
 
     topics_cmd = sub.add_parser(

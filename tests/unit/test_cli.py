@@ -37,3 +37,11 @@ def test_every_command_has_help() -> None:
     assert {"worker", "infra", "topics", "demo"} <= set(commands)
     for name, sub in commands.items():
         assert sub.description, f"{name} has no description"
+
+
+def test_infra_run_takes_its_options_and_the_command_after_the_separator() -> None:
+    args = build_parser().parse_args(
+        ["infra", "run", "--for-tests", "--fresh", "--", "pytest", "-x", "--", "a"]
+    )
+    assert (args.action, args.for_tests, args.fresh) == ("run", True, True)
+    assert args.run_command == ["--", "pytest", "-x", "--", "a"]
