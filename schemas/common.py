@@ -8,10 +8,10 @@ from typing import Annotated
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
+    "ContractModel",
     "Email",
     "EventId",
     "Identifier",
-    "Message",
     "Money",
     "Points",
     "ShortText",
@@ -46,7 +46,9 @@ Text = Annotated[str, StringConstraints(max_length=4096)]
 Url = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 """A URL exactly as the browser or vendor reported it (not normalised)."""
 
-Email = Annotated[str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")]
+Email = Annotated[
+    str, StringConstraints(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
+]
 """An email address (loosely checked: one `@`, no whitespace)."""
 
 Money = Annotated[float, Field(ge=0, le=1e15)]
@@ -56,8 +58,8 @@ Points = Annotated[float, Field(ge=-1e9, le=1e9)]
 """A score or a number of points (may be negative)."""
 
 
-class Message(BaseModel):
-    """Base of every message on every topic: immutable, and unknown fields are an error."""
+class ContractModel(BaseModel):
+    """Base of every message and record: immutable, strictly typed, unknown fields are an error."""
 
     model_config = ConfigDict(
         frozen=True,

@@ -1,0 +1,638 @@
+"""Inbound events: what producers write to the five source topics.
+
+Every event is a frozen model with a `type` discriminator (a short, stable snake_case name), an
+`event_id` chosen by the producer (used to deduplicate), the time it happened (`occurred_at`,
+timezone-aware, stored in UTC), who did it (`lead_id` and/or `anonymous_id`, at least one) and the
+`source` that reported it. The remaining fields are typed per event.
+
+Identifiers: `lead_id` is the id of a known lead. `anonymous_id` is any other identifier of the same
+person (a cookie id, a device id, an analytics anonymous id). An `anonymous_id` of the form
+`email:<lower-cased address>` names a person by email address only; identity resolution links it to
+the lead whose profile carries that address.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from schemas.common import (
+    ContractModel,
+    Email,
+    EventId,
+    Identifier,
+    Money,
+    ShortText,
+    Text,
+    Url,
+    UtcDatetime,
+)
+from schemas.stages import Stage
+
+__all__ = [
+    "CLICKSTREAM_TYPES",
+    "CRM_FEEDBACK_TYPES",
+    "EMAIL_TYPES",
+    "EVENT_TYPES",
+    "PROFILE_TYPES",
+    "SOCIAL_TYPES",
+    "AdClicked",
+    "AssetKind",
+    "BounceKind",
+    "Clicked",
+    "ClickstreamEvent",
+    "ClosedLost",
+    "ClosedWon",
+    "Consent",
+    "CrmFeedbackEvent",
+    "CtaClicked",
+    "DemoRequested",
+    "Disqualified",
+    "EmailBounced",
+    "EmailClicked",
+    "EmailDelivered",
+    "EmailEvent",
+    "EmailOpened",
+    "EmailSent",
+    "EmailSpamReported",
+    "EmailSubscribed",
+    "EmailUnsubscribed",
+    "EventBase",
+    "FileDownloaded",
+    "FormSubmitted",
+    "Identify",
+    "InboundEvent",
+    "KnownLeadEvent",
+    "LeadErased",
+    "LeadsMerged",
+    "OpportunityCreated",
+    "PageViewed",
+    "ProfileEvent",
+    "ProfileUpdated",
+    "SalesAccepted",
+    "SalesRejected",
+    "Searched",
+    "Seniority",
+    "SocialCommented",
+    "SocialEvent",
+    "SocialFollowed",
+    "SocialLiked",
+    "SocialMentioned",
+    "SocialMessaged",
+    "SocialShared",
+    "StageSet",
+    "Traits",
+    "TrialRequested",
+    "Utm",
+    "VideoViewed",
+    "WebinarAttended",
+]
+
+SourceName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.:/-]*$")
+]
+"""Who reported the event, lower case: `web`, `segment`, `sendgrid`, `hubspot`, `crm:salesforce`."""
+
+Network = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+]
+"""A social network, lower case: `linkedin`, `x`, `facebook`, `instagram`, `youtube`, ..."""
+
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+"""ISO 3166-1 alpha-2 country code, upper case."""
+
+CurrencyCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+"""ISO 4217 currency code, upper case."""
+
+FieldName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+Scalar = bool | Annotated[int, Field(ge=-(2**53), le=2**53)] | float | Text
+"""A JSON scalar that survives any JSON library (integers within ±2^53, finite floats)."""
+
+
+def _require_identity(schema: dict[str, Any]) -> None:
+    """Say in the JSON Schema what the `_identified` validator says in code."""
+    schema["anyOf"] = [
+        {"required": [name], "properties": {name: {"type": "string"}}}
+        for name in ("lead_id", "anonymous_id")
+    ]
+
+
+class EventBase(ContractModel):
+    """Fields every inbound event carries."""
+
+    model_config = ConfigDict(json_schema_extra=_require_identity)
+
+    type: str
+    """What happened: a short snake_case name, fixed by each event class."""
+    event_id: EventId
+    """Unique per event and stable across retries: consumers drop duplicates by it."""
+    occurred_at: UtcDatetime
+    """When it happened (event time, not the time it was received)."""
+    lead_id: Identifier | None = None
+    anonymous_id: Identifier | None = None
+    source: SourceName
+
+    @model_validator(mode="after")
+    def _identified(self) -> Self:
+        if self.lead_id is None and self.anonymous_id is None:
+            raise ValueError("at least one of lead_id and anonymous_id is required")
+        return self
+
+
+class KnownLeadEvent(EventBase):
+    """An event about a known lead: `lead_id` is required."""
+
+    lead_id: Identifier
+
+
+# --------------------------------------------------------------------------- clickstream
+
+
+class Utm(ContractModel):
+    """Campaign parameters of the landing URL (`utm_*`)."""
+
+    source: ShortText | None = None
+    medium: ShortText | None = None
+    campaign: ShortText | None = None
+    term: ShortText | None = None
+    content: ShortText | None = None
+
+
+class ClickstreamBase(EventBase):
+    """Website and product activity."""
+
+    url: Url | None = None
+    """The page the visitor was on."""
+    session_id: Identifier | None = None
+    user_agent: Text | None = None
+
+
+class PageViewed(ClickstreamBase):
+    type: Literal["page_viewed"] = "page_viewed"
+    url: Url
+    path: Text | None = None
+    referrer: Url | None = None
+    title: Text | None = None
+    utm: Utm | None = None
+    duration_seconds: Annotated[float, Field(ge=0, le=86_400)] | None = None
+    """Time spent on the page, when the tracker reports it."""
+
+
+class Clicked(ClickstreamBase):
+    type: Literal["clicked"] = "clicked"
+    target: ShortText | None = None
+    """The clicked element (id or text)."""
+    href: Url | None = None
+
+
+class CtaClicked(ClickstreamBase):
+    type: Literal["cta_clicked"] = "cta_clicked"
+    cta_id: Identifier
+    label: ShortText | None = None
+    href: Url | None = None
+
+
+class AdClicked(ClickstreamBase):
+    type: Literal["ad_clicked"] = "ad_clicked"
+    network: ShortText | None = None
+    """The ad platform, e.g. `google_ads`, `linkedin_ads`."""
+    campaign_id: Identifier | None = None
+    ad_id: Identifier | None = None
+    click_id: Identifier | None = None
+    """The platform's click id (`gclid`, `fbclid`, `li_fat_id`)."""
+    utm: Utm | None = None
+
+
+class AssetKind(StrEnum):
+    GUIDE = "guide"
+    WHITEPAPER = "whitepaper"
+    EBOOK = "ebook"
+    CASE_STUDY = "case_study"
+    DATASHEET = "datasheet"
+    REPORT = "report"
+    TEMPLATE = "template"
+    OTHER = "other"
+
+
+class FileDownloaded(ClickstreamBase):
+    type: Literal["file_downloaded"] = "file_downloaded"
+    file_url: Url
+    file_name: ShortText | None = None
+    asset_id: Identifier | None = None
+    asset_kind: AssetKind | None = None
+
+
+class VideoViewed(ClickstreamBase):
+    type: Literal["video_viewed"] = "video_viewed"
+    video_id: Identifier
+    title: Text | None = None
+    watched_seconds: Annotated[float, Field(ge=0, le=86_400)] | None = None
+    percent_watched: Annotated[float, Field(ge=0, le=100)] | None = None
+
+
+class WebinarAttended(ClickstreamBase):
+    type: Literal["webinar_attended"] = "webinar_attended"
+    webinar_id: Identifier
+    title: Text | None = None
+    live: bool = True
+    """False when the recording was watched instead."""
+    minutes_attended: Annotated[float, Field(ge=0, le=1_440)] | None = None
+
+
+class FormSubmitted(ClickstreamBase):
+    type: Literal["form_submitted"] = "form_submitted"
+    form_id: Identifier
+    form_name: ShortText | None = None
+    fields: Annotated[dict[FieldName, Text], Field(max_length=200)] = Field(default_factory=dict)
+    """Submitted values by field name (multi-valued fields joined with commas)."""
+
+
+class Searched(ClickstreamBase):
+    type: Literal["searched"] = "searched"
+    query: Annotated[str, StringConstraints(max_length=1024)]
+
+
+class TrialRequested(ClickstreamBase):
+    type: Literal["trial_requested"] = "trial_requested"
+    product: ShortText | None = None
+    plan: ShortText | None = None
+
+
+class DemoRequested(ClickstreamBase):
+    type: Literal["demo_requested"] = "demo_requested"
+    product: ShortText | None = None
+
+
+# --------------------------------------------------------------------------------- email
+
+
+class EmailBase(EventBase):
+    """Email delivery and engagement, as reported by the sending platform."""
+
+    message_id: Identifier | None = None
+    """The sending platform's id of the email message."""
+    campaign_id: Identifier | None = None
+    list_id: Identifier | None = None
+    """The mailing list, audience or subscription group."""
+
+
+class EmailSent(EmailBase):
+    type: Literal["email_sent"] = "email_sent"
+
+
+class EmailDelivered(EmailBase):
+    type: Literal["email_delivered"] = "email_delivered"
+
+
+class EmailOpened(EmailBase):
+    type: Literal["email_opened"] = "email_opened"
+    machine_open: bool = False
+    """True when the source says a machine opened it (Apple Mail Privacy Protection, a proxy)."""
+    user_agent: Text | None = None
+
+
+class EmailClicked(EmailBase):
+    type: Literal["email_clicked"] = "email_clicked"
+    url: Url
+    machine_click: bool = False
+    """True when the source says a link scanner or bot followed the link."""
+    user_agent: Text | None = None
+
+
+BounceKind = Literal["soft", "hard"]
+"""`hard`: the address does not accept mail (permanent); `soft`: a temporary or policy failure."""
+
+
+class EmailBounced(EmailBase):
+    type: Literal["email_bounced"] = "email_bounced"
+    bounce: BounceKind
+    reason: Text | None = None
+
+
+class EmailUnsubscribed(EmailBase):
+    type: Literal["email_unsubscribed"] = "email_unsubscribed"
+    reason: Text | None = None
+
+
+class EmailSpamReported(EmailBase):
+    type: Literal["email_spam_reported"] = "email_spam_reported"
+
+
+class EmailSubscribed(EmailBase):
+    """A newsletter or list subscription."""
+
+    type: Literal["email_subscribed"] = "email_subscribed"
+
+
+# -------------------------------------------------------------------------------- social
+
+
+class SocialBase(EventBase):
+    """An interaction with the brand on a social network."""
+
+    network: Network
+    post_id: Identifier | None = None
+    """The post interacted with (when there is one)."""
+    account_id: Identifier | None = None
+    """The brand's account or page on that network."""
+    url: Url | None = None
+
+
+class SocialLiked(SocialBase):
+    type: Literal["social_liked"] = "social_liked"
+
+
+class SocialShared(SocialBase):
+    type: Literal["social_shared"] = "social_shared"
+
+
+class SocialCommented(SocialBase):
+    type: Literal["social_commented"] = "social_commented"
+    comment_id: Identifier | None = None
+
+
+class SocialFollowed(SocialBase):
+    type: Literal["social_followed"] = "social_followed"
+
+
+class SocialMentioned(SocialBase):
+    type: Literal["social_mentioned"] = "social_mentioned"
+
+
+class SocialMessaged(SocialBase):
+    """A direct message to the brand's account."""
+
+    type: Literal["social_messaged"] = "social_messaged"
+    thread_id: Identifier | None = None
+
+
+# ------------------------------------------------------------------------------- profile
+
+
+class Seniority(StrEnum):
+    ENTRY = "entry"
+    MID = "mid"
+    SENIOR = "senior"
+    MANAGER = "manager"
+    DIRECTOR = "director"
+    VP = "vp"
+    EXECUTIVE = "executive"
+    OWNER = "owner"
+
+
+class Consent(ContractModel):
+    """What the person agreed to; `None` means not asked or unknown."""
+
+    email_marketing: bool | None = None
+    tracking: bool | None = None
+    profiling: bool | None = None
+
+
+class Traits(ContractModel):
+    """Who the person is: the fit attributes. Absent fields are unchanged, not cleared."""
+
+    email: Email | None = None
+    first_name: ShortText | None = None
+    last_name: ShortText | None = None
+    phone: ShortText | None = None
+    country: CountryCode | None = None
+    region: ShortText | None = None
+    industry: ShortText | None = None
+    company: ShortText | None = None
+    company_size: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
+    """Number of employees."""
+    annual_revenue: Money | None = None
+    """In US dollars."""
+    job_title: ShortText | None = None
+    seniority: Seniority | None = None
+    age: Annotated[int, Field(ge=0, le=150)] | None = None
+    birth_year: Annotated[int, Field(ge=1900, le=2100)] | None = None
+    consent: Consent | None = None
+    custom: Annotated[dict[FieldName, Scalar], Field(max_length=100)] = Field(default_factory=dict)
+    """Other attributes the source sent, by name."""
+
+
+class Identify(EventBase):
+    """The person behind `anonymous_id` (if given) is the lead `lead_id`; sets traits."""
+
+    type: Literal["identify"] = "identify"
+    lead_id: Identifier
+    traits: Traits = Field(default_factory=Traits)
+
+
+class ProfileUpdated(EventBase):
+    type: Literal["profile_updated"] = "profile_updated"
+    traits: Traits
+
+
+class LeadsMerged(KnownLeadEvent):
+    """`merged_lead_id` is the same person as `lead_id`; `lead_id` survives."""
+
+    type: Literal["leads_merged"] = "leads_merged"
+    merged_lead_id: Identifier
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        if self.merged_lead_id == self.lead_id:
+            raise ValueError("merged_lead_id must differ from lead_id")
+        return self
+
+
+class LeadErased(KnownLeadEvent):
+    """Forget the lead (right to be forgotten): delete its state, history and scores."""
+
+    type: Literal["lead_erased"] = "lead_erased"
+    reason: ShortText | None = None
+
+
+# -------------------------------------------------------------------------- CRM feedback
+
+
+class CrmBase(KnownLeadEvent):
+    """What sales did with a lead, reported by the CRM."""
+
+    owner_id: Identifier | None = None
+    """The sales rep who owns the lead in the CRM."""
+
+
+class SalesAccepted(CrmBase):
+    type: Literal["sales_accepted"] = "sales_accepted"
+
+
+class SalesRejected(CrmBase):
+    type: Literal["sales_rejected"] = "sales_rejected"
+    reason: ShortText
+
+
+class OpportunityCreated(CrmBase):
+    type: Literal["opportunity_created"] = "opportunity_created"
+    opportunity_id: Identifier
+    amount: Money | None = None
+    currency: CurrencyCode | None = None
+
+
+class ClosedWon(CrmBase):
+    type: Literal["closed_won"] = "closed_won"
+    opportunity_id: Identifier | None = None
+    amount: Money | None = None
+    currency: CurrencyCode | None = None
+
+
+class ClosedLost(CrmBase):
+    type: Literal["closed_lost"] = "closed_lost"
+    opportunity_id: Identifier | None = None
+    reason: ShortText | None = None
+
+
+class Disqualified(CrmBase):
+    type: Literal["disqualified"] = "disqualified"
+    reason: ShortText | None = None
+
+
+class StageSet(CrmBase):
+    """A person set the stage by hand; it wins over the computed stage."""
+
+    type: Literal["stage_set"] = "stage_set"
+    stage: Stage
+    model: Identifier | None = None
+    """The scoring model it applies to; `None` for every model."""
+    reason: ShortText | None = None
+
+
+# -------------------------------------------------------------------------------- unions
+
+ClickstreamEvent = Annotated[
+    PageViewed
+    | Clicked
+    | CtaClicked
+    | AdClicked
+    | FileDownloaded
+    | VideoViewed
+    | WebinarAttended
+    | FormSubmitted
+    | Searched
+    | TrialRequested
+    | DemoRequested,
+    Field(discriminator="type"),
+]
+EmailEvent = Annotated[
+    EmailSent
+    | EmailDelivered
+    | EmailOpened
+    | EmailClicked
+    | EmailBounced
+    | EmailUnsubscribed
+    | EmailSpamReported
+    | EmailSubscribed,
+    Field(discriminator="type"),
+]
+SocialEvent = Annotated[
+    SocialLiked
+    | SocialShared
+    | SocialCommented
+    | SocialFollowed
+    | SocialMentioned
+    | SocialMessaged,
+    Field(discriminator="type"),
+]
+ProfileEvent = Annotated[
+    Identify | ProfileUpdated | LeadsMerged | LeadErased,
+    Field(discriminator="type"),
+]
+CrmFeedbackEvent = Annotated[
+    SalesAccepted
+    | SalesRejected
+    | OpportunityCreated
+    | ClosedWon
+    | ClosedLost
+    | Disqualified
+    | StageSet,
+    Field(discriminator="type"),
+]
+InboundEvent = Annotated[
+    PageViewed
+    | Clicked
+    | CtaClicked
+    | AdClicked
+    | FileDownloaded
+    | VideoViewed
+    | WebinarAttended
+    | FormSubmitted
+    | Searched
+    | TrialRequested
+    | DemoRequested
+    | EmailSent
+    | EmailDelivered
+    | EmailOpened
+    | EmailClicked
+    | EmailBounced
+    | EmailUnsubscribed
+    | EmailSpamReported
+    | EmailSubscribed
+    | SocialLiked
+    | SocialShared
+    | SocialCommented
+    | SocialFollowed
+    | SocialMentioned
+    | SocialMessaged
+    | Identify
+    | ProfileUpdated
+    | LeadsMerged
+    | LeadErased
+    | SalesAccepted
+    | SalesRejected
+    | OpportunityCreated
+    | ClosedWon
+    | ClosedLost
+    | Disqualified
+    | StageSet,
+    Field(discriminator="type"),
+]
+"""Any inbound event, whatever its topic."""
+
+
+def _by_type(*classes: type[EventBase]) -> dict[str, type[EventBase]]:
+    return {cls.model_fields["type"].default: cls for cls in classes}
+
+
+CLICKSTREAM_TYPES = _by_type(
+    PageViewed,
+    Clicked,
+    CtaClicked,
+    AdClicked,
+    FileDownloaded,
+    VideoViewed,
+    WebinarAttended,
+    FormSubmitted,
+    Searched,
+    TrialRequested,
+    DemoRequested,
+)
+EMAIL_TYPES = _by_type(
+    EmailSent,
+    EmailDelivered,
+    EmailOpened,
+    EmailClicked,
+    EmailBounced,
+    EmailUnsubscribed,
+    EmailSpamReported,
+    EmailSubscribed,
+)
+SOCIAL_TYPES = _by_type(
+    SocialLiked, SocialShared, SocialCommented, SocialFollowed, SocialMentioned, SocialMessaged
+)
+PROFILE_TYPES = _by_type(Identify, ProfileUpdated, LeadsMerged, LeadErased)
+CRM_FEEDBACK_TYPES = _by_type(
+    SalesAccepted, SalesRejected, OpportunityCreated, ClosedWon, ClosedLost, Disqualified, StageSet
+)
+EVENT_TYPES: dict[str, type[EventBase]] = {
+    **CLICKSTREAM_TYPES,
+    **EMAIL_TYPES,
+    **SOCIAL_TYPES,
+    **PROFILE_TYPES,
+    **CRM_FEEDBACK_TYPES,
+}
+"""Every inbound event class by its `type` value."""

@@ -1,0 +1,314 @@
+"""Outbound records: what Leadstream writes for CRM connectors, nurture tools and read models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, StringConstraints, model_validator
+
+from schemas.common import (
+    ContractModel,
+    EventId,
+    Identifier,
+    Points,
+    ShortText,
+    Text,
+    UtcDatetime,
+)
+from schemas.errors import ErrorKind
+from schemas.stages import (
+    HUBSPOT_LIFECYCLESTAGE,
+    SALESFORCE_LEAD_STATUS,
+    HubspotLifecycleStage,
+    SalesforceLeadStatus,
+    Stage,
+)
+
+__all__ = [
+    "DEAD_LETTER_MAX_ORIGINAL_BYTES",
+    "EVENT_ID_NAMESPACE",
+    "DeadLetter",
+    "Grade",
+    "LeadErasedRecord",
+    "RuleContribution",
+    "ScoreKey",
+    "ScoreRecord",
+    "ScoreSnapshot",
+    "ScoreUpdated",
+    "StageChangeRecord",
+    "StageChanged",
+    "TopicName",
+    "lead_erased_event_id",
+    "stage_change_event_id",
+]
+
+Grade = Annotated[str, StringConstraints(pattern=r"^[A-D][1-4]$")]
+"""Fit letter and engagement digit: `A1` is an ideal fit and very engaged, `D4` neither."""
+
+ModelVersion = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^\S+$")]
+
+TopicName = Annotated[
+    str, StringConstraints(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
+]
+
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c7a52-3f43-5b8e-9a51-7d0e1c2b9a40")
+"""The uuid5 namespace of deterministic outbound event ids. Never change it."""
+
+DEAD_LETTER_MAX_ORIGINAL_BYTES = 256 * 1024
+"""Dead letters keep at most this many bytes of the original message, so they fit in a record."""
+
+
+def _uuid5(*parts: str) -> uuid.UUID:
+    # The unit separator cannot occur in ids (they hold no whitespace or control characters).
+    return uuid.uuid5(EVENT_ID_NAMESPACE, "\x1f".join(parts))
+
+
+def stage_change_event_id(
+    *,
+    lead_id: str,
+    model: str,
+    model_version: str,
+    triggering_event_id: str | None,
+    from_stage: Stage | None,
+    to_stage: Stage,
+    occurred_at: datetime,
+) -> uuid.UUID:
+    """The `event_id` of a stage change: the same inputs give the same id, so replays dedupe."""
+    return _uuid5(
+        "stage_changed",
+        lead_id,
+        model,
+        model_version,
+        triggering_event_id or "",
+        from_stage.value if from_stage is not None else "",
+        to_stage.value,
+        occurred_at.isoformat(),
+    )
+
+
+def lead_erased_event_id(*, lead_id: str, model: str, triggering_event_id: str) -> uuid.UUID:
+    """The `event_id` of a lead-erased record (deterministic, like stage changes)."""
+    return _uuid5("lead_erased", lead_id, model, triggering_event_id)
+
+
+class RuleContribution(ContractModel):
+    """How many points one scoring rule contributes to the score right now."""
+
+    rule_id: Identifier
+    points: Points
+
+
+class ScoreKey(ContractModel):
+    """The key of `leads.scores.v1`: compaction keeps the latest record per lead and model."""
+
+    lead_id: Identifier
+    model: Identifier
+
+
+class ScoreUpdated(ContractModel):
+    """A lead's current score under one scoring model (value of `leads.scores.v1`)."""
+
+    type: Literal["score_updated"] = "score_updated"
+    lead_id: Identifier
+    model: Identifier
+    """The scoring model's id (several models may score the same lead)."""
+    model_version: ModelVersion
+    fit: Points
+    """Points for who the lead is (profile attributes); does not decay."""
+    engagement: Points
+    """Points for what the lead did, decayed to `as_of`."""
+    total: Points
+    grade: Grade
+    stage: Stage
+    as_of: UtcDatetime
+    """The event time the score is computed for."""
+    revision: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    """Grows with every change of this lead's score under this model: keep the highest."""
+    last_event_id: EventId | None = None
+    """The event that produced this score; `None` when a timer recomputed it."""
+    top_rules: Annotated[tuple[RuleContribution, ...], Field(max_length=20)] = ()
+    """The rules contributing most to the total, largest absolute contribution first."""
+
+
+class ScoreSnapshot(ContractModel):
+    """A lead's score at the moment of a stage change."""
+
+    fit: Points
+    engagement: Points
+    total: Points
+    grade: Grade
+
+
+def _crm_values(to_stage: Stage) -> tuple[HubspotLifecycleStage, SalesforceLeadStatus]:
+    return HUBSPOT_LIFECYCLESTAGE[to_stage], SALESFORCE_LEAD_STATUS[to_stage]
+
+
+class StageChanged(ContractModel):
+    """A lead moved from one lifecycle stage to another (value of `leads.stage-changes.v1`)."""
+
+    type: Literal["stage_changed"] = "stage_changed"
+    event_id: uuid.UUID
+    """Deterministic (see `stage_change_event_id`): consumers drop duplicates by it."""
+    lead_id: Identifier
+    model: Identifier
+    model_version: ModelVersion
+    from_stage: Stage | None = None
+    """`None` when the lead enters its first stage."""
+    to_stage: Stage
+    reason: ShortText
+    """Why, for people: e.g. `engagement 52.0 >= mql threshold 50` or `demo_requested`."""
+    triggering_event_id: EventId | None = None
+    """The inbound event that caused the change; `None` when decay caused it (a timer)."""
+    score: ScoreSnapshot
+    occurred_at: UtcDatetime
+    hubspot_lifecyclestage: HubspotLifecycleStage
+    """HubSpot's `lifecyclestage` value for `to_stage`."""
+    salesforce_lead_status: SalesforceLeadStatus
+    """Salesforce's `Lead.Status` value for `to_stage`."""
+
+    @model_validator(mode="after")
+    def _crm_values_match_stage(self) -> Self:
+        if (self.hubspot_lifecyclestage, self.salesforce_lead_status) != _crm_values(self.to_stage):
+            raise ValueError(
+                "hubspot_lifecyclestage and salesforce_lead_status must be the values mapped "
+                f"from to_stage {self.to_stage.value!r}"
+            )
+        return self
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        lead_id: str,
+        model: str,
+        model_version: str,
+        from_stage: Stage | None,
+        to_stage: Stage,
+        reason: str,
+        triggering_event_id: str | None,
+        score: ScoreSnapshot,
+        occurred_at: datetime,
+    ) -> StageChanged:
+        """A stage change with its deterministic `event_id` and CRM values filled in."""
+        hubspot, salesforce = _crm_values(to_stage)
+        return cls(
+            event_id=stage_change_event_id(
+                lead_id=lead_id,
+                model=model,
+                model_version=model_version,
+                triggering_event_id=triggering_event_id,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                occurred_at=occurred_at,
+            ),
+            lead_id=lead_id,
+            model=model,
+            model_version=model_version,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            reason=reason,
+            triggering_event_id=triggering_event_id,
+            score=score,
+            occurred_at=occurred_at,
+            hubspot_lifecyclestage=hubspot,
+            salesforce_lead_status=salesforce,
+        )
+
+
+class LeadErasedRecord(ContractModel):
+    """A lead was erased: delete everything kept about it under this model.
+
+    Written to `leads.scores.v1` (followed by a tombstone for the same key) and to
+    `leads.stage-changes.v1`, so read models and CRM connectors can follow.
+    """
+
+    type: Literal["lead_erased"] = "lead_erased"
+    event_id: uuid.UUID
+    """Deterministic (see `lead_erased_event_id`)."""
+    lead_id: Identifier
+    model: Identifier
+    triggering_event_id: EventId
+    """The `lead_erased` inbound event."""
+    occurred_at: UtcDatetime
+
+    @classmethod
+    def build(
+        cls, *, lead_id: str, model: str, triggering_event_id: str, occurred_at: datetime
+    ) -> LeadErasedRecord:
+        return cls(
+            event_id=lead_erased_event_id(
+                lead_id=lead_id, model=model, triggering_event_id=triggering_event_id
+            ),
+            lead_id=lead_id,
+            model=model,
+            triggering_event_id=triggering_event_id,
+            occurred_at=occurred_at,
+        )
+
+
+class DeadLetter(ContractModel):
+    """A message that could not be processed, with the reason and its original bytes."""
+
+    type: Literal["dead_letter"] = "dead_letter"
+    source_topic: TopicName
+    partition: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    offset: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    error_kind: ErrorKind
+    message: Text
+    """What was wrong, for people."""
+    field: Text | None = None
+    """Where it was wrong (a dotted field path such as `utm.source`), when known."""
+    original_key: bytes | None = None
+    """The original record key (base64 in JSON)."""
+    original: bytes
+    """The original record value (base64 in JSON), cut to `DEAD_LETTER_MAX_ORIGINAL_BYTES`."""
+    original_size: Annotated[int, Field(ge=0)]
+    """The size of the original value in bytes; larger than `len(original)` if it was cut."""
+    received_at: UtcDatetime
+
+    @model_validator(mode="after")
+    def _sizes_agree(self) -> Self:
+        if len(self.original) > DEAD_LETTER_MAX_ORIGINAL_BYTES:
+            raise ValueError(f"original is longer than {DEAD_LETTER_MAX_ORIGINAL_BYTES} bytes")
+        if self.original_size < len(self.original):
+            raise ValueError("original_size is smaller than original")
+        return self
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        source_topic: str,
+        partition: int,
+        offset: int,
+        error_kind: ErrorKind,
+        message: str,
+        original: bytes,
+        received_at: datetime,
+        field: str | None = None,
+        original_key: bytes | None = None,
+    ) -> DeadLetter:
+        """A dead letter; an over-long original is cut and `message` is shortened to fit."""
+        return cls(
+            source_topic=source_topic,
+            partition=partition,
+            offset=offset,
+            error_kind=error_kind,
+            message=message[:4096],
+            field=field[:4096] if field is not None else None,
+            original_key=original_key[:DEAD_LETTER_MAX_ORIGINAL_BYTES]
+            if original_key is not None
+            else None,
+            original=original[:DEAD_LETTER_MAX_ORIGINAL_BYTES],
+            original_size=len(original),
+            received_at=received_at,
+        )
+
+
+ScoreRecord = Annotated[ScoreUpdated | LeadErasedRecord, Field(discriminator="type")]
+"""A value of `leads.scores.v1`."""
+
+StageChangeRecord = Annotated[StageChanged | LeadErasedRecord, Field(discriminator="type")]
+"""A value of `leads.stage-changes.v1`."""
