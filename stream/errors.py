@@ -1,8 +1,8 @@
-"""The one exception root of Leadstream."""
+"""The one exception root of Leadstream (defined in the contract package, re-exported here)."""
 
+from schemas.errors import LeadstreamError
 
-class LeadstreamError(Exception):
-    """Base class of every error Leadstream raises on purpose."""
+__all__ = ["ConfigurationError", "InfrastructureError", "LeadstreamError"]
 
 
 class ConfigurationError(LeadstreamError):
