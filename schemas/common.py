@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -18,6 +18,7 @@ __all__ = [
     "Text",
     "Url",
     "UtcDatetime",
+    "require_type",
 ]
 
 
@@ -58,6 +59,13 @@ Points = Annotated[float, Field(ge=-1e9, le=1e9)]
 """A score or a number of points (may be negative)."""
 
 
+def require_type(schema: dict[str, Any]) -> None:
+    """In the JSON Schema, `type` is required: only Python callers may leave it to its default."""
+    if "type" in schema.get("properties", {}):
+        required = [name for name in schema.get("required", []) if name != "type"]
+        schema["required"] = ["type", *required]
+
+
 class ContractModel(BaseModel):
     """Base of every message and record: immutable, strictly typed, unknown fields are an error."""
 
@@ -69,4 +77,5 @@ class ContractModel(BaseModel):
         use_enum_values=False,
         ser_json_bytes="base64",
         val_json_bytes="base64",
+        json_schema_extra=require_type,
     )

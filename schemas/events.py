@@ -28,6 +28,7 @@ from schemas.common import (
     Text,
     Url,
     UtcDatetime,
+    require_type,
 )
 from schemas.stages import Stage
 
@@ -114,6 +115,7 @@ Scalar = bool | Annotated[int, Field(ge=-(2**53), le=2**53)] | float | Text
 
 def _require_identity(schema: dict[str, Any]) -> None:
     """Say in the JSON Schema what the `_identified` validator says in code."""
+    require_type(schema)
     schema["anyOf"] = [
         {"required": [name], "properties": {name: {"type": "string"}}}
         for name in ("lead_id", "anonymous_id")

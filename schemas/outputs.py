@@ -49,6 +49,17 @@ Grade = Annotated[str, StringConstraints(pattern=r"^[A-D][1-4]$")]
 
 ModelVersion = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^\S+$")]
 
+Base64Bytes = Annotated[
+    bytes,
+    Field(
+        json_schema_extra={
+            "pattern": "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}==|[A-Za-z0-9_-]{3}=)?$",
+            "contentEncoding": "base64url",
+        }
+    ),
+]
+"""Bytes; in JSON a URL-safe base64 string (RFC 4648 section 5, padded)."""
+
 TopicName = Annotated[
     str, StringConstraints(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")
 ]
@@ -260,9 +271,9 @@ class DeadLetter(ContractModel):
     """What was wrong, for people."""
     field: Text | None = None
     """Where it was wrong (a dotted field path such as `utm.source`), when known."""
-    original_key: bytes | None = None
+    original_key: Base64Bytes | None = None
     """The original record key (base64 in JSON)."""
-    original: bytes
+    original: Base64Bytes
     """The original record value (base64 in JSON), cut to `DEAD_LETTER_MAX_ORIGINAL_BYTES`."""
     original_size: Annotated[int, Field(ge=0)]
     """The size of the original value in bytes; larger than `len(original)` if it was cut."""
@@ -288,7 +299,7 @@ class DeadLetter(ContractModel):
         original: bytes,
         received_at: datetime,
         field: str | None = None,
-        original_key: bytes | None = None,
+        original_key: Base64Bytes | None = None,
     ) -> DeadLetter:
         """A dead letter; an over-long original is cut and `message` is shortened to fit."""
         return cls(

@@ -1,0 +1,213 @@
+"""Bytes ↔ models: the one place where Kafka record bytes become messages and back.
+
+`decode` turns an inbound record value into an event or raises `DecodeError`, whose `kind` says why
+(`ErrorKind`): any input bytes give one or the other, never another exception. Validation is one
+pass of pydantic's JSON parser over the bytes (module-level `TypeAdapter`s); time checks compare
+with a `now` the caller passes in. `encode` writes compact JSON with orjson.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeVar
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.common import ContractModel
+from schemas.errors import DecodeError, ErrorKind
+from schemas.events import EventBase, InboundEvent
+from schemas.outputs import DeadLetter, ScoreKey, ScoreRecord, StageChangeRecord
+from schemas.topics import (
+    DEAD_LETTERS,
+    EVENT_TOPIC,
+    INBOUND_TOPICS,
+    SCORES,
+    STAGE_CHANGES,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DecodeLimits",
+    "decode",
+    "decode_dead_letter",
+    "decode_score",
+    "decode_score_key",
+    "decode_stage_change",
+    "encode",
+    "event_key",
+    "score_key",
+]
+
+ORJSON_OPTIONS: Final = orjson.OPT_UTC_Z
+"""orjson options of every `encode`, defined once."""
+
+OUTBOUND_MAX_BYTES: Final = 1024 * 1024
+"""Size limit when decoding outbound records (a dead letter holds up to 256 KiB of original)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """What `decode` accepts beyond the schema."""
+
+    max_bytes: int = 64 * 1024
+    """Larger values are `too_large`."""
+    max_future_skew: timedelta = timedelta(days=1)
+    """`occurred_at` later than `now` plus this is `timestamp_in_future`."""
+    max_age: timedelta | None = None
+    """`occurred_at` earlier than `now` minus this is `timestamp_too_old`; `None`: no limit
+    (replays and history backfills carry old events on purpose)."""
+
+
+DEFAULT_LIMITS: Final = DecodeLimits()
+
+_INBOUND: Final[TypeAdapter[InboundEvent]] = TypeAdapter(InboundEvent)
+_INBOUND_BY_TOPIC: Final[dict[str, TypeAdapter[Any]]] = {
+    topic.name: TypeAdapter(topic.value) for topic in INBOUND_TOPICS
+}
+_SCORE: Final[TypeAdapter[ScoreRecord]] = TypeAdapter(SCORES.value)
+_STAGE_CHANGE: Final[TypeAdapter[StageChangeRecord]] = TypeAdapter(STAGE_CHANGES.value)
+_DEAD_LETTER: Final[TypeAdapter[DeadLetter]] = TypeAdapter(DEAD_LETTERS.value)
+_SCORE_KEY: Final[TypeAdapter[ScoreKey]] = TypeAdapter(ScoreKey)
+
+_NOT_OBJECT_ERRORS: Final = frozenset({"dict_type", "model_type", "model_attributes_type"})
+_TAG_ERRORS: Final = frozenset({"union_tag_invalid", "union_tag_not_found"})
+
+T = TypeVar("T")
+
+
+def decode(
+    data: bytes,
+    *,
+    now: datetime | None,
+    topic: str | None = None,
+    limits: DecodeLimits = DEFAULT_LIMITS,
+) -> InboundEvent:
+    """The inbound event in `data`, or `DecodeError`.
+
+    `topic`: accept only the event types of that inbound topic (`None`: any inbound event).
+    `now`: the time to check `occurred_at` against (timezone-aware); `None` skips the time checks.
+    """
+    if now is not None and now.utcoffset() is None:
+        raise ValueError("now must be a timezone-aware datetime")
+    if topic is None:
+        adapter: TypeAdapter[Any] = _INBOUND
+    else:
+        try:
+            adapter = _INBOUND_BY_TOPIC[topic]
+        except KeyError:
+            raise ValueError(f"{topic!r} is not an inbound topic") from None
+    event: EventBase = _validate(adapter, data, limits.max_bytes, topic, tagged=True)
+    if now is not None:
+        _check_time(event.occurred_at, now, limits)
+    return event  # type: ignore[return-value]
+
+
+def decode_score(data: bytes) -> ScoreRecord:
+    """A value of `leads.scores.v1` (a tombstone, `None`, is the caller's to handle)."""
+    return _validate(_SCORE, data, OUTBOUND_MAX_BYTES, SCORES.name, tagged=True)
+
+
+def decode_stage_change(data: bytes) -> StageChangeRecord:
+    """A value of `leads.stage-changes.v1`."""
+    return _validate(_STAGE_CHANGE, data, OUTBOUND_MAX_BYTES, STAGE_CHANGES.name, tagged=True)
+
+
+def decode_dead_letter(data: bytes) -> DeadLetter:
+    """A value of `leads.dead-letters.v1`."""
+    return _validate(_DEAD_LETTER, data, OUTBOUND_MAX_BYTES, DEAD_LETTERS.name, tagged=False)
+
+
+def decode_score_key(data: bytes) -> ScoreKey:
+    """A key of `leads.scores.v1`."""
+    return _validate(_SCORE_KEY, data, OUTBOUND_MAX_BYTES, SCORES.name, tagged=False)
+
+
+def encode(message: ContractModel) -> bytes:
+    """`message` as compact JSON (fields that are `None` are left out)."""
+    return orjson.dumps(message.model_dump(mode="json", exclude_none=True), option=ORJSON_OPTIONS)
+
+
+def event_key(event: EventBase) -> bytes:
+    """The record key of an inbound event: `lead_id` when known, else `anonymous_id`."""
+    return (event.lead_id or event.anonymous_id or "").encode()
+
+
+def score_key(lead_id: str, model: str) -> bytes:
+    """The record key of `leads.scores.v1` for a lead under a model."""
+    return encode(ScoreKey(lead_id=lead_id, model=model))
+
+
+# ----------------------------------------------------------------------------- internals
+
+
+def _validate(
+    adapter: TypeAdapter[T], data: bytes, max_bytes: int, topic: str | None, *, tagged: bool
+) -> T:
+    if len(data) > max_bytes:
+        raise DecodeError(
+            ErrorKind.TOO_LARGE, f"{len(data)} bytes is more than the limit of {max_bytes}"
+        )
+    try:
+        return adapter.validate_json(data)
+    except ValidationError as exc:
+        raise _classify(exc, topic, tagged=tagged) from exc
+    except (RecursionError, OverflowError) as exc:  # pragma: no cover - the parser bounds depth
+        raise DecodeError(ErrorKind.NOT_JSON, f"cannot be parsed: {type(exc).__name__}") from exc
+
+
+def _classify(exc: ValidationError, topic: str | None, *, tagged: bool) -> DecodeError:
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    first = errors[0]
+    kind, loc = first["type"], first["loc"]
+    if kind == "json_invalid":
+        return DecodeError(ErrorKind.NOT_JSON, first["msg"])
+    if not loc and kind in _NOT_OBJECT_ERRORS:
+        return DecodeError(ErrorKind.NOT_OBJECT, "the value is not a JSON object")
+    if not loc and kind in _TAG_ERRORS:
+        return DecodeError(ErrorKind.UNKNOWN_TYPE, _unknown_type_detail(exc, topic), field="type")
+    # Errors inside a discriminated union are located under the tag: drop it from the path.
+    path = loc[1:] if tagged else loc
+    field = _dotted(path)
+    detail = first["msg"]
+    if len(errors) > 1:
+        detail += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return DecodeError(ErrorKind.SCHEMA_VIOLATION, detail, field=field or None)
+
+
+def _unknown_type_detail(exc: ValidationError, topic: str | None) -> str:
+    first = exc.errors(include_url=False)[0]
+    if first["type"] == "union_tag_not_found":
+        return "no `type` field"
+    tag = first.get("ctx", {}).get("tag")
+    home = EVENT_TOPIC.get(tag) if isinstance(tag, str) else None
+    if topic is not None and home is not None and home != topic:
+        return f"type {tag!r} belongs on {home}, not on {topic}"
+    return f"unknown type {str(tag)[:64]!r}"
+
+
+def _dotted(path: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _check_time(occurred_at: datetime, now: datetime, limits: DecodeLimits) -> None:
+    if occurred_at - now > limits.max_future_skew:
+        raise DecodeError(
+            ErrorKind.TIMESTAMP_IN_FUTURE,
+            f"{occurred_at.isoformat()} is more than {limits.max_future_skew} after "
+            f"{now.isoformat()}",
+            field="occurred_at",
+        )
+    if limits.max_age is not None and now - occurred_at > limits.max_age:
+        raise DecodeError(
+            ErrorKind.TIMESTAMP_TOO_OLD,
+            f"{occurred_at.isoformat()} is more than {limits.max_age} before {now.isoformat()}",
+            field="occurred_at",
+        )
