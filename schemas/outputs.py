@@ -275,7 +275,7 @@ class DeadLetter(ContractModel):
     """The original record key (base64 in JSON)."""
     original: Base64Bytes
     """The original record value (base64 in JSON), cut to `DEAD_LETTER_MAX_ORIGINAL_BYTES`."""
-    original_size: Annotated[int, Field(ge=0)]
+    original_size: Annotated[int, Field(ge=0, le=2**63 - 1)]
     """The size of the original value in bytes; larger than `len(original)` if it was cut."""
     received_at: UtcDatetime
 
