@@ -94,3 +94,10 @@ def redis_url(infra_plan: devinfra.InfraPlan, _containers: ExitStack) -> str:
 def unique() -> str:
     """A short unique token for topic, group and app names."""
     return uuid.uuid4().hex[:10]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+        session.config.get_terminal_writer().line(
+            "leadstream: no tests were collected; that is a failure, not a pass", red=True
+        )

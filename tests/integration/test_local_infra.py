@@ -47,7 +47,12 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "LEADSTREAM_LOCAL_KAFKA_CTRL_PORT": str(_free_port()),
         "LEADSTREAM_LOCAL_REDIS_PORT": str(_free_port()),
     }
-    environment = {**os.environ, "LEADSTREAM_RUN_DIR": str(tmp_path / "run"), **ports}
+    environment = {
+        **os.environ,
+        "LEADSTREAM_RUN_DIR": str(tmp_path / "run"),
+        "LEADSTREAM_KAFKA_HEAP": "256m",
+        **ports,
+    }
     yield environment
     for name in ("kafka", "redis"):
         _script(name, "stop", environment)
