@@ -78,4 +78,5 @@ class ContractModel(BaseModel):
         ser_json_bytes="base64",
         val_json_bytes="base64",
         json_schema_extra=require_type,
+        use_attribute_docstrings=True,
     )

@@ -173,6 +173,8 @@ class ClickstreamBase(EventBase):
 
 
 class PageViewed(ClickstreamBase):
+    """A page was viewed."""
+
     type: Literal["page_viewed"] = "page_viewed"
     url: Url
     path: Text | None = None
@@ -184,6 +186,8 @@ class PageViewed(ClickstreamBase):
 
 
 class Clicked(ClickstreamBase):
+    """Something on a page was clicked (a link, a button, a tab)."""
+
     type: Literal["clicked"] = "clicked"
     target: ShortText | None = None
     """The clicked element (id or text)."""
@@ -191,6 +195,8 @@ class Clicked(ClickstreamBase):
 
 
 class CtaClicked(ClickstreamBase):
+    """A call to action was clicked."""
+
     type: Literal["cta_clicked"] = "cta_clicked"
     cta_id: Identifier
     label: ShortText | None = None
@@ -198,6 +204,8 @@ class CtaClicked(ClickstreamBase):
 
 
 class AdClicked(ClickstreamBase):
+    """An ad was clicked, bringing the visitor to `url`."""
+
     type: Literal["ad_clicked"] = "ad_clicked"
     network: ShortText | None = None
     """The ad platform, e.g. `google_ads`, `linkedin_ads`."""
@@ -209,6 +217,8 @@ class AdClicked(ClickstreamBase):
 
 
 class AssetKind(StrEnum):
+    """What kind of content a downloaded file is."""
+
     GUIDE = "guide"
     WHITEPAPER = "whitepaper"
     EBOOK = "ebook"
@@ -220,6 +230,8 @@ class AssetKind(StrEnum):
 
 
 class FileDownloaded(ClickstreamBase):
+    """A file (a guide, whitepaper, ebook, ...) was downloaded."""
+
     type: Literal["file_downloaded"] = "file_downloaded"
     file_url: Url
     file_name: ShortText | None = None
@@ -228,6 +240,8 @@ class FileDownloaded(ClickstreamBase):
 
 
 class VideoViewed(ClickstreamBase):
+    """A video was watched (for `watched_seconds` or `percent_watched` when known)."""
+
     type: Literal["video_viewed"] = "video_viewed"
     video_id: Identifier
     title: Text | None = None
@@ -236,6 +250,8 @@ class VideoViewed(ClickstreamBase):
 
 
 class WebinarAttended(ClickstreamBase):
+    """A webinar or online event was attended."""
+
     type: Literal["webinar_attended"] = "webinar_attended"
     webinar_id: Identifier
     title: Text | None = None
@@ -245,6 +261,8 @@ class WebinarAttended(ClickstreamBase):
 
 
 class FormSubmitted(ClickstreamBase):
+    """A form or survey was submitted."""
+
     type: Literal["form_submitted"] = "form_submitted"
     form_id: Identifier
     form_name: ShortText | None = None
@@ -253,17 +271,23 @@ class FormSubmitted(ClickstreamBase):
 
 
 class Searched(ClickstreamBase):
+    """The site was searched."""
+
     type: Literal["searched"] = "searched"
     query: Annotated[str, StringConstraints(max_length=1024)]
 
 
 class TrialRequested(ClickstreamBase):
+    """A free trial was requested (a hand-raise)."""
+
     type: Literal["trial_requested"] = "trial_requested"
     product: ShortText | None = None
     plan: ShortText | None = None
 
 
 class DemoRequested(ClickstreamBase):
+    """A demo was requested (a hand-raise)."""
+
     type: Literal["demo_requested"] = "demo_requested"
     product: ShortText | None = None
 
@@ -282,14 +306,20 @@ class EmailBase(EventBase):
 
 
 class EmailSent(EmailBase):
+    """The sending platform accepted an email for delivery."""
+
     type: Literal["email_sent"] = "email_sent"
 
 
 class EmailDelivered(EmailBase):
+    """The receiving server accepted the email."""
+
     type: Literal["email_delivered"] = "email_delivered"
 
 
 class EmailOpened(EmailBase):
+    """An email was opened."""
+
     type: Literal["email_opened"] = "email_opened"
     machine_open: bool = False
     """True when the source says a machine opened it (Apple Mail Privacy Protection, a proxy)."""
@@ -297,6 +327,8 @@ class EmailOpened(EmailBase):
 
 
 class EmailClicked(EmailBase):
+    """A link in an email was clicked."""
+
     type: Literal["email_clicked"] = "email_clicked"
     url: Url
     machine_click: bool = False
@@ -309,17 +341,23 @@ BounceKind = Literal["soft", "hard"]
 
 
 class EmailBounced(EmailBase):
+    """An email bounced."""
+
     type: Literal["email_bounced"] = "email_bounced"
     bounce: BounceKind
     reason: Text | None = None
 
 
 class EmailUnsubscribed(EmailBase):
+    """The person unsubscribed (from `list_id` when given, else from everything)."""
+
     type: Literal["email_unsubscribed"] = "email_unsubscribed"
     reason: Text | None = None
 
 
 class EmailSpamReported(EmailBase):
+    """The person reported an email as spam."""
+
     type: Literal["email_spam_reported"] = "email_spam_reported"
 
 
@@ -344,23 +382,33 @@ class SocialBase(EventBase):
 
 
 class SocialLiked(SocialBase):
+    """The person liked a post."""
+
     type: Literal["social_liked"] = "social_liked"
 
 
 class SocialShared(SocialBase):
+    """The person shared or reposted a post."""
+
     type: Literal["social_shared"] = "social_shared"
 
 
 class SocialCommented(SocialBase):
+    """The person commented on a post."""
+
     type: Literal["social_commented"] = "social_commented"
     comment_id: Identifier | None = None
 
 
 class SocialFollowed(SocialBase):
+    """The person followed the brand's account."""
+
     type: Literal["social_followed"] = "social_followed"
 
 
 class SocialMentioned(SocialBase):
+    """The person mentioned the brand."""
+
     type: Literal["social_mentioned"] = "social_mentioned"
 
 
@@ -375,6 +423,8 @@ class SocialMessaged(SocialBase):
 
 
 class Seniority(StrEnum):
+    """How senior a job title is."""
+
     ENTRY = "entry"
     MID = "mid"
     SENIOR = "senior"
@@ -426,6 +476,8 @@ class Identify(EventBase):
 
 
 class ProfileUpdated(EventBase):
+    """Profile attributes changed (from a form, an enrichment service or the CRM)."""
+
     type: Literal["profile_updated"] = "profile_updated"
     traits: Traits
 
@@ -461,15 +513,21 @@ class CrmBase(KnownLeadEvent):
 
 
 class SalesAccepted(CrmBase):
+    """Sales accepted the lead."""
+
     type: Literal["sales_accepted"] = "sales_accepted"
 
 
 class SalesRejected(CrmBase):
+    """Sales rejected the lead, and why."""
+
     type: Literal["sales_rejected"] = "sales_rejected"
     reason: ShortText
 
 
 class OpportunityCreated(CrmBase):
+    """An opportunity (a deal) was opened for the lead."""
+
     type: Literal["opportunity_created"] = "opportunity_created"
     opportunity_id: Identifier
     amount: Money | None = None
@@ -477,6 +535,8 @@ class OpportunityCreated(CrmBase):
 
 
 class ClosedWon(CrmBase):
+    """The lead's deal was won: the lead is a customer."""
+
     type: Literal["closed_won"] = "closed_won"
     opportunity_id: Identifier | None = None
     amount: Money | None = None
@@ -484,12 +544,16 @@ class ClosedWon(CrmBase):
 
 
 class ClosedLost(CrmBase):
+    """The lead's deal was lost."""
+
     type: Literal["closed_lost"] = "closed_lost"
     opportunity_id: Identifier | None = None
     reason: ShortText | None = None
 
 
 class Disqualified(CrmBase):
+    """The lead was disqualified (not a buyer: student, competitor, spam, ...)."""
+
     type: Literal["disqualified"] = "disqualified"
     reason: ShortText | None = None
 
