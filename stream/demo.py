@@ -62,6 +62,10 @@ async def _stream(settings: Settings, events_per_round: int, deadline: float | N
     store = aioredis.from_url(settings.redis_url.get_secret_value())
     await producer.start()
     await consumer.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     rng = random.Random(7)
     latest: dict[str, int] = {}
     sent = received = 0
@@ -70,7 +74,7 @@ async def _stream(settings: Settings, events_per_round: int, deadline: float | N
         await store.ping()
         print(f"Redis answering at {settings.redis_url.get_secret_value()}")
         print("Streaming events; Ctrl-C stops.\n")
-        while deadline is None or time.monotonic() < deadline:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
             for _ in range(events_per_round):
                 spec, lead_id, body = demo_event(rng)
                 await producer.send(settings.topic(spec.name), key=lead_id.encode(), value=body)
@@ -90,8 +94,11 @@ async def _stream(settings: Settings, events_per_round: int, deadline: float | N
                 f"({received / elapsed:7.1f} ev/s)  top: "
                 + ", ".join(f"{lead}={count}" for lead, count in top)
             )
-            await asyncio.sleep(1)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1)
     finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
         await consumer.stop()
         await producer.stop()
         await store.aclose()
@@ -106,6 +113,7 @@ def _worker(env: Mapping[str, str], data_dir: str, log_path: Path) -> subprocess
             env=dict(env),
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # the demo stops it, after the traffic has stopped
         )
 
 
@@ -133,7 +141,7 @@ def run(*, duration: float | None, events: int) -> int:
             print(f"Worker started (pid {worker.pid}); its log: {log_path}")
             deadline = None if duration is None else time.monotonic() + duration
             received = asyncio.run(_stream(settings, events, deadline))
-            print(f"\nDemo finished: the worker processed {received} events.")
+            print(f"\nDemo stopped: the worker processed {received} events.")
             return 0 if received > 0 else 1
         except KeyboardInterrupt:
             print("\nStopping the demo.")
