@@ -63,9 +63,7 @@ class Held:
     dropped: list[bytes]
 
 
-def hold(
-    record: AnonRecord | None, event: bytes, *, now: float, limits: IdentityLimits
-) -> Held:
+def hold(record: AnonRecord | None, event: bytes, *, now: float, limits: IdentityLimits) -> Held:
     """Hold ``event`` (encoded) for an anonymous id that is not linked yet."""
     current = record if record is not None else AnonRecord()
     if current.lead_id is not None:
