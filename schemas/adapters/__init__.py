@@ -1,0 +1,13 @@
+"""Vendor adapters: pure functions from real vendor payloads to Leadstream events.
+
+One module per vendor (`sendgrid`, `mailgun`, `mailchimp`, `segment`, `snowplow`, `hubspot`).
+Each returns a `Conversion`: the events it could make, and every part of the payload it could not
+use, with the reason (`Rejected`), so nothing is dropped silently. Adapters read no clock: the
+time the payload was received is an argument, used when the vendor gives no event time. They
+check no signatures either: the HTTP collector does that before calling them (see
+`mailgun.verify_signature`).
+"""
+
+from schemas.adapters.base import Conversion, Rejected
+
+__all__ = ["Conversion", "Rejected"]

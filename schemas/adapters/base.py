@@ -1,0 +1,161 @@
+"""What every adapter returns, and the helpers they share."""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.events import EventBase, Utm
+
+__all__ = [
+    "Conversion",
+    "Rejected",
+    "derived_event_id",
+    "email_identity",
+    "epoch_to_datetime",
+    "identifier",
+    "iso_to_datetime",
+    "parse_json_body",
+    "skip",
+    "text",
+    "utm_from_url",
+]
+
+ADAPTER_NAMESPACE = uuid.UUID("0b6a3f7e-5d0c-5c7e-8f4e-2a9d1c6b3e58")
+"""The uuid5 namespace of event ids derived from vendor payloads. Never change it."""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A part of a vendor payload that made no event, and why."""
+
+    where: str
+    """Which part: `[2]` for the third item of a batch, `` for the whole payload."""
+    vendor_kind: str
+    """The vendor's name for it (event name, call type), or `?` when it has none."""
+    reason: str
+
+
+@dataclass
+class Conversion:
+    """The events made from one vendor payload, and what was rejected."""
+
+    events: list[EventBase] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def reject(self, where: str, vendor_kind: object, reason: str) -> None:
+        self.rejected.append(Rejected(where, str(vendor_kind or "?"), reason))
+
+    def attempt(
+        self, where: str, vendor_kind: object, make: Callable[[], EventBase | list[EventBase]]
+    ) -> None:
+        """Add the events `make` builds; a payload that fails validation becomes a rejection."""
+        try:
+            made = make()
+            self.events.extend(made if isinstance(made, list) else [made])
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            path = ".".join(str(part) for part in first["loc"])
+            self.reject(where, vendor_kind, f"invalid {path or 'event'}: {first['msg']}")
+        except _Skip as skip:
+            self.reject(where, vendor_kind, str(skip))
+
+
+class _Skip(Exception):
+    """Raised inside an adapter to reject one item with a reason."""
+
+
+def skip(reason: str) -> _Skip:
+    return _Skip(reason)
+
+
+def parse_json_body(body: bytes | str, result: Conversion) -> Any:
+    """The parsed JSON body, or `None` after recording why it is not JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        result.reject("", "?", f"body is not valid JSON: {exc}")
+        return None
+
+
+def derived_event_id(vendor: str, payload: object, *, part: str = "") -> str:
+    """A stable event id for a vendor payload that has none: retries of it get the same id."""
+    canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS, default=str)
+    return str(uuid.uuid5(ADAPTER_NAMESPACE, f"{vendor}\x1f{part}\x1f{canonical.decode()}"))
+
+
+def email_identity(address: object) -> str | None:
+    """The `anonymous_id` naming a person by email address: `email:<lower-cased address>`."""
+    if not isinstance(address, str) or "@" not in address:
+        return None
+    return "email:" + address.strip().lower()
+
+
+def epoch_to_datetime(value: object) -> datetime | None:
+    """Unix seconds or milliseconds (number or numeric string) as a UTC datetime."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    seconds = value / 1000 if abs(value) >= 1e11 else value  # 1e11 s is the year 5138
+    try:
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
+def iso_to_datetime(value: object) -> datetime | None:
+    """An ISO 8601 timestamp with an offset (`Z` allowed) as a datetime; naive ones are None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.utcoffset() is not None else None
+
+
+def text(value: object, limit: int = 256) -> str | None:
+    """A non-empty string cut to `limit`, or None."""
+    if isinstance(value, str) and value.strip():
+        return value.strip()[:limit]
+    return None
+
+
+def identifier(value: object) -> str | None:
+    """A usable id (no whitespace, at most 256 characters), or None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and re.fullmatch(r"\S{1,256}", value):
+        return value
+    return None
+
+
+def utm_from_url(url: str | None, campaign: Mapping[str, Any] | None = None) -> Utm | None:
+    """Campaign parameters from a URL's `utm_*` query parameters (or a vendor's campaign object)."""
+    values: dict[str, str] = {}
+    if campaign:
+        for name in ("source", "medium", "term", "content"):
+            if (value := text(campaign.get(name))) is not None:
+                values[name] = value
+        if (value := text(campaign.get("name") or campaign.get("campaign"))) is not None:
+            values["campaign"] = value
+    if url:
+        for key, value in parse_qsl(urlsplit(url).query):
+            if key.startswith("utm_") and key[4:] in Utm.model_fields and text(value):
+                values.setdefault(key[4:], value[:256])
+    return Utm(**values) if values else None

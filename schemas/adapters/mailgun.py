@@ -1,0 +1,129 @@
+"""Mailgun webhooks (JSON, 2018+): `{"signature": {...}, "event-data": {...}}`.
+
+`accepted` → `email_sent`, `delivered`, `failed` (severity `permanent` is a hard bounce, `temporary`
+soft), `opened` and `clicked` (machine when `client-info.bot` names a bot), `unsubscribed`,
+`complained` → `email_spam_reported`. Other events (`stored`, `rejected`, `list_member_uploaded`,
+...) are reported. The person is `email:<recipient>`; a user variable `lead_id` adds the lead id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+from typing import Any
+
+from schemas.adapters.base import (
+    Conversion,
+    derived_event_id,
+    email_identity,
+    epoch_to_datetime,
+    identifier,
+    parse_json_body,
+    skip,
+    text,
+)
+from schemas.events import (
+    EmailBounced,
+    EmailClicked,
+    EmailDelivered,
+    EmailOpened,
+    EmailSent,
+    EmailSpamReported,
+    EmailUnsubscribed,
+    EventBase,
+)
+
+__all__ = ["SOURCE", "convert", "convert_body", "verify_signature"]
+
+SOURCE = "mailgun"
+
+
+def verify_signature(signing_key: str, *, timestamp: str, token: str, signature: str) -> bool:
+    """Whether `signature` is Mailgun's HMAC-SHA256 of `timestamp + token` under `signing_key`.
+
+    The caller also rejects stale timestamps and replayed tokens; this only checks the HMAC.
+    """
+    expected = hmac.new(
+        signing_key.encode(), (timestamp + token).encode(), hashlib.sha256
+    ).hexdigest()
+    return hmac.compare_digest(expected, signature.lower())
+
+
+def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
+    """Events from the raw Mailgun webhook body."""
+    result = Conversion()
+    payload = parse_json_body(body, result)
+    return result if payload is None else convert(payload, received_at=received_at)
+
+
+def convert(payload: Any, *, received_at: datetime) -> Conversion:
+    """Events from a parsed Mailgun webhook body (or a bare `event-data` object)."""
+    result = Conversion()
+    if not isinstance(payload, dict):
+        result.reject("", "?", "not a JSON object")
+        return result
+    data = payload.get("event-data", payload)
+    if not isinstance(data, dict):
+        result.reject("event-data", "?", "event-data is not a JSON object")
+        return result
+    result.attempt("event-data", data.get("event"), lambda: [_event(data, received_at)])
+    return result
+
+
+def _event(  # noqa: PLR0911 - one return per Mailgun event
+    data: dict[str, Any], received_at: datetime
+) -> EventBase:
+    kind = data.get("event")
+    variables = data.get("user-variables")
+    message = data.get("message")
+    headers = message.get("headers") if isinstance(message, dict) else None
+    campaigns = data.get("campaigns")
+    campaign = campaigns[0] if isinstance(campaigns, list) and campaigns else None
+    client = data.get("client-info")
+    bot = bool(client.get("bot")) if isinstance(client, dict) else False
+    common: dict[str, Any] = {
+        "event_id": identifier(data.get("id")) or derived_event_id(SOURCE, data),
+        "occurred_at": epoch_to_datetime(data.get("timestamp")) or received_at,
+        "lead_id": identifier(variables.get("lead_id")) if isinstance(variables, dict) else None,
+        "anonymous_id": email_identity(data.get("recipient")),
+        "source": SOURCE,
+        "message_id": identifier(headers.get("message-id")) if isinstance(headers, dict) else None,
+        "campaign_id": identifier(campaign.get("id")) if isinstance(campaign, dict) else None,
+    }
+    if common["lead_id"] is None and common["anonymous_id"] is None:
+        raise skip("no recipient and no lead_id user variable")
+    user_agent = text(client.get("user-agent"), 4096) if isinstance(client, dict) else None
+    match kind:
+        case "accepted":
+            return EmailSent(**common)
+        case "delivered":
+            return EmailDelivered(**common)
+        case "failed":
+            return _failed(data, common)
+        case "opened":
+            return EmailOpened(**common, machine_open=bot, user_agent=user_agent)
+        case "clicked":
+            url = text(data.get("url"), 4096)
+            if url is None:
+                raise skip("clicked event without a url")
+            return EmailClicked(**common, url=url, machine_click=bot, user_agent=user_agent)
+        case "unsubscribed":
+            return EmailUnsubscribed(**common)
+        case "complained":
+            return EmailSpamReported(**common)
+    raise skip(f"Mailgun event {str(kind)[:64]!r} carries no signal about the recipient")
+
+
+def _failed(data: dict[str, Any], common: dict[str, Any]) -> EventBase:
+    severity = data.get("severity")
+    if severity not in ("permanent", "temporary"):
+        raise skip(f"failed event with unknown severity {str(severity)[:32]!r}")
+    status = data.get("delivery-status")
+    details = []
+    if isinstance(status, dict):
+        details = [str(status[k]) for k in ("code", "description", "message") if status.get(k)]
+    reason = text(" ".join(details) or data.get("reason"), 4096)
+    return EmailBounced(
+        **common, bounce="hard" if severity == "permanent" else "soft", reason=reason
+    )

@@ -1,0 +1,293 @@
+"""Segment: `track`, `identify` and `page` calls (and `{"batch": [...]}` of them).
+
+Both key styles are read: the current one (`type`, `userId`, `anonymousId`, `messageId`) and the
+older one of the Email spec (`action`, `user_id`, `anonymous_id`, `message_id`). `userId` is the
+lead id, `anonymousId` the anonymous id. Track events of the Email spec and a few B2B ones map to
+our types (see `TRACK_EVENTS`); any other track event is reported, as are `group`, `alias` and
+`screen` calls. Without a `timestamp` the time of receipt is used; without a `messageId` a stable
+id is derived from the call.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from datetime import datetime
+from typing import Any
+
+from schemas.adapters.base import (
+    Conversion,
+    derived_event_id,
+    identifier,
+    iso_to_datetime,
+    parse_json_body,
+    skip,
+    text,
+    utm_from_url,
+)
+from schemas.events import (
+    DemoRequested,
+    EmailBounced,
+    EmailClicked,
+    EmailDelivered,
+    EmailOpened,
+    EmailSent,
+    EmailSpamReported,
+    EmailSubscribed,
+    EmailUnsubscribed,
+    EventBase,
+    FormSubmitted,
+    Identify,
+    PageViewed,
+    ProfileUpdated,
+    Searched,
+    Traits,
+    TrialRequested,
+    VideoViewed,
+    WebinarAttended,
+)
+
+__all__ = ["SOURCE", "TRACK_EVENTS", "convert", "convert_body", "traits_from_segment"]
+
+SOURCE = "segment"
+
+TRACK_EVENTS: dict[str, str] = {
+    "Email Sent": "email_sent",
+    "Email Delivered": "email_delivered",
+    "Email Opened": "email_opened",
+    "Email Link Clicked": "email_clicked",
+    "Email Bounced": "email_bounced",
+    "Email Marked as Spam": "email_spam_reported",
+    "Unsubscribed": "email_unsubscribed",
+    "Subscribed": "email_subscribed",
+    "Signed Up": "form_submitted",
+    "Form Submitted": "form_submitted",
+    "Demo Requested": "demo_requested",
+    "Trial Started": "trial_requested",
+    "Trial Requested": "trial_requested",
+    "Products Searched": "searched",
+    "Video Playback Completed": "video_viewed",
+    "Video Content Completed": "video_viewed",
+    "Webinar Attended": "webinar_attended",
+}
+"""Segment track event name → our event type."""
+
+_SIMPLE_EMAIL: dict[str, type[EventBase]] = {
+    "email_sent": EmailSent,
+    "email_delivered": EmailDelivered,
+    "email_spam_reported": EmailSpamReported,
+    "email_subscribed": EmailSubscribed,
+    "email_unsubscribed": EmailUnsubscribed,
+}
+
+
+def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
+    """Events from a raw Segment HTTP body (one call or a batch)."""
+    result = Conversion()
+    payload = parse_json_body(body, result)
+    return result if payload is None else convert(payload, received_at=received_at)
+
+
+def convert(payload: Any, *, received_at: datetime) -> Conversion:
+    """Events from a parsed Segment call, or a `{"batch": [...]}` of calls."""
+    result = Conversion()
+    batch = payload.get("batch") if isinstance(payload, dict) else None
+    calls: list[tuple[str, Any]] = (
+        [(f"batch[{i}]", call) for i, call in enumerate(batch)]
+        if isinstance(batch, list)
+        else [("", payload)]
+    )
+    for where, call in calls:
+        if not isinstance(call, dict):
+            result.reject(where, "?", "not a JSON object")
+            continue
+        kind = _get(call, "type", "action")
+        label = f"{kind} {call.get('event')!r}" if kind == "track" else kind
+        result.attempt(where, label, functools.partial(_event, call, received_at))
+    return result
+
+
+def _get(call: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        if call.get(name) is not None:
+            return call[name]
+    return None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _event(call: dict[str, Any], received_at: datetime) -> EventBase:
+    kind = _get(call, "type", "action")
+    context = _dict(call.get("context"))
+    common: dict[str, Any] = {
+        "event_id": identifier(_get(call, "messageId", "message_id"))
+        or derived_event_id(SOURCE, call),
+        "occurred_at": iso_to_datetime(_get(call, "timestamp", "originalTimestamp"))
+        or iso_to_datetime(_get(call, "receivedAt", "sentAt"))
+        or received_at,
+        "lead_id": identifier(_get(call, "userId", "user_id")),
+        "anonymous_id": identifier(_get(call, "anonymousId", "anonymous_id")),
+        "source": SOURCE,
+    }
+    if kind not in ("track", "identify", "page"):
+        raise skip(f"Segment {str(kind)[:32]!r} calls are not converted (track, identify, page)")
+    if common["lead_id"] is None and common["anonymous_id"] is None:
+        raise skip("neither userId nor anonymousId")
+    if kind == "identify":
+        traits = traits_from_segment(_dict(call.get("traits")))
+        if common["lead_id"] is None:
+            return ProfileUpdated(**common, traits=traits)
+        return Identify(**common, traits=traits)
+    if kind == "page":
+        return _page(call, context, common)
+    return _track(call, context, common)
+
+
+def _page(call: dict[str, Any], context: dict[str, Any], common: dict[str, Any]) -> EventBase:
+    properties = _dict(call.get("properties"))
+    page = _dict(context.get("page"))
+    url = text(properties.get("url") or page.get("url"), 4096)
+    if url is None:
+        raise skip("page call without a url")
+    return PageViewed(
+        **common,
+        url=url,
+        path=text(properties.get("path") or page.get("path"), 4096),
+        referrer=text(properties.get("referrer") or page.get("referrer"), 4096),
+        title=text(properties.get("title") or page.get("title") or call.get("name"), 4096),
+        utm=utm_from_url(url, _dict(context.get("campaign"))),
+        user_agent=text(context.get("userAgent") or context.get("user_agent"), 4096),
+    )
+
+
+def _track(  # noqa: PLR0911, PLR0912 - one branch per event type
+    call: dict[str, Any], context: dict[str, Any], common: dict[str, Any]
+) -> EventBase:
+    name = call.get("event")
+    ours = TRACK_EVENTS.get(name) if isinstance(name, str) else None
+    if ours is None:
+        raise skip(f"track event {str(name)[:64]!r} has no Leadstream event type")
+    props = _dict(call.get("properties"))
+    email: dict[str, Any] = {
+        "message_id": identifier(props.get("email_id")),
+        "campaign_id": identifier(props.get("campaign_id")),
+        "list_id": identifier(props.get("list_id")),
+    }
+    if ours in _SIMPLE_EMAIL:
+        return _SIMPLE_EMAIL[ours](**common, **email)
+    agent = text(context.get("userAgent") or context.get("user_agent"), 4096)
+    match ours:
+        case "email_opened":
+            return EmailOpened(**common, **email, user_agent=agent)
+        case "email_clicked":
+            url = text(props.get("link_url"), 4096)
+            if url is None:
+                raise skip("Email Link Clicked without link_url")
+            return EmailClicked(**common, **email, url=url, user_agent=agent)
+        case "email_bounced":
+            kind = props.get("bounce_type") or props.get("type")
+            return EmailBounced(
+                **common,
+                **email,
+                bounce="hard" if kind == "hard" else "soft",
+                reason=None if kind in ("hard", "soft") else "bounce kind not reported (soft)",
+            )
+        case "form_submitted":
+            fields = {
+                key[:128]: str(value)[:4096]
+                for key, value in props.items()
+                if isinstance(value, str | int | float) and not isinstance(value, bool)
+            }
+            form_id = identifier(props.get("form_id")) or _slug(str(name))
+            return FormSubmitted(**common, form_id=form_id, form_name=name, fields=fields)
+        case "demo_requested":
+            return DemoRequested(**common, product=text(props.get("product")))
+        case "trial_requested":
+            return TrialRequested(
+                **common, product=text(props.get("product")), plan=text(props.get("plan"))
+            )
+        case "searched":
+            return Searched(**common, query=str(props.get("query", ""))[:1024])
+        case "video_viewed":
+            video = identifier(props.get("asset_id") or props.get("content_asset_id"))
+            if video is None:
+                raise skip("video event without asset_id")
+            return VideoViewed(**common, video_id=video, title=text(props.get("title"), 4096))
+        case "webinar_attended":
+            webinar = identifier(props.get("webinar_id"))
+            if webinar is None:
+                raise skip("webinar event without webinar_id")
+            return WebinarAttended(
+                **common,
+                webinar_id=webinar,
+                title=text(props.get("title"), 4096),
+            )
+    raise AssertionError(ours)  # pragma: no cover - TRACK_EVENTS and the cases agree
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") or "form"
+
+
+def traits_from_segment(traits: dict[str, Any]) -> Traits:
+    """Our fit attributes from Segment's reserved traits; other scalar traits go to `custom`."""
+    company = traits.get("company")
+    company_fields = _dict(company)
+    address = _dict(traits.get("address"))
+    first = text(traits.get("firstName") or traits.get("first_name"))
+    last = text(traits.get("lastName") or traits.get("last_name"))
+    name = text(traits.get("name"))
+    if name and not (first or last):
+        first, _, rest = name.partition(" ")
+        last = rest or None
+    country = text(address.get("country"))
+    birthday = iso_to_datetime(traits.get("birthday")) if traits.get("birthday") else None
+    reserved = {
+        "email",
+        "firstName",
+        "first_name",
+        "lastName",
+        "last_name",
+        "name",
+        "phone",
+        "title",
+        "company",
+        "industry",
+        "employees",
+        "address",
+        "age",
+        "birthday",
+    }
+    custom = {
+        key[:128]: value[:4096] if isinstance(value, str) else value
+        for key, value in traits.items()
+        if key not in reserved
+        and isinstance(value, str | bool | int | float)
+        and (not isinstance(value, int) or isinstance(value, bool) or abs(value) <= 2**53)
+    }
+    if country and len(country) != 2:
+        custom["address_country"] = country
+    employees = company_fields.get("employee_count", traits.get("employees"))
+    return Traits(
+        email=text(traits.get("email"), 320),
+        first_name=first,
+        last_name=last,
+        phone=text(traits.get("phone")),
+        job_title=text(traits.get("title")),
+        company=text(company if isinstance(company, str) else company_fields.get("name")),
+        industry=text(traits.get("industry") or company_fields.get("industry")),
+        company_size=employees
+        if isinstance(employees, int) and not isinstance(employees, bool)
+        else None,
+        country=country.upper() if country and len(country) == 2 else None,
+        region=text(address.get("state")),
+        age=_int(traits.get("age")),
+        birth_year=birthday.year if birthday else None,
+        custom=dict(list(custom.items())[:100]),
+    )

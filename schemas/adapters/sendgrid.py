@@ -1,0 +1,122 @@
+"""SendGrid Event Webhook: a JSON array of events (a single object is accepted too).
+
+`processed` → `email_sent`, `delivered`, `open` (with `sg_machine_open`), `click`, `bounce`
+(`type: bounce` is hard, `blocked` soft), `spamreport`, `unsubscribe` and `group_unsubscribe` →
+`email_unsubscribed`, `group_resubscribe` → `email_subscribed`. `dropped` and `deferred` are
+reported, not converted: SendGrid did not deliver, and the final outcome arrives as its own event.
+The person is `email:<address>`; a custom argument `lead_id` adds the lead id.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any
+
+from schemas.adapters.base import (
+    Conversion,
+    derived_event_id,
+    email_identity,
+    epoch_to_datetime,
+    identifier,
+    parse_json_body,
+    skip,
+    text,
+)
+from schemas.events import (
+    EmailBounced,
+    EmailClicked,
+    EmailDelivered,
+    EmailOpened,
+    EmailSent,
+    EmailSpamReported,
+    EmailSubscribed,
+    EmailUnsubscribed,
+    EventBase,
+)
+
+__all__ = ["SOURCE", "convert", "convert_body"]
+
+SOURCE = "sendgrid"
+
+_NOT_CONVERTED = {
+    "dropped": "SendGrid dropped the message without sending it: nothing happened to the person",
+    "deferred": "a temporary delay; the final delivered or bounce event follows",
+}
+
+
+def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
+    """Events from the raw SendGrid webhook body."""
+    result = Conversion()
+    payload = parse_json_body(body, result)
+    return result if payload is None else convert(payload, received_at=received_at)
+
+
+def convert(payload: Any, *, received_at: datetime) -> Conversion:
+    """Events from a parsed SendGrid webhook body (a list of event objects, or one object)."""
+    result = Conversion()
+    items = payload if isinstance(payload, list) else [payload]
+    for index, item in enumerate(items):
+        where = f"[{index}]"
+        if not isinstance(item, dict):
+            result.reject(where, "?", "not a JSON object")
+            continue
+        kind = item.get("event")
+        result.attempt(where, kind, functools.partial(_event, item, received_at))
+    return result
+
+
+def _event(  # noqa: PLR0911 - one return per SendGrid event
+    item: dict[str, Any], received_at: datetime
+) -> EventBase:
+    kind = item.get("event")
+    if kind in _NOT_CONVERTED:
+        raise skip(_NOT_CONVERTED[str(kind)])
+    common: dict[str, Any] = {
+        "event_id": identifier(item.get("sg_event_id")) or derived_event_id(SOURCE, item),
+        "occurred_at": epoch_to_datetime(item.get("timestamp")) or received_at,
+        "lead_id": identifier(item.get("lead_id")),
+        "anonymous_id": email_identity(item.get("email")),
+        "source": SOURCE,
+        "message_id": identifier(item.get("sg_message_id")),
+        "campaign_id": identifier(item.get("marketing_campaign_id") or item.get("singlesend_id")),
+    }
+    if common["lead_id"] is None and common["anonymous_id"] is None:
+        raise skip("no recipient email and no lead_id custom argument")
+    match kind:
+        case "processed":
+            return EmailSent(**common)
+        case "delivered":
+            return EmailDelivered(**common)
+        case "open":
+            return EmailOpened(
+                **common,
+                machine_open=item.get("sg_machine_open") is True,
+                user_agent=text(item.get("useragent"), 4096),
+            )
+        case "click":
+            url = text(item.get("url"), 4096)
+            if url is None:
+                raise skip("click event without a url")
+            return EmailClicked(**common, url=url, user_agent=text(item.get("useragent"), 4096))
+        case "bounce":
+            return EmailBounced(
+                **common,
+                bounce="soft" if item.get("type") == "blocked" else "hard",
+                reason=text(item.get("reason"), 4096),
+            )
+        case "spamreport":
+            return EmailSpamReported(**common)
+        case "unsubscribe":
+            newsletter = item.get("newsletter")
+            list_id = (
+                identifier(newsletter.get("newsletter_user_list_id"))
+                if isinstance(newsletter, dict)
+                else None
+            )
+            return EmailUnsubscribed(**{**common, "list_id": list_id})
+        case "group_unsubscribe":
+            return EmailUnsubscribed(**common, list_id=identifier(item.get("asm_group_id")))
+        case "group_resubscribe":
+            return EmailSubscribed(**common, list_id=identifier(item.get("asm_group_id")))
+    raise skip(f"unknown SendGrid event {str(kind)[:64]!r}")
