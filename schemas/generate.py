@@ -12,6 +12,7 @@ import argparse
 import functools
 import json
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,19 @@ from schemas.examples import EVENT_EXAMPLES, OUTPUT_EXAMPLES
 from schemas.outputs import DeadLetter
 from schemas.topics import TOPICS, TopicContract
 
-__all__ = ["GENERATED_DIR", "asyncapi", "example_key", "main", "render", "stale_files", "write"]
+__all__ = [
+    "GENERATED_DIR",
+    "asyncapi",
+    "example_key",
+    "main",
+    "readme_section",
+    "render",
+    "stale_files",
+    "write",
+]
 
 GENERATED_DIR = Path(__file__).resolve().parent / "generated"
+README_PATH = Path(__file__).resolve().parent.parent / "README.md"
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 CONTRACT_VERSION = "1.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -204,6 +215,118 @@ def _json(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
+README_SECTION = "## Event contract"
+README_EXAMPLES = {
+    "leads.clickstream.v1": "page_viewed",
+    "leads.email.v1": "email_opened",
+    "leads.social.v1": "social_shared",
+    "leads.profiles.v1": "identify",
+    "leads.crm-feedback.v1": "opportunity_created",
+    "leads.scores.v1": "score_updated",
+    "leads.stage-changes.v1": "stage_changed",
+    "leads.dead-letters.v1": "dead_letter",
+}
+"""The message shown for each topic in the README."""
+
+
+def readme_section() -> str:
+    """The README's `## Event contract` section, with one example message per topic."""
+    lines = [
+        README_SECTION,
+        "",
+        "Every message on every topic is a pydantic model in `schemas/`, a package that imports "
+        "neither Faust nor a Kafka client, so producers and consumers can use it on its own. The "
+        "machine-readable contract is the AsyncAPI 3 document "
+        "[`schemas/generated/asyncapi.yaml`](schemas/generated/asyncapi.yaml) (topics, keys, "
+        "partitions, cleanup policies, message schemas and examples), with a JSON Schema per "
+        "message and per topic in "
+        "[`schemas/generated/json-schema/`](schemas/generated/json-schema/). Both are generated "
+        "from the models by `python -m schemas.generate`; `python -m schemas.generate --check` "
+        "fails when they are stale, and the test suite runs it.",
+        "",
+        "Values are UTF-8 JSON objects whose `type` names the message. Unknown fields are "
+        "rejected, optional fields may be left out, times are RFC 3339 with an offset (written in "
+        "UTC). Every inbound event has an `event_id` (consumers drop duplicates by it), "
+        "`occurred_at`, `source`, and a `lead_id`, an `anonymous_id` or both; a person known only "
+        'by email address is `anonymous_id: "email:<address>"`. A breaking change is a new '
+        "`.v2` topic.",
+        "",
+        "```python",
+        "from datetime import UTC, datetime",
+        "from schemas.codec import decode, encode",
+        "",
+        "event = decode(value, now=datetime.now(UTC))  # a model, or DecodeError (.kind, .field)",
+        "value = encode(event)",
+        "```",
+        "",
+        "`decode` rejects, with `DecodeError.kind`: `not_json`, `not_object`, `unknown_type`, "
+        "`schema_violation` (with the field path), `too_large` (over 64 KiB by default), "
+        "`timestamp_in_future` (over a day ahead of `now` by default) and, when a maximum age is "
+        "set, `timestamp_too_old`. Vendor payloads (SendGrid, Mailgun, Mailchimp, Segment, "
+        "Snowplow, HubSpot) are turned into these events by `schemas.adapters`.",
+        "",
+        "| topic | key | cleanup | `type` values |",
+        "| --- | --- | --- | --- |",
+    ]
+    for topic in TOPICS:
+        types = ", ".join(f"`{name}`" for name in topic.type_names)
+        key = topic.key.rstrip(".")
+        lines.append(f"| `{topic.name}` | {key} | {topic.cleanup_policy} | {types} |")
+    lines += ["", "One example message per topic (key, then value):", ""]
+    for topic in TOPICS:
+        example = (EVENT_EXAMPLES | OUTPUT_EXAMPLES)[README_EXAMPLES[topic.name]]
+        record_key = example_key(topic, example)
+        value = json.dumps(orjson.loads(encode(example)), indent=2, ensure_ascii=False)
+        lines += [
+            f"**`{topic.name}`**, key `{record_key}`:",
+            "",
+            "```json",
+            value,
+            "```",
+            "",
+        ]
+    return "\n".join(_wrap(lines)).rstrip("\n") + "\n"
+
+
+def _wrap(lines: list[str]) -> list[str]:
+    """Prose lines wrapped at 100 columns; code, tables and headings as they are."""
+    out: list[str] = []
+    in_code = False
+    for line in lines:
+        if line.startswith("```"):
+            in_code = not in_code
+        if in_code or line.startswith(("```", "|", "#")) or len(line) <= 100:
+            out.append(line)
+        else:
+            out.extend(textwrap.wrap(line, width=100, break_on_hyphens=False))
+    return out
+
+
+def _replace_section(text: str, section: str) -> str:
+    """`text` with its `## Event contract` section replaced (or appended at the end)."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.rstrip("\n") == README_SECTION]
+    if not starts:
+        return text.rstrip("\n") + "\n\n" + section
+    start = starts[0]
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    after = "".join(lines[end:])
+    return "".join(lines[:start]) + section + ("\n" + after if after else "")
+
+
+def readme_problem(readme: Path = README_PATH) -> str | None:
+    """Why the README's event contract section is stale, or None when it is current (or there
+    is no README, as in an installed package)."""
+    if not readme.is_file():
+        return None
+    text = readme.read_text(encoding="utf-8")
+    if _replace_section(text, readme_section()) == text:
+        return None
+    if README_SECTION not in text.splitlines():
+        return f"missing: the {README_SECTION!r} section of {readme.name}"
+    return f"changed: the {README_SECTION!r} section of {readme.name}"
+
+
 def stale_files(directory: Path = GENERATED_DIR) -> list[str]:
     """What differs between `directory` and what the models generate (empty: up to date)."""
     expected = render()
@@ -247,9 +370,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="write nothing; exit 1 if the generated files differ from what the models give",
     )
     parser.add_argument("--output", type=Path, default=GENERATED_DIR, help=argparse.SUPPRESS)
+    parser.add_argument("--readme", type=Path, default=README_PATH, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.check:
         problems = stale_files(args.output)
+        if (problem := readme_problem(args.readme)) is not None:
+            problems.append(problem)
         if problems:
             print(
                 f"{args.output} is stale: the event models changed but the generated documents "
@@ -261,6 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.output} is up to date ({len(render())} files).")
         return 0
     changed = write(args.output)
+    if (problem := readme_problem(args.readme)) is not None:
+        text = args.readme.read_text(encoding="utf-8")
+        args.readme.write_text(_replace_section(text, readme_section()), encoding="utf-8")
+        changed.append(problem)
     print(f"{args.output}: {len(changed)} file(s) updated" + "".join(f"\n  {c}" for c in changed))
     return 0
 

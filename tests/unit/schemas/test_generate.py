@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from schemas import generate
-from schemas.codec import encode
+from schemas.codec import decode, decode_dead_letter, decode_score, decode_stage_change, encode
 from schemas.examples import EVENT_EXAMPLES, OUTPUT_EXAMPLES
 from schemas.topics import EVENT_TOPIC, TOPICS
 
@@ -40,22 +41,61 @@ def test_committed_documents_are_up_to_date() -> None:
 def test_check_reports_changed_missing_and_extra_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert generate.main(["--output", str(tmp_path)]) == 0
-    assert generate.main(["--check", "--output", str(tmp_path)]) == 0
-    (tmp_path / "asyncapi.yaml").write_text("asyncapi: 3.0.0\n")
-    (tmp_path / "json-schema" / "PageViewed.json").unlink()
-    (tmp_path / "json-schema" / "Old.json").write_text("{}")
+    out = tmp_path / "generated"
+    args = ["--output", str(out), "--readme", str(tmp_path / "README.md")]
+    assert generate.main(args) == 0
+    assert generate.main(["--check", *args]) == 0
+    (out / "asyncapi.yaml").write_text("asyncapi: 3.0.0\n")
+    (out / "json-schema" / "PageViewed.json").unlink()
+    (out / "json-schema" / "Old.json").write_text("{}")
     capsys.readouterr()
-    assert generate.main(["--check", "--output", str(tmp_path)]) == 1
+    assert generate.main(["--check", *args]) == 1
     err = capsys.readouterr().err
     assert "stale" in err
     assert "changed: asyncapi.yaml" in err
     assert "missing: json-schema/PageViewed.json" in err
     assert "not generated: json-schema/Old.json" in err
     assert "python -m schemas.generate" in err
-    assert generate.main(["--output", str(tmp_path)]) == 0
-    assert not (tmp_path / "json-schema" / "Old.json").exists()
-    assert generate.main(["--check", "--output", str(tmp_path)]) == 0
+    assert generate.main(args) == 0
+    assert not (out / "json-schema" / "Old.json").exists()
+    assert generate.main(["--check", *args]) == 0
+
+
+def test_readme_section_is_added_checked_and_replaced_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text("# Project\n\n## Quickstart\n\nRun it.\n")
+    args = ["--output", str(tmp_path / "generated"), "--readme", str(readme)]
+    assert generate.main(args) == 0
+    text = readme.read_text()
+    assert text.startswith("# Project\n\n## Quickstart\n\nRun it.\n\n## Event contract\n")
+    assert text.endswith(generate.readme_section())
+    readme.write_text(text.replace('"event_id": "evt-0001"', '"event_id": "evt-1"') + "## Later\n")
+    capsys.readouterr()
+    assert generate.main(["--check", *args]) == 1
+    assert "changed: the '## Event contract' section of README.md" in capsys.readouterr().err
+    assert generate.main(args) == 0
+    assert readme.read_text() == text + "\n## Later\n"
+    assert generate.main(["--check", *args]) == 0
+
+
+def test_readme_examples_are_the_encoded_models() -> None:
+    section = (REPO / "README.md").read_text(encoding="utf-8").split("## Event contract", 1)[1]
+    blocks = re.findall(r"```json\n(.*?)\n```", section, flags=re.DOTALL)
+    assert len(blocks) == len(TOPICS)
+    for topic, block in zip(TOPICS, blocks, strict=True):
+        payload = json.loads(block)
+        decoders = {
+            "leads.scores.v1": decode_score,
+            "leads.stage-changes.v1": decode_stage_change,
+            "leads.dead-letters.v1": decode_dead_letter,
+        }
+        if topic.name in decoders:
+            message = decoders[topic.name](json.dumps(payload).encode())
+        else:
+            message = decode(json.dumps(payload).encode(), now=None, topic=topic.name)
+        assert json.loads(encode(message)) == payload
 
 
 def test_asyncapi_describes_every_topic() -> None:
