@@ -58,43 +58,47 @@ def _decode_or_error(data: bytes, *, now: datetime | None = NOW) -> None:
         assert isinstance(event, EventBase)
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=512))
 def test_any_bytes_give_an_event_or_a_decode_error(data: bytes) -> None:
     _decode_or_error(data)
 
 
+@settings(deadline=None)
 @given(json_values)
 def test_any_json_value_gives_an_event_or_a_decode_error(value: object) -> None:
     _decode_or_error(json.dumps(value).encode())
 
 
+FIELD_NAMES = [
+    "type",
+    "event_id",
+    "occurred_at",
+    "lead_id",
+    "anonymous_id",
+    "source",
+    "url",
+    "traits",
+    "utm",
+    "fields",
+    "bounce",
+    "stage",
+    "network",
+    "merged_lead_id",
+]
+edits = st.lists(
+    st.tuples(
+        st.sampled_from(FIELD_NAMES) | st.text(min_size=1, max_size=20), st.none() | json_values
+    ),
+    max_size=3,
+)
+"""Field changes: (name, new value), where a new value of None deletes the field."""
+
+
+@settings(deadline=None)
 @given(
     event_type=st.sampled_from(sorted(EVENT_TYPES)),
-    edits=st.lists(
-        st.tuples(
-            st.text(min_size=1, max_size=20)
-            | st.sampled_from(
-                _FIELDS := [
-                    "type",
-                    "event_id",
-                    "occurred_at",
-                    "lead_id",
-                    "anonymous_id",
-                    "source",
-                    "url",
-                    "traits",
-                    "utm",
-                    "fields",
-                    "bounce",
-                    "stage",
-                    "network",
-                    "merged_lead_id",
-                ]
-            ),
-            st.none() | json_values,
-        ),
-        max_size=3,
-    ),
+    edits=edits,
     now=st.none() | st.datetimes(timezones=st.just(UTC)),
 )
 def test_edited_events_give_an_event_or_a_decode_error(
