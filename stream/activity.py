@@ -2,13 +2,13 @@
 
 It consumes the source topics as raw bytes, counts events per lead in a Faust table (one
 changelog write per event) and publishes the latest count per lead to a compacted topic.
-Messages that are not JSON objects with a ``lead_id`` go to the dead-letter topic with the
-reason and their original bytes.
+Messages that are not valid events (``schemas.codec``) go to the dead-letter topic with the
+reason and their original bytes. Events of anonymous visitors are counted under their
+``anonymous_id``.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,6 +18,9 @@ from typing import Any
 import faust
 import orjson
 
+from schemas import codec
+from schemas.errors import DecodeError
+from schemas.outputs import DeadLetter
 from stream import topics
 from stream.settings import Settings
 
@@ -25,24 +28,6 @@ log = logging.getLogger(__name__)
 
 AGENT_NAME = "activity-counter"
 TABLE_NAME = "activity-counts"
-
-
-class NotALeadEvent(ValueError):
-    """A message that is not a JSON object carrying a string ``lead_id``."""
-
-
-def lead_id_of(raw: bytes) -> str:
-    """The ``lead_id`` of a raw JSON event."""
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise NotALeadEvent(f"not JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise NotALeadEvent("not a JSON object")
-    lead_id = payload.get("lead_id")
-    if not isinstance(lead_id, str) or not lead_id:
-        raise NotALeadEvent("no lead_id")
-    return lead_id
 
 
 @dataclass(frozen=True)
@@ -85,9 +70,10 @@ def register(app: faust.App, settings: Settings) -> ActivityCounter:
     async def count_activity(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         async for event in stream.events():
             message = event.message
+            received_at = datetime.now(UTC)
             try:
-                lead_id = lead_id_of(event.value)
-            except NotALeadEvent as exc:
+                decoded = codec.decode(event.value, now=received_at)
+            except DecodeError as exc:
                 log.warning(
                     "dead letter %s[%s]@%s: %s",
                     message.topic,
@@ -95,26 +81,25 @@ def register(app: faust.App, settings: Settings) -> ActivityCounter:
                     message.offset,
                     exc,
                 )
-                await dead_letters.send(
-                    key=event.key,
-                    value=orjson.dumps(
-                        {
-                            "source_topic": message.topic,
-                            "partition": message.partition,
-                            "offset": message.offset,
-                            "error_kind": "invalid",
-                            "message": str(exc),
-                            "original_base64": base64.b64encode(event.value).decode("ascii"),
-                            "received_at": datetime.now(UTC).isoformat(),
-                        }
-                    ),
+                letter = DeadLetter.build(
+                    source_topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    error_kind=exc.kind,
+                    message=exc.detail,
+                    field=exc.field,
+                    original_key=event.key,
+                    original=event.value,
+                    received_at=received_at,
                 )
+                await dead_letters.send(key=event.key, value=codec.encode(letter))
                 yield None
                 continue
-            counts[lead_id] += 1
+            who = codec.event_key(decoded).decode()
+            counts[who] += 1
             await counts_out.send(
-                key=lead_id.encode(),
-                value=orjson.dumps({"lead_id": lead_id, "events": counts[lead_id]}),
+                key=who.encode(),
+                value=orjson.dumps({"lead_id": who, "events": counts[who]}),
             )
             yield None
 

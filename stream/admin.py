@@ -15,8 +15,10 @@ from stream.settings import Settings
 
 ALL_TOPICS: tuple[topics.TopicSpec, ...] = (
     *topics.SOURCES,
-    topics.ACTIVITY_COUNTS,
+    topics.SCORES,
+    topics.STAGE_CHANGES,
     topics.DEAD_LETTERS,
+    topics.ACTIVITY_COUNTS,
 )
 
 

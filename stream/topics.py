@@ -1,9 +1,15 @@
-"""Every Kafka topic Leadstream reads or writes, declared in one place."""
+"""Every Kafka topic Leadstream reads or writes, declared in one place.
+
+The contract's topics (names, keys, cleanup policies) come from ``schemas.topics``; this module
+adds the processor's own topics and the one shape the admin code needs.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from schemas import topics as contract
 
 CleanupPolicy = Literal["delete", "compact"]
 
@@ -17,11 +23,18 @@ class TopicSpec:
     description: str = ""
 
 
-CLICKSTREAM = TopicSpec("leads.clickstream.v1", description="Website and product activity.")
-EMAIL = TopicSpec("leads.email.v1", description="Email delivery and engagement events.")
-SOCIAL = TopicSpec("leads.social.v1", description="Social network interactions.")
-PROFILES = TopicSpec("leads.profiles.v1", description="Identify, profile, merge and erase events.")
-CRM_FEEDBACK = TopicSpec("leads.crm-feedback.v1", description="Sales outcomes from the CRM.")
+def _from_contract(topic: contract.TopicContract) -> TopicSpec:
+    return TopicSpec(topic.name, topic.cleanup_policy, topic.description)
+
+
+CLICKSTREAM = _from_contract(contract.CLICKSTREAM)
+EMAIL = _from_contract(contract.EMAIL)
+SOCIAL = _from_contract(contract.SOCIAL)
+PROFILES = _from_contract(contract.PROFILES)
+CRM_FEEDBACK = _from_contract(contract.CRM_FEEDBACK)
+SCORES = _from_contract(contract.SCORES)
+STAGE_CHANGES = _from_contract(contract.STAGE_CHANGES)
+DEAD_LETTERS = _from_contract(contract.DEAD_LETTERS)
 
 SOURCES: tuple[TopicSpec, ...] = (CLICKSTREAM, EMAIL, SOCIAL, PROFILES, CRM_FEEDBACK)
 
@@ -29,7 +42,4 @@ ACTIVITY_COUNTS = TopicSpec(
     "leads.activity-counts.v1",
     cleanup_policy="compact",
     description="Events seen per lead (latest count per lead).",
-)
-DEAD_LETTERS = TopicSpec(
-    "leads.dead-letters.v1", description="Messages that could not be processed, with the reason."
 )

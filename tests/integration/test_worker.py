@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import signal
 import subprocess
@@ -15,6 +14,9 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from schemas import codec
+from schemas.errors import ErrorKind
+from schemas.examples import make_event
 from stream import topics
 from stream.admin import ensure_topics
 from stream.settings import Settings
@@ -82,7 +84,7 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[Worker]:
 
 
 def _event(lead_id: str, n: int) -> bytes:
-    return orjson.dumps({"event_id": f"{lead_id}-{n}", "type": "page_viewed", "lead_id": lead_id})
+    return codec.encode(make_event("page_viewed", event_id=f"{lead_id}-{n}", lead_id=lead_id))
 
 
 async def _produce(
@@ -148,8 +150,10 @@ async def test_worker_counts_in_rocksdb_and_keeps_state_across_restart(
     letters = await _read_until(
         settings, topics.DEAD_LETTERS, lambda s: len(s) >= 2, 30, worker.log
     )
-    assert sorted(base64.b64decode(str(d["original_base64"])) for d in letters) == sorted(malformed)
-    assert {d["source_topic"] for d in letters} == {settings.topic(topics.CLICKSTREAM.name)}
+    decoded = [codec.decode_dead_letter(orjson.dumps(d)) for d in letters]
+    assert sorted(d.original for d in decoded) == sorted(malformed)
+    assert {d.source_topic for d in decoded} == {settings.topic(topics.CLICKSTREAM.name)}
+    assert {d.error_kind for d in decoded} == {ErrorKind.NOT_JSON, ErrorKind.SCHEMA_VIOLATION}
 
     assert worker.stop() == 0, worker.log.read_text()[-4000:]
     stores = list(settings.data_dir.rglob("activity-counts-*.db"))
