@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.common import ContractModel
 from schemas.errors import DecodeError, ErrorKind
 from schemas.events import EventBase, InboundEvent
+from schemas.internal import InternalMessage
 from schemas.outputs import DeadLetter, ScoreKey, ScoreRecord, StageChangeRecord
 from schemas.topics import (
     DEAD_LETTERS,
@@ -32,6 +33,7 @@ __all__ = [
     "DecodeLimits",
     "decode",
     "decode_dead_letter",
+    "decode_internal",
     "decode_score",
     "decode_score_key",
     "decode_stage_change",
@@ -70,6 +72,7 @@ _SCORE: Final[TypeAdapter[ScoreRecord]] = TypeAdapter(SCORES.value)
 _STAGE_CHANGE: Final[TypeAdapter[StageChangeRecord]] = TypeAdapter(STAGE_CHANGES.value)
 _DEAD_LETTER: Final[TypeAdapter[DeadLetter]] = TypeAdapter(DEAD_LETTERS.value)
 _SCORE_KEY: Final[TypeAdapter[ScoreKey]] = TypeAdapter(ScoreKey)
+_INTERNAL: Final[TypeAdapter[Any]] = TypeAdapter(InternalMessage)
 
 _NOT_OBJECT_ERRORS: Final = frozenset({"dict_type", "model_type", "model_attributes_type"})
 _TAG_ERRORS: Final = frozenset({"union_tag_invalid", "union_tag_not_found"})
@@ -117,6 +120,11 @@ def decode_stage_change(data: bytes) -> StageChangeRecord:
 def decode_dead_letter(data: bytes) -> DeadLetter:
     """A value of `leads.dead-letters.v1`."""
     return _validate(_DEAD_LETTER, data, OUTBOUND_MAX_BYTES, DEAD_LETTERS.name, tagged=False)
+
+
+def decode_internal(data: bytes) -> Any:
+    """A value of ``leads.internal.v1``: an inbound event or a control message."""
+    return _validate(_INTERNAL, data, OUTBOUND_MAX_BYTES, "leads.internal.v1", tagged=True)
 
 
 def decode_score_key(data: bytes) -> ScoreKey:

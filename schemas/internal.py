@@ -1,0 +1,89 @@
+"""Messages Leadstream workers send each other on ``leads.internal.v1``.
+
+The internal topic is co-partitioned with the source topics and keyed by the id whose state a
+message concerns, so each step runs on the worker that owns that id's partition:
+
+- an inbound event re-keyed to its lead (or anonymous visitor) when its producer keyed it
+  otherwise, or released to the lead after an ``identify``;
+- ``link``: an identify reached the lead; the anonymous id's partition records the alias and
+  releases what it held;
+- ``unlink``: an erased lead's anonymous ids forget it;
+- ``merge_out`` / ``merge_in``: two lead ids are one person; the absorbed lead hands its state
+  to the surviving lead;
+- ``tick``: the timer found a lead or anonymous id due (decay crossing, hold expiry).
+
+Producers outside Leadstream never write this topic; it is versioned like the others.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field
+
+from schemas.common import ContractModel, EventId, Identifier, UtcDatetime
+from schemas.events import EVENT_TYPES
+
+__all__ = ["InternalMessage", "Link", "MergeIn", "MergeOut", "Tick", "Unlink"]
+
+
+class Link(ContractModel):
+    """``anonymous_id`` is ``lead_id``: keyed by the anonymous id."""
+
+    type: Literal["link"] = "link"
+    event_id: EventId
+    """The identify event's id."""
+    anonymous_id: Identifier
+    lead_id: Identifier
+    occurred_at: UtcDatetime
+
+
+class Unlink(ContractModel):
+    """Forget the alias of an erased lead: keyed by the anonymous id."""
+
+    type: Literal["unlink"] = "unlink"
+    event_id: EventId
+    """The erase event's id."""
+    anonymous_id: Identifier
+    lead_id: Identifier
+
+
+class MergeOut(ContractModel):
+    """Hand ``lead_id``'s state over to ``into_lead_id``: keyed by the absorbed lead."""
+
+    type: Literal["merge_out"] = "merge_out"
+    event_id: EventId
+    """The merge event's id."""
+    lead_id: Identifier
+    into_lead_id: Identifier
+    occurred_at: UtcDatetime
+
+
+class MergeIn(ContractModel):
+    """Fold ``from_lead_id``'s state into ``lead_id``: keyed by the surviving lead."""
+
+    type: Literal["merge_in"] = "merge_in"
+    event_id: EventId
+    lead_id: Identifier
+    from_lead_id: Identifier
+    state: dict[str, Any] | None
+    """The absorbed lead's state (``None``: it had none)."""
+    occurred_at: UtcDatetime
+
+
+class Tick(ContractModel):
+    """Time passed for ``key`` (a lead id or an anonymous id): keyed by it."""
+
+    type: Literal["tick"] = "tick"
+    key: Identifier
+    kind: Literal["lead", "anonymous"]
+    at: UtcDatetime
+
+
+_CONTROL = (Link, Unlink, MergeOut, MergeIn, Tick)
+
+InternalMessage: Any = Annotated[
+    Union[tuple(EVENT_TYPES.values()) + _CONTROL],  # noqa: UP007
+    Field(discriminator="type"),
+]
+"""A value of ``leads.internal.v1``: an inbound event or a control message."""
