@@ -66,7 +66,7 @@ class MergeIn(ContractModel):
     event_id: EventId
     lead_id: Identifier
     from_lead_id: Identifier
-    state: dict[str, Any] | None
+    state: dict[str, Any] | None = None
     """The absorbed lead's state (``None``: it had none)."""
     occurred_at: UtcDatetime
 
