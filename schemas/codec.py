@@ -33,6 +33,8 @@ __all__ = [
     "DecodeLimits",
     "decode",
     "decode_dead_letter",
+    "dumps",
+    "loads",
     "decode_internal",
     "decode_score",
     "decode_score_key",
@@ -120,6 +122,16 @@ def decode_stage_change(data: bytes) -> StageChangeRecord:
 def decode_dead_letter(data: bytes) -> DeadLetter:
     """A value of `leads.dead-letters.v1`."""
     return _validate(_DEAD_LETTER, data, OUTBOUND_MAX_BYTES, DEAD_LETTERS.name, tagged=False)
+
+
+def dumps(document: Any) -> bytes:
+    """A plain JSON document (dicts, lists, strings, numbers) as bytes: table values."""
+    return orjson.dumps(document, option=ORJSON_OPTIONS)
+
+
+def loads(data: bytes) -> Any:
+    """The plain JSON document in ``data`` (the inverse of `dumps`)."""
+    return orjson.loads(data)
 
 
 def decode_internal(data: bytes) -> Any:

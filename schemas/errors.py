@@ -32,6 +32,10 @@ class ErrorKind(StrEnum):
     """`occurred_at` is later than now plus the allowed clock skew."""
     TIMESTAMP_TOO_OLD = "timestamp_too_old"
     """`occurred_at` is older than the configured maximum age."""
+    HELD_TOO_MANY = "held_too_many"
+    """An anonymous visitor's event gave way to newer ones before an identify linked it."""
+    HELD_TOO_LONG = "held_too_long"
+    """An anonymous visitor's events expired before an identify linked them."""
     PROCESSING_FAILED = "processing_failed"
     """A valid message whose processing failed (recorded by the stream processor)."""
 
