@@ -7,12 +7,13 @@ reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+ReplayStore = Literal["redis", "memory"]
 
 
 class Settings(BaseSettings):
@@ -40,10 +41,56 @@ class Settings(BaseSettings):
     )
     processing_guarantee: ProcessingGuarantee = "at_least_once"
     standby_replicas: int = Field(0, ge=0, description="Standby replicas of each table.")
+    timer_interval_s: float = Field(
+        10.0, gt=0, description="How often the decay timer looks for due leads, in seconds."
+    )
+    identity_max_events: int = Field(
+        200, ge=1, description="Events held per anonymous id until an identify links it."
+    )
+    identity_max_age_s: float = Field(
+        30 * 86400.0, gt=0, description="How long anonymous activity is held, in seconds."
+    )
+    models_path: Path | None = Field(
+        None, description="Scoring model file (YAML); the shipped default models when unset."
+    )
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535, description="Port of the worker's web server.")
     web_enabled: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # HTTP collector (stream/collector.py): the pixel, the Segment API and vendor webhooks.
+    collector_enabled: bool = Field(True, description="Serve the collector endpoints.")
+    auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Bearer tokens accepted by the collector's write endpoints, comma-separated.",
+    )
+    auth_disabled: bool = Field(
+        False, description="Accept unauthenticated collector writes (development only)."
+    )
+    collector_max_call_bytes: int = Field(
+        64 * 1024, ge=1, description="Largest body of a single Segment call."
+    )
+    collector_max_webhook_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest body of a webhook or a Segment batch."
+    )
+    collector_cookie_domain: str | None = Field(
+        None, description="Domain attribute of the anonymous-id cookie (e.g. .example.com)."
+    )
+    sendgrid_public_key: SecretStr | None = Field(
+        None, description="SendGrid signed event webhook verification key (base64 DER or PEM)."
+    )
+    mailgun_signing_key: SecretStr | None = Field(
+        None, description="Mailgun HTTP webhook signing key."
+    )
+    mailchimp_webhook_secret: SecretStr | None = Field(
+        None, description="The secret path segment of the Mailchimp webhook URL."
+    )
+    webhook_tolerance_seconds: int = Field(
+        300, ge=1, description="Largest age (either way) of a signed webhook timestamp."
+    )
+    webhook_replay_store: ReplayStore = Field(
+        "redis", description="Where seen Mailgun tokens are kept: redis (shared) or memory."
+    )
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -56,6 +103,13 @@ class Settings(BaseSettings):
             if not sep or not host or not port.isdigit():
                 raise ValueError(f"{server!r} is not host:port")
         return ",".join(servers)
+
+    @field_validator("auth_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [token.strip() for token in value.split(",") if token.strip()]
+        return value
 
     @property
     def broker_url(self) -> str:
