@@ -6,7 +6,7 @@ from typing import Any
 
 import faust
 
-from stream import activity
+from stream import activity, collector
 from stream.settings import Settings
 
 
@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> faust.App:
     """Build a fresh Leadstream Faust app with its topics, tables and agents."""
     app = faust.App(**faust_options(settings))
     activity.register(app, settings)
+    collector.register(app, settings)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

@@ -24,6 +24,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Start a Faust worker with the Leadstream agents."""
     import faust  # noqa: PLC0415
 
+    from stream import logmask  # noqa: PLC0415
     from stream.admin import ensure_topics  # noqa: PLC0415
     from stream.app import create_app  # noqa: PLC0415
     from stream.settings import Settings  # noqa: PLC0415
@@ -34,6 +35,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.data_dir is not None:
         overrides["data_dir"] = args.data_dir
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    logmask.install(logmask.settings_secrets(settings))
     created = asyncio.run(ensure_topics(settings))
     if created:
         print(f"created topics: {', '.join(created)}", file=sys.stderr)

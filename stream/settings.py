@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     mailgun_signing_key: SecretStr | None = Field(
         None, description="Mailgun HTTP webhook signing key."
     )
-    mailchimp_webhook_secret: SecretStr | None = Field(
+    mailchimp_webhook_key: SecretStr | None = Field(
         None, description="The secret path segment of the Mailchimp webhook URL."
     )
     webhook_tolerance_seconds: int = Field(

@@ -1,0 +1,1 @@
+"""Files the worker's web server serves as they are (the collector's JavaScript snippet)."""
