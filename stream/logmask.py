@@ -36,7 +36,7 @@ _URL_CREDENTIALS = re.compile(
 )
 _BEARER = re.compile(r"(?i)\b(?P<kind>bearer|basic)(?P<sep>\s+)[A-Za-z0-9._~+/=-]+")
 _KEY_VALUE = re.compile(
-    r"(?i)(?P<key>\b[\w-]*(?:token|secret|password|passwd|signature|api[_-]?key|authorization)"
+    r"(?i)(?P<key>\b[\w-]*(?:token|secret|password|passwd|signature|authorization|(?:api|signing|private)[_-]?key)"
     r"[\w-]*)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>(?:bearer\s+|basic\s+)?[^\s\"'&,;}]+)"
 )
 _EMAIL = re.compile(r"(?P<local>[A-Za-z0-9._%+-]+)@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
