@@ -518,7 +518,6 @@ class Collector:
                     tolerance_seconds=self.settings.webhook_tolerance_seconds,
                 )
             except Refusal as refusal:
-                log.warning("collector: SendGrid webhook refused: %s", refusal.failure)
                 raise _refused(refusal) from None
         payload = _parse_json(body)
         return await self._accept(sendgrid.convert(payload, received_at=received_at), received_at)
@@ -541,7 +540,6 @@ class Collector:
                     replays=self.replays,
                 )
             except Refusal as refusal:
-                log.warning("collector: Mailgun webhook refused: %s", refusal.failure)
                 raise _refused(refusal) from None
             except (RedisError, OSError) as exc:
                 log.error("collector: the Mailgun replay cache is unavailable: %s", exc)
@@ -564,7 +562,6 @@ class Collector:
                 return
             raise self._unconfigured("mailchimp_webhook_key")
         if not secret_matches(secret, expected.get_secret_value()):
-            log.warning("collector: Mailchimp webhook refused: wrong secret")
             raise HttpError(401, AuthFailure.WRONG_SECRET.value, "the URL's secret is wrong")
 
     async def mailchimp_check(self, request: web.Request, secret: str) -> web.Response:
@@ -584,17 +581,28 @@ def _guarded(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def run(*args: Any, **kwargs: Any) -> web.StreamResponse:
+        request: web.Request = args[0]
         try:
             return await handler(*args, **kwargs)
         except HttpError as exc:
-            return exc.response()
+            refused = exc
         except Refusal as refusal:
-            return _refused(refusal).response()
+            refused = _refused(refusal)
         except web.HTTPException:
             raise
         except Exception:
             log.exception("collector: internal error")
             return HttpError(500, "internal", "internal error").response()
+        if refused.status < 500:
+            log.info(
+                "collector: %s %s refused %d %s: %s",
+                request.method,
+                request.path,
+                refused.status,
+                refused.error,
+                refused.detail[:256],
+            )
+        return refused.response()
 
     return run
 

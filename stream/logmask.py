@@ -36,8 +36,9 @@ _URL_CREDENTIALS = re.compile(
 )
 _BEARER = re.compile(r"(?i)\b(?P<kind>bearer|basic)(?P<sep>\s+)[A-Za-z0-9._~+/=-]+")
 _KEY_VALUE = re.compile(
-    r"(?i)(?P<key>\b[\w-]*(?:token|secret|password|passwd|signature|authorization|(?:api|signing|private)[_-]?key)"
-    r"[\w-]*)(?P<sep>[\"']?\s*[:=]\s*[\"']?)(?P<value>(?:bearer\s+|basic\s+)?[^\s\"'&,;}]+)"
+    r"(?i)(?P<key>\b[\w-]*(?:token|secret|password|passwd|signature|authorization"
+    r"|(?:api|signing|private)[_-]?key)[\w-]*)(?P<sep>[\"']?\s*=\s*[\"']?|[\"']?:\s*[\"']|[\"']:\s*|:(?=\S))"
+    r"(?P<value>[^\s\"'&,;}]+)"
 )
 _EMAIL = re.compile(r"(?P<local>[A-Za-z0-9._%+-]+)@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 _MAILCHIMP_PATH = re.compile(r"(?P<path>/webhooks/mailchimp/)[^/\s?#\"']+")
