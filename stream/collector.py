@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from schemas import codec
@@ -104,6 +105,7 @@ SEND_TIMEOUT_SECONDS: Final = 10.0
 SEGMENT_CALLS: Final = ("track", "identify", "page")
 _COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _READ_CHUNK = 64 * 1024
+_HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
 # ----------------------------------------------------------------------------- errors
@@ -203,10 +205,8 @@ class FaustSink:
                 await asyncio.gather(*pending)
         except (TimeoutError, OSError) as exc:
             raise SinkUnavailable(f"Kafka did not acknowledge: {type(exc).__name__}") from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith(("aiokafka", "kafka")):
-                raise SinkUnavailable(f"Kafka refused the records: {exc}") from exc
-            raise
+        except KafkaError as exc:
+            raise SinkUnavailable(f"Kafka refused the records: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------- request parsing
@@ -415,11 +415,8 @@ class Collector:
         if outcome.accepted:
             headers["X-Leadstream-Event-Id"] = ",".join(outcome.accepted)
         if outcome.rejected:
-            headers["X-Leadstream-Rejected"] = (
-                "; ".join(r["reason"] for r in outcome.rejected)[:512]
-                .encode("ascii", "replace")
-                .decode()
-            )
+            reasons = "; ".join(r["reason"] for r in outcome.rejected)[:512]
+            headers["X-Leadstream-Rejected"] = _HEADER_UNSAFE.sub("?", reasons)
         status = 200
         try:
             await self._write(outcome)

@@ -9,11 +9,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import shutil
 import struct
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
@@ -502,3 +507,57 @@ async def test_mailchimp_webhook(served: Served) -> None:
         assert r.status == 202
     (event,) = served.events()
     assert event["type"] == "email_unsubscribed"
+
+
+def test_tokens_setting_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEADSTREAM_AUTH_TOKENS", " tok-a , tok-b,,")
+    settings = Settings()
+    assert [t.get_secret_value() for t in settings.auth_tokens] == ["tok-a", "tok-b"]
+    assert "tok-a" not in repr(settings)
+    assert not settings.auth_disabled  # authentication is on unless disabled explicitly
+
+
+SNIPPET_CHECK = """
+const fs = require("fs");
+const made = [];
+global.window = {location: {href: "https://acme.example/pricing?x=1"},
+                 crypto: {randomUUID: () => "uuid-1"}};
+global.document = {currentScript: {src: "https://collect.example.com/collect/leadstream.js"},
+                   baseURI: "https://acme.example/", referrer: "https://google.com/",
+                   title: "Pricing & more"};
+global.Image = function () { made.push(this); };
+const source = fs.readFileSync(process.argv[2], "utf8");
+eval(source);
+window.leadstream.page({url: "https://acme.example/spa", referrer: "", eventId: "e2"});
+eval(source);  // embedded twice: loads once
+console.log(JSON.stringify(made.map((image) => image.src)));
+"""
+
+
+def test_snippet_loads_the_pixel_from_its_own_origin(tmp_path: Path) -> None:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    script = resources.files("stream").joinpath("static/leadstream.js")
+    check = tmp_path / "check.js"
+    check.write_text(SNIPPET_CHECK)
+    out = subprocess.run(
+        [node, str(check), str(script)], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    first, second = (urlsplit(src) for src in orjson.loads(out))
+    assert (first.scheme, first.netloc, first.path) == (
+        "https",
+        "collect.example.com",
+        "/collect/pixel.gif",
+    )
+    assert parse_qs(first.query) == {
+        "url": ["https://acme.example/pricing?x=1"],
+        "ref": ["https://google.com/"],
+        "title": ["Pricing & more"],
+        "eid": ["uuid-1"],
+    }
+    assert parse_qs(second.query) == {
+        "url": ["https://acme.example/spa"],
+        "title": ["Pricing & more"],
+        "eid": ["e2"],
+    }
