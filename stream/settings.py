@@ -6,6 +6,7 @@ reads the environment.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -108,6 +109,8 @@ class Settings(BaseSettings):
     @classmethod
     def _split_tokens(cls, value: object) -> object:
         if isinstance(value, str):
+            if value.lstrip().startswith("["):  # a JSON list is accepted too
+                return json.loads(value)
             return [token.strip() for token in value.split(",") if token.strip()]
         return value
 

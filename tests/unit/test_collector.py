@@ -515,6 +515,8 @@ def test_tokens_setting_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> N
     assert [t.get_secret_value() for t in settings.auth_tokens] == ["tok-a", "tok-b"]
     assert "tok-a" not in repr(settings)
     assert not settings.auth_disabled  # authentication is on unless disabled explicitly
+    monkeypatch.setenv("LEADSTREAM_AUTH_TOKENS", '["tok-c", "tok,d"]')
+    assert [t.get_secret_value() for t in Settings().auth_tokens] == ["tok-c", "tok,d"]
 
 
 SNIPPET_CHECK = """
