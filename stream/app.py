@@ -25,6 +25,7 @@ def faust_options(settings: Settings) -> dict[str, object]:
         "consumer_auto_offset_reset": "earliest",
         "web_enabled": settings.web_enabled,
         "web_host": settings.web_host,
+        "web_bind": settings.web_host,
         "web_port": settings.web_port,
         "web_in_thread": False,
         "producer_linger_ms": 5,

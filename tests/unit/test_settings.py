@@ -44,3 +44,5 @@ def test_faust_options_are_explicit() -> None:
     assert options["table_standby_replicas"] == 1
     assert options["processing_guarantee"] == "exactly_once"
     assert options["autodiscover"] is False
+    # the web server listens only where it is told to (127.0.0.1 unless configured)
+    assert options["web_bind"] == options["web_host"] == "127.0.0.1"
