@@ -43,6 +43,8 @@ from schemas.common import ContractModel
 from schemas.errors import DecodeError, ErrorKind
 from schemas.events import EventBase, Identify, LeadErased, LeadsMerged
 from schemas.internal import Link, MergeIn, MergeOut, Tick, Unlink
+
+__all__ = ["LeadProcessor", "LeadRecord", "ScoringEngine", "Step", "Tick", "register"]
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
 from stream import identity, topics
 from stream.schedule import DueSchedule
@@ -63,10 +65,15 @@ MAX_CONTROL_IDS = 64
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """What scoring one input did: the new state (``None``: unchanged) and the records."""
+    """What scoring one input did.
+
+    ``state``: the new state document (``None``: unchanged); ``outputs``: the records to
+    publish; ``due``: when decay will next cross a threshold for the new state (``None``: never).
+    """
 
     state: dict[str, Any] | None
     outputs: Sequence[ContractModel] = ()
+    due: datetime | None = None
 
 
 class ScoringEngine(Protocol):
@@ -87,7 +94,7 @@ class ScoringEngine(Protocol):
         at: datetime,
     ) -> Step: ...
 
-    def tick(self, state: dict[str, Any], at: datetime) -> Step: ...
+    def tick(self, state: dict[str, Any], at: datetime, *, lead_id: str) -> Step: ...
 
     def next_due(self, state: dict[str, Any]) -> datetime | None: ...
 
@@ -184,20 +191,12 @@ class LeadProcessor:
         self.scores = raw_topic(settings.topic(topics.SCORES.name), compacting=True)
         self.stage_changes = raw_topic(settings.topic(topics.STAGE_CHANGES.name))
         self.dead_letters = raw_topic(settings.topic(topics.DEAD_LETTERS.name))
-        self.leads = app.Table(
-            LEADS_TABLE,
-            partitions=partitions,
-            key_type=str,
-            value_type=bytes,
-            value_serializer="raw",
-        )
+        self.leads = app.Table(LEADS_TABLE, partitions=partitions, key_type=str, value_type=bytes)
         self.identities = app.Table(
-            IDENTITY_TABLE,
-            partitions=partitions,
-            key_type=str,
-            value_type=bytes,
-            value_serializer="raw",
+            IDENTITY_TABLE, partitions=partitions, key_type=str, value_type=bytes
         )
+        for table in (self.leads, self.identities):
+            table.value_serializer = "raw"  # values are our own JSON bytes
         self.schedule = DueSchedule()
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
@@ -214,14 +213,20 @@ class LeadProcessor:
         raw = self.leads.get(lead_id)
         return None if raw is None else LeadRecord.from_json(codec.loads(raw))
 
-    def store_lead(self, lead_id: str, record: LeadRecord) -> None:
+    def store_lead(self, lead_id: str, record: LeadRecord, due: datetime | None) -> None:
+        """Write the lead's one value (one changelog message) and its next decay due time."""
         self.leads[lead_id] = codec.dumps(record.to_json())
-        due = (
-            self.engine.next_due(record.state) if record.state and not record.merged_into else None
-        )
+        if record.merged_into is not None:
+            due = None
         self.schedule.set(
             self.partition_of(lead_id), _lead_key(lead_id), None if due is None else due.timestamp()
         )
+
+    def _due(self, record: LeadRecord) -> datetime | None:
+        """The due time of a record whose state did not change (read from the state)."""
+        if record.state is None or record.merged_into is not None:
+            return None
+        return self.engine.next_due(record.state)
 
     def load_anon(self, anonymous_id: str) -> identity.AnonRecord | None:
         raw = self.identities.get(anonymous_id)
@@ -332,8 +337,9 @@ class LeadProcessor:
         step = self.engine.apply(record.state, event)
         if step.state is not None:
             record.state = step.state
-        if step.state is not None or isinstance(event, Identify):
-            self.store_lead(lead_id, record)
+            self.store_lead(lead_id, record, step.due)
+        elif isinstance(event, Identify):
+            self.store_lead(lead_id, record, self._due(record))
         await self.emit(step.outputs)
 
     async def on_erase(self, event: LeadErased, lead_id: str, record: LeadRecord) -> None:
@@ -392,7 +398,7 @@ class LeadProcessor:
         record = self.load_lead(message_in.lead_id) or LeadRecord()
         if record.merged_into is None:
             record.merged_into = message_in.into_lead_id
-            self.store_lead(message_in.lead_id, record)
+            self.store_lead(message_in.lead_id, record, None)
         # Sent again when this message is replayed; the receiver applies it once.
         await self.to_internal(
             message_in.into_lead_id,
@@ -420,12 +426,13 @@ class LeadProcessor:
         if not record.remember_control(f"merge:{message_in.event_id}"):
             return
         if record.merged_into is not None:  # merged onwards meanwhile: pass it along
-            self.store_lead(message_in.lead_id, record)
+            self.store_lead(message_in.lead_id, record, None)
             await self.to_internal(
                 record.merged_into, message_in.model_copy(update={"lead_id": record.merged_into})
             )
             return
         outputs: Sequence[ContractModel] = ()
+        due = self._due(record)
         if message_in.state is not None:
             step = self.engine.merge(
                 record.state,
@@ -435,9 +442,9 @@ class LeadProcessor:
                 at=message_in.occurred_at,
             )
             if step.state is not None:
-                record.state = step.state
+                record.state, due = step.state, step.due
             outputs = step.outputs
-        self.store_lead(message_in.lead_id, record)
+        self.store_lead(message_in.lead_id, record, due)
         await self.emit(outputs)
 
     async def on_tick(self, message_in: Tick, message: Any) -> None:
@@ -460,10 +467,19 @@ class LeadProcessor:
         lead = self.load_lead(message_in.key)
         if lead is None or lead.state is None or lead.merged_into is not None:
             return
-        step = self.engine.tick(lead.state, message_in.at)
+        step = self.engine.tick(lead.state, message_in.at, lead_id=message_in.key)
         if step.state is not None:
             lead.state = step.state
-        self.store_lead(message_in.key, lead)  # reschedules
+            self.store_lead(message_in.key, lead, step.due)
+        else:
+            due = self._due(lead)
+            if due is not None and due <= message_in.at:
+                due = None  # nothing crossed though due: do not spin on it
+            self.schedule.set(
+                self.partition_of(message_in.key),
+                _lead_key(message_in.key),
+                None if due is None else due.timestamp(),
+            )
         await self.emit(step.outputs)
 
     # ------------------------------------------------------------------ the agent
