@@ -806,29 +806,34 @@ class _Builder:
             self.scrape(lead, first)
             return
         agent = r.choice(_HUMAN_AGENTS)
-        last = self.end_ms
         decision = None
-        if lead.converted:
+        # Converters decide late in the period; some non-converters evaluate too, and buy
+        # elsewhere (a hand-raise, then sales rejects or loses the deal).
+        evaluates = lead.converted or (
+            p.name in ("ideal_buyer", "churned_customer") and r.random() < 0.25
+        )
+        if evaluates:
             decision = first + int(r.uniform(0.5, 0.95) * (self.end_ms - first))
-        for t in self.session_times(first, last, p.sessions_per_week):
+        for t in self.session_times(first, self.end_ms, p.sessions_per_week):
             self.session(lead, t, agent=agent)
         if decision is not None:
-            # Intent ramps up over the last two weeks before the decision.
+            # Intent ramps up over the two weeks before the decision.
             ramp_from = max(first, decision - 14 * DAY_MS)
-            for t in self.session_times(ramp_from, decision, 2.5):
+            ramp = 2.5 if lead.converted else 1.2
+            for t in self.session_times(ramp_from, decision, ramp):
                 self.session(
                     lead,
                     t,
                     agent=agent,
                     pages={"pricing": 2, "features": 2, "case": 1, "integrations": 1},
                 )
-            self.hand_raise(lead, decision)
-            if r.random() < 0.75:
+            if lead.converted or r.random() < 0.5:
+                self.hand_raise(lead, decision)
+            if not lead.converted:
+                self.crm(lead, decision, won=False)
+                decision = None
+            elif r.random() < 0.75:
                 self.crm(lead, decision, won=True)
-        elif p.name in ("ideal_buyer", "churned_customer") and r.random() < 0.1:
-            t = first + int(r.random() * (self.end_ms - first))
-            self.hand_raise(lead, t)
-            self.crm(lead, t, won=False)
         for _ in range(
             self.poisson(
                 p.webinars_per_month
