@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, ge=0, le=65535, description="Port of the worker's web server.")
     web_enabled: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    projector_enabled: bool = Field(
+        True, description="Run the Redis projector (the read model) in this worker."
+    )
 
     # HTTP collector (stream/collector.py): the pixel, the Segment API and vendor webhooks.
     collector_enabled: bool = Field(True, description="Serve the collector endpoints.")

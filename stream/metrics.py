@@ -1,0 +1,301 @@
+"""Prometheus metrics: a Faust sensor, domain counters any module can call, and ``/metrics``.
+
+Domain counters (call them from anywhere in the worker; they never raise and cost a dict lookup):
+
+| call | metric | who calls it |
+| --- | --- | --- |
+| ``event_in(topic, type)`` | ``leadstream_events_in_total`` | processor, per decoded event |
+| ``scoring_latency(seconds)`` | ``leadstream_scoring_latency_seconds`` | processor |
+| ``dead_letter(kind)`` | ``leadstream_dead_letters_total`` | projector |
+| ``stage_change(model, from, to)`` | ``leadstream_stage_changes_total`` | projector |
+
+``scoring_latency`` is the time from an event's ``occurred_at`` to its score being sent.
+
+Dead letters and stage changes are counted where they are read back from their topics (the
+projector), once per record whatever wrote it; writers do not call those two.
+
+The sensor (`LeadstreamSensor`, installed by `register`) counts Kafka messages in and out per topic
+and table writes; at scrape time a collector bound to the app reports consumer lag per topic,
+table sizes and whether table recovery is done. The projector sets its own lag gauges.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "CONTENT_TYPE",
+    "METRIC_NAMES",
+    "REGISTRY",
+    "AppCollector",
+    "dead_letter",
+    "event_in",
+    "exposition",
+    "register",
+    "scoring_latency",
+    "stage_change",
+]
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+REGISTRY: Final = CollectorRegistry(auto_describe=True)
+"""The worker's process-wide metrics (one worker per process)."""
+
+EVENTS_IN = Counter(
+    "leadstream_events_in",
+    "Decoded inbound events, per source topic and event type.",
+    ["topic", "type"],
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "leadstream_dead_letters",
+    "Dead letters read from the dead-letter topic, per error kind.",
+    ["kind"],
+    registry=REGISTRY,
+)
+STAGE_CHANGES = Counter(
+    "leadstream_stage_changes",
+    "Stage changes read from the stage-changes topic, per model and from/to stage.",
+    ["model", "from_stage", "to_stage"],
+    registry=REGISTRY,
+)
+SCORING_LATENCY = Histogram(
+    "leadstream_scoring_latency_seconds",
+    "From an event's occurred_at to its score being sent.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+    registry=REGISTRY,
+)
+MESSAGES_IN = Counter(
+    "leadstream_messages_in",
+    "Kafka messages received by the worker's Faust consumer, per topic.",
+    ["topic"],
+    registry=REGISTRY,
+)
+MESSAGES_OUT = Counter(
+    "leadstream_messages_out",
+    "Kafka messages sent by the worker's Faust producer, per topic.",
+    ["topic"],
+    registry=REGISTRY,
+)
+TABLE_WRITES = Counter(
+    "leadstream_table_writes",
+    "Writes (sets and deletes) to Faust tables, per table.",
+    ["table"],
+    registry=REGISTRY,
+)
+PROJECTOR_LAG = Gauge(
+    "leadstream_projector_lag_messages",
+    "Records of a topic not yet applied to the Redis read model (this worker's partitions).",
+    ["topic"],
+    registry=REGISTRY,
+)
+PROJECTOR_APPLIED = Counter(
+    "leadstream_projector_records",
+    "Records applied to the Redis read model, per topic.",
+    ["topic"],
+    registry=REGISTRY,
+)
+PROJECTOR_REDIS_ERRORS = Counter(
+    "leadstream_projector_redis_errors",
+    "Failed attempts to write a batch to Redis (each is retried with backoff).",
+    registry=REGISTRY,
+)
+PROJECTOR_REDIS_UP = Gauge(
+    "leadstream_projector_redis_up",
+    "1 when the projector's last Redis write succeeded, 0 while it is retrying.",
+    registry=REGISTRY,
+)
+PROJECTOR_LAST_APPLIED = Gauge(
+    "leadstream_projector_last_applied_timestamp_seconds",
+    "Wall-clock time of the projector's last successful Redis write (Unix seconds).",
+    registry=REGISTRY,
+)
+
+CONSUMER_LAG_NAME: Final = "leadstream_consumer_lag_messages"
+TABLE_KEYS_NAME: Final = "leadstream_table_keys"
+RECOVERED_NAME: Final = "leadstream_tables_recovered"
+
+
+def _sample_names(metric: Any) -> set[str]:
+    name: str = metric._name
+    kind: str = metric._type
+    if kind == "counter":
+        return {f"{name}_total", f"{name}_created"}
+    if kind == "histogram":
+        return {f"{name}_bucket", f"{name}_sum", f"{name}_count", f"{name}_created"}
+    return {name}
+
+
+METRIC_NAMES: Final[frozenset[str]] = frozenset(
+    {
+        sample
+        for metric in (
+            EVENTS_IN,
+            DEAD_LETTERS,
+            STAGE_CHANGES,
+            SCORING_LATENCY,
+            MESSAGES_IN,
+            MESSAGES_OUT,
+            TABLE_WRITES,
+            PROJECTOR_LAG,
+            PROJECTOR_APPLIED,
+            PROJECTOR_REDIS_ERRORS,
+            PROJECTOR_REDIS_UP,
+            PROJECTOR_LAST_APPLIED,
+        )
+        for sample in _sample_names(metric)
+    }
+    | {CONSUMER_LAG_NAME, TABLE_KEYS_NAME, RECOVERED_NAME}
+)
+"""Every series name ``/metrics`` can show (the Grafana dashboard's queries use only these)."""
+
+
+# ----------------------------------------------------------------------------- domain API
+
+
+def event_in(topic: str, type_: str) -> None:
+    """Count one decoded inbound event of `type_` from `topic` (the contract name)."""
+    EVENTS_IN.labels(topic=topic, type=type_).inc()
+
+
+def dead_letter(kind: str) -> None:
+    """Count one dead letter of `kind` (an ``ErrorKind`` value)."""
+    DEAD_LETTERS.labels(kind=kind).inc()
+
+
+def stage_change(model: str, from_stage: str | None, to_stage: str) -> None:
+    """Count one stage change (``from_stage`` None: the lead's first stage, shown as ``none``)."""
+    STAGE_CHANGES.labels(model=model, from_stage=from_stage or "none", to_stage=to_stage).inc()
+
+
+def scoring_latency(seconds: float) -> None:
+    """Observe the time from an event's ``occurred_at`` to its score being sent."""
+    SCORING_LATENCY.observe(max(seconds, 0.0))
+
+
+# ----------------------------------------------------------------------------- Faust side
+
+
+def _topic_of(tp: Any) -> str:
+    return str(getattr(tp, "topic", "?"))
+
+
+def _make_sensor_class() -> type:
+    import faust  # noqa: PLC0415
+
+    class LeadstreamSensor(faust.Sensor):  # type: ignore[misc]
+        """Counts messages in/out per topic and table writes into the Prometheus registry."""
+
+        def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+            MESSAGES_IN.labels(topic=_topic_of(tp)).inc()
+
+        def on_send_completed(self, producer: Any, state: Any, metadata: Any) -> None:
+            MESSAGES_OUT.labels(topic=str(getattr(metadata, "topic", "?"))).inc()
+
+        def on_table_set(self, table: Any, key: Any, value: Any) -> None:
+            TABLE_WRITES.labels(table=str(table.name)).inc()
+
+        def on_table_del(self, table: Any, key: Any) -> None:
+            TABLE_WRITES.labels(table=str(table.name)).inc()
+
+    return LeadstreamSensor
+
+
+def _table_keys(table: Any) -> int | None:
+    """Keys in a table's active partitions: RocksDB's estimate, or the exact count in memory."""
+    store = table.data
+    dbs = getattr(store, "_dbs_for_actives", None)
+    try:
+        if dbs is None:
+            return len(store)
+        total = 0
+        for db in dbs():
+            total += int(db.property_int_value("rocksdb.estimate-num-keys") or 0)
+        return total
+    except Exception:  # a metric must never break a scrape
+        log.debug("metrics: could not size table %s", table.name, exc_info=True)
+        return None
+
+
+class AppCollector(Collector):
+    """Scrape-time gauges read from a Faust app: consumer lag, table sizes, recovery."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        lag = GaugeMetricFamily(
+            CONSUMER_LAG_NAME,
+            "High watermark minus committed offset, per topic (this worker's partitions).",
+            labels=["topic"],
+        )
+        for topic, value in sorted(consumer_lag(self.app).items()):
+            lag.add_metric([topic], value)
+        yield lag
+        keys = GaugeMetricFamily(
+            TABLE_KEYS_NAME, "Keys in a table (this worker's active partitions).", labels=["table"]
+        )
+        for name, table in sorted(self.app.tables.items()):
+            size = _table_keys(table)
+            if size is not None:
+                keys.add_metric([str(name)], size)
+        yield keys
+        yield GaugeMetricFamily(
+            RECOVERED_NAME,
+            "1 once table recovery has completed (the worker is ready).",
+            value=1 if is_ready(self.app) else 0,
+        )
+
+
+def consumer_lag(app: Any) -> dict[str, int]:
+    """High watermark minus committed offset, summed per topic over the assigned partitions."""
+    lags: dict[str, int] = {}
+    try:
+        consumer = app.consumer
+        committed = consumer._committed_offset
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            done = committed.get(tp)
+            behind = max(int(highwater) - (int(done) + 1 if done is not None else 0), 0)
+            lags[tp.topic] = lags.get(tp.topic, 0) + behind
+    except Exception:  # not started yet, or mid-rebalance
+        log.debug("metrics: consumer lag unavailable", exc_info=True)
+    return lags
+
+
+def is_ready(app: Any) -> bool:
+    """Whether the app's table recovery has completed."""
+    try:
+        return bool(app.tables.recovery.completed.is_set())
+    except Exception:
+        return False
+
+
+def register(app: Any) -> CollectorRegistry:
+    """Install the sensor on `app`; the registry of its scrape-time gauges."""
+    app.monitor  # noqa: B018  (Faust builds its monitor lazily; ours sits beside it)
+    app.sensors.add(_make_sensor_class()())
+    per_app = CollectorRegistry(auto_describe=False)
+    per_app.register(AppCollector(app))
+    return per_app
+
+
+def exposition(per_app: CollectorRegistry | None = None) -> bytes:
+    """The Prometheus text exposition of the process metrics and the app's gauges."""
+    body = generate_latest(REGISTRY)
+    if per_app is not None:
+        body += generate_latest(per_app)
+    return body
