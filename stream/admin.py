@@ -18,7 +18,7 @@ ALL_TOPICS: tuple[topics.TopicSpec, ...] = (
     topics.SCORES,
     topics.STAGE_CHANGES,
     topics.DEAD_LETTERS,
-    topics.ACTIVITY_COUNTS,
+    topics.INTERNAL,
 )
 
 

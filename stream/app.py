@@ -6,7 +6,9 @@ from typing import Any
 
 import faust
 
-from stream import activity, collector
+from stream import collector, processor
+from stream.engine import CoreEngine
+from stream.rules import load_default_models, load_model_file
 from stream.settings import Settings
 
 
@@ -39,7 +41,10 @@ def faust_options(settings: Settings) -> dict[str, object]:
 def create_app(settings: Settings) -> faust.App:
     """Build a fresh Leadstream Faust app with its topics, tables and agents."""
     app = faust.App(**faust_options(settings))
-    activity.register(app, settings)
+    models = (
+        load_model_file(settings.models_path) if settings.models_path else load_default_models()
+    )
+    processor.register(app, settings, CoreEngine(models))
     collector.register(app, settings)
 
     @app.page("/healthz")

@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="The one-command demo (what `make demo` runs). Stop it with Ctrl-C.",
     )
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
-    demo.add_argument("--events", type=int, default=200, help="events to send per round")
+    demo.add_argument("--events", type=int, default=40, help="events to send per second")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -55,10 +55,7 @@ log = logging.getLogger(__name__)
 AGENT_NAME = "lead-processor"
 LEADS_TABLE = "leads"
 IDENTITY_TABLE = "identities"
-INTERNAL = topics.TopicSpec(
-    "leads.internal.v1",
-    description="Messages between Leadstream workers (re-keyed events, identity, merges, ticks).",
-)
+INTERNAL = topics.INTERNAL
 MAX_CONTROL_IDS = 64
 """Control message ids remembered per lead (merges are rare; this bounds the state)."""
 

@@ -1,7 +1,7 @@
 """Every Kafka topic Leadstream reads or writes, declared in one place.
 
 The contract's topics (names, keys, cleanup policies) come from ``schemas.topics``; this module
-adds the processor's own topics and the one shape the admin code needs.
+adds the processor's internal topic and the one shape the admin code needs.
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ DEAD_LETTERS = _from_contract(contract.DEAD_LETTERS)
 
 SOURCES: tuple[TopicSpec, ...] = (CLICKSTREAM, EMAIL, SOCIAL, PROFILES, CRM_FEEDBACK)
 
-ACTIVITY_COUNTS = TopicSpec(
-    "leads.activity-counts.v1",
-    cleanup_policy="compact",
-    description="Events seen per lead (latest count per lead).",
+INTERNAL = TopicSpec(
+    "leads.internal.v1",
+    description="Messages between Leadstream workers (re-keyed events, identity, merges, ticks).",
 )

@@ -33,8 +33,9 @@ def test_demo_streams_events_through_a_worker(
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    done = re.search(r"the worker processed (\d+) events", result.stdout)
+    done = re.search(r"the worker published (\d+) score and stage records", result.stdout)
     assert done is not None, result.stdout
     assert int(done.group(1)) > 0
     assert "Redis answering" in result.stdout
+    assert "stage change" in result.stdout
     assert (tmp_path / "demo-worker.log").exists()

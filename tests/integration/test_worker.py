@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -84,7 +85,16 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[Worker]:
 
 
 def _event(lead_id: str, n: int) -> bytes:
-    return codec.encode(make_event("page_viewed", event_id=f"{lead_id}-{n}", lead_id=lead_id))
+    return codec.encode(
+        make_event(
+            "page_viewed",
+            event_id=f"{lead_id}-{n}",
+            lead_id=lead_id,
+            anonymous_id=None,
+            path="/blog",
+            occurred_at=datetime.now(UTC) - timedelta(minutes=10 - n % 10),
+        )
+    )
 
 
 async def _produce(
@@ -125,28 +135,42 @@ async def _read_until(
     return seen
 
 
-def _latest(records: list[dict[str, object]]) -> dict[object, object]:
-    return {r["lead_id"]: r["events"] for r in records}
+def _latest(
+    records: list[dict[str, object]], model: str = "b2b"
+) -> dict[object, dict[str, object]]:
+    """The latest score record per lead under ``model``."""
+    out: dict[object, dict[str, object]] = {}
+    for record in records:
+        if record.get("type") == "score_updated" and record["model"] == model:
+            out[record["lead_id"]] = record
+    return out
 
 
-async def test_worker_counts_in_rocksdb_and_keeps_state_across_restart(
+def _visits(records: list[dict[str, object]]) -> dict[object, float]:
+    return {lead: float(str(r["engagement"])) for lead, r in _latest(records).items()}
+
+
+async def test_worker_scores_in_rocksdb_and_keeps_state_across_restart(
     settings: Settings, worker: Worker
 ) -> None:
     await ensure_topics(settings)
     worker.start()
-    sources = [topics.CLICKSTREAM, topics.EMAIL, topics.SOCIAL]
     messages = [
-        (sources[n % 3], lead.encode(), _event(lead, n)) for n in range(5) for lead in LEADS
+        (topics.CLICKSTREAM, lead.encode(), _event(lead, n)) for n in range(3) for lead in LEADS
     ]
     malformed = [b"{not json", b'{"type": "page_viewed"}']
     messages += [(topics.CLICKSTREAM, b"bad", raw) for raw in malformed]
     await _produce(settings, messages)
 
-    expected = {lead: 5 for lead in LEADS}
-    counts = await _read_until(
-        settings, topics.ACTIVITY_COUNTS, lambda s: _latest(s) == expected, 120, worker.log
+    # three visits at +2 each (the default b2b model), decayed by minutes: just under 6
+    scores = await _read_until(
+        settings,
+        topics.SCORES,
+        lambda s: len(_visits(s)) == len(LEADS) and min(_visits(s).values()) > 5.9,
+        120,
+        worker.log,
     )
-    assert _latest(counts) == expected
+    assert all(5.9 < value <= 6.0 for value in _visits(scores).values())
     letters = await _read_until(
         settings, topics.DEAD_LETTERS, lambda s: len(s) >= 2, 30, worker.log
     )
@@ -156,15 +180,22 @@ async def test_worker_counts_in_rocksdb_and_keeps_state_across_restart(
     assert {d.error_kind for d in decoded} == {ErrorKind.NOT_JSON, ErrorKind.SCHEMA_VIOLATION}
 
     assert worker.stop() == 0, worker.log.read_text()[-4000:]
-    stores = list(settings.data_dir.rglob("activity-counts-*.db"))
+    stores = list(settings.data_dir.rglob("leads-*.db"))
     assert stores, f"no RocksDB store under {settings.data_dir}"
 
     # Restarted, the worker continues from the table's state, not from zero.
     worker.start()
-    await _produce(settings, [(topics.EMAIL, lead.encode(), _event(lead, 99)) for lead in LEADS])
-    expected = {lead: 6 for lead in LEADS}
-    counts = await _read_until(
-        settings, topics.ACTIVITY_COUNTS, lambda s: _latest(s) == expected, 120, worker.log
+    await _produce(
+        settings, [(topics.CLICKSTREAM, lead.encode(), _event(lead, 99)) for lead in LEADS]
     )
-    assert _latest(counts) == expected
+    scores = await _read_until(
+        settings,
+        topics.SCORES,
+        lambda s: len(_visits(s)) == len(LEADS) and min(_visits(s).values()) > 7.9,
+        120,
+        worker.log,
+    )
+    assert all(7.9 < value <= 8.0 for value in _visits(scores).values())
+    revisions = {lead: r["revision"] for lead, r in _latest(scores).items()}
+    assert all(int(str(rev)) >= 4 for rev in revisions.values()), revisions
     assert worker.stop() == 0
