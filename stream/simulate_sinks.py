@@ -77,6 +77,8 @@ def _open(path: Path | str, mode: str) -> Iterator[IO[bytes]]:
     if str(path) == "-":
         yield sys.stdout.buffer if "w" in mode else sys.stdin.buffer
         return
+    if "w" in mode:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     with Path(path).open(mode + "b") as handle:
         yield handle
 
@@ -106,6 +108,7 @@ def truth_path_for(out: Path | str) -> Path:
 
 def write_truth(truth: Mapping[str, LeadTruth], path: Path | str) -> None:
     """The ground truth as CSV: ``lead_id,persona,converted``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with Path(path).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(("lead_id", "persona", "converted"))
