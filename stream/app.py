@@ -6,7 +6,7 @@ from typing import Any
 
 import faust
 
-from stream import collector, processor
+from stream import api, collector, processor, projector
 from stream.engine import CoreEngine
 from stream.rules import load_default_models, load_model_file
 from stream.settings import Settings
@@ -46,6 +46,8 @@ def create_app(settings: Settings) -> faust.App:
     )
     processor.register(app, settings, CoreEngine(models))
     collector.register(app, settings)
+    projector.register(app, settings)
+    api.register(app, settings)
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

@@ -101,3 +101,88 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.config.get_terminal_writer().line(
             "leadstream: no tests were collected; that is a failure, not a pass", red=True
         )
+
+
+# ----------------------------------------------------------------------------- a served worker
+
+
+class ServedWorker:
+    """A `leadstream worker` process with its web server on a free port (see `served_worker`)."""
+
+    def __init__(self, settings: object, env: dict[str, str], log: object, token: str) -> None:
+        self.settings = settings
+        self.env = env
+        self.log = log
+        self.token = token
+        self.base = f"http://127.0.0.1:{env['LEADSTREAM_WEB_PORT']}"
+        self.proc: object = None
+
+
+@pytest.fixture(scope="module")
+def served_worker(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedWorker]:
+    """A real worker (processor, projector, read API) against the real broker and Redis."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from stream.settings import Settings
+
+    token = uuid.uuid4().hex
+    unique = uuid.uuid4().hex[:10]
+    tmp = tmp_path_factory.mktemp("worker")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "LEADSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LEADSTREAM_REDIS_URL": redis_url,
+        "LEADSTREAM_APP_ID": f"ls-web-{unique}",
+        "LEADSTREAM_TOPIC_PREFIX": f"w{unique}.",
+        "LEADSTREAM_TOPIC_PARTITIONS": "2",
+        "LEADSTREAM_DATA_DIR": str(tmp / "data"),
+        "LEADSTREAM_STORE": "memory",
+        "LEADSTREAM_WEB_PORT": str(port),
+        "LEADSTREAM_AUTH_TOKENS": token,
+        "LEADSTREAM_AUTH_DISABLED": "false",
+    }
+    settings = Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        app_id=env["LEADSTREAM_APP_ID"],
+        topic_prefix=env["LEADSTREAM_TOPIC_PREFIX"],
+        topic_partitions=2,
+        web_port=port,
+    )
+    log = tmp / "worker.log"
+    handle = ServedWorker(settings, env, log, token)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    handle.proc = proc
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{handle.base}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the worker did not get ready:\n{log.read_text()[-4000:]}")
+        time.sleep(0.5)
+    yield handle
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
