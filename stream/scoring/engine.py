@@ -24,7 +24,6 @@ Semantics in brief (the README's "Scoring models" section has the whole story):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -69,13 +68,15 @@ from stream.scoring.state import (
     INVALID,
     MANUAL,
     RECENT,
-    SEEN_IDS,
     Caps,
     Contribution,
     LeadState,
     ModelState,
     StageEntry,
     event_hash,
+    seen_add,
+    seen_contains,
+    seen_union,
 )
 
 __all__ = [
@@ -819,7 +820,7 @@ def apply(
     if dispatch is None or (dispatch.kind == STAGE_SET and _dispatch(event, c) is None):
         return Transition(state)
     digest = event_hash(event.event_id)
-    if state is not None and digest in state.seen:
+    if state is not None and seen_contains(state.seen, digest):
         return Transition(state)
     out: list[Output] = []
     scored: list[Contribution] = []
@@ -829,7 +830,7 @@ def apply(
         state, event, model, c=c, dispatch=dispatch, t=t, lead_id=lid, out=out, scored=scored
     )
     if new is not None:
-        new.seen = (*new.seen[-(SEEN_IDS - 1) :], digest)
+        new.seen = seen_add(new.seen, digest)
     return Transition(new, tuple(out), tuple(scored))
 
 
@@ -842,7 +843,7 @@ def apply_all(
 ) -> Transition[LeadState]:
     """Apply one event to a lead's state under every model of `models`; `state` is not changed."""
     digest = event_hash(event.event_id)
-    if state is not None and digest in state.seen:
+    if state is not None and seen_contains(state.seen, digest):
         return Transition(state)
     t = _seconds(event.occurred_at)
     lid = _lead_id(event, lead_id)
@@ -868,7 +869,7 @@ def apply_all(
         return Transition(state)
     if event.type == "lead_erased":
         return Transition(None, tuple(out))
-    seen = (*state.seen[-(SEEN_IDS - 1) :], digest) if state is not None else (digest,)
+    seen = seen_add(state.seen, digest) if state is not None else digest
     return Transition(LeadState(states, seen), tuple(out), tuple(scored))
 
 
@@ -1002,13 +1003,6 @@ def _merge_caps(a: ModelState, b: ModelState, c: CompiledModel, as_of: float) ->
     return caps
 
 
-def _union_ids(a: Iterable[int], b: Iterable[int]) -> tuple[int, ...]:
-    merged = list(a)
-    present = set(merged)
-    merged.extend(i for i in b if i not in present)
-    return tuple(merged[-SEEN_IDS:])
-
-
 def merge_states(a: ModelState, b: ModelState, model: ScoringModel) -> ModelState:
     """The state of one lead that is both `a` (the survivor) and `b` (merged into it).
 
@@ -1064,7 +1058,7 @@ def merge_states(a: ModelState, b: ModelState, model: ScoringModel) -> ModelStat
         hand_raise=max(hands) if hands else None,
         revision=a.revision,
         emitted=a.emitted,
-        seen=_union_ids(a.seen, b.seen),
+        seen=seen_union(a.seen, b.seen),
     )
 
 
@@ -1079,4 +1073,4 @@ def merge_lead_states(a: LeadState, b: LeadState, models: ModelSet) -> LeadState
             only = sa if sa is not None else sb
             assert only is not None
             states[model.id] = _bound(only, model)
-    return LeadState(states, _union_ids(a.seen, b.seen))
+    return LeadState(states, seen_union(a.seen, b.seen))

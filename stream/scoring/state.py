@@ -23,7 +23,7 @@ Serialised `ModelState` (keys are omitted when empty or default):
 | `k` | the latest hand-raise: `[a - t, rule]` |
 | `n` | revision of the last published score |
 | `o` | the last published `[fit, engagement]` |
-| `i` | ids of recently applied events (base64 of 6-byte BLAKE2b hashes) |
+| `i` | ids of recently applied events: their 6-byte BLAKE2b hashes in base64, concatenated |
 
 Rules are keyed by a 4-character hash of their id (`stream.scoring.spec.rule_code`), so states
 survive edits to the model. Times are stored relative to `a` so that they are short; for event
@@ -34,9 +34,10 @@ at most 5·10⁻¹³ per write); the in-memory state the engine works on is exac
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -64,6 +65,9 @@ __all__ = [
     "StageEntry",
     "StateFormatError",
     "event_hash",
+    "seen_add",
+    "seen_contains",
+    "seen_union",
 ]
 
 SEEN_IDS = 32
@@ -126,24 +130,50 @@ class Contribution(NamedTuple):
     """Event time, epoch seconds."""
 
 
-def event_hash(event_id: str) -> int:
-    """A 48-bit hash of an event id, stable across processes (BLAKE2b, not Python's `hash`).
+def event_hash(event_id: str) -> str:
+    """An event id's 48-bit BLAKE2b hash, as 8 base64 characters (stable across processes,
+    unlike Python's `hash`).
 
     Two different ids collide with probability 2⁻⁴⁸, so among a lead's 32 remembered ids a new
     event is taken for a replay about once in 10¹³ events.
     """
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=6).digest(), "big")
+    digest = hashlib.blake2b(event_id.encode(), digest_size=6).digest()
+    return binascii.b2a_base64(digest, newline=False).decode("ascii")
 
 
-def _pack_ids(ids: tuple[int, ...]) -> str:
-    return base64.b64encode(b"".join(i.to_bytes(6, "big") for i in ids)).decode("ascii")
+def seen_contains(seen: str, digest: str) -> bool:
+    """Whether `digest` (from `event_hash`) is one of the hashes concatenated in `seen`."""
+    at = seen.find(digest)
+    while at >= 0:
+        if at % 8 == 0:
+            return True
+        at = seen.find(digest, at + 1)
+    return False
 
 
-def _unpack_ids(text: str) -> tuple[int, ...]:
-    raw = base64.b64decode(text.encode("ascii"), validate=True)
-    if len(raw) % 6:
-        raise ValueError("event-id hashes are 6 bytes each")
-    return tuple(int.from_bytes(raw[i : i + 6], "big") for i in range(0, len(raw), 6))
+def seen_add(seen: str, digest: str) -> str:
+    """`seen` with `digest` added, keeping the latest `SEEN_IDS`."""
+    joined = seen + digest
+    return joined if len(joined) <= 8 * SEEN_IDS else joined[-8 * SEEN_IDS :]
+
+
+def seen_union(first: str, second: str) -> str:
+    """The hashes of both (first's, then second's new ones), keeping the latest `SEEN_IDS`."""
+    present = {first[i : i + 8] for i in range(0, len(first), 8)}
+    extra = "".join(
+        h for h in (second[i : i + 8] for i in range(0, len(second), 8)) if h not in present
+    )
+    joined = first + extra
+    return joined[-8 * SEEN_IDS :]
+
+
+_SEEN = re.compile(r"^(?:[A-Za-z0-9+/]{8})*$")
+
+
+def _check_seen(text: object) -> str:
+    if not isinstance(text, str) or not _SEEN.match(text):
+        raise ValueError("event ids must be 8-character base64 hashes")
+    return text
 
 
 def _short(value: float) -> float | int:
@@ -153,11 +183,8 @@ def _short(value: float) -> float | int:
 
 def _num(value: float) -> float | int:
     """Whole numbers as ints (shorter in JSON), other numbers unchanged."""
-    if isinstance(value, int):
-        return value
-    if value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    return value
+    whole = int(value)
+    return whole if whole == value else value
 
 
 Window = tuple[tuple[float, tuple[tuple[str, float], ...]], ...]
@@ -166,6 +193,8 @@ Caps = dict[str, tuple[tuple[int, float], ...]]
 window (window index = floor(event time / cap period))."""
 
 NEW_LEAD = "new lead"
+_STAGE = {stage.value: stage for stage in Stage}
+_VALUE = {stage: stage.value for stage in Stage}  # faster than the enum's `.value`
 
 
 class ModelState:
@@ -215,7 +244,7 @@ class ModelState:
         hand_raise: tuple[float, str] | None = None,
         revision: int = 0,
         emitted: tuple[float, float] | None = None,
-        seen: tuple[int, ...] = (),
+        seen: str = "",
     ) -> None:
         self.model = model
         self.c: CompiledModel = model.compiled
@@ -297,12 +326,14 @@ class ModelState:
     def to_dict(self, *, with_seen: bool = True) -> dict[str, Any]:
         """The state as a plain JSON-able dict (see the module docstring for the keys)."""
         a = self.as_of
-        out: dict[str, Any] = {"a": _num(a), "s": self.stage.value}
+        out: dict[str, Any] = {"a": _num(a), "s": _VALUE[self.stage]}
         if self.history:
             out["h"] = [
-                [e.from_stage and e.from_stage.value, e.to_stage.value, _num(a - e.at), e.reason]
-                if e.from_stage is not None or e.reason != NEW_LEAD
-                else [None, e.to_stage.value, _num(a - e.at)]
+                [_VALUE[e.from_stage], _VALUE[e.to_stage], _num(a - e.at), e.reason]
+                if e.from_stage is not None
+                else [None, _VALUE[e.to_stage], _num(a - e.at)]
+                if e.reason == NEW_LEAD
+                else [None, _VALUE[e.to_stage], _num(a - e.at), e.reason]
                 for e in self.history
             ]
         if self.fit:
@@ -330,7 +361,7 @@ class ModelState:
         if self.emitted is not None:
             out["o"] = [_num(self.emitted[0]), _num(self.emitted[1])]
         if with_seen and self.seen:
-            out["i"] = _pack_ids(self.seen)
+            out["i"] = self.seen
         return out
 
     def _dump_fit(self, out: dict[str, Any]) -> None:
@@ -391,84 +422,88 @@ class ModelState:
 
     @classmethod
     def _from_dict(cls, data: Mapping[str, Any], model: ScoringModel) -> ModelState:
-        c = model.compiled
+        c: CompiledModel = model.compiled
         rule_of = c.rule_of
         a = float(data["a"])
-        history = tuple(
-            StageEntry(
-                Stage(entry[0]) if entry[0] is not None else None,
-                Stage(entry[1]),
-                a - float(entry[2]),
-                str(entry[3]) if len(entry) > 3 else NEW_LEAD,
+        st = cls(model, as_of=a, stage=_STAGE[data["s"]])
+        if "h" in data:
+            st.history = tuple(
+                StageEntry(
+                    _STAGE[entry[0]] if entry[0] is not None else None,
+                    _STAGE[entry[1]],
+                    a - entry[2],
+                    str(entry[3]) if len(entry) > 3 else NEW_LEAD,
+                )
+                for entry in data["h"]
             )
-            for entry in data.get("h", ())
-        )
-        fit: dict[str, tuple[float, float]] = {}
         if "f" in data:
-            latest = a - float(data["ft"])
-            for key, value in data["f"].items():
+            st._load_fit(data["f"], a - data["ft"])
+        if "e" in data:
+            rates = c.rates
+            eng = st.eng
+            for key, value in data["e"].items():
                 rule = rule_of.get(key)
-                if rule is None or rule not in c.fit_by_id:
-                    continue
-                if isinstance(value, list):
-                    fit[rule] = (float(value[0]), latest - float(value[1]))
+                if rule in rates:
+                    eng[rule] = (float(value), a)
+        if "c" in data:
+            st._load_caps(data["c"])
+        if "w" in data:
+            st.window = tuple(
+                (
+                    a - entry[0],
+                    tuple(
+                        (rule_of[entry[i]], float(entry[i + 1]))
+                        for i in range(1, len(entry), 2)
+                        if rule_of.get(entry[i]) in c.rates
+                    ),
+                )
+                for entry in data["w"]
+            )
+        if "p" in data:
+            rules = c.rules
+            st.recent = tuple(
+                Contribution(
+                    rule_of[entry[0]],
+                    float(entry[2]) if len(entry) > 2 else rules[rule_of[entry[0]]].points,
+                    a - entry[1],
+                )
+                for entry in data["p"]
+                if rule_of.get(entry[0]) in rules
+            )
+        st.flags = int(data.get("g", 0))
+        if "x" in data:
+            st.fact_at = a - data["x"]
+        hand = data.get("k")
+        if hand is not None and hand[1] in rule_of:
+            st.hand_raise = (a - hand[0], rule_of[hand[1]])
+        st.revision = int(data.get("n", 0))
+        if "o" in data:
+            st.emitted = (float(data["o"][0]), float(data["o"][1]))
+        if "i" in data:
+            st.seen = _check_seen(data["i"])
+        return st
+
+    def _load_fit(self, data: Mapping[str, Any], latest: float) -> None:
+        fit: dict[str, tuple[float, float]] = {}
+        rule_of, fit_rules = self.c.rule_of, self.c.fit_by_id
+        for key, value in data.items():
+            rule = rule_of.get(key)
+            if rule in fit_rules:
+                if value.__class__ is list:
+                    fit[rule] = (float(value[0]), latest - value[1])
                 else:
                     fit[rule] = (float(value), latest)
-        eng = {
-            rule: (float(value), a)
-            for key, value in data.get("e", {}).items()
-            if (rule := rule_of.get(key)) is not None and rule in c.rates
-        }
-        caps: Caps = {}
-        for key, flat in data.get("c", {}).items():
+        self.set_fit(fit)
+
+    def _load_caps(self, data: Mapping[str, Any]) -> None:
+        rule_of, rules = self.c.rule_of, self.c.rules
+        for key, flat in data.items():
             rule = rule_of.get(key)
-            if rule is None or rule not in c.rules or not c.rules[rule].cap_per:
-                continue
-            current = math.floor(a / c.rules[rule].cap_per)
-            caps[rule] = tuple(
-                (current + int(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)
-            )
-        window = tuple(
-            (
-                a - float(entry[0]),
-                tuple(
-                    (rule_of[entry[i]], float(entry[i + 1]))
-                    for i in range(1, len(entry), 2)
-                    if rule_of.get(entry[i]) in c.rates
-                ),
-            )
-            for entry in data.get("w", ())
-        )
-        recent = tuple(
-            Contribution(
-                rule_of[entry[0]],
-                float(entry[2]) if len(entry) > 2 else c.rules[rule_of[entry[0]]].points,
-                a - float(entry[1]),
-            )
-            for entry in data.get("p", ())
-            if rule_of.get(entry[0]) in c.rules
-        )
-        hand = data.get("k")
-        hand_rule = rule_of.get(hand[1]) if hand is not None else None
-        return cls(
-            model,
-            as_of=a,
-            stage=Stage(data["s"]),
-            history=history,
-            fit=fit,
-            eng=eng,
-            caps=caps,
-            window=window,
-            recent=recent,
-            flags=int(data.get("g", 0)),
-            fact_at=a - float(data["x"]) if "x" in data else -math.inf,
-            hand_raise=(a - float(hand[0]), hand_rule)
-            if hand is not None and hand_rule is not None
-            else None,
-            revision=int(data.get("n", 0)),
-            emitted=(float(data["o"][0]), float(data["o"][1])) if "o" in data else None,
-            seen=_unpack_ids(data["i"]) if "i" in data else (),
-        )
+            if rule in rules and rules[rule].cap_per:
+                current = int(self.as_of // rules[rule].cap_per)
+                self.caps[rule] = tuple(
+                    (current + int(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)
+                )
 
 
 class LeadState:
@@ -476,14 +511,12 @@ class LeadState:
 
     __slots__ = ("models", "seen")
 
-    def __init__(
-        self, models: dict[str, ModelState] | None = None, seen: tuple[int, ...] = ()
-    ) -> None:
+    def __init__(self, models: dict[str, ModelState] | None = None, seen: str = "") -> None:
         self.models: dict[str, ModelState] = models if models is not None else {}
         self.seen = seen
 
     def __repr__(self) -> str:
-        return f"LeadState(models={sorted(self.models)}, seen={len(self.seen)})"
+        return f"LeadState(models={sorted(self.models)}, seen={len(self.seen) // 8})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LeadState):
@@ -499,7 +532,7 @@ class LeadState:
             "m": {mid: state.to_dict(with_seen=False) for mid, state in self.models.items()},
         }
         if self.seen:
-            out["i"] = _pack_ids(self.seen)
+            out["i"] = self.seen
         return out
 
     @classmethod
@@ -508,7 +541,7 @@ class LeadState:
         try:
             if data.get("v") != 1:
                 raise ValueError(f"unknown lead-state format {data.get('v')!r}")
-            seen = _unpack_ids(data["i"]) if "i" in data else ()
+            seen = _check_seen(data["i"]) if "i" in data else ""
             raw_models = data["m"]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateFormatError(f"unreadable lead state: {exc!r}") from exc
