@@ -111,6 +111,21 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_ERROR
 
 
+def cmd_redis(args: argparse.Namespace) -> int:
+    """Rebuild the Redis read model from the topics."""
+    from stream.projector import rebuild  # noqa: PLC0415
+    from stream.settings import Settings  # noqa: PLC0415
+
+    settings = Settings()
+    stats = asyncio.run(rebuild(settings, clear=not args.keep))
+    print(
+        f"rebuilt the read model from {stats.records} record(s)"
+        + (f" after deleting {stats.deleted} key(s)" if stats.deleted else ""),
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Start everything and show Leadstream working."""
     from stream import demo  # noqa: PLC0415
@@ -337,6 +352,21 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--report", action="store_true", help="print AUC and persona table")
     simulate.add_argument("--models", metavar="FILE", help="model file for --report")
     simulate.set_defaults(func=cmd_simulate)
+
+    redis_cmd = sub.add_parser(
+        "redis",
+        help="maintain the Redis read model",
+        description=(
+            "rebuild: delete the read model and replay it from the compacted scores topic and "
+            "the stage-changes topic, from their first offsets to the end offsets taken at the "
+            "start, with a progress bar. Exit 4 when Kafka or Redis is unreachable."
+        ),
+    )
+    redis_cmd.add_argument("action", choices=["rebuild"])
+    redis_cmd.add_argument(
+        "--keep", action="store_true", help="apply over the current read model without deleting it"
+    )
+    redis_cmd.set_defaults(func=cmd_redis)
     return parser
 
 

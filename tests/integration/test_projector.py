@@ -13,6 +13,7 @@ import io
 import os
 import socket
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -280,3 +281,37 @@ async def test_dead_letters_are_counted_by_kind(settings: Settings, redis_url: s
         await projector.stop()
         await model.clear()
         await model.close()
+
+
+def _cli(settings: Settings, redis_url: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "LEADSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LEADSTREAM_REDIS_URL": redis_url,
+        "LEADSTREAM_APP_ID": settings.app_id,
+        "LEADSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "stream.cli", "redis", "rebuild"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_redis_rebuild_command(settings: Settings, redis_url: str) -> None:
+    await ensure_topics(settings, PROJECTED)
+    await _produce(settings, [score(f"r-{n}", 1, Stage.MQL, n) for n in range(5)])
+    done = await asyncio.to_thread(_cli, settings, redis_url)
+    assert done.returncode == 0, done.stderr
+    assert "100%" in done.stderr and "from 5 record(s)" in done.stderr
+    model = ReadModel(redis.asyncio.Redis.from_url(redis_url), prefix=f"{settings.app_id}:rm")
+    try:
+        assert await model.stage_counts("b2b") == {"mql": 5}
+    finally:
+        await model.clear()
+        await model.close()
+    unreachable = await asyncio.to_thread(_cli, settings, f"redis://127.0.0.1:{_free_port()}/0")
+    assert unreachable.returncode == 4, unreachable.stderr
