@@ -299,6 +299,24 @@ def test_simulate_command_writes_jsonl_truth_and_report(
     assert "simulated 20 leads" in captured.err
 
 
+def test_ends_now_puts_simulated_time_just_before_the_clock(tmp_path: Path) -> None:
+    out = tmp_path / "recent.jsonl"
+    argv = ["simulate", "--leads", "10", "--days", "5", "--ends-now", "--out", str(out)]
+    assert main(argv) == 0
+    now = datetime.now(UTC)
+    times = [decode(d.value, now=now).occurred_at for d in read_jsonl(out) if _decodes(d.value)]
+    assert times
+    assert now - timedelta(days=5, minutes=5) <= min(times) <= max(times) <= now
+
+
+def _decodes(value: bytes) -> bool:
+    try:
+        decode(value, now=None)
+    except DecodeError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize(
     "argv",
     [
