@@ -12,9 +12,15 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -107,35 +113,67 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 class ServedWorker:
-    """A `leadstream worker` process with its web server on a free port (see `served_worker`)."""
+    """A `leadstream worker` process with its web server on a free port."""
 
-    def __init__(self, settings: object, env: dict[str, str], log: object, token: str) -> None:
+    def __init__(self, settings: Any, env: dict[str, str], log: Path, token: str) -> None:
         self.settings = settings
         self.env = env
         self.log = log
         self.token = token
         self.base = f"http://127.0.0.1:{env['LEADSTREAM_WEB_PORT']}"
-        self.proc: object = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, wait_ready: bool = True) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if wait_ready:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.base}/readyz", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"the worker did not get ready:\n{self.log.read_text()[-4000:]}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
 
 
-@pytest.fixture(scope="module")
-def served_worker(
-    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServedWorker]:
-    """A real worker (processor, projector, read API) against the real broker and Redis."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    from stream.settings import Settings
-
-    token = uuid.uuid4().hex
-    unique = uuid.uuid4().hex[:10]
-    tmp = tmp_path_factory.mktemp("worker")
+def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+        return int(sock.getsockname()[1])
+
+
+def launch_worker(kafka_bootstrap: str, redis_url: str, tmp: Path) -> ServedWorker:
+    """A worker's settings and environment (unique app id, topics and port); not started."""
+    from stream.settings import Settings
+
+    unique = uuid.uuid4().hex[:10]
+    token = uuid.uuid4().hex
+    port = _free_port()
     env = {
         **os.environ,
         "LEADSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
@@ -157,32 +195,30 @@ def served_worker(
         topic_partitions=2,
         web_port=port,
     )
-    log = tmp / "worker.log"
-    handle = ServedWorker(settings, env, log, token)
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    handle.proc = proc
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{handle.base}/readyz", timeout=2) as answer:
-                if answer.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the worker did not get ready:\n{log.read_text()[-4000:]}")
-        time.sleep(0.5)
-    yield handle
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return ServedWorker(settings, env, tmp / "worker.log", token)
+
+
+@pytest.fixture(scope="module")
+def served_worker(
+    kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedWorker]:
+    """A running worker (processor, projector, read API) on the real broker and Redis."""
+    worker = launch_worker(kafka_bootstrap, redis_url, tmp_path_factory.mktemp("worker"))
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def worker_launcher(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Iterator[Any]:
+    """``launch(redis_url=None) -> ServedWorker`` (not started); stopped after the test."""
+    launched: list[ServedWorker] = []
+
+    def launch(redis: str | None = None) -> ServedWorker:
+        worker = launch_worker(kafka_bootstrap, redis or redis_url, tmp_path)
+        launched.append(worker)
+        return worker
+
+    yield launch
+    for worker in launched:
+        worker.stop()
