@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
 
 def test_services_and_healthchecks(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"kafka", "redis", "worker"}
+    assert set(services) == {"kafka", "redis", "worker", "prometheus", "grafana"}
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no healthcheck"
     depends = services["worker"]["depends_on"]
@@ -78,3 +79,50 @@ def test_worker_reaches_redis_and_publishes_its_web_port(compose: dict[str, Any]
     port = env["LEADSTREAM_WEB_PORT"]
     assert f"{port}:{port}" in compose["services"]["worker"]["ports"]
     assert f":{port}/healthz" in " ".join(compose["services"]["worker"]["healthcheck"]["test"])
+
+
+def test_prometheus_scrapes_the_worker_port(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}
+    config = yaml.safe_load((ROOT / mounted["/etc/prometheus/prometheus.yml"]).read_text())
+    port = _env(compose["services"]["worker"])["LEADSTREAM_WEB_PORT"]
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == [f"worker:{port}"]
+
+
+def test_grafana_is_provisioned_with_the_dashboard_and_prometheus(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    mounted = {v.split(":")[1]: ROOT / v.split(":")[0] for v in grafana["volumes"]}
+    provisioning = mounted["/etc/grafana/provisioning"]
+    (source,) = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["url"] == "http://prometheus:9090"
+    assert "9090:9090" in compose["services"]["prometheus"]["ports"]
+    (provider,) = yaml.safe_load((provisioning / "dashboards/leadstream.yml").read_text())[
+        "providers"
+    ]
+    folder = provider["options"]["path"]
+    dashboards = [path for inside, path in mounted.items() if inside.startswith(folder + "/")]
+    assert [p.name for p in dashboards] == ["leadstream-dashboard.json"]
+    dashboard = json.loads(dashboards[0].read_text())
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+
+
+def test_dashboard_queries_use_metrics_the_worker_exports() -> None:
+    from stream.metrics import METRIC_NAMES
+
+    dashboard = json.loads((ROOT / "deploy/grafana/leadstream-dashboard.json").read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bleadstream_[a-z_]+", target["expr"])
+    }
+    assert used, "the dashboard queries no Leadstream metric"
+    assert used <= METRIC_NAMES, f"unknown metrics: {used - METRIC_NAMES}"
+    titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
+    for topic in ("events in", "dead letters", "stage changes", "latency", "lag", "table"):
+        assert topic in titles
