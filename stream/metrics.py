@@ -259,7 +259,8 @@ class AppCollector(Collector):
 
 
 def consumer_lag(app: Any) -> dict[str, int]:
-    """High watermark minus committed offset, summed per topic over the assigned partitions."""
+    """High watermark minus committed offset, summed per topic over the assigned partitions
+    that have a committed offset."""
     lags: dict[str, int] = {}
     try:
         consumer = app.consumer
@@ -268,9 +269,10 @@ def consumer_lag(app: Any) -> dict[str, int]:
             highwater = consumer.highwater(tp)
             if highwater is None:
                 continue
-            done = committed.get(tp)
-            behind = max(int(highwater) - (int(done) + 1 if done is not None else 0), 0)
-            lags[tp.topic] = lags.get(tp.topic, 0) + behind
+            done = committed.get(tp)  # the next offset to read (Faust's committed position)
+            if done is None:  # nothing committed yet (or a changelog read only for recovery)
+                continue
+            lags[tp.topic] = lags.get(tp.topic, 0) + max(int(highwater) - int(done), 0)
     except Exception:  # not started yet, or mid-rebalance
         log.debug("metrics: consumer lag unavailable", exc_info=True)
     return lags
