@@ -41,6 +41,7 @@ from stream.scoring import decay
 from stream.scoring.compiled import (
     ERASE,
     FACT,
+    MERGE,
     MISSING,
     PROFILE,
     STAGE_SET,
@@ -300,11 +301,16 @@ def _decide(  # noqa: PLR0912 - one branch per kind of transition, in order of p
     lead_id: str,
     fact: tuple[Stage, str] | None,
     old_flags: int,
+    hand_check: bool,
     fit: float,
     eng: float,
     out: list[Output],
 ) -> None:
-    """Stage transitions after an event, given the scores as of `st.as_of`."""
+    """Stage transitions after an event, given the scores as of `st.as_of`.
+
+    `hand_check`: whether this event can make the lead's latest hand-raise count (see
+    `_apply_one`).
+    """
     c = st.c
     graph = c.graph
     ctx: dict[str, Any] = {
@@ -344,8 +350,8 @@ def _decide(  # noqa: PLR0912 - one branch per kind of transition, in order of p
     hand = st.hand_raise
     if (
         hand is not None
+        and hand_check
         and hand[0] >= st.fact_at
-        and st.as_of - hand[0] <= c.hand_raise_within
         and st.stage in MARKETING_STAGES
         and fit >= c.hand_raise_min_fit
         and allowed(graph, st.stage, Stage.SQL)
@@ -632,17 +638,19 @@ def _remember_action(
 
 def _engage(
     st: ModelState, dispatch: Dispatch, event: EventBase, t: float, scored: list[Contribution]
-) -> None:
+) -> bool:
+    """Score an action; whether it was a hand-raise."""
     c = st.c
     attr = dispatch.machine_attr
     if attr is not None and c.ignore_machine and getattr(event, attr):
-        return
+        return False
     burst = dispatch.burst
     if burst and len(st.window) >= c.burst_max and _burst(st, c, t):
         st.flags |= BOT
         _void_burst(st, c, t)
         _remember_action(st, c, t, ())
-        return
+        return False
+    raised = False
     grants: list[tuple[str, float]] = []
     eng = st.eng
     recent = st.recent
@@ -652,8 +660,10 @@ def _engage(
         points = rule.points
         if rule.cap_per:
             points = _cap(st, rule, points, t)
-        if rule.hand_raise and (st.hand_raise is None or t >= st.hand_raise[0]):
-            st.hand_raise = (t, rule.id)
+        if rule.hand_raise:
+            raised = True
+            if st.hand_raise is None or t >= st.hand_raise[0]:
+                st.hand_raise = (t, rule.id)
         if not points:
             continue
         rule_id = rule.id
@@ -670,6 +680,7 @@ def _engage(
     st.recent = recent
     if burst:
         _remember_action(st, c, t, tuple(grants))
+    return raised
 
 
 def _fact(event: EventBase, c: CompiledModel, kind: int) -> tuple[Stage, str] | None:
@@ -748,11 +759,22 @@ def _apply_one(
             _catch_up(st, c, t, lead_id, out)
             st.as_of = t
     old_flags = st.flags
+    raised = False
     if kind == PROFILE:
         traits: Traits = event.traits  # type: ignore[attr-defined]
         _profile(st, c, traits, t, event.occurred_at.year)
     elif dispatch.rules or dispatch.burst:
-        _engage(st, dispatch, event, t, scored)
+        raised = _engage(st, dispatch, event, t, scored)
+    # A hand-raise counts when it arrives, when CRM feedback or a hand-set stage arrives (it
+    # may be newer than them), and when profile data dated no later than `within` after it
+    # arrives (enrichment often comes late). Comparing event times, not arrival, keeps the
+    # outcome independent of the order the events arrive in.
+    hand = st.hand_raise
+    hand_check = hand is not None and (
+        raised
+        or kind in (FACT, STAGE_SET, MERGE)
+        or (kind == PROFILE and t <= hand[0] + c.hand_raise_within)
+    )
     fit = st.fit_total
     eng, values = _values(st, c, st.as_of)
     _decide(
@@ -762,6 +784,7 @@ def _apply_one(
         lead_id=lead_id,
         fact=_fact(event, c, kind),
         old_flags=old_flags,
+        hand_check=hand_check,
         fit=fit,
         eng=eng,
         out=out,

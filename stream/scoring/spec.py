@@ -525,8 +525,9 @@ class SqlSpec(Spec):
 
 
 class HandRaiseSpec(Spec):
-    """A hand-raise rule's event makes the lead SQL when its fit is at least `min_fit`, then or
-    when the lead's profile arrives within `within` of it (enrichment often comes later)."""
+    """A hand-raise rule's event makes the lead SQL when its fit is at least `min_fit`: then,
+    or when profile data dated at most `within` after it arrives (enrichment often comes
+    later)."""
 
     min_fit: float = 0.0
     within: Duration = 30 * 86_400.0
@@ -597,7 +598,10 @@ class SpamSpec(Spec):
     gibberish_names: bool = True
     ignore_machine_events: bool = True
     """Email opens/clicks a machine made (privacy proxies, link scanners) never score."""
-    burst: BurstSpec | None = Field(default_factory=lambda: BurstSpec(max_events=12, within=10.0))
+    burst: BurstSpec | None = Field(
+        default_factory=lambda: BurstSpec.model_validate({"max_events": 12, "within": "10s"})
+    )
+    """Bot bursts; `null` turns detection off."""
     disqualify: list[SpamSignal] = Field(default_factory=lambda: list(_DEFAULT_DISQUALIFY))
     """Signals that disqualify the lead (the others are only flagged)."""
 
@@ -678,10 +682,14 @@ class ScoringModel(Spec):
                 )
         return self
 
-    def model_post_init(self, context: Any, /) -> None:
+    @model_validator(mode="after")
+    def _compile(self) -> Self:
+        # After `_consistent` (validators run in the order they are defined): only a model
+        # that passed every check is compiled.
         from stream.scoring.compiled import CompiledModel  # noqa: PLC0415  (cycle)
 
         self._compiled = CompiledModel(self)
+        return self
 
     @property
     def compiled(self) -> Any:
@@ -699,10 +707,12 @@ class ModelSet(Spec):
 
     format: Literal[1] = 1
     """The version of the file format."""
-    models: Annotated[tuple[ScoringModel, ...], Field(min_length=1)]
+    models: tuple[ScoringModel, ...]
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
+        if not self.models:
+            raise ValueError("field 'models': give at least one model")
         ids = [model.id for model in self.models]
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
