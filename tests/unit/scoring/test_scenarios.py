@@ -66,7 +66,7 @@ def test_a_tire_kicker_decays_back_to_recycled_after_60_quiet_days(ev, run, b2b)
         ev("webinar_attended", 1),
         ev("file_downloaded", 2),
     ]
-    state, outputs = run(events, b2b)
+    state, _outputs = run(events, b2b)
     assert state is not None and state.stage is Stage.MQL
 
     # The timer's view: decay crosses the grade bands, then the demotion threshold.
@@ -85,7 +85,7 @@ def test_a_tire_kicker_decays_back_to_recycled_after_60_quiet_days(ev, run, b2b)
     # A later event finds the same crossing and publishes the same (deduplicable) change.
     later = apply(state, ev("email_opened", 61), model=b2b)
     assert later.state is not None and later.state.stage is Stage.RECYCLED
-    assert [o for o in later.outputs if isinstance(o, StageChanged)][0] == change
+    assert next(o for o in later.outputs if isinstance(o, StageChanged)) == change
 
 
 def test_a_gmail_student_never_passes_mql_in_the_b2b_model(ev, run, b2b, consumer) -> None:
@@ -156,7 +156,7 @@ def test_a_bot_burst_is_flagged_and_does_not_score(ev, run, b2b) -> None:
 
 
 def test_machine_opens_do_not_score(ev, run, b2b) -> None:
-    state, outputs = run([ev("email_opened", 0, machine_open=True)], b2b)
+    state, _outputs = run([ev("email_opened", 0, machine_open=True)], b2b)
     assert state is not None and score_at(state, T0).engagement == 0
     human, _ = run([ev("email_opened", 0.1)], b2b, state)
     assert human is not None and score_at(human, T0 + timedelta(days=0.1)).engagement == 1
@@ -247,14 +247,14 @@ def test_a_rejected_lead_is_recycled_and_not_requalified_by_the_score_sales_reje
     # After it fades below the demotion threshold, fresh engagement re-qualifies it.
     fresh = [ev("webinar_attended", 120 + 0.01 * i) for i in range(3)]
     fresh += [ev("page_viewed", 120.1, path="/pricing"), ev("file_downloaded", 120.2)]
-    state, outputs = run(fresh, b2b, state)
+    state, _ = run(fresh, b2b, state)
     assert state is not None and state.stage is Stage.MQL
 
 
 def test_a_hand_raise_counts_when_the_company_data_arrives_later(ev, run, b2b) -> None:
-    state, outputs = run([ev("demo_requested", 0)], b2b)
+    state, _ = run([ev("demo_requested", 0)], b2b)
     assert state is not None and state.stage is Stage.LEAD  # fit 0 < 5: not yet
-    enriched, outputs = run([_buyer_profile(ev, 0.01)], b2b, state)
+    enriched, _ = run([_buyer_profile(ev, 0.01)], b2b, state)
     assert enriched is not None and enriched.stage is Stage.SQL
     too_late, _ = run([_buyer_profile(ev, 45)], b2b, state)
     assert too_late is not None and too_late.stage is Stage.LEAD
