@@ -6,7 +6,7 @@ from typing import Any
 
 import faust
 
-from stream import api, collector, processor, projector
+from stream import api, collector, leads_api, processor, projector
 from stream.engine import CoreEngine
 from stream.rules import load_default_models, load_model_file
 from stream.settings import Settings
@@ -44,7 +44,8 @@ def create_app(settings: Settings) -> faust.App:
     models = (
         load_model_file(settings.models_path) if settings.models_path else load_default_models()
     )
-    processor.register(app, settings, CoreEngine(models))
+    lead_processor = processor.register(app, settings, CoreEngine(models))
+    leads_api.register(app, settings, lead_processor, models)
     collector.register(app, settings)
     projector.register(app, settings)
     api.register(app, settings)

@@ -188,11 +188,14 @@ class LeadProcessor:
         self.scores = raw_topic(settings.topic(topics.SCORES.name), compacting=True)
         self.stage_changes = raw_topic(settings.topic(topics.STAGE_CHANGES.name))
         self.dead_letters = raw_topic(settings.topic(topics.DEAD_LETTERS.name))
-        self.leads = app.Table(LEADS_TABLE, partitions=partitions, key_type=str, value_type=bytes)
+        # Keys are the ids' UTF-8 bytes, as in the records' keys, so a key's table partition is
+        # the partition of its records (Faust routes web requests for a key by that hash too).
+        self.leads = app.Table(LEADS_TABLE, partitions=partitions, key_type=bytes, value_type=bytes)
         self.identities = app.Table(
-            IDENTITY_TABLE, partitions=partitions, key_type=str, value_type=bytes
+            IDENTITY_TABLE, partitions=partitions, key_type=bytes, value_type=bytes
         )
         for table in (self.leads, self.identities):
+            table.key_serializer = "raw"
             table.value_serializer = "raw"  # values are our own JSON bytes
         self.schedule = DueSchedule()
         self._partitioner = DefaultPartitioner()
@@ -207,12 +210,12 @@ class LeadProcessor:
     # ------------------------------------------------------------------ table access
 
     def load_lead(self, lead_id: str) -> LeadRecord | None:
-        raw = self.leads.get(lead_id)
+        raw = self.leads.get(lead_id.encode())
         return None if raw is None else LeadRecord.from_json(codec.loads(raw))
 
     def store_lead(self, lead_id: str, record: LeadRecord, due: datetime | None) -> None:
         """Write the lead's one value (one changelog message) and its next decay due time."""
-        self.leads[lead_id] = codec.dumps(record.to_json())
+        self.leads[lead_id.encode()] = codec.dumps(record.to_json())
         if record.merged_into is not None:
             due = None
         self.schedule.set(
@@ -226,15 +229,15 @@ class LeadProcessor:
         return self.engine.next_due(record.state)
 
     def load_anon(self, anonymous_id: str) -> identity.AnonRecord | None:
-        raw = self.identities.get(anonymous_id)
+        raw = self.identities.get(anonymous_id.encode())
         return None if raw is None else identity.AnonRecord.from_json(codec.loads(raw))
 
     def store_anon(self, anonymous_id: str, record: identity.AnonRecord | None) -> None:
         if record is None:
-            self.identities.pop(anonymous_id, None)
+            self.identities.pop(anonymous_id.encode(), None)
             due = None
         else:
-            self.identities[anonymous_id] = codec.dumps(record.to_json())
+            self.identities[anonymous_id.encode()] = codec.dumps(record.to_json())
             due = (
                 None
                 if record.first_held_at is None
@@ -340,7 +343,7 @@ class LeadProcessor:
         await self.emit(step.outputs)
 
     async def on_erase(self, event: LeadErased, lead_id: str, record: LeadRecord) -> None:
-        self.leads.pop(lead_id, None)
+        self.leads.pop(lead_id.encode(), None)
         self.schedule.set(self.partition_of(lead_id), _lead_key(lead_id), None)
         for anonymous_id in record.anonymous_ids:
             await self.to_internal(
@@ -530,14 +533,16 @@ class LeadProcessor:
         self._rebuilt.intersection_update(assigned)
         if not new:
             return
-        for lead_id, raw in self.leads.items():
+        for key, raw in self.leads.items():
+            lead_id = key.decode()
             part = self.partition_of(lead_id)
             if part in new:
                 record = LeadRecord.from_json(codec.loads(raw))
                 due = self.engine.next_due(record.state) if record.state else None
                 if due is not None and record.merged_into is None:
                     self.schedule.set(part, _lead_key(lead_id), due.timestamp())
-        for anonymous_id, raw in self.identities.items():
+        for key, raw in self.identities.items():
+            anonymous_id = key.decode()
             part = self.partition_of(anonymous_id)
             anon = identity.AnonRecord.from_json(codec.loads(raw))
             if part in new and anon.first_held_at is not None:

@@ -1,0 +1,91 @@
+"""``GET /leads/{id}`` on a real worker: the live score, its explanation and the auth rules."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp import ClientSession
+from aiokafka import AIOKafkaProducer
+
+from schemas import codec
+from schemas.events import Traits
+from schemas.examples import make_event
+from schemas.topics import topic_for
+
+pytestmark = pytest.mark.integration
+
+
+async def _produce(worker: Any, lead_id: str) -> None:
+    now = datetime.now(UTC)
+    events = [
+        make_event(
+            "profile_updated",
+            event_id=f"{lead_id}-p",
+            lead_id=lead_id,
+            anonymous_id=None,
+            occurred_at=now - timedelta(minutes=5),
+            traits=Traits(industry="software", company_size=400, job_title="CTO", age=41),
+        ),
+        make_event(
+            "webinar_attended",
+            event_id=f"{lead_id}-w",
+            lead_id=lead_id,
+            anonymous_id=None,
+            occurred_at=now - timedelta(minutes=4),
+        ),
+        make_event(
+            "demo_requested",
+            event_id=f"{lead_id}-d",
+            lead_id=lead_id,
+            anonymous_id=None,
+            occurred_at=now - timedelta(minutes=3),
+        ),
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=worker.settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                worker.settings.topic(topic_for(event)),
+                key=codec.event_key(event),
+                value=codec.encode(event),
+            )
+    finally:
+        await producer.stop()
+
+
+async def test_a_lead_is_explained_live_by_its_owner(served_worker: Any, unique: str) -> None:
+    lead_id = f"lead-{unique}"
+    await _produce(served_worker, lead_id)
+    auth = {"Authorization": f"Bearer {served_worker.token}"}
+    url = f"{served_worker.base}/leads/{lead_id}"
+    async with ClientSession() as http:
+        body: dict[str, Any] = {}
+        for _ in range(120):
+            async with http.get(url, headers=auth) as answer:
+                if answer.status == 200:
+                    body = await answer.json()
+                    if body["models"] and body["models"][0]["stage"] == "sql":
+                        break
+            await asyncio.sleep(0.5)
+        assert body.get("lead_id") == lead_id, body
+        b2b = next(m for m in body["models"] if m["model"] == "b2b")
+        assert b2b["stage"] == "sql"
+        assert b2b["fit"] == 5 + 3 + 2 + 16  # industry, size, title, age 41 (+1 per year > 25)
+        rules = {rule["rule_id"]: rule for rule in b2b["rules"]}
+        assert {"webinar", "demo_request", "target_industry", "age"} <= set(rules)
+        assert 0 < rules["webinar"]["points"] <= 10  # decayed to the moment of the request
+        assert [(h["from_stage"], h["to_stage"]) for h in b2b["history"]][-1][1] == "sql"
+        assert {m["model"] for m in body["models"]} == {"b2b", "consumer"}
+
+        async with http.get(url) as answer:
+            assert answer.status == 401
+            assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+        async with http.get(url, headers={"Authorization": "Bearer wrong"}) as answer:
+            assert answer.status == 403
+        async with http.get(f"{served_worker.base}/leads/nobody-{unique}", headers=auth) as answer:
+            assert answer.status == 404
+            assert (await answer.json())["error"] == "unknown_lead"
