@@ -26,10 +26,11 @@ Serialised `ModelState` (keys are omitted when empty or default):
 | `i` | ids of recently applied events: their 6-byte BLAKE2b hashes in base64, concatenated |
 
 Rules are keyed by a 4-character hash of their id (`stream.scoring.spec.rule_code`), so states
-survive edits to the model. Times are stored relative to `a` so that they are short; for event
-times that are less than 27 years apart the subtraction and its inverse are exact in binary
-floating point. Engagement is rounded to 12 significant digits when stored (a relative error of
-at most 5·10⁻¹³ per write); the in-memory state the engine works on is exact.
+survive edits to the model. Times are stored relative to `a`, to the microsecond, so that they
+are short: event times are whole microseconds (`datetime.timestamp()` is exactly
+microseconds / 1e6), and reading a time back gives exactly the same float. Engagement is
+rounded to 12 significant digits when stored (a relative error of at most 5·10⁻¹³ per write);
+the in-memory state the engine works on is exact.
 """
 
 from __future__ import annotations
@@ -174,6 +175,18 @@ def _check_seen(text: object) -> str:
     if not isinstance(text, str) or not _SEEN.match(text):
         raise ValueError("event ids must be 8-character base64 hashes")
     return text
+
+
+def _gap(later: float, earlier: float) -> float | int:
+    """`later - earlier` in seconds, to the microsecond (times are whole microseconds: they come
+    from `datetime.timestamp()`, which is exactly microseconds / 1e6). Short in JSON."""
+    micros = round(later * 1e6) - round(earlier * 1e6)
+    return micros // 1_000_000 if micros % 1_000_000 == 0 else micros / 1e6
+
+
+def _back(later: float, gap: float) -> float:
+    """The time `gap` seconds before `later`, exactly as `datetime.timestamp()` would give it."""
+    return (round(later * 1e6) - round(gap * 1e6)) / 1e6
 
 
 def _short(value: float) -> float | int:
@@ -329,11 +342,11 @@ class ModelState:
         out: dict[str, Any] = {"a": _num(a), "s": _VALUE[self.stage]}
         if self.history:
             out["h"] = [
-                [_VALUE[e.from_stage], _VALUE[e.to_stage], _num(a - e.at), e.reason]
+                [_VALUE[e.from_stage], _VALUE[e.to_stage], _gap(a, e.at), e.reason]
                 if e.from_stage is not None
-                else [None, _VALUE[e.to_stage], _num(a - e.at)]
+                else [None, _VALUE[e.to_stage], _gap(a, e.at)]
                 if e.reason == NEW_LEAD
-                else [None, _VALUE[e.to_stage], _num(a - e.at), e.reason]
+                else [None, _VALUE[e.to_stage], _gap(a, e.at), e.reason]
                 for e in self.history
             ]
         if self.fit:
@@ -345,7 +358,7 @@ class ModelState:
         code = self.c.code
         if self.window:
             out["w"] = [
-                [_num(a - t), *(x for rule, p in grants for x in (code[rule], _num(p)))]
+                [_gap(a, t), *(x for rule, p in grants for x in (code[rule], _num(p)))]
                 for t, grants in self.window
             ]
         if self.recent:
@@ -353,9 +366,9 @@ class ModelState:
         if self.flags:
             out["g"] = self.flags
         if self.fact_at != -math.inf:
-            out["x"] = _num(a - self.fact_at)
+            out["x"] = _gap(a, self.fact_at)
         if self.hand_raise is not None:
-            out["k"] = [_num(a - self.hand_raise[0]), code[self.hand_raise[1]]]
+            out["k"] = [_gap(a, self.hand_raise[0]), code[self.hand_raise[1]]]
         if self.revision:
             out["n"] = self.revision
         if self.emitted is not None:
@@ -368,10 +381,10 @@ class ModelState:
         code = self.c.code
         latest = max(t for _, t in self.fit.values())
         out["f"] = {
-            code[rule]: _num(points) if t == latest else [_num(points), _num(latest - t)]
+            code[rule]: _num(points) if t == latest else [_num(points), _gap(latest, t)]
             for rule, (points, t) in self.fit.items()
         }
-        out["ft"] = _num(self.as_of - latest)
+        out["ft"] = _gap(self.as_of, latest)
 
     def _dump_engagement(self, out: dict[str, Any]) -> None:
         code, rates, a = self.c.code, self.c.rates, self.as_of
@@ -424,20 +437,20 @@ class ModelState:
     def _from_dict(cls, data: Mapping[str, Any], model: ScoringModel) -> ModelState:
         c: CompiledModel = model.compiled
         rule_of = c.rule_of
-        a = float(data["a"])
+        a = round(float(data["a"]) * 1e6) / 1e6
         st = cls(model, as_of=a, stage=_STAGE[data["s"]])
         if "h" in data:
             st.history = tuple(
                 StageEntry(
                     _STAGE[entry[0]] if entry[0] is not None else None,
                     _STAGE[entry[1]],
-                    a - entry[2],
+                    _back(a, entry[2]),
                     str(entry[3]) if len(entry) > 3 else NEW_LEAD,
                 )
                 for entry in data["h"]
             )
         if "f" in data:
-            st._load_fit(data["f"], a - data["ft"])
+            st._load_fit(data["f"], _back(a, data["ft"]))
         if "e" in data:
             rates = c.rates
             eng = st.eng
@@ -450,7 +463,7 @@ class ModelState:
         if "w" in data:
             st.window = tuple(
                 (
-                    a - entry[0],
+                    _back(a, entry[0]),
                     tuple(
                         (rule_of[entry[i]], float(entry[i + 1]))
                         for i in range(1, len(entry), 2)
@@ -472,10 +485,10 @@ class ModelState:
             )
         st.flags = int(data.get("g", 0))
         if "x" in data:
-            st.fact_at = a - data["x"]
+            st.fact_at = _back(a, data["x"])
         hand = data.get("k")
         if hand is not None and hand[1] in rule_of:
-            st.hand_raise = (a - hand[0], rule_of[hand[1]])
+            st.hand_raise = (_back(a, hand[0]), rule_of[hand[1]])
         st.revision = int(data.get("n", 0))
         if "o" in data:
             st.emitted = (float(data["o"][0]), float(data["o"][1]))
@@ -490,7 +503,7 @@ class ModelState:
             rule = rule_of.get(key)
             if rule in fit_rules:
                 if value.__class__ is list:
-                    fit[rule] = (float(value[0]), latest - value[1])
+                    fit[rule] = (float(value[0]), _back(latest, value[1]))
                 else:
                     fit[rule] = (float(value), latest)
         self.set_fit(fit)
