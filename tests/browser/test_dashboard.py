@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas import codec
-from schemas.examples import make_output
+from schemas.examples import make_event, make_output
 from schemas.stages import Stage
 from stream import topics
 
@@ -151,3 +151,35 @@ def test_dashboard_shows_the_funnel(served_worker: Any, chromium: str, tmp_path:
     screenshot.unlink(missing_ok=True)
     shot = _browser(chromium, tmp_path / "profile", f"--screenshot={screenshot}", url)
     assert screenshot.exists() and screenshot.stat().st_size > 10_000, shot.stderr[-2000:]
+
+
+def test_a_lead_link_shows_its_explanation(
+    served_worker: Any, chromium: str, tmp_path: Path
+) -> None:
+    """A lead scored by the processor from a real event: the page shows /leads/{id} for it."""
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=served_worker.settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            event = make_event("page_viewed", event_id="browser-real-1", lead_id="browser-real")
+            await producer.send(
+                served_worker.settings.topic(topics.CLICKSTREAM.name),
+                key=b"browser-real",
+                value=codec.encode(event),
+            )
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    url = f"{served_worker.base}/dashboard#token={served_worker.token}&lead=browser-real"
+    deadline = time.monotonic() + 90
+    while True:
+        dumped = _browser(chromium, tmp_path / "profile", "--dump-dom", url).stdout
+        if 'id="lead" data-loaded="true"' in dumped:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"the lead's explanation did not show:\n{dumped[-3000:]}")
+        time.sleep(1)
+    assert "grade" in dumped and "visit" in dumped  # the rule that scored the page view
