@@ -183,3 +183,7 @@ def test_a_lead_link_shows_its_explanation(
             pytest.fail(f"the lead's explanation did not show:\n{dumped[-3000:]}")
         time.sleep(1)
     assert "grade" in dumped and "visit" in dumped  # the rule that scored the page view
+    OUTPUT.mkdir(exist_ok=True)
+    screenshot = OUTPUT / "dashboard-lead.png"
+    _browser(chromium, tmp_path / "profile", f"--screenshot={screenshot}", url)
+    assert screenshot.exists()
