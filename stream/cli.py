@@ -244,6 +244,40 @@ def _simulation_report(sim: Simulation, models_path: str | None, *, to_stderr: b
     return EXIT_OK
 
 
+def cmd_rules(args: argparse.Namespace) -> int:
+    """Check a scoring-model file, or print its models as tables."""
+    from stream.rules import load_default_models, load_model_file  # noqa: PLC0415
+    from stream.scoring import ModelFileError, describe_model  # noqa: PLC0415
+
+    try:
+        models = load_model_file(args.file) if args.file else load_default_models()
+    except ModelFileError as exc:
+        print(f"leadstream rules: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    source = args.file or "the default models"
+    chosen = list(models.models)
+    if args.model:
+        chosen = [m for m in chosen if m.id == args.model]
+        if not chosen:
+            print(
+                f"leadstream rules: {source} has no model {args.model!r} "
+                f"(models: {', '.join(models.ids)})",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+    if args.action == "validate":
+        print(f"{source}: valid, {len(models)} model{'s' if len(models) > 1 else ''}")
+        for model in chosen:
+            print(
+                f"  {model.id} {model.version}: {len(model.fit)} fit rules, "
+                f"{len(model.engagement)} engagement rules, "
+                f"decay groups {', '.join(model.decay)}"
+            )
+        return EXIT_OK
+    print("\n\n".join(describe_model(model) for model in chosen))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leadstream",
@@ -367,7 +401,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep", action="store_true", help="apply over the current read model without deleting it"
     )
     redis_cmd.set_defaults(func=cmd_redis)
+    _add_rules_parser(sub)
     return parser
+
+
+def _add_rules_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rules = sub.add_parser(
+        "rules",
+        help="check a scoring-model file or print it as tables",
+        description=(
+            "validate: check a scoring-model file (exit 3 naming the file, model, rule and field "
+            "of each problem); explain: print its models as tables (rules, points, caps, decay "
+            "groups, thresholds, stages, grade matrix). Without FILE: the default models."
+        ),
+    )
+    rules.add_argument("action", choices=["validate", "explain"])
+    rules.add_argument("file", nargs="?", metavar="FILE", help="a model file (YAML)")
+    rules.add_argument("--model", metavar="ID", help="only this model of the file")
+    rules.set_defaults(func=cmd_rules)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

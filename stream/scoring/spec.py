@@ -228,6 +228,11 @@ class RangeSpec(Spec):
 _MATCHERS = ("equals", "in", "range", "regex", "per_unit_above")
 
 
+def _show(value: object) -> str:
+    """A value as the model file writes it (`true`, not `True`)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _shorten(text: str, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
@@ -310,10 +315,10 @@ class FitRule(Spec):
         """The test in words, for tables: `industry in [saas, software]`."""
         kind = self.kind
         if kind == "equals":
-            return f"{self.field} = {self.equals}"
+            return f"{self.field} = {_show(self.equals)}"
         if kind == "in":
             values = self.in_ or []
-            shown = ", ".join(str(v) for v in values[:4]) + (", ..." if len(values) > 4 else "")
+            shown = ", ".join(_show(v) for v in values[:4]) + (", ..." if len(values) > 4 else "")
             return f"{self.field} in [{shown}]"
         if kind == "range":
             assert self.range is not None
@@ -486,9 +491,9 @@ class EngagementRule(Spec):
                     bounds = RangeSpec(gt=value.gt, ge=value.ge, lt=value.lt, le=value.le)
                     tests.append(f"{name} {bounds.describe()}")
             elif isinstance(value, list):
-                tests.append(f"{name} in [{', '.join(str(v) for v in value)}]")
+                tests.append(f"{name} in [{', '.join(_show(v) for v in value)}]")
             else:
-                tests.append(f"{name} = {value}")
+                tests.append(f"{name} = {_show(value)}")
         return f"{types} where {', '.join(tests)}"
 
 
