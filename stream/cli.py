@@ -278,6 +278,23 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_redis_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    redis_cmd = sub.add_parser(
+        "redis",
+        help="maintain the Redis read model",
+        description=(
+            "rebuild: delete the read model and replay it from the compacted scores topic and "
+            "the stage-changes topic, from their first offsets to the end offsets taken at the "
+            "start, with a progress bar. Exit 4 when Kafka or Redis is unreachable."
+        ),
+    )
+    redis_cmd.add_argument("action", choices=["rebuild"])
+    redis_cmd.add_argument(
+        "--keep", action="store_true", help="apply over the current read model without deleting it"
+    )
+    redis_cmd.set_defaults(func=cmd_redis)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leadstream",
@@ -387,20 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--models", metavar="FILE", help="model file for --report")
     simulate.set_defaults(func=cmd_simulate)
 
-    redis_cmd = sub.add_parser(
-        "redis",
-        help="maintain the Redis read model",
-        description=(
-            "rebuild: delete the read model and replay it from the compacted scores topic and "
-            "the stage-changes topic, from their first offsets to the end offsets taken at the "
-            "start, with a progress bar. Exit 4 when Kafka or Redis is unreachable."
-        ),
-    )
-    redis_cmd.add_argument("action", choices=["rebuild"])
-    redis_cmd.add_argument(
-        "--keep", action="store_true", help="apply over the current read model without deleting it"
-    )
-    redis_cmd.set_defaults(func=cmd_redis)
+    _add_redis_parser(sub)
     _add_rules_parser(sub)
     return parser
 
