@@ -46,7 +46,7 @@ from schemas.internal import Link, MergeIn, MergeOut, Tick, Unlink
 
 __all__ = ["LeadProcessor", "LeadRecord", "ScoringEngine", "Step", "Tick", "register"]
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
-from stream import identity, topics
+from stream import identity, metrics, topics
 from stream.schedule import DueSchedule
 from stream.settings import Settings
 
@@ -340,7 +340,9 @@ class LeadProcessor:
             self.store_lead(lead_id, record, step.due)
         elif isinstance(event, Identify):
             self.store_lead(lead_id, record, self._due(record))
-        await self.emit(step.outputs)
+        if step.outputs:
+            await self.emit(step.outputs)
+            metrics.scoring_latency(time.time() - event.occurred_at.timestamp())
 
     async def on_erase(self, event: LeadErased, lead_id: str, record: LeadRecord) -> None:
         self.leads.pop(lead_id.encode(), None)
@@ -487,17 +489,23 @@ class LeadProcessor:
     def contract_topic(self, name: str) -> str:
         return name[len(self.prefix) :] if self.prefix and name.startswith(self.prefix) else name
 
-    async def handle(self, message: Any) -> None:
-        internal_message = message.topic == self.internal_name
+    async def decode(self, message: Any) -> Any:
+        """The message's event or control message; ``None`` after dead-lettering it."""
         try:
-            if internal_message:
-                decoded = codec.decode_internal(message.value)
-            else:
-                decoded = codec.decode(
-                    message.value, now=datetime.now(UTC), topic=self.contract_topic(message.topic)
-                )
+            if message.topic == self.internal_name:
+                return codec.decode_internal(message.value)
+            event = codec.decode(
+                message.value, now=datetime.now(UTC), topic=self.contract_topic(message.topic)
+            )
         except DecodeError as exc:
             await self.dead_letter(message, exc.kind, exc.detail, field_path=exc.field)
+            return None
+        metrics.event_in(self.contract_topic(message.topic), event.type)
+        return event
+
+    async def handle(self, message: Any) -> None:
+        decoded = await self.decode(message)
+        if decoded is None:
             return
         if isinstance(decoded, Link):
             await self.on_link(decoded)
@@ -510,14 +518,17 @@ class LeadProcessor:
         elif isinstance(decoded, Tick):
             await self.on_tick(decoded, message)
         else:
-            event: EventBase = decoded
-            owner = event.lead_id or event.anonymous_id or ""
-            if message.key != owner.encode():
-                await self.to_internal(owner, event)
-            elif event.lead_id is not None:
-                await self.on_lead_event(event, event.lead_id)
-            else:
-                await self.on_anonymous_event(event, owner, message)
+            await self.on_event(decoded, message)
+
+    async def on_event(self, event: EventBase, message: Any) -> None:
+        """Route an inbound event to its owner's partition, its lead, or the holding area."""
+        owner = event.lead_id or event.anonymous_id or ""
+        if message.key != owner.encode():
+            await self.to_internal(owner, event)
+        elif event.lead_id is not None:
+            await self.on_lead_event(event, event.lead_id)
+        else:
+            await self.on_anonymous_event(event, owner, message)
 
     async def process(self, stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
