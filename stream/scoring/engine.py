@@ -134,6 +134,8 @@ class Score:
 
 
 def _seconds(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        raise ValueError(f"a timezone-aware datetime is required, got {moment!r}")
     return moment.timestamp()
 
 

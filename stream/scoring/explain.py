@@ -91,7 +91,7 @@ class Explanation:
 
 def explain(state: ModelState, now: datetime) -> Explanation:
     """Why the lead has its score and stage at `now` (the state's model gives the rules)."""
-    score = score_at(state, now)
+    score = score_at(state, now)  # also checks that `now` is timezone-aware
     at = max(now.timestamp(), state.as_of)
     c = state.c
     lines = [RuleLine(rule_id, "fit", None, points) for rule_id, (points, _) in state.fit.items()]

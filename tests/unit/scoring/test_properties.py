@@ -58,7 +58,7 @@ LEAD = "lead-p"
 
 PROPERTY = settings(
     # SCORING_EXAMPLES=2000 for a longer hunt than the default run.
-    max_examples=int(os.environ.get("SCORING_EXAMPLES", "60")),
+    max_examples=int(os.environ.get("SCORING_EXAMPLES", "100")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

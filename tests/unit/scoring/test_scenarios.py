@@ -310,3 +310,16 @@ def test_small_changes_are_not_published(ev, run, b2b: ScoringModel) -> None:
 
 def test_events_that_mean_nothing_to_a_model_leave_no_state(ev, b2b) -> None:
     assert apply(None, ev("email_sent", 0), model=b2b).state is None
+
+
+def test_times_passed_in_must_be_timezone_aware(ev, run, b2b) -> None:
+    state, _ = run([ev("page_viewed", 0, path="/")], b2b)
+    assert state is not None
+    naive = datetime(2025, 3, 10)  # noqa: DTZ001 - the mistake under test
+    for call in (
+        lambda: score_at(state, naive),
+        lambda: advance(state, naive, lead_id="lead-42"),
+        lambda: explain(state, naive),
+    ):
+        with pytest.raises(ValueError, match="timezone-aware"):
+            call()
