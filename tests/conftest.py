@@ -24,10 +24,16 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from stream import devinfra
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+# In CI, property tests draw the same examples on every run: a red build is reproducible.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if IN_CI:
+    hypothesis_settings.load_profile("ci")
 
 
 def _unavailable(what: str) -> None:

@@ -57,7 +57,7 @@ async def test_ensure_topics_creates_them_with_partitions_and_cleanup_policy(
     try:
         resources = [
             ConfigResource(ConfigResourceType.TOPIC, settings.topic(spec.name))
-            for spec in (topics.ACTIVITY_COUNTS, topics.CLICKSTREAM)
+            for spec in (topics.SCORES, topics.CLICKSTREAM)
         ]
         responses = await admin.describe_configs(resources)
     finally:
@@ -68,7 +68,7 @@ async def test_ensure_topics_creates_them_with_partitions_and_cleanup_policy(
         for resource in response.resources
     }
     assert policies == {
-        settings.topic(topics.ACTIVITY_COUNTS.name): "compact",
+        settings.topic(topics.SCORES.name): "compact",
         settings.topic(topics.CLICKSTREAM.name): "delete",
     }
 

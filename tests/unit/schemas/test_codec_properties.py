@@ -247,7 +247,11 @@ def test_schema_instances_decode_and_round_trip(model: type[ContractModel]) -> N
     strategy = _from_schema(schema, schema.get("$defs", {}))
     decode_bytes = _decoder(model)
 
-    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=20,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
     @given(strategy)
     def check(instance: dict[str, Any]) -> None:
         instance = _repair(model, instance)
