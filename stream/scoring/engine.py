@@ -18,7 +18,7 @@ Semantics in brief (the README's "Scoring models" section has the whole story):
   Every transition is checked against the model's graph.
 - **Outputs.** A `StageChanged` for every transition (deterministic event id); a `ScoreUpdated`
   when the stage or grade changed or fit or engagement moved by at least `outputs.min_change`
-  since the last published one.
+  since the last published one (with `min_change: 0`, for every applied event).
 """
 
 from __future__ import annotations
@@ -429,7 +429,8 @@ def _emit_score(
     if last is not None and st.stage is prev_stage:
         change = c.min_change
         dfit, deng = abs(fit_r - last[0]), abs(eng_r - last[1])
-        small = (dfit < change and deng < change) if change > 0 else (dfit == 0 and deng == 0)
+        # min_change 0: every applied event is published (its `as_of` is news too)
+        small = change > 0 and dfit < change and deng < change
         if small and grade == c.grade(last[0], last[1]):
             return
     st.revision += 1

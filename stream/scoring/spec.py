@@ -621,7 +621,7 @@ class OutputSpec(Spec):
 
     min_change: Annotated[float, Field(ge=0)] = 0.5
     """Publish a score update only when fit or engagement moved at least this much since the
-    last one (or the grade or stage changed)."""
+    last one (or the grade or stage changed); 0 publishes one for every applied event."""
     top_rules: Annotated[int, Field(ge=0, le=20)] = 3
 
 

@@ -78,9 +78,11 @@ HISTORY = 8
 """Stage changes kept per lead and model (the oldest are dropped)."""
 RECENT = 3
 """Recent contributions kept per lead and model for explanations."""
-CAP_LATE_WINDOWS = 1
-"""Cap counters are kept for the lead's current cap window and this many before it. A capped
-rule's event in an older window (more than one window late) is not scored: its counter is gone,
+CAP_LATE_WINDOWS = 7
+"""Cap counters are kept for the lead's current cap window and this many before it (a week of
+daily windows; only windows with counts are stored). A worker reads its source topics side by
+side and one may run behind another (a restart, a backfill), so a capped event arriving that
+late still scores. A capped rule's event in an older window is not scored: its counter is gone,
 so the cap is assumed used up and is never exceeded."""
 PRUNE_BELOW = 1e-9
 """Decayed engagement below this many points is dropped when the state is serialised."""
