@@ -130,7 +130,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Start everything and show Leadstream working."""
     from stream import demo  # noqa: PLC0415
 
-    return demo.run(duration=args.duration, events=args.events)
+    return demo.run(
+        duration=args.duration,
+        leads=args.leads,
+        days=args.days,
+        speed=args.speed,
+        seed=args.seed,
+        web_port=args.web_port,
+    )
 
 
 def _parse_speed(text: str) -> float:
@@ -355,10 +362,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="start Kafka, Redis and a worker, stream traffic, show the results",
-        description="The one-command demo (what `make demo` runs). Stop it with Ctrl-C.",
+        description=(
+            "The one-command demo (what `make demo` runs): Kafka and Redis (local, or the "
+            "configured ones), a worker with its dashboard, and the persona simulator's traffic "
+            "from DAYS ago until now, paced by --speed; prints stage changes, events per second "
+            "and the top leads, and the dashboard's URL with a token made for the run. Stop it "
+            "with Ctrl-C."
+        ),
     )
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
-    demo.add_argument("--events", type=int, default=40, help="events to send per second")
+    demo.add_argument("--leads", type=int, default=200, help="people to simulate (200)")
+    demo.add_argument("--days", type=float, default=30.0, help="simulated days (30)")
+    demo.add_argument(
+        "--speed",
+        type=_parse_speed,
+        metavar="X",
+        help="simulated seconds per second (86400 or 1d: a day per second); "
+        "default: the span in about 150 seconds",
+    )
+    demo.add_argument("--seed", type=int, help="simulation seed (default: a new one each run)")
+    demo.add_argument("--web-port", type=int, help="the worker's web port (6066, or a free one)")
     demo.set_defaults(func=cmd_demo)
 
     simulate = sub.add_parser(

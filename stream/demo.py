@@ -1,9 +1,16 @@
-"""The one-command demo: local Kafka and Redis, a worker, traffic, a live summary.
+"""The one-command demo: local Kafka and Redis, a worker, simulated traffic, a live summary.
 
 ``leadstream demo`` (what ``make demo`` runs) starts the local broker and Redis unless
 ``LEADSTREAM_KAFKA_BOOTSTRAP`` / ``LEADSTREAM_REDIS_URL`` point at running ones, starts a
-worker process, streams events for a handful of leads into the source topics and prints what
-comes out of the worker as it happens. Ctrl-C (or ``--duration``) stops everything it started.
+worker process with its web server (the dashboard, behind a random bearer token made for the
+run) and streams the persona simulator's traffic (``stream.simulate``) into the source topics.
+
+Simulated time starts ``days`` before now and is paced at ``speed`` simulated seconds per wall
+second, so a month passes in a few minutes, decay shows, and simulated time catches up with the
+present as the traffic ends (events dated more than a day ahead would be rejected). While it
+runs it prints the stage changes as they happen and, every few seconds, events per second and
+the top leads by score. When the traffic is over the worker and the dashboard stay up until
+Ctrl-C (or ``--duration``), which stops everything the demo started.
 """
 
 from __future__ import annotations
@@ -12,106 +19,108 @@ import asyncio
 import contextlib
 import os
 import random
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
+import urllib.request
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
 from schemas import codec
-from schemas.events import EventBase, Traits
-from schemas.examples import make_event
 from schemas.outputs import ScoreUpdated, StageChanged
-from schemas.topics import topic_for
 from stream import devinfra, topics
 from stream.admin import ensure_topics
 from stream.settings import Settings
+from stream.simulate import SimConfig, Simulation, generate
+from stream.simulate_sinks import send_to_kafka, wall_offsets
 
-LEADS = [f"lead-{n:03d}" for n in range(1, 201)]
-INDUSTRIES = ["software", "fintech", "retail", "education", "marketing"]
-TITLES = ["VP Marketing", "Head of Growth", "Analyst", "Student", "CTO", "Office Manager"]
-ACTIONS: list[tuple[str, dict[str, Any]]] = [
-    ("page_viewed", {"path": "/blog", "url": "https://acme.example/blog"}),
-    ("page_viewed", {"path": "/product", "url": "https://acme.example/product"}),
-    ("page_viewed", {"path": "/pricing", "url": "https://acme.example/pricing"}),
-    ("file_downloaded", {}),
-    ("video_viewed", {}),
-    ("webinar_attended", {}),
-    ("email_opened", {}),
-    ("email_clicked", {}),
-    ("social_shared", {}),
-    ("demo_requested", {}),
-]
-WEIGHTS = [30, 20, 6, 6, 8, 3, 20, 6, 4, 1]
+DEFAULT_LEADS = 200
+DEFAULT_DAYS = 30.0
+DEFAULT_WALL_SECONDS = 150.0
+"""With the default speed, the simulated span streams in about this many wall seconds."""
+DEFAULT_WEB_PORT = 6066
+SUMMARY_EVERY = 5.0
+TOP = 5
 
 
-def demo_profile(rng: random.Random, lead_id: str) -> EventBase:
-    traits = Traits(
-        email=f"{lead_id}@{rng.choice(['acmecorp.com', 'globex.io', 'gmail.com'])}",
-        industry=rng.choice(INDUSTRIES),
-        company_size=rng.choice([5, 40, 120, 900]),
-        job_title=rng.choice(TITLES),
-        age=rng.randint(22, 60),
+def default_speed(days: float, wall_seconds: float = DEFAULT_WALL_SECONDS) -> float:
+    """Simulated seconds per wall second that stream `days` in about `wall_seconds`."""
+    return days * 86400.0 / wall_seconds
+
+
+def free_port(preferred: int | None = DEFAULT_WEB_PORT) -> int:
+    """`preferred` when nothing listens on it, else a port the system picks."""
+    candidates = [preferred, 0] if preferred else [0]
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise OSError("no free port")  # pragma: no cover
+
+
+def dashboard_url(port: int, token: str) -> str:
+    """The dashboard's address, the token in the fragment (browsers never send it)."""
+    return f"http://127.0.0.1:{port}/dashboard#token={token}"
+
+
+@dataclass
+class Summary:
+    """What the demo has seen so far."""
+
+    sent: int = 0
+    outputs: int = 0
+    stage_changes: int = 0
+    totals: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)
+
+    def see(self, topic: str, value: bytes, model: str) -> StageChanged | None:
+        """Track a score record; return a stage change to print."""
+        self.outputs += 1
+        if topic.endswith(topics.SCORES.name):
+            score = codec.decode_score(value)
+            if isinstance(score, ScoreUpdated) and score.model == model:
+                self.totals[score.lead_id] = score.total
+                self.stages[score.lead_id] = score.stage.value
+            return None
+        change = codec.decode_stage_change(value)
+        if not isinstance(change, StageChanged):
+            return None
+        self.stage_changes += 1
+        return change
+
+    def top(self, n: int = TOP) -> list[tuple[str, float, str]]:
+        best = sorted(self.totals.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        return [(lead, total, self.stages.get(lead, "?")) for lead, total in best]
+
+
+def _change_line(change: StageChanged) -> str:
+    at = change.occurred_at.strftime("%Y-%m-%d %H:%M")
+    source = change.from_stage.value if change.from_stage is not None else "(new)"
+    return (
+        f"  {at}  {change.lead_id:24s} [{change.model}] {source} -> "
+        f"{change.to_stage.value}: {change.reason}"
     )
-    return make_event(
-        "profile_updated",
-        event_id=f"demo-profile-{lead_id}",
-        lead_id=lead_id,
-        anonymous_id=None,
-        occurred_at=datetime.now(UTC),
-        traits=traits,
-        source="leadstream-demo",
-    )
 
 
-def demo_event(rng: random.Random) -> EventBase:
-    lead_id = rng.choice(LEADS)
-    event_type, fields = rng.choices(ACTIONS, weights=WEIGHTS)[0]
-    return make_event(
-        event_type,
-        event_id=str(uuid.UUID(int=rng.getrandbits(128))),
-        lead_id=lead_id,
-        anonymous_id=None,
-        occurred_at=datetime.now(UTC),
-        source="leadstream-demo",
-        **fields,
-    )
-
-
-async def _send(producer: AIOKafkaProducer, settings: Settings, event: EventBase) -> None:
-    await producer.send(
-        settings.topic(topic_for(event)), key=codec.event_key(event), value=codec.encode(event)
-    )
-
-
-def _show(topic: str, value: bytes, totals: dict[str, float], stages: dict[str, str]) -> int:
-    """Track a score record, or print a stage change; returns the stage changes seen (0/1)."""
-    if topic.endswith(topics.SCORES.name):
-        score = codec.decode_score(value)
-        if isinstance(score, ScoreUpdated) and score.model == "b2b":
-            totals[score.lead_id] = score.total
-            stages[score.lead_id] = score.stage.value
-        return 0
-    change = codec.decode_stage_change(value)
-    if not isinstance(change, StageChanged) or change.from_stage is None:
-        return 0
-    print(
-        f"  stage change  {change.lead_id} [{change.model}] "
-        f"{change.from_stage.value} -> {change.to_stage.value}: {change.reason}"
-    )
-    return 1
-
-
-async def _stream(settings: Settings, events_per_round: int, deadline: float | None) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
+async def _stream(
+    settings: Settings,
+    sim: Simulation,
+    due: list[float] | None,
+    deadline: float | None,
+    *,
+    top_model: str = "b2b",
+) -> Summary:
     consumer = AIOKafkaConsumer(
         settings.topic(topics.SCORES.name),
         settings.topic(topics.STAGE_CHANGES.name),
@@ -119,56 +128,73 @@ async def _stream(settings: Settings, events_per_round: int, deadline: float | N
         auto_offset_reset="latest",
         group_id=None,
     )
-    store = aioredis.from_url(settings.redis_url.get_secret_value())
-    await producer.start()
     await consumer.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    rng = random.Random(7)
-    totals: dict[str, float] = {}
-    stages: dict[str, str] = {}
-    sent = received = changes = 0
-    started = time.monotonic()
+    summary = Summary()
+
+    def progress(sent: int) -> None:
+        summary.sent = sent
+
+    total = len(sim.deliveries)
+    sender = asyncio.create_task(
+        send_to_kafka(
+            sim.deliveries,
+            settings,
+            due=due,
+            create_topics=False,
+            progress=progress,
+            progress_every=0.5,
+        )
+    )
+    started = last = time.monotonic()
+    last_sent = 0
+    announced = False
     try:
-        await store.ping()
-        print(f"Redis answering at {settings.redis_url.get_secret_value()}")
-        print("Streaming events for 200 leads; Ctrl-C stops.\n")
-        for lead_id in LEADS:
-            await _send(producer, settings, demo_profile(rng, lead_id))
-            sent += 1
         while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            for _ in range(events_per_round):
-                await _send(producer, settings, demo_event(rng))
-                sent += 1
-            await producer.flush()
-            batch = await consumer.getmany(timeout_ms=1000)
+            batch = await consumer.getmany(timeout_ms=500)
             for records in batch.values():
                 for record in records:
-                    if record.value is not None:
-                        received += 1
-                        changes += _show(record.topic, record.value, totals, stages)
-            elapsed = time.monotonic() - started
-            top = sorted(totals.items(), key=lambda kv: -kv[1])[:3]
-            print(
-                f"[{elapsed:6.1f}s] sent {sent:6d} ({sent / elapsed:6.1f} ev/s)  "
-                f"outputs {received:6d}  stage changes {changes:4d}  top b2b: "
-                + ", ".join(f"{lead} {total:.0f} ({stages[lead]})" for lead, total in top)
-            )
-            await store.set("leadstream:demo:processed", received)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=1)
+                    if record.value is None:
+                        continue
+                    change = summary.see(record.topic, record.value, top_model)
+                    if change is not None:
+                        print(_change_line(change), flush=True)
+            if sender.done() and not announced:
+                sender.result()  # an outage of the broker surfaces here
+                summary.sent = total
+                announced = True
+                print(
+                    f"\nThe simulation is over ({total} records sent). The worker and the "
+                    "dashboard stay up"
+                    + (" until the end of --duration." if deadline else "; Ctrl-C stops them.\n"),
+                    flush=True,
+                )
+            now = time.monotonic()
+            if now - last >= SUMMARY_EVERY:
+                rate = (summary.sent - last_sent) / (now - last)
+                last, last_sent = now, summary.sent
+                top = ", ".join(f"{lead} {t:.0f} ({stage})" for lead, t, stage in summary.top())
+                print(
+                    f"[{now - started:6.1f}s] sent {summary.sent}/{total} ({rate:.0f} ev/s)  "
+                    f"outputs {summary.outputs}  stage changes {summary.stage_changes}  "
+                    f"top {top_model}: {top or '-'}",
+                    flush=True,
+                )
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        if not sender.done():
+            sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
         await consumer.stop()
-        await producer.stop()
-        await store.aclose()
-    return received
+    return summary
 
 
-def _worker(env: Mapping[str, str], data_dir: str, log_path: Path) -> subprocess.Popen[bytes]:
+def _start_worker(env: Mapping[str, str], data_dir: str, log_path: Path) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log_file:
         return subprocess.Popen(
@@ -180,43 +206,114 @@ def _worker(env: Mapping[str, str], data_dir: str, log_path: Path) -> subprocess
         )
 
 
-def run(*, duration: float | None, events: int) -> int:
-    """Run the demo; returns a process exit code."""
+def _wait_ready(worker: subprocess.Popen[bytes], port: int, timeout: float = 180.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and worker.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def run(
+    *,
+    duration: float | None,
+    leads: int = DEFAULT_LEADS,
+    days: float = DEFAULT_DAYS,
+    speed: float | None = None,
+    seed: int | None = None,
+    web_port: int | None = None,
+) -> int:
+    """Run the demo; returns a process exit code (0, or 1 when the worker published nothing)."""
+    began = time.monotonic()
     env = dict(os.environ)
     plan = devinfra.plan_infra(env, docker_reachable=False, for_tests=False)
     session = devinfra.start_local(plan, env, fresh=False)
     env.update(session.env)
+    token = secrets.token_urlsafe(24)
+    port = web_port or free_port(int(env.get("LEADSTREAM_WEB_PORT", DEFAULT_WEB_PORT)))
     env.setdefault("LEADSTREAM_APP_ID", "leadstream-demo")
-    env.setdefault("LEADSTREAM_WEB_ENABLED", "false")
+    env.update(
+        LEADSTREAM_WEB_ENABLED="true",
+        LEADSTREAM_WEB_PORT=str(port),
+        LEADSTREAM_AUTH_TOKENS=token,
+        LEADSTREAM_AUTH_DISABLED="false",
+    )
     settings = Settings(
         kafka_bootstrap=env[devinfra.KAFKA_ENV],
         redis_url=env[devinfra.REDIS_ENV],
         topic_prefix=env.get("LEADSTREAM_TOPIC_PREFIX", ""),
+        topic_partitions=int(env.get("LEADSTREAM_TOPIC_PARTITIONS", "8")),
     )
-    asyncio.run(ensure_topics(settings))
-    worker = None
-    with tempfile.TemporaryDirectory(prefix="leadstream-demo-") as data_dir:
-        try:
-            log_path = (
-                Path(env.get("LEADSTREAM_RUN_DIR", devinfra.REPO_DIR / ".run")) / "demo-worker.log"
-            )
-            worker = _worker(env, data_dir, log_path)
-            print(f"Worker started (pid {worker.pid}); its log: {log_path}")
-            deadline = None if duration is None else time.monotonic() + duration
-            received = asyncio.run(_stream(settings, events, deadline))
-            print(f"\nDemo stopped: the worker published {received} score and stage records.")
-            return 0 if received > 0 else 1
-        except KeyboardInterrupt:
-            print("\nStopping the demo.")
-            return 0
-        finally:
-            if worker is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
-                    worker.wait()
-            session.stop()
-            devinfra.release_lock(env)
+    try:
+        asyncio.run(ensure_topics(settings))
+        with tempfile.TemporaryDirectory(prefix="leadstream-demo-") as data_dir:
+            run_dir = Path(env.get("LEADSTREAM_RUN_DIR", devinfra.REPO_DIR / ".run"))
+            log_path = run_dir / "demo-worker.log"
+            worker = _start_worker(env, data_dir, log_path)
+            try:
+                print(f"Worker started (pid {worker.pid}); its log: {log_path}", flush=True)
+                if not _wait_ready(worker, port):
+                    print(f"The worker did not get ready; see {log_path}", file=sys.stderr)
+                    return 1
+                print(f"Dashboard: {dashboard_url(port, token)}", flush=True)
+                deadline = None if duration is None else began + duration
+                return _traffic(settings, deadline, leads=leads, days=days, speed=speed, seed=seed)
+            finally:
+                _stop_worker(worker)
+    except KeyboardInterrupt:
+        print("\nStopping the demo.")
+        return 0
+    finally:
+        session.stop()
+        devinfra.release_lock(env)
+
+
+def _traffic(
+    settings: Settings,
+    deadline: float | None,
+    *,
+    leads: int,
+    days: float,
+    speed: float | None,
+    seed: int | None,
+) -> int:
+    # Simulated time ends now: every event is in the past when it is sent.
+    start = datetime.now(UTC) - timedelta(days=days)
+    sim = generate(
+        SimConfig(
+            seed=random.SystemRandom().randrange(2**31) if seed is None else seed,
+            leads=leads,
+            days=days,
+            start=start,
+        )
+    )
+    pace = speed or default_speed(days)
+    due = wall_offsets([note.at for note in sim.notes], speed=pace)
+    span = max(due or [0.0])
+    print(
+        f"Streaming {len(sim.deliveries)} records from {len(sim.truth)} simulated leads over "
+        f"{days:g} days from {start:%Y-%m-%d %H:%M} UTC, {pace / 3600:.1f} simulated hours per "
+        f"second (about {span:.0f}s); Ctrl-C stops.\n",
+        flush=True,
+    )
+    summary = asyncio.run(_stream(settings, sim, due, deadline))
+    print(
+        f"\nDemo stopped: sent {summary.sent} records; the worker published {summary.outputs} "
+        f"score and stage records ({summary.stage_changes} stage changes)."
+    )
+    return 0 if summary.outputs > 0 else 1
