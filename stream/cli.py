@@ -23,6 +23,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_INFRA = 4
+EXIT_NOT_FOUND = 5
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -285,6 +286,73 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Print a lead's score rule by rule and its stage history, from a running worker."""
+    from stream.lead_explain import LeadNotFoundError, fetch_lead, render  # noqa: PLC0415
+    from stream.settings import Settings  # noqa: PLC0415
+
+    token = args.token
+    if token is None:
+        tokens = Settings().auth_tokens
+        token = tokens[0].get_secret_value() if tokens else None
+    try:
+        document = fetch_lead(args.url, args.lead_id, token)
+    except LeadNotFoundError as exc:
+        print(f"leadstream explain: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    print(render(document))
+    return EXIT_OK
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Send a lead_erased event for a lead to the profiles topic."""
+    from stream.forget import forget  # noqa: PLC0415
+    from stream.settings import Settings  # noqa: PLC0415
+
+    settings = Settings()
+    try:
+        event, topic = asyncio.run(forget(settings, args.lead_id, args.reason))
+    except ValidationError as exc:
+        if any(error["loc"][:1] == ("lead_id",) for error in exc.errors()):
+            print(f"leadstream forget: {args.lead_id!r} is not a lead id", file=sys.stderr)
+            return EXIT_USAGE
+        raise
+    print(f"sent lead_erased {event.event_id} for {event.lead_id} to {topic}")
+    return EXIT_OK
+
+
+def _add_lead_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    explain = sub.add_parser(
+        "explain",
+        help="a lead's score rule by rule and its stage history, from a running worker",
+        description=(
+            "Ask a running worker (GET /leads/LEAD_ID) for a lead's live score under each model "
+            "and print its rules' points and stage history as tables. The token is --token, "
+            "else the first of LEADSTREAM_AUTH_TOKENS. Exit 5 when the worker knows no such "
+            "lead, 4 when it cannot be reached, 3 when it refuses the token."
+        ),
+    )
+    explain.add_argument("lead_id", metavar="LEAD_ID")
+    explain.add_argument(
+        "--url", default="http://127.0.0.1:6066", help="the worker (http://127.0.0.1:6066)"
+    )
+    explain.add_argument("--token", help="bearer token (default: LEADSTREAM_AUTH_TOKENS' first)")
+    explain.set_defaults(func=cmd_explain)
+
+    forget = sub.add_parser(
+        "forget",
+        help="erase a lead: send a lead_erased event to the profiles topic",
+        description=(
+            "Send a lead_erased event (fresh event id) for LEAD_ID to the profiles topic; the "
+            "worker owning the lead deletes its state and publishes the erasure to the scores "
+            "and stage-changes topics. Exit 4 when Kafka cannot be reached."
+        ),
+    )
+    forget.add_argument("lead_id", metavar="LEAD_ID")
+    forget.add_argument("--reason", help="why (kept with the event), e.g. 'GDPR request 4411'")
+    forget.set_defaults(func=cmd_forget)
+
+
 def _add_redis_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     redis_cmd = sub.add_parser(
         "redis",
@@ -429,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_redis_parser(sub)
     _add_rules_parser(sub)
+    _add_lead_parsers(sub)
     return parser
 
 

@@ -94,8 +94,8 @@ class Summary:
                 self.stages[score.lead_id] = score.stage.value
             return None
         change = codec.decode_stage_change(value)
-        if not isinstance(change, StageChanged):
-            return None
+        if not isinstance(change, StageChanged) or change.from_stage is None:
+            return None  # erasures, and the first stage of a new lead
         self.stage_changes += 1
         return change
 
@@ -106,9 +106,9 @@ class Summary:
 
 def _change_line(change: StageChanged) -> str:
     at = change.occurred_at.strftime("%Y-%m-%d %H:%M")
-    source = change.from_stage.value if change.from_stage is not None else "(new)"
+    source = change.from_stage.value if change.from_stage is not None else "-"
     return (
-        f"  {at}  {change.lead_id:24s} [{change.model}] {source} -> "
+        f"  {at}  {change.lead_id:20s} [{change.model}] {source} -> "
         f"{change.to_stage.value}: {change.reason}"
     )
 

@@ -1,0 +1,102 @@
+"""`leadstream explain LEAD_ID`: a lead's score, rule by rule, and its stage history.
+
+Asks a running worker (`GET /leads/{lead_id}`, answered by the worker owning the lead with the
+live decayed score) and prints the answer as plain text tables.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from stream.errors import ConfigurationError, InfrastructureError, LeadstreamError
+
+__all__ = ["LeadNotFoundError", "fetch_lead", "render"]
+
+
+class LeadNotFoundError(LeadstreamError):
+    """The worker knows no lead by that id."""
+
+
+def fetch_lead(base_url: str, lead_id: str, token: str | None, timeout: float = 10.0) -> Any:
+    """The worker's JSON answer for a lead.
+
+    Raises `LeadNotFoundError` (404), `ConfigurationError` (token refused, bad id) or
+    `InfrastructureError` (the worker cannot be reached or fails).
+    """
+    url = f"{base_url.rstrip('/')}/leads/{urllib.parse.quote(lead_id, safe='')}"
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        detail = _detail(exc)
+        if exc.code == 404:
+            raise LeadNotFoundError(f"no lead {lead_id!r} at {base_url}") from exc
+        if exc.code in (400, 401, 403):
+            raise ConfigurationError(f"{url} answered {exc.code}: {detail}") from exc
+        raise InfrastructureError(f"{url} answered {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise InfrastructureError(f"cannot reach the worker at {base_url}: {reason}") from exc
+
+
+def _detail(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(exc.read())
+    except (ValueError, OSError):
+        return str(exc.reason)
+    return str(body.get("detail") or body.get("error") or exc.reason)
+
+
+def _table(header: list[str], rows: list[list[str]], right: set[int] | None = None) -> list[str]:
+    right = right or set()
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def render(document: dict[str, Any]) -> str:
+    """The worker's answer as text: per model a summary, the rules and the stage history."""
+    lead_id = document.get("lead_id", "?")
+    if "merged_into" in document:
+        return f"lead {lead_id} was merged into {document['merged_into']}"
+    lines = [f"lead {lead_id}, scores as of {document.get('as_of', '?')}"]
+    for model in document.get("models", []):
+        lines += [
+            "",
+            f"model {model['model']} {model['model_version']}: total {model['total']:.2f} "
+            f"(fit {model['fit']:.2f}, engagement {model['engagement']:.2f}), grade "
+            f"{model['grade']}, stage {model['stage']}"
+            + (f", flags: {', '.join(model['flags'])}" if model.get("flags") else ""),
+            "",
+        ]
+        rules = [
+            [r["rule_id"], r["kind"], r.get("group") or "", f"{r['points']:+.2f}"]
+            for r in model.get("rules", [])
+        ]
+        lines += (
+            _table(["rule", "kind", "group", "points"], rules, right={3})
+            if rules
+            else ["(no rule contributes)"]
+        )
+        history = [
+            [h["at"], h.get("from_stage") or "-", h["to_stage"], h.get("reason") or ""]
+            for h in model.get("history", [])
+        ]
+        lines += ["", "stage history:"]
+        lines += (
+            _table(["at", "from", "to", "reason"], history) if history else ["(no stage changes)"]
+        )
+    return "\n".join(lines)

@@ -1,0 +1,88 @@
+"""`leadstream explain` and `leadstream forget` against a real worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from schemas import codec
+from schemas.events import Traits
+from schemas.examples import make_event
+from schemas.topics import topic_for
+
+pytestmark = pytest.mark.integration
+
+
+async def _produce(worker: Any, lead_id: str) -> None:
+    now = datetime.now(UTC)
+    common: dict[str, Any] = {"lead_id": lead_id, "anonymous_id": None}
+    events = [
+        make_event(
+            "profile_updated",
+            event_id=f"{lead_id}-p",
+            occurred_at=now - timedelta(minutes=5),
+            traits=Traits(industry="software", company_size=400, job_title="CTO", age=41),
+            **common,
+        ),
+        make_event(
+            "demo_requested",
+            event_id=f"{lead_id}-d",
+            occurred_at=now - timedelta(minutes=3),
+            **common,
+        ),
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=worker.settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                worker.settings.topic(topic_for(event)),
+                key=codec.event_key(event),
+                value=codec.encode(event),
+            )
+    finally:
+        await producer.stop()
+
+
+def _leadstream(worker: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stream.cli", *args],
+        env={**os.environ, **worker.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _until(worker: Any, code: int, *args: str) -> subprocess.CompletedProcess[str]:
+    deadline = time.monotonic() + 60
+    while True:
+        result = _leadstream(worker, *args)
+        if result.returncode == code or time.monotonic() > deadline:
+            return result
+        time.sleep(1)
+
+
+async def test_explain_then_forget_a_lead(served_worker: Any, unique: str) -> None:
+    lead_id = f"lead-{unique}"
+    await _produce(served_worker, lead_id)
+    explained = _until(served_worker, 0, "explain", lead_id, "--url", served_worker.base)
+    assert explained.returncode == 0, explained.stderr
+    assert f"lead {lead_id}" in explained.stdout
+    assert "demo_request" in explained.stdout and "stage history:" in explained.stdout
+
+    forgot = _leadstream(served_worker, "forget", lead_id, "--reason", "GDPR request")
+    assert forgot.returncode == 0, forgot.stderr
+    assert "sent lead_erased" in forgot.stdout
+
+    gone = _until(served_worker, 5, "explain", lead_id, "--url", served_worker.base)
+    assert gone.returncode == 5, gone.stdout + gone.stderr
+    assert f"no lead {lead_id!r}" in gone.stderr
