@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -257,6 +257,11 @@ def cmd_rules(args: argparse.Namespace) -> int:
     from stream.rules import load_default_models, load_model_file  # noqa: PLC0415
     from stream.scoring import ModelFileError, describe_model  # noqa: PLC0415
 
+    if args.action == "diff":
+        return _rules_diff(args)
+    if args.new_file:
+        print(f"leadstream rules {args.action}: give one FILE", file=sys.stderr)
+        return EXIT_USAGE
     try:
         models = load_model_file(args.file) if args.file else load_default_models()
     except ModelFileError as exc:
@@ -351,6 +356,63 @@ def _add_lead_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     forget.add_argument("lead_id", metavar="LEAD_ID")
     forget.add_argument("--reason", help="why (kept with the event), e.g. 'GDPR request 4411'")
     forget.set_defaults(func=cmd_forget)
+
+
+def _progress(what: str, total: int) -> Callable[[int], None]:
+    """A plain progress line on stderr, at most one a second, and one at the end."""
+    import time  # noqa: PLC0415
+
+    last = [0.0]
+
+    def report(done: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - last[0] >= 1.0:
+            last[0] = now
+            print(f"{what} {done}/{total} ({100 * done / max(total, 1):.0f}%)", file=sys.stderr)
+
+    return report
+
+
+def _rules_diff(args: argparse.Namespace) -> int:
+    from stream import rules_diff  # noqa: PLC0415
+    from stream.offline import group_by_lead  # noqa: PLC0415
+    from stream.rules import load_model_file  # noqa: PLC0415
+    from stream.scoring import ModelFileError  # noqa: PLC0415
+    from stream.simulate import SimConfig, generate  # noqa: PLC0415
+
+    if not (args.file and args.new_file):
+        print("leadstream rules diff: give OLD and NEW model files", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        old, new = load_model_file(args.file), load_model_file(args.new_file)
+    except ModelFileError as exc:
+        print(f"leadstream rules: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.events:
+        try:
+            events, bad = rules_diff.read_events(args.events)
+        except OSError as exc:
+            print(f"leadstream rules diff: cannot read {args.events}: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        if not events:
+            print(f"leadstream rules diff: no events in {args.events}", file=sys.stderr)
+            return EXIT_CONFIG
+        at = max(event.occurred_at for event in events)
+        source = f"{len(events)} events from {args.events}" + (
+            f" ({bad} lines skipped)" if bad else ""
+        )
+    else:
+        config = SimConfig(seed=args.seed, leads=args.leads, days=args.days)
+        events, at = generate(config).events, config.end
+        source = (
+            f"simulation of {args.leads} leads over {args.days:g} days (seed {args.seed}), "
+            f"{len(events)} events"
+        )
+    by_lead = group_by_lead(events)
+    bars = {name: _progress(f"scoring with {name}", len(by_lead)) for name in ("old", "new")}
+    diffs = rules_diff.diff_models(by_lead, old, new, at=at, progress=lambda name, n: bars[name](n))
+    print(rules_diff.render(diffs, old, new, source=f"{source}, read at {at.isoformat()}"))
+    return EXIT_OK
 
 
 def _add_redis_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -508,12 +570,23 @@ def _add_rules_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description=(
             "validate: check a scoring-model file (exit 3 naming the file, model, rule and field "
             "of each problem); explain: print its models as tables (rules, points, caps, decay "
-            "groups, thresholds, stages, grade matrix). Without FILE: the default models."
+            "groups, thresholds, stages, grade matrix). Without FILE: the default models. "
+            "diff OLD NEW: score a sample of leads (a seeded simulation, or --events JSONL) "
+            "offline under both files and print, per model, the stage distributions, the leads "
+            "whose stage changes (from -> to), the mean score shift and the rules that move "
+            "most; exit 3 when a file is invalid."
         ),
     )
-    rules.add_argument("action", choices=["validate", "explain"])
-    rules.add_argument("file", nargs="?", metavar="FILE", help="a model file (YAML)")
+    rules.add_argument("action", choices=["validate", "explain", "diff"])
+    rules.add_argument("file", nargs="?", metavar="FILE", help="a model file (YAML); diff: OLD")
+    rules.add_argument("new_file", nargs="?", metavar="NEW", help="diff: the new model file")
     rules.add_argument("--model", metavar="ID", help="only this model of the file")
+    rules.add_argument(
+        "--events", metavar="JSONL", help="diff: score these events instead of a simulation"
+    )
+    rules.add_argument("--seed", type=int, default=42, help="diff: simulation seed (42)")
+    rules.add_argument("--leads", type=int, default=300, help="diff: simulated leads (300)")
+    rules.add_argument("--days", type=float, default=30.0, help="diff: simulated days (30)")
     rules.set_defaults(func=cmd_rules)
 
 
