@@ -358,19 +358,25 @@ def _add_lead_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     forget.set_defaults(func=cmd_forget)
 
 
-def _progress(what: str, total: int) -> Callable[[int], None]:
-    """A plain progress line on stderr, at most one a second, and one at the end."""
+def _progress_bar(what: str) -> Callable[[int, int], None]:
+    """``report(done, total)``: a plain progress line on stderr, at most one a second, and one
+    at the end."""
     import time  # noqa: PLC0415
 
     last = [0.0]
 
-    def report(done: int) -> None:
+    def report(done: int, total: int) -> None:
         now = time.monotonic()
         if done >= total or now - last[0] >= 1.0:
             last[0] = now
             print(f"{what} {done}/{total} ({100 * done / max(total, 1):.0f}%)", file=sys.stderr)
 
     return report
+
+
+def _progress(what: str, total: int) -> Callable[[int], None]:
+    bar = _progress_bar(what)
+    return lambda done: bar(done, total)
 
 
 def _rules_diff(args: argparse.Namespace) -> int:
@@ -413,6 +419,112 @@ def _rules_diff(args: argparse.Namespace) -> int:
     diffs = rules_diff.diff_models(by_lead, old, new, at=at, progress=lambda name, n: bars[name](n))
     print(rules_diff.render(diffs, old, new, source=f"{source}, read at {at.isoformat()}"))
     return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Rescore the source topics' history under a new model version."""
+    from stream import replay  # noqa: PLC0415
+    from stream.rules import load_default_models, load_model_file  # noqa: PLC0415
+    from stream.scoring import ModelFileError  # noqa: PLC0415
+    from stream.settings import Settings  # noqa: PLC0415
+
+    settings = Settings()
+    live_path = args.live or settings.models_path
+    try:
+        new = load_model_file(args.model)
+        live = load_model_file(live_path) if live_path else load_default_models()
+    except ModelFileError as exc:
+        print(f"leadstream replay: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    same = replay.same_versions(new, live)
+    if same:
+        print(
+            f"leadstream replay: {args.model} has the live version of {', '.join(same)} "
+            f"({live_path or 'the default models'}); a replay must carry a new version",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    since = None if args.since == "earliest" else _parse_start(args.since)
+    stats = replay.ReplayStats()
+
+    events = asyncio.run(
+        replay.read_history(settings, since=since, stats=stats, progress=_progress_bar("read"))
+    )
+    records = replay.rescore(events, new, now=datetime.now(UTC), stats=stats)
+    scores_topic, changes_topic = asyncio.run(
+        replay.publish(settings, records, live=args.publish, progress=_progress_bar("published"))
+    )
+    versions = ", ".join(f"{m.id} {m.version}" for m in new.models)
+    print(
+        f"replayed {stats.events} events ({stats.undecodable} undecodable records skipped) of "
+        f"{stats.leads} leads under {versions}: {stats.scores} scores to {scores_topic}, "
+        f"{stats.stage_changes} stage changes to {changes_topic}"
+    )
+    return EXIT_OK
+
+
+def _add_replay_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    replay = sub.add_parser(
+        "replay",
+        help="rescore the history under a new model version into replay topics",
+        description=(
+            "Read the source topics from the beginning (or --from a time) with a plain consumer, "
+            "score each lead offline under the models of --model (anonymous events resolved "
+            "through identify events, like the processor), decayed to now, and publish every "
+            "stage change and each lead's latest score per model with the new model's version "
+            "to leads.scores-replay.v1 and leads.stage-changes-replay.v1. The live scores topic "
+            "is compacted by {lead_id, model} with no version, so replayed scores written there "
+            "would replace the live version's: --publish does that, for the switch-over. Exit 3 "
+            "when the file is invalid or repeats a live model's version, 4 when Kafka cannot be "
+            "reached."
+        ),
+    )
+    replay.add_argument("--model", required=True, metavar="FILE", help="the new model file")
+    replay.add_argument(
+        "--from",
+        dest="since",
+        default="earliest",
+        metavar="WHEN",
+        help="earliest (default) or an ISO 8601 time: only records written since then",
+    )
+    replay.add_argument(
+        "--live",
+        metavar="FILE",
+        help="the live model file (default: LEADSTREAM_MODELS_PATH, else the default models)",
+    )
+    replay.add_argument(
+        "--publish",
+        action="store_true",
+        help="write to the live scores and stage-changes topics instead of the replay topics",
+    )
+    replay.set_defaults(func=cmd_replay)
+
+
+def _add_demo_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser(
+        "demo",
+        help="start Kafka, Redis and a worker, stream traffic, show the results",
+        description=(
+            "The one-command demo (what `make demo` runs): Kafka and Redis (local, or the "
+            "configured ones), a worker with its dashboard, and the persona simulator's traffic "
+            "from DAYS ago until now, paced by --speed; prints stage changes, events per second "
+            "and the top leads, and the dashboard's URL with a token made for the run. Stop it "
+            "with Ctrl-C."
+        ),
+    )
+    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument("--leads", type=int, default=200, help="people to simulate (200)")
+    demo.add_argument("--days", type=float, default=30.0, help="simulated days (30)")
+    demo.add_argument(
+        "--speed",
+        type=_parse_speed,
+        metavar="X",
+        help="simulated seconds per second (86400 or 1d: a day per second); "
+        "default: the span in about 150 seconds",
+    )
+    demo.add_argument("--seed", type=int, help="simulation seed (default: a new one each run)")
+    demo.add_argument("--web-port", type=int, help="the worker's web port (6066, or a free one)")
+    demo.set_defaults(func=cmd_demo)
 
 
 def _add_redis_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -489,30 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics_cmd.add_argument("action", choices=["create", "describe"])
     topics_cmd.set_defaults(func=cmd_topics)
 
-    demo = sub.add_parser(
-        "demo",
-        help="start Kafka, Redis and a worker, stream traffic, show the results",
-        description=(
-            "The one-command demo (what `make demo` runs): Kafka and Redis (local, or the "
-            "configured ones), a worker with its dashboard, and the persona simulator's traffic "
-            "from DAYS ago until now, paced by --speed; prints stage changes, events per second "
-            "and the top leads, and the dashboard's URL with a token made for the run. Stop it "
-            "with Ctrl-C."
-        ),
-    )
-    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
-    demo.add_argument("--leads", type=int, default=200, help="people to simulate (200)")
-    demo.add_argument("--days", type=float, default=30.0, help="simulated days (30)")
-    demo.add_argument(
-        "--speed",
-        type=_parse_speed,
-        metavar="X",
-        help="simulated seconds per second (86400 or 1d: a day per second); "
-        "default: the span in about 150 seconds",
-    )
-    demo.add_argument("--seed", type=int, help="simulation seed (default: a new one each run)")
-    demo.add_argument("--web-port", type=int, help="the worker's web port (6066, or a free one)")
-    demo.set_defaults(func=cmd_demo)
+    _add_demo_parser(sub)
 
     simulate = sub.add_parser(
         "simulate",
@@ -560,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_redis_parser(sub)
     _add_rules_parser(sub)
     _add_lead_parsers(sub)
+    _add_replay_parser(sub)
     return parser
 
 
