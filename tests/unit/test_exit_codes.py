@@ -1,0 +1,45 @@
+"""Exit codes a script can rely on: 4 when Kafka or Redis cannot be reached, 3 for an invalid
+model file, 5 for an unknown lead (see also test_lead_commands, test_replay_cli and
+test_rules_cli)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from stream.cli import EXIT_CONFIG, EXIT_INFRA, main
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["topics", "describe"],
+        ["topics", "create"],
+        ["redis", "rebuild"],
+        ["forget", "lead-1"],
+        ["simulate", "--kafka", "--leads", "2", "--days", "1"],
+    ],
+)
+def test_an_unreachable_broker_exits_4(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("LEADSTREAM_KAFKA_BOOTSTRAP", f"127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("LEADSTREAM_REDIS_URL", f"redis://127.0.0.1:{_closed_port()}/0")
+    assert main(argv) == EXIT_INFRA
+    err = capsys.readouterr().err
+    assert "leadstream: " in err and "Kafka" in err
+
+
+def test_an_invalid_model_file_exits_3(tmp_path: Path) -> None:
+    path = tmp_path / "models.yaml"
+    path.write_text("format: 1\nmodels: [{id: b2b}]\n")
+    for argv in (["rules", "validate", str(path)], ["rules", "explain", str(path)]):
+        assert main(argv) == EXIT_CONFIG
