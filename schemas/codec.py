@@ -33,14 +33,14 @@ __all__ = [
     "DecodeLimits",
     "decode",
     "decode_dead_letter",
-    "dumps",
-    "loads",
     "decode_internal",
     "decode_score",
     "decode_score_key",
     "decode_stage_change",
+    "dumps",
     "encode",
     "event_key",
+    "loads",
     "score_key",
 ]
 

@@ -577,7 +577,7 @@ def _cap(st: ModelState, rule: EngagementRuleC, points: float, t: float) -> floa
         if kept[0][0] < oldest:
             kept = tuple(e for e in kept if e[0] >= oldest)
     else:
-        kept = tuple(sorted([*(e for e in windows if e[0] >= oldest), (window, used)]))
+        kept = tuple(sorted([*(e for e in windows if oldest <= e[0] != window), (window, used)]))
     caps = dict(st.caps)
     caps[rule.id] = kept
     st.caps = caps
