@@ -650,7 +650,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rules_parser(sub)
     _add_lead_parsers(sub)
     _add_replay_parser(sub)
+    _add_calibrate_parser(sub)
     return parser
+
+
+def _add_calibrate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from stream.calibrate.command import add_parser  # noqa: PLC0415  (pandas only when run)
+
+    add_parser(sub)
 
 
 def _add_rules_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

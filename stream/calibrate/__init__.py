@@ -1,0 +1,20 @@
+"""Calibrate: learn a scoring model's points from labelled history (`leadstream calibrate`).
+
+A table of past leads (CSV or Parquet, one row per lead, a target column saying whether the lead
+converted) becomes a Leadstream model file the stream runs unchanged:
+
+    table.py      read the table, infer each column's role, clean messy values, guard leakage
+    scorecard.py  bin the features, fit a regularised logistic regression, scale to points
+    export.py     write the model file, and turn a row into the events the stream would see
+    report.py     AUC, KS, deciles, calibration, points and per-action close rates
+
+This package uses pandas and scikit-learn (the `calibrate` extra); the scoring core
+(`stream.scoring`) never imports it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["INSTALL_HINT"]
+
+INSTALL_HINT = "pip install 'leadstream[calibrate]'"
+"""What to run when scikit-learn or pandas is missing."""

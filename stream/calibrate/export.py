@@ -1,0 +1,262 @@
+"""A scorecard as a Leadstream model file, and a table row as the events the stream would see.
+
+The mapping between a table and the stream (documented in the README, "Calibrating a model from
+history"):
+
+- an attribute column `Foo Bar.baz` is the profile attribute `custom.Foo_Bar_baz` (dots and
+  spaces become `_`): a `profile_updated` event carries it in `traits.custom`, and each of its
+  bins is a fit rule (`range: {gt, le}` for numbers, `in`/`equals` for categories);
+- a count column `visits` is a `clicked` event with `target: visits` per time the lead did it.
+  A bin step of `d` points at the `t`-th time is two engagement rules on those events:
+  `d` points for each of the first `t` (cap `max_count: t`) and `-d` for each of the first
+  `t - 1`, which adds up to `d` from the `t`-th time on. Their decay group never decays and the
+  cap window is a century: a table has no timestamps to learn a decay from.
+
+`lead_events` builds those events for one row, `replay` scores rows through the pure core.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import yaml
+
+from schemas.events import Clicked, EventBase, ProfileUpdated, Traits
+from stream.calibrate.scorecard import Feature, Scorecard
+from stream.scoring import ModelSet, ScoringModel, apply_all, parse_models, score_at
+from stream.scoring.spec import rule_code
+
+__all__ = ["ACTIVITY_EVENT", "CAP_WINDOW", "lead_events", "model_file", "replay"]
+
+ACTIVITY_EVENT = "clicked"
+"""The event type a count column's activity is replayed as (`target` names the column)."""
+CAP_WINDOW = "5200w"
+"""The cap window of count rules: a century, i.e. "the first `t` times" for a lead's life."""
+REPLAY_AT = datetime(2025, 1, 1, tzinfo=UTC)
+"""When replayed table rows happen (all events of a row at once; nothing decays)."""
+MAX_CUSTOM = 100
+"""`Traits.custom` holds at most this many attributes per event."""
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9_.-]+", "_", text.lower()).strip("_.-")
+    return (slug or "x")[:40]
+
+
+class _Ids:
+    """Rule ids that are unique and whose state keys do not collide."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+        self.codes: set[str] = set()
+
+    def __call__(self, base: str) -> str:
+        candidate, n = base, 2
+        while candidate in self.used or rule_code(candidate) in self.codes:
+            candidate, n = f"{base}-{n}", n + 1
+        self.used.add(candidate)
+        self.codes.add(rule_code(candidate))
+        return candidate
+
+
+def _number(x: float) -> float | int:
+    return int(x) if float(x).is_integer() and abs(x) < 2**53 else float(x)
+
+
+def _describe(feature: Feature, index: int) -> str:
+    b = feature.bins[index]
+    return f"{feature.column.name} {b.label}: {100 * b.rate:.1f}% of {b.rows} converted"
+
+
+def _fit_rules(feature: Feature, ids: _Ids) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    name = f"custom.{feature.column.key}"
+    base = _slug(feature.column.key)
+    for i, b in enumerate(feature.bins):
+        if b.points == 0:
+            continue
+        rule: dict[str, Any] = {"id": ids(f"{base}.{i + 1}"), "field": name}
+        if feature.numeric:
+            bounds: dict[str, float | int] = {}
+            if b.gt is not None:
+                bounds["gt"] = _number(b.gt)
+            if b.le is not None:
+                bounds["le"] = _number(b.le)
+            rule["range"] = bounds
+        elif len(b.values) == 1:
+            rule["equals"] = b.values[0]
+        else:
+            rule["in"] = list(b.values)
+        rule["points"] = b.points
+        rule["description"] = _describe(feature, i)
+        rules.append(rule)
+    return rules
+
+
+def _count_rules(feature: Feature, ids: _Ids, group: str) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    key = feature.column.key
+    where = (
+        {"target": key}
+        if not any(ch in key for ch in "*?[")
+        else {"target": {"regex": f"^{re.escape(key)}$"}}
+    )
+    base = _slug(key)
+    previous = 0
+    for i, b in enumerate(feature.bins):
+        step = b.points - previous
+        previous = b.points
+        if i == 0 or step == 0:
+            continue
+        times = int(b.gt or 0) + 1  # the bin starts at the t-th time
+        what = f"{feature.column.name} {b.label} (the {times}th time on)"
+        rules.append(
+            {
+                "id": ids(f"{base}.ge{times}"),
+                "event": ACTIVITY_EVENT,
+                "where": dict(where),
+                "points": step,
+                "group": group,
+                "cap": {"max_count": times, "per": CAP_WINDOW},
+                "description": f"{what}: {100 * b.rate:.1f}% of {b.rows} converted",
+            }
+        )
+        if times > 1:
+            rules.append(
+                {
+                    "id": ids(f"{base}.ge{times}.before"),
+                    "event": ACTIVITY_EVENT,
+                    "where": dict(where),
+                    "points": -step,
+                    "group": group,
+                    "cap": {"max_count": times - 1, "per": CAP_WINDOW},
+                    "description": f"takes back the first {times - 1} of {base}.ge{times}",
+                }
+            )
+    return rules
+
+
+def model_file(
+    card: Scorecard,
+    *,
+    model_id: str,
+    version: str,
+    description: str,
+    mql_at: float,
+    sql_at: float,
+    fit_grades: Sequence[float],
+    engagement_grades: Sequence[float],
+) -> str:
+    """The scorecard as the text of a model file (validated before it is returned)."""
+    ids = _Ids()
+    group = "activity"
+    fit: list[dict[str, Any]] = []
+    engagement: list[dict[str, Any]] = []
+    for feature in card.features:
+        if feature.is_count:
+            engagement += _count_rules(feature, ids, group)
+        else:
+            fit += _fit_rules(feature, ids)
+    model: dict[str, Any] = {
+        "id": model_id,
+        "version": version,
+        "description": description,
+        "decay": {group: "never"},
+        "fit": fit,
+        "engagement": engagement,
+        "stages": {
+            "mql": {"promote_at": _number(mql_at), "basis": "total"},
+            "sql": {"promote_at": _number(sql_at), "basis": "total"},
+        },
+        "grades": {
+            "fit": [_number(v) for v in fit_grades],
+            "engagement": [_number(v) for v in engagement_grades],
+        },
+        "spam": {"burst": None},
+    }
+    text = "# Calibrated by `leadstream calibrate`: points learned from past conversions.\n"
+    text += yaml.safe_dump(
+        {"format": 1, "models": [model]}, sort_keys=False, allow_unicode=True, width=100
+    )
+    parse_models(text, source="calibrated model")  # raises ModelFileError if it is not valid
+    return text
+
+
+def _custom_value(value: object, numeric: bool) -> bool | int | float | str | None:
+    if value is None:
+        return None
+    if numeric:
+        x = float(value)  # type: ignore[arg-type]
+        return None if math.isnan(x) else _number(x)
+    return str(value)
+
+
+def lead_events(
+    lead_id: str,
+    row: dict[str, Any],
+    features: Sequence[Feature],
+    *,
+    at: datetime = REPLAY_AT,
+    count_limit: int | None = None,
+) -> Iterator[EventBase]:
+    """The events a lead's row stands for: its attributes as profile updates (at most 100 per
+    event), and each counted activity as `clicked` events up to the last count that still
+    changes its points."""
+    custom: dict[str, bool | int | float | str] = {}
+    for feature in features:
+        if feature.is_count:
+            continue
+        value = _custom_value(row.get(feature.column.name), feature.numeric)
+        if value is not None:
+            custom[feature.column.key] = value
+    items = list(custom.items())
+    for start in range(0, max(len(items), 1), MAX_CUSTOM):
+        yield ProfileUpdated(
+            event_id=f"{lead_id}:profile:{start}",
+            occurred_at=at,
+            lead_id=lead_id,
+            source="calibrate",
+            traits=Traits(custom=dict(items[start : start + MAX_CUSTOM])),
+        )
+    for feature in features:
+        if not feature.is_count:
+            continue
+        last = count_limit or max(int(b.gt or 0) + 1 for b in feature.bins)
+        times = min(int(row.get(feature.column.name) or 0), last)
+        for n in range(times):
+            yield Clicked(
+                event_id=f"{lead_id}:{feature.column.key}:{n}",
+                occurred_at=at,
+                lead_id=lead_id,
+                source="calibrate",
+                target=feature.column.key,
+            )
+
+
+def replay(
+    rows: Iterable[dict[str, Any]],
+    features: Sequence[Feature],
+    models: ModelSet,
+    model_id: str,
+    *,
+    count_limit: int | None = None,
+) -> Any:
+    """Every row's total score under `model_id`, scored through the pure core event by event.
+
+    Counted activities are replayed up to the last count the calibrated rules look at, or up
+    to `count_limit` times (for another model, whose rules may look further)."""
+    model: ScoringModel = models.get(model_id)
+    totals = []
+    for n, row in enumerate(rows):
+        lead_id = f"lead-{n}"
+        state = None
+        for event in lead_events(lead_id, row, features, count_limit=count_limit):
+            state = apply_all(state, event, models=models, lead_id=lead_id).state
+        model_state = state.models.get(model.id) if state is not None else None
+        totals.append(score_at(model_state, REPLAY_AT).total if model_state is not None else 0.0)
+    return np.array(totals, dtype="float64")

@@ -1,0 +1,266 @@
+"""How good a calibration is: held-out AUC, KS, deciles, calibration, points, close rates.
+
+Rendered as plain text for the terminal, or as Markdown or HTML (tables; no plots) for a file.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from stream.calibrate.run import Calibration
+from stream.calibrate.table import Role
+
+__all__ = ["Section", "build_sections", "ks_statistic", "render"]
+
+
+def ks_statistic(scores: Any, labels: Any) -> float:
+    """The largest gap between the score distributions of converters and the others."""
+    scores = np.asarray(scores, dtype="float64")
+    labels = np.asarray(labels, dtype=bool)
+    grid = np.unique(scores)
+    pos = np.sort(scores[labels])
+    neg = np.sort(scores[~labels])
+    if not len(pos) or not len(neg):
+        return math.nan
+    cdf_pos = np.searchsorted(pos, grid, side="right") / len(pos)
+    cdf_neg = np.searchsorted(neg, grid, side="right") / len(neg)
+    return float(np.max(np.abs(cdf_pos - cdf_neg)))
+
+
+@dataclass(frozen=True)
+class Section:
+    """A titled table (or a list of lines when `header` is empty)."""
+
+    title: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _deciles(scores: Any, labels: Any) -> Section:
+    order = np.argsort(-scores, kind="stable")
+    groups = np.array_split(order, 10)
+    base = labels.mean()
+    total_pos = labels.sum()
+    captured = 0
+    rows = []
+    for i, group in enumerate(groups, start=1):
+        if not len(group):
+            continue
+        conv = int(labels[group].sum())
+        captured += conv
+        rate = conv / len(group)
+        rows.append(
+            (
+                str(i),
+                f"{scores[group].min():.0f} to {scores[group].max():.0f}",
+                str(len(group)),
+                str(conv),
+                _pct(rate),
+                f"{rate / base:.2f}" if base else "-",
+                _pct(captured / total_pos) if total_pos else "-",
+            )
+        )
+    return Section(
+        "Conversion by score decile (held-out leads, highest scores first)",
+        (
+            "decile",
+            "points",
+            "leads",
+            "converted",
+            "rate",
+            "lift",
+            "cumulative share of converters",
+        ),
+        tuple(rows),
+    )
+
+
+def _calibration(probability: Any, labels: Any) -> Section:
+    edges = np.quantile(probability, np.linspace(0, 1, 11))
+    idx = np.clip(np.searchsorted(edges[1:-1], probability, side="right"), 0, 9)
+    rows = []
+    for i in range(10):
+        mask = idx == i
+        if mask.any():
+            rows.append(
+                (str(i + 1), str(int(mask.sum())), _pct(probability[mask].mean()),
+                 _pct(labels[mask].mean()))
+            )  # fmt: skip
+    return Section(
+        "Calibration (held-out leads by predicted probability, tenths)",
+        ("group", "leads", "predicted", "observed"),
+        tuple(rows),
+    )
+
+
+def _points(result: Calibration) -> Section:
+    rows = []
+    for feature in result.card.features:
+        kind = "engagement" if feature.is_count else "fit"
+        for b in feature.bins:
+            rows.append(
+                (feature.column.name, kind, b.label, str(b.rows), _pct(b.rate), f"{b.points:+d}")
+            )
+    return Section(
+        "Points per feature (training leads; missing values and unseen categories score 0)",
+        ("feature", "kind", "bin", "leads", "converted", "points"),
+        tuple(rows),
+    )
+
+
+def _close_rates(result: Calibration) -> Section:
+    frame = result.table.frame
+    y = result.table.target
+    rows = []
+    for column in result.table.features:
+        if column.role == Role.CATEGORICAL:
+            continue
+        values = np.nan_to_num(frame[column.name].to_numpy(dtype="float64"), nan=0.0)
+        did = values > 0
+        zeros = float((values == 0).mean())
+        if column.role != Role.COUNT and (bool((values < 0).any()) or not 0.05 <= zeros <= 0.95):
+            continue  # "did X" is a count above zero; attributes only when they look like one
+        rate_did = y[did].mean() if did.any() else math.nan
+        rate_not = y[~did].mean() if (~did).any() else math.nan
+        ratio = rate_did / rate_not if rate_not else math.inf
+        rows.append(
+            (column.name, str(int(did.sum())), _pct(rate_did), str(int((~did).sum())),
+             _pct(rate_not), f"{ratio:.2f}")
+        )  # fmt: skip
+    return Section(
+        "Per-action close rate (all leads: value above 0 versus 0 or missing)",
+        ("action", "leads who did it", "converted", "leads who did not", "converted", "ratio"),
+        tuple(rows),
+    )
+
+
+def _columns(result: Calibration) -> Section:
+    rows = []
+    for column in result.table.columns:
+        alone = f"{column.auc:.3f}" if column.auc is not None else ""
+        rows.append((column.name, column.role.value, column.reason, alone))
+    return Section("Columns", ("column", "role", "why", "AUC alone"), tuple(rows))
+
+
+def _summary(result: Calibration) -> Section:
+    y = result.table.target
+    test_labels = y[result.test]
+    card = result.card
+    lines = [
+        f"{len(y)} leads, {int(y.sum())} converted ({_pct(y.mean())}); target "
+        f"{result.table.target_name} = {result.table.positive}",
+        f"trained on {len(result.train)}, held out {len(result.test)} "
+        f"(stratified, seed {card.options.seed})",
+        f"{len(card.features)} features, {card.options.binning} bins (at most "
+        f"{card.options.max_bins}), L2 logistic regression C={card.options.c:g}",
+        f"cross-validated AUC on the training leads ({card.options.folds} folds): "
+        f"{card.cv_auc[0]:.4f} ± {card.cv_auc[1]:.4f}",
+        f"held-out AUC: {result.auc_points:.4f} (integer points), "
+        f"{result.auc_probability:.4f} (regression)",
+        f"held-out KS: {ks_statistic(result.test_scores, test_labels):.3f}",
+    ]
+    if result.stream_auc is not None:
+        offline = result.stream_offline_auc
+        lines.append(
+            f"stream AUC (held-out leads replayed event by event through the scoring core, "
+            f"{result.stream_rows} leads): {result.stream_auc:.4f}; offline scorecard on the "
+            f"same leads {offline:.4f}, difference {abs(result.stream_auc - offline):.4f}"
+        )
+    if result.current_auc is not None:
+        lines.append(f"current model's held-out AUC: {result.current_auc:.4f}")
+    scores = result.test_scores
+    mql = scores >= result.mql_at
+    sql = scores >= result.sql_at
+    lines += [
+        f"scaling: {card.options.pdo:g} points double the odds; a total of "
+        f"{card.base_score:.0f} means odds of {card.options.base_odds:g}:1",
+        f"MQL at {result.mql_at:.0f} points: {_pct(mql.mean())} of held-out leads, "
+        f"{_pct(test_labels[mql].mean() if mql.any() else 0)} of them converted",
+        f"SQL at {result.sql_at:.0f} points: {_pct(sql.mean())} of held-out leads, "
+        f"{_pct(test_labels[sql].mean() if sql.any() else 0)} of them converted",
+        *result.table.notes,
+        *result.notes,
+    ]
+    return Section("Summary", (), tuple((line,) for line in lines))
+
+
+def build_sections(result: Calibration) -> list[Section]:
+    y = result.table.target[result.test]
+    return [
+        _summary(result),
+        _deciles(result.test_scores, y),
+        _calibration(result.test_probability, y),
+        _close_rates(result),
+        _points(result),
+        _columns(result),
+    ]
+
+
+def _text(sections: list[Section]) -> str:
+    out: list[str] = []
+    for section in sections:
+        out += [section.title, "-" * len(section.title)]
+        if not section.header:
+            out += [row[0] for row in section.rows]
+        else:
+            table = [section.header, *section.rows]
+            widths = [max(len(r[i]) for r in table) for i in range(len(section.header))]
+            out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                    for r in table]  # fmt: skip
+        out.append("")
+    return "\n".join(out)
+
+
+def _markdown(sections: list[Section]) -> str:
+    out = ["# Calibration report", ""]
+    for section in sections:
+        out += [f"## {section.title}", ""]
+        if not section.header:
+            out += [f"- {row[0]}" for row in section.rows]
+        else:
+            out.append("| " + " | ".join(section.header) + " |")
+            out.append("|" + " --- |" * len(section.header))
+            out += [
+                "| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in section.rows
+            ]
+        out.append("")
+    return "\n".join(out)
+
+
+def _html(sections: list[Section]) -> str:
+    out = [
+        "<!doctype html><meta charset='utf-8'><title>Calibration report</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style>",
+        "<h1>Calibration report</h1>",
+    ]
+    for section in sections:
+        out.append(f"<h2>{html.escape(section.title)}</h2>")
+        if not section.header:
+            out.append("<ul>" + "".join(f"<li>{html.escape(r[0])}</li>" for r in section.rows))
+            out.append("</ul>")
+            continue
+        out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in section.header))
+        for row in section.rows:
+            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
+        out.append("</table>")
+    return "\n".join(out) + "\n"
+
+
+def render(result: Calibration, fmt: str = "text") -> str:
+    """The report as `text`, `markdown` or `html`."""
+    sections = build_sections(result)
+    if fmt == "markdown":
+        return _markdown(sections)
+    if fmt == "html":
+        return _html(sections)
+    return _text(sections)

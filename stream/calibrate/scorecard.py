@@ -1,0 +1,314 @@
+"""Binning, a regularised logistic regression, and points: an additive scorecard.
+
+Each feature is cut into bins (supervised: the splits of a small decision tree on that feature
+alone; or quantiles), made monotone when the conversion rate clearly trends with the value, and
+one-hot encoded. An L2-regularised logistic regression on the indicators gives each bin a weight
+in log-odds; the standard scorecard scaling turns weights into integer points:
+`points = round(weight · pdo / ln 2)`, so `pdo` points double the odds of converting.
+
+A lead with nothing known scores 0 (Leadstream's scores start there): a missing attribute, an
+unseen category and the lowest bin of a count give no points. The regression's intercept is not
+a rule; it fixes the base score instead, the total at which the odds of converting are
+`base_odds`: `base_score = pdo / ln 2 · (ln base_odds - intercept)`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+from sklearn.tree import DecisionTreeClassifier
+
+from stream.calibrate.table import Column, Role
+
+__all__ = ["Bin", "Feature", "Options", "Scorecard", "fit_scorecard"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to bin, fit and scale."""
+
+    binning: str = "quantile"
+    """`quantile` (equal shares of the rows) or `supervised` (decision-tree splits)."""
+    max_bins: int = 10
+    min_bin_share: float = 0.02
+    """A bin holds at least this share of the training rows that have a value."""
+    rare_share: float = 0.005
+    """Categories rarer than this (and than 20 rows) are pooled into one `other` bin."""
+    c: float = 0.5
+    """Inverse regularisation strength of the logistic regression."""
+    pdo: float = 20.0
+    """Points to double the odds."""
+    base_odds: float = 1.0
+    """The odds at which the base score is reported (1 = a 50% chance)."""
+    folds: int = 5
+    seed: int = 42
+
+
+@dataclass
+class Bin:
+    """One bin of a feature: a numeric range (`gt` < x <= `le`) or a set of categories."""
+
+    label: str
+    gt: float | None = None
+    le: float | None = None
+    values: tuple[str, ...] = ()
+    rows: int = 0
+    converted: int = 0
+    weight: float = 0.0
+    points: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.converted / self.rows if self.rows else 0.0
+
+
+@dataclass
+class Feature:
+    """A column and its bins. For a count, bin 0 is the reference (no points)."""
+
+    column: Column
+    bins: list[Bin]
+    monotone: str = ""
+    """`increasing`/`decreasing` when the bins were merged to make the rate monotone."""
+    _lookup: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._lookup = {v.casefold(): i for i, b in enumerate(self.bins) for v in b.values}
+
+    @property
+    def is_count(self) -> bool:
+        return self.column.role == Role.COUNT
+
+    @property
+    def numeric(self) -> bool:
+        return self.column.role in (Role.NUMERIC, Role.COUNT)
+
+    def index(self, values: Any) -> Any:
+        """The bin of every value (-1: missing or an unseen category)."""
+        if self.numeric:
+            x = np.asarray(values, dtype="float64")
+            edges = np.array([b.le for b in self.bins[:-1]], dtype="float64")
+            out = np.searchsorted(edges, x, side="left")
+            return np.where(np.isnan(x), -1, out)
+        return np.array(
+            [-1 if v is None else self._lookup.get(str(v).casefold(), -1) for v in values]
+        )
+
+    def encoded_bins(self) -> range:
+        """The bins that get an indicator column (all but a count's first)."""
+        return range(1 if self.is_count else 0, len(self.bins))
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _numeric_bins(values: Any, y: Any, options: Options, *, count: bool) -> list[float]:
+    """Cut points (x <= edge goes left) for a numeric column's present values."""
+    present = ~np.isnan(values)
+    x, t = values[present], y[present]
+    min_leaf = max(20, int(options.min_bin_share * len(x)))
+    if options.binning == "quantile":
+        qs = np.quantile(x, np.linspace(0, 1, options.max_bins + 1)[1:-1])
+        edges = sorted({float(q) for q in qs})
+    else:
+        if len(set(t.tolist())) < 2 or len(x) < 2 * min_leaf:
+            return []
+        tree = DecisionTreeClassifier(
+            max_leaf_nodes=options.max_bins, min_samples_leaf=min_leaf, random_state=options.seed
+        )
+        tree.fit(x.reshape(-1, 1), t)
+        edges = sorted(
+            float(v)
+            for v, f in zip(tree.tree_.threshold, tree.tree_.feature, strict=True)
+            if f >= 0
+        )
+    if count:  # c <= 2.5 means c < 3: steps at whole counts
+        edges = sorted({float(math.floor(e)) for e in edges})
+    top = float(np.max(x))
+    return [e for e in edges if e < top]
+
+
+def _range_bins(edges: list[float], values: Any, y: Any, *, count: bool) -> list[Bin]:
+    bounds = [None, *edges, None]
+    bins = []
+    for lo, hi in itertools.pairwise(bounds):
+        if count:
+            first = 0 if lo is None else int(lo) + 1
+            label = (
+                f">= {first}"
+                if hi is None
+                else (f"{first}" if int(hi) == first else f"{first}-{int(hi)}")
+            )
+        elif lo is None:
+            label = f"<= {_fmt(hi)}" if hi is not None else "any"
+        else:
+            label = f"> {_fmt(lo)}" + (f" and <= {_fmt(hi)}" if hi is not None else "")
+        bins.append(Bin(label, gt=lo, le=hi))
+    _tally(bins, values, y)
+    return bins
+
+
+def _tally(bins: list[Bin], values: Any, y: Any) -> None:
+    x = np.asarray(values, dtype="float64")
+    edges = np.array([b.le for b in bins[:-1]], dtype="float64")
+    idx = np.where(np.isnan(x), -1, np.searchsorted(edges, x, side="left"))
+    for i, b in enumerate(bins):
+        mask = idx == i
+        b.rows, b.converted = int(mask.sum()), int(y[mask].sum())
+
+
+def _monotone(bins: list[Bin], values: Any, y: Any, *, count: bool) -> tuple[list[Bin], str]:
+    """Merge neighbouring bins until the rate is monotone, when it clearly trends (|Spearman|
+    of rate against bin order >= 0.8); otherwise leave the bins (a U shape is real)."""
+    if len(bins) < 3:
+        return bins, ""
+    rates = np.array([b.rate for b in bins])
+    order = np.arange(len(bins))
+    ranks = np.argsort(np.argsort(rates))
+    rho = float(np.corrcoef(order, ranks)[0, 1]) if np.std(ranks) > 0 else 0.0
+    if abs(rho) < 0.8:
+        return bins, ""
+    sign = 1 if rho > 0 else -1
+    edges = [b.le for b in bins[:-1] if b.le is not None]
+    merged = False
+    while True:
+        current = _range_bins(edges, values, y, count=count)
+        bad = next(
+            (
+                i
+                for i in range(len(current) - 1)
+                if sign * (current[i + 1].rate - current[i].rate) < 0
+            ),
+            None,
+        )
+        if bad is None:
+            return current, ("increasing" if sign > 0 else "decreasing") if merged else ""
+        del edges[bad]
+        merged = True
+
+
+def _category_bins(values: Any, y: Any, options: Options) -> list[Bin]:
+    present = [v is not None for v in values]
+    keys = [str(v).casefold() for v in values if v is not None]
+    targets = y[np.array(present, dtype=bool)]
+    totals: dict[str, list[int]] = {}
+    for k, t in zip(keys, targets.tolist(), strict=True):
+        entry = totals.setdefault(k, [0, 0])
+        entry[0] += 1
+        entry[1] += int(t)
+    floor = max(20, int(options.rare_share * len(values)))
+    bins = [
+        Bin(k, values=(k,), rows=n, converted=c)
+        for k, (n, c) in sorted(totals.items(), key=lambda kv: -kv[1][0])
+        if n >= floor
+    ]
+    rare = sorted(k for k, (n, _) in totals.items() if n < floor)
+    if rare:
+        n = sum(totals[k][0] for k in rare)
+        c = sum(totals[k][1] for k in rare)
+        bins.append(
+            Bin(f"other ({len(rare)} rare values)", values=tuple(rare), rows=n, converted=c)
+        )
+    return bins
+
+
+def make_feature(column: Column, values: Any, y: Any, options: Options) -> Feature | None:
+    """Bin one column on the training rows; None when it has fewer than two bins."""
+    if column.role in (Role.NUMERIC, Role.COUNT):
+        x = np.asarray(values, dtype="float64")
+        count = column.role == Role.COUNT
+        edges = _numeric_bins(x, y, options, count=count)
+        bins = _range_bins(edges, x, y, count=count)
+        bins, monotone = _monotone(bins, x, y, count=count)
+        feature = Feature(column, bins, monotone)
+    else:
+        feature = Feature(column, _category_bins(list(values), y, options))
+    return feature if len(feature.bins) >= 2 else None
+
+
+@dataclass
+class Scorecard:
+    """The fitted scorecard: features with points, the regression, its scaling."""
+
+    features: list[Feature]
+    intercept: float
+    factor: float
+    options: Options
+    cv_auc: tuple[float, float] = (math.nan, math.nan)
+    """Mean and standard deviation of the cross-validated AUC on the training split."""
+    model: Any = None
+
+    @property
+    def base_score(self) -> float:
+        """The total at which the odds of converting are `options.base_odds`."""
+        return self.factor * (math.log(self.options.base_odds) - self.intercept)
+
+    def design(self, frame: Any) -> Any:
+        """The bin indicators of every row (the regression's inputs)."""
+        blocks = []
+        for feature in self.features:
+            idx = feature.index(frame[feature.column.name].to_numpy())
+            for i in feature.encoded_bins():
+                blocks.append(idx == i)
+        return np.column_stack(blocks).astype("float64")
+
+    def points(self, frame: Any) -> tuple[Any, Any]:
+        """Every row's (fit, engagement) points: attributes, and counts of activities."""
+        fit = np.zeros(len(frame))
+        engagement = np.zeros(len(frame))
+        for feature in self.features:
+            idx = feature.index(frame[feature.column.name].to_numpy())
+            table = np.array([b.points for b in feature.bins] + [0], dtype="float64")
+            got = table[idx]  # -1 picks the trailing 0
+            if feature.is_count:
+                engagement += got
+            else:
+                fit += got
+        return fit, engagement
+
+    def total(self, frame: Any) -> Any:
+        fit, engagement = self.points(frame)
+        return fit + engagement
+
+    def probability(self, frame: Any) -> Any:
+        return self.model.predict_proba(self.design(frame))[:, 1]
+
+
+def fit_scorecard(
+    columns: list[Column], frame: Any, y: Any, options: Options | None = None
+) -> Scorecard:
+    """Bin, fit and scale on the training rows `frame`/`y`."""
+    options = options or Options()
+    features = []
+    for column in columns:
+        feature = make_feature(column, frame[column.name].to_numpy(), y, options)
+        if feature is not None:
+            features.append(feature)
+    card = Scorecard(features, 0.0, options.pdo / math.log(2), options)
+    x = card.design(frame)
+    model = LogisticRegression(C=options.c, max_iter=2000)
+    if options.folds >= 2:
+        folds = StratifiedKFold(options.folds, shuffle=True, random_state=options.seed)
+        aucs = []
+        for train, test in folds.split(x, y):
+            m = LogisticRegression(C=options.c, max_iter=2000).fit(x[train], y[train])
+            aucs.append(roc_auc_score(y[test], m.predict_proba(x[test])[:, 1]))
+        card.cv_auc = (float(np.mean(aucs)), float(np.std(aucs)))
+    model.fit(x, y)
+    card.model = model
+    card.intercept = float(model.intercept_[0])
+    weights = iter(model.coef_[0].tolist())
+    for feature in features:
+        for i in feature.encoded_bins():
+            b = feature.bins[i]
+            b.weight = next(weights)
+            b.points = round(b.weight * card.factor)
+    return card

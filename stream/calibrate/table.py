@@ -1,0 +1,335 @@
+"""A table of past leads: reading it, inferring each column's role, cleaning messy values.
+
+One row per lead; one column says whether the lead converted (the target). Every other column
+gets a role, inferred and overridable:
+
+- `numeric`: an attribute with many numeric values (age, company size): binned into ranges;
+- `categorical`: text, booleans and numbers with at most 10 distinct values (codes);
+- `count`: how often the lead did something (non-negative integers; inferred from names such as
+  `visits`, `page_views`, `num_calls`): becomes engagement rules;
+- `id`: the lead's id (kept to name the lead, not a feature); `target`; `ignore`.
+
+Cleaning: text is stripped and placeholders (`Select`, `n/a`, `-`, `?`, `null`, ...) become
+missing; columns with one value, and columns identical to an earlier one, are dropped; a column
+that alone separates converters almost perfectly (its single-column AUC at least `leak_auc`) was
+most likely filled after the fact and is excluded unless forced.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from stream.errors import LeadstreamError
+
+__all__ = [
+    "PLACEHOLDERS",
+    "CalibrationError",
+    "Column",
+    "Role",
+    "Table",
+    "prepare",
+    "read_table",
+]
+
+
+class CalibrationError(LeadstreamError):
+    """History that cannot be calibrated on: a missing target, one class only, an unreadable
+    file."""
+
+
+class Role(StrEnum):
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    COUNT = "count"
+    TARGET = "target"
+    ID = "id"
+    IGNORE = "ignore"
+
+
+FEATURE_ROLES = frozenset({Role.NUMERIC, Role.CATEGORICAL, Role.COUNT})
+
+PLACEHOLDERS = frozenset(
+    {"", "select", "--select--", "-- select --", "please select", "n/a", "na", "nan", "none",
+     "null", "nil", "-", "--", "?", "#n/a", "undefined", "not specified"}
+)  # fmt: skip
+"""Values that mean "nobody filled this in" (compared case-insensitively after stripping)."""
+
+_TRUE = frozenset({"yes", "y", "true", "t", "1", "1.0", "converted", "won", "positive"})
+_FALSE = frozenset({"no", "n", "false", "f", "0", "0.0", "not converted", "lost", "negative"})
+_ID_NAME = re.compile(r"(?i)^(id|uuid|guid|key)$|[_\s.-](id|uuid|guid)$|^(lead|customer|user)id$")
+_COUNT_NAME = re.compile(
+    r"(?i)(^|[_\s.-])(n|num|number|count|cnt|visits?|views?|page_?views|clicks?|opens?|"
+    r"downloads?|sessions?|calls?|times|events|actions)([_\s.-]|$)|"
+    r"(count|visits|views|clicks|opens|downloads|sessions)$|^(num|n)[A-Z_]"
+)
+MAX_CODE_VALUES = 10
+"""Integer columns with at most this many distinct values are codes (categorical)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the table and what calibration does with it."""
+
+    name: str
+    role: Role
+    reason: str
+    """Why it has this role (`inferred: text`, `--role`, `constant`, `leak: AUC 0.99 alone`)."""
+    key: str = ""
+    """Its name as a profile attribute: `custom.<key>` (dots and spaces become `_`)."""
+    auc: float | None = None
+    """The AUC of the column alone (0.5 = no signal), for features."""
+
+
+@dataclass
+class Table:
+    """A cleaned table: features, the target and the lead ids, and what was done to it."""
+
+    frame: Any
+    """The feature columns (a pandas DataFrame, cleaned)."""
+    target: Any
+    """Converted or not per row (a numpy bool array)."""
+    ids: list[str]
+    columns: list[Column]
+    target_name: str
+    positive: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def features(self) -> list[Column]:
+        return [c for c in self.columns if c.role in FEATURE_ROLES]
+
+
+def read_table(path: str | Path, *, sep: str | None = None) -> Any:
+    """A CSV (separator sniffed from the header: `,` `;` tab or `|`) or Parquet file."""
+    p = Path(path)
+    try:
+        if p.suffix.lower() in (".parquet", ".pq"):
+            try:
+                return pd.read_parquet(p)
+            except ImportError as exc:
+                from stream.calibrate import INSTALL_HINT  # noqa: PLC0415
+
+                raise CalibrationError(
+                    f"{p}: reading Parquet needs pyarrow ({INSTALL_HINT})"
+                ) from exc
+        if sep is None:
+            with p.open(encoding="utf-8", errors="replace") as handle:
+                header = handle.readline()
+            sep = max((",", ";", "\t", "|"), key=header.count)
+        return pd.read_csv(p, sep=sep, low_memory=False)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise CalibrationError(f"{p}: cannot read the table: {exc}") from exc
+
+
+def _clean_text(series: Any) -> Any:
+    text = series.astype("object").where(series.notna(), None)
+    stripped = text.map(lambda v: v.strip() if isinstance(v, str) else v)
+    return stripped.map(
+        lambda v: None if isinstance(v, str) and v.casefold() in PLACEHOLDERS else v
+    )
+
+
+def _as_numbers(series: Any) -> Any | None:
+    """The column as floats when at least 95% of its present values are numbers."""
+    if series.dtype == bool:
+        return None
+    if pd.api.types.is_numeric_dtype(series):
+        return series.astype("float64")
+    present = series.dropna()
+    if present.empty:
+        return None
+    numbers = pd.to_numeric(present, errors="coerce")
+    if numbers.notna().mean() < 0.95:
+        return None
+    return pd.to_numeric(series, errors="coerce").astype("float64")
+
+
+def _target(series: Any, positive: str | None) -> tuple[Any, str]:
+    values = series.map(lambda v: None if _missing(v) else str(v).strip())
+    present = sorted({v for v in values if v is not None})
+    if positive is None:
+        folded = {v.casefold() for v in present}
+        if len(present) == 2 and folded <= _TRUE | _FALSE and folded & _TRUE:
+            positive = next(v for v in present if v.casefold() in _TRUE)
+        elif len(present) == 2:
+            raise CalibrationError(
+                f"target {series.name!r}: which of {present[0]!r} and {present[1]!r} means "
+                "converted? give --positive VALUE"
+            )
+        else:
+            shown = ", ".join(repr(v) for v in present[:6])
+            raise CalibrationError(
+                f"target {series.name!r} has {len(present)} values ({shown}); "
+                "give --positive VALUE for the converted one"
+            )
+    label = values.map(lambda v: None if v is None else v.casefold() == positive.casefold())
+    return label, positive
+
+
+def _single_auc(values: Any, target: Any) -> float:
+    """How well the column alone ranks converters (0.5 = not at all, 1 = perfectly)."""
+    if pd.api.types.is_float_dtype(values):
+        filled = values.fillna(values.median() if values.notna().any() else 0.0)
+        scores = filled.to_numpy()
+    else:
+        keys = values.astype("object").where(values.notna(), "\0missing")
+        rates = pd.Series(target).groupby(keys.to_numpy()).mean()
+        scores = keys.map(rates).to_numpy(dtype="float64")
+    if len(set(target.tolist())) < 2:
+        return 0.5
+    a = float(roc_auc_score(target, scores))
+    return max(a, 1.0 - a)
+
+
+def _infer(name: str, series: Any, numbers: Any | None, rows: int) -> tuple[Role, str]:
+    distinct = series.nunique(dropna=True)
+    if _ID_NAME.search(name) or (numbers is None and rows > 20 and distinct >= 0.95 * rows):
+        return Role.ID, "inferred: an identifier"
+    if numbers is None:
+        if distinct > max(100, rows // 2):
+            return Role.IGNORE, f"inferred: free text ({distinct} distinct values)"
+        return Role.CATEGORICAL, "inferred: text"
+    present = numbers.dropna()
+    integral = bool(np.all(np.mod(present.to_numpy(), 1) == 0))
+    if integral and bool((present >= 0).all()) and _COUNT_NAME.search(name):
+        return Role.COUNT, "inferred: a count of an activity (by its name)"
+    if integral and distinct <= MAX_CODE_VALUES:
+        return Role.CATEGORICAL, f"inferred: {distinct} distinct numbers (codes)"
+    return Role.NUMERIC, "inferred: numbers"
+
+
+def _category(value: object) -> str | None:
+    """A categorical value as text: `true`/`false`, `3` (not `3.0`), or None when missing."""
+    if value is None or value != value:  # noqa: PLR0124  (NaN)
+        return None
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _key(name: str, used: set[str]) -> str:
+    base = re.sub(r"[\s.]+", "_", name.strip())[:120] or "column"
+    key, n = base, 2
+    while key in used:
+        key, n = f"{base}_{n}", n + 1
+    used.add(key)
+    return key
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _feature_values(name: str, role: Role, series: Any, numbers: Any | None) -> Any:
+    if role == Role.CATEGORICAL:
+        return series.map(_category).astype("object")
+    if numbers is None:
+        raise CalibrationError(f"column {name!r} is not numeric; it cannot be {role}")
+    if role == Role.COUNT:
+        numbers = numbers.fillna(0.0)
+        if bool((numbers < 0).any()):
+            raise CalibrationError(f"column {name!r} has negative values; not a count")
+    return numbers
+
+
+@dataclass
+class _Screen:
+    """Drops constant and duplicate columns and guards against leakage."""
+
+    y: Any
+    leak_auc: float
+    force: frozenset[str]
+    notes: list[str]
+    fingerprints: dict[int, str] = field(default_factory=dict)
+
+    def __call__(self, name: str, values: Any) -> tuple[str | None, float | None]:
+        """(why the column is dropped or None, its AUC alone)."""
+        if values.nunique(dropna=True) <= 1:
+            self.notes.append(f"{name}: a single value, dropped")
+            return "dropped: a single value", None
+        fingerprint = int(pd.util.hash_pandas_object(values.astype("object"), index=False).sum())
+        if fingerprint in self.fingerprints:
+            original = self.fingerprints[fingerprint]
+            self.notes.append(f"{name}: a copy of {original}, dropped")
+            return f"dropped: a copy of {original}", None
+        self.fingerprints[fingerprint] = name
+        alone = _single_auc(values, self.y)
+        if alone >= self.leak_auc and name not in self.force:
+            self.notes.append(
+                f"{name}: ranks converters almost perfectly on its own (AUC {alone:.3f}), most "
+                f"likely filled after the outcome; excluded (--force {name} keeps it)"
+            )
+            return f"excluded: likely leakage (AUC {alone:.3f} alone; --force keeps it)", alone
+        return None, alone
+
+
+def prepare(
+    frame: Any,
+    *,
+    target: str,
+    positive: str | None = None,
+    roles: dict[str, Role] | None = None,
+    leak_auc: float = 0.95,
+    force: frozenset[str] = frozenset(),
+) -> Table:
+    """Clean the table and give every column a role (see the module's docstring)."""
+    roles = dict(roles or {})
+    names = ", ".join(map(str, frame.columns))
+    unknown = sorted({*roles, *force} - set(frame.columns))
+    if unknown:
+        raise CalibrationError(f"no column {', '.join(map(repr, unknown))} (columns: {names})")
+    if target not in frame.columns:
+        raise CalibrationError(f"no target column {target!r} (columns: {names})")
+    notes: list[str] = []
+    label, positive = _target(frame[target], positive)
+    keep = label.notna().to_numpy()
+    if not keep.all():
+        notes.append(f"{int((~keep).sum())} rows without a target value dropped")
+    frame = frame.loc[keep].reset_index(drop=True)
+    y = label[keep].to_numpy(dtype=bool)
+    if y.all() or not y.any():
+        raise CalibrationError(f"target {target!r}: every row has the same outcome")
+    rows = len(frame)
+    columns: list[Column] = [Column(target, Role.TARGET, "--target")]
+    cleaned: dict[str, Any] = {}
+    ids: list[str] = [str(i + 1) for i in range(rows)]
+    screen = _Screen(y, leak_auc, force, notes)
+    used_keys: set[str] = set()
+    for name in map(str, frame.columns):
+        if name == target:
+            continue
+        raw = frame[name]
+        series = raw if pd.api.types.is_numeric_dtype(raw) else _clean_text(raw)
+        numbers = _as_numbers(series)
+        role, reason = (
+            (roles[name], "given") if name in roles else _infer(name, series, numbers, rows)
+        )
+        if role == Role.ID:
+            ids = [str(i + 1) if _missing(v) else str(v) for i, v in enumerate(raw)]
+            columns.append(Column(name, role, reason))
+            continue
+        if role in (Role.IGNORE, Role.TARGET):
+            columns.append(Column(name, Role.IGNORE, reason))
+            continue
+        values = _feature_values(name, role, series, numbers)
+        dropped, alone = screen(name, values)
+        if dropped is not None:
+            columns.append(Column(name, Role.IGNORE, dropped, auc=alone))
+            continue
+        cleaned[name] = values
+        columns.append(Column(name, role, reason, key=_key(name, used_keys), auc=alone))
+    features = pd.DataFrame(cleaned, index=range(rows))
+    if features.empty:
+        raise CalibrationError("no feature columns left after cleaning")
+    return Table(features, y, ids, columns, str(target), positive, notes)
