@@ -156,6 +156,8 @@ def _as_numbers(series: Any) -> Any | None:
 def _target(series: Any, positive: str | None) -> tuple[Any, str]:
     values = series.map(lambda v: None if _missing(v) else str(v).strip())
     present = sorted({v for v in values if v is not None})
+    if len(present) < 2:
+        raise CalibrationError(f"target {series.name!r}: every row has the same outcome")
     if positive is None:
         folded = {v.casefold() for v in present}
         if len(present) == 2 and folded <= _TRUE | _FALSE and folded & _TRUE:

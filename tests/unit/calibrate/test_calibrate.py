@@ -1,0 +1,196 @@
+"""`leadstream calibrate` on a synthetic history: messy columns, the model file, the stream."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stream.calibrate.export import REPLAY_AT, lead_events, replay
+from stream.calibrate.run import Calibration, calibrate
+from stream.calibrate.scorecard import Options
+from stream.calibrate.table import CalibrationError, Role, prepare
+from stream.cli import main
+from stream.rules import load_model_file
+from stream.scoring import apply_all, score_at
+
+
+def make_history(n: int = 1500, seed: int = 7) -> pd.DataFrame:
+    """Leads whose conversion depends on industry, company size, visits and downloads."""
+    rng = np.random.default_rng(seed)
+    industry = rng.choice(["software", "retail", "finance", "Select", "mining", "farming"],
+                          size=n, p=[0.3, 0.3, 0.25, 0.1, 0.04, 0.01])  # fmt: skip
+    size = rng.lognormal(4, 1.2, n).round()
+    visits = rng.poisson(3, n)
+    downloads = rng.poisson(0.6, n)
+    logit = (
+        -2.5
+        + 1.2 * (industry == "software")
+        - 0.6 * (industry == "retail")
+        + 0.5 * np.log1p(size) / 3
+        + 0.35 * np.minimum(visits, 6)
+        + 0.8 * (downloads > 0)
+    )
+    converted = rng.random(n) < 1 / (1 + np.exp(-logit))
+    size_text = size.astype(object)
+    size_text[rng.random(n) < 0.05] = "n/a"  # a placeholder in a numeric column
+    return pd.DataFrame(
+        {
+            "lead_id": [f"L{i:05d}" for i in range(n)],
+            "Industry": industry,
+            "company size": size_text,
+            "website_visits": visits,
+            "downloads": downloads,
+            "source_system": "crm",  # one value
+            "sector": industry,  # a copy of Industry
+            "won_amount": np.where(converted, rng.uniform(1e3, 5e4, n), 0.0),  # after the fact
+            "converted": np.where(converted, "yes", "no"),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def history() -> pd.DataFrame:
+    return make_history()
+
+
+@pytest.fixture(scope="module")
+def result(history: pd.DataFrame) -> Calibration:
+    table = prepare(history, target="converted")
+    return calibrate(table, options=Options(folds=3))
+
+
+def test_roles_are_inferred_and_messy_columns_handled(result: Calibration) -> None:
+    roles = {c.name: c for c in result.table.columns}
+    assert roles["lead_id"].role == Role.ID
+    assert roles["converted"].role == Role.TARGET
+    assert roles["Industry"].role == Role.CATEGORICAL
+    assert roles["company size"].role == Role.NUMERIC
+    assert roles["company size"].key == "company_size"
+    assert roles["website_visits"].role == Role.COUNT
+    assert roles["downloads"].role == Role.COUNT
+    assert roles["source_system"].role == Role.IGNORE
+    assert "single value" in roles["source_system"].reason
+    assert roles["sector"].role == Role.IGNORE
+    assert "copy of Industry" in roles["sector"].reason
+    assert roles["won_amount"].role == Role.IGNORE
+    assert "leakage" in roles["won_amount"].reason
+    assert result.table.positive == "yes"
+    industry = result.table.frame["Industry"]
+    assert "Select" not in set(industry.dropna())  # a placeholder is missing
+    assert result.table.frame["company size"].isna().sum() > 0
+
+
+def test_rare_categories_are_pooled(result: Calibration) -> None:
+    feature = next(f for f in result.card.features if f.column.name == "Industry")
+    other = [b for b in feature.bins if b.label.startswith("other")]
+    assert other
+    assert set(other[0].values) == {"farming"}
+
+
+def test_the_model_file_is_valid_and_ranks_like_the_regression(
+    result: Calibration, tmp_path: Path
+) -> None:
+    path = tmp_path / "calibrated.yaml"
+    path.write_text(result.yaml_text, encoding="utf-8")
+    model = load_model_file(path).get("calibrated")
+    assert {rule.field for rule in model.fit} <= {"custom.Industry", "custom.company_size"}
+    assert {rule.event_types[0] for rule in model.engagement} == {"clicked"}
+    assert model.stages.mql is not None
+    assert model.stages.sql is not None
+    assert model.stages.sql.promote_at >= model.stages.mql.promote_at
+    assert all(float(r.points).is_integer() for r in [*model.fit, *model.engagement])
+    assert result.auc_points > 0.7
+    assert abs(result.auc_points - result.auc_probability) < 0.01
+
+
+def test_held_out_leads_score_the_same_through_the_pure_core(result: Calibration) -> None:
+    frame = result.table.frame.iloc[result.test].reset_index(drop=True)
+    streamed = replay(frame.to_dict("records"), result.card.features, result.models, "calibrated")
+    assert np.array_equal(streamed, result.test_scores)
+    assert result.stream_auc is not None
+    assert abs(result.stream_auc - result.auc_points) < 0.005
+
+
+def test_a_count_step_adds_its_points_from_the_nth_time_on(result: Calibration) -> None:
+    feature = next(f for f in result.card.features if f.column.name == "website_visits")
+    models = result.models
+    for visits in range(12):
+        state = None
+        for event in lead_events("lead-x", {"website_visits": visits}, [feature]):
+            state = apply_all(state, event, models=models, lead_id="lead-x").state
+        assert state is not None
+        expected = feature.bins[int(feature.index(np.array([visits]))[0])].points
+        assert score_at(state.models["calibrated"], REPLAY_AT).total == expected, visits
+
+
+def test_forced_columns_are_kept(history: pd.DataFrame) -> None:
+    table = prepare(history, target="converted", force=frozenset({"won_amount"}))
+    assert "won_amount" in table.frame.columns
+
+
+def test_unusable_history_is_an_error(history: pd.DataFrame) -> None:
+    with pytest.raises(CalibrationError, match="no target column"):
+        prepare(history, target="missing")
+    with pytest.raises(CalibrationError, match="same outcome"):
+        prepare(history.assign(converted="no"), target="converted")
+    with pytest.raises(CalibrationError, match="--positive"):
+        prepare(history.assign(converted=np.where(history.converted == "yes", "a", "b")),
+                target="converted")  # fmt: skip
+
+
+def test_worker_loads_the_generated_model(result: Calibration, tmp_path: Path) -> None:
+    from stream.app import create_app
+    from stream.settings import Settings
+
+    path = tmp_path / "calibrated.yaml"
+    path.write_text(result.yaml_text, encoding="utf-8")
+    app = create_app(Settings(models_path=path, store="memory", web_enabled=False))
+    assert app is not None
+
+
+def test_cli_needs_only_the_target(
+    history: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "never-seen.csv"
+    history.to_csv(csv, sep=";", index=False)
+    out, report = tmp_path / "model.yaml", tmp_path / "report.md"
+    code = main(["calibrate", str(csv), "--target", "converted", "--out", str(out),
+                 "--report", str(report), "--stream-check", "200"])  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "held-out AUC" in printed
+    assert "stream AUC" in printed
+    assert "Per-action close rate" in printed
+    assert "## Conversion by score decile" in report.read_text()
+    assert main(["rules", "validate", str(out)]) == 0
+    html = tmp_path / "report.html"
+    again = ["calibrate", str(csv), "--target", "converted", "--out", str(out),
+             "--report", str(html), "--stream-check", "0", "--compare", str(out)]  # fmt: skip
+    assert main(again) == 0
+    assert "<table>" in html.read_text()
+    assert "current model's held-out AUC" in capsys.readouterr().out
+
+
+def test_cli_exit_codes(history: pd.DataFrame, tmp_path: Path) -> None:
+    csv = tmp_path / "h.csv"
+    history.to_csv(csv, index=False)
+    assert main(["calibrate", str(csv), "--target", "nope"]) == 3
+    assert main(["calibrate", str(tmp_path / "absent.csv"), "--target", "converted"]) == 3
+    assert main(["calibrate", str(csv), "--target", "converted", "--role", "Industry"]) == 2
+
+
+def test_missing_scikit_learn_prints_the_install_hint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in list(sys.modules):
+        if name.startswith("stream.calibrate.") and name != "stream.calibrate.command":
+            monkeypatch.delitem(sys.modules, name)
+    for name in [n for n in sys.modules if n == "sklearn" or n.startswith("sklearn.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    assert main(["calibrate", str(tmp_path / "x.csv"), "--target", "y"]) == 1
+    assert "pip install 'leadstream[calibrate]'" in capsys.readouterr().err
