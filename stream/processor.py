@@ -264,8 +264,15 @@ class LeadProcessor:
                 raise TypeError(f"unexpected output {type(record).__name__}")
 
     async def dead_letter(
-        self, message: Any, kind: ErrorKind, detail: str, *, field_path: str | None = None
+        self,
+        message: Any,
+        kind: ErrorKind,
+        detail: str,
+        *,
+        field_path: str | None = None,
+        original: bytes | None = None,
     ) -> None:
+        """Send ``message`` (or ``original``, an event it carried) to the dead-letter topic."""
         log.warning(
             "dead letter %s[%s]@%s: %s: %s",
             message.topic,
@@ -282,21 +289,7 @@ class LeadProcessor:
             message=detail,
             field=field_path,
             original_key=message.key,
-            original=message.value,
-            received_at=datetime.now(UTC),
-        )
-        await self.dead_letters.send(key=message.key, value=codec.encode(letter))
-
-    async def dead_letter_held(
-        self, raw: bytes, kind: ErrorKind, detail: str, message: Any
-    ) -> None:
-        letter = DeadLetter.build(
-            source_topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            error_kind=kind,
-            message=detail,
-            original=raw,
+            original=message.value if original is None else original,
             received_at=datetime.now(UTC),
         )
         await self.dead_letters.send(key=message.key, value=codec.encode(letter))
@@ -374,12 +367,12 @@ class LeadProcessor:
         held = identity.hold(record, codec.encode(event), now=time.time(), limits=self.limits)
         self.store_anon(anonymous_id, held.record)
         for raw in held.dropped:
-            await self.dead_letter_held(
-                raw,
+            await self.dead_letter(
+                message,
                 ErrorKind.HELD_TOO_MANY,
                 f"more than {self.limits.max_events} events held for anonymous id "
                 f"{anonymous_id!r} before an identify",
-                message,
+                original=raw,
             )
 
     async def on_link(self, message_in: Link) -> None:
@@ -459,11 +452,11 @@ class LeadProcessor:
             )
             self.store_anon(message_in.key, kept)
             for raw in expired:
-                await self.dead_letter_held(
-                    raw,
+                await self.dead_letter(
+                    message,
                     ErrorKind.HELD_TOO_LONG,
                     f"no identify for anonymous id {message_in.key!r} within {self.limits.max_age}",
-                    message,
+                    original=raw,
                 )
             return
         lead = self.load_lead(message_in.key)
