@@ -98,6 +98,11 @@ def _fit_rules(feature: Feature, ids: _Ids) -> list[dict[str, Any]]:
     return rules
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _count_rules(feature: Feature, ids: _Ids, group: str) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     key = feature.column.key
@@ -114,7 +119,7 @@ def _count_rules(feature: Feature, ids: _Ids, group: str) -> list[dict[str, Any]
         if i == 0 or step == 0:
             continue
         times = int(b.gt or 0) + 1  # the bin starts at the t-th time
-        what = f"{feature.column.name} {b.label} (the {times}th time on)"
+        what = f"{feature.column.name} {b.label} (from the {_ordinal(times)} time)"
         rules.append(
             {
                 "id": ids(f"{base}.ge{times}"),

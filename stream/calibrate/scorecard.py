@@ -132,6 +132,8 @@ def _numeric_bins(values: Any, y: Any, options: Options, *, count: bool) -> list
         )
     if count:  # c <= 2.5 means c < 3: steps at whole counts
         edges = sorted({float(math.floor(e)) for e in edges})
+    else:  # as the model file writes them: 119.48, not 119.48000000000002
+        edges = sorted({float(f"{e:.6g}") for e in edges})
     top = float(np.max(x))
     return [e for e in edges if e < top]
 
