@@ -269,8 +269,9 @@ class _Screen:
         alone = _single_auc(values, self.y)
         if alone >= self.leak_auc and name not in self.force:
             self.notes.append(
-                f"{name}: ranks converters almost perfectly on its own (AUC {alone:.3f}), most "
-                f"likely filled after the outcome; excluded (--force {name} keeps it)"
+                f"{name}: ranks converters on its own with AUC {alone:.3f} (at least "
+                f"{self.leak_auc:g}), most likely filled after the outcome; excluded "
+                f"(--force {name} keeps it)"
             )
             return f"excluded: likely leakage (AUC {alone:.3f} alone; --force keeps it)", alone
         return None, alone
