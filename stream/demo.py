@@ -229,6 +229,10 @@ def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
         worker.wait()
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run(
     *,
     duration: float | None,
@@ -240,6 +244,7 @@ def run(
 ) -> int:
     """Run the demo; returns a process exit code (0, or 1 when the worker published nothing)."""
     began = time.monotonic()
+    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops the demo as Ctrl-C does
     env = dict(os.environ)
     plan = devinfra.plan_infra(env, docker_reachable=False, for_tests=False)
     session = devinfra.start_local(plan, env, fresh=False)
@@ -312,6 +317,7 @@ def _traffic(
         flush=True,
     )
     summary = asyncio.run(_stream(settings, sim, due, deadline))
+    signal.signal(signal.SIGTERM, _interrupt)  # asyncio put the default handler back
     print(
         f"\nDemo stopped: sent {summary.sent} records; the worker published {summary.outputs} "
         f"score and stage records ({summary.stage_changes} stage changes)."
