@@ -171,3 +171,8 @@ async def test_replay_publishes_the_new_version_and_leaves_the_live_one_alone(
     ), changes
 
     assert await _read_all(settings, topics.SCORES.name, topics.STAGE_CHANGES.name) == live
+
+    # --from a time after the history: nothing to rescore.
+    later = _replay(worker, "--model", str(new_file), "--from", "2999-01-01T00:00:00Z")
+    assert later.returncode == 0, later.stderr
+    assert later.stdout.startswith("replayed 0 events"), later.stdout
