@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from html import escape
 from pathlib import Path
 
 from stream.calibrate import INSTALL_HINT
@@ -62,8 +63,28 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             "table cannot be used."
         ),
     )
-    parser.add_argument("table", metavar="TABLE", help="CSV or Parquet file, one row per lead")
+    parser.add_argument(
+        "table", nargs="?", metavar="TABLE", help="CSV or Parquet file, one row per lead"
+    )
     parser.add_argument("--target", required=True, metavar="COLUMN", help="converted or not")
+    parser.add_argument(
+        "--events", metavar="JSONL", help="instead of TABLE: an event log (with --outcomes)"
+    )
+    parser.add_argument(
+        "--outcomes", metavar="FILE", help="CSV/Parquet of lead id, the --target column, time"
+    )
+    parser.add_argument(
+        "--lead-column", default="lead_id", metavar="COLUMN", help="lead ids in --outcomes"
+    )
+    parser.add_argument(
+        "--time-column", metavar="COLUMN",
+        help="outcome times in --outcomes (default: a column named time, converted_at or at; "
+        "else the end of the log)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--base", metavar="FILE", help="with --events: the model whose rules get new points"
+    )
+    parser.add_argument("--base-model", metavar="ID", help="its model (default: the first)")
     parser.add_argument(
         "--positive", metavar="VALUE", help="the target value meaning converted (yes/true/1)"
     )
@@ -119,7 +140,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failure
+def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - one exit per failure
     try:
         from stream.calibrate.export import replay  # noqa: PLC0415
         from stream.calibrate.report import render  # noqa: PLC0415
@@ -135,6 +156,17 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failur
         return EXIT_ERROR
     from stream.rules import load_model_file  # noqa: PLC0415
     from stream.scoring import ModelFileError  # noqa: PLC0415
+
+    if (args.table is None) == (args.events is None) or (args.events is None) != (
+        args.outcomes is None
+    ):
+        print(
+            "leadstream calibrate: give a TABLE, or --events JSONL with --outcomes FILE",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.events is not None:
+        return _run_history(args)
 
     roles: dict[str, Role] = {}
     for item in args.role:
@@ -211,5 +243,73 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failur
         print(f"wrote the model file to {args.out}", file=sys.stderr)
     else:
         print(render(result), file=sys.stderr)
+        sys.stdout.write(result.yaml_text)
+    return EXIT_OK
+
+
+def _run_history(args: argparse.Namespace) -> int:
+    from importlib import resources  # noqa: PLC0415
+
+    from stream.calibrate.history import calibrate_history  # noqa: PLC0415
+    from stream.calibrate.table import CalibrationError, read_table  # noqa: PLC0415
+    from stream.rules_diff import read_events  # noqa: PLC0415
+    from stream.scoring import ModelFileError  # noqa: PLC0415
+
+    try:
+        if args.base:
+            base_text = Path(args.base).read_text(encoding="utf-8")
+        else:
+            base_text = (
+                resources.files("stream.scoring")
+                .joinpath("default_models.yaml")
+                .read_text(encoding="utf-8")
+            )
+        events, bad = read_events(args.events)
+        outcomes = read_table(args.outcomes, sep=args.sep)
+        time_column = args.time_column or next(
+            (c for c in outcomes.columns if str(c).lower() in ("time", "converted_at", "at")),
+            None,
+        )
+        result = calibrate_history(
+            events,
+            outcomes,
+            base_text=base_text,
+            model_id=args.base_model,
+            lead_column=args.lead_column,
+            target=args.target,
+            time_column=time_column,
+            positive=args.positive,
+            pdo=args.pdo,
+            c=args.c,
+            holdout=args.holdout,
+            seed=args.seed,
+            mql_top=args.mql_top,
+            sql_top=args.sql_top,
+            version=args.version if args.version != "1" else None,
+        )
+    except (OSError, CalibrationError, ModelFileError, KeyError) as exc:
+        print(f"leadstream calibrate: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    text = result.render()
+    if bad:
+        text += f"{bad} lines of the event log did not decode and were skipped\n"
+    try:
+        if args.out:
+            Path(args.out).write_text(result.yaml_text, encoding="utf-8")
+        if args.report:
+            html = Path(args.report).suffix.lower() in (".html", ".htm")
+            body = (
+                f"<pre>{escape(text)}</pre>\n"
+                if html
+                else f"# Calibration report\n\n```\n{text}```\n"
+            )
+            Path(args.report).write_text(body, encoding="utf-8")
+    except OSError as exc:
+        print(f"leadstream calibrate: cannot write: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.out:
+        print(text, end="")
+    else:
+        print(text, end="", file=sys.stderr)
         sys.stdout.write(result.yaml_text)
     return EXIT_OK

@@ -36,6 +36,7 @@ __all__ = [
     "Column",
     "Role",
     "Table",
+    "parse_target",
     "prepare",
     "read_table",
 ]
@@ -153,7 +154,8 @@ def _as_numbers(series: Any) -> Any | None:
     return pd.to_numeric(series, errors="coerce").astype("float64")
 
 
-def _target(series: Any, positive: str | None) -> tuple[Any, str]:
+def parse_target(series: Any, positive: str | None) -> tuple[Any, str]:
+    """Converted or not per row (None where missing), and the value that means converted."""
     values = series.map(lambda v: None if _missing(v) else str(v).strip())
     present = sorted({v for v in values if v is not None})
     if len(present) < 2:
@@ -295,7 +297,7 @@ def prepare(
     if target not in frame.columns:
         raise CalibrationError(f"no target column {target!r} (columns: {names})")
     notes: list[str] = []
-    label, positive = _target(frame[target], positive)
+    label, positive = parse_target(frame[target], positive)
     keep = label.notna().to_numpy()
     if not keep.all():
         notes.append(f"{int((~keep).sum())} rows without a target value dropped")
