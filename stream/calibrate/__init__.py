@@ -7,6 +7,9 @@ converted) becomes a Leadstream model file the stream runs unchanged:
     scorecard.py  bin the features, fit a regularised logistic regression, scale to points
     export.py     write the model file, and turn a row into the events the stream would see
     report.py     AUC, KS, deciles, calibration, points and per-action close rates
+    run.py        the pipeline: a seeded held-out split, thresholds, the stream check
+    history.py    from an event log and outcomes: new points for an existing model's rules
+    command.py    the `leadstream calibrate` command
 
 This package uses pandas and scikit-learn (the `calibrate` extra); the scoring core
 (`stream.scoring`) never imports it.
