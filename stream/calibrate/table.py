@@ -72,6 +72,8 @@ _COUNT_NAME = re.compile(
     r"downloads?|sessions?|calls?|times|events|actions)([_\s.-]|$)|"
     r"(count|visits|views|clicks|opens|downloads|sessions)$|^(num|n)[A-Z_]"
 )
+MAX_TEXT = 256
+"""Categories are cut to this many characters (profile attributes hold at most 4,096)."""
 MAX_CODE_VALUES = 10
 """Integer columns with at most this many distinct values are codes (categorical)."""
 
@@ -144,14 +146,15 @@ def _as_numbers(series: Any) -> Any | None:
     if series.dtype == bool:
         return None
     if pd.api.types.is_numeric_dtype(series):
-        return series.astype("float64")
+        return series.astype("float64").replace([np.inf, -np.inf], np.nan)
     present = series.dropna()
     if present.empty:
         return None
     numbers = pd.to_numeric(present, errors="coerce")
     if numbers.notna().mean() < 0.95:
         return None
-    return pd.to_numeric(series, errors="coerce").astype("float64")
+    numbers = pd.to_numeric(series, errors="coerce").astype("float64")
+    return numbers.replace([np.inf, -np.inf], np.nan)
 
 
 def parse_target(series: Any, positive: str | None) -> tuple[Any, str]:
@@ -219,7 +222,7 @@ def _category(value: object) -> str | None:
         return str(bool(value)).lower()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value)
+    return str(value)[:MAX_TEXT]
 
 
 def _key(name: str, used: set[str]) -> str:

@@ -12,7 +12,7 @@ import pytest
 from stream.calibrate.export import REPLAY_AT, lead_events, replay
 from stream.calibrate.run import Calibration, calibrate
 from stream.calibrate.scorecard import Options
-from stream.calibrate.table import CalibrationError, Role, prepare
+from stream.calibrate.table import CalibrationError, Role, prepare, read_table
 from stream.cli import main
 from stream.rules import load_model_file
 from stream.scoring import apply_all, score_at
@@ -125,6 +125,16 @@ def test_a_count_step_adds_its_points_from_the_nth_time_on(result: Calibration) 
         assert state is not None
         expected = feature.bins[int(feature.index(np.array([visits]))[0])].points
         assert score_at(state.models["calibrated"], REPLAY_AT).total == expected, visits
+
+
+def test_parquet_and_infinite_values(history: pd.DataFrame, tmp_path: Path) -> None:
+    path = tmp_path / "history.parquet"
+    messy = history.assign(ratio=np.where(history.index % 50 == 0, np.inf, history.index / 7))
+    messy.drop(columns=["company size"]).to_parquet(path)
+    table = prepare(read_table(path), target="converted")
+    assert table.frame["ratio"].isna().sum() == len(history) // 50
+    result = calibrate(table, options=Options(folds=0), stream_check=100)
+    assert result.stream_auc == result.stream_offline_auc
 
 
 def test_forced_columns_are_kept(history: pd.DataFrame) -> None:
