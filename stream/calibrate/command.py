@@ -143,7 +143,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - one exit per failure
     try:
         from stream.calibrate.export import replay  # noqa: PLC0415
-        from stream.calibrate.report import render  # noqa: PLC0415
+        from stream.calibrate.report import charts, render  # noqa: PLC0415
         from stream.calibrate.run import calibrate  # noqa: PLC0415
         from stream.calibrate.scorecard import Options  # noqa: PLC0415
         from stream.calibrate.table import CalibrationError, Role, prepare, read_table  # noqa: PLC0415
@@ -232,9 +232,16 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
         if args.out:
             Path(args.out).write_text(result.yaml_text, encoding="utf-8")
         if args.report:
-            suffix = Path(args.report).suffix.lower()
-            fmt = "html" if suffix in (".html", ".htm") else "markdown"
-            Path(args.report).write_text(render(result, fmt), encoding="utf-8")
+            report = Path(args.report)
+            if report.suffix.lower() in (".html", ".htm"):
+                report.write_text(render(result, "html"), encoding="utf-8")
+            else:
+                images = {}
+                for name, svg in charts(result).items():
+                    image = report.with_name(f"{report.stem}.{name}.svg")
+                    image.write_text(svg, encoding="utf-8")
+                    images[name] = image.name
+                report.write_text(render(result, "markdown", images=images), encoding="utf-8")
     except OSError as exc:
         print(f"leadstream calibrate: cannot write: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -1,6 +1,8 @@
 """How good a calibration is: held-out AUC, KS, deciles, calibration, points, close rates.
 
-Rendered as plain text for the terminal, or as Markdown or HTML (tables; no plots) for a file.
+Rendered as plain text for the terminal, or as Markdown or HTML for a file, with two charts
+drawn as SVG (no plotting library): conversion rate by score decile, and the calibration curve.
+HTML carries them inline; Markdown links to SVG files written next to it (`charts`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from stream.calibrate.run import Calibration
 from stream.calibrate.table import Role
 
-__all__ = ["Section", "build_sections", "ks_statistic", "render"]
+__all__ = ["Section", "build_sections", "charts", "ks_statistic", "render"]
 
 
 def ks_statistic(scores: Any, labels: Any) -> float:
@@ -193,6 +195,88 @@ def _summary(result: Calibration) -> Section:
     return Section("Summary", (), tuple((line,) for line in lines))
 
 
+_W, _H, _PAD = 420, 260, 40
+
+
+def _frame(title: str, x_label: str, y_label: str, top: float) -> list[str]:
+    return [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{_W}' height='{_H}' "
+        f"font-family='sans-serif' font-size='11'>",
+        f"<text x='{_W / 2}' y='14' text-anchor='middle' font-size='13'>"
+        f"{html.escape(title)}</text>",
+        f"<line x1='{_PAD}' y1='{_H - _PAD}' x2='{_W - 10}' y2='{_H - _PAD}' stroke='black'/>",
+        f"<line x1='{_PAD}' y1='24' x2='{_PAD}' y2='{_H - _PAD}' stroke='black'/>",
+        f"<text x='{_W / 2}' y='{_H - 8}' text-anchor='middle'>{html.escape(x_label)}</text>",
+        f"<text x='12' y='{_H / 2}' transform='rotate(-90 12 {_H / 2})' "
+        f"text-anchor='middle'>{html.escape(y_label)}</text>",
+        f"<text x='{_PAD - 4}' y='28' text-anchor='end'>{100 * top:.0f}%</text>",
+        f"<text x='{_PAD - 4}' y='{_H - _PAD}' text-anchor='end'>0%</text>",
+    ]
+
+
+def _y(value: float, top: float) -> float:
+    return _H - _PAD - (_H - _PAD - 24) * (value / top if top else 0.0)
+
+
+def _deciles_svg(scores: Any, labels: Any) -> str:
+    order = np.argsort(-scores, kind="stable")
+    rates = [float(labels[g].mean()) for g in np.array_split(order, 10) if len(g)]
+    top = max(*rates, 1e-9)
+    lines = _frame("Conversion rate by score decile", "decile (1 = highest scores)", "rate", top)
+    width = (_W - 10 - _PAD) / len(rates)
+    for i, rate in enumerate(rates):
+        x = _PAD + i * width + 3
+        y = _y(rate, top)
+        lines.append(
+            f"<rect x='{x:.1f}' y='{y:.1f}' width='{width - 6:.1f}' "
+            f"height='{_H - _PAD - y:.1f}' fill='#4a7ab5'/>"
+            f"<text x='{x + (width - 6) / 2:.1f}' y='{_H - _PAD + 12}' "
+            f"text-anchor='middle'>{i + 1}</text>"
+        )
+    base = float(labels.mean())
+    lines.append(
+        f"<line x1='{_PAD}' y1='{_y(base, top):.1f}' x2='{_W - 10}' y2='{_y(base, top):.1f}' "
+        f"stroke='#c33' stroke-dasharray='4'/>"
+    )
+    return "\n".join([*lines, "</svg>"])
+
+
+def _calibration_svg(probability: Any, labels: Any) -> str:
+    edges = np.quantile(probability, np.linspace(0, 1, 11))
+    idx = np.clip(np.searchsorted(edges[1:-1], probability, side="right"), 0, 9)
+    points = [
+        (float(probability[idx == i].mean()), float(labels[idx == i].mean()))
+        for i in range(10)
+        if (idx == i).any()
+    ]
+    top = max(*(max(p) for p in points), 1e-9)
+    lines = _frame("Calibration", "predicted probability", "observed rate", top)
+
+    def x_of(v: float) -> float:
+        return _PAD + (_W - 10 - _PAD) * v / top
+
+    lines.append(
+        f"<line x1='{x_of(0):.1f}' y1='{_y(0, top):.1f}' x2='{x_of(top):.1f}' "
+        f"y2='{_y(top, top):.1f}' stroke='#999' stroke-dasharray='4'/>"
+    )
+    path = " ".join(f"{x_of(p):.1f},{_y(o, top):.1f}" for p, o in points)
+    lines.append(f"<polyline points='{path}' fill='none' stroke='#4a7ab5' stroke-width='2'/>")
+    lines += [
+        f"<circle cx='{x_of(p):.1f}' cy='{_y(o, top):.1f}' r='3' fill='#4a7ab5'/>"
+        for p, o in points
+    ]
+    return "\n".join([*lines, "</svg>"])
+
+
+def charts(result: Calibration) -> dict[str, str]:
+    """The report's charts as SVG documents, by name."""
+    y = result.table.target[result.test]
+    return {
+        "deciles": _deciles_svg(result.test_scores, y),
+        "calibration": _calibration_svg(result.test_probability, y),
+    }
+
+
 def build_sections(result: Calibration) -> list[Section]:
     y = result.table.target[result.test]
     return [
@@ -220,8 +304,10 @@ def _text(sections: list[Section]) -> str:
     return "\n".join(out)
 
 
-def _markdown(sections: list[Section]) -> str:
+def _markdown(sections: list[Section], images: dict[str, str]) -> str:
     out = ["# Calibration report", ""]
+    out += [f"![{name}]({src})" for name, src in images.items()]
+    out.append("")
     for section in sections:
         out += [f"## {section.title}", ""]
         if not section.header:
@@ -236,12 +322,13 @@ def _markdown(sections: list[Section]) -> str:
     return "\n".join(out)
 
 
-def _html(sections: list[Section]) -> str:
+def _html(sections: list[Section], svgs: dict[str, str]) -> str:
     out = [
         "<!doctype html><meta charset='utf-8'><title>Calibration report</title>",
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style>",
         "<h1>Calibration report</h1>",
+        *svgs.values(),
     ]
     for section in sections:
         out.append(f"<h2>{html.escape(section.title)}</h2>")
@@ -256,11 +343,12 @@ def _html(sections: list[Section]) -> str:
     return "\n".join(out) + "\n"
 
 
-def render(result: Calibration, fmt: str = "text") -> str:
-    """The report as `text`, `markdown` or `html`."""
+def render(result: Calibration, fmt: str = "text", *, images: dict[str, str] | None = None) -> str:
+    """The report as `text`, `markdown` (linking to `images`: chart name -> file) or `html`
+    (charts inline)."""
     sections = build_sections(result)
     if fmt == "markdown":
-        return _markdown(sections)
+        return _markdown(sections, images or {})
     if fmt == "html":
-        return _html(sections)
+        return _html(sections, charts(result))
     return _text(sections)

@@ -176,12 +176,15 @@ def test_cli_needs_only_the_target(
     assert "stream AUC" in printed
     assert "Per-action close rate" in printed
     assert "## Conversion by score decile" in report.read_text()
+    assert "![deciles](report.deciles.svg)" in report.read_text()
+    assert (tmp_path / "report.calibration.svg").read_text().startswith("<svg")
     assert main(["rules", "validate", str(out)]) == 0
     html = tmp_path / "report.html"
     again = ["calibrate", str(csv), "--target", "converted", "--out", str(out),
              "--report", str(html), "--stream-check", "0", "--compare", str(out)]  # fmt: skip
     assert main(again) == 0
     assert "<table>" in html.read_text()
+    assert html.read_text().count("<svg") == 2
     assert "current model's held-out AUC" in capsys.readouterr().out
 
 
