@@ -5,7 +5,8 @@ history"):
 
 - an attribute column `Foo Bar.baz` is the profile attribute `custom.Foo_Bar_baz` (dots and
   spaces become `_`): a `profile_updated` event carries it in `traits.custom`, and each of its
-  bins is a fit rule (`range: {gt, le}` for numbers, `in`/`equals` for categories);
+  bins is a fit rule (`range: {gt, le}` for numbers, `in`/`equals` for categories, `equals:
+  "(missing)"` for the bin of missing values, which the event then carries as that text);
 - a count column `visits` is a `clicked` event with `target: visits` per time the lead did it.
   A bin step of `d` points at the `t`-th time is two engagement rules on those events:
   `d` points for each of the first `t` (cap `max_count: t`) and `-d` for each of the first
@@ -27,7 +28,7 @@ import numpy as np
 import yaml
 
 from schemas.events import Clicked, EventBase, ProfileUpdated, Traits
-from stream.calibrate.scorecard import Feature, Scorecard
+from stream.calibrate.scorecard import MISSING, Feature, Scorecard
 from stream.scoring import ModelSet, ScoringModel, apply_all, parse_models, score_at
 from stream.scoring.spec import rule_code
 
@@ -81,7 +82,9 @@ def _fit_rules(feature: Feature, ids: _Ids) -> list[dict[str, Any]]:
         if b.points == 0:
             continue
         rule: dict[str, Any] = {"id": ids(f"{base}.{i + 1}"), "field": name}
-        if feature.numeric:
+        if b.values == (MISSING,):
+            rule["equals"] = MISSING
+        elif feature.numeric:
             bounds: dict[str, float | int] = {}
             if b.gt is not None:
                 bounds["gt"] = _number(b.gt)
@@ -219,6 +222,8 @@ def lead_events(
         value = _custom_value(row.get(feature.column.name), feature.numeric)
         if value is not None:
             custom[feature.column.key] = value
+        elif feature.has_missing:
+            custom[feature.column.key] = MISSING
     items = list(custom.items())
     for start in range(0, max(len(items), 1), MAX_CUSTOM):
         yield ProfileUpdated(

@@ -6,10 +6,14 @@ one-hot encoded. An L2-regularised logistic regression on the indicators gives e
 in log-odds; the standard scorecard scaling turns weights into integer points:
 `points = round(weight · pdo / ln 2)`, so `pdo` points double the odds of converting.
 
-A lead with nothing known scores 0 (Leadstream's scores start there): a missing attribute, an
-unseen category and the lowest bin of a count give no points. The regression's intercept is not
-a rule; it fixes the base score instead, the total at which the odds of converting are
-`base_odds`: `base_score = pdo / ln 2 · (ln base_odds - intercept)`.
+A missing value is a bin of its own when the training rows have any (`(missing)`). Each
+attribute's points are then shifted so that its lowest bin gives 0: every score is at least 0
+but for the steps of counts, and a lead whose attribute is absent or an unseen category scores
+as that lowest bin (Leadstream's scores start at 0, so a threshold below 0 would qualify leads
+nobody knows anything about). The lowest bin of a count gives 0 as well. The regression's
+intercept and the shifts are not rules; they fix the base score instead, the total at which the
+odds of converting are `base_odds`:
+`base_score = pdo / ln 2 · (ln base_odds - intercept) + shifts`.
 """
 
 from __future__ import annotations
@@ -69,18 +73,29 @@ class Bin:
         return self.converted / self.rows if self.rows else 0.0
 
 
+MISSING = "(missing)"
+"""The value a missing attribute is sent as, for features with a bin for missing values."""
+
+
 @dataclass
 class Feature:
-    """A column and its bins. For a count, bin 0 is the reference (no points)."""
+    """A column and its bins. For a count, bin 0 is the reference (no points). With
+    `has_missing`, the last bin holds the missing values."""
 
     column: Column
     bins: list[Bin]
     monotone: str = ""
     """`increasing`/`decreasing` when the bins were merged to make the rate monotone."""
+    has_missing: bool = False
     _lookup: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._lookup = {v.casefold(): i for i, b in enumerate(self.bins) for v in b.values}
+
+    @property
+    def ranges(self) -> list[Bin]:
+        """The bins of present values."""
+        return self.bins[:-1] if self.has_missing else self.bins
 
     @property
     def is_count(self) -> bool:
@@ -91,14 +106,15 @@ class Feature:
         return self.column.role in (Role.NUMERIC, Role.COUNT)
 
     def index(self, values: Any) -> Any:
-        """The bin of every value (-1: missing or an unseen category)."""
+        """The bin of every value (-1: an unseen category, or missing without a bin)."""
+        missing = len(self.bins) - 1 if self.has_missing else -1
         if self.numeric:
             x = np.asarray(values, dtype="float64")
-            edges = np.array([b.le for b in self.bins[:-1]], dtype="float64")
+            edges = np.array([b.le for b in self.ranges[:-1]], dtype="float64")
             out = np.searchsorted(edges, x, side="left")
-            return np.where(np.isnan(x), -1, out)
+            return np.where(np.isnan(x), missing, out)
         return np.array(
-            [-1 if v is None else self._lookup.get(str(v).casefold(), -1) for v in values]
+            [missing if v is None else self._lookup.get(str(v).casefold(), -1) for v in values]
         )
 
     def encoded_bins(self) -> range:
@@ -230,9 +246,15 @@ def make_feature(column: Column, values: Any, y: Any, options: Options) -> Featu
         edges = _numeric_bins(x, y, options, count=count)
         bins = _range_bins(edges, x, y, count=count)
         bins, monotone = _monotone(bins, x, y, count=count)
-        feature = Feature(column, bins, monotone)
+        absent = np.isnan(x)
     else:
-        feature = Feature(column, _category_bins(list(values), y, options))
+        bins, monotone = _category_bins(list(values), y, options), ""
+        absent = np.array([v is None for v in values], dtype=bool)
+    if absent.any():
+        bins.append(
+            Bin(MISSING, values=(MISSING,), rows=int(absent.sum()), converted=int(y[absent].sum()))
+        )
+    feature = Feature(column, bins, monotone, has_missing=bool(absent.any()))
     return feature if len(feature.bins) >= 2 else None
 
 
@@ -244,6 +266,8 @@ class Scorecard:
     intercept: float
     factor: float
     options: Options
+    shift: int = 0
+    """Points added to every lead by moving each attribute's lowest bin to 0."""
     cv_auc: tuple[float, float] = (math.nan, math.nan)
     """Mean and standard deviation of the cross-validated AUC on the training split."""
     model: Any = None
@@ -251,7 +275,7 @@ class Scorecard:
     @property
     def base_score(self) -> float:
         """The total at which the odds of converting are `options.base_odds`."""
-        return self.factor * (math.log(self.options.base_odds) - self.intercept)
+        return self.factor * (math.log(self.options.base_odds) - self.intercept) + self.shift
 
     def design(self, frame: Any) -> Any:
         """The bin indicators of every row (the regression's inputs)."""
@@ -313,4 +337,9 @@ def fit_scorecard(
             b = feature.bins[i]
             b.weight = next(weights)
             b.points = round(b.weight * card.factor)
+        if not feature.is_count:
+            lowest = min(b.points for b in feature.bins)
+            for b in feature.bins:
+                b.points -= lowest
+            card.shift -= lowest
     return card

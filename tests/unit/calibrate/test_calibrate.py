@@ -107,6 +107,20 @@ def test_the_model_file_is_valid_and_ranks_like_the_regression(
     assert abs(result.auc_points - result.auc_probability) < 0.01
 
 
+def test_attributes_score_from_zero_and_missing_values_have_a_bin(result: Calibration) -> None:
+    for feature in result.card.features:
+        if not feature.is_count:
+            assert min(b.points for b in feature.bins) == 0, feature.column.name
+    size = next(f for f in result.card.features if f.column.name == "company size")
+    assert size.has_missing
+    assert size.bins[-1].label == "(missing)"
+    model = result.models.get("calibrated")
+    missing = [r for r in model.fit if r.field == "custom.company_size" and r.equals]
+    assert all(r.equals == "(missing)" for r in missing)
+    assert model.stages.mql is not None
+    assert model.stages.mql.promote_at > 0  # a lead nobody knows anything about is not an MQL
+
+
 def test_held_out_leads_score_the_same_through_the_pure_core(result: Calibration) -> None:
     frame = result.table.frame.iloc[result.test].reset_index(drop=True)
     streamed = replay(frame.to_dict("records"), result.card.features, result.models, "calibrated")
