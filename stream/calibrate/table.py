@@ -17,7 +17,6 @@ most likely filled after the fact and is excluded unless forced.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -159,7 +158,10 @@ def _as_numbers(series: Any) -> Any | None:
 
 def parse_target(series: Any, positive: str | None) -> tuple[Any, str]:
     """Converted or not per row (None where missing), and the value that means converted."""
-    values = series.map(lambda v: None if _missing(v) else str(v).strip())
+    values = [
+        None if _missing(v) or str(v).strip().casefold() in PLACEHOLDERS else str(v).strip()
+        for v in series.tolist()
+    ]
     present = sorted({v for v in values if v is not None})
     if len(present) < 2:
         raise CalibrationError(f"target {series.name!r}: every row has the same outcome")
@@ -178,7 +180,12 @@ def parse_target(series: Any, positive: str | None) -> tuple[Any, str]:
                 f"target {series.name!r} has {len(present)} values ({shown}); "
                 "give --positive VALUE for the converted one"
             )
-    label = values.map(lambda v: None if v is None else v.casefold() == positive.casefold())
+    wanted = positive.casefold()
+    label = pd.Series(
+        [None if v is None else v.casefold() == wanted for v in values],
+        index=series.index,
+        dtype="object",
+    )
     return label, positive
 
 
@@ -197,11 +204,23 @@ def _single_auc(values: Any, target: Any) -> float:
     return max(a, 1.0 - a)
 
 
-def _infer(name: str, series: Any, numbers: Any | None, rows: int) -> tuple[Role, str]:
+def _dates(series: Any) -> bool:
+    """Whether (a sample of) the text column is dates or times."""
+    sample = series.dropna().astype(str).head(200)
+    if sample.empty or not sample.str.contains(r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}").all():
+        return False
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() >= 0.95)
+
+
+def _infer(name: str, series: Any, numbers: Any | None, rows: int) -> tuple[Role, str]:  # noqa: PLR0911
     distinct = series.nunique(dropna=True)
-    if _ID_NAME.search(name) or (numbers is None and rows > 20 and distinct >= 0.95 * rows):
+    named = bool(_ID_NAME.search(name)) and distinct >= 0.5 * rows
+    if named or (numbers is None and rows > 20 and distinct >= 0.95 * rows):
         return Role.ID, "inferred: an identifier"
     if numbers is None:
+        if _dates(series):
+            return Role.IGNORE, "inferred: a date (not an attribute of the lead)"
         if distinct > max(100, rows // 2):
             return Role.IGNORE, f"inferred: free text ({distinct} distinct values)"
         return Role.CATEGORICAL, "inferred: text"
@@ -216,7 +235,7 @@ def _infer(name: str, series: Any, numbers: Any | None, rows: int) -> tuple[Role
 
 def _category(value: object) -> str | None:
     """A categorical value as text: `true`/`false`, `3` (not `3.0`), or None when missing."""
-    if value is None or value != value:  # noqa: PLR0124  (NaN)
+    if _missing(value):
         return None
     if isinstance(value, bool | np.bool_):
         return str(bool(value)).lower()
@@ -235,7 +254,8 @@ def _key(name: str, used: set[str]) -> str:
 
 
 def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+    """None, NaN, NaT or pandas' NA."""
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
 
 
 def _feature_values(name: str, role: Role, series: Any, numbers: Any | None) -> Any:

@@ -45,6 +45,8 @@ def make_history(n: int = 1500, seed: int = 7) -> pd.DataFrame:
             "website_visits": visits,
             "downloads": downloads,
             "source_system": "crm",  # one value
+            "landing_page_id": rng.choice(["p1", "p2", "p3"], size=n),  # an attribute, not an id
+            "first_contact": [f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(n)],
             "sector": industry,  # a copy of Industry
             "won_amount": np.where(converted, rng.uniform(1e3, 5e4, n), 0.0),  # after the fact
             "converted": np.where(converted, "yes", "no"),
@@ -70,6 +72,9 @@ def test_roles_are_inferred_and_messy_columns_handled(result: Calibration) -> No
     assert roles["Industry"].role == Role.CATEGORICAL
     assert roles["company size"].role == Role.NUMERIC
     assert roles["company size"].key == "company_size"
+    assert roles["landing_page_id"].role == Role.CATEGORICAL
+    assert roles["first_contact"].role == Role.IGNORE
+    assert "date" in roles["first_contact"].reason
     assert roles["website_visits"].role == Role.COUNT
     assert roles["downloads"].role == Role.COUNT
     assert roles["source_system"].role == Role.IGNORE
@@ -97,7 +102,8 @@ def test_the_model_file_is_valid_and_ranks_like_the_regression(
     path = tmp_path / "calibrated.yaml"
     path.write_text(result.yaml_text, encoding="utf-8")
     model = load_model_file(path).get("calibrated")
-    assert {rule.field for rule in model.fit} <= {"custom.Industry", "custom.company_size"}
+    fields = {"custom.Industry", "custom.company_size", "custom.landing_page_id"}
+    assert {rule.field for rule in model.fit} <= fields
     assert {rule.event_types[0] for rule in model.engagement} == {"clicked"}
     assert model.stages.mql is not None
     assert model.stages.sql is not None
