@@ -108,16 +108,22 @@ async def _seek(
     partitions: list[TopicPartition],
     since: datetime | None,
     end: dict[TopicPartition, int],
-) -> None:
+) -> dict[TopicPartition, int]:
+    """Position every partition at its first offset (or the first at or after `since`), and
+    return those offsets (asked of the broker, not read back from a lazy seek)."""
     if since is None:
-        await consumer.seek_to_beginning(*partitions)
-        return
-    found = await consumer.offsets_for_times(
-        {tp: int(since.timestamp() * 1000) for tp in partitions}
-    )
+        start: dict[TopicPartition, int] = dict(await consumer.beginning_offsets(partitions))
+    else:
+        found = await consumer.offsets_for_times(
+            {tp: int(since.timestamp() * 1000) for tp in partitions}
+        )
+        start = {}
+        for tp in partitions:
+            at = found.get(tp)
+            start[tp] = at.offset if at is not None else end[tp]
     for tp in partitions:
-        at = found.get(tp)
-        consumer.seek(tp, at.offset if at is not None else end[tp])
+        consumer.seek(tp, start[tp])
+    return start
 
 
 async def read_history(
@@ -143,14 +149,15 @@ async def read_history(
     try:
         consumer.assign(partitions)
         end = await consumer.end_offsets(partitions)
-        await _seek(consumer, partitions, since, end)
-        start = {tp: await consumer.position(tp) for tp in partitions}
+        start = await _seek(consumer, partitions, since, end)
         total = sum(max(end[tp] - start[tp], 0) for tp in partitions)
         remaining = {tp for tp in partitions if end[tp] > start[tp]}
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
             for tp, records in batch.items():
                 for record in records:
+                    if record.offset + 1 >= end[tp]:
+                        remaining.discard(tp)
                     if record.offset >= end[tp] or record.value is None:
                         continue
                     stats.records += 1
@@ -158,7 +165,7 @@ async def read_history(
                         events.append(codec.decode(record.value, now=None, topic=names[tp.topic]))
                     except DecodeError:
                         stats.undecodable += 1
-            for tp in list(remaining):
+            for tp in list(remaining):  # markers or compaction may end a partition early
                 if await consumer.position(tp) >= end[tp]:
                     remaining.discard(tp)
             if progress is not None:
