@@ -228,3 +228,28 @@ def worker_launcher(kafka_bootstrap: str, redis_url: str, tmp_path: Path) -> Ite
     yield launch
     for worker in launched:
         worker.stop()
+
+
+async def _produce_events(settings: Any, events: Any) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    from schemas import codec
+    from schemas.topics import topic_for
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                settings.topic(topic_for(event)),
+                key=codec.event_key(event),
+                value=codec.encode(event),
+            )
+    finally:
+        await producer.stop()
+
+
+@pytest.fixture
+def produce_events() -> Any:
+    """``await produce_events(settings, events)``: contract events onto their own topics."""
+    return _produce_events

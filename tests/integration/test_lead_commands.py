@@ -10,17 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
-from schemas import codec
 from schemas.events import Traits
 from schemas.examples import make_event
-from schemas.topics import topic_for
 
 pytestmark = pytest.mark.integration
 
 
-async def _produce(worker: Any, lead_id: str) -> None:
+async def _produce(produce_events: Any, worker: Any, lead_id: str) -> None:
     now = datetime.now(UTC)
     common: dict[str, Any] = {"lead_id": lead_id, "anonymous_id": None}
     events = [
@@ -38,17 +35,7 @@ async def _produce(worker: Any, lead_id: str) -> None:
             **common,
         ),
     ]
-    producer = AIOKafkaProducer(bootstrap_servers=worker.settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(
-                worker.settings.topic(topic_for(event)),
-                key=codec.event_key(event),
-                value=codec.encode(event),
-            )
-    finally:
-        await producer.stop()
+    await produce_events(worker.settings, events)
 
 
 def _leadstream(worker: Any, *args: str) -> subprocess.CompletedProcess[str]:
@@ -71,9 +58,11 @@ def _until(worker: Any, code: int, *args: str) -> subprocess.CompletedProcess[st
         time.sleep(1)
 
 
-async def test_explain_then_forget_a_lead(served_worker: Any, unique: str) -> None:
+async def test_explain_then_forget_a_lead(
+    served_worker: Any, unique: str, produce_events: Any
+) -> None:
     lead_id = f"lead-{unique}"
-    await _produce(served_worker, lead_id)
+    await _produce(produce_events, served_worker, lead_id)
     explained = _until(served_worker, 0, "explain", lead_id, "--url", served_worker.base)
     assert explained.returncode == 0, explained.stderr
     assert f"lead {lead_id}" in explained.stdout

@@ -8,17 +8,14 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientSession
-from aiokafka import AIOKafkaProducer
 
-from schemas import codec
 from schemas.events import Traits
 from schemas.examples import make_event
-from schemas.topics import topic_for
 
 pytestmark = pytest.mark.integration
 
 
-async def _produce(worker: Any, lead_id: str) -> None:
+async def _produce(produce_events: Any, worker: Any, lead_id: str) -> None:
     now = datetime.now(UTC)
     events = [
         make_event(
@@ -44,22 +41,14 @@ async def _produce(worker: Any, lead_id: str) -> None:
             occurred_at=now - timedelta(minutes=3),
         ),
     ]
-    producer = AIOKafkaProducer(bootstrap_servers=worker.settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(
-                worker.settings.topic(topic_for(event)),
-                key=codec.event_key(event),
-                value=codec.encode(event),
-            )
-    finally:
-        await producer.stop()
+    await produce_events(worker.settings, events)
 
 
-async def test_a_lead_is_explained_live_by_its_owner(served_worker: Any, unique: str) -> None:
+async def test_a_lead_is_explained_live_by_its_owner(
+    served_worker: Any, unique: str, produce_events: Any
+) -> None:
     lead_id = f"lead-{unique}"
-    await _produce(served_worker, lead_id)
+    await _produce(produce_events, served_worker, lead_id)
     auth = {"Authorization": f"Bearer {served_worker.token}"}
     url = f"{served_worker.base}/leads/{lead_id}"
     async with ClientSession() as http:
