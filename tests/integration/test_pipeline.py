@@ -339,14 +339,6 @@ async def test_outputs_equal_the_offline_reference(
     _check(scenario, settings, scores, changes)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known defect under investigation: when a second worker joins under load, a record "
-        "can be lost (no output ever mentions it, its offset is committed); passes on a quiet "
-        "machine"
-    ),
-)
 async def test_a_second_worker_joining_mid_stream_changes_nothing(
     settings: Settings, tmp_path: Path
 ) -> None:
