@@ -201,7 +201,8 @@ def test_cli_needs_only_the_target(
     assert main(["rules", "validate", str(out)]) == 0
     html = tmp_path / "report.html"
     again = ["calibrate", str(csv), "--target", "converted", "--out", str(out),
-             "--report", str(html), "--stream-check", "0", "--compare", str(out)]  # fmt: skip
+             "--report", str(html), "--stream-check", "0", "--compare", str(out),
+             "--interactions", "1"]  # fmt: skip
     assert main(again) == 0
     assert "<table>" in html.read_text()
     assert html.read_text().count("<svg") == 2
@@ -212,6 +213,7 @@ def test_cli_exit_codes(history: pd.DataFrame, tmp_path: Path) -> None:
     csv = tmp_path / "h.csv"
     history.to_csv(csv, index=False)
     assert main(["calibrate", str(csv), "--target", "nope"]) == 3
+    assert main(["calibrate", str(csv), "--target", "converted", "--interactions", "-1"]) == 2
     assert main(["calibrate", str(tmp_path / "absent.csv"), "--target", "converted"]) == 3
     assert main(["calibrate", str(csv), "--target", "converted", "--role", "Industry"]) == 2
 
