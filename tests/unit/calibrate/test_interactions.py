@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from stream.calibrate.export import lead_events, replay
 from stream.calibrate.run import Calibration, calibrate
 from stream.calibrate.scorecard import Options
 from stream.calibrate.table import prepare
+from stream.cli import main
 
 
 def make_shop(n: int = 4000, seed: int = 4) -> pd.DataFrame:
@@ -87,3 +90,14 @@ def test_a_fixed_number_of_pairs_skips_the_choice(crossed: Calibration) -> None:
     assert two.card.cv_by_interactions == {}
     assert two.stream_auc is not None
     assert abs(two.stream_auc - two.stream_offline_auc) < 0.005
+
+
+def test_a_worker_loads_the_model_with_pairs(crossed: Calibration, tmp_path: Path) -> None:
+    from stream.app import create_app
+    from stream.settings import Settings
+
+    path = tmp_path / "calibrated.yaml"
+    path.write_text(crossed.yaml_text, encoding="utf-8")
+    assert main(["rules", "validate", str(path)]) == 0
+    app = create_app(Settings(models_path=path, store="memory", web_enabled=False))
+    assert app is not None
