@@ -85,7 +85,7 @@ def _test(feature: Feature, b: Bin) -> dict[str, Any]:
             bounds["gt"] = _number(b.gt)
         if b.le is not None:
             bounds["le"] = _number(b.le)
-        test["range"] = bounds
+        test["range"] = bounds or {"gt": -math.inf}  # one bin for every number: present
     elif len(b.values) == 1:
         test["equals"] = b.values[0]
     else:

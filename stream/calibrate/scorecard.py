@@ -456,7 +456,8 @@ def _with_pairs(
     if not wanted:
         return cards
     probability = card.model.predict_proba(card.design(frame))[:, 1]
-    ranked = _interactions(columns, frame, y, probability, options=options, top=max(wanted))
+    binned = [feature.column for feature in card.features]  # a lead's events carry only these
+    ranked = _interactions(binned, frame, y, probability, options=options, top=max(wanted))
     for top in wanted:
         crossed = Scorecard(card.features, 0.0, card.factor, options, interactions=ranked[:top])
         crossed.model = _regression(options).fit(crossed.design(frame), y)
