@@ -48,7 +48,7 @@ __all__ = ["LeadProcessor", "LeadRecord", "ScoringEngine", "Step", "Tick", "regi
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
 from stream import identity, metrics, topics
 from stream.schedule import DueSchedule
-from stream.sequence import SequenceGuard
+from stream.sequence import POSITION_PREFIX, SequenceGuard
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,7 @@ class LeadProcessor:
             app,
             settings.kafka_bootstrap,
             read_committed=settings.processing_guarantee == "exactly_once",
+            positions=self.leads,
         )
         self.agent: Any = None
 
@@ -550,6 +551,8 @@ class LeadProcessor:
         if not new:
             return
         for key, raw in self.leads.items():
+            if key.startswith(POSITION_PREFIX):
+                continue  # a saved partition position (stream.sequence), not a lead
             lead_id = key.decode()
             part = self.partition_of(lead_id)
             if part in new:

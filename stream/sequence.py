@@ -23,6 +23,12 @@ handled, and checks each record against it:
   is sent to the internal topic's partition of the same number, and on its arrival the agent
   reads the missing records (table writes then land on that partition, as they must).
 
+Every ``SAVE_EVERY`` records a partition's position is saved in the leads table, under a key no
+lead id can take, and so in the table's changelog *after* the state writes of the records it
+covers: a worker that restores the table after a crash or a move skips, exactly, the records up to
+the saved position (their effects are in the restored state); the few after it are recognised by
+the event ids the lead state remembers.
+
 Only the partitions of the worker's current assignment are checked. Their offsets are forgotten
 when the partitions are revoked, so a partition that comes back later starts again from its
 committed offset.
@@ -31,7 +37,7 @@ committed offset.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +45,21 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream import metrics
 
-__all__ = ["Fetched", "SequenceGuard"]
+__all__ = ["POSITION_PREFIX", "Fetched", "SequenceGuard", "position_key"]
 
 log = logging.getLogger(__name__)
+
+SAVE_EVERY = 20
+"""Handled records per partition between two saves of its position (one table write each)."""
+
+POSITION_PREFIX = b"position "
+"""Table keys of saved positions start with this (a space: never a lead id)."""
+
+
+def position_key(topic: str, partition: int) -> bytes:
+    """The table key under which the position of ``topic[partition]`` is saved."""
+    return POSITION_PREFIX + f"{topic} {partition}".encode()
+
 
 Handler = Callable[[Any], Awaitable[None]]
 
@@ -60,10 +78,19 @@ class Fetched:
 class SequenceGuard:
     """Per consumed partition, the last offset handled; gaps are read and handled in order."""
 
-    def __init__(self, app: Any, bootstrap: str, *, read_committed: bool = False) -> None:
+    def __init__(
+        self,
+        app: Any,
+        bootstrap: str,
+        *,
+        read_committed: bool = False,
+        positions: MutableMapping[bytes, bytes] | None = None,
+    ) -> None:
         self.app = app
         self.bootstrap = bootstrap
         self.read_committed = read_committed
+        self.positions = positions
+        self._since_saved: dict[tuple[str, int], int] = {}
         self._assigned: set[tuple[str, int]] = set()
         self._last: dict[tuple[str, int], int] = {}
         self._seen_at_check: dict[tuple[str, int], int] = {}
@@ -81,12 +108,25 @@ class SequenceGuard:
             key = (tp.topic, tp.partition)
             self._assigned.discard(key)
             self._last.pop(key, None)
+            self._since_saved.pop(key, None)
             self._seen_at_check.pop(key, None)
 
     def handled(self, message: Any) -> None:
         key = (message.topic, message.partition)
         if key in self._assigned and message.offset > self._last.get(key, -1):
             self._last[key] = message.offset
+            if self.positions is not None:
+                count = self._since_saved.get(key, 0) + 1
+                if count >= SAVE_EVERY:
+                    self.positions[position_key(*key)] = str(message.offset).encode()
+                    count = 0
+                self._since_saved[key] = count
+
+    def _saved(self, key: tuple[str, int]) -> int | None:
+        if self.positions is None:
+            return None
+        raw = self.positions.get(position_key(*key))
+        return None if raw is None else int(raw)
 
     def _committed(self, message: Any) -> int | None:
         offsets = getattr(self.app.consumer, "_committed_offset", None)
@@ -101,6 +141,11 @@ class SequenceGuard:
         if key not in self._assigned:
             return True  # not a partition of this worker's assignment (tests, replies)
         last = self._last.get(key)
+        if last is None:
+            saved = self._saved(key)
+            if saved is not None and message.offset <= saved:
+                # handled before a restart or a move: its effects are in the restored table
+                self._last[key] = last = saved
         if last is not None and message.offset <= last:
             metrics.record_redelivered()
             return False

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from intervaltree import IntervalTree
 
-from stream.sequence import Fetched, SequenceGuard
+from stream.sequence import SAVE_EVERY, Fetched, SequenceGuard, position_key
 
 pytestmark = pytest.mark.integration
 
@@ -114,3 +114,39 @@ async def test_gaps_are_read_and_handled_in_order_and_redeliveries_skipped(
         assert await guard.admit(Message(topic, 0, 2), handle)
     finally:
         await guard.close()
+
+
+async def test_a_saved_position_skips_what_was_handled_before_a_restart(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    topic = f"seq-{unique}"
+    await _topic_with(kafka_bootstrap, topic, 30)
+    tp = TopicPartition(topic, 0)
+    table: dict[bytes, bytes] = {}
+    conf = type("Conf", (), {"id": "seq-test"})()
+
+    async def handle(record: Any) -> None:
+        raise AssertionError(f"nothing is missing here, yet {record} was read")
+
+    before = SequenceGuard(
+        App(ConsumerBooks({tp}, {tp: 30}), conf), kafka_bootstrap, positions=table
+    )
+    before.assign({tp})
+    for offset in range(25):
+        assert await before.admit(Message(topic, 0, offset), handle)
+        before.handled(Message(topic, 0, offset))
+    assert table == {position_key(topic, 0): str(SAVE_EVERY - 1).encode()}
+    # a restart: the table comes back from its changelog, the committed offset is older
+    books = ConsumerBooks({tp}, {tp: 30})
+    books._committed_offset[tp] = 5
+    after = SequenceGuard(App(books, conf), kafka_bootstrap, positions=table)
+    after.assign({tp})
+    skipped = []
+    for offset in range(5, 25):
+        if await after.admit(Message(topic, 0, offset), handle):
+            after.handled(Message(topic, 0, offset))
+        else:
+            skipped.append(offset)
+    assert skipped == list(range(5, SAVE_EVERY))
+    await before.close()
+    await after.close()
