@@ -60,7 +60,7 @@ Log = Callable[[str], None]
 class BenchConfig:
     """What to measure and how much."""
 
-    events: int = 300_000
+    events: int = 100_000
     state_leads: int = 1_000_000
     partitions: int = 8
     loads: tuple[float, ...] = (0.25, 0.5, 0.75)
