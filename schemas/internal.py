@@ -72,11 +72,16 @@ class MergeIn(ContractModel):
 
 
 class Tick(ContractModel):
-    """Time passed for ``key`` (a lead id or an anonymous id): keyed by it."""
+    """Time passed for ``key`` (a lead id or an anonymous id): keyed by it.
+
+    ``kind="partition"``: sent to one partition of the internal topic when a consumed topic's
+    partition of that number stopped reaching the agent although the broker holds more records;
+    the agent reads them (``stream.sequence``). ``key`` is then ``partition-<n>``.
+    """
 
     type: Literal["tick"] = "tick"
     key: Identifier
-    kind: Literal["lead", "anonymous"]
+    kind: Literal["lead", "anonymous", "partition"]
     at: UtcDatetime
 
 

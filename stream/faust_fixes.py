@@ -13,6 +13,7 @@ process are tracked and acknowledged as before.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from faust.transport.consumer import Consumer
@@ -34,3 +35,50 @@ def guard_skipped_acks() -> None:
 
     Consumer.ack = ack
     setattr(Consumer, _GUARDED, True)
+
+
+# ----------------------------------------------------------------------------- read offsets
+
+_EPOCH = "_leadstream_seek_epoch"
+_SEEKED = "_leadstream_seeked"
+
+
+def guard_read_offsets() -> None:
+    """Do not let a record handed over across a seek leave a stale read offset behind.
+
+    Faust's fetch loop hands a record to the streams and *then* records its offset as read.
+    When the hand-over waits (the stream's buffer is full) and the partitions are meanwhile
+    sought back to their committed offsets (a rebalance), the read offset recorded afterwards is
+    the stale record's: the records between the committed offset and it, fetched again, are
+    dropped as "already read" and never reach the agent. The guard puts back the read offset the
+    seek set. (The processor's ``stream.sequence`` catches records that slip past the agent by
+    any route; this keeps the common one from happening.)
+    """
+    if getattr(Consumer, _EPOCH, None) is not None:
+        return
+    setattr(Consumer, _EPOCH, 0)
+    original_seek = Consumer.perform_seek
+    original_getmany = Consumer.getmany
+
+    async def perform_seek(self: Any) -> None:
+        await original_seek(self)
+        setattr(self, _SEEKED, dict(self._read_offset))
+        setattr(self, _EPOCH, getattr(self, _EPOCH, 0) + 1)
+
+    async def getmany(
+        self: Any,
+        timeout: float,  # noqa: ASYNC109 - Faust's own signature (called with timeout=)
+    ) -> AsyncIterator[tuple[Any, Any]]:
+        async for tp, message in original_getmany(self, timeout):
+            epoch = getattr(self, _EPOCH, 0)
+            yield tp, message
+            if getattr(self, _EPOCH, 0) != epoch:
+                # Handed over across a seek: the read offset just taken from it is stale.
+                seeked: dict[Any, int | None] = getattr(self, _SEEKED, {})
+                if seeked.get(tp) is not None:
+                    self._read_offset[tp] = seeked[tp]
+                else:
+                    self._read_offset.pop(tp, None)
+
+    Consumer.perform_seek = perform_seek
+    Consumer.getmany = getmany

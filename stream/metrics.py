@@ -37,6 +37,8 @@ __all__ = [
     "dead_letter",
     "event_in",
     "exposition",
+    "record_redelivered",
+    "records_recovered",
     "register",
     "scoring_latency",
     "stage_change",
@@ -65,6 +67,16 @@ STAGE_CHANGES = Counter(
     "leadstream_stage_changes",
     "Stage changes read from the stage-changes topic, per model and from/to stage.",
     ["model", "from_stage", "to_stage"],
+    registry=REGISTRY,
+)
+RECORDS_REDELIVERED = Counter(
+    "leadstream_records_redelivered",
+    "Records the consumer delivered again after the processor handled them (skipped).",
+    registry=REGISTRY,
+)
+RECORDS_RECOVERED = Counter(
+    "leadstream_records_recovered",
+    "Records that never reached the agent and were read from the broker directly and handled.",
     registry=REGISTRY,
 )
 SCORING_LATENCY = Histogram(
@@ -142,6 +154,8 @@ METRIC_NAMES: Final[frozenset[str]] = frozenset(
             DEAD_LETTERS,
             STAGE_CHANGES,
             SCORING_LATENCY,
+            RECORDS_REDELIVERED,
+            RECORDS_RECOVERED,
             MESSAGES_IN,
             MESSAGES_OUT,
             TABLE_WRITES,
@@ -174,6 +188,16 @@ def dead_letter(kind: str) -> None:
 def stage_change(model: str, from_stage: str | None, to_stage: str) -> None:
     """Count one stage change (``from_stage`` None: the lead's first stage, shown as ``none``)."""
     STAGE_CHANGES.labels(model=model, from_stage=from_stage or "none", to_stage=to_stage).inc()
+
+
+def record_redelivered() -> None:
+    """Count one record delivered again after it was handled (and skipped)."""
+    RECORDS_REDELIVERED.inc()
+
+
+def records_recovered(count: int) -> None:
+    """Count records read from the broker because they never reached the agent."""
+    RECORDS_RECOVERED.inc(count)
 
 
 def scoring_latency(seconds: float) -> None:

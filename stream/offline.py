@@ -10,6 +10,11 @@ are not scored, as the processor holds them until they expire), and the events o
 into another (`leads_merged`) count toward the surviving lead. A lead's events are applied in
 event-time order; the decay math makes the result the same as any arrival order (caps aside). A
 `lead_erased` event forgets everything before it: the state and every output it led to.
+
+Between events the state is kept in its stored form (``LeadState.to_dict`` read back), as the
+processor keeps it in its table: the stored form is compact (engagement rebased to the state's
+time and shortened), so a state that skipped it could differ in the last bits from the worker's,
+and a decay crossing time, part of a stage change's event id, with it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,12 @@ from datetime import datetime
 from schemas.events import EventBase, Identify, LeadErased, LeadsMerged
 from stream.scoring import LeadState, ModelSet, Output, advance_all, apply_all
 
-__all__ = ["LeadHistory", "group_by_lead", "score_history", "score_leads"]
+__all__ = ["LeadHistory", "group_by_lead", "score_history", "score_leads", "stored"]
+
+
+def stored(state: LeadState, models: ModelSet) -> LeadState:
+    """``state`` as the processor reads it back from its table (its stored form)."""
+    return LeadState.from_dict(state.to_dict(), models)
 
 
 def _aliases(events: Iterable[EventBase]) -> dict[str, str]:
@@ -85,12 +95,12 @@ def score_history(
             continue
         step = apply_all(state, event, models=models, lead_id=lead_id)
         if step.state is not None:
-            state = step.state
+            state = stored(step.state, models)
         outputs.extend(step.outputs)
     if state is not None and until is not None:
         step = advance_all(state, until, lead_id=lead_id)
         if step.state is not None:
-            state = step.state
+            state = stored(step.state, models)
         outputs.extend(step.outputs)
     return LeadHistory(lead_id, state, tuple(outputs))
 

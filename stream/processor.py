@@ -49,6 +49,7 @@ __all__ = ["LeadProcessor", "LeadRecord", "ScoringEngine", "Step", "Tick", "regi
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
 from stream import identity, metrics, topics
 from stream.schedule import DueSchedule
+from stream.sequence import SequenceGuard
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,11 @@ class LeadProcessor:
         self._all_partitions = list(range(partitions))
         self._rebuilt: set[int] = set()
         self._live: OrderedDict[str, tuple[bytes, LeadRecord]] = OrderedDict()
+        self.sequence = SequenceGuard(
+            app,
+            settings.kafka_bootstrap,
+            read_committed=settings.processing_guarantee == "exactly_once",
+        )
         self.agent: Any = None
 
     def partition_of(self, key: str) -> int:
@@ -490,6 +496,9 @@ class LeadProcessor:
         await self.emit(outputs)
 
     async def on_tick(self, message_in: Tick, message: Any) -> None:
+        if message_in.kind == "partition":
+            await self.sequence.catch_up(message.partition, self.handle)
+            return
         if message_in.kind == "anonymous":
             record = self.load_anon(message_in.key)
             if record is None:
@@ -572,7 +581,10 @@ class LeadProcessor:
 
     async def process(self, stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
-            await self.handle(event.message)
+            message = event.message
+            if await self.sequence.admit(message, self.handle):
+                await self.handle(message)
+                self.sequence.handled(message)
             yield None
 
     # ------------------------------------------------------------------ the timer
@@ -618,6 +630,11 @@ class LeadProcessor:
             await self.to_internal(
                 ident, Tick(key=ident, kind="lead" if kind == "l" else "anonymous", at=now)
             )
+        for partition in sorted(self.sequence.stalled()):
+            probe = Tick(key=f"partition-{partition}", kind="partition", at=now)
+            await self.internal.send(
+                key=probe.key.encode(), value=codec.encode(probe), partition=partition
+            )
 
 
 def register(
@@ -633,4 +650,17 @@ def register(
         processor.process
     )
     app.timer(interval=settings.timer_interval_s)(processor.decay_timer)
+
+    @app.on_partitions_revoked.connect
+    async def forget_positions(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        processor.sequence.forget(revoked)
+
+    @app.on_partitions_assigned.connect
+    async def check_positions(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        processor.sequence.assign(assigned)
+
+    @app.on_before_shutdown.connect
+    async def close_reader(sender: Any, **kwargs: Any) -> None:
+        await processor.sequence.close()
+
     return processor

@@ -116,8 +116,8 @@ class Projector:
             await consumer.stop()
 
     async def run(self) -> None:
-        """Project until cancelled."""
-        while True:
+        """Project until cancelled or stopped."""
+        while self._consumer is not None:
             await self.step()
 
     async def step(self, timeout_ms: int = 1000) -> int:

@@ -117,6 +117,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     parser.add_argument(
         "--c", type=_positive, default=0.5, help="inverse regularisation strength (0.5)"
     )
+    parser.add_argument(
+        "--interactions", type=int, default=None, metavar="N",
+        help="cross N pairs of attributes (fit rules with `and`; default: chosen by "
+        "cross-validation among 0, 1, 2, 4, 8; 0 gives a purely additive scorecard)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pair-bins", type=int, default=3, metavar="N",
+        help="at most N bins per numeric attribute of a pair (3)",
+    )  # fmt: skip
     parser.add_argument("--pdo", type=_positive, default=20.0, help="points to double the odds")
     parser.add_argument(
         "--base-odds", type=_positive, default=1.0, help="odds the base score is reported at (1)"
@@ -181,8 +190,11 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
         roles[name] = Role(role)
     roles |= {name: Role.COUNT for name in args.count}
     roles |= {name: Role.IGNORE for name in args.exclude}
-    if args.bins < 2:
-        print("leadstream calibrate: --bins must be at least 2", file=sys.stderr)
+    if args.bins < 2 or args.pair_bins < 2:
+        print("leadstream calibrate: --bins and --pair-bins must be at least 2", file=sys.stderr)
+        return EXIT_USAGE
+    if args.interactions is not None and args.interactions < 0:
+        print("leadstream calibrate: --interactions must be 0 or more", file=sys.stderr)
         return EXIT_USAGE
     options = Options(
         binning=args.binning,
@@ -191,6 +203,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
         pdo=args.pdo,
         base_odds=args.base_odds,
         seed=args.seed,
+        interactions=args.interactions,
+        pair_bins=args.pair_bins,
     )
     try:
         current = load_model_file(args.compare) if args.compare else None

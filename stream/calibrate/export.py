@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 
 from schemas.events import Clicked, EventBase, ProfileUpdated, Traits
-from stream.calibrate.scorecard import MISSING, Feature, Scorecard
+from stream.calibrate.scorecard import MISSING, Bin, Feature, Interaction, Scorecard
 from stream.scoring import ModelSet, ScoringModel, apply_all, parse_models, score_at
 from stream.scoring.spec import rule_code
 
@@ -74,30 +74,59 @@ def _describe(feature: Feature, index: int) -> str:
     return f"{feature.column.name} {b.label}: {100 * b.rate:.1f}% of {b.rows} converted"
 
 
+def _test(feature: Feature, b: Bin) -> dict[str, Any]:
+    """The test of a value in bin `b`: `{"field": ..., "range"|"equals"|"in": ...}`."""
+    test: dict[str, Any] = {"field": f"custom.{feature.column.key}"}
+    if b.values == (MISSING,):
+        test["equals"] = MISSING
+    elif feature.numeric:
+        bounds: dict[str, float | int] = {}
+        if b.gt is not None:
+            bounds["gt"] = _number(b.gt)
+        if b.le is not None:
+            bounds["le"] = _number(b.le)
+        test["range"] = bounds or {"gt": -math.inf}  # one bin for every number: present
+    elif len(b.values) == 1:
+        test["equals"] = b.values[0]
+    else:
+        test["in"] = list(b.values)
+    return test
+
+
 def _fit_rules(feature: Feature, ids: _Ids) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
-    name = f"custom.{feature.column.key}"
     base = _slug(feature.column.key)
     for i, b in enumerate(feature.bins):
         if b.points == 0:
             continue
-        rule: dict[str, Any] = {"id": ids(f"{base}.{i + 1}"), "field": name}
-        if b.values == (MISSING,):
-            rule["equals"] = MISSING
-        elif feature.numeric:
-            bounds: dict[str, float | int] = {}
-            if b.gt is not None:
-                bounds["gt"] = _number(b.gt)
-            if b.le is not None:
-                bounds["le"] = _number(b.le)
-            rule["range"] = bounds
-        elif len(b.values) == 1:
-            rule["equals"] = b.values[0]
-        else:
-            rule["in"] = list(b.values)
+        rule: dict[str, Any] = {"id": ids(f"{base}.{i + 1}"), **_test(feature, b)}
         rule["points"] = b.points
         rule["description"] = _describe(feature, i)
         rules.append(rule)
+    return rules
+
+
+def _pair_rules(pair: Interaction, ids: _Ids) -> list[dict[str, Any]]:
+    """A fit rule with `and` per cell of a pair worth points."""
+    rules: list[dict[str, Any]] = []
+    base = f"{_slug(pair.a.column.key)[:20]}.x.{_slug(pair.b.column.key)[:20]}"
+    for (i, j), cell in pair.cells.items():
+        if cell.points == 0:
+            continue
+        what = (
+            f"{pair.a.column.name} {pair.a.bins[i].label} and {pair.b.column.name} "
+            f"{pair.b.bins[j].label}: "
+            + (f"{100 * cell.rate:.1f}% of {cell.rows} converted" if cell.rows else "not seen")
+        )
+        rules.append(
+            {
+                "id": ids(f"{base}.{i + 1}.{j + 1}"),
+                **_test(pair.a, pair.a.bins[i]),
+                "and": [_test(pair.b, pair.b.bins[j])],
+                "points": cell.points,
+                "description": what,
+            }
+        )
     return rules
 
 
@@ -170,6 +199,8 @@ def model_file(
             engagement += _count_rules(feature, ids, group)
         else:
             fit += _fit_rules(feature, ids)
+    for pair in card.interactions:
+        fit += _pair_rules(pair, ids)
     model: dict[str, Any] = {
         "id": model_id,
         "version": version,

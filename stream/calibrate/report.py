@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from stream.calibrate.run import Calibration
+from stream.calibrate.scorecard import Scorecard
 from stream.calibrate.table import Role
 
 __all__ = ["Section", "build_sections", "charts", "ks_statistic", "render"]
@@ -112,6 +113,12 @@ def _points(result: Calibration) -> Section:
             rows.append(
                 (feature.column.name, kind, b.label, str(b.rows), _pct(b.rate), f"{b.points:+d}")
             )
+    for pair in result.card.interactions:
+        for cell in pair.cells.values():
+            rows.append(
+                (pair.name, "fit (pair)", cell.label, str(cell.rows), _pct(cell.rate),
+                 f"{cell.points:+d}")
+            )  # fmt: skip
     return Section(
         "Points per feature (training leads; missing values and unseen categories score 0)",
         ("feature", "kind", "bin", "leads", "converted", "points"),
@@ -153,6 +160,20 @@ def _columns(result: Calibration) -> Section:
     return Section("Columns", ("column", "role", "why", "AUC alone"), tuple(rows))
 
 
+def _pairs(card: Scorecard) -> str:
+    tried = card.cv_by_interactions
+    how = (
+        "chosen by cross-validation: "
+        + ", ".join(f"{n} → AUC {auc:.4f}" for n, auc in sorted(tried.items()))
+        if len(tried) > 1
+        else "as asked"
+    )
+    names = "; ".join(pair.name for pair in card.interactions)
+    return f"pairs of attributes crossed: {len(card.interactions)} ({how})" + (
+        f": {names}" if names else ""
+    )
+
+
 def _summary(result: Calibration) -> Section:
     y = result.table.target
     test_labels = y[result.test]
@@ -166,6 +187,7 @@ def _summary(result: Calibration) -> Section:
         f"{card.options.max_bins}), L2 logistic regression C={card.options.c:g}",
         f"cross-validated AUC on the training leads ({card.options.folds} folds): "
         f"{card.cv_auc[0]:.4f} ± {card.cv_auc[1]:.4f}",
+        _pairs(card),
         f"held-out AUC: {result.auc_points:.4f} (integer points), "
         f"{result.auc_probability:.4f} (regression)",
         f"held-out KS: {ks_statistic(result.test_scores, test_labels):.3f}",

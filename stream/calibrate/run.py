@@ -124,7 +124,7 @@ def calibrate(
     limit = len(test) if stream_check is None else min(stream_check, len(test))
     if limit:
         rows = test_frame.iloc[:limit].to_dict("records")
-        streamed = replay(rows, card.features, result.models, model_id)
+        streamed = replay(rows, card.event_features(), result.models, model_id)
         labels = y[test][:limit]
         if 0 < labels.sum() < len(labels):
             result.stream_auc = float(roc_auc_score(labels, streamed))

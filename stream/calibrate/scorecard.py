@@ -14,6 +14,15 @@ nobody knows anything about). The lowest bin of a count gives 0 as well. The reg
 intercept and the shifts are not rules; they fix the base score instead, the total at which the
 odds of converting are `base_odds`:
 `base_score = pdo / ln 2 · (ln base_odds - intercept) + shifts`.
+
+Interactions: an additive scorecard cannot say "a high page value counts for more in November".
+Pairs of attributes are therefore offered as well, each cut into a few coarse bins (at most
+`pair_bins`) and crossed: one indicator per cell with enough rows. The pairs are ranked on the
+training rows by how much of the additive model's error their cells explain (the sum over cells
+of (Σ residual)² / Σ p(1-p), as in the FAST algorithm for GA²M models), and how many of the top
+pairs to keep is chosen by cross-validation on the training rows (nested: every fold ranks the
+pairs on its own training part). A cell becomes a fit rule with `and`: it gives its points when
+both attributes fall in the cell's bins. Counts are left out (they are engagement rules).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
@@ -31,7 +41,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from stream.calibrate.table import Column, Role
 
-__all__ = ["Bin", "Feature", "Options", "Scorecard", "fit_scorecard"]
+__all__ = ["Bin", "Feature", "Interaction", "Options", "Scorecard", "fit_scorecard"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,11 @@ class Options:
     """The odds at which the base score is reported (1 = a 50% chance)."""
     folds: int = 5
     seed: int = 42
+    interactions: int | None = None
+    """How many pairs of attributes to cross; None: chosen by cross-validation among
+    `INTERACTION_CHOICES` (0 when `folds` < 2)."""
+    pair_bins: int = 3
+    """At most this many coarse bins per attribute of a pair (numbers; categories keep theirs)."""
 
 
 @dataclass
@@ -258,6 +273,94 @@ def make_feature(column: Column, values: Any, y: Any, options: Options) -> Featu
     return feature if len(feature.bins) >= 2 else None
 
 
+INTERACTION_CHOICES = (0, 1, 2, 4, 8)
+"""How many pairs cross-validation chooses among."""
+MAX_PAIR_CATEGORIES = 12
+"""A categorical attribute with more bins than this is not crossed with others."""
+MIN_CELL_ROWS = 30
+"""A cell of a pair gets an indicator (a weight of its own) with at least this many rows."""
+
+
+@dataclass
+class Interaction:
+    """Two attributes crossed: `cells[(i, j)]` is the bin pair (bin i of `a`, bin j of `b`)."""
+
+    a: Feature
+    b: Feature
+    cells: dict[tuple[int, int], Bin]
+    """Every cell of the training rows (those with fewer than `MIN_CELL_ROWS` get no weight)."""
+    gain: float = 0.0
+    """How much of the additive model's error the cells explain on the training rows."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.a.column.name} x {self.b.column.name}"
+
+    def index(self, frame: Any) -> Any:
+        """Every row's cell as `i * len(b.bins) + j` (-1 when either bin is unknown)."""
+        ia = self.a.index(frame[self.a.column.name].to_numpy())
+        ib = self.b.index(frame[self.b.column.name].to_numpy())
+        return np.where((ia < 0) | (ib < 0), -1, ia * len(self.b.bins) + ib)
+
+    def encoded_cells(self) -> list[tuple[int, int]]:
+        return [key for key, cell in self.cells.items() if cell.rows >= MIN_CELL_ROWS]
+
+
+def _coarse(column: Column, values: Any, y: Any, options: Options) -> Feature | None:
+    """An attribute's few bins for crossing (None when it has too many or too few)."""
+    coarse = Options(
+        binning="supervised",
+        max_bins=options.pair_bins,
+        min_bin_share=0.05,
+        rare_share=options.rare_share,
+        seed=options.seed,
+    )
+    feature = make_feature(column, values, y, coarse)
+    if feature is None or len(feature.bins) > MAX_PAIR_CATEGORIES:
+        return None
+    if feature.numeric and len(feature.ranges) < 2:  # a range needs a bound
+        return None
+    return feature
+
+
+def _interactions(
+    columns: list[Column], frame: Any, y: Any, probability: Any, *, options: Options, top: int
+) -> list[Interaction]:
+    """The `top` pairs of attributes whose cells explain most of the additive model's error."""
+    if top <= 0:
+        return []
+    residual = y - probability
+    hessian = probability * (1.0 - probability)
+    coarse = [
+        f
+        for c in columns
+        if c.role != Role.COUNT
+        and (f := _coarse(c, frame[c.name].to_numpy(), y, options)) is not None
+    ]
+    bins = [f.index(frame[f.column.name].to_numpy()) for f in coarse]
+    ranked: list[Interaction] = []
+    for (a, ia), (b, ib) in itertools.combinations(zip(coarse, bins, strict=True), 2):
+        pair = Interaction(a, b, {})
+        known = (ia >= 0) & (ib >= 0)
+        cells = np.where(known, ia * len(b.bins) + ib, -1)
+        size = len(a.bins) * len(b.bins)
+        rows = np.bincount(cells[known], minlength=size)
+        r = np.bincount(cells[known], residual[known], minlength=size)
+        h = np.bincount(cells[known], hessian[known], minlength=size)
+        enough = rows >= MIN_CELL_ROWS
+        pair.gain = float((r[enough] ** 2 / np.maximum(h[enough], 1e-12)).sum())
+        ranked.append(pair)
+    ranked.sort(key=lambda pair: -pair.gain)
+    chosen = ranked[:top]
+    for pair in chosen:
+        cells = pair.index(frame)
+        for i, j in itertools.product(range(len(pair.a.bins)), range(len(pair.b.bins))):
+            mask = cells == i * len(pair.b.bins) + j
+            label = f"{pair.a.bins[i].label} & {pair.b.bins[j].label}"
+            pair.cells[(i, j)] = Bin(label, rows=int(mask.sum()), converted=int(y[mask].sum()))
+    return chosen
+
+
 @dataclass
 class Scorecard:
     """The fitted scorecard: features with points, the regression, its scaling."""
@@ -271,11 +374,22 @@ class Scorecard:
     cv_auc: tuple[float, float] = (math.nan, math.nan)
     """Mean and standard deviation of the cross-validated AUC on the training split."""
     model: Any = None
+    interactions: list[Interaction] = field(default_factory=list)
+    """Pairs of attributes crossed; their cells are fit points too."""
+    cv_by_interactions: dict[int, float] = field(default_factory=dict)
+    """Cross-validated AUC on the training split per number of pairs tried."""
 
     @property
     def base_score(self) -> float:
         """The total at which the odds of converting are `options.base_odds`."""
         return self.factor * (math.log(self.options.base_odds) - self.intercept) + self.shift
+
+    def event_features(self) -> list[Feature]:
+        """The features in the order a lead's events carry them: the crossed attributes first,
+        so that they arrive in the same profile event (one holds at most 100 attributes)."""
+        crossed = {p.a.column.name for p in self.interactions}
+        crossed |= {p.b.column.name for p in self.interactions}
+        return sorted(self.features, key=lambda f: f.column.name not in crossed)
 
     def design(self, frame: Any) -> Any:
         """The bin indicators of every row (the regression's inputs)."""
@@ -284,7 +398,11 @@ class Scorecard:
             idx = feature.index(frame[feature.column.name].to_numpy())
             for i in feature.encoded_bins():
                 blocks.append(idx == i)
-        return np.column_stack(blocks).astype("float64")
+        for pair in self.interactions:
+            cells = pair.index(frame)
+            for i, j in pair.encoded_cells():
+                blocks.append(cells == i * len(pair.b.bins) + j)
+        return sparse.csr_matrix(np.column_stack(blocks).astype("float64"))
 
     def points(self, frame: Any) -> tuple[Any, Any]:
         """Every row's (fit, engagement) points: attributes, and counts of activities."""
@@ -298,6 +416,12 @@ class Scorecard:
                 engagement += got
             else:
                 fit += got
+        for pair in self.interactions:
+            size = len(pair.a.bins) * len(pair.b.bins)
+            table = np.zeros(size + 1)
+            for (i, j), cell in pair.cells.items():
+                table[i * len(pair.b.bins) + j] = cell.points
+            fit += table[pair.index(frame)]  # -1 picks the trailing 0
         return fit, engagement
 
     def total(self, frame: Any) -> Any:
@@ -308,31 +432,79 @@ class Scorecard:
         return self.model.predict_proba(self.design(frame))[:, 1]
 
 
-def fit_scorecard(
-    columns: list[Column], frame: Any, y: Any, options: Options | None = None
-) -> Scorecard:
-    """Bin, fit and scale on the training rows `frame`/`y`."""
-    options = options or Options()
+def _base(columns: list[Column], frame: Any, y: Any, options: Options) -> Scorecard:
     features = []
     for column in columns:
         feature = make_feature(column, frame[column.name].to_numpy(), y, options)
         if feature is not None:
             features.append(feature)
-    card = Scorecard(features, 0.0, options.pdo / math.log(2), options)
-    x = card.design(frame)
-    model = LogisticRegression(C=options.c, max_iter=2000)
-    if options.folds >= 2:
-        folds = StratifiedKFold(options.folds, shuffle=True, random_state=options.seed)
-        aucs = []
-        for train, test in folds.split(x, y):
-            m = LogisticRegression(C=options.c, max_iter=2000).fit(x[train], y[train])
-            aucs.append(roc_auc_score(y[test], m.predict_proba(x[test])[:, 1]))
-        card.cv_auc = (float(np.mean(aucs)), float(np.std(aucs)))
-    model.fit(x, y)
-    card.model = model
+    return Scorecard(features, 0.0, options.pdo / math.log(2), options)
+
+
+def _regression(options: Options) -> LogisticRegression:
+    return LogisticRegression(C=options.c, max_iter=3000)
+
+
+def _with_pairs(
+    columns: list[Column], frame: Any, y: Any, options: Options, tops: tuple[int, ...]
+) -> dict[int, Scorecard]:
+    """Fitted scorecards with each number of pairs in `tops` (the pairs ranked once)."""
+    card = _base(columns, frame, y, options)
+    card.model = _regression(options).fit(card.design(frame), y)
+    cards = {0: card}
+    wanted = [top for top in tops if top > 0]
+    if not wanted:
+        return cards
+    probability = card.model.predict_proba(card.design(frame))[:, 1]
+    binned = [feature.column for feature in card.features]  # a lead's events carry only these
+    ranked = _interactions(binned, frame, y, probability, options=options, top=max(wanted))
+    for top in wanted:
+        crossed = Scorecard(card.features, 0.0, card.factor, options, interactions=ranked[:top])
+        crossed.model = _regression(options).fit(crossed.design(frame), y)
+        cards[top] = crossed
+    return cards
+
+
+def _cross_validate(
+    columns: list[Column], frame: Any, y: Any, options: Options, tops: tuple[int, ...]
+) -> dict[int, tuple[float, float]]:
+    """Mean and standard deviation of the AUC per number of pairs, over `options.folds` folds
+    of the training rows (bins, pairs and weights all learned within each fold)."""
+    folds = StratifiedKFold(options.folds, shuffle=True, random_state=options.seed)
+    aucs: dict[int, list[float]] = {top: [] for top in tops}
+    for train, test in folds.split(np.zeros(len(y)), y):
+        part = frame.iloc[train].reset_index(drop=True)
+        held = frame.iloc[test].reset_index(drop=True)
+        for top, card in _with_pairs(columns, part, y[train], options, tops).items():
+            if top not in aucs:
+                continue
+            scores = card.model.predict_proba(card.design(held))[:, 1]
+            aucs[top].append(float(roc_auc_score(y[test], scores)))
+    return {top: (float(np.mean(v)), float(np.std(v))) for top, v in aucs.items()}
+
+
+def fit_scorecard(
+    columns: list[Column], frame: Any, y: Any, options: Options | None = None
+) -> Scorecard:
+    """Bin, choose pairs, fit and scale on the training rows `frame`/`y`."""
+    options = options or Options()
+    cv = options.folds >= 2
+    if options.interactions is not None:
+        tops: tuple[int, ...] = (options.interactions,)
+    else:
+        tops = INTERACTION_CHOICES if cv else (0,)
+    scores = _cross_validate(columns, frame, y, options, tops) if cv else {}
+    # the fewest pairs whose AUC is within a tenth of a point (0.001) of the best
+    best = max((mean for mean, _ in scores.values()), default=0.0)
+    top = min((t for t, (mean, _) in scores.items() if mean >= best - 0.001), default=tops[0])
+    card = _with_pairs(columns, frame, y, options, (top,))[top]
+    if cv:
+        card.cv_auc = scores[top]
+        card.cv_by_interactions = {t: mean for t, (mean, _) in scores.items()}
+    model = card.model
     card.intercept = float(model.intercept_[0])
     weights = iter(model.coef_[0].tolist())
-    for feature in features:
+    for feature in card.features:
         for i in feature.encoded_bins():
             b = feature.bins[i]
             b.weight = next(weights)
@@ -342,4 +514,14 @@ def fit_scorecard(
             for b in feature.bins:
                 b.points -= lowest
             card.shift -= lowest
+    for pair in card.interactions:
+        for key in pair.encoded_cells():
+            cell = pair.cells[key]
+            cell.weight = next(weights)
+            cell.points = round(cell.weight * card.factor)
+        # the lowest cell gives 0 (a cell without a weight of its own is worth 0 before this)
+        lowest = min([0, *(cell.points for cell in pair.cells.values())])
+        for cell in pair.cells.values():
+            cell.points -= lowest
+        card.shift -= lowest
     return card

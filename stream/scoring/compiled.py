@@ -277,6 +277,35 @@ def _fit_scorer(rule: FitRule) -> Callable[[object], float]:
     return per_unit
 
 
+def _all_getter(rule: FitRule) -> Callable[[Traits, int], object]:
+    """The values of every field a rule with `and` tests (MISSING unless the event has all)."""
+    getters = tuple(_fit_getter(name) for name in rule.fields)
+
+    def values(traits: Traits, year: int) -> object:
+        got = tuple(get(traits, year) for get in getters)
+        return MISSING if any(value is MISSING for value in got) else got
+
+    return values
+
+
+def _all_scorer(rule: FitRule) -> Callable[[object], float]:
+    """A rule with `and`: its points when every test holds on the values `_all_getter` read."""
+    from stream.scoring.spec import FitRule  # noqa: PLC0415 - spec compiles models lazily
+
+    tests = [_fit_scorer(rule.model_copy(update={"and_": None, "points": 1.0}))]
+    tests += [
+        _fit_scorer(FitRule.model_validate({"id": rule.id, "points": 1, **c.matchers()}))
+        for c in rule.and_ or ()
+    ]
+    points = rule.points
+
+    def score(values: object) -> float:
+        assert isinstance(values, tuple)
+        return points if all(test(v) for test, v in zip(tests, values, strict=True)) else 0.0
+
+    return score
+
+
 @dataclass(frozen=True, slots=True)
 class FitRuleC:
     """A fit rule ready to run."""
@@ -353,8 +382,8 @@ class CompiledModel:
             FitRuleC(
                 id=rule.id,
                 field=rule.field,
-                get=_fit_getter(rule.field),
-                score=_fit_scorer(rule),
+                get=_all_getter(rule) if rule.and_ else _fit_getter(rule.field),
+                score=_all_scorer(rule) if rule.and_ else _fit_scorer(rule),
                 disqualify=rule.disqualify,
             )
             for rule in spec.fit

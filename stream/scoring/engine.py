@@ -199,10 +199,18 @@ def _decay_terms(st: ModelState, basis: str) -> tuple[list[decay.Term], float]:
 
 
 def _first_below(st: ModelState, basis: str, threshold: float, after: float) -> float | None:
+    """When decay takes ``basis`` below ``threshold`` after ``after``, to the whole second.
+
+    Decay crossings are reported rounded up to the whole second: a crossing time is part of a
+    stage change's event id, and the exact root moves by microseconds between a state kept in
+    memory and the same state read back from its compact stored form, which would give the same
+    stage change two ids on two workers.
+    """
     if basis == "fit":
         return after if st.fit_total < threshold else None
     terms, constant = _decay_terms(st, basis)
-    return decay.first_below(terms, constant, threshold, after)
+    exact = decay.first_below(terms, constant, threshold, after)
+    return None if exact is None else max(after, float(math.ceil(exact)))
 
 
 def _add(

@@ -41,6 +41,7 @@ __all__ = [
     "CapSpec",
     "CrmSpec",
     "EngagementRule",
+    "FitCondition",
     "FitRule",
     "GradeSpec",
     "HandRaiseSpec",
@@ -237,13 +238,41 @@ def _shorten(text: str, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+class FitCondition(Spec):
+    """A further test of a fit rule (`and:`): one profile attribute tested one way, with
+    exactly one of `equals`, `in`, `range` or `regex` (as in a fit rule)."""
+
+    field: str
+    equals: Scalar | None = None
+    in_: list[Scalar] | None = Field(default=None, alias="in", min_length=1)
+    range: RangeSpec | None = None
+    regex: str | None = None
+
+    @model_validator(mode="after")
+    def _valid_test(self) -> Self:
+        try:
+            FitRule.model_validate({"id": "and", "points": 1, **self.matchers()})
+        except ValidationError as exc:
+            messages = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            raise ValueError("; ".join(messages)) from None
+        return self
+
+    def matchers(self) -> dict[str, object]:
+        """The condition's test as fit-rule keys (`{"field": ..., "in": [...]}`)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+
 class FitRule(Spec):
-    """Points for who the lead is: one profile attribute tested one way.
+    """Points for who the lead is: one profile attribute tested one way, or several (`and`).
 
     Exactly one of `equals`, `in`, `range`, `regex` or `per_unit_above` is given. Text is
     compared case-insensitively; `in` on `email_domain` also matches subdomains. With
     `per_unit_above: 25` the rule gives `points` per unit above 25 (e.g. +1 per year of age above
     25), at most `max_points`.
+
+    `and` lists further conditions on other attributes (not with `per_unit_above`): the rule
+    gives its points when all of them hold. It is evaluated on a profile event that carries
+    every one of its fields; an event that lacks one leaves the rule's points as they were.
     """
 
     id: Name
@@ -255,6 +284,7 @@ class FitRule(Spec):
     regex: str | None = None
     per_unit_above: float | None = None
     max_points: float | None = None
+    and_: list[FitCondition] | None = Field(default=None, alias="and", min_length=1)
     disqualify: bool = False
     """A match disqualifies the lead (e.g. a competitor's domain)."""
     description: str | None = None
@@ -302,7 +332,16 @@ class FitRule(Spec):
             raise ValueError(f"field 'regex': {self.field!r} is a number, not text")
         if self.max_points is not None and kind != "per_unit_above":
             raise ValueError("field 'max_points': only used with per_unit_above")
+        if self.and_ and kind == "per_unit_above":
+            raise ValueError("field 'and': not with per_unit_above")
+        if self.and_ and len({self.field, *(c.field for c in self.and_)}) <= len(self.and_):
+            raise ValueError("field 'and': each condition tests another field")
         return self
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The attributes the rule tests: `field`, then those of `and`."""
+        return (self.field, *(c.field for c in self.and_ or ()))
 
     def matcher_value(self, name: str) -> object:
         return self.in_ if name == "in" else getattr(self, name)
@@ -313,6 +352,13 @@ class FitRule(Spec):
 
     def describe_test(self) -> str:
         """The test in words, for tables: `industry in [saas, software]`."""
+        if self.and_:
+            tests = [self.model_copy(update={"and_": None})]
+            tests += [
+                FitRule.model_validate({"id": "and", "points": 1, **c.matchers()})
+                for c in self.and_
+            ]
+            return " and ".join(test.describe_test() for test in tests)
         kind = self.kind
         if kind == "equals":
             return f"{self.field} = {_show(self.equals)}"

@@ -201,7 +201,8 @@ def test_cli_needs_only_the_target(
     assert main(["rules", "validate", str(out)]) == 0
     html = tmp_path / "report.html"
     again = ["calibrate", str(csv), "--target", "converted", "--out", str(out),
-             "--report", str(html), "--stream-check", "0", "--compare", str(out)]  # fmt: skip
+             "--report", str(html), "--stream-check", "0", "--compare", str(out),
+             "--interactions", "1"]  # fmt: skip
     assert main(again) == 0
     assert "<table>" in html.read_text()
     assert html.read_text().count("<svg") == 2
@@ -212,6 +213,7 @@ def test_cli_exit_codes(history: pd.DataFrame, tmp_path: Path) -> None:
     csv = tmp_path / "h.csv"
     history.to_csv(csv, index=False)
     assert main(["calibrate", str(csv), "--target", "nope"]) == 3
+    assert main(["calibrate", str(csv), "--target", "converted", "--interactions", "-1"]) == 2
     assert main(["calibrate", str(tmp_path / "absent.csv"), "--target", "converted"]) == 3
     assert main(["calibrate", str(csv), "--target", "converted", "--role", "Industry"]) == 2
 
@@ -227,3 +229,23 @@ def test_missing_scikit_learn_prints_the_install_hint(
     monkeypatch.setitem(sys.modules, "sklearn", None)
     assert main(["calibrate", str(tmp_path / "x.csv"), "--target", "y"]) == 1
     assert "pip install 'leadstream[calibrate]'" in capsys.readouterr().err
+
+
+def test_a_number_present_or_missing_is_a_valid_rule() -> None:
+    """Present values that all fall in one bin: the rule for that bin is "any number"."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    amount = np.where(rng.random(n) < 0.97, 100.0, rng.uniform(0, 99, n)).round(1).astype(object)
+    missing = rng.random(n) < 0.3
+    amount[missing] = None
+    converted = rng.random(n) < np.where(missing, 0.05, 0.4)
+    frame = pd.DataFrame(
+        {"amount": amount, "noise": rng.normal(size=n), "y": np.where(converted, "yes", "no")}
+    )
+    result = calibrate(prepare(frame, target="y"), options=Options(folds=0), stream_check=None)
+    feature = next(f for f in result.card.features if f.column.name == "amount")
+    assert [b.label for b in feature.bins] == ["any", "(missing)"]
+    assert feature.bins[0].points > 0
+    rule = next(r for r in result.models.get("calibrated").fit if r.field == "custom.amount")
+    assert rule.range is not None and rule.range.contains(-1e9) and rule.range.contains(1e9)
+    assert result.stream_auc == pytest.approx(result.auc_points, abs=1e-9)

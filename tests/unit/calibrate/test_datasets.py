@@ -1,7 +1,9 @@
 """Calibration on public lead-conversion data in ../shared/datasets (read in place).
 
 The bounds sit a little under the figures in BENCHMARKS.md: the split is seeded, but these
-datasets are small. Cross-validation is skipped to keep the tests fast.
+datasets are small. Cross-validation is skipped to keep the tests fast: the shoppers test crosses
+the 4 pairs of attributes that cross-validation on the training split chooses (BENCHMARKS.md);
+the choice itself is tested in test_interactions.py.
 """
 
 from __future__ import annotations
@@ -25,15 +27,17 @@ pytestmark = pytest.mark.skipif(not DATASETS.is_dir(), reason="../shared/dataset
 def test_bank_marketing_without_the_call_duration() -> None:
     table = prepare(read_table(BANK), target="y", roles={"duration": Role.IGNORE})
     assert table.positive == "yes"
-    result = calibrate(table, options=Options(folds=0), stream_check=0)
-    assert result.auc_points >= 0.79  # 0.808 in BENCHMARKS.md
+    result = calibrate(table, options=Options(folds=0, interactions=0), stream_check=0)
+    assert result.auc_points >= 0.79  # 0.808 additive in BENCHMARKS.md (0.812 with a pair)
 
 
 def test_online_shoppers_ranked_the_same_offline_and_in_the_stream() -> None:
     counts = {name: Role.COUNT for name in ("Administrative", "Informational", "ProductRelated")}
     table = prepare(read_table(SHOPPERS), target="Revenue", roles=counts)
-    result = calibrate(table, options=Options(folds=0), stream_check=1500)
-    assert result.auc_points >= 0.90  # 0.910 in BENCHMARKS.md
-    assert result.models.get("calibrated").engagement  # counts became engagement rules
+    result = calibrate(table, options=Options(folds=0, interactions=4), stream_check=1500)
+    assert result.auc_points >= 0.915  # 0.920 in BENCHMARKS.md
+    model = result.models.get("calibrated")
+    assert model.engagement  # counts became engagement rules
+    assert any(rule.and_ for rule in model.fit)  # and pairs of attributes fit rules with `and`
     assert result.stream_auc is not None
     assert abs(result.stream_auc - result.stream_offline_auc) < 0.005
