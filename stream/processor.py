@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -59,6 +60,8 @@ IDENTITY_TABLE = "identities"
 INTERNAL = topics.INTERNAL
 MAX_CONTROL_IDS = 64
 """Control message ids remembered per lead (merges are rare; this bounds the state)."""
+LIVE_LEADS = 10_000
+"""Leads whose decoded records the processor keeps in memory (least recently used dropped)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +69,15 @@ class Step:
     """What scoring one input did.
 
     ``state``: the new state document (``None``: unchanged); ``outputs``: the records to
-    publish; ``due``: when decay will next cross a threshold for the new state (``None``: never).
+    publish; ``due``: when decay will next cross a threshold for the new state (``None``: never);
+    ``live``: the engine's decoded form of the lead's state after the step (opaque here), handed
+    back to the engine with the document on the lead's next input.
     """
 
     state: dict[str, Any] | None
     outputs: Sequence[ContractModel] = ()
     due: datetime | None = None
+    live: Any = None
 
 
 class ScoringEngine(Protocol):
@@ -80,7 +86,7 @@ class ScoringEngine(Protocol):
     @property
     def model_ids(self) -> Sequence[str]: ...
 
-    def apply(self, state: dict[str, Any] | None, event: EventBase) -> Step: ...
+    def apply(self, state: dict[str, Any] | None, event: EventBase, live: Any = None) -> Step: ...
 
     def merge(
         self,
@@ -92,9 +98,11 @@ class ScoringEngine(Protocol):
         at: datetime,
     ) -> Step: ...
 
-    def tick(self, state: dict[str, Any], at: datetime, *, lead_id: str) -> Step: ...
+    def tick(
+        self, state: dict[str, Any], at: datetime, *, lead_id: str, live: Any = None
+    ) -> Step: ...
 
-    def next_due(self, state: dict[str, Any]) -> datetime | None: ...
+    def next_due(self, state: dict[str, Any], live: Any = None) -> datetime | None: ...
 
 
 @dataclass(slots=True)
@@ -104,13 +112,22 @@ class LeadRecord:
     ``state`` is the scoring core's state for every model; ``anonymous_ids`` the visitor ids
     linked to the lead (so an erase reaches them); ``merged_into`` marks a lead absorbed by a
     merge, which keeps its last state until the surviving lead has it; ``controls`` the ids of
-    recently applied control messages.
+    recently applied control messages. ``live`` (not stored) is the engine's decoded ``state``
+    when the processor has it in memory (``Step.live``).
     """
 
     state: dict[str, Any] | None = None
     anonymous_ids: list[str] = field(default_factory=list)
     merged_into: str | None = None
     controls: list[str] = field(default_factory=list)
+    live: Any = field(default=None, compare=False, repr=False)
+
+    def copy(self) -> LeadRecord:
+        """A copy a handler can change without touching this one (lists are replaced, not
+        changed in place, by every handler)."""
+        return LeadRecord(
+            self.state, self.anonymous_ids, self.merged_into, self.controls, self.live
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -202,6 +219,7 @@ class LeadProcessor:
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
         self._rebuilt: set[int] = set()
+        self._live: OrderedDict[str, tuple[bytes, LeadRecord]] = OrderedDict()
         self.sequence = SequenceGuard(
             app,
             settings.kafka_bootstrap,
@@ -217,12 +235,37 @@ class LeadProcessor:
     # ------------------------------------------------------------------ table access
 
     def load_lead(self, lead_id: str) -> LeadRecord | None:
+        """The lead's record as stored; decoded again only when the stored bytes are not the
+        ones this processor last wrote or read for it (recovery, another worker, a rebalance)."""
         raw = self.leads.get(lead_id.encode())
-        return None if raw is None else LeadRecord.from_json(codec.loads(raw))
+        if raw is None:
+            self._live.pop(lead_id, None)
+            return None
+        kept = self._live.get(lead_id)
+        if kept is not None and kept[0] == raw:
+            self._live.move_to_end(lead_id)
+            return kept[1].copy()
+        record = LeadRecord.from_json(codec.loads(raw))
+        self._keep(lead_id, raw, record)
+        return record.copy()
+
+    def _keep(self, lead_id: str, raw: bytes, record: LeadRecord) -> None:
+        self._live[lead_id] = (raw, record)
+        self._live.move_to_end(lead_id)
+        if len(self._live) > LIVE_LEADS:
+            self._live.popitem(last=False)
+
+    def _remember_live(self, lead_id: str, live: Any) -> None:
+        """The decoded form of the kept record's (unchanged) state, for its next input."""
+        kept = self._live.get(lead_id)
+        if kept is not None:
+            kept[1].live = live
 
     def store_lead(self, lead_id: str, record: LeadRecord, due: datetime | None) -> None:
         """Write the lead's one value (one changelog message) and its next decay due time."""
-        self.leads[lead_id.encode()] = codec.dumps(record.to_json())
+        raw = codec.dumps(record.to_json())
+        self.leads[lead_id.encode()] = raw
+        self._keep(lead_id, raw, record.copy())
         if record.merged_into is not None:
             due = None
         self.schedule.set(
@@ -233,7 +276,7 @@ class LeadProcessor:
         """The due time of a record whose state did not change (read from the state)."""
         if record.state is None or record.merged_into is not None:
             return None
-        return self.engine.next_due(record.state)
+        return self.engine.next_due(record.state, record.live)
 
     def load_anon(self, anonymous_id: str) -> identity.AnonRecord | None:
         raw = self.identities.get(anonymous_id.encode())
@@ -334,7 +377,10 @@ class LeadProcessor:
                     occurred_at=event.occurred_at,
                 ),
             )
-        step = self.engine.apply(record.state, event)
+        step = self.engine.apply(record.state, event, record.live)
+        if step.state is None and record.live is None and step.live is not None:
+            self._remember_live(lead_id, step.live)
+        record.live = step.live
         if step.state is not None:
             record.state = step.state
             self.store_lead(lead_id, record, step.due)
@@ -346,6 +392,7 @@ class LeadProcessor:
 
     async def on_erase(self, event: LeadErased, lead_id: str, record: LeadRecord) -> None:
         self.leads.pop(lead_id.encode(), None)
+        self._live.pop(lead_id, None)
         self.schedule.set(self.partition_of(lead_id), _lead_key(lead_id), None)
         for anonymous_id in record.anonymous_ids:
             await self.to_internal(
@@ -444,7 +491,7 @@ class LeadProcessor:
                 at=message_in.occurred_at,
             )
             if step.state is not None:
-                record.state, due = step.state, step.due
+                record.state, due, record.live = step.state, step.due, step.live
             outputs = step.outputs
         self.store_lead(message_in.lead_id, record, due)
         await self.emit(outputs)
@@ -472,9 +519,9 @@ class LeadProcessor:
         lead = self.load_lead(message_in.key)
         if lead is None or lead.state is None or lead.merged_into is not None:
             return
-        step = self.engine.tick(lead.state, message_in.at, lead_id=message_in.key)
+        step = self.engine.tick(lead.state, message_in.at, lead_id=message_in.key, live=lead.live)
         if step.state is not None:
-            lead.state = step.state
+            lead.state, lead.live = step.state, step.live
             self.store_lead(message_in.key, lead, step.due)
         else:
             due = self._due(lead)

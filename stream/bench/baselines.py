@@ -1,0 +1,158 @@
+"""The baselines the pipeline is measured against, on the same topics and data.
+
+- ``raw_loop``: an aiokafka consumer → ``codec.decode`` → producer loop, no Faust, no state: the
+  Python limit on this broker.
+- ``bare``: a Faust agent over the five source topics that decodes each record and sends one
+  small record per event (no table).
+- ``naive``: the same agent plus one table write per event (a per-lead counter): one changelog
+  message per event, as a first stateful Faust agent would do it.
+
+The Faust baselines use the worker's own Faust options (``stream.app.faust_options``), so only
+the agent differs from the pipeline. Run one with ``python -m stream.bench.baselines KIND``
+(settings from the ``LEADSTREAM_*`` environment, like ``leadstream worker``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from schemas import codec
+from schemas.errors import DecodeError
+from stream import topics
+from stream.app import faust_options
+from stream.faust_fixes import guard_skipped_acks
+from stream.settings import Settings
+
+KINDS = ("bare", "naive")
+
+
+def output_topic(settings: Settings, kind: str) -> str:
+    return settings.topic(f"bench.{kind}.out")
+
+
+def _contract_topic(settings: Settings, name: str) -> str:
+    prefix = settings.topic_prefix
+    return name[len(prefix) :] if prefix and name.startswith(prefix) else name
+
+
+def _summary(event: Any) -> bytes:
+    return orjson.dumps({"event_id": event.event_id, "type": event.type})
+
+
+def create_baseline_app(settings: Settings, kind: str) -> faust.App:
+    """A Faust app with one baseline agent (``bare`` or ``naive``)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown baseline {kind!r}")
+    guard_skipped_acks()
+    app = faust.App(**faust_options(settings))
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "partitions": settings.topic_partitions,
+    }
+    sources = app.topic(*(settings.topic(spec.name) for spec in topics.SOURCES), **raw)
+    out = app.topic(output_topic(settings, kind), **raw)
+    table: Any = None
+    if kind == "naive":
+        table = app.Table(
+            "bench-counts", partitions=settings.topic_partitions, key_type=bytes, value_type=bytes
+        )
+        table.key_serializer = "raw"
+        table.value_serializer = "raw"
+
+    async def agent(stream: Any) -> AsyncIterator[None]:
+        async for item in stream.events():
+            message = item.message
+            try:
+                event = codec.decode(
+                    message.value,
+                    now=datetime.now(UTC),
+                    topic=_contract_topic(settings, message.topic),
+                )
+            except DecodeError:
+                yield None
+                continue
+            if table is not None:
+                key = message.key or b""
+                count = table.get(key)
+                table[key] = b"1" if count is None else str(int(count) + 1).encode()
+            await out.send(key=message.key, value=_summary(event))
+            yield None
+
+    app.agent(sources, name=f"bench-{kind}", concurrency=1)(agent)
+    return app
+
+
+async def raw_loop(settings: Settings, expected: int, limit_s: float) -> tuple[int, float]:
+    """Consume ``expected`` source records, decode, produce one record each; (count, seconds).
+
+    Timed from the first record fetched to the last record's send acknowledged.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks=1, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    out = output_topic(settings, "raw")
+    try:
+        names = [settings.topic(spec.name) for spec in topics.SOURCES]
+        parts = [
+            TopicPartition(name, p) for name in names for p in range(settings.topic_partitions)
+        ]
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        count = 0
+        started: float | None = None
+        deadline = time.monotonic() + limit_s
+        while count < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500, max_records=2000)
+            if started is None and batch:
+                started = time.perf_counter()
+            now = datetime.now(UTC)
+            for tp, records in batch.items():
+                contract = _contract_topic(settings, tp.topic)
+                for record in records:
+                    count += 1
+                    try:
+                        event = codec.decode(record.value or b"", now=now, topic=contract)
+                    except DecodeError:
+                        continue
+                    await producer.send(out, key=record.key, value=_summary(event))
+        await producer.flush()
+        return count, time.perf_counter() - (started or time.perf_counter())
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m stream.bench.baselines bare|naive``: run that baseline as a Faust worker."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or args[0] not in KINDS:
+        print(f"usage: python -m stream.bench.baselines {{{'|'.join(KINDS)}}}", file=sys.stderr)
+        return 2
+    settings = Settings()
+    app = create_baseline_app(settings, args[0])
+    worker = faust.Worker(app, loglevel="warning")
+    worker.spinner = None  # as `leadstream worker` does: the spinner would log at DEBUG
+    worker.execute_from_commandline()
+    return 0  # pragma: no cover  (execute_from_commandline exits)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""``leadstream bench --quick`` on the real broker: it runs, prints its tables, writes its JSON.
+
+The figures themselves are not asserted (the machines are shared; speed is read, not tested):
+only that every run measured something and every section was filled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_quick_bench_prints_the_table_and_writes_the_json(
+    kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench.json"
+    env = {**os.environ, "LEADSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream.cli",
+            "bench",
+            "--quick",
+            "--json",
+            str(out),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    with capsys.disabled():  # the table, in the CI log
+        print("\n" + done.stdout)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "| run | what | records | s | records/s |" in done.stdout
+
+    results = json.loads(out.read_text())
+    rows = {row["name"]: row for row in results["throughput"]}
+    assert set(rows) == {"raw", "bare", "naive", "pipeline"}
+    for row in rows.values():
+        assert row["events"] > 0 and row["seconds"] > 0 and row["events_per_s"] > 0, row
+    assert results["ratios"]["pipeline/bare"] > 0
+    assert results["ratios"]["pipeline/naive"] > 0
+
+    assert results["latency"], "no latency run"
+    for run in results["latency"]:
+        assert run["sent"] > 0
+        assert run["event_to_score"]["n"] > 0
+        assert run["event_to_score"]["p50_ms"] <= run["event_to_score"]["p99_ms"]
+
+    state = results["state"]
+    assert state["leads"] > 0 and state["models"] == 2
+    assert state["changelog_value_bytes_per_lead"] > 0
+    assert state["decoded_state_bytes_per_lead"] > 0
+    assert state["rocksdb_bytes_per_lead_after_run"] > 0
+
+    assert [r["case"] for r in results["recovery"]] == ["empty data directory (lost machine)"]
+    recovery = results["recovery"][0]
+    assert recovery["leads"] == results["config"]["state_leads"]
+    assert recovery["seconds"] > 0
+    assert results["not_measured"], "what is not measured is named"
