@@ -25,6 +25,8 @@ def faust_options(settings: Settings) -> dict[str, object]:
         "topic_replication_factor": settings.topic_replication,
         "processing_guarantee": settings.processing_guarantee,
         "table_standby_replicas": settings.standby_replicas,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
         "consumer_auto_offset_reset": "earliest",
         "web_enabled": settings.web_enabled,
         "web_host": settings.web_host,

@@ -381,14 +381,16 @@ class LeadProcessor:
         if step.state is None and record.live is None and step.live is not None:
             self._remember_live(lead_id, step.live)
         record.live = step.live
+        if step.outputs:
+            # Sent before the state is written: a crash in between sends them again (same ids,
+            # same revisions) rather than keeping a state whose outputs never left.
+            await self.emit(step.outputs)
+            metrics.scoring_latency(time.time() - event.occurred_at.timestamp())
         if step.state is not None:
             record.state = step.state
             self.store_lead(lead_id, record, step.due)
         elif isinstance(event, Identify):
             self.store_lead(lead_id, record, self._due(record))
-        if step.outputs:
-            await self.emit(step.outputs)
-            metrics.scoring_latency(time.time() - event.occurred_at.timestamp())
 
     async def on_erase(self, event: LeadErased, lead_id: str, record: LeadRecord) -> None:
         self.leads.pop(lead_id.encode(), None)
@@ -493,8 +495,8 @@ class LeadProcessor:
             if step.state is not None:
                 record.state, due, record.live = step.state, step.due, step.live
             outputs = step.outputs
-        self.store_lead(message_in.lead_id, record, due)
         await self.emit(outputs)
+        self.store_lead(message_in.lead_id, record, due)
 
     async def on_tick(self, message_in: Tick, message: Any) -> None:
         if message_in.kind == "partition":
@@ -520,6 +522,7 @@ class LeadProcessor:
         if lead is None or lead.state is None or lead.merged_into is not None:
             return
         step = self.engine.tick(lead.state, message_in.at, lead_id=message_in.key, live=lead.live)
+        await self.emit(step.outputs)  # before the state, as for events
         if step.state is not None:
             lead.state, lead.live = step.state, step.live
             self.store_lead(message_in.key, lead, step.due)
@@ -532,7 +535,6 @@ class LeadProcessor:
                 _lead_key(message_in.key),
                 None if due is None else due.timestamp(),
             )
-        await self.emit(step.outputs)
 
     # ------------------------------------------------------------------ the agent
 

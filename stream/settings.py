@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     )
     processing_guarantee: ProcessingGuarantee = "at_least_once"
     standby_replicas: int = Field(0, ge=0, description="Standby replicas of each table.")
+    session_timeout_s: float = Field(
+        10.0,
+        ge=6,
+        le=300,
+        description=(
+            "How long the group waits for a silent worker (crashed, cut off) before its partitions"
+            " move, in seconds (the Kafka consumer session timeout)."
+        ),
+    )
     timer_interval_s: float = Field(
         10.0, gt=0, description="How often the decay timer looks for due leads, in seconds."
     )
