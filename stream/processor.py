@@ -158,6 +158,13 @@ class LeadRecord:
         return True
 
 
+async def _delivered(deliveries: Iterable[Any]) -> None:
+    """Wait until the broker has the sent messages (a test context's sends return nothing)."""
+    for delivery in deliveries:
+        if delivery is not None:
+            await delivery
+
+
 def _lead_key(lead_id: str) -> str:
     return f"l:{lead_id}"
 
@@ -297,8 +304,9 @@ class LeadProcessor:
 
     # ------------------------------------------------------------------ sending
 
-    async def to_internal(self, key: str, message: ContractModel) -> None:
-        await self.internal.send(key=key.encode(), value=codec.encode(message))
+    async def to_internal(self, key: str, message: ContractModel) -> Any:
+        """Send ``message`` to the owner of ``key``; returns its delivery future."""
+        return await self.internal.send(key=key.encode(), value=codec.encode(message))
 
     async def emit(self, outputs: Iterable[ContractModel]) -> None:
         for record in outputs:
@@ -393,14 +401,19 @@ class LeadProcessor:
             self.store_lead(lead_id, record, self._due(record))
 
     async def on_erase(self, event: LeadErased, lead_id: str, record: LeadRecord) -> None:
-        self.leads.pop(lead_id.encode(), None)
-        self._live.pop(lead_id, None)
-        self.schedule.set(self.partition_of(lead_id), _lead_key(lead_id), None)
-        for anonymous_id in record.anonymous_ids:
+        # The unlinks are on the broker before the record that lists the anonymous ids is
+        # deleted: a crash in between erases again, with the ids still known.
+        deliveries = [
             await self.to_internal(
                 anonymous_id,
                 Unlink(event_id=event.event_id, anonymous_id=anonymous_id, lead_id=lead_id),
             )
+            for anonymous_id in record.anonymous_ids
+        ]
+        await _delivered(deliveries)
+        self.leads.pop(lead_id.encode(), None)
+        self._live.pop(lead_id, None)
+        self.schedule.set(self.partition_of(lead_id), _lead_key(lead_id), None)
         for model in self.engine.model_ids:
             erased = LeadErasedRecord.build(
                 lead_id=lead_id,
@@ -433,12 +446,20 @@ class LeadProcessor:
 
     async def on_link(self, message_in: Link) -> None:
         linked = identity.link(self.load_anon(message_in.anonymous_id), message_in.lead_id)
-        self.store_anon(message_in.anonymous_id, linked.record)
+        # The held events are on the broker before the record that no longer holds them is
+        # written: a crash in between releases them again (the lead recognises their ids)
+        # rather than losing them.
+        deliveries = []
         for raw in linked.released:
             held_event = codec.decode(raw, now=None)
-            await self.to_internal(
-                message_in.lead_id, held_event.model_copy(update={"lead_id": message_in.lead_id})
+            deliveries.append(
+                await self.to_internal(
+                    message_in.lead_id,
+                    held_event.model_copy(update={"lead_id": message_in.lead_id}),
+                )
             )
+        await _delivered(deliveries)
+        self.store_anon(message_in.anonymous_id, linked.record)
 
     async def on_unlink(self, message_in: Unlink) -> None:
         record = self.load_anon(message_in.anonymous_id)
