@@ -59,9 +59,10 @@ class DecodeLimits:
     """Larger values are `too_large`."""
     max_future_skew: timedelta = timedelta(days=1)
     """`occurred_at` later than `now` plus this is `timestamp_in_future`."""
-    max_age: timedelta | None = None
-    """`occurred_at` earlier than `now` minus this is `timestamp_too_old`; `None`: no limit
-    (replays and history backfills carry old events on purpose)."""
+    max_age: timedelta | None = timedelta(days=3650)
+    """`occurred_at` earlier than `now` minus this is `timestamp_too_old` (by default ten years:
+    history backfills carry old events on purpose, a date in 1970 or the year 1 is a bug);
+    `None`: no limit."""
 
 
 DEFAULT_LIMITS: Final = DecodeLimits()
