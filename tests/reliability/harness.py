@@ -49,6 +49,7 @@ class Sizes:
     redis_down_s: float
     hostile_bad: int
     hostile_leads: int
+    soak_leads: int
     soak_s: float
 
 
@@ -64,12 +65,13 @@ SIZES = {
         redis_down_s=60,
         hostile_bad=10_000,
         hostile_leads=300,
+        soak_leads=150,
         soak_s=600,
     ),
     # CI: the same checks on fewer events, so the suite stays around ten minutes
     "short": Sizes(
-        crash_leads=200,
-        crash_kills=3,
+        crash_leads=120,
+        crash_kills=2,
         rebalance_leads=150,
         broker_leads=120,
         broker_down_s=10,
@@ -77,6 +79,7 @@ SIZES = {
         redis_down_s=20,
         hostile_bad=3_000,
         hostile_leads=60,
+        soak_leads=40,
         soak_s=120,
     ),
 }[MODE]
