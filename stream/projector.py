@@ -238,10 +238,13 @@ def register(app: Any, settings: Settings) -> None:
                     await self.projector.run()
                 except asyncio.CancelledError:
                     raise
-                except (KafkaError, OSError) as exc:
-                    log.warning("projector: Kafka unavailable (%s); retrying", exc)
-                except Exception:
-                    log.exception("projector: failed; restarting")
+                except Exception as exc:
+                    if self.should_stop:  # on_stop closed the consumer under the loop
+                        return
+                    if isinstance(exc, KafkaError | OSError):
+                        log.warning("projector: Kafka unavailable (%s); retrying", exc)
+                    else:
+                        log.exception("projector: failed; restarting")
                 try:
                     await self.projector.stop()
                 except Exception:
