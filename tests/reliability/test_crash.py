@@ -25,8 +25,8 @@ pytestmark = pytest.mark.integration
     reason=(
         "records are lost across kill -9 restarts (seen: 288 revisions and 8 stage changes "
         "short after 3 kills of ~10.7k deliveries): the history of an anonymous-then-identified "
-        "visitor is never released to the lead, i.e. one identity message (identify, link or a "
-        "released event) is lost while the identity table already shows it done. Suspects: the "
+        "visitor is never released to the lead, so one lost identity message (identify, link "
+        "or a released event) loses a whole history. Suspects: the "
         "known rebalance defect (each restart is a rebalance) and state written to the "
         "changelog before the messages it implies are durable; not confirmed"
     ),
