@@ -335,6 +335,17 @@ def check_duplicates_identical(out: Outputs) -> None:
 def check_reference(sim: Simulation, settings: Settings, out: Outputs) -> None:
     """The offline-reference equality of tests/integration/test_pipeline.py."""
     check_duplicates_identical(out)
+    assert settings.models_path is not None
+    from stream.scoring import parse_models
+
+    models = parse_models(settings.models_path.read_text(), source="test models")
+    expected, _ = pipeline._reference(sim, models, pipeline._arrival_order(out.scores))
+    latest = pipeline._latest(out.scores)
+    assert set(latest) == set(expected), (
+        "the leads and models scored differ: "
+        f"only published {sorted(set(latest) - set(expected))[:10]}, "
+        f"only in the reference {sorted(set(expected) - set(latest))[:10]}"
+    )
     pipeline._check(sim, settings, out.scores, out.changes)
 
 

@@ -4,9 +4,9 @@ The worker's maximum rate is measured first (a burst of a simulation's deliverie
 fast as it goes); then the same population's traffic is sent again and again (fresh event ids
 each round, so every event is new) at half that rate for the soak duration (10 minutes in full
 mode, 2 in CI). The consumer group's lag and the worker's resident memory are sampled every
-two seconds: the lag must stay bounded (the second half never deeper than the first half, with
-ten seconds of traffic as slack) and memory must grow less than 10% after the warm-up (the first
-quarter of the run).
+two seconds: the lag must stay bounded (the second half never deeper than twice the first half
+or thirty seconds of traffic: commits come every two seconds and the machine may be shared) and
+memory must grow less than 10% after the warm-up (the first quarter of the run).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ async def test_half_the_max_load_keeps_lag_bounded_and_memory_flat(
     h.record(result)
     assert alive, log.read_text()[-3000:]
     assert drained, "the lag did not come back to 0 after the soak"
-    assert lag_second <= max(2 * lag_first, 10 * rate), (lag_first, lag_second)
+    assert lag_second <= max(2 * lag_first, 30 * rate), (lag_first, lag_second)
     assert growth < 0.10, f"memory grew {100 * growth:.1f}% after the warm-up"
 
 
