@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint typecheck check-imports unit infra-up infra-down infra-status clean
+.PHONY: demo test reliability lint typecheck check-imports unit infra-up infra-down infra-status clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -22,6 +22,13 @@ demo: $(STAMP)
 ## test: install, lint, type-check, start the real Kafka and Redis, run every test, stop them
 test: $(STAMP) lint typecheck check-imports
 	$(BIN)/leadstream infra run --for-tests --fresh -- $(BIN)/pytest $(PYTEST_ARGS)
+
+## reliability: the reliability suite at full size (RELIABILITY.md), on a fresh local Kafka and Redis
+reliability: $(STAMP)
+	rm -f .run/reliability.jsonl
+	LEADSTREAM_RELIABILITY=full LEADSTREAM_RELIABILITY_RESULTS=$(CURDIR)/.run/reliability.jsonl \
+		$(BIN)/leadstream infra run --for-tests --fresh -- $(BIN)/pytest tests/reliability $(PYTEST_ARGS); \
+		status=$$?; $(BIN)/python tests/reliability/report.py .run/reliability.jsonl; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check stream schemas tests

@@ -9,7 +9,7 @@ with a `now` the caller passes in. `encode` writes compact JSON with orjson.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -51,6 +51,10 @@ OUTBOUND_MAX_BYTES: Final = 1024 * 1024
 """Size limit when decoding outbound records (a dead letter holds up to 256 KiB of original)."""
 
 
+NOT_BEFORE: Final = datetime(2000, 1, 1, tzinfo=UTC)
+"""The earliest `occurred_at` accepted by default."""
+
+
 @dataclass(frozen=True, slots=True)
 class DecodeLimits:
     """What `decode` accepts beyond the schema."""
@@ -62,6 +66,9 @@ class DecodeLimits:
     max_age: timedelta | None = None
     """`occurred_at` earlier than `now` minus this is `timestamp_too_old`; `None`: no limit
     (replays and history backfills carry old events on purpose)."""
+    not_before: datetime | None = NOT_BEFORE
+    """`occurred_at` earlier than this is `timestamp_too_old` whatever the age limit: a date in
+    1970 or the year 1 is a bug upstream, not history. `None`: no floor."""
 
 
 DEFAULT_LIMITS: Final = DecodeLimits()
@@ -83,13 +90,13 @@ T = TypeVar("T")
 
 
 def decode(
-    data: bytes,
+    data: bytes | None,
     *,
     now: datetime | None,
     topic: str | None = None,
     limits: DecodeLimits = DEFAULT_LIMITS,
 ) -> InboundEvent:
-    """The inbound event in `data`, or `DecodeError`.
+    """The inbound event in `data`, or `DecodeError` (also for `None`, a tombstone's value).
 
     `topic`: accept only the event types of that inbound topic (`None`: any inbound event).
     `now`: the time to check `occurred_at` against (timezone-aware); `None` skips the time checks.
@@ -163,8 +170,10 @@ def score_key(lead_id: str, model: str) -> bytes:
 
 
 def _validate(
-    adapter: TypeAdapter[T], data: bytes, max_bytes: int, topic: str | None, *, tagged: bool
+    adapter: TypeAdapter[T], data: bytes | None, max_bytes: int, topic: str | None, *, tagged: bool
 ) -> T:
+    if data is None:  # a tombstone: a record with a key and no value
+        raise DecodeError(ErrorKind.NOT_JSON, "no value (a tombstone)")
     if len(data) > max_bytes:
         raise DecodeError(
             ErrorKind.TOO_LARGE, f"{len(data)} bytes is more than the limit of {max_bytes}"
@@ -223,6 +232,12 @@ def _check_time(occurred_at: datetime, now: datetime, limits: DecodeLimits) -> N
             ErrorKind.TIMESTAMP_IN_FUTURE,
             f"{occurred_at.isoformat()} is more than {limits.max_future_skew} after "
             f"{now.isoformat()}",
+            field="occurred_at",
+        )
+    if limits.not_before is not None and occurred_at < limits.not_before:
+        raise DecodeError(
+            ErrorKind.TIMESTAMP_TOO_OLD,
+            f"{occurred_at.isoformat()} is before {limits.not_before.isoformat()}",
             field="occurred_at",
         )
     if limits.max_age is not None and now - occurred_at > limits.max_age:

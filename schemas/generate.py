@@ -261,9 +261,10 @@ def readme_section() -> str:
         "",
         "`decode` rejects, with `DecodeError.kind`: `not_json`, `not_object`, `unknown_type`, "
         "`schema_violation` (with the field path), `too_large` (over 64 KiB by default), "
-        "`timestamp_in_future` (over a day ahead of `now` by default) and, when a maximum age is "
-        "set, `timestamp_too_old`. Vendor payloads (SendGrid, Mailgun, Mailchimp, Segment, "
-        "Snowplow, HubSpot) are turned into these events by `schemas.adapters`.",
+        "`timestamp_in_future` (over a day ahead of `now` by default) and `timestamp_too_old` "
+        "(before 2000, or over a maximum age when one is set). Vendor payloads (SendGrid, Mailgun, "
+        "Mailchimp, Segment, Snowplow, HubSpot) are turned into these events by "
+        "`schemas.adapters`.",
         "",
         "| topic | key | cleanup | `type` values |",
         "| --- | --- | --- | --- |",

@@ -296,12 +296,16 @@ class DeadLetter(ContractModel):
         offset: int,
         error_kind: ErrorKind,
         message: str,
-        original: bytes,
+        original: bytes | None,
         received_at: datetime,
         field: str | None = None,
         original_key: Base64Bytes | None = None,
     ) -> DeadLetter:
-        """A dead letter; an over-long original is cut and `message` is shortened to fit."""
+        """A dead letter; an over-long original is cut and `message` is shortened to fit.
+
+        `original` is `None` for a tombstone (a record without a value): kept as empty bytes.
+        """
+        original = original or b""
         return cls(
             source_topic=source_topic,
             partition=partition,

@@ -46,6 +46,7 @@ DASHBOARD_TOP: Final = 15
 DASHBOARD_MINUTES: Final = 30
 HISTOGRAM_BUCKETS: Final = 10
 _MODEL = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_LIMIT = re.compile(r"^[0-9]{1,18}$")
 _STAGES: Final = [stage.value for stage in Stage]
 NO_CACHE: Final = {"Cache-Control": "no-store"}
 
@@ -113,7 +114,8 @@ class ReadApi:
         if stage is not None and stage not in _STAGES:
             raise ApiError(400, "bad_stage", f"stage must be one of {', '.join(_STAGES)}")
         limit_text = query.get("limit", str(DEFAULT_LIMIT))
-        if not limit_text.isdigit() or int(limit_text) < 1:
+        # ASCII digits only: str.isdigit() accepts "²" and other digits int() refuses
+        if not _LIMIT.match(limit_text) or int(limit_text) < 1:
             raise ApiError(400, "bad_limit", "limit must be a positive integer")
         limit = min(int(limit_text), MAX_LIMIT)
         models = await self.read_model.models()

@@ -213,7 +213,8 @@ class FaustSink:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, or 413 when it is longer than `limit` bytes.
+    """The request body, or 413 when it is longer than `limit` bytes (400 when it cannot be
+    read, e.g. a body that is not in its declared ``Content-Encoding``).
 
     A declared ``Content-Length`` over the limit is refused before anything is read; a body
     without one (chunked) is read at most `limit` + 1 bytes.
@@ -224,7 +225,10 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
-        chunk = await request.content.read(min(_READ_CHUNK, limit + 1 - size))
+        try:
+            chunk = await request.content.read(min(_READ_CHUNK, limit + 1 - size))
+        except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a plain body
+            raise HttpError(400, "bad_body", f"the body cannot be read: {exc}") from None
         if not chunk:
             return b"".join(chunks)
         size += len(chunk)

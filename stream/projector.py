@@ -10,7 +10,7 @@ Each batch is applied to Redis in one pipeline; its offsets are committed only a
 acknowledged it. When a batch finds the read model gone (Redis restarted without persistence or
 was flushed: `ReadModel.apply` tells), the projector seeks back to the beginning of its
 partitions and replays them. While Redis is unreachable the batch is retried with exponential
-backoff (up to `MAX_BACKOFF_SECONDS`), nothing is committed, and scoring goes on; when Redis
+backoff (up to `REDIS_RETRY_MAX_SECONDS`), nothing is committed, and scoring goes on; when Redis
 returns the projector carries on from where it stopped, so nothing is lost. Every write is
 idempotent (see
 `stream.readmodel`), so a batch applied twice, after a crash or a rebalance, changes nothing.
@@ -53,6 +53,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS: Final = 30.0
+REDIS_RETRY_MAX_SECONDS: Final = 2.0
+"""Longest wait between two tries of a batch while Redis is down: the read model catches up
+within seconds of Redis' return, however long it was away."""
 BATCH_RECORDS: Final = 500
 PROJECTED = (topics.SCORES, topics.STAGE_CHANGES, topics.DEAD_LETTERS)
 
@@ -179,7 +182,7 @@ class Projector:
                     )
                 self.redis_up = False
                 await self._sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                backoff = min(backoff * 2, REDIS_RETRY_MAX_SECONDS)
                 continue
             if not self.redis_up:
                 log.warning("projector: Redis is back; catching up")
@@ -235,10 +238,13 @@ def register(app: Any, settings: Settings) -> None:
                     await self.projector.run()
                 except asyncio.CancelledError:
                     raise
-                except (KafkaError, OSError) as exc:
-                    log.warning("projector: Kafka unavailable (%s); retrying", exc)
-                except Exception:
-                    log.exception("projector: failed; restarting")
+                except Exception as exc:
+                    if self.should_stop:  # on_stop closed the consumer under the loop
+                        return
+                    if isinstance(exc, KafkaError | OSError):
+                        log.warning("projector: Kafka unavailable (%s); retrying", exc)
+                    else:
+                        log.exception("projector: failed; restarting")
                 try:
                     await self.projector.stop()
                 except Exception:

@@ -179,6 +179,13 @@ def test_old_timestamps_are_rejected_only_when_a_max_age_is_set() -> None:
     assert error.kind is ErrorKind.TIMESTAMP_TOO_OLD
 
 
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00Z", "1970-01-01T00:00:00Z"])
+def test_timestamps_before_2000_are_rejected_by_default(when: str) -> None:
+    assert _kind(_body(occurred_at=when)).kind is ErrorKind.TIMESTAMP_TOO_OLD
+    late = DecodeLimits(not_before=None)
+    assert decode(_body(occurred_at=when), now=NOW, limits=late).occurred_at.tzinfo is not None
+
+
 def test_now_must_be_timezone_aware() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         decode(_body(), now=datetime(2025, 1, 1))  # noqa: DTZ001
@@ -235,3 +242,9 @@ def test_keys() -> None:
 
 def test_decode_returns_the_concrete_class() -> None:
     assert type(decode(_body("page_viewed"), now=NOW)) is PageViewed
+
+
+def test_a_tombstone_is_not_json() -> None:
+    error = _kind(None)  # type: ignore[arg-type]
+    assert error.kind is ErrorKind.NOT_JSON
+    assert "tombstone" in error.detail

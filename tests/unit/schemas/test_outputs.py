@@ -156,3 +156,18 @@ def test_outbound_examples_are_complete() -> None:
     assert set(OUTPUT_EXAMPLES) == {"score_updated", "stage_changed", "lead_erased", "dead_letter"}
     for name, record in OUTPUT_EXAMPLES.items():
         assert record.model_dump()["type"] == name
+
+
+def test_dead_letter_of_a_tombstone_keeps_an_empty_original() -> None:
+    letter = DeadLetter.build(
+        source_topic="leads.email.v1",
+        partition=0,
+        offset=3,
+        error_kind=ErrorKind.NOT_JSON,
+        message="no value (a tombstone)",
+        original=None,
+        original_key=b"lead-1",
+        received_at=T0,
+    )
+    assert (letter.original, letter.original_size) == (b"", 0)
+    assert DeadLetter.model_validate_json(letter.model_dump_json()) == letter

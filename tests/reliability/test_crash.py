@@ -1,0 +1,72 @@
+"""Crash: the worker is killed with SIGKILL at random points of a stream and restarted.
+
+Afterwards the final lead states equal the offline reference computed by the pure core from the
+same events (nothing lost, nothing counted twice), every expected stage change was published, and
+a record published twice (at-least-once redelivery after a kill) is the same record, same id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+from pathlib import Path
+
+import pytest
+import reliability_harness as h
+
+from stream.admin import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason=(
+        "records are lost across kill -9 restarts (seen: 288 revisions and 8 stage changes "
+        "short after 3 kills of ~10.7k deliveries): the history of an anonymous-then-identified "
+        "visitor is never released to the lead, so one lost identity message (identify, link "
+        "or a released event) loses a whole history. Suspects: the "
+        "known rebalance defect (each restart is a rebalance) and state written to the "
+        "changelog before the messages it implies are durable; not confirmed"
+    ),
+)
+async def test_kill_9_at_random_points_loses_and_doubles_nothing(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    sim = h.scenario(seed=21, leads=h.SIZES.crash_leads)
+    settings = h.pipeline_settings(kafka_bootstrap, unique, tmp_path)
+    await ensure_topics(settings)
+    log = tmp_path / "worker.log"
+    rng = random.Random(unique)
+    # kill points: shares of the deliveries the worker has committed
+    points = sorted(rng.uniform(0.05, 0.9) for _ in range(h.SIZES.crash_kills))
+    out = h.Outputs()
+    stop = asyncio.Event()
+    reader = asyncio.create_task(h.read_outputs(settings, out, stop))
+    worker: subprocess.Popen[bytes] = h.start_worker(settings, log)
+    kills: list[dict[str, float]] = []
+    try:
+        producer = asyncio.create_task(h.pipeline._produce(settings, sim.deliveries))
+        total = len(sim.deliveries)
+        for point in points:
+            while (done := await h.committed(settings)) < point * total:
+                assert worker.poll() is None, log.read_text()[-3000:]
+                await asyncio.sleep(0.05 + rng.random() * 0.3)
+            await asyncio.sleep(rng.random())  # anywhere between two commits
+            worker.kill()  # SIGKILL: no shutdown, no commit, no flush
+            worker.wait()
+            kills.append({"committed_share": round(done / total, 3)})
+            worker = h.start_worker(settings, log)
+        await producer
+        await h.settle(settings, out, log)
+    finally:
+        h.stop_worker(worker)
+        stop.set()
+        await reader
+    result = h.tally("crash (kill -9)", sim, settings, out)
+    result.notes["kills"] = kills
+    h.record(result)
+    assert len(kills) == h.SIZES.crash_kills
+    assert result.dead_lettered == h.malformed_coordinates(sim)
+    h.check_reference(sim, settings, out)
