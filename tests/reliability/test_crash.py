@@ -20,17 +20,6 @@ from stream.admin import ensure_topics
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "records are lost across kill -9 restarts (seen: 288 revisions and 8 stage changes "
-        "short after 3 kills of ~10.7k deliveries): the history of an anonymous-then-identified "
-        "visitor is never released to the lead, so one lost identity message (identify, link "
-        "or a released event) loses a whole history. Suspects: the "
-        "known rebalance defect (each restart is a rebalance) and state written to the "
-        "changelog before the messages it implies are durable; not confirmed"
-    ),
-)
 async def test_kill_9_at_random_points_loses_and_doubles_nothing(
     kafka_bootstrap: str, unique: str, tmp_path: Path
 ) -> None:

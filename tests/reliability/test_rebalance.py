@@ -17,18 +17,11 @@ from stream.admin import ensure_topics
 
 pytestmark = pytest.mark.integration
 
-KNOWN_DEFECT = (
-    "known rebalance defect under investigation: when a second worker joins under CPU load, "
-    "an occasional record is never processed and its offset is committed (see "
-    "test_pipeline's two-worker test); the counts of each run are in the results file"
-)
-
 
 async def _members(settings: object) -> int:
     return int(await h.pipeline._group_members(settings))
 
 
-@pytest.mark.xfail(strict=False, reason=KNOWN_DEFECT)
 async def test_workers_one_two_one_mid_stream_change_nothing(
     kafka_bootstrap: str, unique: str, tmp_path: Path
 ) -> None:
