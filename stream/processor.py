@@ -173,6 +173,21 @@ def _anon_key(anonymous_id: str) -> str:
     return f"a:{anonymous_id}"
 
 
+def store_options(settings: Settings) -> dict[str, int] | None:
+    """RocksDB options of a table: memory bounded per partition store (Faust's defaults hold up
+    to three 64 MiB memtables and a 2 GiB read cache per store, so a worker's memory grows for
+    a long while before it levels off). The memory store takes none."""
+    if settings.store != "rocksdb":
+        return None
+    mib = 2**20
+    return {
+        "write_buffer_size": settings.rocksdb_write_buffer_mb * mib,
+        "max_write_buffer_number": 2,
+        "target_file_size_base": 4 * settings.rocksdb_write_buffer_mb * mib,
+        "block_cache_size": settings.rocksdb_block_cache_mb * mib,
+    }
+
+
 class LeadProcessor:
     """The processor's topics, tables, schedule and handlers, declared on one app."""
 
@@ -215,9 +230,19 @@ class LeadProcessor:
         self.dead_letters = raw_topic(settings.topic(topics.DEAD_LETTERS.name))
         # Keys are the ids' UTF-8 bytes, as in the records' keys, so a key's table partition is
         # the partition of its records (Faust routes web requests for a key by that hash too).
-        self.leads = app.Table(LEADS_TABLE, partitions=partitions, key_type=bytes, value_type=bytes)
+        self.leads = app.Table(
+            LEADS_TABLE,
+            partitions=partitions,
+            key_type=bytes,
+            value_type=bytes,
+            options=store_options(settings),
+        )
         self.identities = app.Table(
-            IDENTITY_TABLE, partitions=partitions, key_type=bytes, value_type=bytes
+            IDENTITY_TABLE,
+            partitions=partitions,
+            key_type=bytes,
+            value_type=bytes,
+            options=store_options(settings),
         )
         for table in (self.leads, self.identities):
             table.key_serializer = "raw"

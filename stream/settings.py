@@ -40,6 +40,19 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("leadstream-data"), description="Directory of the worker's RocksDB tables."
     )
+    rocksdb_write_buffer_mb: int = Field(
+        8,
+        ge=1,
+        description=(
+            "RocksDB memtable size of each table partition's store, in MiB (at most two are held"
+            " before a flush): bounds the worker's write memory."
+        ),
+    )
+    rocksdb_block_cache_mb: int = Field(
+        16,
+        ge=1,
+        description="RocksDB read cache of each table partition's store, in MiB.",
+    )
     processing_guarantee: ProcessingGuarantee = "at_least_once"
     standby_replicas: int = Field(0, ge=0, description="Standby replicas of each table.")
     session_timeout_s: float = Field(
