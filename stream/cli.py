@@ -677,6 +677,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         overrides["recovery"] = False
     if args.no_two_workers:
         overrides["two_workers"] = False
+    if args.no_standby:
+        overrides["standby_recovery"] = False
     if overrides:
         from dataclasses import replace  # noqa: PLC0415
 
@@ -711,7 +713,7 @@ def _add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ),
     )
     bench.add_argument(
-        "--quick", action="store_true", help="a small run (20,000 records) for CI and smoke tests"
+        "--quick", action="store_true", help="a small run (5,000 records) for CI and smoke tests"
     )
     bench.add_argument("--events", type=int, metavar="N", help="records to load (100,000)")
     bench.add_argument(
@@ -719,6 +721,9 @@ def _add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     bench.add_argument("--no-recovery", action="store_true", help="skip the recovery runs")
     bench.add_argument("--no-two-workers", action="store_true", help="skip the two-worker run")
+    bench.add_argument(
+        "--no-standby", action="store_true", help="skip the recovery runs with a standby replica"
+    )
     bench.add_argument(
         "--json", default="bench-results.json", metavar="FILE", help="where to write the JSON"
     )

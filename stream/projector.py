@@ -289,6 +289,9 @@ async def rebuild(
         bootstrap_servers=settings.kafka_bootstrap.split(","),
         group_id=None,
         enable_auto_commit=False,
+        # the position reset that assign() starts uses this policy and can land after
+        # seek_to_beginning's own reset (aiokafka): both must go to the beginning
+        auto_offset_reset="earliest",
         request_timeout_ms=15000,
         client_id=f"{settings.app_id}-rebuild",
     )

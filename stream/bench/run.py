@@ -68,6 +68,7 @@ class BenchConfig:
     two_workers: bool = True
     recovery: bool = True
     crash_recovery: bool = True
+    standby_recovery: bool = True
     quick: bool = False
     work_dir: Path = Path(".run/bench")
     timeout: float = 900.0
@@ -186,8 +187,10 @@ def _env(settings: Settings, data_dir: Path) -> dict[str, str]:
     }
 
 
-def pipeline_worker(settings: Settings, data_dir: Path, log: Path) -> WorkerProcess:
-    argv = [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"]
+def pipeline_worker(
+    settings: Settings, data_dir: Path, log: Path, loglevel: str = "warning"
+) -> WorkerProcess:
+    argv = [sys.executable, "-m", "stream.cli", "worker", "--loglevel", loglevel]
     return WorkerProcess(argv, _env(settings, data_dir), log)
 
 
@@ -294,6 +297,13 @@ async def drain(
 
 
 # ------------------------------------------------------------------------------ latency
+
+
+def _standby_lines(log: Path) -> int:
+    """How often a worker's log says its standby replicas caught up."""
+    if not log.exists():
+        return 0
+    return log.read_text(errors="replace").count("standby replicas ready:")
 
 
 def _ids(value: bytes) -> tuple[str, str] | None:
@@ -427,6 +437,7 @@ async def read_changelog(settings: Settings) -> dict[bytes, bytes]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=None,
+        auto_offset_reset="earliest",  # see stream.projector.rebuild: a reset may land late
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
@@ -437,9 +448,12 @@ async def read_changelog(settings: Settings) -> dict[bytes, bytes]:
         ends = await consumer.end_offsets(parts)
         await consumer.seek_to_beginning(*parts)
         remaining = {tp for tp in parts if ends[tp] > 0}
+        deadline = time.monotonic() + 600
         while remaining:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name}: not read to its end offsets in 600 s")
             batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
-            for tp, items in batch.items():
+            for items in batch.values():
                 for item in items:
                     if item.key is None:
                         continue
@@ -447,8 +461,7 @@ async def read_changelog(settings: Settings) -> dict[bytes, bytes]:
                         latest.pop(item.key, None)
                     else:
                         latest[item.key] = item.value
-                if await consumer.position(tp) >= ends[tp]:
-                    remaining.discard(tp)
+            remaining = {tp for tp in remaining if await consumer.position(tp) < ends[tp]}
     finally:
         await consumer.stop()
     return latest
@@ -513,7 +526,10 @@ async def wait_probes(
     """Seconds from ``started_at`` (monotonic) until every probe lead has an output."""
     out_topics = [settings.topic(topics.SCORES.name), settings.topic(topics.STAGE_CHANGES.name)]
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, fetch_max_wait_ms=20
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=20,
     )
     await consumer.start()
     waiting = set(probe_ids)
@@ -660,8 +676,9 @@ class _Bench:
         worker.stop()
         states = await self.state(full)
         if config.recovery and states:
-            await self.recovery(full, states)
-        self.results.not_measured.append("recovery with a standby replica (not built)")
+            total = await self.recovery(full, states)
+            if config.standby_recovery:
+                await self.standby_recovery(full, total)
         if config.two_workers:
             await self.two_workers()
         self.results.config["wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -722,8 +739,8 @@ class _Bench:
         self.log(f"state: {result}")
         return states
 
-    async def recovery(self, full: Settings, states: dict[bytes, bytes]) -> None:
-        """A worker coming back with M leads: on an empty disk, then after a SIGKILL."""
+    async def recovery(self, full: Settings, states: dict[bytes, bytes]) -> int:
+        """A worker coming back with M leads: on an empty disk, then after a SIGKILL. Returns M."""
         assert self.traffic is not None
         sent, seconds = await fill_changelog(full, states, self.config.state_leads)
         total = len(states) + sent
@@ -753,6 +770,60 @@ class _Bench:
         self.results.state["rocksdb_bytes_per_lead_per_model_after_recovery"] = round(
             on_disk / total / models
         )
+        return total
+
+    async def standby_recovery(self, full: Settings, total: int) -> None:
+        """Two workers keeping one standby replica of each table; one of them stopped, then
+        lost (SIGKILL): seconds from the loss until every partition answers again. A lost
+        worker's partitions move only once the group gives up on it (the session timeout)."""
+        assert self.traffic is not None
+        settings = full.model_copy(update={"standby_replicas": 1})
+        dirs = [self.work / "recovered", self.work / "standby"]
+
+        def worker(i: int) -> WorkerProcess:
+            log = self.work / f"standby{i}.log"
+            return self.spawn(pipeline_worker(settings, dirs[i], log, loglevel="info"))
+
+        pair = [worker(0), worker(1)]
+        seen = [0, 0]
+        cases = [
+            ("standby replica, the other worker stopped (leaves the group)", False),
+            (
+                "standby replica, the other worker lost (SIGKILL; includes the "
+                f"{settings.session_timeout_s:g} s session timeout)",
+                True,
+            ),
+        ]
+        for i, (case, kill) in enumerate(cases):
+            ready_in = await self.wait_standbys(pair, seen)
+            self.log(f"standby replicas ready {ready_in:.1f} s after the workers (re)started")
+            ids, probes = probe_records(self.traffic, settings, f"s{i}")
+            began = time.monotonic()
+            pair[0].stop(kill=kill)
+            await produce(settings, probes)
+            secs = await wait_probes(settings, ids, began, self.config.timeout)
+            self.results.recovery.append(
+                {"case": case, "leads": total, "standby": True, "seconds": round(secs, 2)}
+            )
+            self.log(f"recovery, {case}: {secs:.1f} s for {total:,} leads")
+            if i + 1 < len(cases):
+                seen = [_standby_lines(w.log) for w in pair]
+                pair[0] = worker(0)
+        for w in pair:
+            w.stop()
+
+    async def wait_standbys(self, pair: list[WorkerProcess], seen: list[int]) -> float:
+        """Wait until every worker of ``pair`` logged its standby replicas ready more often
+        than ``seen`` (once per rebalance), and the group has settled."""
+        started = max(w.started_at for w in pair)
+        deadline = time.monotonic() + self.config.timeout
+        while any(_standby_lines(w.log) <= n for w, n in zip(pair, seen, strict=True)):
+            if not all(w.alive() for w in pair):
+                raise RuntimeError(f"a worker stopped; see {pair[0].log} and {pair[1].log}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("standby replicas not ready")
+            await asyncio.sleep(0.5)
+        return time.monotonic() - started
 
     async def two_workers(self) -> None:
         """The same records on run B's topics, two pipeline workers in one group."""

@@ -80,7 +80,9 @@ async def _produce(settings: Any, events: list[Any]) -> None:
 
 
 async def _read_all(settings: Any, *names: str) -> list[tuple[str, bytes | None, bytes | None]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         partitions = [

@@ -217,7 +217,9 @@ async def _references(client: Any, prefix: str, needles: list[str]) -> list[str]
 
 async def _last_values(bootstrap: str, topic: str, keys: set[bytes]) -> dict[bytes, bytes | None]:
     """The last value of each of `keys` on `topic` (a changelog or a compacted topic)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         await consumer._client.force_metadata_update()
