@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import codec
@@ -102,6 +102,7 @@ def _env(settings: Settings) -> dict[str, str]:
         "LEADSTREAM_MODELS_PATH": str(settings.models_path),
         "LEADSTREAM_TIMER_INTERVAL_S": str(settings.timer_interval_s),
         "LEADSTREAM_COLLECTOR_ENABLED": "false",
+        "LEADSTREAM_PROCESSING_GUARANTEE": settings.processing_guarantee,
     }
 
 
@@ -130,6 +131,11 @@ async def _collect(
         bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         group_id=None,
+        isolation_level=(
+            "read_committed"
+            if settings.processing_guarantee == "exactly_once"
+            else "read_uncommitted"
+        ),
     )
     await consumer.start()
     scores: list[ScoreUpdated] = []
@@ -326,6 +332,43 @@ def _check(
 async def test_outputs_equal_the_offline_reference(
     scenario: Simulation, settings: Settings, tmp_path: Path
 ) -> None:
+    await _equals_the_reference(scenario, settings, tmp_path)
+
+
+async def test_exactly_once_outputs_equal_the_offline_reference(
+    scenario: Simulation, settings: Settings, tmp_path: Path
+) -> None:
+    """The same scenario with ``LEADSTREAM_PROCESSING_GUARANTEE=exactly_once``; the state is
+    written in Kafka transactions. Faust 0.15 sends in a transaction only to topics its consumer
+    knows (changelogs, the internal topic), so the score, stage-change and dead-letter records
+    are sent outside them: consumers still deduplicate by event id (README, Guarantees)."""
+    eos = settings.model_copy(update={"processing_guarantee": "exactly_once"})
+    await _equals_the_reference(scenario, eos, tmp_path)
+    # a transaction's commit marker takes an offset: more offsets than committed records means
+    # the changelog was written in transactions
+    changelog = f"{eos.app_id}-leads-changelog"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=eos.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+    )
+    await consumer.start()
+    try:
+        parts = [TopicPartition(changelog, p) for p in range(eos.topic_partitions)]
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        records = 0
+        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
+            batch = await consumer.getmany(timeout_ms=1000)
+            records += sum(len(items) for items in batch.values())
+    finally:
+        await consumer.stop()
+    assert records > 0
+    assert sum(ends.values()) > records, "the state was not written in transactions"
+
+
+async def _equals_the_reference(scenario: Simulation, settings: Settings, tmp_path: Path) -> None:
     await ensure_topics(settings)
     log = tmp_path / "worker.log"
     worker = _start_worker(settings, log)
