@@ -9,7 +9,7 @@ import faust
 
 from stream import api, collector, leads_api, processor, projector
 from stream.engine import CoreEngine
-from stream.faust_fixes import guard_read_offsets, guard_skipped_acks
+from stream.faust_fixes import guard_buffer_flush, guard_read_offsets, guard_skipped_acks
 from stream.rules import load_default_models, load_model_file
 from stream.settings import Settings
 
@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> faust.App:
     """Build a fresh Leadstream Faust app with its topics, tables and agents."""
     guard_skipped_acks()
     guard_read_offsets()
+    guard_buffer_flush()
     app = faust.App(**faust_options(settings))
     models = (
         load_model_file(settings.models_path) if settings.models_path else load_default_models()

@@ -713,7 +713,7 @@ def _add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ),
     )
     bench.add_argument(
-        "--quick", action="store_true", help="a small run (5,000 records) for CI and smoke tests"
+        "--quick", action="store_true", help="a small run (20,000 records) for CI and smoke tests"
     )
     bench.add_argument("--events", type=int, metavar="N", help="records to load (100,000)")
     bench.add_argument(

@@ -9,10 +9,15 @@ that keeps or receives the partition resumes after a record nobody processed: th
 acknowledgement of a record that was never tracked, i.e. never handed to a stream: its offset
 stays uncommitted, so the record is read again after the rebalance. Records the agent did
 process are tracked and acknowledged as before.
+
+**Reads after a seek keep the seek's offset** (``guard_read_offsets``) and **a flush empties
+the producer buffer** (``guard_buffer_flush``): see each.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -82,3 +87,45 @@ def guard_read_offsets() -> None:
 
     Consumer.perform_seek = perform_seek
     Consumer.getmany = getmany
+
+
+# ----------------------------------------------------------------------------- buffer flush
+
+_FLUSH_GUARDED = "_leadstream_flush_guard"
+
+
+def guard_buffer_flush() -> None:
+    """Make the producer buffer's flush wait until the buffer is empty.
+
+    Table writes (the changelog) go through Faust's producer buffer, which a background task
+    hands to the Kafka client. Before committing offsets Faust flushes the producer, but the
+    buffer's flush *returns* as soon as no message was sent for 0.1 s, however many are still
+    waiting: on a busy machine the commit then goes out ahead of state writes still in the
+    buffer, and a worker killed at that moment restarts after records whose state was never
+    written (found by the reliability suite's ``kill -9`` scenario). The guarded flush waits
+    until the buffer is empty and the message the background task took is handed over.
+    """
+    from faust.transport.producer import ProducerBuffer  # noqa: PLC0415
+
+    if getattr(ProducerBuffer, _FLUSH_GUARDED, False):
+        return
+    original_send = ProducerBuffer._send_pending
+
+    async def _send_pending(self: Any, fut: Any) -> None:
+        self._leadstream_in_flight = getattr(self, "_leadstream_in_flight", 0) + 1
+        try:
+            await original_send(self, fut)
+        finally:
+            self._leadstream_in_flight -= 1
+
+    async def flush(self: Any) -> None:
+        while self.size or getattr(self, "_leadstream_in_flight", 0):
+            if self.state != "running":
+                raise RuntimeError("Cannot flush: Producer not Running")
+            self.message_sent.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.message_sent.wait(), timeout=0.1)
+
+    ProducerBuffer._send_pending = _send_pending
+    ProducerBuffer.flush = flush
+    setattr(ProducerBuffer, _FLUSH_GUARDED, True)

@@ -49,7 +49,7 @@ __all__ = ["LeadProcessor", "LeadRecord", "ScoringEngine", "Step", "Tick", "regi
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
 from stream import identity, metrics, topics
 from stream.schedule import DueSchedule
-from stream.sequence import POSITION_PREFIX, SequenceGuard
+from stream.sequence import POSITION_PREFIX, STALL_CHECK_S, SequenceGuard
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -681,6 +681,12 @@ class LeadProcessor:
             await self.to_internal(
                 ident, Tick(key=ident, kind="lead" if kind == "l" else "anonymous", at=now)
             )
+
+    async def stall_timer(self) -> None:
+        """Ask the agent to read partitions whose records stopped reaching it."""
+        if not self.app.tables.recovery.completed.is_set() or self.app.rebalancing:
+            return
+        now = datetime.now(UTC)
         for partition in sorted(self.sequence.stalled()):
             probe = Tick(key=f"partition-{partition}", kind="partition", at=now)
             await self.internal.send(
@@ -701,6 +707,7 @@ def register(
         processor.process
     )
     app.timer(interval=settings.timer_interval_s)(processor.decay_timer)
+    app.timer(interval=STALL_CHECK_S)(processor.stall_timer)
 
     @app.on_partitions_revoked.connect
     async def forget_positions(sender: Any, revoked: Any, **kwargs: Any) -> None:

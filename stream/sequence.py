@@ -18,10 +18,11 @@ handled, and checks each record against it:
   done for Faust's commit logic. Offsets that hold no record (transaction markers) are simply
   marked done. The first record after an assignment is checked against the committed offset.
 * a partition whose records stop reaching the agent while the broker holds more (the tail of a
-  batch dropped, nothing after it yet) is noticed by the timer: when a partition made no
-  progress for a whole timer interval while its high watermark is past it, a ``partition`` tick
-  is sent to the internal topic's partition of the same number, and on its arrival the agent
-  reads the missing records (table writes then land on that partition, as they must).
+  batch dropped, nothing after it yet, or nothing at all since it was assigned) is noticed by a
+  timer: when a partition made no progress between two checks (``STALL_CHECK_S`` apart) while
+  its high watermark is past it, a ``partition`` tick is sent to the internal topic's partition
+  of the same number, and on its arrival the agent reads the missing records (table writes then
+  land on that partition, as they must).
 
 Every ``SAVE_EVERY`` records a partition's position is saved in the leads table, under a key no
 lead id can take, and so in the table's changelog *after* the state writes of the records it
@@ -45,12 +46,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream import metrics
 
-__all__ = ["POSITION_PREFIX", "Fetched", "SequenceGuard", "position_key"]
+__all__ = ["POSITION_PREFIX", "STALL_CHECK_S", "Fetched", "SequenceGuard", "position_key"]
 
 log = logging.getLogger(__name__)
 
 SAVE_EVERY = 20
 """Handled records per partition between two saves of its position (one table write each)."""
+
+STALL_CHECK_S = 5.0
+"""Seconds between two checks for partitions that stopped reaching the agent."""
 
 POSITION_PREFIX = b"position "
 """Table keys of saved positions start with this (a space: never a lead id)."""
@@ -128,12 +132,22 @@ class SequenceGuard:
         raw = self.positions.get(position_key(*key))
         return None if raw is None else int(raw)
 
-    def _committed(self, message: Any) -> int | None:
+    def _committed(self, key: tuple[str, int]) -> int | None:
+        """The group's committed offset of ``key`` as the worker's consumer knows it."""
         offsets = getattr(self.app.consumer, "_committed_offset", None)
         if offsets is None:
             return None
-        committed: int | None = offsets.get(message.tp)
+        committed: int | None = offsets.get(TopicPartition(*key))
         return committed
+
+    def _progress(self, key: tuple[str, int]) -> int | None:
+        """The last offset of ``key`` known handled: by this worker in this assignment, else
+        the one before the committed offset (``None``: not known yet)."""
+        last = self._last.get(key)
+        if last is not None:
+            return last
+        committed = self._committed(key)
+        return None if committed is None else committed - 1
 
     async def admit(self, message: Any, handle: Handler) -> bool:
         """Whether ``message`` is to be handled; records missing before it are handled first."""
@@ -149,7 +163,7 @@ class SequenceGuard:
         if last is not None and message.offset <= last:
             metrics.record_redelivered()
             return False
-        expected = last + 1 if last is not None else self._committed(message)
+        expected = last + 1 if last is not None else self._committed(key)
         if expected is not None and message.offset > expected:
             await self.fill(message.topic, message.partition, expected, message.offset, handle)
         return True
@@ -218,11 +232,14 @@ class SequenceGuard:
 
     def stalled(self) -> set[int]:
         """Partitions (numbers) with a consumed topic stuck below its high watermark since the
-        previous check."""
+        previous check, including one that has delivered nothing since it was assigned."""
         consumer = self.app.consumer
         out: set[int] = set()
-        for key, last in list(self._last.items()):
+        for key in list(self._assigned):
             topic, partition = key
+            last = self._progress(key)
+            if last is None:
+                continue
             try:
                 highwater = consumer.highwater(TopicPartition(topic, partition))
             except Exception as exc:  # unassigned meanwhile: nothing to do
@@ -239,11 +256,17 @@ class SequenceGuard:
     async def catch_up(self, partition: int, handle: Handler) -> None:
         """Read what the stalled topics of ``partition`` hold past their last handled record."""
         consumer = self.app.consumer
-        for key, last in list(self._last.items()):
+        for key in list(self._assigned):
             topic, number = key
-            if number != partition or self._seen_at_check.get(key) != last:
+            last = self._progress(key)
+            if number != partition or last is None or self._seen_at_check.get(key) != last:
                 continue
             highwater = consumer.highwater(TopicPartition(topic, partition))
+            saved = self._saved(key)
+            if saved is not None and saved > last:
+                # handled before a restart or a move (in the restored table): done, not again
+                self._mark_done(topic, partition, last + 1, saved + 1)
+                self._last[key] = last = saved
             if highwater is not None and highwater > last + 1:
                 await self.fill(topic, partition, last + 1, highwater, handle)
             self._seen_at_check.pop(key, None)

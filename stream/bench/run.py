@@ -76,7 +76,9 @@ class BenchConfig:
     @classmethod
     def quick_mode(cls, work_dir: Path) -> BenchConfig:
         return cls(
-            events=5_000,
+            # enough records that each Faust run spans several two-second commit intervals (it
+            # is timed from its first commit to its last)
+            events=20_000,
             state_leads=10_000,
             loads=(0.5,),
             latency_seconds=5.0,

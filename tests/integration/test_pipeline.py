@@ -188,12 +188,19 @@ def _arrival_order(scores: list[ScoreUpdated]) -> dict[str, list[str]]:
 
     Each model's records give a subsequence of that order; an event id that comes back (a
     duplicate delivered after the lead's memory of recent ids moved on is applied again, as
-    the reference will do too) counts as a new occurrence.
+    the reference will do too) counts as a new occurrence. A revision published again (a worker
+    killed after publishing, before its state was stored, applies the events again from the
+    stored state, possibly in another order) supersedes what was published past it before.
     """
     by_model: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
     for score in scores:
-        if score.last_event_id is not None:
-            by_model[(score.lead_id, score.model)][score.revision] = score.last_event_id
+        if score.last_event_id is None:
+            continue
+        revisions = by_model[(score.lead_id, score.model)]
+        if revisions and score.revision <= max(revisions):
+            for stale in [r for r in revisions if r > score.revision]:
+                del revisions[stale]
+        revisions[score.revision] = score.last_event_id
     graphs: dict[str, TopologicalSorter[str]] = defaultdict(TopologicalSorter)
     for (lead, _model), revisions in by_model.items():
         seen: dict[str, int] = defaultdict(int)

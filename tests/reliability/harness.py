@@ -89,6 +89,10 @@ SIZES = {
 }[MODE]
 
 
+WORKER_LOGLEVEL = os.environ.get("LEADSTREAM_RELIABILITY_LOGLEVEL", "warning")
+"""The workers' log level (``info`` shows Faust's rebalances and recovery in their logs)."""
+
+
 def _load(name: str, path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
@@ -136,7 +140,7 @@ def start_worker(settings: Settings, log: Path, **env: str) -> subprocess.Popen[
     """A `leadstream worker` process of `settings` (web server off), its output in `log`."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"],
+            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", WORKER_LOGLEVEL],
             env={**pipeline._env(settings), **env},
             stdout=out,
             stderr=subprocess.STDOUT,
