@@ -683,9 +683,11 @@ class LeadProcessor:
             )
 
     async def stall_timer(self) -> None:
-        """Ask the agent to read partitions whose records stopped reaching it."""
+        """Let commits reach every handled record; ask the agent to read partitions whose
+        records stopped reaching it."""
         if not self.app.tables.recovery.completed.is_set() or self.app.rebalancing:
             return
+        self.sequence.advance()
         now = datetime.now(UTC)
         for partition in sorted(self.sequence.stalled()):
             probe = Tick(key=f"partition-{partition}", kind="partition", at=now)

@@ -226,7 +226,22 @@ class SequenceGuard:
                 gaps = consumer._gap[tp]
                 gaps.addi(start, end)
                 gaps.merge_overlaps()
+                # Faust applies done ranges only below an acknowledged offset
+                acked_index = consumer._acked_index[tp]
+                if end - 1 not in acked_index:
+                    acked_index.add(end - 1)
+                    consumer._acked[tp].append(end - 1)
                 return
+
+    def advance(self) -> None:
+        """Let the commits reach every record handled. Records are handled in offset order, so
+        all offsets up to a partition's last handled one are done; a record Faust fetched but
+        neither handed over nor acknowledged (a copy dropped around a seek) would otherwise
+        hold its partition's commits back for good."""
+        for key, last in list(self._last.items()):
+            committed = self._committed(key)
+            if committed is not None and committed <= last and key in self._assigned:
+                self._mark_done(*key, committed, last + 1)
 
     # ------------------------------------------------------------------ stalled tails
 

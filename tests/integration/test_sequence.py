@@ -33,6 +33,12 @@ class ConsumerBooks:
     _gap: defaultdict[TopicPartition, IntervalTree] = field(
         default_factory=lambda: defaultdict(IntervalTree)
     )
+    _acked: defaultdict[TopicPartition, list[int]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    _acked_index: defaultdict[TopicPartition, set[int]] = field(
+        default_factory=lambda: defaultdict(set)
+    )
 
     def assignment(self) -> set[TopicPartition]:
         return self.tps
@@ -109,9 +115,39 @@ async def test_gaps_are_read_and_handled_in_order_and_redeliveries_skipped(
         assert [offset for offset, _ in handled] == [1, 2, 3, 5, 6, 7, 8, 9]
         assert not await guard.admit(Message(topic, 0, 7), handle)  # arrives late: skipped
         assert guard.stalled() == set()
+        # every offset up to the last handled one is done for Faust's commit logic
+        guard.advance()
+        assert books._gap[tp].overlaps(0, 1) and books._gap[tp].overlaps(9, 10)
+        assert 9 in books._acked_index[tp]
         # revoked: the partition is not checked any more
         guard.forget({tp})
         assert await guard.admit(Message(topic, 0, 2), handle)
+    finally:
+        await guard.close()
+
+
+async def test_a_partition_that_delivers_nothing_after_its_assignment_is_read(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    topic = f"seq-{unique}"
+    await _topic_with(kafka_bootstrap, topic, 6)
+    tp = TopicPartition(topic, 0)
+    books = ConsumerBooks({tp}, {tp: 6})
+    books._committed_offset[tp] = 2
+    guard = SequenceGuard(App(books, type("Conf", (), {"id": "seq-test"})()), kafka_bootstrap)
+    handled: list[int] = []
+
+    async def handle(record: Any) -> None:
+        handled.append(record.offset)
+
+    guard.assign({tp})
+    try:
+        assert guard.stalled() == set()  # notes the committed offset
+        assert guard.stalled() == {0}  # no record since: reported
+        await guard.catch_up(0, handle)
+        assert handled == [2, 3, 4, 5]
+        assert books._gap[tp].overlaps(2, 6)
+        assert guard.stalled() == set()
     finally:
         await guard.close()
 
