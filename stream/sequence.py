@@ -223,14 +223,33 @@ class SequenceGuard:
         consumer = self.app.consumer
         for tp in consumer.assignment():
             if tp.topic == topic and tp.partition == partition:
-                gaps = consumer._gap[tp]
-                gaps.addi(start, end)
-                gaps.merge_overlaps()
-                # Faust applies done ranges only below an acknowledged offset
                 acked_index = consumer._acked_index[tp]
-                if end - 1 not in acked_index:
-                    acked_index.add(end - 1)
-                    consumer._acked[tp].append(end - 1)
+                gaps = consumer._gap[tp]
+                holes = [
+                    o
+                    for o in range(start, end)
+                    if o not in acked_index and not gaps.overlaps_point(o)
+                ]
+                if not holes:
+                    return
+                # Faust applies its done ranges below its highest acknowledged offset, and adds
+                # them to the acknowledged ones: only offsets not acknowledged yet go there (a
+                # duplicate would break its run of consecutive offsets), and the highest hole
+                # is acknowledged so the ranges below it apply
+                last = holes.pop()
+                acked_index.add(last)
+                consumer._acked[tp].append(last)
+                begin = previous = None
+                for offset in holes:
+                    if previous is not None and offset == previous + 1:
+                        previous = offset
+                        continue
+                    if begin is not None and previous is not None:
+                        gaps.addi(begin, previous + 1)
+                    begin = previous = offset
+                if begin is not None and previous is not None:
+                    gaps.addi(begin, previous + 1)
+                gaps.merge_overlaps()
                 return
 
     def advance(self) -> None:
