@@ -256,7 +256,7 @@ class LeadProcessor:
             app,
             settings.kafka_bootstrap,
             read_committed=settings.processing_guarantee == "exactly_once",
-            positions=self.leads,
+            positions=(self.leads, self.identities),
         )
         self.agent: Any = None
 
@@ -656,6 +656,8 @@ class LeadProcessor:
                 if due is not None and record.merged_into is None:
                     self.schedule.set(part, _lead_key(lead_id), due.timestamp())
         for key, raw in self.identities.items():
+            if key.startswith(POSITION_PREFIX):
+                continue
             anonymous_id = key.decode()
             part = self.partition_of(anonymous_id)
             anon = identity.AnonRecord.from_json(codec.loads(raw))

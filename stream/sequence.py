@@ -24,11 +24,13 @@ handled, and checks each record against it:
   of the same number, and on its arrival the agent reads the missing records (table writes then
   land on that partition, as they must).
 
-Every ``SAVE_EVERY`` records a partition's position is saved in the leads table, under a key no
-lead id can take, and so in the table's changelog *after* the state writes of the records it
-covers: a worker that restores the table after a crash or a move skips, exactly, the records up to
-the saved position (their effects are in the restored state); the few after it are recognised by
-the event ids the lead state remembers.
+Every ``SAVE_EVERY`` records a partition's position is saved in each table the records write
+(leads and identities), under a key no id can take, and so in each table's changelog *after*
+the state writes of the records it covers. A changelog orders only its own writes (a crash can
+keep a later write to one and lose an earlier one to the other), so the position a restarted
+worker trusts is the lowest of the saved ones: it skips, exactly, the records up to it (their
+effects are in the restored tables); the few after it are recognised by the event ids the lead
+state remembers.
 
 Only the partitions of the worker's current assignment are checked. Their offsets are forgotten
 when the partitions are revoked, so a partition that comes back later starts again from its
@@ -38,7 +40,7 @@ committed offset.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,12 +90,12 @@ class SequenceGuard:
         bootstrap: str,
         *,
         read_committed: bool = False,
-        positions: MutableMapping[bytes, bytes] | None = None,
+        positions: Sequence[MutableMapping[bytes, bytes]] = (),
     ) -> None:
         self.app = app
         self.bootstrap = bootstrap
         self.read_committed = read_committed
-        self.positions = positions
+        self.positions = tuple(positions)
         self._since_saved: dict[tuple[str, int], int] = {}
         self._assigned: set[tuple[str, int]] = set()
         self._last: dict[tuple[str, int], int] = {}
@@ -119,18 +121,24 @@ class SequenceGuard:
         key = (message.topic, message.partition)
         if key in self._assigned and message.offset > self._last.get(key, -1):
             self._last[key] = message.offset
-            if self.positions is not None:
+            if self.positions:
                 count = self._since_saved.get(key, 0) + 1
                 if count >= SAVE_EVERY:
-                    self.positions[position_key(*key)] = str(message.offset).encode()
+                    for table in self.positions:
+                        table[position_key(*key)] = str(message.offset).encode()
                     count = 0
                 self._since_saved[key] = count
 
     def _saved(self, key: tuple[str, int]) -> int | None:
-        if self.positions is None:
-            return None
-        raw = self.positions.get(position_key(*key))
-        return None if raw is None else int(raw)
+        """The position saved in every table (the lowest: each table's changelog orders only
+        its own writes), ``None`` if a table has none."""
+        saved: list[int] = []
+        for table in self.positions:
+            raw = table.get(position_key(*key))
+            if raw is None:
+                return None
+            saved.append(int(raw))
+        return min(saved) if saved else None
 
     def _committed(self, key: tuple[str, int]) -> int | None:
         """The group's committed offset of ``key`` as the worker's consumer knows it."""

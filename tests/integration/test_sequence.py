@@ -172,7 +172,7 @@ async def test_a_saved_position_skips_what_was_handled_before_a_restart(
         raise AssertionError(f"nothing is missing here, yet {record} was read")
 
     before = SequenceGuard(
-        App(ConsumerBooks({tp}, {tp: 30}), conf), kafka_bootstrap, positions=table
+        App(ConsumerBooks({tp}, {tp: 30}), conf), kafka_bootstrap, positions=(table,)
     )
     before.assign({tp})
     for offset in range(25):
@@ -182,7 +182,7 @@ async def test_a_saved_position_skips_what_was_handled_before_a_restart(
     # a restart: the table comes back from its changelog, the committed offset is older
     books = ConsumerBooks({tp}, {tp: 30})
     books._committed_offset[tp] = 5
-    after = SequenceGuard(App(books, conf), kafka_bootstrap, positions=table)
+    after = SequenceGuard(App(books, conf), kafka_bootstrap, positions=(table,))
     after.assign({tp})
     skipped = []
     for offset in range(5, 25):
@@ -193,3 +193,38 @@ async def test_a_saved_position_skips_what_was_handled_before_a_restart(
     assert skipped == list(range(5, SAVE_EVERY))
     await before.close()
     await after.close()
+
+
+async def test_the_lowest_position_saved_in_the_tables_is_trusted(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """Each table's changelog orders only its own writes: a crash can keep the position saved
+    in one table and lose the state writes (and position) of the other."""
+    tp = TopicPartition(f"seq-{unique}", 0)
+    leads = {position_key(tp.topic, 0): b"25"}
+    identities = {position_key(tp.topic, 0): b"10"}
+    books = ConsumerBooks({tp}, {tp: 30})
+    books._committed_offset[tp] = 11
+    guard = SequenceGuard(
+        App(books, type("Conf", (), {"id": "seq-test"})()),
+        kafka_bootstrap,
+        positions=(leads, identities),
+    )
+
+    async def handle(record: Any) -> None:
+        raise AssertionError(f"nothing is missing here, yet {record} was read")
+
+    guard.assign({tp})
+    try:
+        assert not await guard.admit(Message(tp.topic, 0, 9), handle)  # below both: skipped
+        assert await guard.admit(Message(tp.topic, 0, 11), handle)  # above the lower: handled
+        del identities[position_key(tp.topic, 0)]
+        fresh = SequenceGuard(
+            App(books, type("Conf", (), {"id": "seq-test"})()),
+            kafka_bootstrap,
+            positions=(leads, identities),
+        )
+        fresh.assign({tp})
+        assert await fresh.admit(Message(tp.topic, 0, 11), handle)  # one table has none
+    finally:
+        await guard.close()
