@@ -101,6 +101,7 @@ class SequenceGuard:
         self._last: dict[tuple[str, int], int] = {}
         self._seen_at_check: dict[tuple[str, int], int] = {}
         self._reader: AIOKafkaConsumer | None = None
+        self._filling = False
 
     # ------------------------------------------------------------------ bookkeeping
 
@@ -193,6 +194,13 @@ class SequenceGuard:
 
     async def fill(self, topic: str, partition: int, start: int, end: int, handle: Handler) -> int:
         """Handle the records of ``topic[partition]`` in ``[start, end)``; how many there were."""
+        self._filling = True
+        try:
+            return await self._fill(topic, partition, start, end, handle)
+        finally:
+            self._filling = False
+
+    async def _fill(self, topic: str, partition: int, start: int, end: int, handle: Handler) -> int:
         reader = await self._consumer()
         tp = TopicPartition(topic, partition)
         reader.assign([tp])
@@ -283,7 +291,12 @@ class SequenceGuard:
         return out
 
     async def catch_up(self, partition: int, handle: Handler) -> None:
-        """Read what the stalled topics of ``partition`` hold past their last handled record."""
+        """Read what the stalled topics of ``partition`` hold past their last handled record.
+
+        A request met while records are being read (a partition tick among them, sent while
+        the broker was away) is dropped: the reading under way covers it."""
+        if self._filling:
+            return
         consumer = self.app.consumer
         for key in list(self._assigned):
             topic, number = key

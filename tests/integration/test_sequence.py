@@ -228,3 +228,30 @@ async def test_the_lowest_position_saved_in_the_tables_is_trusted(
         assert await fresh.admit(Message(tp.topic, 0, 11), handle)  # one table has none
     finally:
         await guard.close()
+
+
+async def test_a_catch_up_requested_while_records_are_read_is_dropped(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """A partition tick among the records being read (sent while the broker was away) does not
+    start a second reading inside the first."""
+    topic = f"seq-{unique}"
+    await _topic_with(kafka_bootstrap, topic, 6)
+    tp = TopicPartition(topic, 0)
+    books = ConsumerBooks({tp}, {tp: 6})
+    books._committed_offset[tp] = 0
+    guard = SequenceGuard(App(books, type("Conf", (), {"id": "seq-test"})()), kafka_bootstrap)
+    handled: list[int] = []
+
+    async def handle(record: Any) -> None:
+        handled.append(record.offset)
+        await guard.catch_up(0, handle)  # as a partition tick's handling would
+
+    guard.assign({tp})
+    try:
+        assert guard.stalled() == set()
+        assert guard.stalled() == {0}
+        await guard.catch_up(0, handle)
+        assert handled == [0, 1, 2, 3, 4, 5]
+    finally:
+        await guard.close()
