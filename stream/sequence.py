@@ -141,6 +141,12 @@ class SequenceGuard:
             saved.append(int(raw))
         return min(saved) if saved else None
 
+    def _in_assignment(self, key: tuple[str, int]) -> bool:
+        try:
+            return TopicPartition(*key) in self.app.consumer.assignment()
+        except Exception:  # no consumer running (Faust's test context)
+            return False
+
     def _committed(self, key: tuple[str, int]) -> int | None:
         """The group's committed offset of ``key`` as the worker's consumer knows it."""
         offsets = getattr(self.app.consumer, "_committed_offset", None)
@@ -162,7 +168,11 @@ class SequenceGuard:
         """Whether ``message`` is to be handled; records missing before it are handled first."""
         key = (message.topic, message.partition)
         if key not in self._assigned:
-            return True  # not a partition of this worker's assignment (tests, replies)
+            # the agent can see a partition's first records before the assignment signal
+            # reaches the guard: the consumer's own assignment decides
+            if not self._in_assignment(key):
+                return True  # not a partition of this worker's assignment (tests, replies)
+            self._assigned.add(key)
         last = self._last.get(key)
         if last is None:
             saved = self._saved(key)

@@ -127,6 +127,7 @@ async def test_gaps_are_read_and_handled_in_order_and_redeliveries_skipped(
         guard.advance()
         assert books.done(tp) == set(range(10))
         # revoked: the partition is not checked any more
+        books.tps.discard(tp)
         guard.forget({tp})
         assert await guard.admit(Message(topic, 0, 2), handle)
     finally:
@@ -193,6 +194,31 @@ async def test_a_saved_position_skips_what_was_handled_before_a_restart(
     assert skipped == list(range(5, SAVE_EVERY))
     await before.close()
     await after.close()
+
+
+async def test_a_record_seen_before_the_assignment_signal_is_checked(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """The agent can get a partition's first records before the guard hears of the assignment:
+    they are tracked, so a later stall check does not read them again."""
+    topic = f"seq-{unique}"
+    await _topic_with(kafka_bootstrap, topic, 3)
+    tp = TopicPartition(topic, 0)
+    books = ConsumerBooks({tp}, {tp: 3})
+    books._committed_offset[tp] = 0
+    guard = SequenceGuard(App(books, type("Conf", (), {"id": "seq-test"})()), kafka_bootstrap)
+
+    async def handle(record: Any) -> None:
+        raise AssertionError(f"nothing is missing here, yet {record} was read")
+
+    try:
+        for offset in range(3):
+            assert await guard.admit(Message(topic, 0, offset), handle)
+            guard.handled(Message(topic, 0, offset))
+        guard.assign({tp})  # the signal, late
+        assert guard.stalled() == set() and guard.stalled() == set()
+    finally:
+        await guard.close()
 
 
 async def test_the_lowest_position_saved_in_the_tables_is_trusted(
