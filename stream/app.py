@@ -69,16 +69,21 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def announce_standbys(app: faust.App) -> None:
-    """Log, after each rebalance, when this worker's standby replicas have caught up with their
-    changelogs: from then on it can take over their partitions without a long restore (Faust
-    records the moment only in a flag)."""
-    tables: Any = app.tables
-    ready = tables.on_standbys_ready
+    """Log, once per assignment, when this worker's standby replicas have read their changelogs
+    up to the end offsets taken when they started: from then on it can take over their
+    partitions without a long restore. (Faust flags "standbys ready" as soon as it starts
+    reading them, so the flag cannot tell.)"""
+    announced: dict[str, int] = {}
 
-    def on_standbys_ready() -> None:
-        ready()
-        count = len(tables.recovery.standby_tps)
-        if count:
-            log.info("standby replicas ready: %d changelog partition(s) caught up", count)
-
-    tables.on_standbys_ready = on_standbys_ready
+    @app.timer(interval=1.0)
+    async def standbys_ready() -> None:
+        recovery: Any = app.tables.recovery
+        standby = set(recovery.standby_tps)
+        generation = app.consumer_generation_id
+        if not standby or announced.get("generation") == generation or app.rebalancing:
+            return
+        if not standby <= set(recovery.standby_highwaters):
+            return  # their end offsets are not known yet
+        if recovery.standby_remaining_total() == 0:
+            announced["generation"] = generation
+            log.info("standby replicas ready: %d changelog partition(s) caught up", len(standby))
