@@ -228,25 +228,23 @@ class LeadProcessor:
         self.scores = raw_topic(settings.topic(topics.SCORES.name), compacting=True)
         self.stage_changes = raw_topic(settings.topic(topics.STAGE_CHANGES.name))
         self.dead_letters = raw_topic(settings.topic(topics.DEAD_LETTERS.name))
+
         # Keys are the ids' UTF-8 bytes, as in the records' keys, so a key's table partition is
         # the partition of its records (Faust routes web requests for a key by that hash too).
-        self.leads = app.Table(
-            LEADS_TABLE,
-            partitions=partitions,
-            key_type=bytes,
-            value_type=bytes,
-            options=store_options(settings),
-        )
-        self.identities = app.Table(
-            IDENTITY_TABLE,
-            partitions=partitions,
-            key_type=bytes,
-            value_type=bytes,
-            options=store_options(settings),
-        )
-        for table in (self.leads, self.identities):
+        def raw_table(name: str) -> Any:
+            table = app.Table(
+                name,
+                partitions=partitions,
+                key_type=bytes,
+                value_type=bytes,
+                options=store_options(settings),
+            )
             table.key_serializer = "raw"
             table.value_serializer = "raw"  # values are our own JSON bytes
+            return table
+
+        self.leads = raw_table(LEADS_TABLE)
+        self.identities = raw_table(IDENTITY_TABLE)
         self.schedule = DueSchedule()
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))

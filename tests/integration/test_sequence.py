@@ -72,6 +72,10 @@ class Message:
         return TopicPartition(self.topic, self.partition)
 
 
+def _guard(books: ConsumerBooks, bootstrap: str, **kwargs: Any) -> SequenceGuard:
+    return SequenceGuard(App(books, type("Conf", (), {"id": "seq-test"})()), bootstrap, **kwargs)
+
+
 async def _topic_with(kafka_bootstrap: str, name: str, count: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()
@@ -96,7 +100,7 @@ async def test_gaps_are_read_and_handled_in_order_and_redeliveries_skipped(
     tp = TopicPartition(topic, 0)
     books = ConsumerBooks({tp}, {tp: 10})
     books._committed_offset[tp] = 0
-    guard = SequenceGuard(App(books, type("Conf", (), {"id": "seq-test"})()), kafka_bootstrap)
+    guard = _guard(books, kafka_bootstrap)
     handled: list[tuple[int, bytes | None]] = []
 
     async def handle(record: Any) -> None:
@@ -142,7 +146,7 @@ async def test_a_partition_that_delivers_nothing_after_its_assignment_is_read(
     tp = TopicPartition(topic, 0)
     books = ConsumerBooks({tp}, {tp: 6})
     books._committed_offset[tp] = 2
-    guard = SequenceGuard(App(books, type("Conf", (), {"id": "seq-test"})()), kafka_bootstrap)
+    guard = _guard(books, kafka_bootstrap)
     handled: list[int] = []
 
     async def handle(record: Any) -> None:
@@ -206,7 +210,7 @@ async def test_a_record_seen_before_the_assignment_signal_is_checked(
     tp = TopicPartition(topic, 0)
     books = ConsumerBooks({tp}, {tp: 3})
     books._committed_offset[tp] = 0
-    guard = SequenceGuard(App(books, type("Conf", (), {"id": "seq-test"})()), kafka_bootstrap)
+    guard = _guard(books, kafka_bootstrap)
 
     async def handle(record: Any) -> None:
         raise AssertionError(f"nothing is missing here, yet {record} was read")
@@ -231,11 +235,7 @@ async def test_the_lowest_position_saved_in_the_tables_is_trusted(
     identities = {position_key(tp.topic, 0): b"10"}
     books = ConsumerBooks({tp}, {tp: 30})
     books._committed_offset[tp] = 11
-    guard = SequenceGuard(
-        App(books, type("Conf", (), {"id": "seq-test"})()),
-        kafka_bootstrap,
-        positions=(leads, identities),
-    )
+    guard = _guard(books, kafka_bootstrap, positions=(leads, identities))
 
     async def handle(record: Any) -> None:
         raise AssertionError(f"nothing is missing here, yet {record} was read")
@@ -245,11 +245,7 @@ async def test_the_lowest_position_saved_in_the_tables_is_trusted(
         assert not await guard.admit(Message(tp.topic, 0, 9), handle)  # below both: skipped
         assert await guard.admit(Message(tp.topic, 0, 11), handle)  # above the lower: handled
         del identities[position_key(tp.topic, 0)]
-        fresh = SequenceGuard(
-            App(books, type("Conf", (), {"id": "seq-test"})()),
-            kafka_bootstrap,
-            positions=(leads, identities),
-        )
+        fresh = _guard(books, kafka_bootstrap, positions=(leads, identities))
         fresh.assign({tp})
         assert await fresh.admit(Message(tp.topic, 0, 11), handle)  # one table has none
     finally:
@@ -266,7 +262,7 @@ async def test_a_catch_up_requested_while_records_are_read_is_dropped(
     tp = TopicPartition(topic, 0)
     books = ConsumerBooks({tp}, {tp: 6})
     books._committed_offset[tp] = 0
-    guard = SequenceGuard(App(books, type("Conf", (), {"id": "seq-test"})()), kafka_bootstrap)
+    guard = _guard(books, kafka_bootstrap)
     handled: list[int] = []
 
     async def handle(record: Any) -> None:
