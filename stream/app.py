@@ -7,9 +7,14 @@ from typing import Any
 
 import faust
 
-from stream import api, collector, leads_api, processor, projector
+from stream import api, collector, leads_api, local_state, processor, projector
 from stream.engine import CoreEngine
-from stream.faust_fixes import guard_buffer_flush, guard_read_offsets, guard_skipped_acks
+from stream.faust_fixes import (
+    guard_buffer_flush,
+    guard_commit_offsets,
+    guard_read_offsets,
+    guard_skipped_acks,
+)
 from stream.rules import load_default_models, load_model_file
 from stream.settings import Settings
 
@@ -49,6 +54,8 @@ def create_app(settings: Settings) -> faust.App:
     guard_skipped_acks()
     guard_read_offsets()
     guard_buffer_flush()
+    guard_commit_offsets()
+    local_state.install_write_tracking()
     app = faust.App(**faust_options(settings))
     models = (
         load_model_file(settings.models_path) if settings.models_path else load_default_models()

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -30,7 +31,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Start a Faust worker with the Leadstream agents."""
     import faust  # noqa: PLC0415
 
-    from stream import logmask  # noqa: PLC0415
+    from stream import local_state, logmask  # noqa: PLC0415
     from stream.admin import ensure_topics  # noqa: PLC0415
     from stream.app import create_app  # noqa: PLC0415
     from stream.settings import Settings  # noqa: PLC0415
@@ -46,12 +47,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if created:
         print(f"created topics: {', '.join(created)}", file=sys.stderr)
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=args.loglevel or settings.log_level)
+    tabledir = Path(app.conf.tabledir)
+
+    class Worker(faust.Worker):  # type: ignore[misc]  # Faust's classes carry no types
+        async def on_execute(self) -> None:
+            # logging is set up, the app and its tables not started yet
+            local_state.open_stores(tabledir)
+            await super().on_execute()
+
+    worker = Worker(app, loglevel=args.loglevel or settings.log_level)
     # Faust's progress spinner (on at --loglevel warning and above) sets the root logger to
     # DEBUG, so every debug call in Faust and aiokafka builds (and masks) a record: about a
     # third of a busy worker's time. Without it the root logger keeps the chosen level.
     worker.spinner = None
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as stop:
+        clean = stop.code in (None, 0) and worker.crash_reason is None
+        local_state.closed(tabledir, clean=clean)
+        raise
     return EXIT_OK  # pragma: no cover  (execute_from_commandline exits)
 
 
@@ -661,7 +675,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Measure the pipeline against same-run baselines on the configured broker."""
-    from pathlib import Path  # noqa: PLC0415
 
     from stream.bench.run import BenchConfig, run, table, write_json  # noqa: PLC0415
     from stream.settings import Settings  # noqa: PLC0415

@@ -29,8 +29,9 @@ Every ``SAVE_EVERY`` records a partition's position is saved in each table the r
 the state writes of the records it covers. A changelog orders only its own writes (a crash can
 keep a later write to one and lose an earlier one to the other), so the position a restarted
 worker trusts is the lowest of the saved ones: it skips, exactly, the records up to it (their
-effects are in the restored tables); the few after it are recognised by the event ids the lead
-state remembers.
+effects are in the restored tables, which after a crash are the changelogs' contents:
+``stream.local_state``); the few after it are recognised by the event ids the lead state
+remembers.
 
 Only the partitions of the worker's current assignment are checked. Their offsets are forgotten
 when the partitions are revoked, so a partition that comes back later starts again from its
@@ -57,6 +58,10 @@ SAVE_EVERY = 20
 
 STALL_CHECK_S = 5.0
 """Seconds between two checks for partitions that stopped reaching the agent."""
+
+HELD_CHECKS = 3
+"""Checks in a row a partition's commits may stay put below its last handled record before
+the guard says so in the log."""
 
 POSITION_PREFIX = b"position "
 """Table keys of saved positions start with this (a space: never a lead id)."""
@@ -100,6 +105,7 @@ class SequenceGuard:
         self._assigned: set[tuple[str, int]] = set()
         self._last: dict[tuple[str, int], int] = {}
         self._seen_at_check: dict[tuple[str, int], int] = {}
+        self._held: dict[tuple[str, int], tuple[int, int]] = {}
         self._reader: AIOKafkaConsumer | None = None
         self._filling = False
 
@@ -274,6 +280,40 @@ class SequenceGuard:
             committed = self._committed(key)
             if committed is not None and committed <= last and key in self._assigned:
                 self._mark_done(*key, committed, last + 1)
+                self._watch_commits(key, committed, last)
+            else:
+                self._held.pop(key, None)
+
+    def _watch_commits(self, key: tuple[str, int], committed: int, last: int) -> None:
+        """Warn when a partition's commits stay at one offset below its last handled record
+        for ``HELD_CHECKS`` checks in a row (with what Faust's commit logic holds for it)."""
+        since, count = self._held.get(key, (committed, 0))
+        count = count + 1 if since == committed else 1
+        self._held[key] = (committed, count)
+        if count != HELD_CHECKS:
+            return
+        consumer = self.app.consumer
+        tp = TopicPartition(*key)
+        acked = sorted(consumer._acked.get(tp, ()))
+        index = consumer._acked_index.get(tp, set())
+        gaps = sorted((g.begin, g.end) for g in consumer._gap.get(tp, ()))
+        log.warning(
+            "%s[%s]: commits held at %d for %d checks, last handled %d; acked %d offsets "
+            "(first %s, last %s), %d indexed (committed offset indexed: %s, listed: %s); "
+            "gaps %s; committed as Faust knows it %s",
+            *key,
+            committed,
+            count,
+            last,
+            len(acked),
+            acked[:5],
+            acked[-3:],
+            len(index),
+            committed in index,
+            committed in acked,
+            gaps[:5],
+            self._committed(key),
+        )
 
     # ------------------------------------------------------------------ stalled tails
 

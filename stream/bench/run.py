@@ -15,8 +15,9 @@ Order (each step uses what the previous left behind):
    measured with tracemalloc on a sample) and the worker's RocksDB directory after a clean stop.
 5. Recovery: the changelog is filled up to M leads with copies of the run's real lead states
    under new ids; a worker with an empty data directory starts (a lost machine), then is killed
-   and restarted on its own directory (a crashed process). Recovery time: from launching the
-   process to the outputs of one probe event per partition.
+   and restarted on its own directory (a crashed process: its stores are restored from the
+   changelogs, see ``stream.local_state``), then stopped and restarted (its stores kept).
+   Recovery time: from launching the process to the outputs of one probe event per partition.
 6. Scaling: the same N records loaded into run ``B``'s topics, processed by two workers.
 """
 
@@ -67,7 +68,8 @@ class BenchConfig:
     latency_seconds: float = 20.0
     two_workers: bool = True
     recovery: bool = True
-    crash_recovery: bool = True
+    restart_recovery: bool = True
+    """Also restart the recovered worker on its own data directory (after a kill, a stop)."""
     standby_recovery: bool = True
     quick: bool = False
     work_dir: Path = Path(".run/bench")
@@ -83,7 +85,6 @@ class BenchConfig:
             loads=(0.5,),
             latency_seconds=5.0,
             two_workers=False,
-            crash_recovery=False,
             quick=True,
             work_dir=work_dir,
             timeout=180.0,
@@ -742,20 +743,23 @@ class _Bench:
         return states
 
     async def recovery(self, full: Settings, states: dict[bytes, bytes]) -> int:
-        """A worker coming back with M leads: on an empty disk, then after a SIGKILL. Returns M."""
+        """A worker coming back with M leads: on an empty disk, then on its own data directory
+        after a SIGKILL (its stores are not trusted: restored from the changelogs) and after a
+        clean stop (its stores kept). Returns M."""
         assert self.traffic is not None
         sent, seconds = await fill_changelog(full, states, self.config.state_leads)
         total = len(states) + sent
         self.log(f"changelog filled to {total:,} leads in {seconds:.1f} s")
         self.results.state["leads_for_recovery"] = total
         cases = [("empty data directory (lost machine)", False)]
-        if self.config.crash_recovery:
+        if self.config.restart_recovery:
             cases.append(("own data directory after SIGKILL (crashed process)", True))
+            cases.append(("own data directory after SIGTERM (restart)", False))
         data_dir = self.work / "recovered"
         worker: WorkerProcess | None = None
         for i, (case, kill_before) in enumerate(cases):
-            if kill_before and worker is not None:
-                worker.stop(kill=True)
+            if worker is not None:
+                worker.stop(kill=kill_before)
             ids, probes = probe_records(self.traffic, full, f"r{i}")
             worker = self.spawn(pipeline_worker(full, data_dir, self.work / f"recovery{i}.log"))
             await produce(full, probes)
@@ -799,7 +803,10 @@ class _Bench:
         for i, (case, kill) in enumerate(cases):
             ready_in = await self.wait_standbys(pair, seen)
             if ready_in is None:
-                self.log("standby replicas not announced ready in 120 s; measuring anyway")
+                self.log(
+                    f"standby replicas not announced ready in {self.standby_patience():.0f} s; "
+                    "measuring anyway"
+                )
             else:
                 self.log(f"standby replicas ready {ready_in:.1f} s after the workers (re)started")
             ids, probes = probe_records(self.traffic, settings, f"s{i}")
@@ -823,12 +830,19 @@ class _Bench:
         for w in pair:
             w.stop()
 
+    def standby_patience(self) -> float:
+        """How long to wait for standby replicas to be announced ready: 120 s plus twice the
+        empty-disk recovery (a worker's replicas read about as much as a full restore)."""
+        restores = [r["seconds"] for r in self.results.recovery if not r["standby"]]
+        return min(self.config.timeout, 120.0 + 2 * (restores[0] if restores else 0.0))
+
     async def wait_standbys(self, pair: list[WorkerProcess], seen: list[int]) -> float | None:
         """Seconds until every worker of ``pair`` logged its standby replicas ready more often
-        than ``seen`` (once per assignment); ``None`` if that did not happen within 120 s (a
-        rebalance that gave a worker no standby partitions says nothing)."""
+        than ``seen`` (once per assignment); ``None`` if that did not happen within
+        ``standby_patience`` (a rebalance that gave a worker no standby partitions says
+        nothing)."""
         started = max(w.started_at for w in pair)
-        deadline = time.monotonic() + min(self.config.timeout, 120.0)
+        deadline = time.monotonic() + self.standby_patience()
         while any(_standby_lines(w.log) <= n for w, n in zip(pair, seen, strict=True)):
             if not all(w.alive() for w in pair):
                 raise RuntimeError(f"a worker stopped; see {pair[0].log} and {pair[1].log}")

@@ -68,6 +68,8 @@ def test_quick_bench_prints_the_table_and_writes_the_json(
     recovery = results["recovery"]
     assert [(r["case"].split(" (")[0], r["standby"]) for r in recovery] == [
         ("empty data directory", False),
+        ("own data directory after SIGKILL", False),
+        ("own data directory after SIGTERM", False),
         ("standby replica, the other worker stopped", True),
         ("standby replica, the other worker lost", True),
     ]

@@ -23,11 +23,12 @@ pytestmark = pytest.mark.integration
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "open defect: in about one short run in three, one lead's final score or stage after "
-        "two kills differs from the offline reference (seen: a revision count 2-6 short, 2 of "
-        "412 stage changes missing); whether the worker or the reference's reading of the "
-        "order in which events were applied is wrong is not settled. Counts are recorded in "
-        "the results file either way"
+        "open defect: score and stage-change records are sent before the lead state that "
+        "produced them is in the changelog, so after a kill the events of the moments before "
+        "it are applied again from the restored state, possibly in another order: about one "
+        "short run in two then has a revision or a stage change published twice with "
+        "different content (none lost an event or a stage change). Counts are "
+        "recorded in the results file either way"
     ),
 )
 async def test_kill_9_at_random_points_loses_and_doubles_nothing(
@@ -67,5 +68,8 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
     result.notes["kills"] = kills
     h.record(result)
     assert len(kills) == h.SIZES.crash_kills
+    # a restart after a kill restores the tables from their changelogs (stream.local_state);
+    # a worker killed again before it opened its stores leaves none to remove
+    assert 1 <= log.read_text().count("did not stop cleanly: its") <= len(kills)
     assert result.dead_lettered == h.malformed_coordinates(sim)
     h.check_reference(sim, settings, out)
