@@ -801,12 +801,10 @@ class _Bench:
             ),
         ]
         for i, (case, kill) in enumerate(cases):
-            ready_in = await self.wait_standbys(pair, seen)
+            patience = self.standby_patience(first=i == 0)
+            ready_in = await self.wait_standbys(pair, seen, patience)
             if ready_in is None:
-                self.log(
-                    f"standby replicas not announced ready in {self.standby_patience():.0f} s; "
-                    "measuring anyway"
-                )
+                self.log(f"standby replicas not announced ready in {patience:.0f} s; measuring")
             else:
                 self.log(f"standby replicas ready {ready_in:.1f} s after the workers (re)started")
             ids, probes = probe_records(self.traffic, settings, f"s{i}")
@@ -830,19 +828,23 @@ class _Bench:
         for w in pair:
             w.stop()
 
-    def standby_patience(self) -> float:
-        """How long to wait for standby replicas to be announced ready: 120 s plus twice the
-        empty-disk recovery (a worker's replicas read about as much as a full restore)."""
+    def standby_patience(self, *, first: bool) -> float:
+        """How long to wait for standby replicas to be announced ready: 120 s, plus twice the
+        empty-disk recovery when the workers start (a worker's replicas then read about as
+        much as a full restore; a worker restarted after a clean stop keeps its stores)."""
         restores = [r["seconds"] for r in self.results.recovery if not r["standby"]]
-        return min(self.config.timeout, 120.0 + 2 * (restores[0] if restores else 0.0))
+        extra = 2 * restores[0] if first and restores else 0.0
+        return min(self.config.timeout, 120.0 + extra)
 
-    async def wait_standbys(self, pair: list[WorkerProcess], seen: list[int]) -> float | None:
+    async def wait_standbys(
+        self, pair: list[WorkerProcess], seen: list[int], patience: float
+    ) -> float | None:
         """Seconds until every worker of ``pair`` logged its standby replicas ready more often
         than ``seen`` (once per assignment); ``None`` if that did not happen within
-        ``standby_patience`` (a rebalance that gave a worker no standby partitions says
+        ``patience`` seconds (a rebalance that gave a worker no standby partitions says
         nothing)."""
         started = max(w.started_at for w in pair)
-        deadline = time.monotonic() + self.standby_patience()
+        deadline = time.monotonic() + patience
         while any(_standby_lines(w.log) <= n for w, n in zip(pair, seen, strict=True)):
             if not all(w.alive() for w in pair):
                 raise RuntimeError(f"a worker stopped; see {pair[0].log} and {pair[1].log}")
