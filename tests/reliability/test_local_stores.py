@@ -10,7 +10,7 @@ its state came back either way.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from stream import topics
 from stream.admin import ensure_topics
 from stream.local_state import MARKER
 from stream.settings import Settings
-from stream.simulate import Delivery, SimConfig, generate
+from stream.simulate import Delivery
 
 pytestmark = pytest.mark.integration
 
@@ -82,21 +82,8 @@ def _store_dirs(tabledir: Path) -> dict[str, int]:
 async def test_local_stores_are_kept_after_a_clean_stop_and_restored_after_a_kill(
     kafka_bootstrap: str, unique: str, tmp_path: Path
 ) -> None:
-    models = tmp_path / "models.yaml"
-    models.write_text(h.pipeline.model_text())
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        app_id=f"ls-stores-{unique}",
-        topic_prefix=f"s{unique}.",
-        topic_partitions=2,
-        data_dir=tmp_path / "data",
-        web_enabled=False,
-        models_path=models,
-        timer_interval_s=3600,
-    )
-    sim = generate(
-        SimConfig(seed=5, leads=20, days=10, start=datetime.now(UTC) - timedelta(days=10, hours=1))
-    )
+    settings = h.pipeline_settings(kafka_bootstrap, unique, tmp_path)
+    sim = h.scenario(seed=5, leads=20, days=10)
     views = [e for e in sim.events if isinstance(e, PageViewed) and e.lead_id is not None]
     template = views[-1]
     lead = template.lead_id
