@@ -300,7 +300,7 @@ class SequenceGuard:
         log.warning(
             "%s[%s]: commits held at %d for %d checks, last handled %d; acked %d offsets "
             "(first %s, last %s), %d indexed (committed offset indexed: %s, listed: %s); "
-            "gaps %s; committed as Faust knows it %s",
+            "gaps %s",
             *key,
             committed,
             count,
@@ -312,7 +312,6 @@ class SequenceGuard:
             committed in index,
             committed in acked,
             gaps[:5],
-            self._committed(key),
         )
 
     # ------------------------------------------------------------------ stalled tails

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from intervaltree import IntervalTree
 
-from stream.sequence import SAVE_EVERY, Fetched, SequenceGuard, position_key
+from stream.sequence import HELD_CHECKS, SAVE_EVERY, Fetched, SequenceGuard, position_key
 
 pytestmark = pytest.mark.integration
 
@@ -277,3 +277,27 @@ async def test_a_catch_up_requested_while_records_are_read_is_dropped(
         assert handled == [0, 1, 2, 3, 4, 5]
     finally:
         await guard.close()
+
+
+def test_commits_held_below_the_last_handled_record_are_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tp = TopicPartition("held", 0)
+    books = ConsumerBooks({tp}, {tp: 30}, {tp: 10})
+    guard = _guard(books, "unused:9092")
+    guard.assign([tp])
+    guard._last[("held", 0)] = 20
+    with caplog.at_level("WARNING", logger="stream.sequence"):
+        for _ in range(HELD_CHECKS - 1):
+            guard.advance()
+        assert not caplog.records  # not yet: commits may still catch up
+        guard.advance()
+        assert [r.getMessage() for r in caplog.records] == [
+            f"held[0]: commits held at 10 for {HELD_CHECKS} checks, last handled 20; acked 11 "
+            "offsets (first [10, 11, 12, 13, 14], last [18, 19, 20]), 11 indexed (committed "
+            "offset indexed: True, listed: True); gaps []"
+        ]
+        books._committed_offset[tp] = 21  # the commits caught up
+        for _ in range(HELD_CHECKS + 1):
+            guard.advance()
+        assert len(caplog.records) == 1
