@@ -84,7 +84,6 @@ class BenchConfig:
             state_leads=10_000,
             loads=(0.5,),
             latency_seconds=5.0,
-            two_workers=False,
             quick=True,
             work_dir=work_dir,
             timeout=180.0,

@@ -47,11 +47,12 @@ def test_quick_bench_prints_the_table_and_writes_the_json(
 
     results = json.loads(out.read_text())
     rows = {row["name"]: row for row in results["throughput"]}
-    assert set(rows) == {"raw", "bare", "naive", "pipeline"}
+    assert set(rows) == {"raw", "bare", "naive", "pipeline", "pipeline x2"}
     for row in rows.values():
         assert row["events"] > 0 and row["seconds"] > 0 and row["events_per_s"] > 0, row
     assert results["ratios"]["pipeline/bare"] > 0
     assert results["ratios"]["pipeline/naive"] > 0
+    assert results["scaling"]["ratio"] > 0  # one vs two workers
 
     assert results["latency"], "no latency run"
     for run in results["latency"]:
