@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARKER", "closed", "install_write_tracking", "open_stores", "unconfirmed_writes"]
+__all__ = ["MARKER", "closed", "install_write_tracking", "open_stores"]
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,6 @@ def install_write_tracking() -> None:
     Collection.send_changelog = send_changelog
     Collection._on_changelog_sent = _on_changelog_sent
     setattr(Collection, _TRACKED, True)
-
-
-def unconfirmed_writes() -> int:
-    """Table writes of this process not (yet) confirmed by the broker."""
-    return _unconfirmed
 
 
 def _stores(tabledir: Path) -> list[Path]:
