@@ -8,8 +8,12 @@ of the message being processed), so no step assumes one process sees every key:
 1. **Decode** with the codec; a message that fails goes to the dead-letter topic with the reason,
    its coordinates and its original bytes, and the agent goes on.
 2. **Route**: an event belongs to its ``lead_id`` (or, for an anonymous visitor, its
-   ``anonymous_id``). An event whose record key is not that id is re-keyed onto the internal
-   topic, which brings it to the owning partition.
+   ``anonymous_id``). Every event read from a source topic is passed on to the internal topic
+   under that id, which brings it to the owning partition, and is scored when it arrives from
+   there. A lead's events come through several source topics, which the consumer interleaves
+   differently on every run; the internal partition records one order, so after a crash the
+   events after the restored state are scored again in the order they were first scored in, and
+   every record sent again is the record sent the first time.
 3. **Identity**: anonymous events are held per anonymous id (``stream.identity``) until an
    ``identify`` reaches the lead; the lead's partition then sends a ``link`` to the anonymous id's
    partition, which releases the held events to the lead. Later anonymous events go straight to
@@ -28,6 +32,7 @@ control messages carry ids that are remembered the same way.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -51,6 +56,7 @@ from stream import identity, metrics, topics
 from stream.schedule import DueSchedule
 from stream.sequence import POSITION_PREFIX, STALL_CHECK_S, SequenceGuard
 from stream.settings import Settings
+from stream.write_order import WriteOrder, hold_changelog, hold_flush
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +251,15 @@ class LeadProcessor:
 
         self.leads = raw_table(LEADS_TABLE)
         self.identities = raw_table(IDENTITY_TABLE)
+        self.write_order: WriteOrder | None = None
+        if settings.processing_guarantee == "at_least_once":
+            # (under exactly_once the state and the offsets are committed in one transaction,
+            # which a held write could miss)
+            self.write_order = WriteOrder(on_failure=self._crash)
+            for table in (self.leads, self.identities):
+                hold_changelog(table.changelog_topic, self.write_order)
+            for topic in (self.internal, self.scores, self.stage_changes, self.dead_letters):
+                self._track_sends(topic)
         self.schedule = DueSchedule()
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
@@ -257,6 +272,21 @@ class LeadProcessor:
             positions=(self.leads, self.identities),
         )
         self.agent: Any = None
+
+    def _track_sends(self, topic: Any) -> None:
+        order = self.write_order
+        assert order is not None
+        send = topic.send
+
+        async def tracked(*args: Any, **kwargs: Any) -> Any:
+            delivery = await send(*args, **kwargs)
+            order.track(delivery)
+            return delivery
+
+        topic.send = tracked
+
+    def _crash(self, error: BaseException) -> None:
+        asyncio.ensure_future(self.app.crash(error))  # noqa: RUF006 - the app stops
 
     def partition_of(self, key: str) -> int:
         """The partition of ``key`` (Kafka's default partitioner: murmur2)."""
@@ -413,8 +443,10 @@ class LeadProcessor:
             self._remember_live(lead_id, step.live)
         record.live = step.live
         if step.outputs:
-            # Sent before the state is written: a crash in between sends them again (same ids,
-            # same revisions) rather than keeping a state whose outputs never left.
+            # Sent before the state is written: a crash in between scores the event again, in
+            # its place in the internal topic's order, and sends the same records again (same
+            # ids, same revisions, same content) rather than keeping a state whose outputs
+            # never left.
             await self.emit(step.outputs)
             metrics.scoring_latency(time.time() - event.occurred_at.timestamp())
         if step.state is not None:
@@ -617,9 +649,10 @@ class LeadProcessor:
             await self.on_event(decoded, message)
 
     async def on_event(self, event: EventBase, message: Any) -> None:
-        """Route an inbound event to its owner's partition, its lead, or the holding area."""
+        """Pass an event from a source topic on to the internal topic (its owner's partition);
+        score an event from the internal topic on its lead, or hold it (anonymous)."""
         owner = event.lead_id or event.anonymous_id or ""
-        if message.key != owner.encode():
+        if message.topic != self.internal_name or message.key != owner.encode():
             await self.to_internal(owner, event)
         elif event.lead_id is not None:
             await self.on_lead_event(event, event.lead_id)
@@ -718,6 +751,9 @@ def register(
     @app.on_partitions_assigned.connect
     async def check_positions(sender: Any, assigned: Any, **kwargs: Any) -> None:
         processor.sequence.assign(assigned)
+
+    if processor.write_order is not None:
+        hold_flush(app.producer, processor.write_order)
 
     @app.on_before_shutdown.connect
     async def close_reader(sender: Any, **kwargs: Any) -> None:

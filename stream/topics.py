@@ -40,5 +40,8 @@ SOURCES: tuple[TopicSpec, ...] = (CLICKSTREAM, EMAIL, SOCIAL, PROFILES, CRM_FEED
 
 INTERNAL = TopicSpec(
     "leads.internal.v1",
-    description="Messages between Leadstream workers (re-keyed events, identity, merges, ticks).",
+    description=(
+        "Messages between Leadstream workers (every event on its way to scoring, identity, "
+        "merges, ticks)."
+    ),
 )

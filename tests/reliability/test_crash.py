@@ -20,18 +20,6 @@ from stream.admin import ensure_topics
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "open defect: score and stage-change records are sent before the lead state that "
-        "produced them is in the changelog, so after a kill the events of the moments before "
-        "it are applied again from the restored state, possibly in another order: about one "
-        "short run in two then has a revision or a stage change published twice with "
-        "different content; final revisions are complete, and a stage change the reference "
-        "expects can be missing (0-1 per run), which a reference order read back from "
-        "contradicting records cannot settle. Counts are recorded in the results file"
-    ),
-)
 async def test_kill_9_at_random_points_loses_and_doubles_nothing(
     kafka_bootstrap: str, unique: str, tmp_path: Path
 ) -> None:
