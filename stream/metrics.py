@@ -16,7 +16,8 @@ projector), once per record whatever wrote it; writers do not call those two.
 
 The sensor (`LeadstreamSensor`, installed by `register`) counts Kafka messages in and out per topic
 and table writes; at scrape time a collector bound to the app reports consumer lag per topic,
-table sizes and whether table recovery is done. The projector sets its own lag gauges.
+table sizes, the memory RocksDB holds for each table, and whether table recovery is done. The
+projector sets its own lag gauges.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "register",
     "scoring_latency",
     "stage_change",
+    "store_memory",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,6 +135,7 @@ PROJECTOR_LAST_APPLIED = Gauge(
 
 CONSUMER_LAG_NAME: Final = "leadstream_consumer_lag_messages"
 TABLE_KEYS_NAME: Final = "leadstream_table_keys"
+STORE_MEMORY_NAME: Final = "leadstream_table_store_memory_bytes"
 RECOVERED_NAME: Final = "leadstream_tables_recovered"
 
 
@@ -167,7 +170,7 @@ METRIC_NAMES: Final[frozenset[str]] = frozenset(
         )
         for sample in _sample_names(metric)
     }
-    | {CONSUMER_LAG_NAME, TABLE_KEYS_NAME, RECOVERED_NAME}
+    | {CONSUMER_LAG_NAME, TABLE_KEYS_NAME, STORE_MEMORY_NAME, RECOVERED_NAME}
 )
 """Every series name ``/metrics`` can show (the Grafana dashboard's queries use only these)."""
 
@@ -249,6 +252,33 @@ def _table_keys(table: Any) -> int | None:
         return None
 
 
+STORE_MEMORY_PROPERTIES: Final = {
+    "memtables": "rocksdb.cur-size-all-mem-tables",
+    "block_cache": "rocksdb.block-cache-usage",
+    "table_readers": "rocksdb.estimate-table-readers-mem",
+}
+"""RocksDB's own figures for the memory a store holds, by kind (its resident-memory bounds:
+``LEADSTREAM_ROCKSDB_WRITE_BUFFER_MB`` for memtables, ``LEADSTREAM_ROCKSDB_BLOCK_CACHE_MB`` for
+the read cache)."""
+
+
+def store_memory(table: Any) -> dict[str, int] | None:
+    """Bytes RocksDB holds in memory for a table's open stores (every partition, standbys
+    included), by kind; ``None`` for the memory store."""
+    dbs = getattr(table.data, "_dbs", None)
+    if dbs is None:
+        return None
+    totals = dict.fromkeys(STORE_MEMORY_PROPERTIES, 0)
+    try:
+        for db in list(dbs.values()):
+            for kind, name in STORE_MEMORY_PROPERTIES.items():
+                totals[kind] += int(db.property_int_value(name) or 0)
+    except Exception:  # a metric must never break a scrape (a store closing meanwhile)
+        log.debug("metrics: could not read the memory of table %s", table.name, exc_info=True)
+        return None
+    return totals
+
+
 class AppCollector(Collector):
     """Scrape-time gauges read from a Faust app: consumer lag, table sizes, recovery."""
 
@@ -275,6 +305,17 @@ class AppCollector(Collector):
             if size is not None:
                 keys.add_metric([str(name)], size)
         yield keys
+        memory = GaugeMetricFamily(
+            STORE_MEMORY_NAME,
+            "Memory RocksDB holds for a table's stores on this worker, by kind "
+            "(memtables, block_cache, table_readers).",
+            labels=["table", "kind"],
+        )
+        for name, table in sorted(self.app.tables.items()):
+            held = store_memory(table)
+            for kind, value in (held or {}).items():
+                memory.add_metric([str(name), kind], value)
+        yield memory
         yield GaugeMetricFamily(
             RECOVERED_NAME,
             "1 once table recovery has completed (the worker is ready).",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 from aiokafka import TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
+from rocksdict import Rdict
 
 from stream import metrics
 from stream.api import histogram
@@ -76,3 +78,19 @@ def test_histogram_buckets_cover_every_total() -> None:
     assert [b["count"] for b in buckets] == [3, 0, 0, 1]
     assert buckets[0]["from"] == 0.0 and buckets[-1]["to"] == 100.0
     assert sum(b["count"] for b in histogram([-5.0, -5.0])) == 2
+
+
+def test_store_memory_reads_rocksdb_own_figures(tmp_path: Path) -> None:
+    db = Rdict(str(tmp_path / "store"))
+    try:
+        for n in range(2_000):
+            db[f"lead-{n}".encode()] = b"x" * 500
+        table = SimpleNamespace(name="leads", data=SimpleNamespace(_dbs={0: db}))
+        held = metrics.store_memory(table)
+        assert held is not None
+        assert set(held) == {"memtables", "block_cache", "table_readers"}
+        assert held["memtables"] >= 2_000 * 500  # the writes sit in the memtable until a flush
+    finally:
+        db.close()
+    memory_table = SimpleNamespace(name="leads", data={})
+    assert metrics.store_memory(memory_table) is None
