@@ -213,6 +213,21 @@ async def test_malformed_messages_are_dead_lettered_and_the_agent_goes_on(harnes
     assert harness.state("lead-1") is not None
 
 
+async def test_every_source_event_is_scored_from_the_internal_topic(harness: Harness) -> None:
+    """One recorded order per partition: a source record is passed on, not scored, and the
+    lead is scored when the internal topic delivers it."""
+    event = ev("page_viewed", 1)
+    harness.topic = CLICKSTREAM
+    await harness.ctx.put(key=b"lead-1", value=codec.encode(event))
+    assert harness.state("lead-1") is None
+    assert harness.sent["scores"] == []
+    assert [key for key, _ in harness.sent["internal"]] == [b"lead-1"]
+    assert codec.decode_internal(harness.sent["internal"][0][1]) == event
+    await harness.put(INTERNAL, "lead-1", harness.pending.pop(0)[1])
+    assert harness.state("lead-1") is not None
+    assert [s.last_event_id for s in harness.scores()] == [event.event_id] * 2  # two models
+
+
 async def test_events_keyed_otherwise_are_rekeyed_to_their_lead(harness: Harness) -> None:
     event = ev("page_viewed", 1)
     await harness.event(event, key="something-else")
