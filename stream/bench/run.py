@@ -710,7 +710,10 @@ class _Bench:
         worker = self.spawn(pipeline_worker(full, self.work / "full", self.work / "full.log"))
         count, secs = await drain(full, worker.alive, self.config.timeout, internal=True)
         self.row(
-            "pipeline", "leadstream worker: decode, identity, 2 models, state, outputs", count, secs
+            "pipeline",
+            "leadstream worker: decode, internal topic, identity, 2 models, state, outputs",
+            count,
+            secs,
         )
         return worker
 
