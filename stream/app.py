@@ -7,7 +7,7 @@ from typing import Any
 
 import faust
 
-from stream import api, collector, leads_api, local_state, processor, projector
+from stream import api, collector, leads_api, local_state, native_memory, processor, projector
 from stream.engine import CoreEngine
 from stream.faust_fixes import (
     guard_buffer_flush,
@@ -66,6 +66,10 @@ def create_app(settings: Settings) -> faust.App:
     collector.register(app, settings)
     projector.register(app, settings)
     api.register(app, settings)
+
+    @app.timer(interval=native_memory.TRIM_EVERY_S)
+    async def trim_native_heap() -> None:
+        native_memory.trim()
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

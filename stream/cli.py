@@ -31,7 +31,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Start a Faust worker with the Leadstream agents."""
     import faust  # noqa: PLC0415
 
-    from stream import local_state, logmask  # noqa: PLC0415
+    from stream import local_state, logmask, native_memory  # noqa: PLC0415
     from stream.admin import ensure_topics  # noqa: PLC0415
     from stream.app import create_app  # noqa: PLC0415
     from stream.settings import Settings  # noqa: PLC0415
@@ -43,6 +43,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         overrides["data_dir"] = args.data_dir
     settings = Settings(**overrides)  # type: ignore[arg-type]
     logmask.install(logmask.settings_secrets(settings))
+    native_memory.limit_arenas()  # before RocksDB's threads start
     created = asyncio.run(ensure_topics(settings))
     if created:
         print(f"created topics: {', '.join(created)}", file=sys.stderr)
