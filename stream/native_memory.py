@@ -2,13 +2,12 @@
 
 RocksDB allocates its memtables, caches and compaction buffers with the C library's ``malloc``
 from its own threads. glibc gives threads their own arenas (up to eight per core) and returns
-freed memory to the system only from the top of each heap, so a worker's resident memory crept
-up for as long as it ran while everything it held stayed flat: in the 10-minute soak,
-+15 MB of RSS with the Python heap (tracemalloc) and RocksDB's own figures (memtables, read
-cache, index memory: ``leadstream_table_store_memory_bytes``) level. The worker therefore limits
-malloc to ``ARENAS`` arenas before any RocksDB thread starts (``limit_arenas``) and asks malloc
-every ``TRIM_EVERY_S`` seconds to hand free pages back (``trim``). Both are no-ops where the C
-library is not glibc.
+freed memory to the system only from the top of each heap, so a worker's resident memory hardly
+ever came down: the memory of a flushed memtable stayed with the process. The worker therefore
+limits malloc to ``ARENAS`` arenas before any RocksDB thread starts (``limit_arenas``) and asks
+malloc every ``TRIM_EVERY_S`` seconds to hand free pages back (``trim``), so resident memory
+follows what the worker holds, down as well as up. Both are no-ops where the C library is not
+glibc.
 """
 
 from __future__ import annotations
