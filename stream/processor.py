@@ -19,8 +19,10 @@ of the message being processed), so no step assumes one process sees every key:
    partition, which releases the held events to the lead. Later anonymous events go straight to
    the lead. A merge (``leads_merged``) makes the absorbed lead hand its state to the surviving
    lead (``merge_out`` → ``merge_in``), and forwards its later events there.
-4. **Score**: load the lead's one combined state value, call the pure core, store the state
-   (one changelog write), send the score and stage-change records.
+4. **Score**: load the lead's one combined state value, call the pure core, send the score and
+   stage-change records, store the state (one changelog write). The changelog write reaches the
+   broker only once every record sent before it is delivered (``stream.write_order``), so a
+   state the changelog holds never misses its records.
 5. **Timer**: every worker keeps the due times of its own partitions' keys (``stream.schedule``):
    when decay will next cross a threshold, when held anonymous activity expires. Each tick sends
    a ``tick`` for the due keys through the internal topic, so the change is made, and its
