@@ -13,10 +13,20 @@ import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+COMPACT_SLACK = 1024
+"""Superseded heap entries a partition may carry beyond its live ones before its heap is rebuilt."""
+
 
 @dataclass(slots=True)
 class DueSchedule:
-    """A min-heap per partition with lazy deletion: ``set`` replaces a key's due time."""
+    """A min-heap per partition with lazy deletion: ``set`` replaces a key's due time.
+
+    A replaced due time stays in the heap until it comes up, and a lead's due time moves with
+    most of its events while coming up only days later, so the heap would grow by an entry per
+    event (about 130 bytes) for days. When a partition's heap holds more than twice its live
+    keys (plus ``COMPACT_SLACK``) it is rebuilt from them: linear work once per as many sets,
+    and memory bounded by the keys scheduled.
+    """
 
     _heaps: dict[int, list[tuple[float, str]]] = field(default_factory=dict)
     _due: dict[int, dict[str, float]] = field(default_factory=dict)
@@ -30,7 +40,12 @@ class DueSchedule:
         if dues.get(key) == due:
             return
         dues[key] = due
-        heapq.heappush(self._heaps.setdefault(partition, []), (due, key))
+        heap = self._heaps.setdefault(partition, [])
+        heapq.heappush(heap, (due, key))
+        if len(heap) > 2 * len(dues) + COMPACT_SLACK:
+            heap = [(when, name) for name, when in dues.items()]
+            heapq.heapify(heap)
+            self._heaps[partition] = heap
 
     def pop_due(self, now: float) -> list[tuple[int, str]]:
         """Every (partition, key) due at or before ``now``, removed from the schedule."""
@@ -49,6 +64,10 @@ class DueSchedule:
         for partition in partitions:
             self._heaps.pop(partition, None)
             self._due.pop(partition, None)
+
+    def entries(self) -> int:
+        """Heap entries held, superseded ones included (what the schedule costs in memory)."""
+        return sum(len(heap) for heap in self._heaps.values())
 
     def due_time(self, partition: int, key: str) -> float | None:
         return self._due.get(partition, {}).get(key)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.schedule import DueSchedule
+from stream.schedule import COMPACT_SLACK, DueSchedule
 
 
 def test_pops_only_what_is_due_across_partitions() -> None:
@@ -48,3 +48,15 @@ def test_pop_due_matches_the_latest_due_time_of_each_key(
     expected = sorted(k for k, due in latest.items() if due <= 50)
     assert sorted(schedule.pop_due(50.0)) == expected
     assert len(schedule) == len(latest) - len(expected)
+
+
+def test_replaced_due_times_do_not_pile_up() -> None:
+    """A lead's due time moves with most of its events; the heap stays bounded by the keys."""
+    schedule = DueSchedule()
+    for n in range(20_000):
+        schedule.set(0, f"l:lead-{n % 10}", 1_000_000.0 + n)
+    assert len(schedule) == 10
+    assert schedule.entries() <= 2 * 10 + COMPACT_SLACK + 1
+    due = schedule.pop_due(1_000_000.0 + 20_000)
+    assert sorted(key for _, key in due) == [f"l:lead-{n}" for n in range(10)]
+    assert schedule.pop_due(2_000_000.0) == []
