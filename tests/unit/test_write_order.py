@@ -10,6 +10,16 @@ import pytest
 from stream.write_order import WriteOrder, hold_flush
 
 
+def flushing_into(log: list[str]) -> Any:
+    """A stand-in producer whose flush is logged."""
+
+    class Producer:
+        async def flush(self) -> None:
+            log.append("flush")
+
+    return Producer()
+
+
 async def settle() -> None:
     for _ in range(3):
         await asyncio.sleep(0)
@@ -97,17 +107,12 @@ async def test_an_undelivered_record_keeps_later_writes_back_and_fails_the_flush
     assert written == []
     assert [type(f) for f in failures] == [ConnectionError]
 
-    class Producer:
-        flushed = False
-
-        async def flush(self) -> None:
-            self.flushed = True
-
-    producer: Any = Producer()
+    flushed: list[str] = []
+    producer = flushing_into(flushed)
     hold_flush(producer, order)
     with pytest.raises(RuntimeError, match="held behind a record that was not delivered"):
         await producer.flush()
-    assert not producer.flushed
+    assert flushed == []
 
 
 async def test_flush_waits_for_held_writes_then_flushes() -> None:
@@ -118,11 +123,7 @@ async def test_flush_waits_for_held_writes_then_flushes() -> None:
     order.track(record)
     order.write(lambda: events.append("write"))
 
-    class Producer:
-        async def flush(self) -> None:
-            events.append("flush")
-
-    producer: Any = Producer()
+    producer = flushing_into(events)
     hold_flush(producer, order)
     flush = asyncio.ensure_future(producer.flush())
     await settle()
