@@ -12,5 +12,5 @@ Importable by producers and consumers without Faust or a Kafka client.
   to events.
 - `schemas.examples`: one example of every message, and `make_event`/`make_output` factories.
 - `python -m schemas.generate`: the JSON Schema and AsyncAPI documents in `schemas/generated/`.
-- `python -m schemas.bench`: codec throughput.
+- `python -m stream.bench.codec`: codec throughput.
 """

@@ -76,7 +76,7 @@ class Tick(ContractModel):
 
     ``kind="partition"``: sent to one partition of the internal topic when a consumed topic's
     partition of that number stopped reaching the agent although the broker holds more records;
-    the agent reads them (``stream.sequence``). ``key`` is then ``partition-<n>``.
+    the agent reads them (``stream.faust_guards.sequence``). ``key`` is then ``partition-<n>``.
     """
 
     type: Literal["tick"] = "tick"

@@ -7,16 +7,21 @@ from typing import Any
 
 import faust
 
-from stream import api, collector, leads_api, local_state, native_memory, processor, projector
-from stream.engine import CoreEngine
-from stream.faust_fixes import (
+from stream.faust_guards import local_stores as local_state
+from stream.faust_guards.patches import (
     guard_buffer_flush,
     guard_commit_offsets,
     guard_read_offsets,
     guard_skipped_acks,
 )
-from stream.rules import load_default_models, load_model_file
+from stream.model_files import load_default_models, load_model_file
+from stream.readmodel import projector
 from stream.settings import Settings
+from stream.web import collector
+from stream.web import lead_api as leads_api
+from stream.web import read_api as api
+from stream.worker import native_memory, processor
+from stream.worker.port import CoreEngine
 
 log = logging.getLogger(__name__)
 

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
         True, description="Run the Redis projector (the read model) in this worker."
     )
 
-    # HTTP collector (stream/collector.py): the pixel, the Segment API and vendor webhooks.
+    # HTTP collector (stream/web/collector.py): the pixel, the Segment API and vendor webhooks.
     collector_enabled: bool = Field(True, description="Serve the collector endpoints.")
     auth_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,

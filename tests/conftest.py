@@ -1,6 +1,6 @@
 """Test-wide fixtures: the real Kafka broker and Redis, and unique names per test.
 
-Where the services come from (see ``stream.devinfra``):
+Where the services come from (see ``stream.dev.infra``):
 - ``LEADSTREAM_KAFKA_BOOTSTRAP`` / ``LEADSTREAM_REDIS_URL`` set (``make test`` sets them after
   starting the local broker and Redis): those are used.
 - otherwise, when a Docker engine answers: testcontainers start them for the session.
@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from stream import devinfra
+from stream.dev import infra as devinfra
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

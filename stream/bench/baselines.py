@@ -26,9 +26,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from schemas import codec
 from schemas.errors import DecodeError
-from stream import topics
 from stream.app import faust_options
-from stream.faust_fixes import guard_skipped_acks
+from stream.faust_guards.patches import guard_skipped_acks
+from stream.kafka import topics
 from stream.settings import Settings
 
 KINDS = ("bare", "naive")

@@ -1,7 +1,7 @@
 """The benchmark's traffic: simulated deliveries, multiplied into copies, and loaded into Kafka.
 
-A simulation (``stream.simulate``) of ``base_leads`` people is built once; the records are then
-copied with every lead and anonymous id renamed per copy (``lead-`` → ``lead-<copy>``), so N
+A simulation (``stream.simulate.traffic``) of ``base_leads`` people is built once; the records are
+then copied with every lead and anonymous id renamed per copy (``lead-`` → ``lead-<copy>``), so N
 events keep the simulator's mix (personas, topics, anonymous visitors, late, duplicate and
 malformed deliveries) without building N pydantic events. Copies follow each other, so each
 lead's records keep their order within its partition.
@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from stream.settings import Settings
-from stream.simulate import Delivery, SimConfig, generate
+from stream.simulate.traffic import Delivery, SimConfig, generate
 
 EVENTS_PER_LEAD = 50
 """About how many deliveries the simulator makes per person over ``DAYS`` (measured: 53.9)."""

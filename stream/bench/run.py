@@ -16,8 +16,8 @@ Order (each step uses what the previous left behind):
 5. Recovery: the changelog is filled up to M leads with copies of the run's real lead states
    under new ids; a worker with an empty data directory starts (a lost machine), then is killed
    and restarted on its own directory (a crashed process: its stores are restored from the
-   changelogs, see ``stream.local_state``), then stopped and restarted (its stores kept).
-   Recovery time: from launching the process to the outputs of one probe event per partition.
+   changelogs, see ``stream.faust_guards.local_stores``), then stopped and restarted (its stores
+   kept). Recovery time: from launching the process to the outputs of one probe event per partition.
 6. Scaling: the same N records loaded into run ``B``'s topics, processed by two workers.
 """
 
@@ -47,12 +47,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
-from stream import topics
-from stream.admin import ensure_topics
 from stream.bench import baselines
 from stream.bench.data import Traffic, build_traffic, keys_per_partition, produce
+from stream.kafka import topics
+from stream.kafka.admin import ensure_topics
 from stream.settings import Settings
-from stream.simulate import Delivery
+from stream.simulate.traffic import Delivery
 
 Log = Callable[[str], None]
 
@@ -439,7 +439,8 @@ async def read_changelog(settings: Settings) -> dict[bytes, bytes]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=None,
-        auto_offset_reset="earliest",  # see stream.projector.rebuild: a reset may land late
+        # see stream.readmodel.projector.rebuild: a reset may land late
+        auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
@@ -471,7 +472,7 @@ async def read_changelog(settings: Settings) -> dict[bytes, bytes]:
 
 def state_sizes(values: list[bytes], models_path: Path | None) -> dict[str, Any]:
     """Stored bytes and decoded-object memory per lead (a sample of up to 2,000 leads)."""
-    from stream.rules import load_default_models, load_model_file  # noqa: PLC0415
+    from stream.model_files import load_default_models, load_model_file  # noqa: PLC0415
     from stream.scoring import LeadState  # noqa: PLC0415
 
     models = load_model_file(models_path) if models_path else load_default_models()

@@ -31,7 +31,7 @@ from sklearn.model_selection import train_test_split
 
 from schemas.events import EventBase
 from stream.calibrate.table import CalibrationError, parse_target
-from stream.offline import group_by_lead, score_history
+from stream.offline.history import group_by_lead, score_history
 from stream.scoring import ModelSet, ScoringModel, parse_models, score_at
 from stream.scoring.explain import explain
 from stream.scoring.spec import _Loader

@@ -4,7 +4,7 @@ This package does no I/O: it imports the standard library, pydantic, PyYAML (to 
 the contract (`schemas`) only, reads no clock and no environment. Time is the event's
 `occurred_at`; only the timer helpers take a `now`, passed in by the caller.
 
-    models = parse_models(text, source="models.yaml")      # stream.rules reads files
+    models = parse_models(text, source="models.yaml")      # stream.model_files reads files
     model = models.get("b2b")
     step = apply(None, event, model=model)                   # Transition(state, outputs)
     step = apply(step.state, next_event, model=model)

@@ -4,7 +4,7 @@ A model file holds one or more scoring models (one per product line, region or s
 lead gets a score under each). The format is documented in the README (`## Scoring models`);
 `parse_models` turns the text of a file into a validated `ModelSet` and raises `ModelFileError`
 naming the file, the model, the rule and the field of every problem. Reading the file is left to
-the caller (`stream.rules.load_model_file`): this package does no I/O.
+the caller (`stream.model_files.load_model_file`): this package does no I/O.
 """
 
 from __future__ import annotations

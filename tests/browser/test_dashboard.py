@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from schemas import codec
 from schemas.examples import make_event, make_output
 from schemas.stages import Stage
-from stream import topics
+from stream.kafka import topics
 
 pytestmark = pytest.mark.integration
 

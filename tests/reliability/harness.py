@@ -1,7 +1,7 @@
 """Shared machinery of the reliability suite: sizes, the offline reference, outputs, lag, results.
 
 Loaded by ``tests/reliability/conftest.py`` as ``reliability_harness``. The offline-reference
-comparison is the one of ``tests/integration/test_pipeline.py`` (loaded from that file, not
+comparison is the one of ``tests/integration/worker/test_pipeline.py`` (loaded from that file, not
 copied): the worker's final scores and stage changes must equal what the pure core computes from
 the same events.
 """
@@ -29,9 +29,9 @@ from aiokafka.errors import KafkaError
 
 from schemas import codec
 from schemas.outputs import DeadLetter, ScoreUpdated, StageChanged
-from stream import topics
+from stream.kafka import topics
 from stream.settings import Settings
-from stream.simulate import SimConfig, Simulation, generate
+from stream.simulate.traffic import SimConfig, Simulation, generate
 
 REPO = Path(__file__).resolve().parents[2]
 MODE = "full" if os.environ.get("LEADSTREAM_RELIABILITY", "").lower() == "full" else "short"
@@ -102,8 +102,11 @@ def _load(name: str, path: Path) -> ModuleType:
     return module
 
 
-pipeline = _load("reliability_pipeline_reference", REPO / "tests/integration/test_pipeline.py")
-"""tests/integration/test_pipeline.py: `model_text`, `_produce`, `_check`, `_start_worker` …"""
+pipeline = _load(
+    "reliability_pipeline_reference", REPO / "tests/integration/worker/test_pipeline.py"
+)
+"""tests/integration/worker/test_pipeline.py: `model_text`, `_produce`, `_check`, `_start_worker`
+…"""
 root = _load("reliability_root_conftest", REPO / "tests/conftest.py")
 """tests/conftest.py: `launch_worker` for a worker served for a whole module."""
 
@@ -353,7 +356,7 @@ def check_duplicates_identical(out: Outputs) -> None:
 
 
 def check_reference(sim: Simulation, settings: Settings, out: Outputs) -> None:
-    """The offline-reference equality of tests/integration/test_pipeline.py."""
+    """The offline-reference equality of tests/integration/worker/test_pipeline.py."""
     check_duplicates_identical(out)
     assert settings.models_path is not None
     from stream.scoring import parse_models

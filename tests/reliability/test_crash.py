@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import reliability_harness as h
 
-from stream.admin import ensure_topics
+from stream.kafka.admin import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +57,9 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
     result.notes["kills"] = kills
     h.record(result)
     assert len(kills) == h.SIZES.crash_kills
-    # a restart after a kill restores the tables from their changelogs (stream.local_state);
-    # a worker killed again before it opened its stores leaves none to remove
+    # a restart after a kill restores the tables from their changelogs
+    # (stream.faust_guards.local_stores); a worker killed again before it opened its stores leaves
+    # none to remove
     assert 1 <= log.read_text().count("did not stop cleanly: its") <= len(kills)
     assert result.dead_lettered == h.malformed_coordinates(sim)
     h.check_reference(sim, settings, out)

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 from schemas import codec
 from schemas.errors import ErrorKind
 from schemas.topics import EVENT_TOPIC, topic_for
-from stream.admin import ensure_topics
+from stream.kafka.admin import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ import pytest
 import reliability_harness as h
 from aiokafka import AIOKafkaProducer
 
-from stream.admin import ensure_topics
+from stream.kafka.admin import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -114,7 +114,7 @@ async def test_half_the_max_load_keeps_lag_bounded_and_memory_flat(
     lag_first = max(s[1] for s in soak[:half])
     lag_second = max(s[1] for s in soak[half:])
     # Resident memory goes up and down with RocksDB's memtables (they fill, flush and are handed
-    # back to the system: stream.native_memory), so growth is peak against peak: the highest
+    # back to the system: stream.worker.native_memory), so growth is peak against peak: the highest
     # RSS after the warm-up against the highest during it. (One sample at the end of the
     # warm-up as the base counted where in that cycle it fell, up to +17%, as growth.)
     rss_warm = max(s[2] for s in warm)

@@ -21,11 +21,11 @@ from schemas import codec
 from schemas.events import PageViewed
 from schemas.outputs import ScoreUpdated
 from schemas.topics import topic_for
-from stream import topics
-from stream.admin import ensure_topics
-from stream.local_state import MARKER
+from stream.faust_guards.local_stores import MARKER
+from stream.kafka import topics
+from stream.kafka.admin import ensure_topics
 from stream.settings import Settings
-from stream.simulate import Delivery
+from stream.simulate.traffic import Delivery
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ import pytest
 import redis.asyncio
 import reliability_harness as h
 
-from stream.admin import ensure_topics
-from stream.readmodel import ReadModel
+from stream.kafka.admin import ensure_topics
+from stream.readmodel.model import ReadModel
 
 pytestmark = pytest.mark.integration
 
@@ -200,7 +200,7 @@ async def test_scoring_goes_on_through_a_redis_outage_and_the_read_model_converg
 
 
 def _prefix(settings: Any) -> str:
-    from stream.readmodel import prefix_for
+    from stream.readmodel.model import prefix_for
 
     return prefix_for(settings)
 

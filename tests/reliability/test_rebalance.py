@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import reliability_harness as h
 
-from stream.admin import ensure_topics
+from stream.kafka.admin import ensure_topics
 
 pytestmark = pytest.mark.integration
 

@@ -36,8 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from schemas import codec
 from schemas.events import Traits
 from schemas.examples import make_event
-from stream import topics
-from stream.readmodel import prefix_for
+from stream.kafka import topics
+from stream.readmodel.model import prefix_for
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from rocksdict import Rdict
 
 from stream import metrics
-from stream.api import histogram
 from stream.app import create_app
 from stream.settings import Settings
+from stream.web.read_api import histogram
 
 
 def _samples(body: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

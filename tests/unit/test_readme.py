@@ -1,7 +1,7 @@
 """The README's quickstart and commands, checked so they cannot rot.
 
 The quickstart is exactly `make demo` and `make test`; those Makefile targets run `leadstream
-demo` (exercised against the real services by tests/integration/test_demo.py) and the test suite
+demo` (exercised against the real services by tests/integration/dev/test_demo.py) and the test suite
 (what `.ci/run` runs). Every `leadstream ...` command the README shows exists (its `--help`
 answers), and the "Command line" section lists every command.
 """
@@ -59,7 +59,7 @@ def test_the_quickstart_is_make_demo_and_make_test() -> None:
     (test_recipe,) = _recipe("test")
     assert "leadstream infra run --for-tests" in test_recipe and "$(BIN)/pytest" in test_recipe
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert (ROOT / "tests" / "integration" / "test_demo.py").exists()
+    assert (ROOT / "tests" / "integration" / "dev" / "test_demo.py").exists()
 
 
 @pytest.mark.parametrize("words", _leadstream_commands(), ids=" ".join)

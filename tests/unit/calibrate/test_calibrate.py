@@ -14,7 +14,7 @@ from stream.calibrate.run import Calibration, calibrate
 from stream.calibrate.scorecard import Options
 from stream.calibrate.table import CalibrationError, Role, prepare, read_table
 from stream.cli import main
-from stream.rules import load_model_file
+from stream.model_files import load_model_file
 from stream.scoring import apply_all, score_at
 
 
@@ -222,7 +222,7 @@ def test_missing_scikit_learn_prints_the_install_hint(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name in list(sys.modules):
-        if name.startswith("stream.calibrate.") and name != "stream.calibrate.command":
+        if name.startswith("stream.calibrate.") and name != "stream.cli.calibrate":
             monkeypatch.delitem(sys.modules, name)
     for name in [n for n in sys.modules if n == "sklearn" or n.startswith("sklearn.")]:
         monkeypatch.setitem(sys.modules, name, None)

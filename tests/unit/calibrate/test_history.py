@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stream import simulate
 from stream.cli import main
-from stream.rules import load_model_file
-from stream.simulate_sinks import write_jsonl, write_truth
+from stream.model_files import load_model_file
+from stream.simulate import traffic as simulate
+from stream.simulate.sinks import write_jsonl, write_truth
 
 DEFAULT_MODELS = Path(__file__).resolve().parents[3] / "stream" / "scoring" / "default_models.yaml"
 

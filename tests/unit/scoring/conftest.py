@@ -11,7 +11,7 @@ import pytest
 
 from schemas.events import EventBase
 from schemas.examples import make_event
-from stream.rules import load_default_models
+from stream.model_files import load_default_models
 from stream.scoring import ModelSet, ModelState, Output, ScoringModel, apply, parse_models
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ import pytest
 
 from schemas.events import EVENT_TYPES
 from schemas.stages import Stage
-from stream.rules import load_default_models, load_model_file
+from stream.model_files import load_default_models, load_model_file
 from stream.scoring import ModelFileError, parse_models
 from stream.scoring.spec import format_duration, parse_duration, rule_code
 

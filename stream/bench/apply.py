@@ -1,0 +1,262 @@
+"""Throughput of the scoring core: `apply()` events per second on one core.
+
+    .venv/bin/python -m stream.bench.apply [--leads 10000] [--events 200000] [--repeat 3]
+
+Builds a realistic stream first (not timed): leads arrive over 60 days; each visits in sessions
+of page views a few minutes apart (some on the pricing page), opens and clicks emails, downloads,
+watches, attends webinars, fills forms, a few request demos, get profile updates (identify,
+enrichment) and CRM feedback; 3% of events arrive up to an hour late and 1% are replays. Then
+times, on one core:
+
+- `apply_all` with every model of the default model file (what the stream processor does);
+- `apply` per model;
+- `apply_all` plus a `to_dict`/`from_dict` round trip of the lead's state per event (what a
+  table that stores serialised values costs on top).
+
+The pre-built events are frozen out of the garbage collector's view (`gc.freeze()`), as a
+worker's long-lived objects would be; the collector stays on for everything `apply` allocates.
+Each figure is the best of `--repeat` runs from empty states (the machine may be shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from schemas.events import EventBase, Traits
+from schemas.examples import make_event
+from stream.model_files import load_default_models
+from stream.scoring import (
+    LeadState,
+    ModelSet,
+    ModelState,
+    ScoringModel,
+    apply,
+    apply_all,
+)
+
+START = datetime(2025, 3, 1, tzinfo=UTC)
+PAGES = ["/", "/features", "/integrations", "/blog/scoring", "/docs/api", "/about", "/customers"]
+INDUSTRIES = ["software", "saas", "retail", "fintech", "education", "manufacturing"]
+TITLES = ["Head of Marketing", "Engineer", "CEO", "Student", "Marketing Manager", "VP Sales"]
+
+
+def _events_for_lead(  # noqa: PLR0912 - one branch per kind of activity
+    rnd: random.Random, lead: str, budget: int
+) -> list[EventBase]:
+    """One lead's events, in event-time order."""
+    events: list[EventBase] = []
+    t = START + timedelta(seconds=rnd.uniform(0, 60 * 86_400))
+    n = 0
+
+    def add(kind: str, at: datetime, **fields: object) -> None:
+        nonlocal n
+        n += 1
+        events.append(
+            make_event(kind, event_id=f"{lead}-{n}", lead_id=lead, occurred_at=at, **fields)
+        )
+
+    add(
+        "identify",
+        t,
+        anonymous_id=None,
+        traits=Traits(email=f"{lead}@{rnd.choice(['gmail.com', 'acme-corp.com', 'initech.io'])}"),
+    )
+    while len(events) < budget:
+        roll = rnd.random()
+        if roll < 0.45:  # a session of page views
+            for _ in range(rnd.randint(1, 6)):
+                path = "/pricing" if rnd.random() < 0.12 else rnd.choice(PAGES)
+                add(
+                    "page_viewed",
+                    t,
+                    url=f"https://acme.example{path}",
+                    path=path,
+                    anonymous_id=None,
+                )
+                t += timedelta(seconds=rnd.uniform(5, 240))
+        elif roll < 0.70:
+            add("email_delivered", t)
+            if rnd.random() < 0.5:
+                add(
+                    "email_opened",
+                    t + timedelta(minutes=rnd.uniform(1, 600)),
+                    machine_open=rnd.random() < 0.3,
+                )
+            if rnd.random() < 0.1:
+                add("email_clicked", t + timedelta(minutes=rnd.uniform(1, 900)))
+        elif roll < 0.78:
+            add(rnd.choice(["file_downloaded", "video_viewed", "ad_clicked"]), t)
+        elif roll < 0.84:
+            add(rnd.choice(["social_liked", "social_shared", "social_commented"]), t)
+        elif roll < 0.88:
+            add("webinar_attended", t)
+        elif roll < 0.91:
+            add("form_submitted", t, form_id=rnd.choice(["newsletter", "contact-us", "survey"]))
+        elif roll < 0.93:
+            add(
+                "profile_updated",
+                t,
+                traits=Traits(
+                    industry=rnd.choice(INDUSTRIES),
+                    company_size=rnd.choice([5, 40, 120, 900]),
+                    job_title=rnd.choice(TITLES),
+                    age=rnd.randint(20, 60),
+                ),
+            )
+        elif roll < 0.94:
+            add("demo_requested", t)
+        elif roll < 0.95:
+            add(rnd.choice(["sales_accepted", "sales_rejected", "opportunity_created"]), t)
+        elif roll < 0.96:
+            add("email_unsubscribed", t)
+        else:
+            add("email_sent", t)
+        t += timedelta(hours=rnd.expovariate(1 / 40))
+    return events[:budget]
+
+
+def build_stream(leads: int, events: int, seed: int) -> list[EventBase]:
+    rnd = random.Random(seed)
+    per_lead = max(2, events // leads)
+    stream: list[EventBase] = []
+    for i in range(leads):
+        stream.extend(_events_for_lead(rnd, f"lead-{i:06d}", rnd.randint(2, 2 * per_lead - 2)))
+    stream.sort(key=lambda e: e.occurred_at)
+    # Some events arrive late (up to an hour), some twice.
+    for i in range(len(stream)):
+        if rnd.random() < 0.03:
+            j = min(len(stream) - 1, i + rnd.randint(1, 200))
+            stream[i], stream[j] = stream[j], stream[i]
+    replays = [rnd.choice(stream) for _ in range(len(stream) // 100)]
+    for event in replays:
+        stream.insert(rnd.randrange(len(stream)), event)
+    return stream[:events]
+
+
+def _time(
+    label: str,
+    stream: list[EventBase],
+    make_step: Callable[[], Callable[[EventBase], int]],
+    repeat: int,
+) -> dict[str, float]:
+    """Best of `repeat` runs; `make_step` gives a step function with fresh, empty states."""
+    best = math.inf
+    outputs = 0
+    for _ in range(repeat):
+        step = make_step()
+        gc.collect()
+        gc.freeze()
+        outputs = 0
+        started = time.perf_counter()
+        for event in stream:
+            outputs += step(event)
+        best = min(best, time.perf_counter() - started)
+        gc.unfreeze()
+    rate = len(stream) / best
+    print(
+        f"{label:44s} {rate:>10,.0f} events/s  {best / len(stream) * 1e6:6.2f} µs/event  "
+        f"{outputs / len(stream):.2f} outputs/event",
+        flush=True,
+    )
+    return {"events_per_s": rate, "us_per_event": best / len(stream) * 1e6}
+
+
+def run(leads: int, events: int, seed: int, repeat: int) -> dict[str, object]:
+    models: ModelSet = load_default_models()
+    print(f"building {events:,} events for {leads:,} leads (seed {seed}) ...", flush=True)
+    stream = build_stream(leads, events, seed)
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, "
+        f"{len(stream):,} events, models: {', '.join(models.ids)}, best of {repeat}\n"
+    )
+    results: dict[str, object] = {}
+    lead_states: dict[str, LeadState | None] = {}
+
+    def all_models() -> Callable[[EventBase], int]:
+        lead_states.clear()
+
+        def step(event: EventBase) -> int:
+            key = event.lead_id or ""
+            result = apply_all(lead_states.get(key), event, models=models)
+            lead_states[key] = result.state
+            return len(result.outputs)
+
+        return step
+
+    results["all"] = _time(f"apply_all, {len(models)} models", stream, all_models, repeat)
+
+    for model in models.models:
+
+        def one_model(model: ScoringModel = model) -> Callable[[EventBase], int]:
+            states: dict[str, ModelState | None] = {}
+
+            def step(event: EventBase) -> int:
+                key = event.lead_id or ""
+                result = apply(states.get(key), event, model=model)
+                states[key] = result.state
+                return len(result.outputs)
+
+            return step
+
+        results[model.id] = _time(f"apply, model {model.id}", stream, one_model, repeat)
+
+    def stored_states() -> Callable[[EventBase], int]:
+        stored: dict[str, dict[str, object]] = {}
+
+        def step(event: EventBase) -> int:
+            key = event.lead_id or ""
+            raw = stored.get(key)
+            state = LeadState.from_dict(raw, models) if raw is not None else None
+            result = apply_all(state, event, models=models)
+            if result.state is not None:
+                stored[key] = result.state.to_dict()
+            return len(result.outputs)
+
+        return step
+
+    results["all_serialised"] = _time(
+        "apply_all + state from_dict/to_dict", stream, stored_states, repeat
+    )
+
+    sizes: dict[str, list[int]] = {model_id: [] for model_id in models.ids}
+    ids: list[int] = []
+    for state in lead_states.values():
+        if state is None:
+            continue
+        data = state.to_dict()
+        ids.append(len(data.get("i", "")))
+        for model_id, model_state in data["m"].items():
+            sizes[model_id].append(len(json.dumps(model_state, separators=(",", ":"))))
+    print()
+    for model_id, values in sizes.items():
+        print(
+            f"state bytes, model {model_id:9s} median {statistics.median(values):5.0f}  "
+            f"p90 {statistics.quantiles(values, n=10)[-1]:5.0f}  (JSON, without event ids)"
+        )
+    print(f"event-id set per lead (shared)   median {statistics.median(ids):5.0f}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    run(args.leads, args.events, args.seed, args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

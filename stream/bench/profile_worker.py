@@ -1,0 +1,97 @@
+"""Profile a busy pipeline worker with py-spy and print where its time goes.
+
+Loads N simulated records (the bench's traffic) into fresh topics on LEADSTREAM_KAFKA_BOOTSTRAP,
+starts a `leadstream worker` on them (RocksDB tables, as `leadstream bench` runs it), waits until
+it is busy, samples it with py-spy for D seconds, stops it and prints the frames with the most
+samples: on their own (self time) and including what they call (total time). The topics are
+deleted at the end.
+
+    .venv/bin/python -m stream.bench.profile_worker            # --events 100000 --seconds 20
+    .venv/bin/python -m stream.bench.profile_worker --raw out.txt   # keep py-spy's raw stacks
+
+py-spy needs ptrace rights over the worker (root, or kernel.yama.ptrace_scope=0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from stream.bench.data import build_traffic, produce
+from stream.bench.run import create_changelogs, delete_topics, pipeline_worker
+from stream.kafka.admin import ensure_topics
+from stream.settings import Settings
+
+
+def summarise(raw: Path, top: int) -> str:
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        samples += count
+        frames = stack.split(";")
+        own[frames[-1]] += count
+        for frame in set(frames):
+            total[frame] += count
+    lines = [f"{samples} samples", "", "self time:"]
+    lines += [f"{c / samples:6.1%}  {f}" for f, c in own.most_common(top)]
+    lines += ["", "total time (with callees):"]
+    lines += [f"{c / samples:6.1%}  {f}" for f, c in total.most_common(top * 2)]
+    return "\n".join(lines)
+
+
+async def load(settings: Settings, events: int) -> None:
+    await ensure_topics(settings)
+    await create_changelogs(settings, ["leads", "identities"])
+    traffic = build_traffic(events)
+    sent, seconds = await produce(settings, list(traffic.copies(events)))
+    print(f"loaded {sent:,} records in {seconds:.1f} s", file=sys.stderr)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--seconds", type=int, default=20, help="sampling time")
+    parser.add_argument("--warmup", type=float, default=15.0, help="seconds before sampling")
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--raw", type=Path, help="keep py-spy's raw stacks here")
+    args = parser.parse_args()
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    record = [spy, "record", "-f", "raw", "--nonblocking", "-d", str(args.seconds)]
+    token = uuid.uuid4().hex[:8]
+    settings = Settings().model_copy(
+        update={"app_id": f"profile-{token}", "topic_prefix": f"profile{token}."}
+    )
+    work = Path(tempfile.mkdtemp(prefix="leadstream-profile-"))
+    raw = args.raw or work / "stacks.txt"
+    asyncio.run(load(settings, args.events))
+    worker = pipeline_worker(settings, work / "data", work / "worker.log")
+    try:
+        worker.start()
+        time.sleep(args.warmup)
+        subprocess.run(
+            [*record, "-p", str(worker.pid), "-o", str(raw)],
+            check=True,
+            capture_output=True,
+        )
+    finally:
+        worker.stop()
+        asyncio.run(delete_topics(settings, [settings.topic_prefix, settings.app_id]))
+    print(summarise(raw, args.top))
+    if args.raw is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,336 @@
+"""`leadstream calibrate`: the command's arguments and what it does with them.
+
+Building the parser imports nothing heavy; running the command imports pandas and scikit-learn
+and prints an install hint when they are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from html import escape
+from pathlib import Path
+
+from stream.calibrate import INSTALL_HINT
+
+__all__ = ["add_parser", "run"]
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CONFIG = 3
+
+_ROLES = ("numeric", "categorical", "count", "id", "ignore")
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError("give a share between 0 and 1, e.g. 0.2")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "calibrate",
+        help="learn a scoring model's points from past conversions (logistic regression)",
+        description=(
+            "Read a table of past leads (CSV or Parquet, one row per lead) with a target column "
+            "saying who converted; infer each column's role (numeric, categorical, count of an "
+            "activity, id, ignore); bin the features, fit a regularised logistic regression and "
+            "scale it to integer points (PDO points double the odds). Writes a Leadstream model "
+            "file (attributes become fit rules on custom.<column>, counts engagement rules on "
+            "clicked events) with MQL/SQL thresholds at the top shares of leads, and reports "
+            "held-out AUC, KS, deciles, calibration, points and per-action close rates. Without "
+            "--out the model file goes to stdout and the report to stderr. Exit 3 when the "
+            "table cannot be used."
+        ),
+    )
+    parser.add_argument(
+        "table", nargs="?", metavar="TABLE", help="CSV or Parquet file, one row per lead"
+    )
+    parser.add_argument("--target", required=True, metavar="COLUMN", help="converted or not")
+    parser.add_argument(
+        "--events", metavar="JSONL", help="instead of TABLE: an event log (with --outcomes)"
+    )
+    parser.add_argument(
+        "--outcomes", metavar="FILE", help="CSV/Parquet of lead id, the --target column, time"
+    )
+    parser.add_argument(
+        "--lead-column", default="lead_id", metavar="COLUMN", help="lead ids in --outcomes"
+    )
+    parser.add_argument(
+        "--time-column", metavar="COLUMN",
+        help="outcome times in --outcomes (default: a column named time, converted_at or at; "
+        "else the end of the log)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--base", metavar="FILE", help="with --events: the model whose rules get new points"
+    )
+    parser.add_argument("--base-model", metavar="ID", help="its model (default: the first)")
+    parser.add_argument(
+        "--positive", metavar="VALUE", help="the target value meaning converted (yes/true/1)"
+    )
+    parser.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        metavar="COLUMN=ROLE",
+        help=f"set a column's role ({', '.join(_ROLES)}); repeatable",
+    )
+    parser.add_argument(
+        "--count", type=_names, action="extend", default=[], metavar="COLUMNS",
+        help="comma-separated columns that count an activity (engagement rules)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--exclude", type=_names, action="extend", default=[], metavar="COLUMNS",
+        help="comma-separated columns to leave out (e.g. filled after the outcome)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--force", type=_names, action="extend", default=[], metavar="COLUMNS",
+        help="keep these columns even if the leakage guard flags them",
+    )  # fmt: skip
+    parser.add_argument(
+        "--leak-auc", type=float, default=0.95, metavar="AUC",
+        help="exclude a column whose AUC alone is at least this (0.95)",
+    )  # fmt: skip
+    parser.add_argument("--sep", help="CSV separator (default: sniffed from the header)")
+    parser.add_argument("--binning", choices=["quantile", "supervised"], default="quantile")
+    parser.add_argument("--bins", type=int, default=10, help="at most N bins per feature (10)")
+    parser.add_argument(
+        "--c", type=_positive, default=0.5, help="inverse regularisation strength (0.5)"
+    )
+    parser.add_argument(
+        "--interactions", type=int, default=None, metavar="N",
+        help="cross N pairs of attributes (fit rules with `and`; default: chosen by "
+        "cross-validation among 0, 1, 2, 4, 8; 0 gives a purely additive scorecard)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pair-bins", type=int, default=3, metavar="N",
+        help="at most N bins per numeric attribute of a pair (3)",
+    )  # fmt: skip
+    parser.add_argument("--pdo", type=_positive, default=20.0, help="points to double the odds")
+    parser.add_argument(
+        "--base-odds", type=_positive, default=1.0, help="odds the base score is reported at (1)"
+    )
+    parser.add_argument("--holdout", type=_fraction, default=0.25, help="held-out share (0.25)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the split (42)")
+    parser.add_argument("--mql-top", type=_fraction, default=0.2, help="top share → MQL (0.2)")
+    parser.add_argument("--sql-top", type=_fraction, default=0.05, help="top share → SQL (0.05)")
+    parser.add_argument("--model-id", default="calibrated", help="the model's id (calibrated)")
+    parser.add_argument("--version", default="1", help="the model's version (1)")
+    parser.add_argument("--out", metavar="FILE", help="write the model file here")
+    parser.add_argument(
+        "--report", metavar="FILE", help="also write the report: .md Markdown, .html HTML"
+    )
+    parser.add_argument("--compare", metavar="FILE", help="a current model file to rank against")
+    parser.add_argument("--compare-model", metavar="ID", help="its model (default: the first)")
+    parser.add_argument(
+        "--stream-check", type=int, default=None, metavar="N",
+        help="replay N held-out leads through the scoring core (default all; 0 skips)",
+    )  # fmt: skip
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - one exit per failure
+    try:
+        from stream.calibrate.export import replay  # noqa: PLC0415
+        from stream.calibrate.report import charts, render  # noqa: PLC0415
+        from stream.calibrate.run import calibrate  # noqa: PLC0415
+        from stream.calibrate.scorecard import Options  # noqa: PLC0415
+        from stream.calibrate.table import CalibrationError, Role, prepare, read_table  # noqa: PLC0415
+    except ImportError as exc:
+        print(
+            f"leadstream calibrate needs scikit-learn and pandas ({exc.name} is missing): "
+            f"{INSTALL_HINT}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    from stream.model_files import load_model_file  # noqa: PLC0415
+    from stream.scoring import ModelFileError  # noqa: PLC0415
+
+    if (args.table is None) == (args.events is None) or (args.events is None) != (
+        args.outcomes is None
+    ):
+        print(
+            "leadstream calibrate: give a TABLE, or --events JSONL with --outcomes FILE",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.events is not None:
+        return _run_history(args)
+
+    roles: dict[str, Role] = {}
+    for item in args.role:
+        name, _, role = item.rpartition("=")
+        if not name or role not in _ROLES:
+            print(
+                f"leadstream calibrate: --role {item!r}: give COLUMN=ROLE with ROLE one of "
+                f"{', '.join(_ROLES)}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        roles[name] = Role(role)
+    roles |= {name: Role.COUNT for name in args.count}
+    roles |= {name: Role.IGNORE for name in args.exclude}
+    if args.bins < 2 or args.pair_bins < 2:
+        print("leadstream calibrate: --bins and --pair-bins must be at least 2", file=sys.stderr)
+        return EXIT_USAGE
+    if args.interactions is not None and args.interactions < 0:
+        print("leadstream calibrate: --interactions must be 0 or more", file=sys.stderr)
+        return EXIT_USAGE
+    options = Options(
+        binning=args.binning,
+        max_bins=args.bins,
+        c=args.c,
+        pdo=args.pdo,
+        base_odds=args.base_odds,
+        seed=args.seed,
+        interactions=args.interactions,
+        pair_bins=args.pair_bins,
+    )
+    try:
+        current = load_model_file(args.compare) if args.compare else None
+        frame = read_table(args.table, sep=args.sep)
+        table = prepare(
+            frame,
+            target=args.target,
+            positive=args.positive,
+            roles=roles,
+            leak_auc=args.leak_auc,
+            force=frozenset(args.force),
+        )
+        result = calibrate(
+            table,
+            options=options,
+            model_id=args.model_id,
+            version=args.version,
+            holdout=args.holdout,
+            mql_top=args.mql_top,
+            sql_top=args.sql_top,
+            stream_check=args.stream_check,
+        )
+    except (CalibrationError, ModelFileError) as exc:
+        print(f"leadstream calibrate: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if current is not None:
+        from sklearn.metrics import roc_auc_score  # noqa: PLC0415
+
+        model_id = args.compare_model or current.ids[0]
+        if model_id not in current.ids:
+            print(
+                f"leadstream calibrate: {args.compare} has no model {model_id!r}", file=sys.stderr
+            )
+            return EXIT_USAGE
+        rows = table.frame.iloc[result.test].to_dict("records")
+        scores = replay(rows, result.card.features, current, model_id, count_limit=1000)
+        result.current_auc = float(roc_auc_score(table.target[result.test], scores))
+    try:
+        if args.out:
+            Path(args.out).write_text(result.yaml_text, encoding="utf-8")
+        if args.report:
+            report = Path(args.report)
+            if report.suffix.lower() in (".html", ".htm"):
+                report.write_text(render(result, "html"), encoding="utf-8")
+            else:
+                images = {}
+                for name, svg in charts(result).items():
+                    image = report.with_name(f"{report.stem}.{name}.svg")
+                    image.write_text(svg, encoding="utf-8")
+                    images[name] = image.name
+                report.write_text(render(result, "markdown", images=images), encoding="utf-8")
+    except OSError as exc:
+        print(f"leadstream calibrate: cannot write: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.out:
+        print(render(result))
+        print(f"wrote the model file to {args.out}", file=sys.stderr)
+    else:
+        print(render(result), file=sys.stderr)
+        sys.stdout.write(result.yaml_text)
+    return EXIT_OK
+
+
+def _run_history(args: argparse.Namespace) -> int:
+    from importlib import resources  # noqa: PLC0415
+
+    from stream.calibrate.history import calibrate_history  # noqa: PLC0415
+    from stream.calibrate.table import CalibrationError, read_table  # noqa: PLC0415
+    from stream.offline.diff import read_events  # noqa: PLC0415
+    from stream.scoring import ModelFileError  # noqa: PLC0415
+
+    try:
+        if args.base:
+            base_text = Path(args.base).read_text(encoding="utf-8")
+        else:
+            base_text = (
+                resources.files("stream.scoring")
+                .joinpath("default_models.yaml")
+                .read_text(encoding="utf-8")
+            )
+        events, bad = read_events(args.events)
+        outcomes = read_table(args.outcomes, sep=args.sep)
+        time_column = args.time_column or next(
+            (c for c in outcomes.columns if str(c).lower() in ("time", "converted_at", "at")),
+            None,
+        )
+        result = calibrate_history(
+            events,
+            outcomes,
+            base_text=base_text,
+            model_id=args.base_model,
+            lead_column=args.lead_column,
+            target=args.target,
+            time_column=time_column,
+            positive=args.positive,
+            pdo=args.pdo,
+            c=args.c,
+            holdout=args.holdout,
+            seed=args.seed,
+            mql_top=args.mql_top,
+            sql_top=args.sql_top,
+            version=args.version if args.version != "1" else None,
+        )
+    except (OSError, CalibrationError, ModelFileError, KeyError) as exc:
+        print(f"leadstream calibrate: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    text = result.render()
+    if bad:
+        text += f"{bad} lines of the event log did not decode and were skipped\n"
+    try:
+        if args.out:
+            Path(args.out).write_text(result.yaml_text, encoding="utf-8")
+        if args.report:
+            html = Path(args.report).suffix.lower() in (".html", ".htm")
+            body = (
+                f"<pre>{escape(text)}</pre>\n"
+                if html
+                else f"# Calibration report\n\n```\n{text}```\n"
+            )
+            Path(args.report).write_text(body, encoding="utf-8")
+    except OSError as exc:
+        print(f"leadstream calibrate: cannot write: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.out:
+        print(text, end="")
+    else:
+        print(text, end="", file=sys.stderr)
+        sys.stdout.write(result.yaml_text)
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Development infrastructure: the local Kafka and Redis, and the one-command demo."""

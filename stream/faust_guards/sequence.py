@@ -1,0 +1,368 @@
+"""Every record of an assigned partition is handled once, in offset order, by its worker.
+
+Faust's consumer can let a record slip past the agent around a rebalance: the seek back to the
+committed offsets runs in the consumer's thread while the fetch loop goes on handing records to
+the agent, a batch cut short by the rebalance is dropped after the fetcher moved past it, and a
+record handed over across a seek leaves a stale read offset behind, below which records fetched
+again are dropped as "already read". Its commit logic then tolerates one missing offset at the
+head of a partition, so the slipped record's offset is committed and the record is lost (seen in
+the two-worker test: one event of a lead never scored).
+
+The processor therefore keeps, per partition it consumes, the offset of the last record it
+handled, and checks each record against it:
+
+* a record at or below that offset was handled already, by this worker, in this assignment (the
+  fetcher delivered it again after a seek): it is acknowledged and skipped;
+* a record past the next expected offset means records in between never reached the agent: they
+  are read from the broker directly and handled first, in order, and their offsets are marked
+  done for Faust's commit logic. Offsets that hold no record (transaction markers) are simply
+  marked done. The first record after an assignment is checked against the committed offset.
+* a partition whose records stop reaching the agent while the broker holds more (the tail of a
+  batch dropped, nothing after it yet, or nothing at all since it was assigned) is noticed by a
+  timer: when a partition made no progress between two checks (``STALL_CHECK_S`` apart) while
+  its high watermark is past it, a ``partition`` tick is sent to the internal topic's partition
+  of the same number, and on its arrival the agent reads the missing records (table writes then
+  land on that partition, as they must).
+
+Every ``SAVE_EVERY`` records a partition's position is saved in each table the records write
+(leads and identities), under a key no id can take, and so in each table's changelog *after*
+the state writes of the records it covers. A changelog orders only its own writes (a crash can
+keep a later write to one and lose an earlier one to the other), so the position a restarted
+worker trusts is the lowest of the saved ones: it skips, exactly, the records up to it (their
+effects are in the restored tables, which after a crash are the changelogs' contents:
+``stream.faust_guards.local_stores``); the few after it are recognised by the event ids the lead
+state remembers.
+
+Only the partitions of the worker's current assignment are checked. Their offsets are forgotten
+when the partitions are revoked, so a partition that comes back later starts again from its
+committed offset.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream import metrics
+
+__all__ = ["POSITION_PREFIX", "STALL_CHECK_S", "Fetched", "SequenceGuard", "position_key"]
+
+log = logging.getLogger(__name__)
+
+SAVE_EVERY = 20
+"""Handled records per partition between two saves of its position (one table write each)."""
+
+STALL_CHECK_S = 5.0
+"""Seconds between two checks for partitions that stopped reaching the agent."""
+
+HELD_CHECKS = 3
+"""Checks in a row a partition's commits may stay put below its last handled record before
+the guard says so in the log."""
+
+POSITION_PREFIX = b"position "
+"""Table keys of saved positions start with this (a space: never a lead id)."""
+
+
+def position_key(topic: str, partition: int) -> bytes:
+    """The table key under which the position of ``topic[partition]`` is saved."""
+    return POSITION_PREFIX + f"{topic} {partition}".encode()
+
+
+Handler = Callable[[Any], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A record read from the broker directly (what the handlers read of a Faust message)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+class SequenceGuard:
+    """Per consumed partition, the last offset handled; gaps are read and handled in order."""
+
+    def __init__(
+        self,
+        app: Any,
+        bootstrap: str,
+        *,
+        read_committed: bool = False,
+        positions: Sequence[MutableMapping[bytes, bytes]] = (),
+    ) -> None:
+        self.app = app
+        self.bootstrap = bootstrap
+        self.read_committed = read_committed
+        self.positions = tuple(positions)
+        self._since_saved: dict[tuple[str, int], int] = {}
+        self._assigned: set[tuple[str, int]] = set()
+        self._last: dict[tuple[str, int], int] = {}
+        self._seen_at_check: dict[tuple[str, int], int] = {}
+        self._held: dict[tuple[str, int], tuple[int, int]] = {}
+        self._reader: AIOKafkaConsumer | None = None
+        self._filling = False
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def assign(self, tps: Any) -> None:
+        """Partitions assigned to this worker (only those are checked)."""
+        self._assigned.update((tp.topic, tp.partition) for tp in tps)
+
+    def forget(self, tps: Any) -> None:
+        """Partitions revoked: their positions start again from the committed offsets."""
+        for tp in tps:
+            key = (tp.topic, tp.partition)
+            self._assigned.discard(key)
+            self._last.pop(key, None)
+            self._since_saved.pop(key, None)
+            self._seen_at_check.pop(key, None)
+
+    def handled(self, message: Any) -> None:
+        key = (message.topic, message.partition)
+        if key in self._assigned and message.offset > self._last.get(key, -1):
+            self._last[key] = message.offset
+            if self.positions:
+                count = self._since_saved.get(key, 0) + 1
+                if count >= SAVE_EVERY:
+                    for table in self.positions:
+                        table[position_key(*key)] = str(message.offset).encode()
+                    count = 0
+                self._since_saved[key] = count
+
+    def _saved(self, key: tuple[str, int]) -> int | None:
+        """The position saved in every table (the lowest: each table's changelog orders only
+        its own writes), ``None`` if a table has none."""
+        saved: list[int] = []
+        for table in self.positions:
+            raw = table.get(position_key(*key))
+            if raw is None:
+                return None
+            saved.append(int(raw))
+        return min(saved) if saved else None
+
+    def _in_assignment(self, key: tuple[str, int]) -> bool:
+        try:
+            return TopicPartition(*key) in self.app.consumer.assignment()
+        except Exception:  # no consumer running (Faust's test context)
+            return False
+
+    def _committed(self, key: tuple[str, int]) -> int | None:
+        """The group's committed offset of ``key`` as the worker's consumer knows it."""
+        offsets = getattr(self.app.consumer, "_committed_offset", None)
+        if offsets is None:
+            return None
+        committed: int | None = offsets.get(TopicPartition(*key))
+        return committed
+
+    def _progress(self, key: tuple[str, int]) -> int | None:
+        """The last offset of ``key`` known handled: by this worker in this assignment, else
+        the one before the committed offset (``None``: not known yet)."""
+        last = self._last.get(key)
+        if last is not None:
+            return last
+        committed = self._committed(key)
+        return None if committed is None else committed - 1
+
+    async def admit(self, message: Any, handle: Handler) -> bool:
+        """Whether ``message`` is to be handled; records missing before it are handled first."""
+        key = (message.topic, message.partition)
+        if key not in self._assigned:
+            # the agent can see a partition's first records before the assignment signal
+            # reaches the guard: the consumer's own assignment decides
+            if not self._in_assignment(key):
+                return True  # not a partition of this worker's assignment (tests, replies)
+            self._assigned.add(key)
+        last = self._last.get(key)
+        if last is None:
+            saved = self._saved(key)
+            if saved is not None and message.offset <= saved:
+                # handled before a restart or a move: its effects are in the restored table
+                self._last[key] = last = saved
+        if last is not None and message.offset <= last:
+            metrics.record_redelivered()
+            return False
+        expected = last + 1 if last is not None else self._committed(key)
+        if expected is not None and message.offset > expected:
+            await self.fill(message.topic, message.partition, expected, message.offset, handle)
+        return True
+
+    # ------------------------------------------------------------------ reading gaps
+
+    async def _consumer(self) -> AIOKafkaConsumer:
+        if self._reader is None:
+            reader = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap.split(","),
+                group_id=None,
+                enable_auto_commit=False,
+                isolation_level="read_committed" if self.read_committed else "read_uncommitted",
+                client_id=f"{self.app.conf.id}-sequence",
+            )
+            await reader.start()
+            self._reader = reader
+        return self._reader
+
+    async def fill(self, topic: str, partition: int, start: int, end: int, handle: Handler) -> int:
+        """Handle the records of ``topic[partition]`` in ``[start, end)``; how many there were."""
+        self._filling = True
+        try:
+            return await self._fill(topic, partition, start, end, handle)
+        finally:
+            self._filling = False
+
+    async def _fill(self, topic: str, partition: int, start: int, end: int, handle: Handler) -> int:
+        reader = await self._consumer()
+        tp = TopicPartition(topic, partition)
+        reader.assign([tp])
+        reader.seek(tp, start)
+        count = 0
+        position = start
+        while position < end:
+            batch = await reader.getmany(tp, timeout_ms=2000, max_records=500)
+            records = batch.get(tp, [])
+            if not records:
+                if await reader.position(tp) >= end:
+                    break
+                continue
+            for record in records:
+                if record.offset >= end:
+                    position = end
+                    break
+                await handle(Fetched(topic, partition, record.offset, record.key, record.value))
+                self._last[(topic, partition)] = record.offset
+                count += 1
+                position = record.offset + 1
+        self._mark_done(topic, partition, start, end)
+        log.warning(
+            "%s[%s]: %d record(s) in offsets %d..%d never reached the agent; read and handled",
+            topic,
+            partition,
+            count,
+            start,
+            end - 1,
+        )
+        metrics.records_recovered(count)
+        return count
+
+    def _mark_done(self, topic: str, partition: int, start: int, end: int) -> None:
+        """Tell Faust's commit logic the offsets ``[start, end)`` are done.
+
+        They are acknowledged the way Faust acknowledges a record (its list and index of
+        acknowledged offsets), each once: an offset counted twice breaks Faust's run of
+        consecutive offsets, and commits then crawl one offset at a time. (Faust's own "gap"
+        ranges are not used: it does not index what it takes from them, so a late copy of the
+        record acknowledged afterwards would be counted twice.)
+        """
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic == topic and tp.partition == partition:
+                acked_index = consumer._acked_index[tp]
+                acked = consumer._acked[tp]
+                gaps = consumer._gap[tp]
+                for offset in range(start, end):
+                    if offset not in acked_index and not gaps.overlaps_point(offset):
+                        acked_index.add(offset)
+                        acked.append(offset)
+                return
+
+    def advance(self) -> None:
+        """Let the commits reach every record handled. Records are handled in offset order, so
+        all offsets up to a partition's last handled one are done; a record Faust fetched but
+        neither handed over nor acknowledged (a copy dropped around a seek) would otherwise
+        hold its partition's commits back for good."""
+        for key, last in list(self._last.items()):
+            committed = self._committed(key)
+            if committed is not None and committed <= last and key in self._assigned:
+                self._mark_done(*key, committed, last + 1)
+                self._watch_commits(key, committed, last)
+            else:
+                self._held.pop(key, None)
+
+    def _watch_commits(self, key: tuple[str, int], committed: int, last: int) -> None:
+        """Warn when a partition's commits stay at one offset below its last handled record
+        for ``HELD_CHECKS`` checks in a row (with what Faust's commit logic holds for it)."""
+        since, count = self._held.get(key, (committed, 0))
+        count = count + 1 if since == committed else 1
+        self._held[key] = (committed, count)
+        if count != HELD_CHECKS:
+            return
+        consumer = self.app.consumer
+        tp = TopicPartition(*key)
+        acked = sorted(consumer._acked.get(tp, ()))
+        index = consumer._acked_index.get(tp, set())
+        gaps = sorted((g.begin, g.end) for g in consumer._gap.get(tp, ()))
+        log.warning(
+            "%s[%s]: commits held at %d for %d checks, last handled %d; acked %d offsets "
+            "(first %s, last %s), %d indexed (committed offset indexed: %s, listed: %s); "
+            "gaps %s",
+            *key,
+            committed,
+            count,
+            last,
+            len(acked),
+            acked[:5],
+            acked[-3:],
+            len(index),
+            committed in index,
+            committed in acked,
+            gaps[:5],
+        )
+
+    # ------------------------------------------------------------------ stalled tails
+
+    def stalled(self) -> set[int]:
+        """Partitions (numbers) with a consumed topic stuck below its high watermark since the
+        previous check, including one that has delivered nothing since it was assigned."""
+        consumer = self.app.consumer
+        out: set[int] = set()
+        for key in list(self._assigned):
+            topic, partition = key
+            last = self._progress(key)
+            if last is None:
+                continue
+            try:
+                highwater = consumer.highwater(TopicPartition(topic, partition))
+            except Exception as exc:  # unassigned meanwhile: nothing to do
+                log.debug("no high watermark for %s[%s]: %r", topic, partition, exc)
+                continue
+            if highwater is not None and highwater > last + 1:
+                if self._seen_at_check.get(key) == last:
+                    out.add(partition)
+                self._seen_at_check[key] = last
+            else:
+                self._seen_at_check.pop(key, None)
+        return out
+
+    async def catch_up(self, partition: int, handle: Handler) -> None:
+        """Read what the stalled topics of ``partition`` hold past their last handled record.
+
+        A request met while records are being read (a partition tick among them, sent while
+        the broker was away) is dropped: the reading under way covers it."""
+        if self._filling:
+            return
+        consumer = self.app.consumer
+        for key in list(self._assigned):
+            topic, number = key
+            last = self._progress(key)
+            if number != partition or last is None or self._seen_at_check.get(key) != last:
+                continue
+            highwater = consumer.highwater(TopicPartition(topic, partition))
+            saved = self._saved(key)
+            if saved is not None and saved > last:
+                # handled before a restart or a move (in the restored table): done, not again
+                self._mark_done(topic, partition, last + 1, saved + 1)
+                self._last[key] = last = saved
+            if highwater is not None and highwater > last + 1:
+                await self.fill(topic, partition, last + 1, highwater, handle)
+            self._seen_at_check.pop(key, None)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.stop()
+            self._reader = None

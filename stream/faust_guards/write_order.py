@@ -1,0 +1,128 @@
+"""A table write reaches its changelog only after every record sent before it is delivered.
+
+The processor sends a step's score, stage-change and internal records and then writes the
+lead's state. Kafka keeps order within a partition only: the state write (a changelog
+partition) can be on the broker before the records (other topics' partitions) are, and a worker
+killed in between restarts from a state whose records never left. The step counts as applied,
+its event is skipped as a duplicate, and its records are lost for good (the reliability
+suite's ``kill -9`` scenario found stage changes missing this way).
+
+``WriteOrder`` closes the gap: it numbers the records the processor sends, and holds each
+changelog write of the processor's tables back until every record sent before it has been
+delivered (the local store has the value at once; only the changelog message waits). So a
+state the changelog holds is always one whose records are on the broker, and after a crash the
+steps redone are exactly those whose state was lost; scored again in the internal topic's order
+(``stream.worker.processor``), they send the same records again. The agent never waits: the writes
+are released, in order, by the records' delivery callbacks. Before offsets are committed the
+producer's flush waits until no write is held (``hold_flush``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["WriteOrder"]
+
+log = logging.getLogger(__name__)
+
+
+class WriteOrder:
+    """Records sent (numbered) and changelog writes held behind them, in order."""
+
+    def __init__(self, on_failure: Callable[[BaseException], None] | None = None) -> None:
+        self._sent = 0
+        self._outstanding: dict[int, None] = {}  # numbers of undelivered records, in order
+        self._held: deque[tuple[int, Callable[[], None]]] = deque()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._on_failure = on_failure
+        self.failure: BaseException | None = None
+
+    @property
+    def held(self) -> int:
+        """Changelog writes waiting for records sent before them."""
+        return len(self._held)
+
+    def track(self, delivery: Any) -> None:
+        """A record was sent; ``delivery`` is its delivery future (``None``: nothing to wait
+        for, as in Faust's test context)."""
+        if delivery is None:
+            return
+        self._sent += 1
+        number = self._sent
+        self._outstanding[number] = None
+        delivery.add_done_callback(lambda fut: self._delivered(number, fut))
+
+    def write(self, send: Callable[[], None]) -> None:
+        """Hand a changelog write over now if nothing sent before it is undelivered, else once
+        everything sent before it is."""
+        if not self._outstanding and not self._held:
+            send()
+            return
+        self._held.append((self._sent, send))
+        self._idle.clear()
+
+    def _delivered(self, number: int, fut: Any) -> None:
+        del self._outstanding[number]
+        if fut.cancelled() or fut.exception() is not None:
+            error = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
+            if self.failure is None:
+                self.failure = error
+                log.error(
+                    "a record was not delivered (%r): the %d table write(s) after it stay "
+                    "unwritten and the worker stops",
+                    error,
+                    len(self._held),
+                )
+                if self._on_failure is not None:
+                    self._on_failure(error)
+            self._idle.set()
+            return
+        if self.failure is None:
+            self._release()
+
+    def _release(self) -> None:
+        lowest = next(iter(self._outstanding), None)
+        held = self._held
+        while held and (lowest is None or held[0][0] < lowest):
+            held.popleft()[1]()
+        if not held:
+            self._idle.set()
+
+    async def drain(self) -> None:
+        """Wait until no changelog write is held; raise if a record before one failed."""
+        while self._held:
+            if self.failure is not None:
+                raise RuntimeError(
+                    f"{len(self._held)} table write(s) held behind a record that was not "
+                    f"delivered: {self.failure!r}"
+                ) from self.failure
+            await self._idle.wait()
+
+
+def hold_changelog(topic: Any, order: WriteOrder) -> None:
+    """Route the writes of a table's changelog ``topic`` through ``order``. The message is made
+    (and its value serialised) at once; only its hand-over to the producer waits."""
+
+    def send_soon(*, force: bool = False, **kwargs: Any) -> Any:
+        fut = topic.as_future_message(**kwargs)
+        order.write(lambda: topic.app.producer.send_soon(fut))
+        return fut
+
+    topic.send_soon = send_soon
+
+
+def hold_flush(producer: Any, order: WriteOrder) -> None:
+    """Make ``producer.flush`` (what Faust awaits before committing offsets, and at shutdown)
+    first wait for the writes ``order`` holds."""
+    original = producer.flush
+
+    async def flush() -> None:
+        await order.drain()
+        await original()
+
+    producer.flush = flush

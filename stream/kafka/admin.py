@@ -1,0 +1,113 @@
+"""Creating and checking Leadstream's topics on the broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from stream.errors import ConfigurationError, InfrastructureError
+from stream.kafka import topics
+from stream.settings import Settings
+
+ALL_TOPICS: tuple[topics.TopicSpec, ...] = (
+    *topics.SOURCES,
+    topics.SCORES,
+    topics.STAGE_CHANGES,
+    topics.DEAD_LETTERS,
+    topics.INTERNAL,
+)
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """What the broker says about one topic."""
+
+    name: str
+    partitions: int | None  # None: the topic does not exist
+
+    @property
+    def exists(self) -> bool:
+        return self.partitions is not None
+
+
+async def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000
+    )
+    try:
+        await admin.start()
+    except KafkaConnectionError as exc:
+        await admin.close()
+        raise InfrastructureError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}"
+        ) from exc
+    return admin
+
+
+async def describe_topics(
+    settings: Settings, specs: Iterable[topics.TopicSpec] = ALL_TOPICS
+) -> list[TopicState]:
+    """The partition count of each topic, or None where it is missing."""
+    admin = await _admin(settings)
+    try:
+        names = [settings.topic(spec.name) for spec in specs]
+        existing = set(await admin.list_topics())
+        present = [n for n in names if n in existing]
+        described = await admin.describe_topics(present) if present else []
+        counts = {d["topic"]: len(d["partitions"]) for d in described}
+        return [TopicState(n, counts.get(n)) for n in names]
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(
+    settings: Settings, specs: Iterable[topics.TopicSpec] = ALL_TOPICS
+) -> list[str]:
+    """Create the missing topics; fail clearly when an existing one has other partitions.
+
+    Returns the names of the topics it created.
+    """
+    specs = list(specs)
+    states = {s.name: s for s in await describe_topics(settings, specs)}
+    wrong = [
+        f"{s.name} has {s.partitions} partitions, expected {settings.topic_partitions}"
+        for s in states.values()
+        if s.exists and s.partitions != settings.topic_partitions
+    ]
+    if wrong:
+        raise ConfigurationError(
+            "topics exist with another partition count (tables need co-partitioned topics): "
+            + "; ".join(wrong)
+        )
+    missing = [spec for spec in specs if not states[settings.topic(spec.name)].exists]
+    if not missing:
+        return []
+    admin = await _admin(settings)
+    try:
+        new = [
+            NewTopic(
+                name=settings.topic(spec.name),
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+                topic_configs={"cleanup.policy": spec.cleanup_policy},
+            )
+            for spec in missing
+        ]
+        try:
+            await admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            pass  # created concurrently by another worker
+        except KafkaError as exc:
+            raise InfrastructureError(f"creating topics failed: {exc}") from exc
+    finally:
+        await admin.close()
+    # Metadata propagates asynchronously; wait until every topic is visible.
+    for _ in range(50):
+        if all(s.exists for s in await describe_topics(settings, missing)):
+            break
+        await asyncio.sleep(0.1)
+    return [t.name for t in new]

@@ -1,0 +1,245 @@
+"""`leadstream replay --model NEW.yaml`: rescore the history under a new model version.
+
+The source topics are read from their first offsets (or from a time) up to the end offsets taken
+at the start, by a plain consumer that commits nothing (the workers are not involved). Each
+lead's events are scored offline through the pure core (`stream.offline.history`: anonymous events
+resolved through `identify` events, merged leads folded into the survivor, erased leads
+forgotten), decayed to now, and the outputs are published with the NEW model's version: every
+`StageChanged`, and each lead's latest `ScoreUpdated` per model (all a compacted topic keeps).
+
+**Where they go.** The scores topic is compacted and keyed by `{lead_id, model}`, with no
+version in the key: replayed scores published there would overwrite the live version's records
+(and the live workers would overwrite them back). So by default the replay goes to two topics of
+its own, `leads.scores-replay.v1` (compacted, same keys) and `leads.stage-changes-replay.v1`,
+where the live version's records are untouched and every record carries the new version.
+`--publish` writes to the live output topics instead: for the switch-over, once the workers
+run the new model.
+
+A replay must carry a new version: a model id present in both the new file and the live model
+file (`LEADSTREAM_MODELS_PATH`, or the default models) with the same version is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from schemas import codec
+from schemas.errors import DecodeError
+from schemas.events import EventBase
+from schemas.outputs import ScoreUpdated, StageChanged
+from stream.errors import ConfigurationError, InfrastructureError
+from stream.kafka import topics
+from stream.kafka.admin import describe_topics, ensure_topics
+from stream.offline.history import group_by_lead, score_leads
+from stream.scoring import ModelSet
+from stream.settings import Settings
+
+__all__ = [
+    "REPLAY_SCORES",
+    "REPLAY_STAGE_CHANGES",
+    "ReplayStats",
+    "publish",
+    "read_history",
+    "rescore",
+    "same_versions",
+]
+
+REPLAY_SCORES = topics.TopicSpec(
+    "leads.scores-replay.v1",
+    "compact",
+    "Scores rescored by `leadstream replay` under a new model version (key {lead_id, model}).",
+)
+REPLAY_STAGE_CHANGES = topics.TopicSpec(
+    "leads.stage-changes-replay.v1",
+    "delete",
+    "Stage changes rescored by `leadstream replay` under a new model version (key lead_id).",
+)
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ReplayStats:
+    records: int = 0
+    undecodable: int = 0
+    events: int = 0
+    leads: int = 0
+    scores: int = 0
+    stage_changes: int = 0
+
+
+def same_versions(new: ModelSet, live: ModelSet) -> list[str]:
+    """`model version` for each model id both files have with the same version."""
+    live_versions = {model.id: model.version for model in live.models}
+    return [
+        f"{model.id} {model.version}"
+        for model in new.models
+        if live_versions.get(model.id) == model.version
+    ]
+
+
+async def _consumer(settings: Settings) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap.split(","),
+        group_id=None,
+        enable_auto_commit=False,
+        request_timeout_ms=15000,
+        client_id=f"{settings.app_id}-replay",
+    )
+    try:
+        await asyncio.wait_for(consumer.start(), 20)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await consumer.stop()
+        raise InfrastructureError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc!r}"
+        ) from exc
+    return consumer
+
+
+async def _seek(
+    consumer: AIOKafkaConsumer,
+    partitions: list[TopicPartition],
+    since: datetime | None,
+    end: dict[TopicPartition, int],
+) -> dict[TopicPartition, int]:
+    """Position every partition at its first offset (or the first at or after `since`), and
+    return those offsets (asked of the broker, not read back from a lazy seek)."""
+    if since is None:
+        start: dict[TopicPartition, int] = dict(await consumer.beginning_offsets(partitions))
+    else:
+        found = await consumer.offsets_for_times(
+            {tp: int(since.timestamp() * 1000) for tp in partitions}
+        )
+        start = {}
+        for tp in partitions:
+            at = found.get(tp)
+            start[tp] = at.offset if at is not None else end[tp]
+    for tp in partitions:
+        consumer.seek(tp, start[tp])
+    return start
+
+
+async def read_history(
+    settings: Settings,
+    *,
+    since: datetime | None,
+    stats: ReplayStats,
+    progress: Progress | None = None,
+) -> list[EventBase]:
+    """The valid events of the source topics, from the start (or `since`) to the end offsets
+    taken now. Records that do not decode are counted and skipped (the workers dead-lettered
+    them)."""
+    names = {settings.topic(spec.name): spec.name for spec in topics.SOURCES}
+    partitions = [
+        TopicPartition(state.name, p)
+        for state in await describe_topics(settings, topics.SOURCES)
+        for p in range(state.partitions or 0)
+    ]
+    if not partitions:
+        raise ConfigurationError(f"no source topics on the broker: {', '.join(sorted(names))}")
+    consumer = await _consumer(settings)
+    events: list[EventBase] = []
+    try:
+        consumer.assign(partitions)
+        end = await consumer.end_offsets(partitions)
+        start = await _seek(consumer, partitions, since, end)
+        total = sum(max(end[tp] - start[tp], 0) for tp in partitions)
+        remaining = {tp for tp in partitions if end[tp] > start[tp]}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset + 1 >= end[tp]:
+                        remaining.discard(tp)
+                    if record.offset >= end[tp] or record.value is None:
+                        continue
+                    stats.records += 1
+                    try:
+                        events.append(codec.decode(record.value, now=None, topic=names[tp.topic]))
+                    except DecodeError:
+                        stats.undecodable += 1
+            for tp in list(remaining):  # markers or compaction may end a partition early
+                if await consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+            if progress is not None:
+                progress(stats.records, total)
+    except KafkaError as exc:
+        raise InfrastructureError(f"reading the source topics failed: {exc!r}") from exc
+    finally:
+        await consumer.stop()
+    stats.events = len(events)
+    return events
+
+
+def rescore(
+    events: Sequence[EventBase], models: ModelSet, *, now: datetime, stats: ReplayStats
+) -> list[ScoreUpdated | StageChanged]:
+    """Every stage change, and each lead's latest score per model, under `models`."""
+    by_lead = group_by_lead(events)
+    stats.leads = len(by_lead)
+    out: list[ScoreUpdated | StageChanged] = []
+    for history in score_leads(by_lead, models, until=now):
+        latest: dict[str, ScoreUpdated] = {}
+        for record in history.outputs:
+            if isinstance(record, StageChanged):
+                out.append(record)
+            elif isinstance(record, ScoreUpdated):
+                latest[record.model] = record
+        out.extend(latest.values())
+    stats.stage_changes = sum(1 for r in out if isinstance(r, StageChanged))
+    stats.scores = len(out) - stats.stage_changes
+    return out
+
+
+async def publish(
+    settings: Settings,
+    records: Sequence[ScoreUpdated | StageChanged],
+    *,
+    live: bool,
+    progress: Progress | None = None,
+) -> tuple[str, str]:
+    """Send the records, keyed as the processor keys them; returns the two topics used."""
+    specs = (topics.SCORES, topics.STAGE_CHANGES) if live else (REPLAY_SCORES, REPLAY_STAGE_CHANGES)
+    await ensure_topics(settings, specs)
+    scores_topic, changes_topic = (settings.topic(spec.name) for spec in specs)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=10
+    )
+    try:
+        await asyncio.wait_for(producer.start(), 20)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await producer.stop()
+        raise InfrastructureError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc!r}"
+        ) from exc
+    try:
+        pending = []
+        last = time.monotonic()
+        for n, record in enumerate(records, start=1):
+            if isinstance(record, ScoreUpdated):
+                key, topic = codec.score_key(record.lead_id, record.model), scores_topic
+            else:
+                key, topic = record.lead_id.encode(), changes_topic
+            pending.append(await producer.send(topic, key=key, value=codec.encode(record)))
+            if len(pending) >= 2000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            if progress is not None and time.monotonic() - last >= 1.0:
+                last = time.monotonic()
+                progress(n, len(records))
+        await asyncio.gather(*pending)
+        await producer.flush()
+    except KafkaError as exc:
+        raise InfrastructureError(f"publishing the replay failed: {exc!r}") from exc
+    finally:
+        await producer.stop()
+    if progress is not None:
+        progress(len(records), len(records))
+    return scores_topic, changes_topic

@@ -1,0 +1,1 @@
+"""Realistic simulated lead traffic (pure), where it is sent, and how well models rank it."""

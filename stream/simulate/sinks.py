@@ -1,0 +1,210 @@
+"""Where simulated traffic goes: JSONL files, the ground-truth CSV, or the real Kafka topics.
+
+JSONL: one record per line, in delivery order, as a JSON object
+``{"topic": <contract topic name>, "key": <UTF-8 key or null>, "value": <the value as text>}``.
+``value`` is the record value's bytes decoded as UTF-8, so ``line["value"].encode()`` gives back
+exactly what goes to Kafka; a value that is not UTF-8 (a malformed message made of random bytes)
+is written as ``"value_b64"`` (standard base64) instead. Topic names carry no environment prefix.
+
+Ground truth: a CSV with the header ``lead_id,persona,converted`` (``converted`` is 1 or 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from schemas.codec import dumps, loads
+from stream.errors import ConfigurationError, InfrastructureError
+from stream.kafka.admin import ensure_topics
+from stream.settings import Settings
+from stream.simulate.traffic import Delivery, LeadTruth
+
+__all__ = [
+    "delivery_line",
+    "parse_line",
+    "read_jsonl",
+    "read_truth",
+    "send_to_kafka",
+    "truth_path_for",
+    "wall_offsets",
+    "write_jsonl",
+    "write_truth",
+]
+
+
+# ----------------------------------------------------------------------------------- JSONL
+
+
+def delivery_line(delivery: Delivery) -> bytes:
+    """One JSONL line (with its newline) for a delivery."""
+    record: dict[str, Any] = {
+        "topic": delivery.topic,
+        "key": None if delivery.key is None else delivery.key.decode(),
+    }
+    try:
+        record["value"] = delivery.value.decode()
+    except UnicodeDecodeError:
+        record["value_b64"] = base64.b64encode(delivery.value).decode("ascii")
+    return dumps(record) + b"\n"
+
+
+def parse_line(line: bytes | str) -> Delivery:
+    """The delivery in one JSONL line (the inverse of `delivery_line`)."""
+    try:
+        record = loads(line.encode() if isinstance(line, str) else line)
+        key = record["key"]
+        if "value_b64" in record:
+            value = base64.b64decode(record["value_b64"], validate=True)
+        else:
+            value = record["value"].encode()
+        return Delivery(record["topic"], None if key is None else key.encode(), value)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigurationError(f"not a simulated-traffic line: {str(line)[:80]!r}") from exc
+
+
+@contextmanager
+def _open(path: Path | str, mode: str) -> Iterator[IO[bytes]]:
+    if str(path) == "-":
+        yield sys.stdout.buffer if "w" in mode else sys.stdin.buffer
+        return
+    if "w" in mode:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with Path(path).open(mode + "b") as handle:
+        yield handle
+
+
+def write_jsonl(deliveries: Iterable[Delivery], path: Path | str) -> int:
+    """Write deliveries to `path` (``-``: standard output); returns how many."""
+    count = 0
+    with _open(path, "w") as out:
+        for delivery in deliveries:
+            out.write(delivery_line(delivery))
+            count += 1
+    return count
+
+
+def read_jsonl(path: Path | str) -> list[Delivery]:
+    """The deliveries in a JSONL file, in order."""
+    with _open(path, "r") as handle:
+        return [parse_line(line) for line in handle if line.strip()]
+
+
+def truth_path_for(out: Path | str) -> Path:
+    """Where the ground truth goes next to an output file: ``traffic.jsonl`` →
+    ``traffic.truth.csv``."""
+    path = Path(out)
+    return path.with_name(f"{path.stem}.truth.csv")
+
+
+def write_truth(truth: Mapping[str, LeadTruth], path: Path | str) -> None:
+    """The ground truth as CSV: ``lead_id,persona,converted``."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with Path(path).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("lead_id", "persona", "converted"))
+        for lead_id, row in truth.items():
+            writer.writerow((lead_id, row.persona, int(row.converted)))
+
+
+def read_truth(path: Path | str) -> dict[str, LeadTruth]:
+    """The ground truth written by `write_truth`."""
+    with Path(path).open(newline="", encoding="utf-8") as handle:
+        return {
+            row["lead_id"]: LeadTruth(row["persona"], row["converted"] == "1")
+            for row in csv.DictReader(handle)
+        }
+
+
+# ----------------------------------------------------------------------------------- Kafka
+
+
+def wall_offsets(
+    at: Sequence[float], *, rate: float | None = None, speed: float | None = None
+) -> list[float] | None:
+    """When (wall seconds after the first send) each delivery is due, or `None`: at once.
+
+    `rate`: at most that many deliveries per second. `speed`: simulated seconds per wall second
+    (86400: a simulated day per second), measured from the first delivery's simulated time.
+    """
+    if rate is None and speed is None:
+        return None
+    origin = min(at, default=0.0)
+    out = []
+    for i, when in enumerate(at):
+        due = 0.0
+        if rate is not None:
+            due = i / rate
+        if speed is not None:
+            due = max(due, (when - origin) / speed)
+        out.append(due)
+    return out
+
+
+async def send_to_kafka(
+    deliveries: Sequence[Delivery],
+    settings: Settings,
+    *,
+    due: Sequence[float] | None = None,
+    create_topics: bool = True,
+    progress: Callable[[int], None] | None = None,
+    progress_every: float = 1.0,
+) -> int:
+    """Send every delivery to ``settings.topic(delivery.topic)`` in order; returns how many.
+
+    `due`: wall seconds after the start at which each one may be sent (see `wall_offsets`);
+    `None` sends as fast as the broker takes them. `progress` is called with the number sent
+    about every `progress_every` seconds, and once at the end.
+    """
+    if due is not None and len(due) != len(deliveries):
+        raise ValueError("due must have one entry per delivery")
+    if create_topics:
+        await ensure_topics(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
+    try:
+        await producer.start()
+    except KafkaConnectionError as exc:
+        await producer.stop()
+        raise InfrastructureError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}"
+        ) from exc
+    loop = asyncio.get_running_loop()
+    started = last_report = loop.time()
+    pending: list[asyncio.Future[Any]] = []
+    sent = 0
+    try:
+        for i, delivery in enumerate(deliveries):
+            if due is not None:
+                wait = started + due[i] - loop.time()
+                if wait > 0.002:
+                    await asyncio.sleep(wait)
+            pending.append(
+                await producer.send(
+                    settings.topic(delivery.topic), value=delivery.value, key=delivery.key
+                )
+            )
+            sent += 1
+            if len(pending) >= 2_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            if progress is not None and loop.time() - last_report >= progress_every:
+                last_report = loop.time()
+                progress(sent)
+        await asyncio.gather(*pending)
+        await producer.flush()
+    except KafkaError as exc:
+        raise InfrastructureError(f"sending to Kafka failed: {exc}") from exc
+    finally:
+        await producer.stop()
+    if progress is not None:
+        progress(sent)
+    return sent

@@ -1,0 +1,693 @@
+"""The HTTP collector: a tracking pixel, its JavaScript snippet, a Segment-compatible API and
+email-platform webhooks, served by the worker's web server.
+
+Every endpoint turns what it receives into contract events (`schemas.adapters`), checks each one
+exactly as the consumers will (`schemas.codec.decode`), writes them to their source topic keyed by
+lead or anonymous id, and answers once Kafka has acknowledged them:
+
+| endpoint | caller check | answer |
+| --- | --- | --- |
+| `GET /collect/pixel.gif` | none | 200, a 1x1 transparent GIF; sets the `ls_aid` cookie |
+| `GET /collect/leadstream.js` | none | the snippet that loads the pixel |
+| `POST /v1/track`, `/v1/identify`, `/v1/page`, `/v1/batch` | bearer token | 202 |
+| `POST /webhooks/sendgrid` | ECDSA signature, timestamp | 202 |
+| `POST /webhooks/mailgun` | HMAC, timestamp, token used once | 202 |
+| `GET`/`POST /webhooks/mailchimp/{secret}` | secret in the path | 200 / 202 |
+
+A 202 body lists the ids of the events written and every part of the request that made none,
+with the reason: ``{"accepted": [...], "rejected": [{"where", "kind", "reason"}]}``. Refusals are
+JSON ``{"error", "detail"}``: 400 (not JSON, not a valid call), 401 (any failed caller check, see
+`stream.web.auth`), 413 (body over the limit, refused from ``Content-Length`` before it is
+read, or as soon as a streamed body passes it), 503 (Kafka or Redis unavailable: retry later).
+Bad input never causes a 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
+
+import orjson
+from aiohttp import web
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+from schemas import codec
+from schemas.adapters import Conversion, mailchimp, mailgun, segment, sendgrid, snowplow
+from schemas.adapters.base import identifier, skip, text, utm_from_url
+from schemas.errors import DecodeError
+from schemas.events import EventBase, PageViewed
+from schemas.topics import INBOUND_TOPICS, topic_for
+from stream.settings import Settings
+from stream.web.auth import (
+    SENDGRID_SIGNATURE_HEADER,
+    SENDGRID_TIMESTAMP_HEADER,
+    AuthFailure,
+    BearerAuth,
+    MemoryReplayGuard,
+    RedisReplayGuard,
+    Refusal,
+    ReplayGuard,
+    load_sendgrid_key,
+    secret_matches,
+    verify_mailgun,
+    verify_sendgrid,
+)
+
+__all__ = [
+    "COOKIE_NAME",
+    "PIXEL_GIF",
+    "Collector",
+    "FaustSink",
+    "HttpError",
+    "Record",
+    "Sink",
+    "SinkUnavailable",
+    "anonymous_id_from_cookie",
+    "pixel_conversion",
+    "read_body",
+    "register",
+    "routes",
+]
+
+log = logging.getLogger(__name__)
+
+PIXEL_GIF: Final = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff"
+    b"!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+"""A 1x1 GIF89a whose one pixel is the transparent colour (43 bytes)."""
+
+COOKIE_NAME: Final = "ls_aid"
+COOKIE_MAX_AGE: Final = 400 * 24 * 3600
+"""400 days: the longest lifetime browsers keep a cookie; refreshed on every pixel hit."""
+
+PIXEL_SOURCE: Final = "web"
+PIXEL_NAMESPACE: Final = uuid.UUID("6f1d2c58-8a53-5b0e-9a47-1c3e52d0b7a4")
+"""The uuid5 namespace of pixel event ids derived from the snippet's `eid`. Never change it."""
+
+NO_CACHE: Final = {
+    "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+}
+SEND_TIMEOUT_SECONDS: Final = 10.0
+SEGMENT_CALLS: Final = ("track", "identify", "page")
+_COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+_READ_CHUNK = 64 * 1024
+_HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+class HttpError(Exception):
+    """A request refused with a 4xx (or 503) and a JSON body ``{"error", "detail", ...}``."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"{status} {error}: {detail}")
+        self.status = status
+        self.error = error
+        self.detail = detail
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+
+    def response(self) -> web.Response:
+        body = {"error": self.error, "detail": self.detail, **self.extra}
+        return _json(body, status=self.status, headers=self.headers)
+
+
+def _refused(refusal: Refusal) -> HttpError:
+    bearer = refusal.failure in {
+        AuthFailure.MISSING_TOKEN,
+        AuthFailure.INVALID_TOKEN,
+        AuthFailure.NOT_CONFIGURED,
+    }
+    headers = {"WWW-Authenticate": 'Bearer realm="leadstream"'} if bearer else {}
+    return HttpError(401, refusal.failure.value, refusal.detail, headers=headers)
+
+
+def _json(body: object, *, status: int, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+        headers={**NO_CACHE, **(headers or {})},
+    )
+
+
+# ----------------------------------------------------------------------------- Kafka
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record for a source topic (its contract name: the sink adds the environment prefix)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
+class SinkUnavailable(Exception):
+    """The records could not be written (Kafka down or too slow): the caller answers 503."""
+
+
+class Sink(Protocol):
+    """Where accepted events go."""
+
+    async def send(self, records: Sequence[Record]) -> None:
+        """Write every record, returning once all are acknowledged; `SinkUnavailable` if not."""
+
+
+class FaustSink:
+    """Writes through the worker's Faust producer to the prefixed source topics."""
+
+    def __init__(self, app: Any, settings: Settings, *, timeout: float = SEND_TIMEOUT_SECONDS):
+        self._timeout = timeout
+        self._topics: dict[str, Any] = {
+            spec.name: app.topic(
+                settings.topic(spec.name),
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=settings.topic_partitions,
+            )
+            for spec in INBOUND_TOPICS
+        }
+
+    async def send(self, records: Sequence[Record]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                pending = [
+                    await self._topics[r.topic].send(key=r.key, value=r.value, force=True)
+                    for r in records
+                ]
+                await asyncio.gather(*pending)
+        except (TimeoutError, OSError) as exc:
+            raise SinkUnavailable(f"Kafka did not acknowledge: {type(exc).__name__}") from exc
+        except KafkaError as exc:
+            raise SinkUnavailable(f"Kafka refused the records: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- request parsing
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, or 413 when it is longer than `limit` bytes (400 when it cannot be
+    read, e.g. a body that is not in its declared ``Content-Encoding``).
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a body
+    without one (chunked) is read at most `limit` + 1 bytes.
+    """
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            chunk = await request.content.read(min(_READ_CHUNK, limit + 1 - size))
+        except web.RequestPayloadError as exc:  # e.g. Content-Encoding: gzip on a plain body
+            raise HttpError(400, "bad_body", f"the body cannot be read: {exc}") from None
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+
+
+def _too_large(limit: int) -> HttpError:
+    return HttpError(413, "too_large", f"the body is larger than the limit of {limit} bytes")
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise HttpError(400, "not_json", f"the body is not valid JSON: {exc}") from None
+
+
+def anonymous_id_from_cookie(value: str | None) -> str | None:
+    """The visitor's anonymous id from the cookie, when it looks like one we set."""
+    if value and _COOKIE_VALUE.fullmatch(value):
+        return value
+    return None
+
+
+def pixel_conversion(
+    params: Mapping[str, str],
+    *,
+    anonymous_id: str,
+    referer: str | None,
+    user_agent: str | None,
+    received_at: datetime,
+) -> Conversion:
+    """The event of one pixel hit.
+
+    Parameters: `url` (else the ``Referer`` header), `ref` (the page's referrer), `title`,
+    `sid` (session id), `eid` (a client-side id of the hit: the event id is derived from it and
+    the anonymous id, so a retried hit is the same event). Snowplow tracker parameters (`e=...`)
+    are read by the Snowplow adapter instead, with the cookie as network user id.
+    """
+    if "e" in params:
+        return snowplow.convert_params(
+            params, received_at=received_at, network_user_id=anonymous_id
+        )
+    result = Conversion()
+    result.attempt(
+        "",
+        "page_viewed",
+        lambda: _page_viewed(params, anonymous_id, referer, user_agent, received_at),
+    )
+    return result
+
+
+def _page_viewed(
+    params: Mapping[str, str],
+    anonymous_id: str,
+    referer: str | None,
+    user_agent: str | None,
+    received_at: datetime,
+) -> EventBase:
+    url = text(params.get("url"), 4096) or text(referer, 4096)
+    if url is None:
+        raise skip("no page url: pass url= or let the browser send a Referer")
+    client_id = identifier(params.get("eid"))
+    event_id = (
+        str(uuid.uuid5(PIXEL_NAMESPACE, f"{anonymous_id}\x1f{client_id}"))
+        if client_id
+        else str(uuid.uuid4())
+    )
+    return PageViewed(
+        event_id=event_id,
+        occurred_at=received_at,
+        anonymous_id=anonymous_id,
+        source=PIXEL_SOURCE,
+        url=url,
+        path=urlsplit(url).path or None,
+        referrer=text(params.get("ref"), 4096),
+        title=text(params.get("title"), 4096),
+        utm=utm_from_url(url),
+        session_id=identifier(params.get("sid")),
+        user_agent=text(user_agent, 4096),
+    )
+
+
+def segment_call(payload: Any, kind: str) -> dict[str, Any]:
+    """The Segment call in a request to ``/v1/{kind}``, or 400."""
+    if not isinstance(payload, dict):
+        raise HttpError(400, "invalid_call", "the body is not a JSON object")
+    declared = payload.get("type") or payload.get("action")
+    if declared is not None and declared != kind:
+        raise HttpError(
+            400, "invalid_call", f"a {str(declared)[:32]!r} call was sent to /v1/{kind}"
+        )
+    return {**payload, "type": kind}
+
+
+# ----------------------------------------------------------------------------- the collector
+
+
+@dataclass
+class Outcome:
+    """What one request made: the records to write, their event ids, what was rejected."""
+
+    records: list[Record] = field(default_factory=list)
+    accepted: list[str] = field(default_factory=list)
+    rejected: list[dict[str, str]] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "rejected": self.rejected}
+
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+class Collector:
+    """The endpoints' logic, on aiohttp requests; `register` routes them on a Faust app."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sink: Sink,
+        *,
+        replays: ReplayGuard,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.replays = replays
+        self.clock = clock
+        self.auth = BearerAuth(
+            [t.get_secret_value() for t in settings.auth_tokens], disabled=settings.auth_disabled
+        )
+        key = settings.sendgrid_public_key
+        self.sendgrid_key = load_sendgrid_key(key.get_secret_value()) if key else None
+        self.script = resources.files("stream.web.static").joinpath("leadstream.js").read_bytes()
+
+    # --- shared steps
+
+    def _outcome(self, conversion: Conversion, received_at: datetime) -> Outcome:
+        outcome = Outcome()
+        outcome.rejected = [
+            {"where": r.where, "kind": r.vendor_kind, "reason": r.reason}
+            for r in conversion.rejected
+        ]
+        for event in conversion.events:
+            value = codec.encode(event)
+            try:
+                codec.decode(value, now=received_at)
+            except DecodeError as exc:
+                outcome.rejected.append(
+                    {"where": event.event_id, "kind": event.type, "reason": str(exc)}
+                )
+                continue
+            outcome.records.append(Record(topic_for(event), codec.event_key(event), value))
+            outcome.accepted.append(event.event_id)
+        return outcome
+
+    async def _write(self, outcome: Outcome) -> None:
+        if not outcome.records:
+            return
+        try:
+            await self.sink.send(outcome.records)
+        except SinkUnavailable as exc:
+            log.error("collector: %s", exc)
+            raise HttpError(503, "unavailable", "the events could not be written; retry") from exc
+
+    async def _accept(self, conversion: Conversion, received_at: datetime) -> web.Response:
+        outcome = self._outcome(conversion, received_at)
+        await self._write(outcome)
+        return _json(outcome.body(), status=202)
+
+    # --- the pixel and its snippet
+
+    async def pixel(self, request: web.Request) -> web.Response:
+        received_at = self.clock()
+        anonymous_id = anonymous_id_from_cookie(request.cookies.get(COOKIE_NAME))
+        anonymous_id = anonymous_id or uuid.uuid4().hex
+        conversion = pixel_conversion(
+            request.query,
+            anonymous_id=anonymous_id,
+            referer=request.headers.get("Referer"),
+            user_agent=request.headers.get("User-Agent"),
+            received_at=received_at,
+        )
+        outcome = self._outcome(conversion, received_at)
+        headers = dict(NO_CACHE)
+        if outcome.accepted:
+            headers["X-Leadstream-Event-Id"] = ",".join(outcome.accepted)
+        if outcome.rejected:
+            reasons = "; ".join(r["reason"] for r in outcome.rejected)[:512]
+            headers["X-Leadstream-Rejected"] = _HEADER_UNSAFE.sub("?", reasons)
+        status = 200
+        try:
+            await self._write(outcome)
+        except HttpError:
+            status = 503
+        response = web.Response(
+            body=PIXEL_GIF, status=status, content_type="image/gif", headers=headers
+        )
+        self._set_cookie(request, response, anonymous_id)
+        return response
+
+    def _set_cookie(self, request: web.Request, response: web.Response, value: str) -> None:
+        secure = request.secure or request.headers.get("X-Forwarded-Proto", "") == "https"
+        response.set_cookie(
+            COOKIE_NAME,
+            value,
+            max_age=COOKIE_MAX_AGE,
+            path="/",
+            domain=self.settings.collector_cookie_domain,
+            samesite="Lax",
+            secure=secure or None,
+        )
+
+    async def pixel_head(self, request: web.Request) -> web.Response:
+        """HEAD of the pixel: its headers, and no event."""
+        return web.Response(body=PIXEL_GIF, content_type="image/gif", headers=NO_CACHE)
+
+    async def snippet(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.script,
+            content_type="application/javascript",
+            charset="utf-8",
+            headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    # --- Segment
+
+    async def segment(self, request: web.Request, kind: str) -> web.Response:
+        try:
+            self.auth.check(request.headers.get("Authorization"))
+        except Refusal as refusal:
+            raise _refused(refusal) from None
+        batch = kind == "batch"
+        limit = (
+            self.settings.collector_max_webhook_bytes
+            if batch
+            else self.settings.collector_max_call_bytes
+        )
+        received_at = self.clock()
+        payload = _parse_json(await read_body(request, limit))
+        if batch:
+            if not (isinstance(payload, dict) and isinstance(payload.get("batch"), list)):
+                raise HttpError(400, "invalid_call", 'the body is not {"batch": [...]}')
+            return await self._accept(
+                segment.convert(payload, received_at=received_at), received_at
+            )
+        call = segment_call(payload, kind)
+        outcome = self._outcome(segment.convert(call, received_at=received_at), received_at)
+        unmapped = kind == "track" and call.get("event") not in segment.TRACK_EVENTS
+        if not outcome.accepted and not unmapped:
+            reasons = "; ".join(r["reason"] for r in outcome.rejected) or "no event"
+            raise HttpError(400, "invalid_call", reasons, extra={"rejected": outcome.rejected})
+        await self._write(outcome)
+        return _json(outcome.body(), status=202)
+
+    # --- webhooks
+
+    def _unconfigured(self, setting: str) -> HttpError:
+        return HttpError(
+            401,
+            AuthFailure.NOT_CONFIGURED.value,
+            f"this webhook is not configured (LEADSTREAM_{setting.upper()})",
+        )
+
+    async def sendgrid(self, request: web.Request) -> web.Response:
+        if self.sendgrid_key is None and not self.settings.auth_disabled:
+            raise self._unconfigured("sendgrid_public_key")
+        signature = request.headers.get(SENDGRID_SIGNATURE_HEADER)
+        timestamp = request.headers.get(SENDGRID_TIMESTAMP_HEADER)
+        if self.sendgrid_key is not None and not (signature and timestamp):
+            raise HttpError(
+                401,
+                AuthFailure.MISSING_SIGNATURE.value,
+                f"{SENDGRID_SIGNATURE_HEADER} and {SENDGRID_TIMESTAMP_HEADER} are required",
+            )
+        body = await read_body(request, self.settings.collector_max_webhook_bytes)
+        received_at = self.clock()
+        if self.sendgrid_key is not None:
+            try:
+                verify_sendgrid(
+                    self.sendgrid_key,
+                    signature=signature,
+                    timestamp=timestamp,
+                    body=body,
+                    now=received_at,
+                    tolerance_seconds=self.settings.webhook_tolerance_seconds,
+                )
+            except Refusal as refusal:
+                raise _refused(refusal) from None
+        payload = _parse_json(body)
+        return await self._accept(sendgrid.convert(payload, received_at=received_at), received_at)
+
+    async def mailgun(self, request: web.Request) -> web.Response:
+        key = self.settings.mailgun_signing_key
+        if key is None and not self.settings.auth_disabled:
+            raise self._unconfigured("mailgun_signing_key")
+        body = await read_body(request, self.settings.collector_max_webhook_bytes)
+        received_at = self.clock()
+        payload = _parse_json(body)
+        token: str | None = None
+        if key is not None:
+            try:
+                token = await verify_mailgun(
+                    key.get_secret_value(),
+                    payload,
+                    now=received_at,
+                    tolerance_seconds=self.settings.webhook_tolerance_seconds,
+                    replays=self.replays,
+                )
+            except Refusal as refusal:
+                raise _refused(refusal) from None
+            except (RedisError, OSError) as exc:
+                log.error("collector: the Mailgun replay cache is unavailable: %s", exc)
+                raise HttpError(503, "unavailable", "the replay cache is unavailable") from exc
+        conversion = mailgun.convert(payload, received_at=received_at)
+        try:
+            return await self._accept(conversion, received_at)
+        except HttpError:
+            if token is not None:  # let Mailgun's retry of this delivery through
+                try:
+                    await self.replays.forget(token)
+                except (RedisError, OSError):
+                    log.exception("collector: could not forget a Mailgun token")
+            raise
+
+    def _check_mailchimp(self, secret: str) -> None:
+        expected = self.settings.mailchimp_webhook_key
+        if expected is None:
+            if self.settings.auth_disabled:
+                return
+            raise self._unconfigured("mailchimp_webhook_key")
+        if not secret_matches(secret, expected.get_secret_value()):
+            raise HttpError(401, AuthFailure.WRONG_SECRET.value, "the URL's secret is wrong")
+
+    async def mailchimp_check(self, request: web.Request, secret: str) -> web.Response:
+        """Mailchimp's GET of the webhook URL when it is saved: 200 when the secret is right."""
+        self._check_mailchimp(secret)
+        return _json({"status": "ok"}, status=200)
+
+    async def mailchimp(self, request: web.Request, secret: str) -> web.Response:
+        self._check_mailchimp(secret)
+        body = await read_body(request, self.settings.collector_max_webhook_bytes)
+        received_at = self.clock()
+        return await self._accept(mailchimp.convert(body, received_at=received_at), received_at)
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Turn refusals into their JSON answers; a bug is logged and answered 500."""
+
+    @functools.wraps(handler)
+    async def run(*args: Any, **kwargs: Any) -> web.StreamResponse:
+        request: web.Request = args[0]
+        try:
+            return await handler(*args, **kwargs)
+        except HttpError as exc:
+            refused = exc
+        except Refusal as refusal:
+            refused = _refused(refusal)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("collector: internal error")
+            return HttpError(500, "internal", "internal error").response()
+        if refused.status < 500:
+            log.info(
+                "collector: %s %s refused %d %s: %s",
+                request.method,
+                request.path,
+                refused.status,
+                refused.error,
+                refused.detail[:256],
+            )
+        return refused.response()
+
+    return run
+
+
+def _view(path: str, **methods: Handler) -> Any:
+    """A Faust view class whose HTTP methods call `methods` with the aiohttp request."""
+    import faust  # noqa: PLC0415
+
+    name = "collector_" + re.sub(r"\W+", "_", path).strip("_")
+
+    def method(handler: Handler) -> Callable[..., Awaitable[web.StreamResponse]]:
+        async def call(self: Any, request: web.Request, **match: str) -> web.StreamResponse:
+            return await handler(request, **match)
+
+        return call
+
+    return type(name, (faust.web.View,), {m: method(h) for m, h in methods.items()})
+
+
+def routes(collector: Collector) -> dict[str, dict[str, Handler]]:
+    """Path → HTTP method (lower case) → handler of the aiohttp request and the path's parts."""
+    g = _guarded
+    table: dict[str, dict[str, Handler]] = {
+        "/collect/pixel.gif": {"get": g(collector.pixel), "head": g(collector.pixel_head)},
+        "/collect/leadstream.js": {"get": g(collector.snippet)},
+        "/webhooks/sendgrid": {"post": g(collector.sendgrid)},
+        "/webhooks/mailgun": {"post": g(collector.mailgun)},
+        "/webhooks/mailchimp/{secret}": {
+            "get": g(collector.mailchimp_check),
+            "post": g(collector.mailchimp),
+        },
+    }
+    for kind in (*SEGMENT_CALLS, "batch"):
+        table[f"/v1/{kind}"] = {"post": g(functools.partial(collector.segment, kind=kind))}
+    return table
+
+
+def register(
+    app: Any,
+    settings: Settings,
+    *,
+    sink: Sink | None = None,
+    replays: ReplayGuard | None = None,
+) -> Collector | None:
+    """Route the collector's endpoints on `app`'s web server (unless it is disabled)."""
+    if not settings.collector_enabled:
+        return None
+    if replays is None:
+        if settings.webhook_replay_store == "redis":
+            import redis.asyncio  # noqa: PLC0415
+
+            client = redis.asyncio.Redis.from_url(settings.redis_url.get_secret_value())
+            replays = RedisReplayGuard(client, prefix=f"{settings.app_id}:mailgun-token:")
+        else:
+            replays = MemoryReplayGuard()
+    collector = Collector(settings, sink or FaustSink(app, settings), replays=replays)
+    _warn_about_configuration(settings, collector)
+
+    for path, methods in routes(collector).items():
+        app.page(path)(_view(path, **methods))
+    return collector
+
+
+def _warn_about_configuration(settings: Settings, collector: Collector) -> None:
+    if not settings.web_enabled:
+        return
+    if settings.auth_disabled:
+        log.warning(
+            "collector: authentication is DISABLED (LEADSTREAM_AUTH_DISABLED=true): anyone "
+            "who reaches the web server can write events"
+        )
+    elif not collector.auth.configured:
+        log.warning(
+            "collector: no collector token is configured (LEADSTREAM_AUTH_TOKENS): /v1/* "
+            "answers 401 to every request"
+        )
+    if not settings.auth_disabled:
+        for setting, value in (
+            ("sendgrid_public_key", settings.sendgrid_public_key),
+            ("mailgun_signing_key", settings.mailgun_signing_key),
+            ("mailchimp_webhook_key", settings.mailchimp_webhook_key),
+        ):
+            if value is None:
+                log.info(
+                    "collector: LEADSTREAM_%s is not set: that webhook answers 401",
+                    setting.upper(),
+                )

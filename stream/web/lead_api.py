@@ -1,0 +1,129 @@
+"""``GET /leads/{lead_id}``: a lead's live score, explanation and stage history.
+
+Served from the lead table by the worker that owns the lead's partition: a request that
+reaches another worker is forwarded to the owner (Faust's table routing), so the answer is
+always the processor's own state, decayed to the moment of the request, never a copy that
+may lag behind. Requires the read API's bearer token (``LEADSTREAM_AUTH_TOKENS``) unless
+``LEADSTREAM_AUTH_DISABLED=true``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+from aiohttp import web
+
+from stream.scoring import Explanation, LeadState, ModelSet, explain
+from stream.settings import Settings
+from stream.web.auth import AuthFailure, BearerAuth, Refusal
+from stream.worker.processor import LeadProcessor
+
+log = logging.getLogger(__name__)
+
+MAX_ID_LENGTH = 256
+
+
+def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Any:
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def explanation_json(item: Explanation) -> dict[str, Any]:
+    """One model's explanation as JSON."""
+    return {
+        "model": item.model,
+        "model_version": item.model_version,
+        "as_of": item.as_of.isoformat(),
+        "fit": round(item.fit, 4),
+        "engagement": round(item.engagement, 4),
+        "total": round(item.total, 4),
+        "grade": item.grade,
+        "stage": item.stage.value,
+        "rules": [
+            {
+                "rule_id": rule.rule_id,
+                "kind": rule.kind,
+                "group": rule.group,
+                "points": round(rule.points, 4),
+            }
+            for rule in item.rules
+        ],
+        "groups": {group: round(points, 4) for group, points in item.groups},
+        "recent": [
+            {"rule_id": rule_id, "points": points, "at": at.isoformat()}
+            for rule_id, points, at in item.recent
+        ],
+        "history": [
+            {
+                "from_stage": line.from_stage.value if line.from_stage is not None else None,
+                "to_stage": line.to_stage.value,
+                "at": line.at.isoformat(),
+                "reason": line.reason,
+            }
+            for line in item.history
+        ],
+        "flags": list(item.flags),
+    }
+
+
+def lead_json(lead_id: str, state: LeadState, models: ModelSet, now: datetime) -> dict[str, Any]:
+    """A lead's explanation under every model it has a state for, decayed to ``now``."""
+    return {
+        "lead_id": lead_id,
+        "as_of": now.isoformat(),
+        "models": [
+            explanation_json(explain(state.models[model.id], now))
+            for model in models.models
+            if model.id in state.models
+        ],
+    }
+
+
+def register(
+    app: faust.App, settings: Settings, processor: LeadProcessor, models: ModelSet
+) -> None:
+    """Route ``GET /leads/{lead_id}`` on ``app``'s web server."""
+    auth = BearerAuth(
+        [t.get_secret_value() for t in settings.auth_tokens], disabled=settings.auth_disabled
+    )
+
+    async def answer(request: Any, lead_id: str) -> Any:
+        try:
+            auth.check(request.headers.get("Authorization"))
+        except Refusal as refusal:
+            status = 403 if refusal.failure is AuthFailure.INVALID_TOKEN else 401
+            headers = {"WWW-Authenticate": 'Bearer realm="leadstream"'} if status == 401 else {}
+            return _json(
+                {"error": refusal.failure.value, "detail": refusal.detail}, status, headers
+            )
+        if not lead_id or len(lead_id) > MAX_ID_LENGTH or any(c.isspace() for c in lead_id):
+            return _json({"error": "bad_lead_id", "detail": "not a lead id"}, 400)
+        record = processor.load_lead(lead_id)
+        if record is None or (record.state is None and record.merged_into is None):
+            return _json({"error": "unknown_lead", "detail": f"no lead {lead_id!r}"}, 404)
+        if record.merged_into is not None:
+            return _json(
+                {
+                    "lead_id": lead_id,
+                    "merged_into": record.merged_into,
+                    "detail": f"merged into {record.merged_into}: see /leads/{record.merged_into}",
+                }
+            )
+        assert record.state is not None
+        state = LeadState.from_dict(record.state, models)
+        return _json(lead_json(lead_id, state, models, datetime.now(UTC)))
+
+    class LeadView(faust.web.View):  # type: ignore[misc]
+        @app.table_route(table=processor.leads, match_info="lead_id")
+        async def get(self, request: Any, lead_id: str) -> Any:
+            return await answer(request, lead_id)
+
+    app.page("/leads/{lead_id}")(LeadView)

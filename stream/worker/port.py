@@ -1,0 +1,79 @@
+"""The scoring core behind the processor's engine seam, on stored state documents.
+
+The processor stores one JSON document per lead (``LeadState.to_dict``); this adapter reads it,
+runs the pure core (``apply_all``, ``advance_all``, ``merge_lead_states``,
+``next_crossing_all``) and hands back the new document, the records to publish and when decay
+will next matter. Each step also hands back the decoded ``LeadState`` (``Step.live``); the
+processor keeps it with the lead and passes it back with the document, which spares reading the
+document again on the lead's next event (reading costs more than scoring one event).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from schemas.events import EventBase
+from stream.scoring import (
+    LeadState,
+    ModelSet,
+    advance_all,
+    apply_all,
+    merge_lead_states,
+    next_crossing_all,
+)
+from stream.worker.processor import Step
+
+
+class CoreEngine:
+    """Every model of one model file, applied in the same pass."""
+
+    def __init__(self, models: ModelSet) -> None:
+        self.models = models
+
+    @property
+    def model_ids(self) -> Sequence[str]:
+        return self.models.ids
+
+    def load(self, document: dict[str, Any] | None, live: Any = None) -> LeadState | None:
+        """The decoded state: ``live`` when it is one (the decoded ``document``), else read."""
+        if isinstance(live, LeadState):
+            return live
+        return None if document is None else LeadState.from_dict(document, self.models)
+
+    def _step(self, before: LeadState | None, after: LeadState | None, outputs: Any) -> Step:
+        if after is None or after is before:
+            return Step(None, tuple(outputs), live=before)
+        return Step(after.to_dict(), tuple(outputs), next_crossing_all(after), live=after)
+
+    def apply(self, state: dict[str, Any] | None, event: EventBase, live: Any = None) -> Step:
+        before = self.load(state, live)
+        step = apply_all(before, event, models=self.models, lead_id=event.lead_id)
+        return self._step(before, step.state, step.outputs)
+
+    def merge(
+        self,
+        state: dict[str, Any] | None,
+        other: dict[str, Any],
+        *,
+        lead_id: str,
+        event_id: str,
+        at: datetime,
+    ) -> Step:
+        absorbed = LeadState.from_dict(other, self.models)
+        before = self.load(state)
+        merged = absorbed if before is None else merge_lead_states(before, absorbed, self.models)
+        caught_up = advance_all(merged, at, lead_id=lead_id)
+        final = caught_up.state if caught_up.state is not None else merged
+        return Step(final.to_dict(), tuple(caught_up.outputs), next_crossing_all(final), final)
+
+    def tick(self, state: dict[str, Any], at: datetime, *, lead_id: str, live: Any = None) -> Step:
+        before = self.load(state, live)
+        assert before is not None
+        step = advance_all(before, at, lead_id=lead_id)
+        return self._step(before, step.state, step.outputs)
+
+    def next_due(self, state: dict[str, Any], live: Any = None) -> datetime | None:
+        loaded = self.load(state, live)
+        return None if loaded is None else next_crossing_all(loaded)

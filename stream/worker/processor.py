@@ -1,0 +1,767 @@
+"""The stream processor: ingest, identity resolution, scoring, timer, outputs.
+
+One Faust agent consumes the five source topics and Leadstream's internal topic, all
+co-partitioned. Every message is handled on the worker that owns its key's partition, and every
+table write concerns a key of that partition (Faust writes a table's changelog to the partition
+of the message being processed), so no step assumes one process sees every key:
+
+1. **Decode** with the codec; a message that fails goes to the dead-letter topic with the reason,
+   its coordinates and its original bytes, and the agent goes on.
+2. **Route**: an event belongs to its ``lead_id`` (or, for an anonymous visitor, its
+   ``anonymous_id``). Every event read from a source topic is passed on to the internal topic
+   under that id, which brings it to the owning partition, and is scored when it arrives from
+   there. A lead's events come through several source topics, which the consumer interleaves
+   differently on every run; the internal partition records one order, so after a crash the
+   events after the restored state are scored again in the order they were first scored in, and
+   every record sent again is the record sent the first time.
+3. **Identity**: anonymous events are held per anonymous id (``stream.worker.identity``) until an
+   ``identify`` reaches the lead; the lead's partition then sends a ``link`` to the anonymous id's
+   partition, which releases the held events to the lead. Later anonymous events go straight to
+   the lead. A merge (``leads_merged``) makes the absorbed lead hand its state to the surviving
+   lead (``merge_out`` → ``merge_in``), and forwards its later events there.
+4. **Score**: load the lead's one combined state value, call the pure core, send the score and
+   stage-change records, store the state (one changelog write). The changelog write reaches the
+   broker only once every record sent before it is delivered (``stream.faust_guards.write_order``),
+   so a state the changelog holds never misses its records.
+5. **Timer**: every worker keeps the due times of its own partitions' keys
+(``stream.worker.schedule``):
+   when decay will next cross a threshold, when held anonymous activity expires. Each tick sends
+   a ``tick`` for the due keys through the internal topic, so the change is made, and its
+   changelog written, on the owning partition like any other.
+
+Replays and duplicates are no-ops: the scoring state remembers recently applied event ids, and
+control messages carry ids that are remembered the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import faust
+from aiokafka.partitioner import DefaultPartitioner
+
+from schemas import codec
+from schemas.common import ContractModel
+from schemas.errors import DecodeError, ErrorKind
+from schemas.events import EventBase, Identify, LeadErased, LeadsMerged
+from schemas.internal import Link, MergeIn, MergeOut, Tick, Unlink
+
+__all__ = ["LeadProcessor", "LeadRecord", "ScoringEngine", "Step", "Tick", "register"]
+from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
+from stream import metrics
+from stream.faust_guards.sequence import POSITION_PREFIX, STALL_CHECK_S, SequenceGuard
+from stream.faust_guards.write_order import WriteOrder, hold_changelog, hold_flush
+from stream.kafka import topics
+from stream.settings import Settings
+from stream.worker import identity
+from stream.worker.schedule import DueSchedule
+
+log = logging.getLogger(__name__)
+
+AGENT_NAME = "lead-processor"
+LEADS_TABLE = "leads"
+IDENTITY_TABLE = "identities"
+INTERNAL = topics.INTERNAL
+MAX_CONTROL_IDS = 64
+"""Control message ids remembered per lead (merges are rare; this bounds the state)."""
+LIVE_LEADS = 10_000
+"""Leads whose decoded records the processor keeps in memory (least recently used dropped)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What scoring one input did.
+
+    ``state``: the new state document (``None``: unchanged); ``outputs``: the records to
+    publish; ``due``: when decay will next cross a threshold for the new state (``None``: never);
+    ``live``: the engine's decoded form of the lead's state after the step (opaque here), handed
+    back to the engine with the document on the lead's next input.
+    """
+
+    state: dict[str, Any] | None
+    outputs: Sequence[ContractModel] = ()
+    due: datetime | None = None
+    live: Any = None
+
+
+class ScoringEngine(Protocol):
+    """What the processor needs from the scoring core, on JSON-able state documents."""
+
+    @property
+    def model_ids(self) -> Sequence[str]: ...
+
+    def apply(self, state: dict[str, Any] | None, event: EventBase, live: Any = None) -> Step: ...
+
+    def merge(
+        self,
+        state: dict[str, Any] | None,
+        other: dict[str, Any],
+        *,
+        lead_id: str,
+        event_id: str,
+        at: datetime,
+    ) -> Step: ...
+
+    def tick(
+        self, state: dict[str, Any], at: datetime, *, lead_id: str, live: Any = None
+    ) -> Step: ...
+
+    def next_due(self, state: dict[str, Any], live: Any = None) -> datetime | None: ...
+
+
+@dataclass(slots=True)
+class LeadRecord:
+    """The one value stored per lead id.
+
+    ``state`` is the scoring core's state for every model; ``anonymous_ids`` the visitor ids
+    linked to the lead (so an erase reaches them); ``merged_into`` marks a lead absorbed by a
+    merge, which keeps its last state until the surviving lead has it; ``controls`` the ids of
+    recently applied control messages. ``live`` (not stored) is the engine's decoded ``state``
+    when the processor has it in memory (``Step.live``).
+    """
+
+    state: dict[str, Any] | None = None
+    anonymous_ids: list[str] = field(default_factory=list)
+    merged_into: str | None = None
+    controls: list[str] = field(default_factory=list)
+    live: Any = field(default=None, compare=False, repr=False)
+
+    def copy(self) -> LeadRecord:
+        """A copy a handler can change without touching this one (lists are replaced, not
+        changed in place, by every handler)."""
+        return LeadRecord(
+            self.state, self.anonymous_ids, self.merged_into, self.controls, self.live
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.state is not None:
+            out["s"] = self.state
+        if self.anonymous_ids:
+            out["a"] = self.anonymous_ids
+        if self.merged_into is not None:
+            out["m"] = self.merged_into
+        if self.controls:
+            out["c"] = self.controls
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LeadRecord:
+        return cls(
+            state=data.get("s"),
+            anonymous_ids=list(data.get("a", ())),
+            merged_into=data.get("m"),
+            controls=list(data.get("c", ())),
+        )
+
+    def remember_control(self, control_id: str) -> bool:
+        """Record a control message id; False when it was applied already."""
+        if control_id in self.controls:
+            return False
+        self.controls = [*self.controls[-(MAX_CONTROL_IDS - 1) :], control_id]
+        return True
+
+
+async def _delivered(deliveries: Iterable[Any]) -> None:
+    """Wait until the broker has the sent messages (a test context's sends return nothing)."""
+    for delivery in deliveries:
+        if delivery is not None:
+            await delivery
+
+
+def _lead_key(lead_id: str) -> str:
+    return f"l:{lead_id}"
+
+
+def _anon_key(anonymous_id: str) -> str:
+    return f"a:{anonymous_id}"
+
+
+def store_options(settings: Settings) -> dict[str, int] | None:
+    """RocksDB options of a table: memory bounded per partition store (Faust's defaults hold up
+    to three 64 MiB memtables and a 2 GiB read cache per store, so a worker's memory grows for
+    a long while before it levels off). The memory store takes none."""
+    if settings.store != "rocksdb":
+        return None
+    mib = 2**20
+    return {
+        "write_buffer_size": settings.rocksdb_write_buffer_mb * mib,
+        "max_write_buffer_number": 2,
+        "target_file_size_base": 4 * settings.rocksdb_write_buffer_mb * mib,
+        "block_cache_size": settings.rocksdb_block_cache_mb * mib,
+    }
+
+
+class LeadProcessor:
+    """The processor's topics, tables, schedule and handlers, declared on one app."""
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        engine: ScoringEngine,
+        *,
+        limits: identity.IdentityLimits | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.engine = engine
+        self.limits = limits or identity.IdentityLimits(
+            max_events=settings.identity_max_events,
+            max_age=timedelta(seconds=settings.identity_max_age_s),
+        )
+        self.prefix = settings.topic_prefix
+        self.internal_name = settings.topic(INTERNAL.name)
+        partitions = settings.topic_partitions
+
+        def raw_topic(*names: str, **kwargs: Any) -> Any:
+            return app.topic(
+                *names,
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+                partitions=partitions,
+                **kwargs,
+            )
+
+        self.sources = raw_topic(
+            *(settings.topic(spec.name) for spec in topics.SOURCES), self.internal_name
+        )
+        self.internal = raw_topic(self.internal_name)
+        self.scores = raw_topic(settings.topic(topics.SCORES.name), compacting=True)
+        self.stage_changes = raw_topic(settings.topic(topics.STAGE_CHANGES.name))
+        self.dead_letters = raw_topic(settings.topic(topics.DEAD_LETTERS.name))
+
+        # Keys are the ids' UTF-8 bytes, as in the records' keys, so a key's table partition is
+        # the partition of its records (Faust routes web requests for a key by that hash too).
+        def raw_table(name: str) -> Any:
+            table = app.Table(
+                name,
+                partitions=partitions,
+                key_type=bytes,
+                value_type=bytes,
+                options=store_options(settings),
+            )
+            table.key_serializer = "raw"
+            table.value_serializer = "raw"  # values are our own JSON bytes
+            return table
+
+        self.leads = raw_table(LEADS_TABLE)
+        self.identities = raw_table(IDENTITY_TABLE)
+        self.write_order: WriteOrder | None = None
+        if settings.processing_guarantee == "at_least_once":
+            # (under exactly_once the state and the offsets are committed in one transaction,
+            # which a held write could miss)
+            self.write_order = WriteOrder(on_failure=self._crash)
+            for table in (self.leads, self.identities):
+                hold_changelog(table.changelog_topic, self.write_order)
+            for topic in (self.internal, self.scores, self.stage_changes, self.dead_letters):
+                self._track_sends(topic)
+        self.schedule = DueSchedule()
+        self._partitioner = DefaultPartitioner()
+        self._all_partitions = list(range(partitions))
+        self._rebuilt: set[int] = set()
+        self._live: OrderedDict[str, tuple[bytes, LeadRecord]] = OrderedDict()
+        self.sequence = SequenceGuard(
+            app,
+            settings.kafka_bootstrap,
+            read_committed=settings.processing_guarantee == "exactly_once",
+            positions=(self.leads, self.identities),
+        )
+        self.agent: Any = None
+
+    def _track_sends(self, topic: Any) -> None:
+        order = self.write_order
+        assert order is not None
+        send = topic.send
+
+        async def tracked(*args: Any, **kwargs: Any) -> Any:
+            delivery = await send(*args, **kwargs)
+            order.track(delivery)
+            return delivery
+
+        topic.send = tracked
+
+    def _crash(self, error: BaseException) -> None:
+        asyncio.ensure_future(self.app.crash(error))  # noqa: RUF006 - the app stops
+
+    def partition_of(self, key: str) -> int:
+        """The partition of ``key`` (Kafka's default partitioner: murmur2)."""
+        return int(self._partitioner(key.encode(), self._all_partitions, self._all_partitions))
+
+    # ------------------------------------------------------------------ table access
+
+    def load_lead(self, lead_id: str) -> LeadRecord | None:
+        """The lead's record as stored; decoded again only when the stored bytes are not the
+        ones this processor last wrote or read for it (recovery, another worker, a rebalance)."""
+        raw = self.leads.get(lead_id.encode())
+        if raw is None:
+            self._live.pop(lead_id, None)
+            return None
+        kept = self._live.get(lead_id)
+        if kept is not None and kept[0] == raw:
+            self._live.move_to_end(lead_id)
+            return kept[1].copy()
+        record = LeadRecord.from_json(codec.loads(raw))
+        self._keep(lead_id, raw, record)
+        return record.copy()
+
+    def _keep(self, lead_id: str, raw: bytes, record: LeadRecord) -> None:
+        self._live[lead_id] = (raw, record)
+        self._live.move_to_end(lead_id)
+        if len(self._live) > LIVE_LEADS:
+            self._live.popitem(last=False)
+
+    def _remember_live(self, lead_id: str, live: Any) -> None:
+        """The decoded form of the kept record's (unchanged) state, for its next input."""
+        kept = self._live.get(lead_id)
+        if kept is not None:
+            kept[1].live = live
+
+    def store_lead(self, lead_id: str, record: LeadRecord, due: datetime | None) -> None:
+        """Write the lead's one value (one changelog message) and its next decay due time."""
+        raw = codec.dumps(record.to_json())
+        self.leads[lead_id.encode()] = raw
+        self._keep(lead_id, raw, record.copy())
+        if record.merged_into is not None:
+            due = None
+        self.schedule.set(
+            self.partition_of(lead_id), _lead_key(lead_id), None if due is None else due.timestamp()
+        )
+
+    def _due(self, record: LeadRecord) -> datetime | None:
+        """The due time of a record whose state did not change (read from the state)."""
+        if record.state is None or record.merged_into is not None:
+            return None
+        return self.engine.next_due(record.state, record.live)
+
+    def load_anon(self, anonymous_id: str) -> identity.AnonRecord | None:
+        raw = self.identities.get(anonymous_id.encode())
+        return None if raw is None else identity.AnonRecord.from_json(codec.loads(raw))
+
+    def store_anon(self, anonymous_id: str, record: identity.AnonRecord | None) -> None:
+        if record is None:
+            self.identities.pop(anonymous_id.encode(), None)
+            due = None
+        else:
+            self.identities[anonymous_id.encode()] = codec.dumps(record.to_json())
+            due = (
+                None
+                if record.first_held_at is None
+                else record.first_held_at + self.limits.max_age.total_seconds()
+            )
+        self.schedule.set(self.partition_of(anonymous_id), _anon_key(anonymous_id), due)
+
+    # ------------------------------------------------------------------ sending
+
+    async def to_internal(self, key: str, message: ContractModel) -> Any:
+        """Send ``message`` to the owner of ``key``; returns its delivery future."""
+        return await self.internal.send(key=key.encode(), value=codec.encode(message))
+
+    async def emit(self, outputs: Iterable[ContractModel]) -> None:
+        for record in outputs:
+            if isinstance(record, ScoreUpdated):
+                await self.scores.send(
+                    key=codec.score_key(record.lead_id, record.model), value=codec.encode(record)
+                )
+            elif isinstance(record, StageChanged):
+                await self.stage_changes.send(
+                    key=record.lead_id.encode(), value=codec.encode(record)
+                )
+            else:  # pragma: no cover - the engine only produces the two
+                raise TypeError(f"unexpected output {type(record).__name__}")
+
+    async def dead_letter(
+        self,
+        message: Any,
+        kind: ErrorKind,
+        detail: str,
+        *,
+        field_path: str | None = None,
+        original: bytes | None = None,
+    ) -> None:
+        """Send ``message`` (or ``original``, an event it carried) to the dead-letter topic."""
+        log.warning(
+            "dead letter %s[%s]@%s: %s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            kind.value,
+            detail,
+        )
+        letter = DeadLetter.build(
+            source_topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            error_kind=kind,
+            message=detail,
+            field=field_path,
+            original_key=message.key,
+            original=message.value if original is None else original,
+            received_at=datetime.now(UTC),
+        )
+        await self.dead_letters.send(key=message.key, value=codec.encode(letter))
+
+    # ------------------------------------------------------------------ handlers
+
+    async def on_lead_event(self, event: EventBase, lead_id: str) -> None:
+        record = self.load_lead(lead_id) or LeadRecord()
+        if record.merged_into is not None:
+            rerouted = event.model_copy(update={"lead_id": record.merged_into})
+            await self.to_internal(record.merged_into, rerouted)
+            return
+        if isinstance(event, LeadErased):
+            await self.on_erase(event, lead_id, record)
+            return
+        if isinstance(event, LeadsMerged):
+            await self.to_internal(
+                event.merged_lead_id,
+                MergeOut(
+                    event_id=event.event_id,
+                    lead_id=event.merged_lead_id,
+                    into_lead_id=lead_id,
+                    occurred_at=event.occurred_at,
+                ),
+            )
+        if isinstance(event, Identify) and event.anonymous_id is not None:
+            if event.anonymous_id not in record.anonymous_ids:
+                record.anonymous_ids = [*record.anonymous_ids, event.anonymous_id]
+            await self.to_internal(
+                event.anonymous_id,
+                Link(
+                    event_id=event.event_id,
+                    anonymous_id=event.anonymous_id,
+                    lead_id=lead_id,
+                    occurred_at=event.occurred_at,
+                ),
+            )
+        step = self.engine.apply(record.state, event, record.live)
+        if step.state is None and record.live is None and step.live is not None:
+            self._remember_live(lead_id, step.live)
+        record.live = step.live
+        if step.outputs:
+            # Sent before the state is written: a crash in between scores the event again, in
+            # its place in the internal topic's order, and sends the same records again (same
+            # ids, same revisions, same content) rather than keeping a state whose outputs
+            # never left.
+            await self.emit(step.outputs)
+            metrics.scoring_latency(time.time() - event.occurred_at.timestamp())
+        if step.state is not None:
+            record.state = step.state
+            self.store_lead(lead_id, record, step.due)
+        elif isinstance(event, Identify):
+            self.store_lead(lead_id, record, self._due(record))
+
+    async def on_erase(self, event: LeadErased, lead_id: str, record: LeadRecord) -> None:
+        # The unlinks are on the broker before the record that lists the anonymous ids is
+        # deleted: a crash in between erases again, with the ids still known.
+        deliveries = [
+            await self.to_internal(
+                anonymous_id,
+                Unlink(event_id=event.event_id, anonymous_id=anonymous_id, lead_id=lead_id),
+            )
+            for anonymous_id in record.anonymous_ids
+        ]
+        await _delivered(deliveries)
+        self.leads.pop(lead_id.encode(), None)
+        self._live.pop(lead_id, None)
+        self.schedule.set(self.partition_of(lead_id), _lead_key(lead_id), None)
+        for model in self.engine.model_ids:
+            erased = LeadErasedRecord.build(
+                lead_id=lead_id,
+                model=model,
+                triggering_event_id=event.event_id,
+                occurred_at=event.occurred_at,
+            )
+            score_key = codec.score_key(lead_id, model)
+            await self.scores.send(key=score_key, value=codec.encode(erased))
+            await self.scores.send(key=score_key, value=None)
+            await self.stage_changes.send(key=lead_id.encode(), value=codec.encode(erased))
+
+    async def on_anonymous_event(self, event: EventBase, anonymous_id: str, message: Any) -> None:
+        record = self.load_anon(anonymous_id)
+        if record is not None and record.lead_id is not None:
+            await self.to_internal(
+                record.lead_id, event.model_copy(update={"lead_id": record.lead_id})
+            )
+            return
+        held = identity.hold(record, codec.encode(event), now=time.time(), limits=self.limits)
+        self.store_anon(anonymous_id, held.record)
+        for raw in held.dropped:
+            await self.dead_letter(
+                message,
+                ErrorKind.HELD_TOO_MANY,
+                f"more than {self.limits.max_events} events held for anonymous id "
+                f"{anonymous_id!r} before an identify",
+                original=raw,
+            )
+
+    async def on_link(self, message_in: Link) -> None:
+        linked = identity.link(self.load_anon(message_in.anonymous_id), message_in.lead_id)
+        # The held events are on the broker before the record that no longer holds them is
+        # written: a crash in between releases them again (the lead recognises their ids)
+        # rather than losing them.
+        deliveries = []
+        for raw in linked.released:
+            held_event = codec.decode(raw, now=None)
+            deliveries.append(
+                await self.to_internal(
+                    message_in.lead_id,
+                    held_event.model_copy(update={"lead_id": message_in.lead_id}),
+                )
+            )
+        await _delivered(deliveries)
+        self.store_anon(message_in.anonymous_id, linked.record)
+
+    async def on_unlink(self, message_in: Unlink) -> None:
+        record = self.load_anon(message_in.anonymous_id)
+        if record is not None and record.lead_id == message_in.lead_id:
+            self.store_anon(message_in.anonymous_id, None)
+
+    async def on_merge_out(self, message_in: MergeOut) -> None:
+        record = self.load_lead(message_in.lead_id) or LeadRecord()
+        if record.merged_into is None:
+            record.merged_into = message_in.into_lead_id
+            self.store_lead(message_in.lead_id, record, None)
+        # Sent again when this message is replayed; the receiver applies it once.
+        await self.to_internal(
+            message_in.into_lead_id,
+            MergeIn(
+                event_id=message_in.event_id,
+                lead_id=message_in.into_lead_id,
+                from_lead_id=message_in.lead_id,
+                state=record.state,
+                occurred_at=message_in.occurred_at,
+            ),
+        )
+        for anonymous_id in record.anonymous_ids:
+            await self.to_internal(
+                anonymous_id,
+                Link(
+                    event_id=message_in.event_id,
+                    anonymous_id=anonymous_id,
+                    lead_id=message_in.into_lead_id,
+                    occurred_at=message_in.occurred_at,
+                ),
+            )
+
+    async def on_merge_in(self, message_in: MergeIn) -> None:
+        record = self.load_lead(message_in.lead_id) or LeadRecord()
+        if not record.remember_control(f"merge:{message_in.event_id}"):
+            return
+        if record.merged_into is not None:  # merged onwards meanwhile: pass it along
+            self.store_lead(message_in.lead_id, record, None)
+            await self.to_internal(
+                record.merged_into, message_in.model_copy(update={"lead_id": record.merged_into})
+            )
+            return
+        outputs: Sequence[ContractModel] = ()
+        due = self._due(record)
+        if message_in.state is not None:
+            step = self.engine.merge(
+                record.state,
+                message_in.state,
+                lead_id=message_in.lead_id,
+                event_id=message_in.event_id,
+                at=message_in.occurred_at,
+            )
+            if step.state is not None:
+                record.state, due, record.live = step.state, step.due, step.live
+            outputs = step.outputs
+        await self.emit(outputs)
+        self.store_lead(message_in.lead_id, record, due)
+
+    async def on_tick(self, message_in: Tick, message: Any) -> None:
+        if message_in.kind == "partition":
+            await self.sequence.catch_up(message.partition, self.handle)
+            return
+        if message_in.kind == "anonymous":
+            record = self.load_anon(message_in.key)
+            if record is None:
+                return
+            kept, expired = identity.expire(
+                record, now=message_in.at.timestamp(), limits=self.limits
+            )
+            self.store_anon(message_in.key, kept)
+            for raw in expired:
+                await self.dead_letter(
+                    message,
+                    ErrorKind.HELD_TOO_LONG,
+                    f"no identify for anonymous id {message_in.key!r} within {self.limits.max_age}",
+                    original=raw,
+                )
+            return
+        lead = self.load_lead(message_in.key)
+        if lead is None or lead.state is None or lead.merged_into is not None:
+            return
+        step = self.engine.tick(lead.state, message_in.at, lead_id=message_in.key, live=lead.live)
+        await self.emit(step.outputs)  # before the state, as for events
+        if step.state is not None:
+            lead.state, lead.live = step.state, step.live
+            self.store_lead(message_in.key, lead, step.due)
+        else:
+            due = self._due(lead)
+            if due is not None and due <= message_in.at:
+                due = None  # nothing crossed though due: do not spin on it
+            self.schedule.set(
+                self.partition_of(message_in.key),
+                _lead_key(message_in.key),
+                None if due is None else due.timestamp(),
+            )
+
+    # ------------------------------------------------------------------ the agent
+
+    def contract_topic(self, name: str) -> str:
+        return name[len(self.prefix) :] if self.prefix and name.startswith(self.prefix) else name
+
+    async def decode(self, message: Any) -> Any:
+        """The message's event or control message; ``None`` after dead-lettering it."""
+        try:
+            if message.topic == self.internal_name:
+                return codec.decode_internal(message.value)
+            event = codec.decode(
+                message.value, now=datetime.now(UTC), topic=self.contract_topic(message.topic)
+            )
+        except DecodeError as exc:
+            await self.dead_letter(message, exc.kind, exc.detail, field_path=exc.field)
+            return None
+        metrics.event_in(self.contract_topic(message.topic), event.type)
+        return event
+
+    async def handle(self, message: Any) -> None:
+        decoded = await self.decode(message)
+        if decoded is None:
+            return
+        if isinstance(decoded, Link):
+            await self.on_link(decoded)
+        elif isinstance(decoded, Unlink):
+            await self.on_unlink(decoded)
+        elif isinstance(decoded, MergeOut):
+            await self.on_merge_out(decoded)
+        elif isinstance(decoded, MergeIn):
+            await self.on_merge_in(decoded)
+        elif isinstance(decoded, Tick):
+            await self.on_tick(decoded, message)
+        else:
+            await self.on_event(decoded, message)
+
+    async def on_event(self, event: EventBase, message: Any) -> None:
+        """Pass an event from a source topic on to the internal topic (its owner's partition);
+        score an event from the internal topic on its lead, or hold it (anonymous)."""
+        owner = event.lead_id or event.anonymous_id or ""
+        if message.topic != self.internal_name or message.key != owner.encode():
+            await self.to_internal(owner, event)
+        elif event.lead_id is not None:
+            await self.on_lead_event(event, event.lead_id)
+        else:
+            await self.on_anonymous_event(event, owner, message)
+
+    async def process(self, stream: Any) -> AsyncIterator[None]:
+        async for event in stream.events():
+            message = event.message
+            if await self.sequence.admit(message, self.handle):
+                await self.handle(message)
+                self.sequence.handled(message)
+            yield None
+
+    # ------------------------------------------------------------------ the timer
+
+    def rebuild_schedule(self, assigned: set[int]) -> None:
+        """Due times of the keys in newly assigned partitions, from the tables (one pass)."""
+        new = assigned - self._rebuilt
+        self.schedule.drop_partitions(self._rebuilt - assigned)
+        self._rebuilt.intersection_update(assigned)
+        if not new:
+            return
+        for key, raw in self.leads.items():
+            if key.startswith(POSITION_PREFIX):
+                continue  # a saved partition position (stream.faust_guards.sequence), not a lead
+            lead_id = key.decode()
+            part = self.partition_of(lead_id)
+            if part in new:
+                record = LeadRecord.from_json(codec.loads(raw))
+                due = self.engine.next_due(record.state) if record.state else None
+                if due is not None and record.merged_into is None:
+                    self.schedule.set(part, _lead_key(lead_id), due.timestamp())
+        for key, raw in self.identities.items():
+            if key.startswith(POSITION_PREFIX):
+                continue
+            anonymous_id = key.decode()
+            part = self.partition_of(anonymous_id)
+            anon = identity.AnonRecord.from_json(codec.loads(raw))
+            if part in new and anon.first_held_at is not None:
+                self.schedule.set(
+                    part,
+                    _anon_key(anonymous_id),
+                    anon.first_held_at + self.limits.max_age.total_seconds(),
+                )
+        self._rebuilt.update(new)
+
+    def assigned_partitions(self) -> set[int]:
+        source = self.settings.topic(topics.SOURCES[0].name)
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == source}
+
+    async def decay_timer(self) -> None:
+        if not self.app.tables.recovery.completed.is_set() or self.app.rebalancing:
+            return
+        self.rebuild_schedule(self.assigned_partitions())
+        now = datetime.now(UTC)
+        for _partition, key in self.schedule.pop_due(now.timestamp()):
+            kind, _, ident = key.partition(":")
+            await self.to_internal(
+                ident, Tick(key=ident, kind="lead" if kind == "l" else "anonymous", at=now)
+            )
+
+    async def stall_timer(self) -> None:
+        """Let commits reach every handled record; ask the agent to read partitions whose
+        records stopped reaching it."""
+        if not self.app.tables.recovery.completed.is_set() or self.app.rebalancing:
+            return
+        self.sequence.advance()
+        now = datetime.now(UTC)
+        for partition in sorted(self.sequence.stalled()):
+            probe = Tick(key=f"partition-{partition}", kind="partition", at=now)
+            await self.internal.send(
+                key=probe.key.encode(), value=codec.encode(probe), partition=partition
+            )
+
+
+def register(
+    app: faust.App,
+    settings: Settings,
+    engine: ScoringEngine,
+    *,
+    limits: identity.IdentityLimits | None = None,
+) -> LeadProcessor:
+    """Declare the processor's topics, tables, agent and timer on ``app``."""
+    processor = LeadProcessor(app, settings, engine, limits=limits)
+    processor.agent = app.agent(processor.sources, name=AGENT_NAME, concurrency=1)(
+        processor.process
+    )
+    app.timer(interval=settings.timer_interval_s)(processor.decay_timer)
+    app.timer(interval=STALL_CHECK_S)(processor.stall_timer)
+
+    @app.on_partitions_revoked.connect
+    async def forget_positions(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        processor.sequence.forget(revoked)
+
+    @app.on_partitions_assigned.connect
+    async def check_positions(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        processor.sequence.assign(assigned)
+
+    if processor.write_order is not None:
+        hold_flush(app.producer, processor.write_order)
+
+    @app.on_before_shutdown.connect
+    async def close_reader(sender: Any, **kwargs: Any) -> None:
+        await processor.sequence.close()
+
+    return processor

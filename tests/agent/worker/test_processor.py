@@ -1,0 +1,345 @@
+"""The lead processor in Faust's test context (memory store), with the real scoring core.
+
+Messages the processor sends to its internal topic are captured and delivered back to it as
+the broker would, so identity linking, re-keying and merges run end to end in one process.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import faust
+import pytest
+
+from schemas import codec
+from schemas.errors import ErrorKind
+from schemas.events import EventBase, Traits
+from schemas.examples import make_event
+from schemas.outputs import LeadErasedRecord, ScoreUpdated, StageChanged
+from schemas.stages import Stage
+from schemas.topics import topic_for
+from stream.app import faust_options
+from stream.scoring import LeadState, ModelSet, apply_all, parse_models, score_at
+from stream.settings import Settings
+from stream.worker import processor as proc
+from stream.worker.identity import IdentityLimits
+from stream.worker.port import CoreEngine
+
+T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
+INTERNAL = "leads.internal.v1"
+CLICKSTREAM = "leads.clickstream.v1"
+PROFILES = "leads.profiles.v1"
+
+
+def default_models() -> ModelSet:
+    text = resources.files("stream.scoring").joinpath("default_models.yaml").read_text()
+    return parse_models(text, source="default_models.yaml")
+
+
+class Harness:
+    """Puts messages into the agent as if from a topic; loops internal messages back."""
+
+    def __init__(self, processor: proc.LeadProcessor, ctx: Any) -> None:
+        self.processor = processor
+        self.ctx = ctx
+        self.topic = CLICKSTREAM
+        self.sent: dict[str, list[tuple[bytes | None, bytes | None]]] = defaultdict(list)
+        self.pending: list[tuple[bytes, bytes]] = []
+        to_message = ctx.to_message
+
+        def relabelled(*args: Any, **kwargs: Any) -> Any:
+            message = to_message(*args, **kwargs)
+            message.topic = self.topic
+            return message
+
+        ctx.to_message = relabelled
+        for name in ("scores", "stage_changes", "dead_letters"):
+            self._capture(name)
+
+        async def internal_send(*, key: bytes, value: bytes, **_: Any) -> None:
+            self.sent["internal"].append((key, value))
+            self.pending.append((key, value))
+
+        processor.internal.send = internal_send
+
+    def _capture(self, name: str) -> None:
+        async def send(*, key: bytes | None = None, value: bytes | None = None, **_: Any) -> None:
+            self.sent[name].append((key, value))
+
+        getattr(self.processor, name).send = send
+
+    async def put(self, topic: str, key: str | bytes | None, value: bytes) -> None:
+        self.topic = topic
+        raw_key = key.encode() if isinstance(key, str) else key
+        await self.ctx.put(key=raw_key, value=value)
+        while self.pending:
+            internal_key, internal_value = self.pending.pop(0)
+            self.topic = INTERNAL
+            await self.ctx.put(key=internal_key, value=internal_value)
+
+    async def event(self, event: EventBase, *, key: str | None = None) -> None:
+        """Deliver ``event`` on its own topic, keyed by its owner unless ``key`` says otherwise."""
+        owner = event.lead_id or event.anonymous_id
+        await self.put(topic_for(event), key if key is not None else owner, codec.encode(event))
+
+    def scores(self) -> list[ScoreUpdated]:
+        return [
+            record
+            for _, value in self.sent["scores"]
+            if value is not None and isinstance(record := codec.decode_score(value), ScoreUpdated)
+        ]
+
+    def stage_changes(self) -> list[StageChanged]:
+        return [
+            record
+            for _, value in self.sent["stage_changes"]
+            if value is not None
+            and isinstance(record := codec.decode_stage_change(value), StageChanged)
+        ]
+
+    def state(self, lead_id: str) -> LeadState | None:
+        record = self.processor.load_lead(lead_id)
+        if record is None or record.state is None:
+            return None
+        return LeadState.from_dict(record.state, self.processor.engine.models)  # type: ignore[attr-defined]
+
+
+def make_processor(tmp_path: Path, models: ModelSet, **settings: Any) -> proc.LeadProcessor:
+    config = Settings(store="memory", data_dir=tmp_path, web_enabled=False, **settings)
+    app = faust.App(**faust_options(config))
+    return proc.register(
+        app,
+        config,
+        CoreEngine(models),
+        limits=IdentityLimits(max_events=3, max_age=timedelta(hours=1)),
+    )
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    processor = make_processor(tmp_path, default_models())
+    async with processor.agent.test_context() as ctx:
+        yield Harness(processor, ctx)
+
+
+def ev(event_type: str, n: int, lead: str | None = "lead-1", **fields: Any) -> EventBase:
+    return make_event(
+        event_type,
+        event_id=f"{event_type}-{n}-{lead}",
+        lead_id=lead,
+        occurred_at=T0 + timedelta(minutes=n),
+        **fields,
+    )
+
+
+def buyer_events(lead: str = "lead-1") -> list[EventBase]:
+    traits = Traits(
+        email=f"{lead.replace('-', '.')}@acmecorp.com",
+        job_title="VP Marketing",
+        industry="software",
+        company_size=400,
+        age=40,
+    )
+    return [
+        ev("profile_updated", 0, lead, traits=traits, anonymous_id=None),
+        ev("page_viewed", 1, lead, path="/pricing", url="https://acme.example/pricing"),
+        ev("page_viewed", 2, lead, path="/blog", url="https://acme.example/blog"),
+        ev("webinar_attended", 3, lead),
+        ev("demo_requested", 4, lead),
+    ]
+
+
+def assert_same_scores(got: LeadState | None, want: LeadState | None, at: datetime) -> None:
+    """Same models, stages and scores (stored states round floats to 11 digits)."""
+    assert got is not None and want is not None
+    assert sorted(got.models) == sorted(want.models)
+    for model_id, state in got.models.items():
+        mine, theirs = score_at(state, at), score_at(want.models[model_id], at)
+        assert mine.stage == theirs.stage, model_id
+        assert mine.fit == pytest.approx(theirs.fit, rel=1e-9, abs=1e-9), model_id
+        assert mine.engagement == pytest.approx(theirs.engagement, rel=1e-9, abs=1e-9), model_id
+
+
+AT = T0 + timedelta(days=2)
+
+
+def offline(events: list[EventBase], models: ModelSet, lead: str) -> LeadState | None:
+    state = None
+    for event in events:
+        state = apply_all(state, event, models=models, lead_id=lead).state
+    return state
+
+
+async def test_a_buyer_is_scored_and_reaches_sql(harness: Harness) -> None:
+    events = buyer_events()
+    for event in events:
+        await harness.event(event)
+    stages = [(c.model, c.from_stage, c.to_stage) for c in harness.stage_changes()]
+    assert ("b2b", Stage.LEAD, Stage.SQL) in stages or ("b2b", Stage.MQL, Stage.SQL) in stages
+    models = harness.processor.engine.models  # type: ignore[attr-defined]
+    assert_same_scores(harness.state("lead-1"), offline(events, models, "lead-1"), AT)
+    latest = {s.model: s for s in harness.scores()}
+    assert set(latest) == {"b2b", "consumer"}
+    assert latest["b2b"].stage == Stage.SQL
+    assert all(key == b"lead-1" for key, _ in harness.sent["stage_changes"])
+
+
+async def test_duplicates_and_replays_change_nothing(harness: Harness) -> None:
+    events = buyer_events()
+    for event in events:
+        await harness.event(event)
+    sent = {name: list(records) for name, records in harness.sent.items()}
+    state = harness.state("lead-1")
+    for event in events:
+        await harness.event(event)
+    assert harness.state("lead-1") == state
+    assert harness.sent["scores"] == sent["scores"]
+    assert harness.sent["stage_changes"] == sent["stage_changes"]
+
+
+async def test_malformed_messages_are_dead_lettered_and_the_agent_goes_on(harness: Harness) -> None:
+    await harness.put(CLICKSTREAM, "lead-1", b"{truncated")
+    await harness.put(CLICKSTREAM, "lead-1", codec.encode(ev("email_opened", 1)))  # wrong topic
+    await harness.event(ev("page_viewed", 2))
+    letters = [codec.decode_dead_letter(v) for _, v in harness.sent["dead_letters"] if v]
+    assert [d.error_kind for d in letters] == [ErrorKind.NOT_JSON, ErrorKind.UNKNOWN_TYPE]
+    assert letters[0].original == b"{truncated"
+    assert letters[0].source_topic == CLICKSTREAM
+    assert harness.state("lead-1") is not None
+
+
+async def test_every_source_event_is_scored_from_the_internal_topic(harness: Harness) -> None:
+    """One recorded order per partition: a source record is passed on, not scored, and the
+    lead is scored when the internal topic delivers it."""
+    event = ev("page_viewed", 1)
+    harness.topic = CLICKSTREAM
+    await harness.ctx.put(key=b"lead-1", value=codec.encode(event))
+    assert harness.state("lead-1") is None
+    assert harness.sent["scores"] == []
+    assert [key for key, _ in harness.sent["internal"]] == [b"lead-1"]
+    assert codec.decode_internal(harness.sent["internal"][0][1]) == event
+    await harness.put(INTERNAL, "lead-1", harness.pending.pop(0)[1])
+    assert harness.state("lead-1") is not None
+    assert [s.last_event_id for s in harness.scores()] == [event.event_id] * 2  # two models
+
+
+async def test_events_keyed_otherwise_are_rekeyed_to_their_lead(harness: Harness) -> None:
+    event = ev("page_viewed", 1)
+    await harness.event(event, key="something-else")
+    assert harness.sent["internal"][0][0] == b"lead-1"
+    models = harness.processor.engine.models  # type: ignore[attr-defined]
+    assert_same_scores(harness.state("lead-1"), offline([event], models, "lead-1"), AT)
+
+
+async def test_anonymous_history_is_merged_exactly_on_identify(harness: Harness) -> None:
+    anonymous = [
+        ev("page_viewed", n, None, anonymous_id="anon-1", path="/pricing") for n in range(1, 3)
+    ]
+    for event in anonymous:
+        await harness.event(event)
+    assert harness.state("lead-1") is None
+    assert harness.processor.load_anon("anon-1") is not None
+    identify = ev("identify", 10, "lead-1", anonymous_id="anon-1", traits=Traits(age=30))
+    await harness.event(identify)
+    # the held events were released to the lead and scored at their own times
+    released = [e.model_copy(update={"lead_id": "lead-1"}) for e in anonymous]
+    models = harness.processor.engine.models  # type: ignore[attr-defined]
+    assert_same_scores(
+        harness.state("lead-1"), offline([identify, *released], models, "lead-1"), AT
+    )
+    # later anonymous activity goes straight to the lead
+    later = ev("page_viewed", 20, None, anonymous_id="anon-1", path="/blog")
+    await harness.event(later)
+    expected = offline(
+        [identify, *released, later.model_copy(update={"lead_id": "lead-1"})], models, "lead-1"
+    )
+    assert_same_scores(harness.state("lead-1"), expected, AT)
+
+
+async def test_anonymous_holding_is_bounded_and_overflow_is_dead_lettered(harness: Harness) -> None:
+    for n in range(5):
+        await harness.event(ev("page_viewed", n, None, anonymous_id="anon-2"))
+    letters = [codec.decode_dead_letter(v) for _, v in harness.sent["dead_letters"] if v]
+    assert [d.error_kind for d in letters] == [ErrorKind.HELD_TOO_MANY] * 2
+    record = harness.processor.load_anon("anon-2")
+    assert record is not None
+    assert len(record.held) == 3
+
+
+async def test_merge_hands_the_absorbed_state_to_the_survivor(harness: Harness) -> None:
+    models = harness.processor.engine.models  # type: ignore[attr-defined]
+    a = [ev("page_viewed", 1, "lead-a", path="/pricing"), ev("webinar_attended", 2, "lead-a")]
+    b = [ev("page_viewed", 3, "lead-b"), ev("email_opened", 4, "lead-b")]
+    for event in a + b:
+        await harness.event(event)
+    merge = ev("leads_merged", 5, "lead-b", merged_lead_id="lead-a")
+    await harness.event(merge)
+    state_b = harness.state("lead-b")
+    assert state_b is not None
+    # one person: the same as if every event had been the survivor's
+    as_one = [e.model_copy(update={"lead_id": "lead-b"}) for e in a + b]
+    assert_same_scores(state_b, offline(as_one, models, "lead-b"), AT)
+    # the absorbed id forwards to the survivor; a replayed merge changes nothing
+    await harness.event(ev("page_viewed", 6, "lead-a"))
+    await harness.event(merge)
+    after = harness.state("lead-b")
+    assert after is not None and after != state_b
+    assert harness.processor.load_lead("lead-a").merged_into == "lead-b"  # type: ignore[union-attr]
+
+
+async def test_erase_removes_the_lead_and_tells_downstream(harness: Harness) -> None:
+    await harness.event(ev("identify", 0, "lead-1", anonymous_id="anon-9"))
+    await harness.event(ev("page_viewed", 1))
+    await harness.event(ev("lead_erased", 2))
+    assert harness.processor.load_lead("lead-1") is None
+    assert harness.processor.load_anon("anon-9") is None
+    erased = [codec.decode_score(v) for _, v in harness.sent["scores"] if v is not None]
+    assert {r.model for r in erased if isinstance(r, LeadErasedRecord)} == {"b2b", "consumer"}
+    assert (codec.score_key("lead-1", "b2b"), None) in harness.sent["scores"]
+
+
+DECAY_MODEL = """
+format: 1
+models:
+  - id: fast
+    version: "1"
+    decay: {web: 1h}
+    engagement:
+      - {id: webinar, event: webinar_attended, points: 60, group: web}
+    stages:
+      initial: lead
+      mql: {promote_at: 50, demote_below: 30, basis: total}
+    grades:
+      fit: [15, 8, 0]
+      engagement: [100, 30, 10]
+    spam:
+      burst: {max_events: 12, within: 10s}
+"""
+
+
+async def test_the_timer_recycles_a_quiet_mql_without_a_new_event(tmp_path: Path) -> None:
+    processor = make_processor(tmp_path, parse_models(DECAY_MODEL, source="test"))
+    async with processor.agent.test_context() as ctx:
+        harness = Harness(processor, ctx)
+        await harness.event(ev("webinar_attended", 0))
+        assert [c.to_stage for c in harness.stage_changes()] == [Stage.LEAD, Stage.MQL]
+        due = processor.schedule.due_time(processor.partition_of("lead-1"), "l:lead-1")
+        assert due is not None
+        # 60 * 2^(-t/1h) < 30 after one hour: due at the first whole second after it
+        hour = (T0 + timedelta(hours=1)).timestamp()
+        assert due == int(due) and hour <= due <= hour + 1
+        tick = proc.Tick(key="lead-1", kind="lead", at=T0 + timedelta(hours=2))
+        await harness.put(INTERNAL, "lead-1", codec.encode(tick))
+        changes = harness.stage_changes()
+        assert [c.to_stage for c in changes] == [Stage.LEAD, Stage.MQL, Stage.RECYCLED]
+        assert changes[-1].occurred_at == pytest.approx(
+            T0 + timedelta(hours=1), abs=timedelta(seconds=1)
+        )
+        # a second tick finds nothing more to do
+        await harness.put(INTERNAL, "lead-1", codec.encode(tick))
+        assert len(harness.stage_changes()) == 3

@@ -1,0 +1,201 @@
+"""`leadstream worker` as a real process against the real broker, with a RocksDB table."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from schemas import codec
+from schemas.errors import ErrorKind
+from schemas.examples import make_event
+from stream.kafka import topics
+from stream.kafka.admin import ensure_topics
+from stream.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+LEADS = [f"lead-{n}" for n in range(6)]
+
+
+class Worker:
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        finally:
+            self.proc = None
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, unique: str, tmp_path: Path) -> Settings:
+    return Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        app_id=f"ls-test-{unique}",
+        topic_prefix=f"t{unique}.",
+        topic_partitions=4,
+        data_dir=tmp_path / "data",
+        web_enabled=False,
+    )
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path) -> Iterator[Worker]:
+    env = {
+        **os.environ,
+        "LEADSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "LEADSTREAM_APP_ID": settings.app_id,
+        "LEADSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "LEADSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "LEADSTREAM_DATA_DIR": str(settings.data_dir),
+        "LEADSTREAM_WEB_ENABLED": "false",
+    }
+    handle = Worker(env, tmp_path / "worker.log")
+    yield handle
+    if handle.proc is not None:
+        handle.proc.kill()
+        handle.proc.wait()
+
+
+def _event(lead_id: str, n: int) -> bytes:
+    return codec.encode(
+        make_event(
+            "page_viewed",
+            event_id=f"{lead_id}-{n}",
+            lead_id=lead_id,
+            anonymous_id=None,
+            path="/blog",
+            occurred_at=datetime.now(UTC) - timedelta(minutes=10 - n % 10),
+        )
+    )
+
+
+async def _produce(
+    settings: Settings, messages: list[tuple[topics.TopicSpec, bytes, bytes]]
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        for spec, key, value in messages:
+            await producer.send(settings.topic(spec.name), key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _read_until(
+    settings: Settings, spec: topics.TopicSpec, done: object, timeout: float, log: Path
+) -> list[dict[str, object]]:
+    consumer = AIOKafkaConsumer(
+        settings.topic(spec.name),
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    seen: list[dict[str, object]] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while not done(seen):  # type: ignore[operator]
+                batch = await consumer.getmany(timeout_ms=500)
+                seen += [orjson.loads(r.value) for rs in batch.values() for r in rs]
+    except TimeoutError:
+        pytest.fail(
+            f"timed out reading {spec.name}: got {seen!r}\nworker log:\n{log.read_text()[-4000:]}"
+        )
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def _latest(
+    records: list[dict[str, object]], model: str = "b2b"
+) -> dict[object, dict[str, object]]:
+    """The latest score record per lead under ``model``."""
+    out: dict[object, dict[str, object]] = {}
+    for record in records:
+        if record.get("type") == "score_updated" and record["model"] == model:
+            out[record["lead_id"]] = record
+    return out
+
+
+def _visits(records: list[dict[str, object]]) -> dict[object, float]:
+    return {lead: float(str(r["engagement"])) for lead, r in _latest(records).items()}
+
+
+async def test_worker_scores_in_rocksdb_and_keeps_state_across_restart(
+    settings: Settings, worker: Worker
+) -> None:
+    await ensure_topics(settings)
+    worker.start()
+    messages = [
+        (topics.CLICKSTREAM, lead.encode(), _event(lead, n)) for n in range(3) for lead in LEADS
+    ]
+    malformed = [b"{not json", b'{"type": "page_viewed"}']
+    messages += [(topics.CLICKSTREAM, b"bad", raw) for raw in malformed]
+    await _produce(settings, messages)
+
+    # three visits at +2 each (the default b2b model), decayed by minutes: just under 6
+    scores = await _read_until(
+        settings,
+        topics.SCORES,
+        lambda s: len(_visits(s)) == len(LEADS) and min(_visits(s).values()) > 5.9,
+        120,
+        worker.log,
+    )
+    assert all(5.9 < value <= 6.0 for value in _visits(scores).values())
+    letters = await _read_until(
+        settings, topics.DEAD_LETTERS, lambda s: len(s) >= 2, 30, worker.log
+    )
+    decoded = [codec.decode_dead_letter(orjson.dumps(d)) for d in letters]
+    assert sorted(d.original for d in decoded) == sorted(malformed)
+    assert {d.source_topic for d in decoded} == {settings.topic(topics.CLICKSTREAM.name)}
+    assert {d.error_kind for d in decoded} == {ErrorKind.NOT_JSON, ErrorKind.SCHEMA_VIOLATION}
+
+    assert worker.stop() == 0, worker.log.read_text()[-4000:]
+    stores = list(settings.data_dir.rglob("leads-*.db"))
+    assert stores, f"no RocksDB store under {settings.data_dir}"
+
+    # Restarted, the worker continues from the table's state, not from zero.
+    worker.start()
+    await _produce(
+        settings, [(topics.CLICKSTREAM, lead.encode(), _event(lead, 99)) for lead in LEADS]
+    )
+    scores = await _read_until(
+        settings,
+        topics.SCORES,
+        lambda s: len(_visits(s)) == len(LEADS) and min(_visits(s).values()) > 7.9,
+        120,
+        worker.log,
+    )
+    assert all(7.9 < value <= 8.0 for value in _visits(scores).values())
+    revisions = {lead: r["revision"] for lead, r in _latest(scores).items()}
+    assert all(int(str(rev)) >= 4 for rev in revisions.values()), revisions
+    assert worker.stop() == 0
