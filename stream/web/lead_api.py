@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 import orjson
@@ -20,11 +20,30 @@ from aiohttp import web
 from stream.scoring import Explanation, LeadState, ModelSet, explain
 from stream.settings import Settings
 from stream.web.auth import AuthFailure, BearerAuth, Refusal
-from stream.worker.processor import LeadProcessor
 
 log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 256
+
+
+class StoredLead(Protocol):
+    """A lead as the worker stores it: its state document, or the lead it was merged into."""
+
+    @property
+    def state(self) -> dict[str, Any] | None: ...
+
+    @property
+    def merged_into(self) -> str | None: ...
+
+
+class LeadSource(Protocol):
+    """What the lead API reads from the worker: the lead table (for routing a request to the
+    worker that owns the lead) and a lead's stored record."""
+
+    @property
+    def leads(self) -> Any: ...
+
+    def load_lead(self, lead_id: str) -> StoredLead | None: ...
 
 
 def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Any:
@@ -87,9 +106,7 @@ def lead_json(lead_id: str, state: LeadState, models: ModelSet, now: datetime) -
     }
 
 
-def register(
-    app: faust.App, settings: Settings, processor: LeadProcessor, models: ModelSet
-) -> None:
+def register(app: faust.App, settings: Settings, processor: LeadSource, models: ModelSet) -> None:
     """Route ``GET /leads/{lead_id}`` on ``app``'s web server."""
     auth = BearerAuth(
         [t.get_secret_value() for t in settings.auth_tokens], disabled=settings.auth_disabled

@@ -11,9 +11,11 @@ document again on the lead's next event (reading costs more than scoring one eve
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+from schemas.common import ContractModel
 from schemas.events import EventBase
 from stream.scoring import (
     LeadState,
@@ -23,7 +25,49 @@ from stream.scoring import (
     merge_lead_states,
     next_crossing_all,
 )
-from stream.worker.processor import Step
+
+__all__ = ["CoreEngine", "ScoringEngine", "Step"]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """What scoring one input did.
+
+    ``state``: the new state document (``None``: unchanged); ``outputs``: the records to
+    publish; ``due``: when decay will next cross a threshold for the new state (``None``: never);
+    ``live``: the engine's decoded form of the lead's state after the step (opaque here), handed
+    back to the engine with the document on the lead's next input.
+    """
+
+    state: dict[str, Any] | None
+    outputs: Sequence[ContractModel] = ()
+    due: datetime | None = None
+    live: Any = None
+
+
+class ScoringEngine(Protocol):
+    """What the processor needs from the scoring core, on JSON-able state documents."""
+
+    @property
+    def model_ids(self) -> Sequence[str]: ...
+
+    def apply(self, state: dict[str, Any] | None, event: EventBase, live: Any = None) -> Step: ...
+
+    def merge(
+        self,
+        state: dict[str, Any] | None,
+        other: dict[str, Any],
+        *,
+        lead_id: str,
+        event_id: str,
+        at: datetime,
+    ) -> Step: ...
+
+    def tick(
+        self, state: dict[str, Any], at: datetime, *, lead_id: str, live: Any = None
+    ) -> Step: ...
+
+    def next_due(self, state: dict[str, Any], live: Any = None) -> datetime | None: ...
 
 
 class CoreEngine:

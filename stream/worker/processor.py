@@ -38,11 +38,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import faust
 from aiokafka.partitioner import DefaultPartitioner
@@ -52,8 +50,6 @@ from schemas.common import ContractModel
 from schemas.errors import DecodeError, ErrorKind
 from schemas.events import EventBase, Identify, LeadErased, LeadsMerged
 from schemas.internal import Link, MergeIn, MergeOut, Tick, Unlink
-
-__all__ = ["LeadProcessor", "LeadRecord", "ScoringEngine", "Step", "Tick", "register"]
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
 from stream import metrics
 from stream.faust_guards.sequence import POSITION_PREFIX, STALL_CHECK_S, SequenceGuard
@@ -61,7 +57,11 @@ from stream.faust_guards.write_order import WriteOrder, hold_changelog, hold_flu
 from stream.kafka import topics
 from stream.settings import Settings
 from stream.worker import identity
+from stream.worker.leads import LeadRecord, LiveCache, store_options
+from stream.worker.port import ScoringEngine
 from stream.worker.schedule import DueSchedule
+
+__all__ = ["LeadProcessor", "register"]
 
 log = logging.getLogger(__name__)
 
@@ -69,104 +69,6 @@ AGENT_NAME = "lead-processor"
 LEADS_TABLE = "leads"
 IDENTITY_TABLE = "identities"
 INTERNAL = topics.INTERNAL
-MAX_CONTROL_IDS = 64
-"""Control message ids remembered per lead (merges are rare; this bounds the state)."""
-LIVE_LEADS = 10_000
-"""Leads whose decoded records the processor keeps in memory (least recently used dropped)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What scoring one input did.
-
-    ``state``: the new state document (``None``: unchanged); ``outputs``: the records to
-    publish; ``due``: when decay will next cross a threshold for the new state (``None``: never);
-    ``live``: the engine's decoded form of the lead's state after the step (opaque here), handed
-    back to the engine with the document on the lead's next input.
-    """
-
-    state: dict[str, Any] | None
-    outputs: Sequence[ContractModel] = ()
-    due: datetime | None = None
-    live: Any = None
-
-
-class ScoringEngine(Protocol):
-    """What the processor needs from the scoring core, on JSON-able state documents."""
-
-    @property
-    def model_ids(self) -> Sequence[str]: ...
-
-    def apply(self, state: dict[str, Any] | None, event: EventBase, live: Any = None) -> Step: ...
-
-    def merge(
-        self,
-        state: dict[str, Any] | None,
-        other: dict[str, Any],
-        *,
-        lead_id: str,
-        event_id: str,
-        at: datetime,
-    ) -> Step: ...
-
-    def tick(
-        self, state: dict[str, Any], at: datetime, *, lead_id: str, live: Any = None
-    ) -> Step: ...
-
-    def next_due(self, state: dict[str, Any], live: Any = None) -> datetime | None: ...
-
-
-@dataclass(slots=True)
-class LeadRecord:
-    """The one value stored per lead id.
-
-    ``state`` is the scoring core's state for every model; ``anonymous_ids`` the visitor ids
-    linked to the lead (so an erase reaches them); ``merged_into`` marks a lead absorbed by a
-    merge, which keeps its last state until the surviving lead has it; ``controls`` the ids of
-    recently applied control messages. ``live`` (not stored) is the engine's decoded ``state``
-    when the processor has it in memory (``Step.live``).
-    """
-
-    state: dict[str, Any] | None = None
-    anonymous_ids: list[str] = field(default_factory=list)
-    merged_into: str | None = None
-    controls: list[str] = field(default_factory=list)
-    live: Any = field(default=None, compare=False, repr=False)
-
-    def copy(self) -> LeadRecord:
-        """A copy a handler can change without touching this one (lists are replaced, not
-        changed in place, by every handler)."""
-        return LeadRecord(
-            self.state, self.anonymous_ids, self.merged_into, self.controls, self.live
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.state is not None:
-            out["s"] = self.state
-        if self.anonymous_ids:
-            out["a"] = self.anonymous_ids
-        if self.merged_into is not None:
-            out["m"] = self.merged_into
-        if self.controls:
-            out["c"] = self.controls
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LeadRecord:
-        return cls(
-            state=data.get("s"),
-            anonymous_ids=list(data.get("a", ())),
-            merged_into=data.get("m"),
-            controls=list(data.get("c", ())),
-        )
-
-    def remember_control(self, control_id: str) -> bool:
-        """Record a control message id; False when it was applied already."""
-        if control_id in self.controls:
-            return False
-        self.controls = [*self.controls[-(MAX_CONTROL_IDS - 1) :], control_id]
-        return True
 
 
 async def _delivered(deliveries: Iterable[Any]) -> None:
@@ -182,21 +84,6 @@ def _lead_key(lead_id: str) -> str:
 
 def _anon_key(anonymous_id: str) -> str:
     return f"a:{anonymous_id}"
-
-
-def store_options(settings: Settings) -> dict[str, int] | None:
-    """RocksDB options of a table: memory bounded per partition store (Faust's defaults hold up
-    to three 64 MiB memtables and a 2 GiB read cache per store, so a worker's memory grows for
-    a long while before it levels off). The memory store takes none."""
-    if settings.store != "rocksdb":
-        return None
-    mib = 2**20
-    return {
-        "write_buffer_size": settings.rocksdb_write_buffer_mb * mib,
-        "max_write_buffer_number": 2,
-        "target_file_size_base": 4 * settings.rocksdb_write_buffer_mb * mib,
-        "block_cache_size": settings.rocksdb_block_cache_mb * mib,
-    }
 
 
 class LeadProcessor:
@@ -269,7 +156,7 @@ class LeadProcessor:
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
         self._rebuilt: set[int] = set()
-        self._live: OrderedDict[str, tuple[bytes, LeadRecord]] = OrderedDict()
+        self.live = LiveCache()
         self.sequence = SequenceGuard(
             app,
             settings.kafka_bootstrap,
@@ -304,33 +191,20 @@ class LeadProcessor:
         ones this processor last wrote or read for it (recovery, another worker, a rebalance)."""
         raw = self.leads.get(lead_id.encode())
         if raw is None:
-            self._live.pop(lead_id, None)
+            self.live.drop(lead_id)
             return None
-        kept = self._live.get(lead_id)
-        if kept is not None and kept[0] == raw:
-            self._live.move_to_end(lead_id)
-            return kept[1].copy()
-        record = LeadRecord.from_json(codec.loads(raw))
-        self._keep(lead_id, raw, record)
-        return record.copy()
-
-    def _keep(self, lead_id: str, raw: bytes, record: LeadRecord) -> None:
-        self._live[lead_id] = (raw, record)
-        self._live.move_to_end(lead_id)
-        if len(self._live) > LIVE_LEADS:
-            self._live.popitem(last=False)
-
-    def _remember_live(self, lead_id: str, live: Any) -> None:
-        """The decoded form of the kept record's (unchanged) state, for its next input."""
-        kept = self._live.get(lead_id)
+        kept = self.live.get(lead_id, raw)
         if kept is not None:
-            kept[1].live = live
+            return kept.copy()
+        record = LeadRecord.from_json(codec.loads(raw))
+        self.live.keep(lead_id, raw, record)
+        return record.copy()
 
     def store_lead(self, lead_id: str, record: LeadRecord, due: datetime | None) -> None:
         """Write the lead's one value (one changelog message) and its next decay due time."""
         raw = codec.dumps(record.to_json())
         self.leads[lead_id.encode()] = raw
-        self._keep(lead_id, raw, record.copy())
+        self.live.keep(lead_id, raw, record.copy())
         if record.merged_into is not None:
             due = None
         self.schedule.set(
@@ -445,7 +319,7 @@ class LeadProcessor:
             )
         step = self.engine.apply(record.state, event, record.live)
         if step.state is None and record.live is None and step.live is not None:
-            self._remember_live(lead_id, step.live)
+            self.live.remember_live(lead_id, step.live)
         record.live = step.live
         if step.outputs:
             # Sent before the state is written: a crash in between scores the event again, in
@@ -472,7 +346,7 @@ class LeadProcessor:
         ]
         await _delivered(deliveries)
         self.leads.pop(lead_id.encode(), None)
-        self._live.pop(lead_id, None)
+        self.live.drop(lead_id)
         self.schedule.set(self.partition_of(lead_id), _lead_key(lead_id), None)
         for model in self.engine.model_ids:
             erased = LeadErasedRecord.build(
