@@ -12,13 +12,9 @@ from html import escape
 from pathlib import Path
 
 from stream.calibrate import INSTALL_HINT
+from stream.cli.common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_USAGE, Subparsers, fail
 
 __all__ = ["add_parser", "run"]
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_CONFIG = 3
 
 _ROLES = ("numeric", "categorical", "count", "id", "ignore")
 
@@ -47,7 +43,7 @@ def _positive(text: str) -> float:
     return value
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "calibrate",
         help="learn a scoring model's points from past conversions (logistic regression)",
@@ -169,11 +165,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
     if (args.table is None) == (args.events is None) or (args.events is None) != (
         args.outcomes is None
     ):
-        print(
-            "leadstream calibrate: give a TABLE, or --events JSONL with --outcomes FILE",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        return fail("calibrate", "give a TABLE, or --events JSONL with --outcomes FILE", EXIT_USAGE)
     if args.events is not None:
         return _run_history(args)
 
@@ -181,21 +173,18 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
     for item in args.role:
         name, _, role = item.rpartition("=")
         if not name or role not in _ROLES:
-            print(
-                f"leadstream calibrate: --role {item!r}: give COLUMN=ROLE with ROLE one of "
-                f"{', '.join(_ROLES)}",
-                file=sys.stderr,
+            return fail(
+                "calibrate",
+                f"--role {item!r}: give COLUMN=ROLE with ROLE one of {', '.join(_ROLES)}",
+                EXIT_USAGE,
             )
-            return EXIT_USAGE
         roles[name] = Role(role)
     roles |= {name: Role.COUNT for name in args.count}
     roles |= {name: Role.IGNORE for name in args.exclude}
     if args.bins < 2 or args.pair_bins < 2:
-        print("leadstream calibrate: --bins and --pair-bins must be at least 2", file=sys.stderr)
-        return EXIT_USAGE
+        return fail("calibrate", "--bins and --pair-bins must be at least 2", EXIT_USAGE)
     if args.interactions is not None and args.interactions < 0:
-        print("leadstream calibrate: --interactions must be 0 or more", file=sys.stderr)
-        return EXIT_USAGE
+        return fail("calibrate", "--interactions must be 0 or more", EXIT_USAGE)
     options = Options(
         binning=args.binning,
         max_bins=args.bins,
@@ -228,17 +217,13 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
             stream_check=args.stream_check,
         )
     except (CalibrationError, ModelFileError) as exc:
-        print(f"leadstream calibrate: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return fail("calibrate", str(exc), EXIT_CONFIG)
     if current is not None:
         from sklearn.metrics import roc_auc_score  # noqa: PLC0415
 
         model_id = args.compare_model or current.ids[0]
         if model_id not in current.ids:
-            print(
-                f"leadstream calibrate: {args.compare} has no model {model_id!r}", file=sys.stderr
-            )
-            return EXIT_USAGE
+            return fail("calibrate", f"{args.compare} has no model {model_id!r}", EXIT_USAGE)
         rows = table.frame.iloc[result.test].to_dict("records")
         scores = replay(rows, result.card.features, current, model_id, count_limit=1000)
         result.current_auc = float(roc_auc_score(table.target[result.test], scores))
@@ -257,8 +242,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
                     images[name] = image.name
                 report.write_text(render(result, "markdown", images=images), encoding="utf-8")
     except OSError as exc:
-        print(f"leadstream calibrate: cannot write: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return fail("calibrate", f"cannot write: {exc}", EXIT_CONFIG)
     if args.out:
         print(render(result))
         print(f"wrote the model file to {args.out}", file=sys.stderr)
@@ -309,8 +293,7 @@ def _run_history(args: argparse.Namespace) -> int:
             version=args.version if args.version != "1" else None,
         )
     except (OSError, CalibrationError, ModelFileError, KeyError) as exc:
-        print(f"leadstream calibrate: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return fail("calibrate", str(exc), EXIT_CONFIG)
     text = result.render()
     if bad:
         text += f"{bad} lines of the event log did not decode and were skipped\n"
@@ -326,8 +309,7 @@ def _run_history(args: argparse.Namespace) -> int:
             )
             Path(args.report).write_text(body, encoding="utf-8")
     except OSError as exc:
-        print(f"leadstream calibrate: cannot write: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return fail("calibrate", f"cannot write: {exc}", EXIT_CONFIG)
     if args.out:
         print(text, end="")
     else:

@@ -6,19 +6,56 @@ live decayed score) and prints the answer as plain text tables.
 
 from __future__ import annotations
 
+import argparse
 import json
-import urllib.error
-import urllib.parse
-import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from stream.cli.common import EXIT_NOT_FOUND, EXIT_OK, Subparsers, fail
 from stream.errors import ConfigurationError, InfrastructureError, LeadstreamError
 
-__all__ = ["LeadNotFoundError", "fetch_lead", "render"]
+if TYPE_CHECKING:
+    import urllib.error
+
+__all__ = ["LeadNotFoundError", "add_parser", "fetch_lead", "render", "run"]
 
 
 class LeadNotFoundError(LeadstreamError):
     """The worker knows no lead by that id."""
+
+
+def add_parser(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "explain",
+        help="a lead's score rule by rule and its stage history, from a running worker",
+        description=(
+            "Ask a running worker (GET /leads/LEAD_ID) for a lead's live score under each model "
+            "and print its rules' points and stage history as tables. The token is --token, "
+            "else the first of LEADSTREAM_AUTH_TOKENS. Exit 5 when the worker knows no such "
+            "lead, 4 when it cannot be reached, 3 when it refuses the token."
+        ),
+    )
+    parser.add_argument("lead_id", metavar="LEAD_ID")
+    parser.add_argument(
+        "--url", default="http://127.0.0.1:6066", help="the worker (http://127.0.0.1:6066)"
+    )
+    parser.add_argument("--token", help="bearer token (default: LEADSTREAM_AUTH_TOKENS' first)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print a lead's score rule by rule and its stage history, from a running worker."""
+    from stream.settings import Settings  # noqa: PLC0415
+
+    token = args.token
+    if token is None:
+        tokens = Settings().auth_tokens
+        token = tokens[0].get_secret_value() if tokens else None
+    try:
+        document = fetch_lead(args.url, args.lead_id, token)
+    except LeadNotFoundError as exc:
+        return fail("explain", str(exc), EXIT_NOT_FOUND)
+    print(render(document))
+    return EXIT_OK
 
 
 def fetch_lead(base_url: str, lead_id: str, token: str | None, timeout: float = 10.0) -> Any:
@@ -27,6 +64,10 @@ def fetch_lead(base_url: str, lead_id: str, token: str | None, timeout: float = 
     Raises `LeadNotFoundError` (404), `ConfigurationError` (token refused, bad id) or
     `InfrastructureError` (the worker cannot be reached or fails).
     """
+    import urllib.error  # noqa: PLC0415
+    import urllib.parse  # noqa: PLC0415
+    import urllib.request  # noqa: PLC0415
+
     url = f"{base_url.rstrip('/')}/leads/{urllib.parse.quote(lead_id, safe='')}"
     request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310
     if token:

@@ -8,25 +8,60 @@ read model and CRM connectors follow.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import uuid
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from pydantic import ValidationError
 
-from schemas import codec
-from schemas.events import LeadErased
-from schemas.topics import topic_for
+from stream.cli.common import EXIT_OK, EXIT_USAGE, Subparsers, fail
 from stream.errors import InfrastructureError
-from stream.settings import Settings
 
-__all__ = ["erasure", "forget"]
+if TYPE_CHECKING:
+    from schemas.events import LeadErased
+    from stream.settings import Settings
+
+__all__ = ["add_parser", "erasure", "forget", "run"]
 
 SOURCE = "leadstream-cli"
 
 
+def add_parser(sub: Subparsers) -> None:
+    parser = sub.add_parser(
+        "forget",
+        help="erase a lead: send a lead_erased event to the profiles topic",
+        description=(
+            "Send a lead_erased event (fresh event id) for LEAD_ID to the profiles topic; the "
+            "worker owning the lead deletes its state and publishes the erasure to the scores "
+            "and stage-changes topics. Exit 4 when Kafka cannot be reached."
+        ),
+    )
+    parser.add_argument("lead_id", metavar="LEAD_ID")
+    parser.add_argument("--reason", help="why (kept with the event), e.g. 'GDPR request 4411'")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Send a lead_erased event for a lead to the profiles topic."""
+    from stream.settings import Settings  # noqa: PLC0415
+
+    settings = Settings()
+    try:
+        event, topic = asyncio.run(forget(settings, args.lead_id, args.reason))
+    except ValidationError as exc:
+        if any(error["loc"][:1] == ("lead_id",) for error in exc.errors()):
+            return fail("forget", f"{args.lead_id!r} is not a lead id", EXIT_USAGE)
+        raise
+    print(f"sent lead_erased {event.event_id} for {event.lead_id} to {topic}")
+    return EXIT_OK
+
+
 def erasure(lead_id: str, reason: str | None, *, now: datetime) -> LeadErased:
     """The `lead_erased` event for a lead (`ValidationError` for an id that is not one)."""
+    from schemas.events import LeadErased  # noqa: PLC0415
+
     return LeadErased(
         event_id=str(uuid.uuid4()),
         occurred_at=now,
@@ -38,6 +73,12 @@ def erasure(lead_id: str, reason: str | None, *, now: datetime) -> LeadErased:
 
 async def forget(settings: Settings, lead_id: str, reason: str | None) -> tuple[LeadErased, str]:
     """Send the erasure; returns the event and the topic it went to."""
+    from aiokafka import AIOKafkaProducer  # noqa: PLC0415
+    from aiokafka.errors import KafkaConnectionError, KafkaError  # noqa: PLC0415
+
+    from schemas import codec  # noqa: PLC0415
+    from schemas.topics import topic_for  # noqa: PLC0415
+
     event = erasure(lead_id, reason, now=datetime.now(UTC))
     topic = settings.topic(topic_for(event))
     producer = AIOKafkaProducer(

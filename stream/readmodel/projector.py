@@ -36,7 +36,7 @@ from schemas import codec
 from schemas.errors import DecodeError
 from schemas.outputs import DeadLetter, StageChanged
 from stream import metrics
-from stream.errors import LeadstreamError
+from stream.errors import InfrastructureError
 from stream.kafka import topics
 from stream.kafka.admin import describe_topics
 from stream.readmodel.model import Applied, Erase, ReadModel, Write
@@ -59,10 +59,6 @@ REDIS_RETRY_MAX_SECONDS: Final = 2.0
 within seconds of Redis' return, however long it was away."""
 BATCH_RECORDS: Final = 500
 PROJECTED = (topics.SCORES, topics.STAGE_CHANGES, topics.DEAD_LETTERS)
-
-
-class InfraUnavailable(LeadstreamError):
-    """Kafka or Redis could not be reached (the CLI exits with 4)."""
 
 
 def decode_record(contract_topic: str, key: bytes | None, value: bytes | None) -> Write | None:
@@ -282,7 +278,7 @@ async def rebuild(
 
     Reads each topic from its first offset up to the end offsets taken at the start (the scores
     topic is compacted: the latest score per lead and model), with a progress bar on `out`.
-    Raises `InfraUnavailable` when Kafka or Redis cannot be reached.
+    Raises `InfrastructureError` when Kafka or Redis cannot be reached.
     """
     model = read_model or ReadModel.from_settings(settings)
     names = {settings.topic(spec.name): spec.name for spec in (topics.SCORES, topics.STAGE_CHANGES)}
@@ -301,7 +297,7 @@ async def rebuild(
             await asyncio.wait_for(consumer.start(), 20)
             await model.redis.ping()
         except (KafkaError, OSError, TimeoutError, RedisError) as exc:
-            raise InfraUnavailable(f"Kafka or Redis unreachable: {exc!r}") from exc
+            raise InfrastructureError(f"Kafka or Redis unreachable: {exc!r}") from exc
         return await _replay(settings, consumer, model, names, out=out, clear=clear)
     finally:
         await consumer.stop()
@@ -325,7 +321,7 @@ async def _replay(
         for p in range(state.partitions or 0)
     ]
     if not partitions:
-        raise InfraUnavailable(f"topics {sorted(names)} not found on the broker")
+        raise InfrastructureError(f"topics {sorted(names)} not found on the broker")
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
     begin = await consumer.beginning_offsets(partitions)
@@ -357,7 +353,7 @@ async def _replay(
         try:
             await model.apply(writes)
         except (RedisError, OSError) as exc:
-            raise InfraUnavailable(f"Redis unreachable: {exc!r}") from exc
+            raise InfrastructureError(f"Redis unreachable: {exc!r}") from exc
         stats.records += len(writes)
         if time.monotonic() - last_print > 0.2:
             last_print = time.monotonic()

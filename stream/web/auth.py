@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
 from schemas.adapters import mailgun
-from stream.errors import ConfigurationError
+from stream.errors import ConfigurationError, LeadstreamError
 
 __all__ = [
     "SENDGRID_SIGNATURE_HEADER",
@@ -61,7 +61,7 @@ class AuthFailure(StrEnum):
     WRONG_SECRET = "wrong_secret"  # noqa: S105
 
 
-class Refusal(Exception):
+class Refusal(LeadstreamError):
     """A caller refused with 401: `failure` is the code, `detail` says more (no secrets)."""
 
     def __init__(self, failure: AuthFailure, detail: str) -> None:

@@ -47,6 +47,7 @@ from schemas.adapters.base import identifier, skip, text, utm_from_url
 from schemas.errors import DecodeError
 from schemas.events import EventBase, PageViewed
 from schemas.topics import INBOUND_TOPICS, topic_for
+from stream.errors import InfrastructureError
 from stream.settings import Settings
 from stream.web.auth import (
     SENDGRID_SIGNATURE_HEADER,
@@ -62,13 +63,13 @@ from stream.web.auth import (
     verify_mailgun,
     verify_sendgrid,
 )
+from stream.web.http import Handler, HttpError, guarded, json_response, refusal_error
 
 __all__ = [
     "COOKIE_NAME",
     "PIXEL_GIF",
     "Collector",
     "FaustSink",
-    "HttpError",
     "Record",
     "Sink",
     "SinkUnavailable",
@@ -108,53 +109,6 @@ _READ_CHUNK = 64 * 1024
 _HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
-# ----------------------------------------------------------------------------- errors
-
-
-class HttpError(Exception):
-    """A request refused with a 4xx (or 503) and a JSON body ``{"error", "detail", ...}``."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        detail: str,
-        *,
-        extra: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(f"{status} {error}: {detail}")
-        self.status = status
-        self.error = error
-        self.detail = detail
-        self.extra = dict(extra or {})
-        self.headers = dict(headers or {})
-
-    def response(self) -> web.Response:
-        body = {"error": self.error, "detail": self.detail, **self.extra}
-        return _json(body, status=self.status, headers=self.headers)
-
-
-def _refused(refusal: Refusal) -> HttpError:
-    bearer = refusal.failure in {
-        AuthFailure.MISSING_TOKEN,
-        AuthFailure.INVALID_TOKEN,
-        AuthFailure.NOT_CONFIGURED,
-    }
-    headers = {"WWW-Authenticate": 'Bearer realm="leadstream"'} if bearer else {}
-    return HttpError(401, refusal.failure.value, refusal.detail, headers=headers)
-
-
-def _json(body: object, *, status: int, headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body),
-        status=status,
-        content_type="application/json",
-        charset="utf-8",
-        headers={**NO_CACHE, **(headers or {})},
-    )
-
-
 # ----------------------------------------------------------------------------- Kafka
 
 
@@ -167,7 +121,7 @@ class Record:
     value: bytes
 
 
-class SinkUnavailable(Exception):
+class SinkUnavailable(InfrastructureError):
     """The records could not be written (Kafka down or too slow): the caller answers 503."""
 
 
@@ -341,9 +295,6 @@ class Outcome:
         return {"accepted": self.accepted, "rejected": self.rejected}
 
 
-Handler = Callable[..., Awaitable[web.StreamResponse]]
-
-
 class Collector:
     """The endpoints' logic, on aiohttp requests; `register` routes them on a Faust app."""
 
@@ -399,7 +350,7 @@ class Collector:
     async def _accept(self, conversion: Conversion, received_at: datetime) -> web.Response:
         outcome = self._outcome(conversion, received_at)
         await self._write(outcome)
-        return _json(outcome.body(), status=202)
+        return json_response(outcome.body(), 202, NO_CACHE, charset="utf-8")
 
     # --- the pixel and its snippet
 
@@ -462,7 +413,7 @@ class Collector:
         try:
             self.auth.check(request.headers.get("Authorization"))
         except Refusal as refusal:
-            raise _refused(refusal) from None
+            raise refusal_error(refusal) from None
         batch = kind == "batch"
         limit = (
             self.settings.collector_max_webhook_bytes
@@ -484,7 +435,7 @@ class Collector:
             reasons = "; ".join(r["reason"] for r in outcome.rejected) or "no event"
             raise HttpError(400, "invalid_call", reasons, extra={"rejected": outcome.rejected})
         await self._write(outcome)
-        return _json(outcome.body(), status=202)
+        return json_response(outcome.body(), 202, NO_CACHE, charset="utf-8")
 
     # --- webhooks
 
@@ -519,7 +470,7 @@ class Collector:
                     tolerance_seconds=self.settings.webhook_tolerance_seconds,
                 )
             except Refusal as refusal:
-                raise _refused(refusal) from None
+                raise refusal_error(refusal) from None
         payload = _parse_json(body)
         return await self._accept(sendgrid.convert(payload, received_at=received_at), received_at)
 
@@ -541,7 +492,7 @@ class Collector:
                     replays=self.replays,
                 )
             except Refusal as refusal:
-                raise _refused(refusal) from None
+                raise refusal_error(refusal) from None
             except (RedisError, OSError) as exc:
                 log.error("collector: the Mailgun replay cache is unavailable: %s", exc)
                 raise HttpError(503, "unavailable", "the replay cache is unavailable") from exc
@@ -568,44 +519,13 @@ class Collector:
     async def mailchimp_check(self, request: web.Request, secret: str) -> web.Response:
         """Mailchimp's GET of the webhook URL when it is saved: 200 when the secret is right."""
         self._check_mailchimp(secret)
-        return _json({"status": "ok"}, status=200)
+        return json_response({"status": "ok"}, 200, NO_CACHE, charset="utf-8")
 
     async def mailchimp(self, request: web.Request, secret: str) -> web.Response:
         self._check_mailchimp(secret)
         body = await read_body(request, self.settings.collector_max_webhook_bytes)
         received_at = self.clock()
         return await self._accept(mailchimp.convert(body, received_at=received_at), received_at)
-
-
-def _guarded(handler: Handler) -> Handler:
-    """Turn refusals into their JSON answers; a bug is logged and answered 500."""
-
-    @functools.wraps(handler)
-    async def run(*args: Any, **kwargs: Any) -> web.StreamResponse:
-        request: web.Request = args[0]
-        try:
-            return await handler(*args, **kwargs)
-        except HttpError as exc:
-            refused = exc
-        except Refusal as refusal:
-            refused = _refused(refusal)
-        except web.HTTPException:
-            raise
-        except Exception:
-            log.exception("collector: internal error")
-            return HttpError(500, "internal", "internal error").response()
-        if refused.status < 500:
-            log.info(
-                "collector: %s %s refused %d %s: %s",
-                request.method,
-                request.path,
-                refused.status,
-                refused.error,
-                refused.detail[:256],
-            )
-        return refused.response()
-
-    return run
 
 
 def _view(path: str, **methods: Handler) -> Any:
@@ -625,7 +545,9 @@ def _view(path: str, **methods: Handler) -> Any:
 
 def routes(collector: Collector) -> dict[str, dict[str, Handler]]:
     """Path → HTTP method (lower case) → handler of the aiohttp request and the path's parts."""
-    g = _guarded
+    g = functools.partial(
+        guarded, log=log, prefix="collector", headers=NO_CACHE, charset="utf-8", log_refusals=True
+    )
     table: dict[str, dict[str, Handler]] = {
         "/collect/pixel.gif": {"get": g(collector.pixel), "head": g(collector.pixel_head)},
         "/collect/leadstream.js": {"get": g(collector.snippet)},

@@ -14,12 +14,11 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import faust
-import orjson
-from aiohttp import web
 
 from stream.scoring import Explanation, LeadState, ModelSet, explain
 from stream.settings import Settings
-from stream.web.auth import AuthFailure, BearerAuth, Refusal
+from stream.web.auth import BearerAuth, Refusal
+from stream.web.http import HttpError, json_response, refusal_error
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +43,6 @@ class LeadSource(Protocol):
     def leads(self) -> Any: ...
 
     def load_lead(self, lead_id: str) -> StoredLead | None: ...
-
-
-def _json(body: object, status: int = 200, headers: dict[str, str] | None = None) -> Any:
-    return web.Response(
-        body=orjson.dumps(body),
-        status=status,
-        content_type="application/json",
-        headers={"Cache-Control": "no-store", **(headers or {})},
-    )
 
 
 def explanation_json(item: Explanation) -> dict[str, Any]:
@@ -116,18 +106,14 @@ def register(app: faust.App, settings: Settings, processor: LeadSource, models: 
         try:
             auth.check(request.headers.get("Authorization"))
         except Refusal as refusal:
-            status = 403 if refusal.failure is AuthFailure.INVALID_TOKEN else 401
-            headers = {"WWW-Authenticate": 'Bearer realm="leadstream"'} if status == 401 else {}
-            return _json(
-                {"error": refusal.failure.value, "detail": refusal.detail}, status, headers
-            )
+            return refusal_error(refusal, invalid_token_status=403).response()
         if not lead_id or len(lead_id) > MAX_ID_LENGTH or any(c.isspace() for c in lead_id):
-            return _json({"error": "bad_lead_id", "detail": "not a lead id"}, 400)
+            return HttpError(400, "bad_lead_id", "not a lead id").response()
         record = processor.load_lead(lead_id)
         if record is None or (record.state is None and record.merged_into is None):
-            return _json({"error": "unknown_lead", "detail": f"no lead {lead_id!r}"}, 404)
+            return HttpError(404, "unknown_lead", f"no lead {lead_id!r}").response()
         if record.merged_into is not None:
-            return _json(
+            return json_response(
                 {
                     "lead_id": lead_id,
                     "merged_into": record.merged_into,
@@ -136,7 +122,7 @@ def register(app: faust.App, settings: Settings, processor: LeadSource, models: 
             )
         assert record.state is not None
         state = LeadState.from_dict(record.state, models)
-        return _json(lead_json(lead_id, state, models, datetime.now(UTC)))
+        return json_response(lead_json(lead_id, state, models, datetime.now(UTC)))
 
     class LeadView(faust.web.View):  # type: ignore[misc]
         @app.table_route(table=processor.leads, match_info="lead_id")

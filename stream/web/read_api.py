@@ -18,14 +18,13 @@ browsers never send to the server, and sends it as a bearer token with each poll
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
 from typing import Any, Final
 
-import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
@@ -35,7 +34,16 @@ from stream import metrics
 from stream.kafka import topics
 from stream.readmodel.model import ReadModel
 from stream.settings import Settings
-from stream.web.auth import AuthFailure, BearerAuth, Refusal
+from stream.web.auth import BearerAuth, Refusal
+from stream.web.http import (
+    NO_STORE,
+    Handler,
+    HttpError,
+    Unavailable,
+    guarded,
+    json_response,
+    refusal_error,
+)
 
 __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "ReadApi", "register"]
 
@@ -49,28 +57,9 @@ HISTOGRAM_BUCKETS: Final = 10
 _MODEL = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _LIMIT = re.compile(r"^[0-9]{1,18}$")
 _STAGES: Final = [stage.value for stage in Stage]
-NO_CACHE: Final = {"Cache-Control": "no-store"}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, error: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.error = error
-        self.detail = detail
-
-
-def _json(
-    body: object, status: int = 200, headers: Mapping[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body),
-        status=status,
-        content_type="application/json",
-        headers={**NO_CACHE, **(headers or {})},
-    )
+READ_MODEL_DOWN: Final = Unavailable(
+    (RedisError, OSError), "Redis", "the read model is unavailable"
+)
 
 
 def _static(name: str) -> bytes:
@@ -100,8 +89,7 @@ class ReadApi:
         try:
             self.auth.check(request.headers.get("Authorization"))
         except Refusal as refusal:
-            status = 403 if refusal.failure is AuthFailure.INVALID_TOKEN else 401
-            raise ApiError(status, refusal.failure.value, refusal.detail) from None
+            raise refusal_error(refusal, invalid_token_status=403) from None
 
     # ------------------------------------------------------------------ endpoints
 
@@ -110,26 +98,26 @@ class ReadApi:
         query = request.query
         model = query.get("model", "")
         if not _MODEL.match(model):
-            raise ApiError(400, "bad_model", "model is required: a scoring model id")
+            raise HttpError(400, "bad_model", "model is required: a scoring model id")
         stage = query.get("stage") or None
         if stage is not None and stage not in _STAGES:
-            raise ApiError(400, "bad_stage", f"stage must be one of {', '.join(_STAGES)}")
+            raise HttpError(400, "bad_stage", f"stage must be one of {', '.join(_STAGES)}")
         limit_text = query.get("limit", str(DEFAULT_LIMIT))
         # ASCII digits only: str.isdigit() accepts "²" and other digits int() refuses
         if not _LIMIT.match(limit_text) or int(limit_text) < 1:
-            raise ApiError(400, "bad_limit", "limit must be a positive integer")
+            raise HttpError(400, "bad_limit", "limit must be a positive integer")
         limit = min(int(limit_text), MAX_LIMIT)
         models = await self.read_model.models()
         if model not in models:
-            raise ApiError(404, "unknown_model", f"no scores for model {model!r}")
+            raise HttpError(404, "unknown_model", f"no scores for model {model!r}")
         rows = await self.read_model.leaderboard(model, stage=stage, limit=limit)
         leads = [{"rank": n, **row} for n, row in enumerate(rows, start=1)]
-        return _json({"model": model, "stage": stage, "limit": limit, "leads": leads})
+        return json_response({"model": model, "stage": stage, "limit": limit, "leads": leads})
 
     async def readyz(self, request: web.Request) -> web.Response:
         ready = metrics.is_ready(self.app)
         body = {"status": "ready" if ready else "recovering", "app": self.settings.app_id}
-        return _json(body, status=200 if ready else 503)
+        return json_response(body, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
         body = metrics.exposition(self.per_app_metrics)
@@ -143,7 +131,7 @@ class ReadApi:
             body=_static("dashboard.html"),
             content_type="text/html",
             charset="utf-8",
-            headers={**NO_CACHE, "Content-Security-Policy": "default-src 'self' 'unsafe-inline'"},
+            headers={**NO_STORE, "Content-Security-Policy": "default-src 'self' 'unsafe-inline'"},
         )
 
     async def dashboard_data(self, request: web.Request) -> web.Response:
@@ -151,7 +139,7 @@ class ReadApi:
         models = await self.read_model.models()
         model = request.query.get("model") or (models[0] if models else None)
         if model is not None and model not in models and models:
-            raise ApiError(404, "unknown_model", f"no scores for model {model!r}")
+            raise HttpError(404, "unknown_model", f"no scores for model {model!r}")
         funnel = {m: await self.read_model.stage_counts(m) for m in models}
         top: list[dict[str, Any]] = []
         distribution: list[dict[str, float]] = []
@@ -179,7 +167,7 @@ class ReadApi:
             },
             "top": top,
         }
-        return _json(body)
+        return json_response(body)
 
     def _messages_in(self) -> dict[str, float]:
         """Messages received so far per source topic (the page turns them into rates)."""
@@ -221,34 +209,16 @@ def _gauge_values(gauge: Any, label: str) -> dict[str, float]:
     }
 
 
-def _guarded(handler: Handler) -> Handler:
-    async def run(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ApiError as exc:
-            headers = {"WWW-Authenticate": 'Bearer realm="leadstream"'} if exc.status == 401 else {}
-            return _json({"error": exc.error, "detail": exc.detail}, exc.status, headers)
-        except (RedisError, OSError) as exc:
-            log.warning("api: %s %s: Redis unavailable: %s", request.method, request.path, exc)
-            return _json({"error": "unavailable", "detail": "the read model is unavailable"}, 503)
-        except web.HTTPException:
-            raise
-        except Exception:
-            log.exception("api: internal error on %s", request.path)
-            return _json({"error": "internal", "detail": "internal error"}, 500)
-
-    return run
-
-
 def routes(api: ReadApi) -> dict[str, Handler]:
     """Path → handler of GET."""
+    g = functools.partial(guarded, log=log, prefix="api", unavailable=READ_MODEL_DOWN)
     return {
-        "/leaderboard": _guarded(api.leaderboard),
-        "/readyz": _guarded(api.readyz),
-        "/metrics": _guarded(api.metrics),
-        "/openapi.yaml": _guarded(api.openapi),
-        "/dashboard": _guarded(api.dashboard),
-        "/dashboard/data": _guarded(api.dashboard_data),
+        "/leaderboard": g(api.leaderboard),
+        "/readyz": g(api.readyz),
+        "/metrics": g(api.metrics),
+        "/openapi.yaml": g(api.openapi),
+        "/dashboard": g(api.dashboard),
+        "/dashboard/data": g(api.dashboard_data),
     }
 
 

@@ -43,7 +43,7 @@ from stream.web.collector import (
     routes,
     segment_call,
 )
-from stream.web.collector import HttpError as CollectorHttpError
+from stream.web.http import HttpError
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
 TOKEN = "tok-unit-0123456789"
@@ -161,9 +161,9 @@ def test_anonymous_id_from_cookie(cookie: str | None, expected: str | None) -> N
 def test_segment_call_takes_its_type_from_the_path() -> None:
     assert segment_call({"userId": "u"}, "track")["type"] == "track"
     assert segment_call({"type": "page", "userId": "u"}, "page")["type"] == "page"
-    with pytest.raises(CollectorHttpError, match="'identify' call was sent to /v1/track"):
+    with pytest.raises(HttpError, match="'identify' call was sent to /v1/track"):
         segment_call({"type": "identify"}, "track")
-    with pytest.raises(CollectorHttpError, match="not a JSON object"):
+    with pytest.raises(HttpError, match="not a JSON object"):
         segment_call([1], "track")
 
 
