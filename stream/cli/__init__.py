@@ -783,6 +783,15 @@ def _add_rules_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     rules.set_defaults(func=cmd_rules)
 
 
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The sub-commands of ``parser`` by name (empty when it has none)."""
+    # argparse has no public way to list a parser's sub-commands: its actions are the only record
+    for action in parser._actions:  # noqa: SLF001
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            return dict(action.choices)
+    return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
