@@ -7,13 +7,7 @@ from typing import Any
 
 import faust
 
-from stream.faust_guards import local_stores as local_state
-from stream.faust_guards.patches import (
-    guard_buffer_flush,
-    guard_commit_offsets,
-    guard_read_offsets,
-    guard_skipped_acks,
-)
+from stream import faust_guards
 from stream.model_files import load_default_models, load_model_file
 from stream.readmodel import projector
 from stream.settings import Settings
@@ -56,11 +50,7 @@ def faust_options(settings: Settings) -> dict[str, object]:
 
 def create_app(settings: Settings) -> faust.App:
     """Build a fresh Leadstream Faust app with its topics, tables and agents."""
-    guard_skipped_acks()
-    guard_read_offsets()
-    guard_buffer_flush()
-    guard_commit_offsets()
-    local_state.install_write_tracking()
+    faust_guards.install()
     app = faust.App(**faust_options(settings))
     models = (
         load_model_file(settings.models_path) if settings.models_path else load_default_models()

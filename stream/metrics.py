@@ -30,6 +30,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from stream.faust_guards import readers
+
 __all__ = [
     "CONTENT_TYPE",
     "METRIC_NAMES",
@@ -140,8 +142,9 @@ RECOVERED_NAME: Final = "leadstream_tables_recovered"
 
 
 def _sample_names(metric: Any) -> set[str]:
-    name: str = metric._name
-    kind: str = metric._type
+    (family,) = metric.describe()
+    name: str = family.name
+    kind: str = family.type
     if kind == "counter":
         return {f"{name}_total", f"{name}_created"}
     if kind == "histogram":
@@ -239,7 +242,7 @@ def _make_sensor_class() -> type:
 def _table_keys(table: Any) -> int | None:
     """Keys in a table's active partitions: RocksDB's estimate, or the exact count in memory."""
     store = table.data
-    dbs = getattr(store, "_dbs_for_actives", None)
+    dbs = readers.active_databases(store)
     try:
         if dbs is None:
             return len(store)
@@ -265,7 +268,7 @@ the read cache)."""
 def store_memory(table: Any) -> dict[str, int] | None:
     """Bytes RocksDB holds in memory for a table's open stores (every partition, standbys
     included), by kind; ``None`` for the memory store."""
-    dbs = getattr(table.data, "_dbs", None)
+    dbs = readers.open_databases(table.data)
     if dbs is None:
         return None
     totals = dict.fromkeys(STORE_MEMORY_PROPERTIES, 0)
@@ -329,7 +332,7 @@ def consumer_lag(app: Any) -> dict[str, int]:
     lags: dict[str, int] = {}
     try:
         consumer = app.consumer
-        committed = consumer._committed_offset
+        committed = readers.committed_offsets(consumer)
         for tp in consumer.assignment():
             highwater = consumer.highwater(tp)
             if highwater is None:

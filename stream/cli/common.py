@@ -34,7 +34,8 @@ EXIT_CONFIG = 3
 EXIT_INFRA = 4
 EXIT_NOT_FOUND = 5
 
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+# argparse exports no public name for the type of add_subparsers()' result
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # noqa: SLF001
 """What ``build_parser`` passes to each command's ``add_parser``."""
 
 

@@ -1,2 +1,58 @@
 """Every work-around of a faust-streaming or rocksdict defect, and the only code that touches
-Faust's private members."""
+Faust's private members (ruff's SLF001 is enforced everywhere else).
+
+``install()`` installs the class patches (idempotent, process-wide); ``stream.app.create_app``
+calls it before it builds the app. The per-app guards (``sequence``, ``write_order``) are wired by
+the processor, which owns what they guard. Why each exists: ``RELIABILITY.md#faust-guards``.
+
+Faust symbols: ``Consumer`` is ``faust.transport.consumer.Consumer``, ``ProducerBuffer``
+``faust.transport.producer.ProducerBuffer``, ``Collection`` ``faust.tables.base.Collection``,
+``Topic`` ``faust.topics.Topic``, ``Store`` ``faust.stores.rocksdb.Store``. Tests are in
+``tests/unit/faust_guards/`` except ``test_sequence`` (``tests/integration/faust_guards/``).
+
+==============================  ===============================  ===============  ==================
+guard                           Faust symbol patched or read     upstream issue   test
+==============================  ===============================  ===============  ==================
+patches.guard_skipped_acks      Consumer.ack, Message.tracked    faust-streaming  test_patches
+                                                                 #216 #221 #318
+patches.guard_read_offsets      Consumer.perform_seek,           none filed       test_patches
+                                Consumer.getmany,
+                                Consumer._read_offset
+patches.guard_buffer_flush      ProducerBuffer._send_pending,    none filed       test_patches
+                                ProducerBuffer.flush
+patches.guard_commit_offsets    Consumer._new_offset, ._acked,   none filed       test_patches
+                                ._acked_index, ._gap,
+                                ._committed_offset
+local_stores                    Collection.send_changelog,       none filed       test_local_stores
+.install_write_tracking         Collection._on_changelog_sent
+write_order.track_sends         Topic.send (one topic)           none filed       test_write_order
+write_order.hold_changelog      Topic.send_soon,                 none filed       test_write_order
+                                Topic.as_future_message,
+                                producer send_soon (one topic)
+write_order.hold_flush          producer flush (one app)         none filed       test_write_order
+sequence.SequenceGuard          Consumer._committed_offset,      none filed       test_sequence
+                                ._acked, ._acked_index, ._gap
+readers                         Consumer._committed_offset,      none filed       test_faust_symbols
+                                Store._dbs, ._dbs_for_actives
+==============================  ===============================  ===============  ==================
+
+Every symbol above is checked against the installed Faust by
+``tests/unit/faust_guards/test_faust_symbols.py``, so a Faust upgrade fails there first.
+"""
+
+from __future__ import annotations
+
+__all__ = ["install"]
+
+
+def install() -> None:
+    """Install every class patch of Faust (idempotent; affects every Faust app in the
+    process)."""
+    # imported here: ``readers`` (used by the metrics) stays free of Faust imports
+    from stream.faust_guards import local_stores, patches  # noqa: PLC0415
+
+    patches.guard_skipped_acks()
+    patches.guard_read_offsets()
+    patches.guard_buffer_flush()
+    patches.guard_commit_offsets()
+    local_stores.install_write_tracking()

@@ -1,22 +1,13 @@
 """A worker trusts its local table stores only when it last stopped cleanly.
 
-Faust writes a table value to the worker's local RocksDB store at once and to the table's
-changelog through the producer, a moment later. A worker killed in between (``kill -9``, out
-of memory, power) restarts with local values the changelog never got, and the offsets it
-committed are behind them: the records that made those values are read again, and the lead
-state, which already remembers their event ids, takes them for duplicates. Their score and
-stage-change records, sent just before the state was written, may have died with the worker:
-they are then never published. Or a changelog write that did reach the broker is replayed over a
-newer local value and rolls the lead back behind a position the sequence guard saved, so
-records are skipped. (Found by the reliability suite's ``kill -9`` scenario: about one short
-run in three left a lead a few revisions or stage changes short.)
-
-So a worker's stores are kept across a restart only when the previous run stopped cleanly
-with every table write confirmed by the broker, which it records in a marker file in the table
-directory. Otherwise the local stores are removed before the worker starts and its tables are
-restored from their changelogs, which hold exactly what the committed offsets account for.
-Kafka Streams does the same under exactly-once after an unclean shutdown. The price is a full
-restore after a crash; a standby replica (``LEADSTREAM_STANDBY_REPLICAS``) makes failover fast.
+Faust writes a table value to the local RocksDB store at once and to the changelog a moment
+later, so a worker killed in between restarts with local values the changelog never got. The
+stores are therefore kept across a restart only when the previous run stopped cleanly with every
+table write confirmed by the broker (a marker file in the table directory); otherwise they are
+removed before the worker starts and the tables are restored from their changelogs.
+``install_write_tracking`` counts the unconfirmed writes by patching ``Collection.send_changelog``
+and ``Collection._on_changelog_sent`` (upstream issue: none filed). Why:
+``RELIABILITY.md#faust-guards``.
 """
 
 from __future__ import annotations
@@ -27,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARKER", "closed", "install_write_tracking", "open_stores"]
+__all__ = ["MARKER", "closed", "install_write_tracking", "open_stores", "unconfirmed"]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +53,11 @@ def install_write_tracking() -> None:
     Collection.send_changelog = send_changelog
     Collection._on_changelog_sent = _on_changelog_sent
     setattr(Collection, _TRACKED, True)
+
+
+def unconfirmed() -> int:
+    """Table writes this process sent to a changelog that the broker has not confirmed."""
+    return _unconfirmed
 
 
 def _stores(tabledir: Path) -> list[Path]:

@@ -1,18 +1,14 @@
-"""Guards around faust-streaming behaviour that could lose records.
+"""Class patches of faust-streaming's consumer and producer buffer, each idempotent and
+process-wide (installed by ``stream.faust_guards.install``):
 
-**Skipped records must not be acknowledged.** While a rebalance is under way (flow control
-suspended), or when a record was fetched under an earlier consumer generation, Faust's stream
-skips the record without handing it to the agent (and without tracking it), and then
-*acknowledges* it "so the lag does not grow". The acknowledged offset is committed, and a worker
-that keeps or receives the partition resumes after a record nobody processed: the record is lost
-(the class of problem in faust-streaming #216, #221, #318). The guard refuses the
-acknowledgement of a record that was never tracked, i.e. never handed to a stream: its offset
-stays uncommitted, so the record is read again after the rebalance. Records the agent did
-process are tracked and acknowledged as before.
+* ``guard_skipped_acks``: ``Consumer.ack`` refuses a record never handed to a stream
+  (faust-streaming #216, #221, #318);
+* ``guard_read_offsets``: ``Consumer.perform_seek`` / ``Consumer.getmany`` keep the seek's read
+  offset for a record handed over across the seek;
+* ``guard_buffer_flush``: ``ProducerBuffer.flush`` waits until the buffer is empty;
+* ``guard_commit_offsets``: ``Consumer._new_offset`` counts each acknowledged offset once.
 
-**Reads after a seek keep the seek's offset** (``guard_read_offsets``), **a flush empties
-the producer buffer** (``guard_buffer_flush``) and **commits count each offset once**
-(``guard_commit_offsets``): see each.
+Why each exists: ``RELIABILITY.md#faust-guards``.
 """
 
 from __future__ import annotations
@@ -28,7 +24,8 @@ _GUARDED = "_leadstream_skip_guard"
 
 
 def guard_skipped_acks() -> None:
-    """Install the guard (idempotent; affects every Faust consumer in the process)."""
+    """Refuse the acknowledgement of a record that was never tracked (never handed to a
+    stream), so its offset stays uncommitted and it is read again after the rebalance."""
     if getattr(Consumer, _GUARDED, False):
         return
     original = Consumer.ack
@@ -50,16 +47,8 @@ _SEEKED = "_leadstream_seeked"
 
 
 def guard_read_offsets() -> None:
-    """Do not let a record handed over across a seek leave a stale read offset behind.
-
-    Faust's fetch loop hands a record to the streams and *then* records its offset as read.
-    When the hand-over waits (the stream's buffer is full) and the partitions are meanwhile
-    sought back to their committed offsets (a rebalance), the read offset recorded afterwards is
-    the stale record's: the records between the committed offset and it, fetched again, are
-    dropped as "already read" and never reach the agent. The guard puts back the read offset the
-    seek set. (The processor's ``stream.faust_guards.sequence`` catches records that slip past the
-    agent by any route; this keeps the common one from happening.)
-    """
+    """Put back the read offset a seek set when a record was handed over across the seek
+    (else the records between the committed offset and it are dropped as "already read")."""
     if getattr(Consumer, _EPOCH, None) is not None:
         return
     setattr(Consumer, _EPOCH, 0)
@@ -96,16 +85,8 @@ _FLUSH_GUARDED = "_leadstream_flush_guard"
 
 
 def guard_buffer_flush() -> None:
-    """Make the producer buffer's flush wait until the buffer is empty.
-
-    Table writes (the changelog) go through Faust's producer buffer, which a background task
-    hands to the Kafka client. Before committing offsets Faust flushes the producer, but the
-    buffer's flush *returns* as soon as no message was sent for 0.1 s, however many are still
-    waiting: on a busy machine the commit then goes out ahead of state writes still in the
-    buffer, and a worker killed at that moment restarts after records whose state was never
-    written (found by the reliability suite's ``kill -9`` scenario). The guarded flush waits
-    until the buffer is empty and the message the background task took is handed over.
-    """
+    """Make the producer buffer's flush wait until the buffer is empty and the message its
+    background task took is handed over (Faust's returns after 0.1 s without a sent message)."""
     from faust.transport.producer import ProducerBuffer  # noqa: PLC0415
 
     if getattr(ProducerBuffer, _FLUSH_GUARDED, False):
@@ -138,18 +119,9 @@ _OFFSETS_GUARDED = "_leadstream_offsets_guard"
 
 
 def guard_commit_offsets() -> None:
-    """Count each offset once when Faust works out how far a partition can be committed.
-
-    Faust commits a partition up to the first break in its sorted list of acknowledged offsets.
-    Offsets it skipped while reading (its "gaps") join that list when the commit reaches them,
-    but without entering the index that keeps an offset from being acknowledged twice, and a
-    gap reaching past the highest acknowledged offset keeps its last offset to add again
-    later. Either way an offset can be listed twice, every copy breaks the run, and the commits
-    then move one offset per commit interval (seen after a restart: a partition's commits
-    crawling 2-3 offsets every 5 s behind a worker that had handled everything). The guard
-    moves the gaps up to the highest acknowledged offset into the list itself (indexed, each
-    offset once), and drops offsets already committed, before Faust's own reckoning.
-    """
+    """Count each offset once when Faust works out how far a partition can be committed: the
+    gaps up to the highest acknowledged offset move into the (indexed) list of acknowledged
+    offsets, and offsets already committed are dropped, before Faust's own reckoning."""
     if getattr(Consumer, _OFFSETS_GUARDED, False):
         return
     original = Consumer._new_offset

@@ -1,12 +1,8 @@
 """Every record of an assigned partition is handled once, in offset order, by its worker.
 
-Faust's consumer can let a record slip past the agent around a rebalance: the seek back to the
-committed offsets runs in the consumer's thread while the fetch loop goes on handing records to
-the agent, a batch cut short by the rebalance is dropped after the fetcher moved past it, and a
-record handed over across a seek leaves a stale read offset behind, below which records fetched
-again are dropped as "already read". Its commit logic then tolerates one missing offset at the
-head of a partition, so the slipped record's offset is committed and the record is lost (seen in
-the two-worker test: one event of a lead never scored).
+Faust's consumer can let a record slip past the agent around a rebalance, and then commit its
+offset (upstream issue: none filed; why: ``RELIABILITY.md#faust-guards``). It reads and updates
+the consumer's ``_committed_offset``, ``_acked``, ``_acked_index`` and ``_gap``.
 
 The processor therefore keeps, per partition it consumes, the offset of the last record it
 handled, and checks each record against it:

@@ -18,7 +18,7 @@ import functools
 import logging
 from typing import Any
 
-__all__ = ["ARENAS", "TRIM_EVERY_S", "limit_arenas", "trim"]
+__all__ = ["ARENAS", "TRIM_EVERY_S", "is_glibc", "limit_arenas", "trim"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,11 @@ def _glibc() -> Any:
     if not hasattr(libc, "malloc_trim") or not hasattr(libc, "mallopt"):
         return None  # not glibc (musl, macOS)
     return libc
+
+
+def is_glibc() -> bool:
+    """Whether the C library is glibc (else ``limit_arenas`` and ``trim`` do nothing)."""
+    return _glibc() is not None
 
 
 def limit_arenas(arenas: int = ARENAS) -> bool:

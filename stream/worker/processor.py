@@ -53,7 +53,7 @@ from schemas.internal import Link, MergeIn, MergeOut, Tick, Unlink
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
 from stream import metrics
 from stream.faust_guards.sequence import POSITION_PREFIX, STALL_CHECK_S, SequenceGuard
-from stream.faust_guards.write_order import WriteOrder, hold_changelog, hold_flush
+from stream.faust_guards.write_order import WriteOrder, hold_changelog, hold_flush, track_sends
 from stream.kafka import topics
 from stream.settings import Settings
 from stream.worker import identity
@@ -151,7 +151,7 @@ class LeadProcessor:
             for table in (self.leads, self.identities):
                 hold_changelog(table.changelog_topic, self.write_order)
             for topic in (self.internal, self.scores, self.stage_changes, self.dead_letters):
-                self._track_sends(topic)
+                track_sends(topic, self.write_order)
         self.schedule = DueSchedule()
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
@@ -164,18 +164,6 @@ class LeadProcessor:
             positions=(self.leads, self.identities),
         )
         self.agent: Any = None
-
-    def _track_sends(self, topic: Any) -> None:
-        order = self.write_order
-        assert order is not None
-        send = topic.send
-
-        async def tracked(*args: Any, **kwargs: Any) -> Any:
-            delivery = await send(*args, **kwargs)
-            order.track(delivery)
-            return delivery
-
-        topic.send = tracked
 
     def _crash(self, error: BaseException) -> None:
         asyncio.ensure_future(self.app.crash(error))  # noqa: RUF006 - the app stops

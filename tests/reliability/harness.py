@@ -105,7 +105,8 @@ def _load(name: str, path: Path) -> ModuleType:
 pipeline = _load(
     "reliability_pipeline_reference", REPO / "tests/integration/worker/test_pipeline.py"
 )
-"""tests/integration/worker/test_pipeline.py: `model_text`, `_produce`, `_check`, `_start_worker`
+"""tests/integration/worker/test_pipeline.py: `model_text`, `produce`, `check_against_reference`,
+`start_worker`
 …"""
 root = _load("reliability_root_conftest", REPO / "tests/conftest.py")
 """tests/conftest.py: `launch_worker` for a worker served for a whole module."""
@@ -145,14 +146,14 @@ def start_worker(settings: Settings, log: Path, **env: str) -> subprocess.Popen[
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "worker", "--loglevel", WORKER_LOGLEVEL],
-            env={**pipeline._env(settings), **env},
+            env={**pipeline.worker_env(settings), **env},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
 
 
 def stop_worker(worker: subprocess.Popen[bytes]) -> None:
-    pipeline._stop(worker)
+    pipeline.stop_worker(worker)
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -294,7 +295,7 @@ def tally(name: str, sim: Simulation, settings: Settings, out: Outputs, *, bad: 
     contents = {(s.lead_id, s.model, s.revision, s.last_event_id, s.total) for s in out.scores}
     rewritten = len(contents) - len(distinct_scores)
     try:
-        order = pipeline._arrival_order(out.scores)
+        order = pipeline.arrival_order(out.scores)
     except graphlib.CycleError:
         # the models' records give contradicting orders: no reference order to compare with
         return Tally(
@@ -304,8 +305,8 @@ def tally(name: str, sim: Simulation, settings: Settings, out: Outputs, *, bad: 
             dead_lettered=len(letters),
             notes={"arrival_order": "contradictory", "rewritten_revisions": rewritten},
         )
-    expected, expected_changes = pipeline._reference(sim, models, order)
-    latest = pipeline._latest(out.scores)
+    expected, expected_changes = pipeline.offline_reference(sim, models, order)
+    latest = pipeline.latest_scores(out.scores)
     bots = {lead for lead, truth in sim.truth.items() if truth.persona.endswith("_bot")}
     short = extra = 0
     for key, want in expected.items():
@@ -362,14 +363,14 @@ def check_reference(sim: Simulation, settings: Settings, out: Outputs) -> None:
     from stream.scoring import parse_models
 
     models = parse_models(settings.models_path.read_text(), source="test models")
-    expected, _ = pipeline._reference(sim, models, pipeline._arrival_order(out.scores))
-    latest = pipeline._latest(out.scores)
+    expected, _ = pipeline.offline_reference(sim, models, pipeline.arrival_order(out.scores))
+    latest = pipeline.latest_scores(out.scores)
     assert set(latest) == set(expected), (
         "the leads and models scored differ: "
         f"only published {sorted(set(latest) - set(expected))[:10]}, "
         f"only in the reference {sorted(set(expected) - set(latest))[:10]}"
     )
-    pipeline._check(sim, settings, out.scores, out.changes)
+    pipeline.check_against_reference(sim, settings, out.scores, out.changes)
 
 
 def malformed_coordinates(sim: Simulation) -> int:

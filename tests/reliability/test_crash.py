@@ -36,7 +36,7 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
     worker: subprocess.Popen[bytes] = h.start_worker(settings, log)
     kills: list[dict[str, float]] = []
     try:
-        producer = asyncio.create_task(h.pipeline._produce(settings, sim.deliveries))
+        producer = asyncio.create_task(h.pipeline.produce(settings, sim.deliveries))
         total = len(sim.deliveries)
         for point in points:
             while (done := await h.committed(settings)) < point * total:

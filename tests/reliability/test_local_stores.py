@@ -68,7 +68,7 @@ async def _view(settings: Settings, template: PageViewed, lead: str, n: int) -> 
     event = template.model_copy(
         update={"event_id": f"restart-{n}-{lead}", "occurred_at": datetime.now(UTC)}
     )
-    await h.pipeline._produce(
+    await h.pipeline.produce(
         settings, [Delivery(topic_for(event), lead.encode(), codec.encode(event))]
     )
     return event.event_id
@@ -89,12 +89,12 @@ async def test_local_stores_are_kept_after_a_clean_stop_and_restored_after_a_kil
     lead = template.lead_id
     assert lead is not None
     await ensure_topics(settings)
-    await h.pipeline._produce(settings, sim.deliveries)
+    await h.pipeline.produce(settings, sim.deliveries)
     tables = settings.data_dir / "v1" / "tables"
     log = tmp_path / "worker.log"
 
     worker = h.start_worker(settings, log)
-    scores, _, _ = await h.pipeline._collect(settings, sim.counts()["malformed"], log)
+    scores, _, _ = await h.pipeline.collect(settings, sim.counts()["malformed"], log)
     before = max(s.revision for s in scores if (s.lead_id, s.model) == (lead, MODEL))
     h.stop_worker(worker)  # SIGTERM: every table write confirmed, the stores marked clean
     assert worker.returncode == 0, log.read_text()[-3000:]

@@ -104,7 +104,7 @@ async def test_worker_resumes_after_a_broker_restart_and_loses_nothing(
     reader = asyncio.create_task(h.read_outputs(settings, out, stop))
     worker = h.start_worker(settings, log)
     try:
-        await h.pipeline._produce(settings, sim.deliveries[:half])
+        await h.pipeline.produce(settings, sim.deliveries[:half])
 
         async def started() -> bool:
             return await h.committed(settings) > half // 4
@@ -115,7 +115,7 @@ async def test_worker_resumes_after_a_broker_restart_and_loses_nothing(
         await asyncio.sleep(h.SIZES.broker_down_s)
         kafka.run("start")
         back = time.monotonic()
-        await h.pipeline._produce(settings, sim.deliveries[half:])
+        await h.pipeline.produce(settings, sim.deliveries[half:])
 
         async def resumed() -> bool:
             try:
@@ -159,15 +159,15 @@ async def test_scoring_goes_on_through_a_redis_outage_and_the_read_model_converg
     worker.start()
     read_model = ReadModel(redis.asyncio.Redis.from_url(url), prefix=_prefix(settings))
     try:
-        await h.pipeline._produce(settings, sim.deliveries[:third])
+        await h.pipeline.produce(settings, sim.deliveries[:third])
         server.run("stop")
         down = time.monotonic()
         scored_before = len(out.scores)
-        await h.pipeline._produce(settings, sim.deliveries[third:])
+        await h.pipeline.produce(settings, sim.deliveries[third:])
         await h.settle(settings, out, worker.log)  # scoring needs no Redis
         await asyncio.sleep(max(h.SIZES.redis_down_s - (time.monotonic() - down), 0))
         scored_during = len(out.scores) - scored_before
-        latest = h.pipeline._latest(out.scores)
+        latest = h.pipeline.latest_scores(out.scores)
         server.run("start")
         back = time.monotonic()
 

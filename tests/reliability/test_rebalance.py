@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 async def _members(settings: object) -> int:
-    return int(await h.pipeline._group_members(settings))
+    return int(await h.pipeline.group_members(settings))
 
 
 async def test_workers_one_two_one_mid_stream_change_nothing(
@@ -37,10 +37,10 @@ async def test_workers_one_two_one_mid_stream_change_nothing(
     second = None
     members: list[int] = []
     try:
-        await h.pipeline._produce(settings, sim.deliveries[:third])
+        await h.pipeline.produce(settings, sim.deliveries[:third])
         second_settings = settings.model_copy(update={"data_dir": tmp_path / "data-2"})
         second = h.start_worker(second_settings, log)
-        await h.pipeline._produce(settings, sim.deliveries[third : 2 * third])
+        await h.pipeline.produce(settings, sim.deliveries[third : 2 * third])
         for _ in range(120):  # the second worker is a member before it leaves again
             if await _members(settings) == 2:
                 break
@@ -48,7 +48,7 @@ async def test_workers_one_two_one_mid_stream_change_nothing(
         members.append(await _members(settings))
         h.stop_worker(second)
         second = None
-        await h.pipeline._produce(settings, sim.deliveries[2 * third :])
+        await h.pipeline.produce(settings, sim.deliveries[2 * third :])
         await h.settle(settings, out, log)
         members.append(await _members(settings))
     finally:

@@ -30,6 +30,7 @@ import redis.asyncio
 import reliability_harness as h
 from aiohttp import ClientSession, ClientTimeout
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -217,16 +218,19 @@ async def _references(client: Any, prefix: str, needles: list[str]) -> list[str]
 
 async def _last_values(bootstrap: str, topic: str, keys: set[bytes]) -> dict[bytes, bytes | None]:
     """The last value of each of `keys` on `topic` (a changelog or a compacted topic)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = {t["topic"]: t for t in await admin.describe_topics()}  # none created
+    finally:
+        await admin.close()
+    found = described.get(topic, {}).get("partitions", ())
+    partitions = [TopicPartition(topic, p["partition"]) for p in found]
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        partitions = [
-            TopicPartition(topic, p)
-            for p in consumer._client.cluster.partitions_for_topic(topic) or ()
-        ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.cli import build_parser, main
+from stream.cli import build_parser, main, subcommands
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -75,6 +75,6 @@ def test_every_command_the_readme_shows_exists(
 def test_the_command_line_section_lists_every_command() -> None:
     section = README.split("## Command line", 1)[1].split("\n## ", 1)[0]
     listed = set(re.findall(r"^leadstream ([a-z]+)", section, flags=re.MULTILINE))
-    commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    commands = set(subcommands(build_parser()))
     assert commands == listed
     assert "| 5 | not found" in section and "| 4 | Kafka or Redis unreachable" in section

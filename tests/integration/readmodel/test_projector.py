@@ -222,7 +222,7 @@ async def test_projector_survives_a_redis_restart_and_replays_into_the_empty_red
         erased = make_output("lead_erased", lead_id=leads[19], model="b2b")
         await _produce(settings, [*moved, erased, change(leads[0], Stage.LEAD, Stage.MQL, 2)])
         await _eventually(lambda: _is_true(not projector.redis_up), 30)
-        assert metrics.PROJECTOR_REDIS_UP._value.get() == 0
+        assert metrics.REGISTRY.get_sample_value("leadstream_projector_redis_up") == 0
 
         local_redis.run("start")  # empty: no persistence
         await _eventually(lambda: _counts_are(model, {"lead": 14, "mql": 5}))

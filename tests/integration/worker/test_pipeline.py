@@ -90,7 +90,7 @@ def settings(kafka_bootstrap: str, unique: str, tmp_path: Path) -> Settings:
     )
 
 
-def _env(settings: Settings) -> dict[str, str]:
+def worker_env(settings: Settings) -> dict[str, str]:
     return {
         **os.environ,
         "LEADSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
@@ -106,7 +106,7 @@ def _env(settings: Settings) -> dict[str, str]:
     }
 
 
-async def _produce(settings: Settings, deliveries: list[Delivery]) -> None:
+async def produce(settings: Settings, deliveries: list[Delivery]) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20
     )
@@ -121,7 +121,7 @@ async def _produce(settings: Settings, deliveries: list[Delivery]) -> None:
         await producer.stop()
 
 
-async def _collect(
+async def collect(
     settings: Settings, malformed: int, log: Path
 ) -> tuple[list[ScoreUpdated], list[StageChanged], int]:
     consumer = AIOKafkaConsumer(
@@ -171,7 +171,7 @@ async def _collect(
     return scores, changes, letters
 
 
-async def _group_members(settings: Settings) -> int:
+async def group_members(settings: Settings) -> int:
     """How many workers are members of the processor's consumer group now."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
@@ -183,7 +183,7 @@ async def _group_members(settings: Settings) -> int:
     return max(len(group[-1]) for group in groups)
 
 
-def _arrival_order(scores: list[ScoreUpdated]) -> dict[str, list[str]]:
+def arrival_order(scores: list[ScoreUpdated]) -> dict[str, list[str]]:
     """Per lead, the order in which the worker applied its events (from the revisions).
 
     Each model's records give a subsequence of that order; an event id that comes back (a
@@ -219,7 +219,7 @@ def _arrival_order(scores: list[ScoreUpdated]) -> dict[str, list[str]]:
     }
 
 
-def _latest(scores: list[ScoreUpdated]) -> dict[tuple[str, str], ScoreUpdated]:
+def latest_scores(scores: list[ScoreUpdated]) -> dict[tuple[str, str], ScoreUpdated]:
     latest: dict[tuple[str, str], ScoreUpdated] = {}
     for score in scores:
         key = (score.lead_id, score.model)
@@ -228,7 +228,7 @@ def _latest(scores: list[ScoreUpdated]) -> dict[tuple[str, str], ScoreUpdated]:
     return latest
 
 
-def _reference(
+def offline_reference(
     simulation: Simulation, models: ModelSet, order: dict[str, list[str]]
 ) -> tuple[dict[tuple[str, str], ScoreUpdated], list[StageChanged]]:
     events_by_id: dict[str, EventBase] = {}
@@ -258,17 +258,17 @@ def _reference(
     return latest, changes
 
 
-def _start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "warning"],
-            env=_env(settings),
+            env=worker_env(settings),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
 
 
-def _stop(worker: subprocess.Popen[bytes]) -> None:
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
     worker.send_signal(signal.SIGTERM)
     try:
         worker.wait(timeout=60)
@@ -277,7 +277,7 @@ def _stop(worker: subprocess.Popen[bytes]) -> None:
         worker.wait()
 
 
-def _check(
+def check_against_reference(
     scenario: Simulation,
     settings: Settings,
     scores: list[ScoreUpdated],
@@ -286,9 +286,9 @@ def _check(
     """The worker's outputs equal the reference computed offline from the same events."""
     assert settings.models_path is not None
     models = parse_models(settings.models_path.read_text(), source="test models")
-    order = _arrival_order(scores)
-    expected, expected_changes = _reference(scenario, models, order)
-    latest = _latest(scores)
+    order = arrival_order(scores)
+    expected, expected_changes = offline_reference(scenario, models, order)
+    latest = latest_scores(scores)
 
     def unseen(lead: str) -> str:
         """The lead's events the worker's records never mention, for a failure message."""
@@ -378,15 +378,15 @@ async def test_exactly_once_outputs_equal_the_offline_reference(
 async def _equals_the_reference(scenario: Simulation, settings: Settings, tmp_path: Path) -> None:
     await ensure_topics(settings)
     log = tmp_path / "worker.log"
-    worker = _start_worker(settings, log)
+    worker = start_worker(settings, log)
     try:
-        await _produce(settings, scenario.deliveries)
+        await produce(settings, scenario.deliveries)
         malformed = scenario.counts()["malformed"]
-        scores, changes, letters = await _collect(settings, malformed, log)
+        scores, changes, letters = await collect(settings, malformed, log)
     finally:
-        _stop(worker)
+        stop_worker(worker)
     assert letters == malformed
-    _check(scenario, settings, scores, changes)
+    check_against_reference(scenario, settings, scores, changes)
 
 
 async def test_a_second_worker_joining_mid_stream_changes_nothing(
@@ -398,20 +398,20 @@ async def test_a_second_worker_joining_mid_stream_changes_nothing(
     await ensure_topics(settings)
     log = tmp_path / "workers.log"
     half = len(scenario.deliveries) // 2
-    first = _start_worker(settings, log)
+    first = start_worker(settings, log)
     second = None
     try:
-        await _produce(settings, scenario.deliveries[:half])
+        await produce(settings, scenario.deliveries[:half])
         second_settings = settings.model_copy(update={"data_dir": tmp_path / "data-2"})
-        second = _start_worker(second_settings, log)
-        await _produce(settings, scenario.deliveries[half:])
+        second = start_worker(second_settings, log)
+        await produce(settings, scenario.deliveries[half:])
         malformed = scenario.counts()["malformed"]
-        scores, changes, letters = await _collect(settings, malformed, log)
-        members = await _group_members(settings)
+        scores, changes, letters = await collect(settings, malformed, log)
+        members = await group_members(settings)
     finally:
-        _stop(first)
+        stop_worker(first)
         if second is not None:
-            _stop(second)
+            stop_worker(second)
     assert letters >= malformed  # a dead letter may be sent again after a partition moved
     assert members == 2, "the second worker never joined the group"
-    _check(scenario, settings, scores, changes)
+    check_against_reference(scenario, settings, scores, changes)

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from stream.cli import build_parser, main
+from stream.cli import build_parser, main, subcommands
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["worker", "--help"], ["infra", "--help"]])
@@ -33,7 +33,7 @@ def test_invalid_settings_exit_with_the_config_code(monkeypatch: pytest.MonkeyPa
 
 def test_every_command_has_help() -> None:
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    commands = subcommands(parser)
     assert {"worker", "infra", "topics", "demo"} <= set(commands)
     for name, sub in commands.items():
         assert sub.description, f"{name} has no description"

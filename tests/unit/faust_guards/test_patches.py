@@ -1,14 +1,116 @@
-"""Guards around faust-streaming: the producer-buffer flush and the commit reckoning."""
+"""Class patches of faust-streaming (stream.faust_guards.patches), on Faust's own classes."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
+import faust
+from aiokafka.structs import ConsumerRecord
+from faust.tables.base import Collection
+from faust.transport.consumer import Consumer
+from faust.transport.drivers import aiokafka
 from faust.transport.producer import ProducerBuffer
+from faust.types import TP
 
-from stream.faust_guards.patches import guard_buffer_flush, guard_commit_offsets
+from stream import faust_guards
+from stream.faust_guards.local_stores import install_write_tracking
+from stream.faust_guards.patches import (
+    guard_buffer_flush,
+    guard_commit_offsets,
+    guard_read_offsets,
+    guard_skipped_acks,
+)
+
+TOPIC = "guarded"
+PART = TP(TOPIC, 0)
+COMMITTED = 5
+"""The offset the broker holds as committed for ``PART`` (where a seek goes back to)."""
+
+
+class OneBatch(aiokafka.Consumer):  # type: ignore[misc]
+    """Faust's Kafka consumer with the broker replaced: one fetch returns offsets 10 and 11 of
+    ``PART``, and the committed offset is ``COMMITTED``."""
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
+        records = [
+            ConsumerRecord(TOPIC, 0, offset, 0, 0, b"k", b"v", None, 1, 1, [])
+            for offset in (10, 11)
+        ]
+        return {PART: records}, {PART}
+
+    def highwater(self, tp: Any) -> int | None:
+        return None
+
+    async def seek_to_committed(self) -> dict[Any, int]:
+        return {PART: COMMITTED}
+
+
+async def consumer() -> Any:
+    """A consumer of a Faust app that consumes (and acknowledges) ``TOPIC``."""
+    app = faust.App("guards-test", broker="kafka://localhost:1")
+    app.topics.add(app.topic(TOPIC))
+    await app.topics._update_indices()  # what the conductor does when subscriptions change
+
+    def ignore(*args: Any) -> None:
+        return None
+
+    return OneBatch(
+        app.transport, callback=ignore, on_partitions_revoked=ignore, on_partitions_assigned=ignore
+    )
+
+
+async def test_an_untracked_record_is_not_acknowledged_and_a_tracked_one_is() -> None:
+    guard_skipped_acks()
+    books = await consumer()
+    fetched = books.getmany(timeout=1.0)
+    _, skipped = await anext(fetched)
+    _, handled = await anext(fetched)
+    # a stream marks a record tracked when it hands it to an agent (faust.streams)
+    handled.tracked = True
+    books.track_message(handled)
+
+    assert books.ack(skipped) is False  # unguarded: True, and offset 10 would be committed
+    assert books.ack(handled) is True
+    assert books._acked[PART] == [11]
+
+
+async def test_a_seek_during_a_hand_over_restores_the_seeks_read_offset() -> None:
+    guard_read_offsets()
+    books = await consumer()
+    fetched = books.getmany(timeout=1.0)
+    _, first = await anext(fetched)
+    # the record is being handed over when a rebalance seeks back to the committed offset...
+    await books.perform_seek()
+    assert books._read_offset[PART] == COMMITTED
+    # ...and Faust's fetch loop records the handed-over record as read afterwards
+    books._read_offset[PART] = first.offset
+    _, second = await anext(fetched)
+    assert books._read_offset[PART] == COMMITTED  # unguarded: 10, and 5-9 are dropped
+    # without a seek, the read offset the fetch loop records stays
+    books._read_offset[PART] = second.offset
+    await anext(fetched, None)
+    assert books._read_offset[PART] == second.offset
+
+
+def test_each_guard_patches_once() -> None:
+    patched: list[tuple[Callable[[], None], type, tuple[str, ...]]] = [
+        (guard_skipped_acks, Consumer, ("ack",)),
+        (guard_read_offsets, Consumer, ("perform_seek", "getmany")),
+        (guard_buffer_flush, ProducerBuffer, ("_send_pending", "flush")),
+        (guard_commit_offsets, Consumer, ("_new_offset",)),
+        (install_write_tracking, Collection, ("send_changelog", "_on_changelog_sent")),
+    ]
+    faust_guards.install()
+    for guard, owner, names in patched:
+        installed = {name: vars(owner)[name] for name in names}
+        guard()
+        faust_guards.install()
+        assert {name: vars(owner)[name] for name in names} == installed, guard.__name__
+        for name in names:
+            assert vars(owner)[name].__module__.startswith("stream.faust_guards"), name
 
 
 class _SlowChannel:

@@ -10,7 +10,7 @@ import pytest
 from stream.worker import native_memory
 
 pytestmark = pytest.mark.skipif(
-    native_memory._glibc() is None, reason="the C library is not glibc (nothing to limit or trim)"
+    not native_memory.is_glibc(), reason="the C library is not glibc (nothing to limit or trim)"
 )
 
 # A child process, so the test's own heap does not matter: it fills 200 MB of malloc'd blocks,

@@ -1,0 +1,168 @@
+"""Every faust-streaming symbol the guards patch or read exists as the guards expect it.
+
+The guards (``stream.faust_guards``) replace Faust methods with functions of the same parameters
+and read attributes Faust keeps private. A Faust release that renames or reshapes any of them
+fails here, before a guard silently stops guarding. The methods are checked in the source of
+the classes the guards patch (so whether a guard is installed does not matter); the attributes
+on real objects built by a Faust app (nothing is started).
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+import pytest
+from faust.stores.rocksdb import Store
+from faust.tables.base import Collection
+from faust.topics import Topic
+from faust.transport.consumer import Consumer
+from faust.transport.producer import Producer, ProducerBuffer
+from faust.types.tuples import ConsumerMessage
+from intervaltree import IntervalTree
+
+from stream.faust_guards import readers
+
+
+def parameters(function: Callable[..., Any]) -> list[str]:
+    return list(inspect.signature(inspect.unwrap(function)).parameters)
+
+
+def defined(owner: type, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
+    """``owner.name`` as Faust's source defines it (unchanged by a guard installed meanwhile)."""
+    (cls,) = ast.parse(textwrap.dedent(inspect.getsource(owner))).body
+    assert isinstance(cls, ast.ClassDef)
+    for node in cls.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
+            return node
+    pytest.fail(f"{owner.__module__}.{owner.__name__} defines no {name}")
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "expected", "is_coroutine"),
+    [
+        (Consumer, "ack", ["self", "message"], False),
+        (Consumer, "perform_seek", ["self"], True),
+        (Consumer, "getmany", ["self", "timeout"], True),
+        (Consumer, "_new_offset", ["self", "tp"], False),
+        (ProducerBuffer, "_send_pending", ["self", "fut"], True),
+        (ProducerBuffer, "flush", ["self"], True),
+        (
+            Collection,
+            "send_changelog",
+            ["self", "partition", "key", "value", "key_serializer", "value_serializer"],
+            False,
+        ),
+        (Collection, "_on_changelog_sent", ["self", "fut"], False),
+        (Producer, "send_soon", ["self", "fut"], False),
+        (Producer, "flush", ["self"], True),
+    ],
+)
+def test_a_patched_method_keeps_its_parameters(
+    owner: type, name: str, expected: list[str], is_coroutine: bool
+) -> None:
+    function = defined(owner, name)
+    arguments = function.args
+    assert [a.arg for a in arguments.posonlyargs + arguments.args] == expected
+    assert not arguments.kwonlyargs and not arguments.vararg and not arguments.kwarg
+    assert isinstance(function, ast.AsyncFunctionDef) is is_coroutine
+    assert callable(getattr(owner, name))
+
+
+def test_consumer_getmany_is_an_async_generator() -> None:
+    getmany = defined(Consumer, "getmany")
+    assert isinstance(getmany, ast.AsyncFunctionDef)
+    assert any(isinstance(node, ast.Yield) for node in ast.walk(getmany))
+
+
+def test_the_producer_of_an_app_is_a_faust_producer() -> None:
+    # ``hold_flush`` wraps ``app.producer.flush``; ``hold_changelog`` calls its ``send_soon``
+    app = faust.App("symbols-producer", broker="kafka://localhost:1")
+    assert isinstance(app.producer, Producer)
+    assert parameters(type(app.producer).flush) == ["self"]
+    assert inspect.iscoroutinefunction(type(app.producer).flush)
+    assert parameters(type(app.producer).send_soon) == ["self", "fut"]
+
+
+def test_topic_send_is_awaited_for_its_delivery_future() -> None:
+    # ``track_sends`` wraps ``Topic.send`` and tracks what it returns
+    assert inspect.iscoroutinefunction(Topic.send)
+    returned = str(inspect.signature(Topic.send).return_annotation)
+    assert "Awaitable" in returned and "RecordMetadata" in returned
+
+
+def test_topic_send_soon_takes_what_as_future_message_takes() -> None:
+    # ``hold_changelog`` replaces ``send_soon`` and passes its keywords (but ``force``) on
+    send_soon = inspect.signature(Topic.send_soon).parameters
+    future = inspect.signature(Topic.as_future_message).parameters
+    assert all(
+        p.kind is inspect.Parameter.KEYWORD_ONLY for n, p in send_soon.items() if n != "self"
+    )
+    assert set(send_soon) - {"self", "force"} <= set(future)
+
+
+def test_a_message_records_whether_a_stream_tracked_it() -> None:
+    # ``guard_skipped_acks`` reads ``message.tracked``, which faust.streams sets
+    message = ConsumerMessage("t", 0, 10, 0.0, 0, None, b"k", b"v", None)
+    assert message.tracked is False  # a consumed record, not yet handed to a stream
+    assert "message.tracked = True" in inspect.getsource(faust.streams)
+
+
+def test_the_consumer_keeps_the_books_the_guards_read() -> None:
+    app = faust.App("symbols-consumer", broker="kafka://localhost:1")
+
+    def ignore(*args: Any) -> None:
+        return None
+
+    consumer = app.transport.create_consumer(
+        callback=ignore, on_partitions_revoked=ignore, on_partitions_assigned=ignore
+    )
+    assert isinstance(consumer, Consumer)
+    tp = ("t", 0)
+    assert consumer._read_offset[tp] is None
+    assert consumer._committed_offset[tp] is None
+    assert readers.committed_offsets(consumer) is consumer._committed_offset
+    assert consumer._acked[tp] == []
+    assert consumer._acked_index[tp] == set()
+    gaps = consumer._gap[tp]
+    assert isinstance(gaps, IntervalTree)
+    for method in ("overlap", "chop", "overlaps_point", "addi"):
+        assert callable(getattr(gaps, method)), method
+    # the consumer's own source uses them as the guards do
+    source = inspect.getsource(Consumer)
+    for attribute in ("_read_offset", "_committed_offset", "_acked", "_acked_index", "_gap"):
+        assert f"self.{attribute}" in source, attribute
+
+
+def test_the_producer_buffer_exposes_what_the_flush_guard_waits_on() -> None:
+    buffer = faust.App("symbols-buffer", broker="kafka://localhost:1").producer.buffer
+    assert isinstance(buffer, ProducerBuffer)
+    assert buffer.size == 0
+    assert not buffer.message_sent.is_set()
+    assert isinstance(inspect.getattr_static(ProducerBuffer, "state"), property)
+    assert "self.message_sent.set()" in inspect.getsource(ProducerBuffer)
+
+
+def test_a_rocksdb_table_store_lists_its_databases(tmp_path: Path) -> None:
+    app = faust.App(
+        "symbols-store", broker="kafka://localhost:1", store="rocksdb://", datadir=tmp_path
+    )
+    table = app.Table("sized", partitions=1)
+    assert isinstance(table.data, Store)
+    assert readers.open_databases(table.data) == {}
+    active = readers.active_databases(table.data)
+    assert active is not None
+    assert list(active()) == []
+    assert parameters(Store._dbs_for_actives) == ["self"]
+
+
+def test_the_memory_store_has_no_databases() -> None:
+    app = faust.App("symbols-memory", broker="kafka://localhost:1", store="memory://")
+    table = app.Table("sized", partitions=1)
+    assert readers.open_databases(table.data) is None
+    assert readers.active_databases(table.data) is None
