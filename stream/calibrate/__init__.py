@@ -9,7 +9,8 @@ converted) becomes a Leadstream model file the stream runs unchanged:
     report.py     AUC, KS, deciles, calibration, points and per-action close rates
     run.py        the pipeline: a seeded held-out split, thresholds, the stream check
     history.py    from an event log and outcomes: new points for an existing model's rules
-    command.py    the `leadstream calibrate` command
+
+The `leadstream calibrate` command is `stream.cli.calibrate`.
 
 This package uses pandas and scikit-learn (the `calibrate` extra); the scoring core
 (`stream.scoring`) never imports it.

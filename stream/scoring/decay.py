@@ -1,4 +1,4 @@
-"""Exact, order-independent time decay (see shared/ARCHITECTURE.md, "Time decay").
+"""Exact, order-independent time decay (see docs/ARCHITECTURE.md, "Exact decay").
 
 Points `p` earned at time `t` are worth `p · 2^(-(now - t)/h)` at `now`, for half-life `h`. A
 running sum is kept as `(S, T)`, its value as of time `T`:

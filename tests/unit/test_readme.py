@@ -3,7 +3,9 @@
 The quickstart is exactly `make demo` and `make test`; those Makefile targets run `leadstream
 demo` (exercised against the real services by tests/integration/dev/test_demo.py) and the test suite
 (what `.ci/run` runs). Every `leadstream ...` command the README shows exists (its `--help`
-answers), and the "Command line" section lists every command.
+answers), and the "Command line" section lists every command. Every file the README and the
+documents in docs/ link to or name by its repository path exists, and none but docs/DATASETS.md
+points outside the clone.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.DOTALL)
 WORD = re.compile(r"^[a-z][a-z-]*$")
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+REPO_PATH = re.compile(r"`((?:stream|schemas|tests|deploy)/[^`\s*]*)`")
+OUTSIDE = re.compile(r"[`(]((?:\.\./)?shared/[^`)\s]*)")
 
 
 def _commands(block: str) -> list[str]:
@@ -78,3 +84,18 @@ def test_the_command_line_section_lists_every_command() -> None:
     commands = set(subcommands(build_parser()))
     assert commands == listed
     assert "| 5 | not found" in section and "| 4 | Kafka or Redis unreachable" in section
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_every_path_a_document_names_exists(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    missing = [
+        target
+        for target in LINK.findall(text)
+        if not target.startswith(("http://", "https://", "#"))
+        and not (doc.parent / target.split("#", 1)[0]).exists()
+    ]
+    missing += [path for path in REPO_PATH.findall(text) if not (ROOT / path).exists()]
+    if doc.name != "DATASETS.md":  # the one document about the data read from beside the clone
+        missing += OUTSIDE.findall(text)
+    assert missing == []

@@ -1,5 +1,7 @@
 """Calibration on public lead-conversion data in ../shared/datasets (read in place).
 
+Where the data comes from, and how to lay it out: docs/DATASETS.md.
+
 The bounds sit a little under the figures in BENCHMARKS.md: the split is seeded, but these
 datasets are small. Cross-validation is skipped to keep the tests fast: the shoppers test crosses
 the 4 pairs of attributes that cross-validation on the training split chooses (BENCHMARKS.md);

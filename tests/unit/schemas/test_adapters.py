@@ -1,5 +1,7 @@
 """Vendor adapters against the real vendor samples in ../shared/datasets/webhooks (read in place).
 
+Where the samples come from, and how to lay them out: docs/DATASETS.md.
+
 Every sample either converts (the expected event types are listed) or is rejected with a reason;
 at least one sample per vendor is checked field by field.
 """
