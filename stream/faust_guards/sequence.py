@@ -43,8 +43,6 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from stream import metrics
-
 __all__ = ["POSITION_PREFIX", "STALL_CHECK_S", "Fetched", "SequenceGuard", "position_key"]
 
 log = logging.getLogger(__name__)
@@ -92,8 +90,12 @@ class SequenceGuard:
         *,
         read_committed: bool = False,
         positions: Sequence[MutableMapping[bytes, bytes]] = (),
+        on_redelivered: Callable[[], None] = lambda: None,
+        on_recovered: Callable[[int], None] = lambda count: None,
     ) -> None:
         self.app = app
+        self.on_redelivered = on_redelivered
+        self.on_recovered = on_recovered
         self.bootstrap = bootstrap
         self.read_committed = read_committed
         self.positions = tuple(positions)
@@ -182,7 +184,7 @@ class SequenceGuard:
                 # handled before a restart or a move: its effects are in the restored table
                 self._last[key] = last = saved
         if last is not None and message.offset <= last:
-            metrics.record_redelivered()
+            self.on_redelivered()
             return False
         expected = last + 1 if last is not None else self._committed(key)
         if expected is not None and message.offset > expected:
@@ -243,7 +245,7 @@ class SequenceGuard:
             start,
             end - 1,
         )
-        metrics.records_recovered(count)
+        self.on_recovered(count)
         return count
 
     def _mark_done(self, topic: str, partition: int, start: int, end: int) -> None:

@@ -162,6 +162,8 @@ class LeadProcessor:
             settings.kafka_bootstrap,
             read_committed=settings.processing_guarantee == "exactly_once",
             positions=(self.leads, self.identities),
+            on_redelivered=metrics.record_redelivered,
+            on_recovered=metrics.records_recovered,
         )
         self.agent: Any = None
 

@@ -107,7 +107,14 @@ async def test_gaps_are_read_and_handled_in_order_and_redeliveries_skipped(
     tp = TopicPartition(topic, 0)
     books = ConsumerBooks({tp}, {tp: 10})
     books._committed_offset[tp] = 0
-    guard = _guard(books, kafka_bootstrap)
+    redelivered: list[None] = []
+    recovered: list[int] = []
+    guard = _guard(
+        books,
+        kafka_bootstrap,
+        on_redelivered=lambda: redelivered.append(None),
+        on_recovered=recovered.append,
+    )
     handled: list[tuple[int, bytes | None]] = []
 
     async def handle(record: Any) -> None:
@@ -137,6 +144,9 @@ async def test_gaps_are_read_and_handled_in_order_and_redeliveries_skipped(
         # every offset up to the last handled one is done for Faust's commit logic
         guard.advance()
         assert books.done(tp) == set(range(10))
+        # what the worker counts in its metrics: two redeliveries skipped, 3 + 5 records read
+        assert len(redelivered) == 2
+        assert sum(recovered) == 8
         # revoked: the partition is not checked any more
         books.tps.discard(tp)
         guard.forget({tp})
