@@ -10,6 +10,7 @@ Where the services come from (see ``stream.dev.infra``):
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -17,9 +18,10 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlparse
 
@@ -27,6 +29,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from stream.dev import infra as devinfra
+from stream.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -34,6 +37,23 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if IN_CI:
     hypothesis_settings.load_profile("ci")
+
+
+def _factories() -> ModuleType:
+    """tests/factories.py, registered as the module ``factories`` for the test modules."""
+    path = Path(__file__).with_name("factories.py")
+    loaded = sys.modules.get("factories")
+    if loaded is not None and getattr(loaded, "__file__", None) == str(path):
+        return loaded
+    spec = importlib.util.spec_from_file_location("factories", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["factories"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+make_settings = _factories().make_settings
 
 
 def _unavailable(what: str) -> None:
@@ -108,6 +128,24 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
+@pytest.fixture
+def settings_factory(
+    request: pytest.FixtureRequest, kafka_bootstrap: str, tmp_path: Path
+) -> Callable[..., Settings]:
+    """``settings_factory(**overrides)``: `make_settings` on the run's broker, tables in tmp_path.
+
+    The Redis URL is the run's too when the test uses Redis (asks for ``redis_url``).
+    """
+    services = {"kafka_bootstrap": kafka_bootstrap}
+    if "redis_url" in request.fixturenames:
+        services["redis_url"] = request.getfixturevalue("redis_url")
+
+    def make(**overrides: Any) -> Settings:
+        return make_settings(tmp_path, **{**services, **overrides})
+
+    return make
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
         session.config.get_terminal_writer().line(
@@ -175,32 +213,28 @@ def _free_port() -> int:
 
 def launch_worker(kafka_bootstrap: str, redis_url: str, tmp: Path) -> ServedWorker:
     """A worker's settings and environment (unique app id, topics and port); not started."""
-    from stream.settings import Settings
-
-    unique = uuid.uuid4().hex[:10]
     token = uuid.uuid4().hex
-    port = _free_port()
+    settings = make_settings(
+        tmp,
+        kafka_bootstrap=kafka_bootstrap,
+        redis_url=redis_url,
+        store="memory",
+        web_enabled=True,
+        web_port=_free_port(),
+    )
     env = {
         **os.environ,
-        "LEADSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "LEADSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "LEADSTREAM_REDIS_URL": redis_url,
-        "LEADSTREAM_APP_ID": f"ls-web-{unique}",
-        "LEADSTREAM_TOPIC_PREFIX": f"w{unique}.",
-        "LEADSTREAM_TOPIC_PARTITIONS": "2",
-        "LEADSTREAM_DATA_DIR": str(tmp / "data"),
-        "LEADSTREAM_STORE": "memory",
-        "LEADSTREAM_WEB_PORT": str(port),
+        "LEADSTREAM_APP_ID": settings.app_id,
+        "LEADSTREAM_TOPIC_PREFIX": settings.topic_prefix,
+        "LEADSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "LEADSTREAM_DATA_DIR": str(settings.data_dir),
+        "LEADSTREAM_STORE": settings.store,
+        "LEADSTREAM_WEB_PORT": str(settings.web_port),
         "LEADSTREAM_AUTH_TOKENS": token,
         "LEADSTREAM_AUTH_DISABLED": "false",
     }
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        redis_url=redis_url,
-        app_id=env["LEADSTREAM_APP_ID"],
-        topic_prefix=env["LEADSTREAM_TOPIC_PREFIX"],
-        topic_partitions=2,
-        web_port=port,
-    )
     return ServedWorker(settings, env, tmp / "worker.log", token)
 
 

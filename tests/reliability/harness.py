@@ -128,13 +128,12 @@ def pipeline_settings(kafka_bootstrap: str, unique: str, tmp: Path, **extra: Any
     """Settings of a scoring worker under test (the reference test model, 4 partitions)."""
     models = tmp / "models.yaml"
     models.write_text(pipeline.model_text())
-    return Settings(
+    return root.make_settings(
+        tmp,
         kafka_bootstrap=kafka_bootstrap,
         app_id=f"ls-rel-{unique}",
         topic_prefix=f"r{unique}.",
         topic_partitions=4,
-        data_dir=tmp / "data",
-        web_enabled=False,
         models_path=models,
         timer_interval_s=3600,
         **extra,

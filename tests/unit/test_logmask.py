@@ -6,10 +6,10 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from factories import make_settings
 from pydantic import SecretStr
 
 from stream import logmask
-from stream.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_install_masks_records_of_every_logger(
 
 
 def test_settings_secrets() -> None:
-    settings = Settings(
+    settings = make_settings(
         auth_tokens=[SecretStr("tok-1111"), SecretStr("tok-2222")],
         mailgun_signing_key=SecretStr("key-mailgun"),
         mailchimp_webhook_key=SecretStr("mc-path-key"),

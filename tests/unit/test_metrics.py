@@ -6,12 +6,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from aiokafka import TopicPartition
+from factories import make_settings
 from prometheus_client.parser import text_string_to_metric_families
 from rocksdict import Rdict
 
 from stream import metrics
 from stream.app import create_app
-from stream.settings import Settings
 from stream.web.read_api import histogram
 
 
@@ -46,7 +46,7 @@ def test_domain_counters_appear_in_the_exposition() -> None:
 
 
 def test_sensor_and_app_gauges() -> None:
-    app = create_app(Settings(store="memory", projector_enabled=False))
+    app = create_app(make_settings(projector_enabled=False, web_enabled=True))
     per_app = metrics.register(app)
     sensor = next(s for s in app.sensors if type(s).__name__ == "LeadstreamSensor")
     tp = SimpleNamespace(topic="leads.social.v1", partition=0)

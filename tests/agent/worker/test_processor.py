@@ -15,6 +15,7 @@ from typing import Any
 
 import faust
 import pytest
+from factories import make_settings
 
 from schemas import codec
 from schemas.errors import ErrorKind
@@ -25,7 +26,6 @@ from schemas.stages import Stage
 from schemas.topics import topic_for
 from stream.app import faust_options
 from stream.scoring import LeadState, ModelSet, apply_all, parse_models, score_at
-from stream.settings import Settings
 from stream.worker import processor as proc
 from stream.worker.identity import IdentityLimits
 from stream.worker.port import CoreEngine
@@ -110,7 +110,8 @@ class Harness:
 
 
 def make_processor(tmp_path: Path, models: ModelSet, **settings: Any) -> proc.LeadProcessor:
-    config = Settings(store="memory", data_dir=tmp_path, web_enabled=False, **settings)
+    # unprefixed topics: the harness labels messages with the contract's topic names
+    config = make_settings(tmp_path, store="memory", topic_prefix="", **settings)
     app = faust.App(**faust_options(config))
     return proc.register(
         app,

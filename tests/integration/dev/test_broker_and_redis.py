@@ -7,11 +7,11 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from factories import make_settings
 
 from stream.errors import ConfigurationError
 from stream.kafka import topics
 from stream.kafka.admin import ALL_TOPICS, describe_topics, ensure_topics
-from stream.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -41,11 +41,9 @@ async def test_produce_and_consume_through_the_broker(kafka_bootstrap: str, uniq
 
 
 async def test_ensure_topics_creates_them_with_partitions_and_cleanup_policy(
-    kafka_bootstrap: str, unique: str
+    kafka_bootstrap: str,
 ) -> None:
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap, topic_prefix=f"t{unique}.", topic_partitions=3
-    )
+    settings = make_settings(kafka_bootstrap=kafka_bootstrap, topic_partitions=3)
     created = await ensure_topics(settings)
     assert sorted(created) == sorted(settings.topic(spec.name) for spec in ALL_TOPICS)
     assert await ensure_topics(settings) == []  # idempotent
@@ -76,11 +74,11 @@ async def test_ensure_topics_creates_them_with_partitions_and_cleanup_policy(
 async def test_partition_mismatch_is_a_clear_error(kafka_bootstrap: str, unique: str) -> None:
     prefix = f"t{unique}."
     await ensure_topics(
-        Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=2)
+        make_settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=2)
     )
     with pytest.raises(ConfigurationError, match="expected 4"):
         await ensure_topics(
-            Settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=4)
+            make_settings(kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, topic_partitions=4)
         )
 
 

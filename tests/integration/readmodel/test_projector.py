@@ -14,7 +14,7 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -170,13 +170,8 @@ def local_redis(tmp_path: Path, redis_url: str) -> Iterator[LocalRedis]:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, unique: str) -> Settings:
-    return Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        app_id=f"ls-proj-{unique}",
-        topic_prefix=f"p{unique}.",
-        topic_partitions=2,
-    )
+def settings(settings_factory: Callable[..., Settings]) -> Settings:
+    return settings_factory()
 
 
 async def _produce(settings: Settings, records: list[Any]) -> None:

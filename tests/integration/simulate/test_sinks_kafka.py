@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
+from factories import make_settings
 
 from schemas.topics import INBOUND_TOPICS
 from stream.kafka.admin import ALL_TOPICS, ensure_topics
@@ -19,10 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def settings(kafka_bootstrap: str, unique: str) -> AsyncIterator[Settings]:
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap, topic_prefix=f"sim{unique}.", topic_partitions=1
-    )
+async def settings(kafka_bootstrap: str) -> AsyncIterator[Settings]:
+    settings = make_settings(kafka_bootstrap=kafka_bootstrap, topic_partitions=1)
     yield settings
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     await admin.start()

@@ -32,6 +32,7 @@ from aiohttp import ClientSession, ClientTimeout
 from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from factories import make_settings
 
 from stream.kafka import topics
 from stream.settings import Settings
@@ -70,7 +71,6 @@ class CollectorWorker:
 def worker(
     kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CollectorWorker]:
-    unique = uuid.uuid4().hex[:10]
     tmp = tmp_path_factory.mktemp("collector")
     port = _free_port()
     sendgrid_key = ec.generate_private_key(ec.SECP256R1())
@@ -79,13 +79,8 @@ def worker(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     ).decode()
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        app_id=f"ls-test-{unique}",
-        topic_prefix=f"t{unique}.",
-        topic_partitions=2,
-        data_dir=tmp / "data",
-        web_port=port,
+    settings = make_settings(
+        tmp, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, web_enabled=True, web_port=port
     )
     env = {
         **os.environ,

@@ -6,6 +6,7 @@ import asyncio
 import math
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,20 +46,15 @@ models:
 
 
 async def test_a_quiet_mql_is_recycled_by_the_timer(
-    kafka_bootstrap: str, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kafka_bootstrap: str,
+    unique: str,
+    settings_factory: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     models = tmp_path / "models.yaml"
     models.write_text(MODEL)
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        app_id=f"ls-timer-{unique}",
-        topic_prefix=f"t{unique}.",
-        topic_partitions=2,
-        data_dir=tmp_path / "data",
-        web_enabled=False,
-        models_path=models,
-        timer_interval_s=TIMER_S,
-    )
+    settings = settings_factory(models_path=models, timer_interval_s=TIMER_S)
     await ensure_topics(settings)
     log = tmp_path / "worker.log"
     env: dict[str, Any] = {

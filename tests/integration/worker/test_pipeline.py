@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from graphlib import TopologicalSorter
 from importlib import resources
@@ -75,19 +76,10 @@ def scenario() -> Simulation:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, unique: str, tmp_path: Path) -> Settings:
+def settings(settings_factory: Callable[..., Settings], tmp_path: Path) -> Settings:
     models = tmp_path / "models.yaml"
     models.write_text(model_text())
-    return Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        app_id=f"ls-pipeline-{unique}",
-        topic_prefix=f"p{unique}.",
-        topic_partitions=4,
-        data_dir=tmp_path / "data",
-        web_enabled=False,
-        models_path=models,
-        timer_interval_s=3600,
-    )
+    return settings_factory(topic_partitions=4, models_path=models, timer_interval_s=3600)
 
 
 def worker_env(settings: Settings) -> dict[str, str]:

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,15 +55,8 @@ class Worker:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, unique: str, tmp_path: Path) -> Settings:
-    return Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        app_id=f"ls-test-{unique}",
-        topic_prefix=f"t{unique}.",
-        topic_partitions=4,
-        data_dir=tmp_path / "data",
-        web_enabled=False,
-    )
+def settings(settings_factory: Callable[..., Settings]) -> Settings:
+    return settings_factory(topic_partitions=4)
 
 
 @pytest.fixture

@@ -173,12 +173,13 @@ def test_unusable_history_is_an_error(history: pd.DataFrame) -> None:
 
 
 def test_worker_loads_the_generated_model(result: Calibration, tmp_path: Path) -> None:
+    from factories import make_settings
+
     from stream.app import create_app
-    from stream.settings import Settings
 
     path = tmp_path / "calibrated.yaml"
     path.write_text(result.yaml_text, encoding="utf-8")
-    app = create_app(Settings(models_path=path, store="memory", web_enabled=False))
+    app = create_app(make_settings(models_path=path))
     assert app is not None
 
 

@@ -93,11 +93,12 @@ def test_a_fixed_number_of_pairs_skips_the_choice(crossed: Calibration) -> None:
 
 
 def test_a_worker_loads_the_model_with_pairs(crossed: Calibration, tmp_path: Path) -> None:
+    from factories import make_settings
+
     from stream.app import create_app
-    from stream.settings import Settings
 
     path = tmp_path / "calibrated.yaml"
     path.write_text(crossed.yaml_text, encoding="utf-8")
     assert main(["rules", "validate", str(path)]) == 0
-    app = create_app(Settings(models_path=path, store="memory", web_enabled=False))
+    app = create_app(make_settings(models_path=path))
     assert app is not None

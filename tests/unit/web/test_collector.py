@@ -26,6 +26,7 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from factories import make_settings
 from pydantic import SecretStr
 
 from schemas import codec
@@ -220,7 +221,7 @@ async def make_served() -> AsyncIterator[Callable[..., Any]]:
             "collector_max_call_bytes": 1024,
             "collector_max_webhook_bytes": 4096,
         }
-        settings = Settings(**{**options, **overrides})
+        settings = make_settings(**{**options, **overrides})
         sink = ListSink()
         collector = Collector(settings, sink, replays=MemoryReplayGuard())
         server = TestServer(_aiohttp_app(collector))

@@ -7,9 +7,9 @@ from importlib import resources
 import faust
 import pytest
 import yaml
+from factories import make_settings
 
 from stream.app import create_app
-from stream.settings import Settings
 
 METHODS = ("get", "head", "post", "put", "patch", "delete")
 
@@ -24,7 +24,7 @@ def _document() -> dict[str, object]:
 
 
 def _routed() -> set[tuple[str, str]]:
-    app = create_app(Settings(store="memory", projector_enabled=False))
+    app = create_app(make_settings(projector_enabled=False, web_enabled=True))
     routed = set()
     for path, view in app.web.views.items():  # instances of the view classes
         for cls in type(view).__mro__:
