@@ -11,13 +11,13 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 
 from schemas import codec
 from schemas.events import LeadErased
 from schemas.topics import topic_for
 from stream.errors import InfrastructureError
+from stream.kafka import clients
 from stream.settings import Settings
 
 __all__ = ["erasure", "forget"]
@@ -40,20 +40,11 @@ async def forget(settings: Settings, lead_id: str, reason: str | None) -> tuple[
     """Send the erasure; returns the event and the topic it went to."""
     event = erasure(lead_id, reason, now=datetime.now(UTC))
     topic = settings.topic(topic_for(event))
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", request_timeout_ms=15000
-    )
-    try:
-        await producer.start()
-    except KafkaConnectionError as exc:
-        await producer.stop()
-        raise InfrastructureError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}"
-        ) from exc
-    try:
-        await producer.send_and_wait(topic, key=codec.event_key(event), value=codec.encode(event))
-    except KafkaError as exc:
-        raise InfrastructureError(f"sending to Kafka failed: {exc}") from exc
-    finally:
-        await producer.stop()
+    async with clients.producer(settings, acks="all", request_timeout_ms=15000) as producer:
+        try:
+            await producer.send_and_wait(
+                topic, key=codec.event_key(event), value=codec.encode(event)
+            )
+        except KafkaError as exc:
+            raise InfrastructureError(f"sending to Kafka failed: {exc}") from exc
     return event, topic

@@ -48,6 +48,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream import metrics
+from stream.kafka import clients
 
 __all__ = ["POSITION_PREFIX", "STALL_CHECK_S", "Fetched", "SequenceGuard", "position_key"]
 
@@ -197,15 +198,13 @@ class SequenceGuard:
 
     async def _consumer(self) -> AIOKafkaConsumer:
         if self._reader is None:
-            reader = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap.split(","),
+            self._reader = await clients.consumer(
+                self.bootstrap,
                 group_id=None,
                 enable_auto_commit=False,
                 isolation_level="read_committed" if self.read_committed else "read_uncommitted",
                 client_id=f"{self.app.conf.id}-sequence",
             )
-            await reader.start()
-            self._reader = reader
         return self._reader
 
     async def fill(self, topic: str, partition: int, start: int, end: int, handle: Handler) -> int:
