@@ -22,13 +22,13 @@ from typing import Any
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from schemas import codec
 from schemas.errors import DecodeError
 from stream.app import faust_options
 from stream.faust_guards.patches import guard_skipped_acks
-from stream.kafka import topics
+from stream.kafka import clients, topics
 from stream.settings import Settings
 
 KINDS = ("bare", "naive")
@@ -98,16 +98,14 @@ async def raw_loop(settings: Settings, expected: int, limit_s: float) -> tuple[i
 
     Timed from the first record fetched to the last record's send acknowledged.
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    consumer = await clients.consumer(
+        settings,
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks=1, linger_ms=5)
-    await consumer.start()
-    await producer.start()
+    producer = await clients.producer(settings, acks=1, linger_ms=5)
     out = output_topic(settings, "raw")
     try:
         names = [settings.topic(spec.name) for spec in topics.SOURCES]

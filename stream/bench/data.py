@@ -9,15 +9,14 @@ lead's records keep their order within its partition.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from stream.kafka import clients
 from stream.settings import Settings
 from stream.simulate.traffic import Delivery, SimConfig, generate
 
@@ -67,28 +66,13 @@ async def produce(
     rename_topic: bool = True,
 ) -> tuple[int, float]:
     """Send records as fast as the producer batches them; (count, seconds)."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        acks=1,
-        linger_ms=20,
-        max_batch_size=512 * 1024,
-    )
-    await producer.start()
-    started = time.perf_counter()
-    count = 0
-    try:
-        pending: list[asyncio.Future[object]] = []
-        for delivery in records:
-            topic = settings.topic(delivery.topic) if rename_topic else delivery.topic
-            pending.append(await producer.send(topic, key=delivery.key, value=delivery.value))
-            count += 1
-            if len(pending) >= 20_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await producer.flush()
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
+    async with clients.producer(
+        settings, acks=1, linger_ms=20, max_batch_size=512 * 1024
+    ) as producer:
+        started = time.perf_counter()
+        if rename_topic:
+            records = (d._replace(topic=settings.topic(d.topic)) for d in records)
+        count = await clients.send_batch(producer, records, window=20_000)
     return count, time.perf_counter() - started
 
 

@@ -43,13 +43,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from stream.bench import baselines
 from stream.bench.data import Traffic, build_traffic, keys_per_partition, produce
-from stream.kafka import topics
+from stream.kafka import clients, topics
 from stream.kafka.admin import ensure_topics
 from stream.settings import Settings
 from stream.simulate.traffic import Delivery
@@ -204,21 +204,11 @@ def baseline_worker(settings: Settings, kind: str, data_dir: Path, log: Path) ->
 # ------------------------------------------------------------------------------ Kafka helpers
 
 
-async def _admin(settings: Settings) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    return admin
-
-
 async def end_offsets(settings: Settings, names: Iterable[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
-    await consumer.start()
-    try:
+    async with clients.consumer(settings, group_id=None) as consumer:
         parts = [TopicPartition(n, p) for n in names for p in range(settings.topic_partitions)]
         ends: dict[TopicPartition, int] = await consumer.end_offsets(parts)
         return ends
-    finally:
-        await consumer.stop()
 
 
 async def committed(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartition, int]:
@@ -230,7 +220,7 @@ async def committed(admin: AIOKafkaAdminClient, group: str) -> dict[TopicPartiti
 
 
 async def create_topics(settings: Settings, names: Iterable[str], *, compact: bool = False) -> None:
-    admin = await _admin(settings)
+    admin = await clients.admin(settings)
     configs = {"cleanup.policy": "compact"} if compact else {}
     try:
         existing = set(await admin.list_topics())
@@ -251,7 +241,7 @@ async def create_topics(settings: Settings, names: Iterable[str], *, compact: bo
 
 
 async def delete_topics(settings: Settings, prefixes: Iterable[str]) -> None:
-    admin = await _admin(settings)
+    admin = await clients.admin(settings)
     try:
         names = [n for n in await admin.list_topics() if any(n.startswith(p) for p in prefixes)]
         if names:
@@ -272,7 +262,7 @@ async def drain(
     ends = await end_offsets(settings, sources)
     total = sum(ends.values())
     internal_topic = settings.topic(topics.INTERNAL.name)
-    admin = await _admin(settings)
+    admin = await clients.admin(settings)
     try:
         deadline = time.monotonic() + limit_s
         first: tuple[float, int] | None = None
@@ -375,12 +365,8 @@ async def latency_at(
     wanted = records[: max(1, int(rate * seconds))]
     ids = [_ids(d.value) for d in wanted]
     out_topics = [settings.topic(topics.SCORES.name), settings.topic(topics.STAGE_CHANGES.name)]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, fetch_max_wait_ms=5
-    )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks=1, linger_ms=1)
-    await consumer.start()
-    await producer.start()
+    consumer = await clients.consumer(settings, group_id=None, fetch_max_wait_ms=5)
+    producer = await clients.producer(settings, acks=1, linger_ms=1)
     receiver = _Receiver(consumer, out_topics[1])
     try:
         parts = [TopicPartition(n, p) for n in out_topics for p in range(settings.topic_partitions)]
@@ -436,14 +422,13 @@ async def create_changelogs(settings: Settings, tables: Iterable[str]) -> None:
 async def read_changelog(settings: Settings) -> dict[bytes, bytes]:
     """The latest value of every key of the ``leads`` table's changelog."""
     name = changelog_topic(settings)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+    consumer = await clients.consumer(
+        settings,
         group_id=None,
         # see stream.readmodel.projector.rebuild: a reset may land late
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
-    await consumer.start()
     latest: dict[bytes, bytes] = {}
     try:
         parts = [TopicPartition(name, p) for p in range(settings.topic_partitions)]
@@ -528,13 +513,9 @@ async def wait_probes(
 ) -> float:
     """Seconds from ``started_at`` (monotonic) until every probe lead has an output."""
     out_topics = [settings.topic(topics.SCORES.name), settings.topic(topics.STAGE_CHANGES.name)]
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=20,
+    consumer = await clients.consumer(
+        settings, group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=20
     )
-    await consumer.start()
     waiting = set(probe_ids)
     try:
         parts = [TopicPartition(n, p) for n in out_topics for p in range(settings.topic_partitions)]

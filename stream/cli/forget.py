@@ -73,28 +73,19 @@ def erasure(lead_id: str, reason: str | None, *, now: datetime) -> LeadErased:
 
 async def forget(settings: Settings, lead_id: str, reason: str | None) -> tuple[LeadErased, str]:
     """Send the erasure; returns the event and the topic it went to."""
-    from aiokafka import AIOKafkaProducer  # noqa: PLC0415
-    from aiokafka.errors import KafkaConnectionError, KafkaError  # noqa: PLC0415
+    from aiokafka.errors import KafkaError  # noqa: PLC0415
 
     from schemas import codec  # noqa: PLC0415
     from schemas.topics import topic_for  # noqa: PLC0415
+    from stream.kafka import clients  # noqa: PLC0415
 
     event = erasure(lead_id, reason, now=datetime.now(UTC))
     topic = settings.topic(topic_for(event))
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", request_timeout_ms=15000
-    )
-    try:
-        await producer.start()
-    except KafkaConnectionError as exc:
-        await producer.stop()
-        raise InfrastructureError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}"
-        ) from exc
-    try:
-        await producer.send_and_wait(topic, key=codec.event_key(event), value=codec.encode(event))
-    except KafkaError as exc:
-        raise InfrastructureError(f"sending to Kafka failed: {exc}") from exc
-    finally:
-        await producer.stop()
+    async with clients.producer(settings, acks="all", request_timeout_ms=15000) as producer:
+        try:
+            await producer.send_and_wait(
+                topic, key=codec.event_key(event), value=codec.encode(event)
+            )
+        except KafkaError as exc:
+            raise InfrastructureError(f"sending to Kafka failed: {exc}") from exc
     return event, topic

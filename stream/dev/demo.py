@@ -33,12 +33,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
-
 from schemas import codec
 from schemas.outputs import ScoreUpdated, StageChanged
 from stream.dev import infra as devinfra
-from stream.kafka import topics
+from stream.kafka import clients, topics
 from stream.kafka.admin import ensure_topics
 from stream.settings import Settings
 from stream.simulate.sinks import send_to_kafka, wall_offsets
@@ -123,14 +121,14 @@ async def _stream(
     *,
     top_model: str = "b2b",
 ) -> Summary:
-    consumer = AIOKafkaConsumer(
+    consumer = await clients.consumer(
+        settings,
         settings.topic(topics.SCORES.name),
         settings.topic(topics.STAGE_CHANGES.name),
-        bootstrap_servers=settings.kafka_bootstrap,
+        role="demo",
         auto_offset_reset="latest",
         group_id=None,
     )
-    await consumer.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -43,6 +43,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream.kafka import clients
+
 __all__ = ["POSITION_PREFIX", "STALL_CHECK_S", "Fetched", "SequenceGuard", "position_key"]
 
 log = logging.getLogger(__name__)
@@ -195,15 +197,13 @@ class SequenceGuard:
 
     async def _consumer(self) -> AIOKafkaConsumer:
         if self._reader is None:
-            reader = AIOKafkaConsumer(
-                bootstrap_servers=self.bootstrap.split(","),
+            self._reader = await clients.consumer(
+                self.bootstrap,
                 group_id=None,
                 enable_auto_commit=False,
                 isolation_level="read_committed" if self.read_committed else "read_uncommitted",
                 client_id=f"{self.app.conf.id}-sequence",
             )
-            await reader.start()
-            self._reader = reader
         return self._reader
 
     async def fill(self, topic: str, partition: int, start: int, end: int, handle: Handler) -> int:

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.errors import ConfigurationError, InfrastructureError
-from stream.kafka import topics
+from stream.kafka import clients, topics
 from stream.settings import Settings
 
 ALL_TOPICS: tuple[topics.TopicSpec, ...] = (
@@ -34,34 +34,17 @@ class TopicState:
         return self.partitions is not None
 
 
-async def _admin(settings: Settings) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000
-    )
-    try:
-        await admin.start()
-    except KafkaConnectionError as exc:
-        await admin.close()
-        raise InfrastructureError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}"
-        ) from exc
-    return admin
-
-
 async def describe_topics(
     settings: Settings, specs: Iterable[topics.TopicSpec] = ALL_TOPICS
 ) -> list[TopicState]:
     """The partition count of each topic, or None where it is missing."""
-    admin = await _admin(settings)
-    try:
+    async with clients.admin(settings, request_timeout_ms=15000) as admin:
         names = [settings.topic(spec.name) for spec in specs]
         existing = set(await admin.list_topics())
         present = [n for n in names if n in existing]
         described = await admin.describe_topics(present) if present else []
         counts = {d["topic"]: len(d["partitions"]) for d in described}
         return [TopicState(n, counts.get(n)) for n in names]
-    finally:
-        await admin.close()
 
 
 async def ensure_topics(
@@ -86,8 +69,7 @@ async def ensure_topics(
     missing = [spec for spec in specs if not states[settings.topic(spec.name)].exists]
     if not missing:
         return []
-    admin = await _admin(settings)
-    try:
+    async with clients.admin(settings, request_timeout_ms=15000) as admin:
         new = [
             NewTopic(
                 name=settings.topic(spec.name),
@@ -103,8 +85,6 @@ async def ensure_topics(
             pass  # created concurrently by another worker
         except KafkaError as exc:
             raise InfrastructureError(f"creating topics failed: {exc}") from exc
-    finally:
-        await admin.close()
     # Metadata propagates asynchronously; wait until every topic is visible.
     for _ in range(50):
         if all(s.exists for s in await describe_topics(settings, missing)):

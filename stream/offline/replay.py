@@ -21,13 +21,11 @@ file (`LEADSTREAM_MODELS_PATH`, or the default models) with the same version is 
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from schemas import codec
@@ -35,8 +33,9 @@ from schemas.errors import DecodeError
 from schemas.events import EventBase
 from schemas.outputs import ScoreUpdated, StageChanged
 from stream.errors import ConfigurationError, InfrastructureError
-from stream.kafka import topics
+from stream.kafka import clients, topics
 from stream.kafka.admin import describe_topics, ensure_topics
+from stream.kafka.clients import Record
 from stream.offline.history import group_by_lead, score_leads
 from stream.scoring import ModelSet
 from stream.settings import Settings
@@ -85,24 +84,6 @@ def same_versions(new: ModelSet, live: ModelSet) -> list[str]:
     ]
 
 
-async def _consumer(settings: Settings) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
-        group_id=None,
-        enable_auto_commit=False,
-        request_timeout_ms=15000,
-        client_id=f"{settings.app_id}-replay",
-    )
-    try:
-        await asyncio.wait_for(consumer.start(), 20)
-    except (KafkaError, OSError, TimeoutError) as exc:
-        await consumer.stop()
-        raise InfrastructureError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc!r}"
-        ) from exc
-    return consumer
-
-
 async def _seek(
     consumer: AIOKafkaConsumer,
     partitions: list[TopicPartition],
@@ -144,7 +125,14 @@ async def read_history(
     ]
     if not partitions:
         raise ConfigurationError(f"no source topics on the broker: {', '.join(sorted(names))}")
-    consumer = await _consumer(settings)
+    consumer = await clients.consumer(
+        settings,
+        role="replay",
+        start_timeout=20,
+        group_id=None,
+        enable_auto_commit=False,
+        request_timeout_ms=15000,
+    )
     events: list[EventBase] = []
     try:
         consumer.assign(partitions)
@@ -209,37 +197,24 @@ async def publish(
     specs = (topics.SCORES, topics.STAGE_CHANGES) if live else (REPLAY_SCORES, REPLAY_STAGE_CHANGES)
     await ensure_topics(settings, specs)
     scores_topic, changes_topic = (settings.topic(spec.name) for spec in specs)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=10
-    )
-    try:
-        await asyncio.wait_for(producer.start(), 20)
-    except (KafkaError, OSError, TimeoutError) as exc:
-        await producer.stop()
-        raise InfrastructureError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc!r}"
-        ) from exc
-    try:
-        pending = []
-        last = time.monotonic()
-        for n, record in enumerate(records, start=1):
+
+    def keyed() -> Iterator[Record]:
+        for record in records:
             if isinstance(record, ScoreUpdated):
                 key, topic = codec.score_key(record.lead_id, record.model), scores_topic
             else:
                 key, topic = record.lead_id.encode(), changes_topic
-            pending.append(await producer.send(topic, key=key, value=codec.encode(record)))
-            if len(pending) >= 2000:
-                await asyncio.gather(*pending)
-                pending.clear()
-            if progress is not None and time.monotonic() - last >= 1.0:
-                last = time.monotonic()
-                progress(n, len(records))
-        await asyncio.gather(*pending)
-        await producer.flush()
-    except KafkaError as exc:
-        raise InfrastructureError(f"publishing the replay failed: {exc!r}") from exc
-    finally:
-        await producer.stop()
-    if progress is not None:
-        progress(len(records), len(records))
+            yield topic, key, codec.encode(record)
+
+    def sent(n: int) -> None:
+        if progress is not None:
+            progress(n, len(records))
+
+    async with clients.producer(
+        settings, role="replay", start_timeout=20, acks="all", linger_ms=10
+    ) as producer:
+        try:
+            await clients.send_batch(producer, keyed(), progress=sent)
+        except KafkaError as exc:
+            raise InfrastructureError(f"publishing the replay failed: {exc!r}") from exc
     return scores_topic, changes_topic

@@ -37,7 +37,7 @@ from schemas.errors import DecodeError
 from schemas.outputs import DeadLetter, StageChanged
 from stream import metrics
 from stream.errors import InfrastructureError
-from stream.kafka import topics
+from stream.kafka import clients, topics
 from stream.kafka.admin import describe_topics
 from stream.readmodel.model import Applied, Erase, ReadModel, Write
 from stream.settings import Settings
@@ -98,17 +98,15 @@ class Projector:
         self.redis_up = True
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
+        self._consumer = await clients.consumer(
+            self.settings,
             *self._contract,
-            bootstrap_servers=self.settings.kafka_bootstrap.split(","),
+            role="projector",
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=BATCH_RECORDS,
-            client_id=f"{self.settings.app_id}-projector",
         )
-        await consumer.start()
-        self._consumer = consumer
 
     async def stop(self) -> None:
         if self._consumer is not None:
@@ -238,7 +236,7 @@ def register(app: Any, settings: Settings) -> None:
                 except Exception as exc:
                     if self.should_stop:  # on_stop closed the consumer under the loop
                         return
-                    if isinstance(exc, KafkaError | OSError):
+                    if isinstance(exc, KafkaError | OSError | InfrastructureError):
                         log.warning("projector: Kafka unavailable (%s); retrying", exc)
                     else:
                         log.exception("projector: failed; restarting")
@@ -282,25 +280,25 @@ async def rebuild(
     """
     model = read_model or ReadModel.from_settings(settings)
     names = {settings.topic(spec.name): spec.name for spec in (topics.SCORES, topics.STAGE_CHANGES)}
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap.split(","),
+    reader = clients.consumer(
+        settings,
+        role="rebuild",
+        start_timeout=20,
         group_id=None,
         enable_auto_commit=False,
         # the position reset that assign() starts uses this policy and can land after
         # seek_to_beginning's own reset (aiokafka): both must go to the beginning
         auto_offset_reset="earliest",
         request_timeout_ms=15000,
-        client_id=f"{settings.app_id}-rebuild",
     )
     try:
-        try:
-            await asyncio.wait_for(consumer.start(), 20)
-            await model.redis.ping()
-        except (KafkaError, OSError, TimeoutError, RedisError) as exc:
-            raise InfrastructureError(f"Kafka or Redis unreachable: {exc!r}") from exc
-        return await _replay(settings, consumer, model, names, out=out, clear=clear)
+        async with reader as consumer:
+            try:
+                await model.redis.ping()
+            except (OSError, TimeoutError, RedisError) as exc:
+                raise InfrastructureError(f"Redis unreachable: {exc!r}") from exc
+            return await _replay(settings, consumer, model, names, out=out, clear=clear)
     finally:
-        await consumer.stop()
         if read_model is None:
             await model.close()
 

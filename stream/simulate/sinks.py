@@ -15,17 +15,18 @@ import asyncio
 import base64
 import csv
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 
 from schemas.codec import dumps, loads
 from stream.errors import ConfigurationError, InfrastructureError
+from stream.kafka import clients
 from stream.kafka.admin import ensure_topics
+from stream.kafka.clients import Record
 from stream.settings import Settings
 from stream.simulate.traffic import Delivery, LeadTruth
 
@@ -169,42 +170,22 @@ async def send_to_kafka(
         raise ValueError("due must have one entry per delivery")
     if create_topics:
         await ensure_topics(settings)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5)
-    try:
-        await producer.start()
-    except KafkaConnectionError as exc:
-        await producer.stop()
-        raise InfrastructureError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}"
-        ) from exc
-    loop = asyncio.get_running_loop()
-    started = last_report = loop.time()
-    pending: list[asyncio.Future[Any]] = []
-    sent = 0
-    try:
+
+    async def paced() -> AsyncIterator[Record]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         for i, delivery in enumerate(deliveries):
             if due is not None:
                 wait = started + due[i] - loop.time()
                 if wait > 0.002:
                     await asyncio.sleep(wait)
-            pending.append(
-                await producer.send(
-                    settings.topic(delivery.topic), value=delivery.value, key=delivery.key
-                )
+            yield settings.topic(delivery.topic), delivery.key, delivery.value
+
+    async with clients.producer(settings, acks="all", linger_ms=5) as producer:
+        try:
+            sent = await clients.send_batch(
+                producer, paced(), progress=progress, progress_every=progress_every
             )
-            sent += 1
-            if len(pending) >= 2_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-            if progress is not None and loop.time() - last_report >= progress_every:
-                last_report = loop.time()
-                progress(sent)
-        await asyncio.gather(*pending)
-        await producer.flush()
-    except KafkaError as exc:
-        raise InfrastructureError(f"sending to Kafka failed: {exc}") from exc
-    finally:
-        await producer.stop()
-    if progress is not None:
-        progress(sent)
+        except KafkaError as exc:
+            raise InfrastructureError(f"sending to Kafka failed: {exc}") from exc
     return sent
