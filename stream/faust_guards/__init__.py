@@ -7,7 +7,8 @@ the processor, which owns what they guard. Why each exists: ``RELIABILITY.md#fau
 
 Faust symbols: ``Consumer`` is ``faust.transport.consumer.Consumer``, ``ProducerBuffer``
 ``faust.transport.producer.ProducerBuffer``, ``Collection`` ``faust.tables.base.Collection``,
-``Topic`` ``faust.topics.Topic``, ``Store`` ``faust.stores.rocksdb.Store``. Tests are in
+``Topic`` ``faust.topics.Topic``, ``Store`` ``faust.stores.rocksdb.Store``.
+``tables.writing_for`` is used by an agent that applies its records in batches. Tests are in
 ``tests/unit/faust_guards/`` except ``test_sequence`` (``tests/integration/faust_guards/``).
 
 ==============================  ===============================  ===============  ==================
@@ -34,6 +35,8 @@ sequence.SequenceGuard          Consumer._committed_offset,      none filed     
                                 ._acked, ._acked_index, ._gap
 readers                         Consumer._committed_offset,      none filed       test_faust_symbols
                                 Store._dbs, ._dbs_for_actives
+tables.writing_for              faust.streams._current_event     faust-streaming  test_tables
+                                (read by current_event())        #497
 ==============================  ===============================  ===============  ==================
 
 Every symbol above is checked against the installed Faust by

@@ -166,3 +166,14 @@ def test_the_memory_store_has_no_databases() -> None:
     table = app.Table("sized", partitions=1)
     assert readers.open_databases(table.data) is None
     assert readers.active_databases(table.data) is None
+
+
+def test_the_current_event_is_a_context_variable_of_weak_references() -> None:
+    """``tables.writing_for`` sets what ``current_event()`` returns (faust.streams)."""
+    from contextvars import ContextVar
+
+    from faust import streams
+
+    assert isinstance(streams._current_event, ContextVar)
+    source = inspect.getsource(streams.current_event)
+    assert "_current_event.get(None)" in source and "eventref()" in source
