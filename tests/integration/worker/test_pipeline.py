@@ -35,6 +35,7 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
 from schemas import codec
 from schemas.events import EventBase
@@ -164,11 +165,19 @@ async def collect(
 
 
 async def group_members(settings: Settings) -> int:
-    """How many workers are members of the processor's consumer group now."""
+    """How many workers are members of the processor's consumer group now (a broker that has
+    not yet made a group coordinator, fresh from a start, is asked again for up to 30 s)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
-        described = await admin.describe_consumer_groups([settings.app_id])
+        for attempt in itertools.count():
+            try:
+                described = await admin.describe_consumer_groups([settings.app_id])
+                break
+            except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):
+                if attempt >= 60:
+                    raise
+                await asyncio.sleep(0.5)
     finally:
         await admin.close()
     groups = described[0].groups if hasattr(described[0], "groups") else described
