@@ -1,6 +1,7 @@
 """Throughput of the scoring core: `apply()` events per second on one core.
 
     .venv/bin/python -m stream.bench.apply [--leads 10000] [--events 200000] [--repeat 3]
+        [--batch 500]
 
 Builds a realistic stream first (not timed): leads arrive over 60 days; each visits in sessions
 of page views a few minutes apart (some on the pricing page), opens and clicks emails, downloads,
@@ -10,6 +11,10 @@ times, on one core:
 
 - `apply_all` with every model of the default model file (what the stream processor does);
 - `apply` per model;
+- `apply_batch` with every model, on the stream cut into batches of `--batch` consecutive records
+  (500), each split by lead in order of first appearance: one call per lead and batch with that
+  lead's events of the batch in arrival order (what a worker consuming micro-batches does; only
+  the latest score per lead and model of a batch is built);
 - `apply_all` plus a `to_dict`/`from_dict` round trip of the lead's state per event (what a
   table that stores serialised values costs on top).
 
@@ -29,8 +34,9 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 from schemas.events import EventBase, Traits
 from schemas.examples import make_event
@@ -42,6 +48,7 @@ from stream.scoring import (
     ScoringModel,
     apply,
     apply_all,
+    apply_batch,
 )
 
 START = datetime(2025, 3, 1, tzinfo=UTC)
@@ -143,13 +150,30 @@ def build_stream(leads: int, events: int, seed: int) -> list[EventBase]:
     return stream[:events]
 
 
+T = TypeVar("T")
+
+
+def lead_batches(stream: list[EventBase], size: int) -> list[tuple[str, list[EventBase]]]:
+    """The stream cut into batches of `size` records, each split by lead (in order of the lead's
+    first event in the batch; each lead's events in arrival order)."""
+    groups: list[tuple[str, list[EventBase]]] = []
+    for start in range(0, len(stream), size):
+        by_lead: dict[str, list[EventBase]] = {}
+        for event in stream[start : start + size]:
+            by_lead.setdefault(event.lead_id or "", []).append(event)
+        groups.extend(by_lead.items())
+    return groups
+
+
 def _time(
     label: str,
-    stream: list[EventBase],
-    make_step: Callable[[], Callable[[EventBase], int]],
+    items: Sequence[T],
+    make_step: Callable[[], Callable[[T], int]],
     repeat: int,
+    events: int,
 ) -> dict[str, float]:
-    """Best of `repeat` runs; `make_step` gives a step function with fresh, empty states."""
+    """Best of `repeat` runs over `items` (`events` events in all); `make_step` gives a step
+    function with fresh, empty states."""
     best = math.inf
     outputs = 0
     for _ in range(repeat):
@@ -158,20 +182,22 @@ def _time(
         gc.freeze()
         outputs = 0
         started = time.perf_counter()
-        for event in stream:
-            outputs += step(event)
+        for item in items:
+            outputs += step(item)
         best = min(best, time.perf_counter() - started)
         gc.unfreeze()
-    rate = len(stream) / best
+    rate = events / best
     print(
-        f"{label:44s} {rate:>10,.0f} events/s  {best / len(stream) * 1e6:6.2f} µs/event  "
-        f"{outputs / len(stream):.2f} outputs/event",
+        f"{label:44s} {rate:>10,.0f} events/s  {best / events * 1e6:6.2f} µs/event  "
+        f"{outputs / events:.2f} outputs/event",
         flush=True,
     )
-    return {"events_per_s": rate, "us_per_event": best / len(stream) * 1e6}
+    return {"events_per_s": rate, "us_per_event": best / events * 1e6}
 
 
-def run(leads: int, events: int, seed: int, repeat: int) -> dict[str, object]:
+def run(  # noqa: PLR0915 - one timed section per row
+    leads: int, events: int, seed: int, repeat: int, batch: int = 500
+) -> dict[str, object]:
     models: ModelSet = load_default_models()
     print(f"building {events:,} events for {leads:,} leads (seed {seed}) ...", flush=True)
     stream = build_stream(leads, events, seed)
@@ -193,7 +219,8 @@ def run(leads: int, events: int, seed: int, repeat: int) -> dict[str, object]:
 
         return step
 
-    results["all"] = _time(f"apply_all, {len(models)} models", stream, all_models, repeat)
+    n = len(stream)
+    results["all"] = _time(f"apply_all, {len(models)} models", stream, all_models, repeat, n)
 
     for model in models.models:
 
@@ -208,7 +235,26 @@ def run(leads: int, events: int, seed: int, repeat: int) -> dict[str, object]:
 
             return step
 
-        results[model.id] = _time(f"apply, model {model.id}", stream, one_model, repeat)
+        results[model.id] = _time(f"apply, model {model.id}", stream, one_model, repeat, n)
+
+    groups = lead_batches(stream, batch)
+    batch_states: dict[str, LeadState | None] = {}
+
+    def batches() -> Callable[[tuple[str, list[EventBase]]], int]:
+        batch_states.clear()
+
+        def step(group: tuple[str, list[EventBase]]) -> int:
+            key, lead_events = group
+            result = apply_batch(batch_states.get(key), lead_events, models=models)
+            batch_states[key] = result.state
+            return len(result.outputs)
+
+        return step
+
+    results["batch"] = _time(
+        f"apply_batch, {len(models)} models, batches of {batch}", groups, batches, repeat, n
+    )
+    print(f"{'':44s} {n / len(groups):10.1f} events per call")
 
     def stored_states() -> Callable[[EventBase], int]:
         stored: dict[str, dict[str, object]] = {}
@@ -225,7 +271,7 @@ def run(leads: int, events: int, seed: int, repeat: int) -> dict[str, object]:
         return step
 
     results["all_serialised"] = _time(
-        "apply_all + state from_dict/to_dict", stream, stored_states, repeat
+        "apply_all + state from_dict/to_dict", stream, stored_states, repeat, n
     )
 
     sizes: dict[str, list[int]] = {model_id: [] for model_id in models.ids}
@@ -253,8 +299,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args(argv)
-    run(args.leads, args.events, args.seed, args.repeat)
+    run(args.leads, args.events, args.seed, args.repeat, args.batch)
     return 0
 
 

@@ -11,7 +11,8 @@ the contract (`schemas`) only, reads no clock and no environment. Time is the ev
     score_at(step.state, now); next_crossing(step.state); explain(step.state, now)
 
 `apply_all` / `LeadState` do the same for every model of a file at once, which is what the stream
-processor keeps per lead.
+processor keeps per lead; `apply_batch` applies a run of one lead's events at once and publishes
+only each model's latest score.
 """
 
 from stream.scoring.engine import (
@@ -22,6 +23,7 @@ from stream.scoring.engine import (
     advance_all,
     apply,
     apply_all,
+    apply_batch,
     merge_lead_states,
     merge_states,
     next_crossing,
@@ -49,6 +51,7 @@ __all__ = [
     "advance_all",
     "apply",
     "apply_all",
+    "apply_batch",
     "describe_model",
     "explain",
     "merge_lead_states",

@@ -24,6 +24,7 @@ Semantics in brief (the README's "Scoring models" section has the whole story):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -88,6 +89,7 @@ __all__ = [
     "advance_all",
     "apply",
     "apply_all",
+    "apply_batch",
     "merge_lead_states",
     "merge_states",
     "next_crossing",
@@ -161,6 +163,7 @@ def _fmt(value: float) -> str:
 _SU_FIELDS = frozenset(ScoreUpdated.model_fields)
 _RC_FIELDS = frozenset(RuleContribution.model_fields)
 _setattr = object.__setattr__
+_new_tuple = tuple.__new__
 
 
 def _score_updated(values: dict[str, Any]) -> ScoreUpdated:
@@ -303,6 +306,27 @@ def _catch_up(st: ModelState, c: CompiledModel, t: float, lead_id: str, out: lis
         )
 
 
+def _move(
+    step: tuple[ModelState, EventBase, str, float, float, float, list[Output]],
+    to_stage: Stage,
+    reason: str,
+) -> None:
+    """`_transition` for the event being applied (`step`: what `_decide` was given)."""
+    st, event, lead_id, t, fit, eng, out = step
+    _transition(
+        st,
+        to_stage,
+        reason,
+        lead_id=lead_id,
+        event_id=event.event_id,
+        at=t,
+        occurred_at=event.occurred_at,
+        fit=fit,
+        eng=eng,
+        out=out,
+    )
+
+
 def _decide(  # noqa: PLR0912 - one branch per kind of transition, in order of precedence
     st: ModelState,
     event: EventBase,
@@ -323,15 +347,7 @@ def _decide(  # noqa: PLR0912 - one branch per kind of transition, in order of p
     """
     c = st.c
     graph = c.graph
-    ctx: dict[str, Any] = {
-        "lead_id": lead_id,
-        "event_id": event.event_id,
-        "at": t,
-        "occurred_at": event.occurred_at,
-        "fit": fit,
-        "eng": eng,
-        "out": out,
-    }
+    move = (st, event, lead_id, t, fit, eng, out)
 
     if fact is not None and t >= st.fact_at:
         target, reason = fact
@@ -345,7 +361,7 @@ def _decide(  # noqa: PLR0912 - one branch per kind of transition, in order of p
                 flags |= HOLD
             st.flags = flags
             if target is not st.stage:
-                _transition(st, target, reason, **ctx)
+                _move(move, target, reason)
 
     new_signals = st.flags & ~old_flags & (c.dq_mask | FIT_DQ)
     if (
@@ -355,7 +371,7 @@ def _decide(  # noqa: PLR0912 - one branch per kind of transition, in order of p
     ):
         names = ", ".join(name for bit, name in FLAG_NAMES.items() if new_signals & bit)
         reason = f"disqualified: {names}"
-        _transition(st, Stage.DISQUALIFIED, reason, **ctx)
+        _move(move, Stage.DISQUALIFIED, reason)
 
     hand = st.hand_raise
     if (
@@ -367,7 +383,7 @@ def _decide(  # noqa: PLR0912 - one branch per kind of transition, in order of p
         and allowed(graph, st.stage, Stage.SQL)
     ):
         reason = f"hand-raise {hand[1]} with fit {_fmt(fit)} >= {_fmt(c.hand_raise_min_fit)}"
-        _transition(st, Stage.SQL, reason, **ctx)
+        _move(move, Stage.SQL, reason)
 
     mql, sql = c.mql, c.sql
     if (mql is None and sql is None) or st.flags & MANUAL or st.stage not in MARKETING_STAGES:
@@ -391,7 +407,7 @@ def _decide(  # noqa: PLR0912 - one branch per kind of transition, in order of p
         and allowed(graph, stage, Stage.SQL)
     ):
         reason = f"{sql.basis} {_fmt(value)} >= sql threshold {_fmt(sql.promote_at)}"
-        _transition(st, Stage.SQL, reason, **ctx)
+        _move(move, Stage.SQL, reason)
     elif mql is not None:
         value = _basis(mql.basis, fit, eng)
         if (
@@ -402,7 +418,7 @@ def _decide(  # noqa: PLR0912 - one branch per kind of transition, in order of p
             and allowed(graph, stage, Stage.MQL)
         ):
             reason = f"{mql.basis} {_fmt(value)} >= mql threshold {_fmt(mql.promote_at)}"
-            _transition(st, Stage.MQL, reason, **ctx)
+            _move(move, Stage.MQL, reason)
         elif (
             stage is Stage.MQL
             and mql.demote_below is not None
@@ -410,7 +426,11 @@ def _decide(  # noqa: PLR0912 - one branch per kind of transition, in order of p
             and allowed(graph, stage, Stage.RECYCLED)
         ):
             reason = f"{mql.basis} {_fmt(value)} < mql demotion threshold {_fmt(mql.demote_below)}"
-            _transition(st, Stage.RECYCLED, reason, **ctx)
+            _move(move, Stage.RECYCLED, reason)
+
+
+Pending = tuple[Any, ...]
+"""A score update decided but not yet built (`apply_batch` builds only each model's last)."""
 
 
 def _emit_score(
@@ -424,10 +444,13 @@ def _emit_score(
     values: list[tuple[float, float, str]] | None,
     as_of: datetime,
     out: list[Output],
+    defer: dict[str, Pending] | None = None,
 ) -> None:
     """Publish a score update if a consumer would see a difference.
 
     `values` are the decayed engagement points per rule as of `st.as_of` (`None`: compute them).
+    With `defer`, the update is not built: what it needs is kept in `defer` under the model's
+    id, replacing the one kept before (`_build_score` builds it).
     """
     c = st.c
     fit_r = round(fit, 4) + 0.0 if -_MAX_POINTS < fit < _MAX_POINTS else _round(fit)
@@ -436,43 +459,113 @@ def _emit_score(
     last = st.emitted
     if last is not None and st.stage is prev_stage:
         change = c.min_change
-        dfit, deng = abs(fit_r - last[0]), abs(eng_r - last[1])
         # min_change 0: every applied event is published (its `as_of` is news too)
-        small = change > 0 and dfit < change and deng < change
-        if small and grade == c.grade(last[0], last[1]):
+        if (
+            change > 0
+            and abs(fit_r - last[0]) < change
+            and abs(eng_r - last[1]) < change
+            and grade == c.grade(last[0], last[1])
+        ):
             return
-    st.revision += 1
+    revision = st.revision = st.revision + 1
     st.emitted = (fit_r, eng_r)
-    top: tuple[RuleContribution, ...] = ()
+    if defer is not None:
+        # The engagement terms are copied: the state goes on changing in place.
+        terms: object = None
+        if c.top_rules:
+            terms = (st.eng.copy(), st.as_of) if values is None else values
+        defer.pop(c.id, None)  # kept in the order of the events that gave them
+        defer[c.id] = (
+            c,
+            lead_id,
+            event_id,
+            terms,
+            st.fit,
+            st.fit_items,
+            fit,
+            eng,
+            fit_r,
+            eng_r,
+            grade,
+            st.stage,
+            as_of,
+            revision,
+        )
+        return
     if c.top_rules:
         if values is None:
-            values = _values(st, c, st.as_of)[1]
-        top = _top_rules(st, c, values)
+            values = _values(st.eng, c, st.as_of)[1]
+    else:
+        values = None
     out.append(
-        _score_updated(
-            {
-                "type": "score_updated",
-                "lead_id": lead_id,
-                "model": c.id,
-                "model_version": c.version,
-                "fit": fit_r,
-                "engagement": eng_r,
-                "total": round(fit_r + eng_r, 4) + 0.0
-                if -_MAX_POINTS < fit_r + eng_r < _MAX_POINTS
-                else _round(fit + eng),
-                "grade": grade,
-                "stage": st.stage,
-                "as_of": as_of,
-                "revision": st.revision,
-                "last_event_id": event_id,
-                "top_rules": top,
-            }
+        _score_record(
+            c,
+            lead_id,
+            event_id,
+            values,
+            st.fit,
+            st.fit_items,
+            fit,
+            eng,
+            fit_r,
+            eng_r,
+            grade,
+            st.stage,
+            as_of,
+            revision,
         )
     )
 
 
+def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update, in order
+    c: CompiledModel,
+    lead_id: str,
+    event_id: str | None,
+    values: list[tuple[float, float, str]] | None,
+    fit_points: dict[str, tuple[float, float]],
+    fit_items: tuple[tuple[float, float, str], ...],
+    fit: float,
+    eng: float,
+    fit_r: float,
+    eng_r: float,
+    grade: str,
+    stage: Stage,
+    as_of: datetime,
+    revision: int,
+) -> ScoreUpdated:
+    top = _top_rules(c, fit_points, fit_items, values) if values is not None else ()
+    return _score_updated(
+        {
+            "type": "score_updated",
+            "lead_id": lead_id,
+            "model": c.id,
+            "model_version": c.version,
+            "fit": fit_r,
+            "engagement": eng_r,
+            "total": round(fit_r + eng_r, 4) + 0.0
+            if -_MAX_POINTS < fit_r + eng_r < _MAX_POINTS
+            else _round(fit + eng),
+            "grade": grade,
+            "stage": stage,
+            "as_of": as_of,
+            "revision": revision,
+            "last_event_id": event_id,
+            "top_rules": top,
+        }
+    )
+
+
+def _build_score(pending: Pending) -> ScoreUpdated:
+    """The score update `_emit_score` kept in `defer`."""
+    c, lead_id, event_id, terms, *rest = pending
+    if isinstance(terms, tuple):
+        eng_terms, now = terms
+        terms = _values(eng_terms, c, now)[1]
+    return _score_record(c, lead_id, event_id, terms, *rest)
+
+
 def _values(
-    st: ModelState, c: CompiledModel, now: float
+    eng: dict[str, tuple[float, float]], c: CompiledModel, now: float
 ) -> tuple[float, list[tuple[float, float, str]]]:
     """Engagement at `now`, and (when the model publishes top rules) each rule's
     `(|points|, points, rule)` decayed to `now`."""
@@ -481,14 +574,23 @@ def _values(
     total = 0.0
     items: list[tuple[float, float, str]] = []
     if c.top_rules:
-        for rule_id, (s, t) in st.eng.items():
+        for rule_id, (s, t) in eng.items():
             value = s * exp(-rates[rule_id] * (now - t)) if t != now else s
             total += value
             items.append((value if value >= 0.0 else -value, value, rule_id))
     else:
-        for rule_id, (s, t) in st.eng.items():
-            total += s * exp(-rates[rule_id] * (now - t)) if t != now else s
+        total = _engagement(eng, c, now)
     return total, items
+
+
+def _engagement(eng: dict[str, tuple[float, float]], c: CompiledModel, now: float) -> float:
+    """Engagement at `now`, exactly as `_values` sums it."""
+    rates = c.rates
+    exp = math.exp
+    total = 0.0
+    for rule_id, (s, t) in eng.items():
+        total += s * exp(-rates[rule_id] * (now - t)) if t != now else s
+    return total
 
 
 _FIT_CONTRIBUTIONS: dict[tuple[str, float], RuleContribution] = {}
@@ -496,10 +598,12 @@ _FIT_CONTRIBUTIONS: dict[tuple[str, float], RuleContribution] = {}
 
 
 def _top_rules(
-    st: ModelState, c: CompiledModel, items: list[tuple[float, float, str]]
+    c: CompiledModel,
+    fit_points: dict[str, tuple[float, float]],
+    fit_items: tuple[tuple[float, float, str], ...],
+    items: list[tuple[float, float, str]],
 ) -> tuple[RuleContribution, ...]:
     count = c.top_rules
-    fit_items = st.fit_items
     if fit_items:
         items.extend(fit_items[:count])
     items.sort(reverse=True)
@@ -508,7 +612,7 @@ def _top_rules(
         if size < 0.00005:
             break
         rounded = round(value, 4) if size < _MAX_POINTS else _round(value)
-        if rule_id in st.fit:
+        if rule_id in fit_points:
             key = (rule_id, rounded)
             record = _FIT_CONTRIBUTIONS.get(key)
             if record is None:
@@ -685,7 +789,7 @@ def _engage(
             else decay.add(current[0], current[1], points, t, rule.rate)
         )
         grants.append((rule_id, points))
-        contribution = Contribution(rule_id, points, t)
+        contribution = _new_tuple(Contribution, (rule_id, points, t))
         scored.append(contribution)
         recent = (*recent[1 - RECENT :], contribution)
     st.recent = recent
@@ -724,18 +828,20 @@ def _bound(state: ModelState, model: ScoringModel) -> ModelState:
     return ModelState.from_dict(state.to_dict(), model)
 
 
-def _apply_one(
+def _apply_one(  # noqa: PLR0917 - positional: once per event and model
     state: ModelState | None,
     event: EventBase,
     model: ScoringModel,
-    *,
     c: CompiledModel,
     dispatch: Dispatch,
     t: float,
     lead_id: str,
     out: list[Output],
     scored: list[Contribution],
+    defer: dict[str, Pending] | None = None,
 ) -> ModelState | None:
+    """One event under one model. `state` is copied first, unless `defer` is given: then it
+    is a copy of the caller's own (bound to `model`), changed in place."""
     kind = dispatch.kind
     if kind == ERASE:
         out.append(
@@ -764,10 +870,11 @@ def _apply_one(
             )
         )
     else:
-        st = _bound(state, model)
+        st = state if defer is not None else _bound(state, model)
         prev_stage = st.stage
         if t > st.as_of:
-            _catch_up(st, c, t, lead_id, out)
+            if c.mql is not None:
+                _catch_up(st, c, t, lead_id, out)
             st.as_of = t
     old_flags = st.flags
     raised = False
@@ -787,20 +894,24 @@ def _apply_one(
         or (kind == PROFILE and t <= hand[0] + c.hand_raise_within)
     )
     fit = st.fit_total
-    eng, values = _values(st, c, st.as_of)
+    as_of = st.as_of
+    values: list[tuple[float, float, str]] | None
+    if defer is None:
+        eng, values = _values(st.eng, c, as_of)
+    else:
+        eng, values = _engagement(st.eng, c, as_of), None
     _decide(
         st,
         event,
         t=t,
         lead_id=lead_id,
-        fact=_fact(event, c, kind),
+        fact=_fact(event, c, kind) if kind in (FACT, STAGE_SET) else None,
         old_flags=old_flags,
         hand_check=hand_check,
         fit=fit,
         eng=eng,
         out=out,
     )
-    as_of = event.occurred_at if t == st.as_of else to_datetime(st.as_of)
     _emit_score(
         st,
         prev_stage,
@@ -809,8 +920,9 @@ def _apply_one(
         lead_id=lead_id,
         event_id=event.event_id,
         values=values,
-        as_of=as_of,
+        as_of=event.occurred_at if t == as_of else to_datetime(as_of),
         out=out,
+        defer=defer,
     )
     return st
 
@@ -860,9 +972,7 @@ def apply(
     scored: list[Contribution] = []
     lid = lead_id or event.lead_id or event.anonymous_id or ""
     t = event.occurred_at.timestamp()
-    new = _apply_one(
-        state, event, model, c=c, dispatch=dispatch, t=t, lead_id=lid, out=out, scored=scored
-    )
+    new = _apply_one(state, event, model, c, dispatch, t, lid, out, scored)
     if new is not None:
         new.seen = seen_add(new.seen, digest)
     return Transition(new, tuple(out), tuple(scored))
@@ -886,25 +996,89 @@ def apply_all(
     states = dict(state.models) if state is not None else {}
     touched = False
     for model in models.models:
-        current = states.get(model.id)
-        c = _compiled(current, model)
-        dispatch = _dispatch(event, c)
-        if dispatch is None:
+        model_id = model.id
+        current = states.get(model_id)
+        c = current.c if current is not None and current.model is model else model.compiled
+        dispatch = c.dispatch.get(event.type)
+        if dispatch is None or (dispatch.kind == STAGE_SET and _dispatch(event, c) is None):
             continue
         touched = True
-        new = _apply_one(
-            current, event, model, c=c, dispatch=dispatch, t=t, lead_id=lid, out=out, scored=scored
-        )
+        new = _apply_one(current, event, model, c, dispatch, t, lid, out, scored)
         if new is None:
-            states.pop(model.id, None)
+            states.pop(model_id, None)
         else:
-            states[model.id] = new
+            states[model_id] = new
     if not touched:
         return Transition(state)
     if event.type == "lead_erased":
         return Transition(None, tuple(out))
     seen = seen_add(state.seen, digest) if state is not None else digest
     return Transition(LeadState(states, seen), tuple(out), tuple(scored))
+
+
+def apply_batch(
+    state: LeadState | None,
+    events: Iterable[EventBase],
+    *,
+    models: ModelSet,
+    lead_id: str | None = None,
+) -> Transition[LeadState]:
+    """Apply one lead's events in order, publishing only the latest score per model.
+
+    The state is what folding `apply_all` over `events` gives (`state` is not changed), and so
+    are the stage changes and erasure records: all of them, in order. Of the score updates, only
+    each model's last is published (exactly the one `apply_all` gives for its event: revision,
+    scores, top rules, triggering event), after the other outputs; the ones it replaces are never
+    built. A score update followed by the lead's erasure in the same batch is not published.
+    `lead_id` is as for `apply_all`; all the events are the same lead's.
+    """
+    models_list = models.models
+    alive = state is not None
+    states: dict[str, ModelState] = dict(state.models) if state is not None else {}
+    seen = state.seen if state is not None else ""
+    own: set[str] = set()
+    """Models whose state in `states` is this call's own copy (changed in place)."""
+    out: list[Output] = []
+    scored: list[Contribution] = []
+    pending: dict[str, Pending] = {}
+    changed = False
+    for event in events:
+        digest = event_hash(event.event_id)
+        if alive and seen_contains(seen, digest):
+            continue
+        t = _seconds(event.occurred_at)
+        lid = _lead_id(event, lead_id)
+        touched = False
+        for model in models_list:
+            model_id = model.id
+            current = states.get(model_id)
+            c = current.c if current is not None and current.model is model else model.compiled
+            dispatch = c.dispatch.get(event.type)
+            if dispatch is None or (dispatch.kind == STAGE_SET and _dispatch(event, c) is None):
+                continue
+            touched = True
+            if current is not None and model_id not in own:
+                current = _bound(current, model)
+            new = _apply_one(current, event, model, c, dispatch, t, lid, out, scored, pending)
+            if new is None:
+                states.pop(model_id, None)
+            else:
+                states[model_id] = new
+                own.add(model_id)
+        if not touched:
+            continue
+        changed = True
+        if event.type == "lead_erased":
+            alive, states, seen = False, {}, ""
+            own.clear()
+            pending.clear()
+            continue
+        seen = seen_add(seen, digest) if alive else digest
+        alive = True
+    if not changed:
+        return Transition(state)
+    out.extend(_build_score(item) for item in pending.values())
+    return Transition(LeadState(states, seen) if alive else None, tuple(out), tuple(scored))
 
 
 # --------------------------------------------------------------------------- time
@@ -969,7 +1143,7 @@ def advance(state: ModelState, now: datetime, *, lead_id: str) -> Transition[Mod
         prev_stage = st.stage
         _catch_up(st, c, crossing, lead_id, out)
         st.as_of = crossing
-        eng, values = _values(st, c, crossing)
+        eng, values = _values(st.eng, c, crossing)
         _emit_score(
             st,
             prev_stage,

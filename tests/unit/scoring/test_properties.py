@@ -15,6 +15,9 @@ What is guaranteed, and what is not:
   does not score).
 - No transition outside the model's graph ever happens.
 - Merging two leads' states gives the scores of one lead that saw both leads' events.
+- A batch of a lead's events (`apply_batch`) gives the state and stage changes of applying them
+  one by one, and each model's last score update of it; split anywhere, two batches in a row
+  give the same.
 - The final stage: see `test_final_stage_*` for exactly when it is order-independent.
 """
 
@@ -47,6 +50,7 @@ from stream.scoring import (
     advance,
     apply,
     apply_all,
+    apply_batch,
     merge_states,
     parse_models,
     score_at,
@@ -593,3 +597,111 @@ def test_states_survive_a_json_round_trip(models: ModelSet, events: list[EventBa
         a, b = score_at(original, now), score_at(loaded.models[model_id], now)
         assert a.stage is b.stage and a.fit == b.fit
         assert abs(a.engagement - b.engagement) <= 1e-11 * max(1.0, _scale(events))
+
+
+# ------------------------------------------------------------------------- batches
+
+BATCH_KINDS = [*ALL, ("leads_merged", {}), ("lead_erased", {})]
+
+
+@st.composite
+def arrivals(draw: st.DrawFn) -> list[EventBase]:
+    """A lead's events as a worker may receive them: some late (moved after later ones), some
+    delivered again, rarely an erasure or a merge among them."""
+    kinds = draw(st.sampled_from([ALL, ALL, BATCH_KINDS]))
+    events = draw(st.one_of(streams(kinds, max_size=30), streams(kinds, max_size=30, dense=True)))
+    for _ in range(draw(st.integers(0, 4))):  # late events
+        i = draw(st.integers(0, len(events) - 1))
+        events.insert(draw(st.integers(i, len(events) - 1)), events.pop(i))
+    for event in draw(st.lists(st.sampled_from(events), max_size=6)):  # redeliveries
+        first = events.index(event)
+        events.insert(draw(st.integers(first + 1, len(events))), event)
+    if draw(st.integers(0, 4)) == 0:  # an erasure anywhere, dated like its neighbour
+        at = draw(st.integers(0, len(events)))
+        when = events[min(at, len(events) - 1)].occurred_at
+        erase = make_event("lead_erased", event_id="erase", lead_id=LEAD, occurred_at=when)
+        events.insert(at, erase)
+    return events
+
+
+def _fold_all(
+    state: LeadState | None, events: Sequence[EventBase], models: ModelSet
+) -> tuple[LeadState | None, list[Output], bool]:
+    """The state and outputs of `apply_all` over `events`, and whether any event applied."""
+    outputs: list[Output] = []
+    applied = False
+    for event in events:
+        step = apply_all(state, event, models=models)
+        applied = applied or step.state is not state
+        state = step.state
+        outputs.extend(step.outputs)
+    return state, outputs, applied
+
+
+def _last_scores(outputs: Sequence[Output]) -> list[ScoreUpdated]:
+    """Each model's last score update after the last erasure, in the order they came."""
+    last: dict[str, ScoreUpdated] = {}
+    for output in outputs:
+        if isinstance(output, LeadErasedRecord):
+            last.clear()
+        elif isinstance(output, ScoreUpdated):
+            last.pop(output.model, None)
+            last[output.model] = output
+    return list(last.values())
+
+
+def _others(outputs: Sequence[Output]) -> list[Output]:
+    return [o for o in outputs if not isinstance(o, ScoreUpdated)]
+
+
+def _dump(state: LeadState | None) -> dict[str, Any] | None:
+    return state.to_dict() if state is not None else None
+
+
+def _json(outputs: Sequence[Output]) -> list[str]:
+    return [o.model_dump_json() for o in outputs]
+
+
+@PROPERTY
+@given(data=st.data(), before=streams(ALL, max_size=6), events=arrivals())
+def test_a_batch_equals_applying_its_events_one_by_one(
+    models: ModelSet, data: st.DataObject, before: list[EventBase], events: list[EventBase]
+) -> None:
+    """Same state, same stage changes and erasures in the same order, and per model the last
+    score update, byte for byte (none that a later erasure in the batch takes back)."""
+    start: LeadState | None = None
+    if data.draw(st.booleans()):  # a lead with history (its events' ids do not clash: e0...)
+        shifted = [e.model_copy(update={"event_id": f"old-{e.event_id}"}) for e in before]
+        start, _, _ = _fold_all(None, shifted, models)
+    snapshot = _dump(start)
+    want_state, want_outputs, applied = _fold_all(start, events, models)
+    got = apply_batch(start, events, models=models)
+    assert _dump(start) == snapshot  # the given state is not changed
+    assert _dump(got.state) == _dump(want_state)
+    assert _others(got.outputs) == _others(want_outputs)
+    scores = [o for o in got.outputs if isinstance(o, ScoreUpdated)]
+    assert got.outputs[len(got.outputs) - len(scores) :] == tuple(scores)  # scores come last
+    assert scores == _last_scores(want_outputs)
+    assert _json(scores) == _json(_last_scores(want_outputs))
+    for score in scores:  # valid as the contract defines it
+        assert ScoreUpdated.model_validate_json(score.model_dump_json()) == score
+    if not applied:  # nothing applied: the state is returned as is
+        assert got.state is start and got.outputs == ()
+    label(f"{len(scores)} scores, {len(_others(got.outputs))} other outputs")
+
+
+@PROPERTY
+@given(data=st.data(), events=arrivals())
+def test_two_batches_in_a_row_equal_one(
+    models: ModelSet, data: st.DataObject, events: list[EventBase]
+) -> None:
+    """Splitting a batch anywhere changes neither the state nor the stage changes, and the last
+    score update per model is the same."""
+    cut = data.draw(st.integers(0, len(events)))
+    whole = apply_batch(None, events, models=models)
+    first = apply_batch(None, events[:cut], models=models)
+    second = apply_batch(first.state, events[cut:], models=models)
+    assert _dump(second.state) == _dump(whole.state)
+    both = [*first.outputs, *second.outputs]
+    assert _others(both) == _others(whole.outputs)
+    assert _json(_last_scores(both)) == _json(_last_scores(whole.outputs))
