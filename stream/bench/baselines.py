@@ -27,6 +27,7 @@ from aiokafka import TopicPartition
 from schemas import codec
 from schemas.errors import DecodeError
 from stream.app import faust_options
+from stream.bench.cpu import CpuMeter
 from stream.faust_guards.patches import guard_skipped_acks
 from stream.kafka import clients, topics
 from stream.settings import Settings
@@ -93,10 +94,13 @@ def create_baseline_app(settings: Settings, kind: str) -> faust.App:
     return app
 
 
-async def raw_loop(settings: Settings, expected: int, limit_s: float) -> tuple[int, float]:
+async def raw_loop(
+    settings: Settings, expected: int, limit_s: float, meter: CpuMeter | None = None
+) -> tuple[int, float]:
     """Consume ``expected`` source records, decode, produce one record each; (count, seconds).
 
-    Timed from the first record fetched to the last record's send acknowledged.
+    Timed from the first record fetched to the last record's send acknowledged; ``meter``
+    (this process and the broker) reads the CPU time used over the same interval.
     """
     consumer = await clients.consumer(
         settings,
@@ -121,6 +125,8 @@ async def raw_loop(settings: Settings, expected: int, limit_s: float) -> tuple[i
             batch = await consumer.getmany(timeout_ms=500, max_records=2000)
             if started is None and batch:
                 started = time.perf_counter()
+                if meter is not None:
+                    meter.start()
             now = datetime.now(UTC)
             for tp, records in batch.items():
                 contract = _contract_topic(settings, tp.topic)
@@ -132,7 +138,10 @@ async def raw_loop(settings: Settings, expected: int, limit_s: float) -> tuple[i
                         continue
                     await producer.send(out, key=record.key, value=_summary(event))
         await producer.flush()
-        return count, time.perf_counter() - (started or time.perf_counter())
+        ended = time.perf_counter()
+        if meter is not None and started is not None:
+            meter.stop()
+        return count, ended - (started or ended)
     finally:
         await consumer.stop()
         await producer.stop()

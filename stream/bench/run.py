@@ -4,9 +4,13 @@ Order (each step uses what the previous left behind):
 
 1. Traffic: a simulation copied up to N records, loaded into the source topics of run ``A``.
 2. Throughput on run ``A``'s topics: (a) the raw aiokafka loop, (b) the bare Faust agent,
-   (c) the naive one-write-per-event agent, (d) the full pipeline worker (RocksDB tables).
-   Faust workers are timed from the first offset their consumer group commits to the moment
+   (c) the naive one-write-per-event agent, (c') the Quix Streams peer when it is installed
+   (``stream.bench.quix_peer``), (d) the full pipeline worker (RocksDB tables).
+   Workers are timed from the first offset their consumer group commits to the moment
    every source record is committed (and the internal topic is drained), polled every 0.25 s.
+   Over the same interval the CPU time of the measured process (the bench itself for the raw
+   loop) and of the broker (when it is a local process, ``stream.bench.cpu``) is read, and
+   reported per record.
 3. Latency: the pipeline worker of (d), idle and caught up, gets fresh leads' events at fixed
    offered loads (shares of (d)'s measured rate); each event's send time is matched with the
    score and stage-change records that name it (``last_event_id`` / ``triggering_event_id``)
@@ -48,6 +52,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from stream.bench import baselines
+from stream.bench.cpu import SELF, Broker, CpuMeter, find_broker
 from stream.bench.data import Traffic, build_traffic, keys_per_partition, produce
 from stream.kafka import clients, topics
 from stream.kafka.admin import ensure_topics
@@ -55,6 +60,9 @@ from stream.settings import Settings
 from stream.simulate.traffic import Delivery
 
 Log = Callable[[str], None]
+
+QUIX_ROW = "quix peer"
+QUIX_SKIPPED = f"{QUIX_ROW}: skipped (pip install '.[bench]')"
 
 
 @dataclass(frozen=True)
@@ -111,9 +119,11 @@ class Results:
 
     def ratios(self) -> dict[str, float | None]:
         full, bare, naive = self.rate("pipeline"), self.rate("bare"), self.rate("naive")
+        quix = self.rate(QUIX_ROW)
         return {
             "pipeline/bare": None if not (full and bare) else round(full / bare, 3),
             "pipeline/naive": None if not (full and naive) else round(full / naive, 3),
+            f"pipeline/{QUIX_ROW}": None if not (full and quix) else round(full / quix, 3),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -201,6 +211,11 @@ def baseline_worker(settings: Settings, kind: str, data_dir: Path, log: Path) ->
     return WorkerProcess(argv, _env(settings, data_dir), log)
 
 
+def quix_worker(settings: Settings, data_dir: Path, log: Path) -> WorkerProcess:
+    argv = [sys.executable, "-m", "stream.bench.quix_peer"]
+    return WorkerProcess(argv, _env(settings, data_dir), log)
+
+
 # ------------------------------------------------------------------------------ Kafka helpers
 
 
@@ -251,12 +266,18 @@ async def delete_topics(settings: Settings, prefixes: Iterable[str]) -> None:
 
 
 async def drain(
-    settings: Settings, worker_alive: Callable[[], bool], limit_s: float, *, internal: bool
+    settings: Settings,
+    worker_alive: Callable[[], bool],
+    limit_s: float,
+    *,
+    internal: bool,
+    meter: CpuMeter | None = None,
 ) -> tuple[int, float]:
     """Wait until the group has committed every source record; (events timed, seconds).
 
     Timed from the first poll that sees a commit to the first poll that sees all of them
-    (and, for the pipeline, the internal topic drained too).
+    (and, for the pipeline, the internal topic drained too); ``meter`` reads the CPU time
+    used by its processes over the same interval.
     """
     sources = [settings.topic(spec.name) for spec in topics.SOURCES]
     ends = await end_offsets(settings, sources)
@@ -274,6 +295,8 @@ async def drain(
             source_done = sum(o for tp, o in done.items() if tp in ends)
             if first is None and source_done > 0:
                 first = (now, source_done)
+                if meter is not None:
+                    meter.start()
             if source_done >= total:
                 if internal:
                     internal_ends = await end_offsets(settings, [internal_topic])
@@ -281,6 +304,8 @@ async def drain(
                         await asyncio.sleep(0.25)
                         continue
                 assert first is not None
+                if meter is not None:
+                    meter.stop()
                 return total - first[1], now - first[0]
             await asyncio.sleep(0.25)
         raise TimeoutError(f"not drained in {limit_s:.0f} s")
@@ -615,6 +640,10 @@ class _Bench:
         )
         self.traffic: Traffic | None = None
         self.records: list[Delivery] = []
+        self.broker: Broker = find_broker(base.kafka_bootstrap)
+        if self.broker.pid is None:
+            self.results.not_measured.append(f"broker CPU: {self.broker.reason}")
+        self.results.machine["broker_pid"] = self.broker.pid
 
     def settings_for(self, run_name: str, app: str) -> Settings:
         return self.base.model_copy(
@@ -630,8 +659,14 @@ class _Bench:
         worker.start()
         return worker
 
-    def row(self, name: str, what: str, count: int, secs: float) -> None:
+    def meter(self, workers: Iterable[WorkerProcess]) -> CpuMeter:
+        """CPU of ``workers`` (their pids read when the timed interval starts) and the broker."""
+        procs = list(workers)
+        return CpuMeter(lambda: [w.pid for w in procs if w.pid is not None], self.broker.pid)
+
+    def row(self, name: str, what: str, count: int, secs: float, meter: CpuMeter) -> None:
         rate = count / secs if secs > 0 else 0.0
+        cpu = meter.row(count)
         self.results.throughput.append(
             {
                 "name": name,
@@ -639,9 +674,14 @@ class _Bench:
                 "events": count,
                 "seconds": round(secs, 2),
                 "events_per_s": round(rate),
+                **cpu,
             }
         )
-        self.log(f"{name}: {count:,} records in {secs:.1f} s = {rate:,.0f}/s")
+        self.log(
+            f"{name}: {count:,} records in {secs:.1f} s = {rate:,.0f}/s; CPU µs/record: "
+            f"worker {_cell(cpu['worker_cpu_us_per_record'])}, "
+            f"broker {_cell(cpu['broker_cpu_us_per_record'])}"
+        )
 
     async def run(self) -> None:
         started = time.perf_counter()
@@ -670,8 +710,9 @@ class _Bench:
     async def baselines(self, run_a: Settings) -> None:
         """(a) the raw loop, (b) the bare agent, (c) the naive agent, on run A's topics."""
         await create_topics(run_a, [baselines.output_topic(run_a, "raw")])
-        count, secs = await baselines.raw_loop(run_a, len(self.records), self.config.timeout)
-        self.row("raw", "aiokafka consume → decode → produce, no state", count, secs)
+        meter = CpuMeter(lambda: [SELF], self.broker.pid)
+        count, secs = await baselines.raw_loop(run_a, len(self.records), self.config.timeout, meter)
+        self.row("raw", "aiokafka consume → decode → produce, no state", count, secs, meter)
         for kind, what in (
             ("bare", "Faust agent: decode → produce, no state"),
             ("naive", "Faust agent: decode → 1 table write → produce, per event"),
@@ -682,20 +723,53 @@ class _Bench:
             worker = self.spawn(
                 baseline_worker(settings, kind, self.work / kind, self.work / f"{kind}.log")
             )
-            count, secs = await drain(settings, worker.alive, self.config.timeout, internal=False)
+            meter = self.meter([worker])
+            count, secs = await drain(
+                settings, worker.alive, self.config.timeout, internal=False, meter=meter
+            )
             worker.stop()
-            self.row(kind, what, count, secs)
+            self.row(kind, what, count, secs, meter)
+        await self.quix_peer()
+
+    async def quix_peer(self) -> None:
+        """The Quix Streams peer (``stream.bench.quix_peer``) on run A's topics, if installed."""
+        from stream.bench import quix_peer  # noqa: PLC0415  (imports Quix only to run it)
+
+        if not quix_peer.available():
+            self.log(QUIX_SKIPPED)
+            self.results.config["quix_peer"] = "skipped: Quix Streams is not installed"
+            return
+        settings = self.settings_for("a", "quix")
+        data_dir = self.work / "quix"
+        peer = quix_peer.peer_settings(settings, data_dir / "quix")
+        self.results.config["quix_peer"] = peer
+        self.log(f"{QUIX_ROW} settings: {peer}")
+        await create_topics(settings, [quix_peer.output_topic(settings)])
+        worker = self.spawn(quix_worker(settings, data_dir, self.work / "quix.log"))
+        meter = self.meter([worker])
+        count, secs = await drain(
+            settings, worker.alive, self.config.timeout, internal=False, meter=meter
+        )
+        worker.stop()
+        what = "Quix Streams app: decode → decayed score in its RocksDB state → produce, per event"
+        self.row(QUIX_ROW, what, count, secs, meter)
+        outputs = await end_offsets(settings, [quix_peer.output_topic(settings)])
+        self.results.throughput[-1]["outputs"] = sum(outputs.values())
 
     async def pipeline(self, full: Settings) -> WorkerProcess:
         """(d) the pipeline worker on run A's topics; left running for the latency runs."""
         await create_changelogs(full, ["leads", "identities"])
         worker = self.spawn(pipeline_worker(full, self.work / "full", self.work / "full.log"))
-        count, secs = await drain(full, worker.alive, self.config.timeout, internal=True)
+        meter = self.meter([worker])
+        count, secs = await drain(
+            full, worker.alive, self.config.timeout, internal=True, meter=meter
+        )
         self.row(
             "pipeline",
             "leadstream worker: decode, internal topic, identity, 2 models, state, outputs",
             count,
             secs,
+            meter,
         )
         return worker
 
@@ -850,12 +924,17 @@ class _Bench:
         ]
         for w in pair:
             self.spawn(w)
+        meter = self.meter(pair)
         count, secs = await drain(
-            run_b, lambda: all(w.alive() for w in pair), self.config.timeout, internal=True
+            run_b,
+            lambda: all(w.alive() for w in pair),
+            self.config.timeout,
+            internal=True,
+            meter=meter,
         )
         for w in pair:
             w.stop()
-        self.row("pipeline x2", "two leadstream workers, same group", count, secs)
+        self.row("pipeline x2", "two leadstream workers, same group", count, secs, meter)
         one, two = self.results.rate("pipeline"), self.results.rate("pipeline x2")
         self.results.scaling = {
             "one_worker_per_s": one,
@@ -870,13 +949,14 @@ class _Bench:
 def table(results: Results) -> str:
     """The results as Markdown tables (what the command prints)."""
     lines = [
-        "| run | what | records | s | records/s |",
-        "| --- | --- | ---: | ---: | ---: |",
+        "| run | what | records | s | records/s | worker CPU µs/record | broker CPU µs/record |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results.throughput:
         lines.append(
             f"| {r['name']} | {r['what']} | {r['events']:,} | {r['seconds']} "
-            f"| {r['events_per_s']:,} |"
+            f"| {r['events_per_s']:,} | {_cell(r.get('worker_cpu_us_per_record'))} "
+            f"| {_cell(r.get('broker_cpu_us_per_record'))} |"
         )
     ratios = results.ratios()
     lines += ["", "| ratio | value |", "| --- | ---: |"]
@@ -916,6 +996,10 @@ def table(results: Results) -> str:
     for missing in results.not_measured:
         lines.append(f"\nNot measured: {missing}")
     return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.1f}"
 
 
 def write_json(results: Results, path: Path) -> None:

@@ -19,11 +19,12 @@ def add_parser(sub: Subparsers) -> None:
         description=(
             "Load N simulated records into fresh topics on LEADSTREAM_KAFKA_BOOTSTRAP and "
             "measure, in the same run on the same data: a raw aiokafka decode loop, a bare "
-            "Faust agent, a naive one-table-write-per-event agent and the full pipeline "
-            "(events/s and ratios); event -> score and stage-change latency at fixed offered "
-            "loads; recovery of a worker's state after a kill; bytes per lead; one vs two "
-            "workers. Prints Markdown tables and writes the figures as JSON. Its topics and "
-            "data are deleted at the end."
+            "Faust agent, a naive one-table-write-per-event agent, a Quix Streams peer (with "
+            "the 'bench' extra) and the full pipeline (events/s, CPU per record of the process "
+            "and of a local broker, and ratios); event -> score and stage-change latency at "
+            "fixed offered loads; recovery of a worker's state after a kill; bytes per lead; "
+            "one vs two workers. Prints Markdown tables and writes the figures as JSON. Its "
+            "topics and data are deleted at the end."
         ),
     )
     bench.add_argument(

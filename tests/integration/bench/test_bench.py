@@ -6,6 +6,7 @@ only that every run measured something and every section was filled.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -43,15 +44,34 @@ def test_quick_bench_prints_the_table_and_writes_the_json(
     with capsys.disabled():  # the table, in the CI log
         print("\n" + done.stdout)
     assert done.returncode == 0, done.stderr[-4000:]
-    assert "| run | what | records | s | records/s |" in done.stdout
+    assert (
+        "| run | what | records | s | records/s | worker CPU µs/record | broker CPU µs/record |"
+        in done.stdout
+    )
 
     results = json.loads(out.read_text())
     rows = {row["name"]: row for row in results["throughput"]}
-    assert set(rows) == {"raw", "bare", "naive", "pipeline", "pipeline x2"}
+    quix = importlib.util.find_spec("quixstreams") is not None
+    expected = {"raw", "bare", "naive", "pipeline", "pipeline x2"} | (
+        {"quix peer"} if quix else set()
+    )
+    assert set(rows) == expected
+    broker_measured = results["machine"]["broker_pid"] is not None
     for row in rows.values():
         assert row["events"] > 0 and row["seconds"] > 0 and row["events_per_s"] > 0, row
+        assert row["worker_cpu_us_per_record"] > 0, row
+        assert (row["broker_cpu_us_per_record"] or 0) > 0 or not broker_measured, row
+    if not broker_measured:
+        assert any(line.startswith("broker CPU: ") for line in results["not_measured"])
     assert results["ratios"]["pipeline/bare"] > 0
     assert results["ratios"]["pipeline/naive"] > 0
+    if quix:
+        assert results["ratios"]["pipeline/quix peer"] > 0
+        assert results["config"]["quix_peer"]["auto_offset_reset"] == "earliest"
+        # one output per event it decoded: every record but the malformed ones (about 1%)
+        assert rows["quix peer"]["outputs"] >= 0.95 * results["config"]["events"]
+    else:
+        assert "quix peer: skipped (pip install '.[bench]')" in done.stderr
     assert results["scaling"]["ratio"] > 0  # one vs two workers
 
     assert results["latency"], "no latency run"

@@ -1,0 +1,42 @@
+"""The rates table: CPU per record columns, and the ratio to the Quix Streams peer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stream.bench.run import QUIX_ROW, Results, table
+
+
+def _row(name: str, rate: int, worker_us: float | None, broker_us: float | None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "what": name,
+        "events": 10_000,
+        "seconds": round(10_000 / rate, 2),
+        "events_per_s": rate,
+        "worker_cpu_us_per_record": worker_us,
+        "broker_cpu_us_per_record": broker_us,
+    }
+
+
+def test_the_table_has_cpu_columns_and_the_quix_ratio() -> None:
+    results = Results(config={}, machine={})
+    results.throughput = [
+        _row("raw", 40_000, 21.4, 9.0),
+        _row("pipeline", 1_000, 1_480.25, None),
+        _row(QUIX_ROW, 4_000, 230.0, 40.5),
+    ]
+    lines = table(results).splitlines()
+    assert lines[0] == (
+        "| run | what | records | s | records/s | worker CPU µs/record | broker CPU µs/record |"
+    )
+    assert "| raw | raw | 10,000 | 0.25 | 40,000 | 21.4 | 9.0 |" in lines
+    assert "| pipeline | pipeline | 10,000 | 10.0 | 1,000 | 1,480.2 | n/a |" in lines
+    assert "| pipeline/quix peer | 0.25 |" in lines
+    assert results.to_json()["ratios"]["pipeline/quix peer"] == 0.25
+
+
+def test_without_the_peer_its_ratio_is_not_available() -> None:
+    results = Results(config={}, machine={})
+    results.throughput = [_row("pipeline", 1_000, None, None)]
+    assert "| pipeline/quix peer | n/a |" in table(results).splitlines()
