@@ -1,12 +1,14 @@
-"""Profile a busy pipeline worker with py-spy and print where its time goes.
+"""Profile a busy worker with py-spy and print where its time goes.
 
 Loads N simulated records (the bench's traffic) into fresh topics on LEADSTREAM_KAFKA_BOOTSTRAP,
-starts a `leadstream worker` on them (RocksDB tables, as `leadstream bench` runs it), waits until
-it is busy, samples it with py-spy for D seconds, stops it and prints the frames with the most
-samples: on their own (self time) and including what they call (total time). The topics are
-deleted at the end.
+starts a worker on them, waits until it is busy, samples it with py-spy for D seconds, stops it
+and prints the frames with the most samples: on their own (self time) and including what they
+call (total time). The topics are deleted at the end. The worker is `leadstream worker`
+(`--worker pipeline`, RocksDB tables, as `leadstream bench` runs it) or one of the bench's Faust
+baselines (`--worker bare` or `naive`, `stream.bench.baselines`).
 
     .venv/bin/python -m stream.bench.profile_worker            # --events 100000 --seconds 20
+    .venv/bin/python -m stream.bench.profile_worker --worker bare
     .venv/bin/python -m stream.bench.profile_worker --raw out.txt   # keep py-spy's raw stacks
 
 py-spy needs ptrace rights over the worker (root, or kernel.yama.ptrace_scope=0).
@@ -25,8 +27,15 @@ import time
 import uuid
 from pathlib import Path
 
+from stream.bench.baselines import KINDS, output_topic
 from stream.bench.data import build_traffic, produce
-from stream.bench.run import create_changelogs, delete_topics, pipeline_worker
+from stream.bench.run import (
+    baseline_worker,
+    create_changelogs,
+    create_topics,
+    delete_topics,
+    pipeline_worker,
+)
 from stream.kafka.admin import ensure_topics
 from stream.settings import Settings
 
@@ -65,6 +74,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=15.0, help="seconds before sampling")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw stacks here")
+    parser.add_argument(
+        "--worker",
+        choices=("pipeline", *KINDS),
+        default="pipeline",
+        help="the Leadstream worker (pipeline) or a Faust baseline of the bench",
+    )
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     record = [spy, "record", "-f", "raw", "--nonblocking", "-d", str(args.seconds)]
@@ -75,7 +90,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="leadstream-profile-"))
     raw = args.raw or work / "stacks.txt"
     asyncio.run(load(settings, args.events))
-    worker = pipeline_worker(settings, work / "data", work / "worker.log")
+    if args.worker == "pipeline":
+        worker = pipeline_worker(settings, work / "data", work / "worker.log")
+    else:
+        asyncio.run(create_topics(settings, [output_topic(settings, args.worker)]))
+        worker = baseline_worker(settings, args.worker, work / "data", work / "worker.log")
     try:
         worker.start()
         time.sleep(args.warmup)
