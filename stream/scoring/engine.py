@@ -469,52 +469,21 @@ def _emit_score(
             return
     revision = st.revision = st.revision + 1
     st.emitted = (fit_r, eng_r)
+    rest = (st.fit, st.fit_items, fit, eng, fit_r, eng_r, grade, st.stage, as_of, revision)
     if defer is not None:
         # The engagement terms are copied: the state goes on changing in place.
         terms: object = None
         if c.top_rules:
             terms = (st.eng.copy(), st.as_of) if values is None else values
         defer.pop(c.id, None)  # kept in the order of the events that gave them
-        defer[c.id] = (
-            c,
-            lead_id,
-            event_id,
-            terms,
-            st.fit,
-            st.fit_items,
-            fit,
-            eng,
-            fit_r,
-            eng_r,
-            grade,
-            st.stage,
-            as_of,
-            revision,
-        )
+        defer[c.id] = (c, lead_id, event_id, terms, *rest)
         return
     if c.top_rules:
         if values is None:
             values = _values(st.eng, c, st.as_of)[1]
     else:
         values = None
-    out.append(
-        _score_record(
-            c,
-            lead_id,
-            event_id,
-            values,
-            st.fit,
-            st.fit_items,
-            fit,
-            eng,
-            fit_r,
-            eng_r,
-            grade,
-            st.stage,
-            as_of,
-            revision,
-        )
-    )
+    out.append(_score_record(c, lead_id, event_id, values, *rest))
 
 
 def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update, in order

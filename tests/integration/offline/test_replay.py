@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas import codec
 from schemas.events import Traits
 from schemas.examples import make_event
 from schemas.outputs import ScoreUpdated, StageChanged
-from schemas.topics import topic_for
 from stream.kafka import topics
 from stream.kafka.admin import describe_topics
 from stream.model_files import DEFAULT_MODELS
@@ -65,20 +64,6 @@ def _history(unique: str) -> list[Any]:
     ]
 
 
-async def _produce(settings: Any, events: list[Any]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for event in events:
-            await producer.send_and_wait(
-                settings.topic(topic_for(event)),
-                key=codec.event_key(event),
-                value=codec.encode(event),
-            )
-    finally:
-        await producer.stop()
-
-
 async def _read_all(settings: Any, *names: str) -> list[tuple[str, bytes | None, bytes | None]]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
@@ -121,12 +106,12 @@ def _replay(worker: Any, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_replay_publishes_the_new_version_and_leaves_the_live_one_alone(
-    worker_launcher: Any, unique: str, tmp_path: Path
+    worker_launcher: Any, unique: str, tmp_path: Path, produce_events: Any
 ) -> None:
     worker = worker_launcher()
     settings = worker.settings
     worker.start()
-    await _produce(settings, _history(unique))
+    await produce_events(settings, _history(unique))
     warm, visitor = f"warm-{unique}", f"visitor-{unique}"
     live: list[tuple[str, bytes | None, bytes | None]] = []
     for _ in range(120):
