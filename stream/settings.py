@@ -67,6 +67,18 @@ class Settings(BaseSettings):
     timer_interval_s: float = Field(
         10.0, gt=0, description="How often the decay timer looks for due leads, in seconds."
     )
+    batch_max: int = Field(
+        500,
+        ge=1,
+        description="Most records the worker takes into one batch (one state write per lead "
+        "per batch).",
+    )
+    batch_within_s: float = Field(
+        0.01,
+        gt=0,
+        description="Longest wait, in seconds, for a batch to fill before the worker handles "
+        "what it has (the latency a quiet stream pays).",
+    )
     identity_max_events: int = Field(
         200, ge=1, description="Events held per anonymous id until an identify links it."
     )

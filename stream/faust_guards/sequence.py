@@ -43,6 +43,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from stream.faust_guards.tables import writing_for
 from stream.kafka import clients
 
 __all__ = ["POSITION_PREFIX", "STALL_CHECK_S", "Fetched", "SequenceGuard", "position_key"]
@@ -103,7 +104,8 @@ class SequenceGuard:
         self.positions = tuple(positions)
         self._since_saved: dict[tuple[str, int], int] = {}
         self._assigned: set[tuple[str, int]] = set()
-        self._last: dict[tuple[str, int], int] = {}
+        self._last: dict[tuple[str, int], int] = {}  # handled: effects written
+        self._accepted: dict[tuple[str, int], int] = {}  # admitted (a batch: not yet handled)
         self._seen_at_check: dict[tuple[str, int], int] = {}
         self._held: dict[tuple[str, int], tuple[int, int]] = {}
         self._reader: AIOKafkaConsumer | None = None
@@ -121,20 +123,46 @@ class SequenceGuard:
             key = (tp.topic, tp.partition)
             self._assigned.discard(key)
             self._last.pop(key, None)
+            self._accepted.pop(key, None)
             self._since_saved.pop(key, None)
             self._seen_at_check.pop(key, None)
 
     def handled(self, message: Any) -> None:
+        """``message`` (admitted) is handled, its table writes made (Faust's current event: the
+        position is written to that event's partition)."""
         key = (message.topic, message.partition)
         if key in self._assigned and message.offset > self._last.get(key, -1):
             self._last[key] = message.offset
             if self.positions:
                 count = self._since_saved.get(key, 0) + 1
                 if count >= SAVE_EVERY:
-                    for table in self.positions:
-                        table[position_key(*key)] = str(message.offset).encode()
+                    self._save(key, message.offset)
                     count = 0
                 self._since_saved[key] = count
+
+    def handled_batch(self, events: Sequence[Any]) -> None:
+        """The admitted Faust ``events`` of a batch are handled, their table writes made. A
+        partition's position is saved (at most once per batch, at its last record) when
+        ``SAVE_EVERY`` records have been handled since the last save."""
+        last_of: dict[tuple[str, int], Any] = {}
+        for event in events:
+            message = event.message
+            key = (message.topic, message.partition)
+            if key in self._assigned and message.offset > self._last.get(key, -1):
+                self._last[key] = message.offset
+                self._since_saved[key] = self._since_saved.get(key, 0) + 1
+                last_of[key] = event
+        if not self.positions:
+            return
+        for key, event in last_of.items():
+            if self._since_saved[key] >= SAVE_EVERY:
+                with writing_for(event):
+                    self._save(key, event.message.offset)
+                self._since_saved[key] = 0
+
+    def _save(self, key: tuple[str, int], offset: int) -> None:
+        for table in self.positions:
+            table[position_key(*key)] = str(offset).encode()
 
     def _saved(self, key: tuple[str, int]) -> int | None:
         """The position saved in every table (the lowest: each table's changelog orders only
@@ -162,9 +190,10 @@ class SequenceGuard:
         return committed
 
     def _progress(self, key: tuple[str, int]) -> int | None:
-        """The last offset of ``key`` known handled: by this worker in this assignment, else
-        the one before the committed offset (``None``: not known yet)."""
-        last = self._last.get(key)
+        """The last offset of ``key`` known taken: admitted by this worker in this assignment
+        (a batch's records count from their admission), else the one before the committed
+        offset (``None``: not known yet)."""
+        last = self._accepted.get(key, self._last.get(key))
         if last is not None:
             return last
         committed = self._committed(key)
@@ -179,18 +208,19 @@ class SequenceGuard:
             if not self._in_assignment(key):
                 return True  # not a partition of this worker's assignment (tests, replies)
             self._assigned.add(key)
-        last = self._last.get(key)
+        last = self._accepted.get(key)
         if last is None:
             saved = self._saved(key)
             if saved is not None and message.offset <= saved:
                 # handled before a restart or a move: its effects are in the restored table
-                self._last[key] = last = saved
+                self._last[key] = self._accepted[key] = last = saved
         if last is not None and message.offset <= last:
             self.on_redelivered()
             return False
         expected = last + 1 if last is not None else self._committed(key)
         if expected is not None and message.offset > expected:
             await self.fill(message.topic, message.partition, expected, message.offset, handle)
+        self._accepted[key] = message.offset
         return True
 
     # ------------------------------------------------------------------ reading gaps
@@ -233,7 +263,7 @@ class SequenceGuard:
                     position = end
                     break
                 await handle(Fetched(topic, partition, record.offset, record.key, record.value))
-                self._last[(topic, partition)] = record.offset
+                self._last[(topic, partition)] = self._accepted[(topic, partition)] = record.offset
                 count += 1
                 position = record.offset + 1
         self._mark_done(topic, partition, start, end)
@@ -355,7 +385,7 @@ class SequenceGuard:
             if saved is not None and saved > last:
                 # handled before a restart or a move (in the restored table): done, not again
                 self._mark_done(topic, partition, last + 1, saved + 1)
-                self._last[key] = last = saved
+                self._last[key] = self._accepted[key] = last = saved
             if highwater is not None and highwater > last + 1:
                 await self.fill(topic, partition, last + 1, highwater, handle)
             self._seen_at_check.pop(key, None)

@@ -22,6 +22,7 @@ from stream.scoring import (
     ModelSet,
     advance_all,
     apply_all,
+    apply_batch,
     merge_lead_states,
     next_crossing_all,
 )
@@ -52,6 +53,13 @@ class ScoringEngine(Protocol):
     def model_ids(self) -> Sequence[str]: ...
 
     def apply(self, state: dict[str, Any] | None, event: EventBase, live: Any = None) -> Step: ...
+
+    def apply_batch(
+        self, state: dict[str, Any] | None, events: Sequence[EventBase], live: Any = None
+    ) -> Step:
+        """Apply one lead's events in order; only each model's latest score is published (every
+        stage change is)."""
+        ...
 
     def merge(
         self,
@@ -94,6 +102,13 @@ class CoreEngine:
     def apply(self, state: dict[str, Any] | None, event: EventBase, live: Any = None) -> Step:
         before = self.load(state, live)
         step = apply_all(before, event, models=self.models, lead_id=event.lead_id)
+        return self._step(before, step.state, step.outputs)
+
+    def apply_batch(
+        self, state: dict[str, Any] | None, events: Sequence[EventBase], live: Any = None
+    ) -> Step:
+        before = self.load(state, live)
+        step = apply_batch(before, events, models=self.models, lead_id=events[0].lead_id)
         return self._step(before, step.state, step.outputs)
 
     def merge(

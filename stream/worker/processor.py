@@ -52,8 +52,10 @@ from schemas.events import EventBase, Identify, LeadErased, LeadsMerged
 from schemas.internal import Link, MergeIn, MergeOut, Tick, Unlink
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
 from stream import metrics
+from stream.faust_guards.sending import DirectSender
 from stream.faust_guards.sequence import POSITION_PREFIX, STALL_CHECK_S, SequenceGuard
-from stream.faust_guards.write_order import WriteOrder, hold_changelog, hold_flush, track_sends
+from stream.faust_guards.tables import writing_for
+from stream.faust_guards.write_order import WriteOrder, hold_changelog, hold_flush
 from stream.kafka import topics
 from stream.settings import Settings
 from stream.worker import identity
@@ -76,6 +78,10 @@ async def _delivered(deliveries: Iterable[Any]) -> None:
     for delivery in deliveries:
         if delivery is not None:
             await delivery
+
+
+_ONE_BY_ONE = (Identify, LeadsMerged, LeadErased)
+"""Lead events handled on their own: they touch more than the lead's scoring state."""
 
 
 def _lead_key(lead_id: str) -> str:
@@ -126,6 +132,9 @@ class LeadProcessor:
         self.scores = raw_topic(settings.topic(topics.SCORES.name), compacting=True)
         self.stage_changes = raw_topic(settings.topic(topics.STAGE_CHANGES.name))
         self.dead_letters = raw_topic(settings.topic(topics.DEAD_LETTERS.name))
+        self.scores_name = settings.topic(topics.SCORES.name)
+        self.stage_changes_name = settings.topic(topics.STAGE_CHANGES.name)
+        self.dead_letters_name = settings.topic(topics.DEAD_LETTERS.name)
 
         # Keys are the ids' UTF-8 bytes, as in the records' keys, so a key's table partition is
         # the partition of its records (Faust routes web requests for a key by that hash too).
@@ -150,8 +159,7 @@ class LeadProcessor:
             self.write_order = WriteOrder(on_failure=self._crash)
             for table in (self.leads, self.identities):
                 hold_changelog(table.changelog_topic, self.write_order)
-            for topic in (self.internal, self.scores, self.stage_changes, self.dead_letters):
-                track_sends(topic, self.write_order)
+        self.sender = DirectSender(app, self.write_order)
         self.schedule = DueSchedule()
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
@@ -228,18 +236,19 @@ class LeadProcessor:
 
     async def to_internal(self, key: str, message: ContractModel) -> Any:
         """Send ``message`` to the owner of ``key``; returns its delivery future."""
-        return await self.internal.send(key=key.encode(), value=codec.encode(message))
+        return await self.sender.send(self.internal_name, key.encode(), codec.encode(message))
 
     async def emit(self, outputs: Iterable[ContractModel]) -> None:
+        send = self.sender.send
         for record in outputs:
             if isinstance(record, ScoreUpdated):
-                await self.scores.send(
-                    key=codec.score_key(record.lead_id, record.model), value=codec.encode(record)
+                await send(
+                    self.scores_name,
+                    codec.score_key(record.lead_id, record.model),
+                    codec.encode(record),
                 )
             elif isinstance(record, StageChanged):
-                await self.stage_changes.send(
-                    key=record.lead_id.encode(), value=codec.encode(record)
-                )
+                await send(self.stage_changes_name, record.lead_id.encode(), codec.encode(record))
             else:  # pragma: no cover - the engine only produces the two
                 raise TypeError(f"unexpected output {type(record).__name__}")
 
@@ -272,7 +281,7 @@ class LeadProcessor:
             original=message.value if original is None else original,
             received_at=datetime.now(UTC),
         )
-        await self.dead_letters.send(key=message.key, value=codec.encode(letter))
+        await self.sender.send(self.dead_letters_name, message.key, codec.encode(letter))
 
     # ------------------------------------------------------------------ handlers
 
@@ -307,21 +316,44 @@ class LeadProcessor:
                     occurred_at=event.occurred_at,
                 ),
             )
-        step = self.engine.apply(record.state, event, record.live)
+        await self.score(lead_id, record, [event], keep=isinstance(event, Identify))
+
+    async def on_lead_events(self, events: Sequence[EventBase], lead_id: str) -> None:
+        """Score a run of plain events of one lead (no identify, merge or erasure): the state
+        read once, the events applied in order, the state written once."""
+        record = self.load_lead(lead_id) or LeadRecord()
+        if record.merged_into is not None:
+            for event in events:
+                rerouted = event.model_copy(update={"lead_id": record.merged_into})
+                await self.to_internal(record.merged_into, rerouted)
+            return
+        await self.score(lead_id, record, events)
+
+    async def score(
+        self, lead_id: str, record: LeadRecord, events: Sequence[EventBase], *, keep: bool = False
+    ) -> None:
+        """Apply ``events`` to the lead's ``record``, send what they publish, store the state
+        (``keep``: store the record even when the state did not change)."""
+        if len(events) == 1:
+            step = self.engine.apply(record.state, events[0], record.live)
+        else:
+            step = self.engine.apply_batch(record.state, events, record.live)
         if step.state is None and record.live is None and step.live is not None:
             self.live.remember_live(lead_id, step.live)
         record.live = step.live
         if step.outputs:
-            # Sent before the state is written: a crash in between scores the event again, in
-            # its place in the internal topic's order, and sends the same records again (same
+            # Sent before the state is written: a crash in between scores the events again, in
+            # their place in the internal topic's order, and sends the same records again (same
             # ids, same revisions, same content) rather than keeping a state whose outputs
             # never left.
             await self.emit(step.outputs)
-            metrics.scoring_latency(time.time() - event.occurred_at.timestamp())
+            now = time.time()
+            for event in events:
+                metrics.scoring_latency(now - event.occurred_at.timestamp())
         if step.state is not None:
             record.state = step.state
             self.store_lead(lead_id, record, step.due)
-        elif isinstance(event, Identify):
+        elif keep:
             self.store_lead(lead_id, record, self._due(record))
 
     async def on_erase(self, event: LeadErased, lead_id: str, record: LeadRecord) -> None:
@@ -346,9 +378,9 @@ class LeadProcessor:
                 occurred_at=event.occurred_at,
             )
             score_key = codec.score_key(lead_id, model)
-            await self.scores.send(key=score_key, value=codec.encode(erased))
-            await self.scores.send(key=score_key, value=None)
-            await self.stage_changes.send(key=lead_id.encode(), value=codec.encode(erased))
+            await self.sender.send(self.scores_name, score_key, codec.encode(erased))
+            await self.sender.send(self.scores_name, score_key, None)
+            await self.sender.send(self.stage_changes_name, lead_id.encode(), codec.encode(erased))
 
     async def on_anonymous_event(self, event: EventBase, anonymous_id: str, message: Any) -> None:
         record = self.load_anon(anonymous_id)
@@ -501,9 +533,13 @@ class LeadProcessor:
         return event
 
     async def handle(self, message: Any) -> None:
+        """Handle one record on its own."""
         decoded = await self.decode(message)
-        if decoded is None:
-            return
+        if decoded is not None:
+            await self.dispatch(decoded, message)
+
+    async def dispatch(self, decoded: Any, message: Any) -> None:
+        """Handle a decoded record."""
         if isinstance(decoded, Link):
             await self.on_link(decoded)
         elif isinstance(decoded, Unlink):
@@ -529,12 +565,68 @@ class LeadProcessor:
             await self.on_anonymous_event(event, owner, message)
 
     async def process(self, stream: Any) -> AsyncIterator[None]:
-        async for event in stream.events():
-            message = event.message
-            if await self.sequence.admit(message, self.handle):
-                await self.handle(message)
-                self.sequence.handled(message)
+        batches = stream.take_events(self.settings.batch_max, self.settings.batch_within_s)
+        async for events in batches:
+            await self.handle_batch(events)
             yield None
+
+    async def handle_batch(self, events: Sequence[Any]) -> None:
+        """Handle a batch of Faust events in offset order.
+
+        Source events are passed on to the internal topic as they come. Plain events of a lead
+        arriving from the internal topic are gathered per lead and scored together
+        (``on_lead_events``: one state read, one state write per lead per batch); anything else
+        that reads or writes lead state (identify, merge, erasure, ticks, records read past a
+        gap) first scores what was gathered, so every lead sees its records in their order.
+        The partitions' positions are saved after every write of the batch. Table writes are
+        made for the event they belong to (``writing_for``): Faust takes a write's partition
+        from it.
+        """
+        gathered: dict[str, tuple[list[EventBase], Any]] = {}
+
+        async def score_gathered() -> None:
+            for lead_id, (lead_events, last) in gathered.items():
+                with writing_for(last):
+                    await self.on_lead_events(lead_events, lead_id)
+            gathered.clear()
+
+        async def handle_in_order(message: Any) -> None:
+            await score_gathered()
+            await self.handle(message)
+
+        admitted = []
+        for event in events:
+            message = event.message
+            with writing_for(event):
+                if not await self.sequence.admit(message, handle_in_order):
+                    continue
+            admitted.append(event)
+            decoded = await self.decode(message)
+            if decoded is None:
+                continue
+            if isinstance(decoded, EventBase):
+                owner = decoded.lead_id or decoded.anonymous_id or ""
+                if message.topic != self.internal_name or message.key != owner.encode():
+                    await self.to_internal(owner, decoded)
+                    continue
+                if decoded.lead_id is not None and not isinstance(decoded, _ONE_BY_ONE):
+                    lead_events, _ = gathered.get(decoded.lead_id, ([], None))
+                    lead_events.append(decoded)
+                    gathered[decoded.lead_id] = (lead_events, event)
+                    continue
+                if decoded.lead_id is None:  # anonymous: touches no lead state
+                    with writing_for(event):
+                        await self.on_anonymous_event(decoded, owner, message)
+                    continue
+            elif isinstance(decoded, Link | Unlink):  # touch no lead state
+                with writing_for(event):
+                    await self.dispatch(decoded, message)
+                continue
+            await score_gathered()
+            with writing_for(event):
+                await self.dispatch(decoded, message)
+        await score_gathered()
+        self.sequence.handled_batch(admitted)
 
     # ------------------------------------------------------------------ the timer
 
@@ -593,8 +685,8 @@ class LeadProcessor:
         now = datetime.now(UTC)
         for partition in sorted(self.sequence.stalled()):
             probe = Tick(key=f"partition-{partition}", kind="partition", at=now)
-            await self.internal.send(
-                key=probe.key.encode(), value=codec.encode(probe), partition=partition
+            await self.sender.send(
+                self.internal_name, probe.key.encode(), codec.encode(probe), partition
             )
 
 

@@ -9,7 +9,6 @@ the same events.
 from __future__ import annotations
 
 import asyncio
-import graphlib
 import importlib.util
 import json
 import os
@@ -275,7 +274,9 @@ class Tally:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def tally(name: str, sim: Simulation, settings: Settings, out: Outputs, *, bad: int = 0) -> Tally:
+async def tally(
+    name: str, sim: Simulation, settings: Settings, out: Outputs, *, bad: int = 0
+) -> Tally:
     """Counts of a scenario against the offline reference (computed before asserting it).
 
     ``lost``: expected stage changes never published plus applied events missing from a lead's
@@ -293,17 +294,7 @@ def tally(name: str, sim: Simulation, settings: Settings, out: Outputs, *, bad: 
     # in another order than the run it replaced
     contents = {(s.lead_id, s.model, s.revision, s.last_event_id, s.total) for s in out.scores}
     rewritten = len(contents) - len(distinct_scores)
-    try:
-        order = pipeline.arrival_order(out.scores)
-    except graphlib.CycleError:
-        # the models' records give contradicting orders: no reference order to compare with
-        return Tally(
-            scenario=name,
-            events_in=len(sim.deliveries) + bad,
-            scored=len(out.mentioned()),
-            dead_lettered=len(letters),
-            notes={"arrival_order": "contradictory", "rewritten_revisions": rewritten},
-        )
+    order = await pipeline.internal_order(settings)
     expected, expected_changes = pipeline.offline_reference(sim, models, order)
     latest = pipeline.latest_scores(out.scores)
     bots = {lead for lead, truth in sim.truth.items() if truth.persona.endswith("_bot")}
@@ -355,21 +346,22 @@ def check_duplicates_identical(out: Outputs) -> None:
         assert first_change.model_dump() == change.model_dump(), ("two changes, one id", change)
 
 
-def check_reference(sim: Simulation, settings: Settings, out: Outputs) -> None:
+async def check_reference(sim: Simulation, settings: Settings, out: Outputs) -> None:
     """The offline-reference equality of tests/integration/worker/test_pipeline.py."""
     check_duplicates_identical(out)
     assert settings.models_path is not None
     from stream.scoring import parse_models
 
     models = parse_models(settings.models_path.read_text(), source="test models")
-    expected, _ = pipeline.offline_reference(sim, models, pipeline.arrival_order(out.scores))
+    order = await pipeline.internal_order(settings)
+    expected, _ = pipeline.offline_reference(sim, models, order)
     latest = pipeline.latest_scores(out.scores)
     assert set(latest) == set(expected), (
         "the leads and models scored differ: "
         f"only published {sorted(set(latest) - set(expected))[:10]}, "
         f"only in the reference {sorted(set(expected) - set(latest))[:10]}"
     )
-    pipeline.check_against_reference(sim, settings, out.scores, out.changes)
+    pipeline.check_against_reference(sim, settings, out.scores, out.changes, order)
 
 
 def malformed_coordinates(sim: Simulation) -> int:

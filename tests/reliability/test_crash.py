@@ -53,7 +53,7 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
         h.stop_worker(worker)
         stop.set()
         await reader
-    result = h.tally("crash (kill -9)", sim, settings, out)
+    result = await h.tally("crash (kill -9)", sim, settings, out)
     result.notes["kills"] = kills
     h.record(result)
     assert len(kills) == h.SIZES.crash_kills
@@ -62,4 +62,4 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
     # none to remove
     assert 1 <= log.read_text().count("did not stop cleanly: its") <= len(kills)
     assert result.dead_lettered == h.malformed_coordinates(sim)
-    h.check_reference(sim, settings, out)
+    await h.check_reference(sim, settings, out)

@@ -168,7 +168,7 @@ async def test_malformed_messages_are_dead_lettered_and_good_ones_scored(
     finally:
         stop.set()
         await reader
-    result = h.tally("hostile input", sim, settings, out, bad=len(bad))
+    result = await h.tally("hostile input", sim, settings, out, bad=len(bad))
     result.notes["hostile"] = len(bad)
     result.notes["simulated_malformed"] = h.malformed_coordinates(sim)
     h.record(result)
@@ -183,7 +183,7 @@ async def test_malformed_messages_are_dead_lettered_and_good_ones_scored(
         if value is not None and len(value) <= 256 * 1024:
             assert letter.original == value, coordinates
     assert len(letters) == len(bad) + h.malformed_coordinates(sim)
-    h.check_reference(sim, settings, out)
+    await h.check_reference(sim, settings, out)
     # the same worker's HTTP endpoints (after the comparison: valid calls among them add leads)
     await _abuse_http(worker)
     assert worker.proc.poll() is None, "the worker stopped"

@@ -132,12 +132,12 @@ async def test_worker_resumes_after_a_broker_restart_and_loses_nothing(
         h.stop_worker(worker)
         stop.set()
         await reader
-    result = h.tally("broker restart", sim, settings, out)
+    result = await h.tally("broker restart", sim, settings, out)
     result.notes |= {"broker_down_s": h.SIZES.broker_down_s, "resumed_after_s": round(resume_s, 1)}
     h.record(result)
     assert alive, "the worker exited during the broker's restart:\n" + log.read_text()[-3000:]
     assert result.dead_lettered == h.malformed_coordinates(sim)
-    h.check_reference(sim, settings, out)
+    await h.check_reference(sim, settings, out)
 
 
 async def test_scoring_goes_on_through_a_redis_outage_and_the_read_model_converges(
@@ -187,7 +187,7 @@ async def test_scoring_goes_on_through_a_redis_outage_and_the_read_model_converg
         stop.set()
         await reader
         await read_model.close()
-    result = h.tally("Redis outage", sim, settings, out)
+    result = await h.tally("Redis outage", sim, settings, out)
     result.notes |= {
         "redis_down_s": round(back - down, 1),
         "scores_published_while_down": scored_during,
@@ -196,7 +196,7 @@ async def test_scoring_goes_on_through_a_redis_outage_and_the_read_model_converg
     h.record(result)
     assert alive, "the worker exited during the Redis outage"
     assert scored_during > 0, "nothing was scored while Redis was down"
-    h.check_reference(sim, settings, out)
+    await h.check_reference(sim, settings, out)
 
 
 def _prefix(settings: Any) -> str:

@@ -57,9 +57,9 @@ async def test_workers_one_two_one_mid_stream_change_nothing(
             h.stop_worker(second)
         stop.set()
         await reader
-    result = h.tally("rebalance 1 → 2 → 1", sim, settings, out)
+    result = await h.tally("rebalance 1 → 2 → 1", sim, settings, out)
     result.notes["members"] = members
     h.record(result)
     assert members == [2, 1], "the group did not go 1 → 2 → 1"
     assert result.dead_lettered == h.malformed_coordinates(sim)
-    h.check_reference(sim, settings, out)
+    await h.check_reference(sim, settings, out)

@@ -23,7 +23,7 @@ from schemas.events import EventBase, Traits
 from schemas.examples import make_event
 from schemas.outputs import LeadErasedRecord, ScoreUpdated, StageChanged
 from schemas.stages import Stage
-from schemas.topics import topic_for
+from schemas.topics import DEAD_LETTERS, SCORES, STAGE_CHANGES, topic_for
 from stream.app import faust_options
 from stream.scoring import LeadState, ModelSet, apply_all, parse_models, score_at
 from stream.worker import processor as proc
@@ -34,6 +34,12 @@ T0 = datetime(2026, 11, 1, 9, tzinfo=UTC)
 INTERNAL = "leads.internal.v1"
 CLICKSTREAM = "leads.clickstream.v1"
 PROFILES = "leads.profiles.v1"
+SENT_AS = {
+    INTERNAL: "internal",
+    SCORES.name: "scores",
+    STAGE_CHANGES.name: "stage_changes",
+    DEAD_LETTERS.name: "dead_letters",
+}
 
 
 def default_models() -> ModelSet:
@@ -58,20 +64,17 @@ class Harness:
             return message
 
         ctx.to_message = relabelled
-        for name in ("scores", "stage_changes", "dead_letters"):
-            self._capture(name)
+        processor.sender = self  # type: ignore[assignment]
 
-        async def internal_send(*, key: bytes, value: bytes, **_: Any) -> None:
-            self.sent["internal"].append((key, value))
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
+    ) -> None:
+        """What the processor sends, by topic; internal records come back to it."""
+        name = SENT_AS[topic]
+        self.sent[name].append((key, value))
+        if name == "internal":
+            assert key is not None and value is not None
             self.pending.append((key, value))
-
-        processor.internal.send = internal_send
-
-    def _capture(self, name: str) -> None:
-        async def send(*, key: bytes | None = None, value: bytes | None = None, **_: Any) -> None:
-            self.sent[name].append((key, value))
-
-        getattr(self.processor, name).send = send
 
     async def put(self, topic: str, key: str | bytes | None, value: bytes) -> None:
         self.topic = topic

@@ -7,12 +7,12 @@ equal what ``stream.scoring`` computes offline from the same events: same final 
 1e-6) and the same stage changes, with the same deterministic event ids.
 
 Events of one lead arrive through several topics, so the order in which they reach the lead is
-the worker's; the test model emits a score record for every event that changes a score (no
-minimum change, no caps), so that order can be read back from the records' revisions and the
-reference replays the events in it. Everything else (which events count, their points, decay,
-identity resolution, stages) the reference recomputes from the raw events, keeping the state
-between events in its stored form as the worker does. Bots are the one
-exception: once disqualified they publish nothing, so for them only the outcome is compared.
+the worker's: the order of its internal topic (``internal_order``), which the reference replays.
+Everything else (which events count, their points, decay, identity resolution, stages) the
+reference recomputes from the raw events, keeping the state between events in its stored form
+as the worker does. The test model has no minimum change and no caps, so each model's latest
+record carries the revision of every change. Bots are the one exception: once disqualified they
+publish nothing, so for them only the outcome is compared.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from graphlib import TopologicalSorter
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -184,40 +183,48 @@ async def group_members(settings: Settings) -> int:
     return max(len(group[-1]) for group in groups)
 
 
-def arrival_order(scores: list[ScoreUpdated]) -> dict[str, list[str]]:
-    """Per lead, the order in which the worker applied its events (from the revisions).
+async def internal_order(settings: Settings) -> dict[str, list[str]]:
+    """Per lead, the order in which the worker applied its events: its internal topic's order.
 
-    Each model's records give a subsequence of that order; an event id that comes back (a
-    duplicate delivered after the lead's memory of recent ids moved on is applied again, as
-    the reference will do too) counts as a new occurrence. A revision published again (a worker
-    killed after publishing, before its state was stored, applies the events again from the
-    stored state, possibly in another order) supersedes what was published past it before.
+    The worker scores a lead's events as they come through its partition of the internal topic
+    (from every source topic, released from an anonymous id, sent again after a crash), so the
+    reference replays them in that order, copies included: the state's memory of recent ids
+    makes a copy a no-op for the worker and the reference alike (and a copy that comes back
+    after the memory moved on is applied again by both).
     """
-    by_model: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
-    for score in scores:
-        if score.last_event_id is None:
-            continue
-        revisions = by_model[(score.lead_id, score.model)]
-        if revisions and score.revision <= max(revisions):
-            for stale in [r for r in revisions if r > score.revision]:
-                del revisions[stale]
-        revisions[score.revision] = score.last_event_id
-    graphs: dict[str, TopologicalSorter[str]] = defaultdict(TopologicalSorter)
-    for (lead, _model), revisions in by_model.items():
-        seen: dict[str, int] = defaultdict(int)
-        sequence = []
-        for revision in sorted(revisions):
-            event_id = revisions[revision]
-            sequence.append(f"{event_id}#{seen[event_id]}")
-            seen[event_id] += 1
-        graph = graphs[lead]
-        graph.add(sequence[0])
-        for before, after in itertools.pairwise(sequence):
-            graph.add(after, before)
-    return {
-        lead: [node.rpartition("#")[0] for node in graph.static_order()]
-        for lead, graph in graphs.items()
-    }
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level=(
+            "read_committed"
+            if settings.processing_guarantee == "exactly_once"
+            else "read_uncommitted"
+        ),
+    )
+    await consumer.start()
+    order: dict[str, list[str]] = defaultdict(list)
+    try:
+        name = settings.topic(topics.INTERNAL.name)
+        parts = [TopicPartition(name, p) for p in range(settings.topic_partitions)]
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        for tp in parts:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                for record in batch.get(tp, []):
+                    if record.offset >= ends[tp] or record.value is None:
+                        continue
+                    message = codec.decode_internal(record.value)
+                    if (
+                        isinstance(message, EventBase)
+                        and message.lead_id is not None
+                        and record.key == message.lead_id.encode()
+                    ):
+                        order[message.lead_id].append(message.event_id)
+    finally:
+        await consumer.stop()
+    return dict(order)
 
 
 def latest_scores(scores: list[ScoreUpdated]) -> dict[tuple[str, str], ScoreUpdated]:
@@ -283,11 +290,12 @@ def check_against_reference(
     settings: Settings,
     scores: list[ScoreUpdated],
     changes: list[StageChanged],
+    order: dict[str, list[str]],
 ) -> None:
-    """The worker's outputs equal the reference computed offline from the same events."""
+    """The worker's outputs equal the reference computed offline from the same events, applied
+    to each lead in ``order`` (``internal_order``)."""
     assert settings.models_path is not None
     models = parse_models(settings.models_path.read_text(), source="test models")
-    order = arrival_order(scores)
     expected, expected_changes = offline_reference(scenario, models, order)
     latest = latest_scores(scores)
 
@@ -387,7 +395,7 @@ async def _equals_the_reference(scenario: Simulation, settings: Settings, tmp_pa
     finally:
         stop_worker(worker)
     assert letters == malformed
-    check_against_reference(scenario, settings, scores, changes)
+    check_against_reference(scenario, settings, scores, changes, await internal_order(settings))
 
 
 async def test_a_second_worker_joining_mid_stream_changes_nothing(
@@ -415,4 +423,4 @@ async def test_a_second_worker_joining_mid_stream_changes_nothing(
             stop_worker(second)
     assert letters >= malformed  # a dead letter may be sent again after a partition moved
     assert members == 2, "the second worker never joined the group"
-    check_against_reference(scenario, settings, scores, changes)
+    check_against_reference(scenario, settings, scores, changes, await internal_order(settings))
