@@ -6,6 +6,10 @@
   small record per event (no table).
 - ``naive``: the same agent plus one table write per event (a per-lead counter): one changelog
   message per event, as a first stateful Faust agent would do it.
+- ``batched``: the bare agent with the worker's Faust guards and its way of reading and sending:
+  records taken in batches (``stream.take_events``, the worker's batch settings) and sent
+  straight to the producer (``stream.faust_guards.sending``). What is left is the price of
+  Faust's per-record path, which every record the worker reads pays.
 
 The Faust baselines use the worker's own Faust options (``stream.app.faust_options``), so only
 the agent differs from the pipeline. Run one with ``python -m stream.bench.baselines KIND``
@@ -26,13 +30,15 @@ from aiokafka import TopicPartition
 
 from schemas import codec
 from schemas.errors import DecodeError
+from stream import faust_guards
 from stream.app import faust_options
 from stream.bench.cpu import CpuMeter
 from stream.faust_guards.patches import guard_skipped_acks
+from stream.faust_guards.sending import DirectSender
 from stream.kafka import clients, topics
 from stream.settings import Settings
 
-KINDS = ("bare", "naive")
+KINDS = ("bare", "naive", "batched")
 
 
 def output_topic(settings: Settings, kind: str) -> str:
@@ -49,10 +55,13 @@ def _summary(event: Any) -> bytes:
 
 
 def create_baseline_app(settings: Settings, kind: str) -> faust.App:
-    """A Faust app with one baseline agent (``bare`` or ``naive``)."""
+    """A Faust app with one baseline agent (``bare``, ``naive`` or ``batched``)."""
     if kind not in KINDS:
         raise ValueError(f"unknown baseline {kind!r}")
-    guard_skipped_acks()
+    if kind == "batched":
+        faust_guards.install()
+    else:
+        guard_skipped_acks()
     app = faust.App(**faust_options(settings))
     raw: dict[str, Any] = {
         "key_type": bytes,
@@ -90,7 +99,24 @@ def create_baseline_app(settings: Settings, kind: str) -> faust.App:
             await out.send(key=message.key, value=_summary(event))
             yield None
 
-    app.agent(sources, name=f"bench-{kind}", concurrency=1)(agent)
+    async def batched(stream: Any) -> AsyncIterator[None]:
+        sender = DirectSender(app)
+        out_name = output_topic(settings, kind)
+        batches = stream.take_events(settings.batch_max, settings.batch_within_s)
+        async for items in batches:
+            now = datetime.now(UTC)
+            for item in items:
+                message = item.message
+                try:
+                    event = codec.decode(
+                        message.value, now=now, topic=_contract_topic(settings, message.topic)
+                    )
+                except DecodeError:
+                    continue
+                await sender.send(out_name, message.key, _summary(event))
+            yield None
+
+    app.agent(sources, name=f"bench-{kind}", concurrency=1)(batched if kind == "batched" else agent)
     return app
 
 

@@ -716,6 +716,7 @@ class _Bench:
         for kind, what in (
             ("bare", "Faust agent: decode → produce, no state"),
             ("naive", "Faust agent: decode → 1 table write → produce, per event"),
+            ("batched", "Faust agent with the guards: decode → produce, in batches"),
         ):
             settings = self.settings_for("a", kind)
             await create_topics(settings, [baselines.output_topic(settings, kind)])
