@@ -8,8 +8,10 @@ the processor, which owns what they guard. Why each exists: ``RELIABILITY.md#fau
 Faust symbols: ``Consumer`` is ``faust.transport.consumer.Consumer``, ``ProducerBuffer``
 ``faust.transport.producer.ProducerBuffer``, ``Collection`` ``faust.tables.base.Collection``,
 ``Topic`` ``faust.topics.Topic``, ``Store`` ``faust.stores.rocksdb.Store``.
-``tables.writing_for`` is used by an agent that applies its records in batches. Tests are in
-``tests/unit/faust_guards/`` except ``test_sequence`` (``tests/integration/faust_guards/``).
+``tables.writing_for`` is used by an agent that applies its records in batches, ``sending`` by
+one that sends bytes records without ``Topic.send``'s per-record wrapping. Tests are in
+``tests/unit/faust_guards/`` except ``test_sequence`` and ``test_sending``
+(``tests/integration/faust_guards/``, on the real broker).
 
 ==============================  ===============================  ===============  ==================
 guard                           Faust symbol patched or read     upstream issue   test
@@ -26,7 +28,9 @@ patches.guard_commit_offsets    Consumer._new_offset, ._acked,   none filed     
                                 ._committed_offset
 local_stores                    Collection.send_changelog,       none filed       test_local_stores
 .install_write_tracking         Collection._on_changelog_sent
-write_order.track_sends         Topic.send (one topic)           none filed       test_write_order
+sending.DirectSender            App.maybe_start_producer,        none filed       test_sending,
+                                Producer.send,                                    test_faust_symbols
+                                TransactionManager.send
 write_order.hold_changelog      Topic.send_soon,                 none filed       test_write_order
                                 Topic.as_future_message,
                                 producer send_soon (one topic)

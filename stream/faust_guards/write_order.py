@@ -1,7 +1,7 @@
 """A table write reaches its changelog only after every record sent before it is delivered.
 
-``WriteOrder`` numbers the records the processor sends (``track_sends`` wraps a topic's
-``Topic.send``) and holds each changelog write of the processor's tables back until every record
+``WriteOrder`` numbers the records the processor sends (``sending.DirectSender`` tracks each
+delivery) and holds each changelog write of the processor's tables back until every record
 sent before it has been delivered (``hold_changelog`` replaces the changelog topic's ``send_soon``
 with ``Topic.as_future_message`` and the producer's ``send_soon``; the local store has the value at
 once). The agent never waits: the writes are released, in order, by the records' delivery
@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["WriteOrder", "hold_changelog", "hold_flush", "track_sends"]
+__all__ = ["WriteOrder", "hold_changelog", "hold_flush"]
 
 log = logging.getLogger(__name__)
 
@@ -95,18 +95,6 @@ class WriteOrder:
                     f"delivered: {self.failure!r}"
                 ) from self.failure
             await self._idle.wait()
-
-
-def track_sends(topic: Any, order: WriteOrder) -> None:
-    """Have ``order`` track the delivery of every record sent through ``topic.send``."""
-    send = topic.send
-
-    async def tracked(*args: Any, **kwargs: Any) -> Any:
-        delivery = await send(*args, **kwargs)
-        order.track(delivery)
-        return delivery
-
-    topic.send = tracked
 
 
 def hold_changelog(topic: Any, order: WriteOrder) -> None:

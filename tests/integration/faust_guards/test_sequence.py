@@ -318,3 +318,59 @@ def test_commits_held_below_the_last_handled_record_are_reported(
         for _ in range(HELD_CHECKS + 1):
             guard.advance()
         assert len(caplog.records) == 1
+
+
+@dataclass(eq=False)
+class BatchEvent:
+    """What ``stream.take_events`` hands out: an event carrying its message."""
+
+    message: Message
+
+
+class CountingTable(dict[bytes, bytes]):
+    """A table that counts its writes (each is one changelog message in Faust)."""
+
+    writes = 0
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self.writes += 1
+        super().__setitem__(key, value)
+
+
+async def test_a_batch_is_admitted_record_by_record_and_its_position_saved_once(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """Records of a batch are admitted before any is handled: one delivered twice within the
+    batch is admitted once, and the position is saved at most once per batch."""
+    topic = f"seq-{unique}"
+    count = 4 + 2 * SAVE_EVERY
+    await _topic_with(kafka_bootstrap, topic, count)
+    tp = TopicPartition(topic, 0)
+    books = ConsumerBooks({tp}, {tp: count})
+    books._committed_offset[tp] = 0
+    table = CountingTable()
+    guard = _guard(books, kafka_bootstrap, positions=(table,))
+
+    async def handle(record: Any) -> None:
+        raise AssertionError(f"nothing is missing here, yet {record} was read")
+
+    async def admitted(offsets: list[int]) -> list[BatchEvent]:
+        batch = [BatchEvent(Message(topic, 0, offset)) for offset in offsets]
+        return [event for event in batch if await guard.admit(event.message, handle)]
+
+    guard.assign({tp})
+    try:
+        first = await admitted([0, 1, 2, 1, 3])  # 1 delivered again within the batch
+        assert [event.message.offset for event in first] == [0, 1, 2, 3]
+        guard.handled_batch(first)
+        assert table.writes == 0  # fewer than SAVE_EVERY handled
+        second = await admitted(list(range(4, count)))
+        guard.handled_batch(second)
+        # count records handled: saved once, at the batch's last record
+        assert table == {position_key(topic, 0): str(count - 1).encode()}
+        assert table.writes == 1
+        assert not await guard.admit(Message(topic, 0, 10), handle)  # handled: skipped
+        guard.advance()
+        assert books.done(tp) == set(range(count))
+    finally:
+        await guard.close()

@@ -21,7 +21,7 @@ import pytest
 from faust.stores.rocksdb import Store
 from faust.tables.base import Collection
 from faust.topics import Topic
-from faust.transport.consumer import Consumer
+from faust.transport.consumer import Consumer, TransactionManager
 from faust.transport.producer import Producer, ProducerBuffer
 from faust.types.tuples import ConsumerMessage
 from intervaltree import IntervalTree
@@ -89,11 +89,23 @@ def test_the_producer_of_an_app_is_a_faust_producer() -> None:
     assert parameters(type(app.producer).send_soon) == ["self", "fut"]
 
 
-def test_topic_send_is_awaited_for_its_delivery_future() -> None:
-    # ``track_sends`` wraps ``Topic.send`` and tracks what it returns
-    assert inspect.iscoroutinefunction(Topic.send)
-    returned = str(inspect.signature(Topic.send).return_annotation)
-    assert "Awaitable" in returned and "RecordMetadata" in returned
+def test_the_producer_send_takes_what_direct_sender_passes() -> None:
+    # ``DirectSender`` calls ``producer.send(topic, key, value, partition, timestamp, headers)``
+    # on what ``app.maybe_start_producer()`` returns: the producer, or the transaction manager
+    assert inspect.iscoroutinefunction(Producer.send)
+    assert parameters(Producer.send)[:7] == [
+        "self",
+        "topic",
+        "key",
+        "value",
+        "partition",
+        "timestamp",
+        "headers",
+    ]
+    assert inspect.iscoroutinefunction(TransactionManager.send)
+    assert parameters(TransactionManager.send)[:7] == parameters(Producer.send)[:7]
+    # a stampede-guarded coroutine: one producer start however many senders await it
+    assert inspect.iscoroutinefunction(faust.App.maybe_start_producer._stampede__get)
 
 
 def test_topic_send_soon_takes_what_as_future_message_takes() -> None:

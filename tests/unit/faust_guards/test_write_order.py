@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stream.faust_guards.write_order import WriteOrder, hold_flush, track_sends
+from stream.faust_guards.write_order import WriteOrder, hold_flush
 
 
 def flushing_into(log: list[str]) -> Any:
@@ -138,28 +138,4 @@ def test_nothing_to_track_in_a_test_context() -> None:
     order.track(None)
     written: list[int] = []
     order.write(lambda: written.append(1))
-    assert written == [1]
-
-
-async def test_a_tracked_topic_holds_later_writes_until_its_record_is_delivered() -> None:
-    delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    sent: list[dict[str, Any]] = []
-
-    class Topic:
-        """A stand-in topic whose send returns the record's delivery future, as Faust's does."""
-
-        async def send(self, **kwargs: Any) -> Any:
-            sent.append(kwargs)
-            return delivery
-
-    topic = Topic()
-    order = WriteOrder()
-    track_sends(topic, order)
-    assert await topic.send(key=b"lead", value=b"score") is delivery
-    assert sent == [{"key": b"lead", "value": b"score"}]
-    written: list[int] = []
-    order.write(lambda: written.append(1))
-    assert written == []
-    delivery.set_result(None)
-    await settle()
     assert written == [1]
