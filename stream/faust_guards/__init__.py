@@ -26,6 +26,8 @@ patches.guard_buffer_flush      ProducerBuffer._send_pending,    none filed     
 patches.guard_commit_offsets    Consumer._new_offset, ._acked,   none filed       test_patches
                                 ._acked_index, ._gap,
                                 ._committed_offset
+delivery.guard_eager_delivery   Consumer._drain_messages         none filed       test_delivery
+                                (a pinned copy), .wait_first     (a cost)
 local_stores                    Collection.send_changelog,       none filed       test_local_stores
 .install_write_tracking         Collection._on_changelog_sent
 sending.DirectSender            App.maybe_start_producer,        none filed       test_sending,
@@ -56,10 +58,11 @@ def install() -> None:
     """Install every class patch of Faust (idempotent; affects every Faust app in the
     process)."""
     # imported here: ``readers`` (used by the metrics) stays free of Faust imports
-    from stream.faust_guards import local_stores, patches  # noqa: PLC0415
+    from stream.faust_guards import delivery, local_stores, patches  # noqa: PLC0415
 
     patches.guard_skipped_acks()
     patches.guard_read_offsets()
     patches.guard_buffer_flush()
     patches.guard_commit_offsets()
     local_stores.install_write_tracking()
+    delivery.guard_eager_delivery()

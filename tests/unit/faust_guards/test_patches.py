@@ -16,6 +16,7 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
 from stream import faust_guards
+from stream.faust_guards.delivery import guard_eager_delivery
 from stream.faust_guards.local_stores import install_write_tracking
 from stream.faust_guards.patches import (
     guard_buffer_flush,
@@ -102,6 +103,7 @@ def test_each_guard_patches_once() -> None:
         (guard_buffer_flush, ProducerBuffer, ("_send_pending", "flush")),
         (guard_commit_offsets, Consumer, ("_new_offset",)),
         (install_write_tracking, Collection, ("send_changelog", "_on_changelog_sent")),
+        (guard_eager_delivery, Consumer, ("_drain_messages",)),
     ]
     faust_guards.install()
     for guard, owner, names in patched:
