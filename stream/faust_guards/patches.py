@@ -2,7 +2,8 @@
 process-wide (installed by ``stream.faust_guards.install``):
 
 * ``guard_skipped_acks``: ``Consumer.ack`` refuses a record never handed to a stream
-  (faust-streaming #216, #221, #318);
+  (faust-streaming #216, #221, #318), or one of a batch whose handling was interrupted
+  (``leave_unacknowledged``);
 * ``guard_read_offsets``: ``Consumer.perform_seek`` / ``Consumer.getmany`` keep the seek's read
   offset for a record handed over across the seek;
 * ``guard_buffer_flush``: ``ProducerBuffer.flush`` waits until the buffer is empty;
@@ -38,6 +39,16 @@ def guard_skipped_acks() -> None:
 
     Consumer.ack = ack
     setattr(Consumer, _GUARDED, True)
+
+
+def leave_unacknowledged(events: Any) -> None:
+    """Have ``guard_skipped_acks`` refuse the acknowledgement of ``events`` (Faust events taken
+    in a batch) so their offsets stay uncommitted and they are read again. For a batch whose
+    handling was interrupted (the worker stopping mid-batch): Faust's ``take_events`` acknowledges
+    every event of the batch it handed out when its generator is closed, handled or not, and the
+    commit at shutdown would then skip the unhandled ones for good."""
+    for event in events:
+        event.message.tracked = False
 
 
 # ----------------------------------------------------------------------------- read offsets

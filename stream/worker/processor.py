@@ -52,6 +52,7 @@ from schemas.events import EventBase, Identify, LeadErased, LeadsMerged
 from schemas.internal import Link, MergeIn, MergeOut, Tick, Unlink
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
 from stream import metrics
+from stream.faust_guards.patches import leave_unacknowledged
 from stream.faust_guards.sending import DirectSender
 from stream.faust_guards.sequence import POSITION_PREFIX, STALL_CHECK_S, SequenceGuard
 from stream.faust_guards.tables import writing_for
@@ -567,7 +568,13 @@ class LeadProcessor:
     async def process(self, stream: Any) -> AsyncIterator[None]:
         batches = stream.take_events(self.settings.batch_max, self.settings.batch_within_s)
         async for events in batches:
-            await self.handle_batch(events)
+            try:
+                await self.handle_batch(events)
+            except BaseException:
+                # interrupted (the worker stops): read the whole batch again, rather than let
+                # Faust acknowledge, and commit past, the records it did not get to
+                leave_unacknowledged(events)
+                raise
             yield None
 
     async def handle_batch(self, events: Sequence[Any]) -> None:

@@ -23,6 +23,7 @@ from stream.faust_guards.patches import (
     guard_commit_offsets,
     guard_read_offsets,
     guard_skipped_acks,
+    leave_unacknowledged,
 )
 
 TOPIC = "guarded"
@@ -76,6 +77,20 @@ async def test_an_untracked_record_is_not_acknowledged_and_a_tracked_one_is() ->
     assert books.ack(skipped) is False  # unguarded: True, and offset 10 would be committed
     assert books.ack(handled) is True
     assert books._acked[PART] == [11]
+
+
+async def test_the_records_of_an_interrupted_batch_are_not_acknowledged() -> None:
+    guard_skipped_acks()
+    books = await consumer()
+    fetched = books.getmany(timeout=1.0)
+    batch = [message async for _, message in fetched]
+    for message in batch:  # both handed to the stream, as take_events does
+        message.tracked = True
+        books.track_message(message)
+    leave_unacknowledged([SimpleNamespace(message=batch[1])])
+    assert books.ack(batch[0]) is True
+    assert books.ack(batch[1]) is False  # unguarded: True, and 11 would be committed unhandled
+    assert books._acked[PART] == [10]
 
 
 async def test_a_seek_during_a_hand_over_restores_the_seeks_read_offset() -> None:
