@@ -119,11 +119,13 @@ class Results:
 
     def ratios(self) -> dict[str, float | None]:
         full, bare, naive = self.rate("pipeline"), self.rate("bare"), self.rate("naive")
-        quix = self.rate(QUIX_ROW)
+        quix, batched = self.rate(QUIX_ROW), self.rate("batched")
         return {
             "pipeline/bare": None if not (full and bare) else round(full / bare, 3),
             "pipeline/naive": None if not (full and naive) else round(full / naive, 3),
+            "pipeline/batched": None if not (full and batched) else round(full / batched, 3),
             f"pipeline/{QUIX_ROW}": None if not (full and quix) else round(full / quix, 3),
+            "batched/bare": None if not (batched and bare) else round(batched / bare, 3),
         }
 
     def to_json(self) -> dict[str, Any]:

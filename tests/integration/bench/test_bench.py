@@ -52,7 +52,7 @@ def test_quick_bench_prints_the_table_and_writes_the_json(
     results = json.loads(out.read_text())
     rows = {row["name"]: row for row in results["throughput"]}
     quix = importlib.util.find_spec("quixstreams") is not None
-    expected = {"raw", "bare", "naive", "pipeline", "pipeline x2"} | (
+    expected = {"raw", "bare", "naive", "batched", "pipeline", "pipeline x2"} | (
         {"quix peer"} if quix else set()
     )
     assert set(rows) == expected
@@ -65,6 +65,8 @@ def test_quick_bench_prints_the_table_and_writes_the_json(
         assert any(line.startswith("broker CPU: ") for line in results["not_measured"])
     assert results["ratios"]["pipeline/bare"] > 0
     assert results["ratios"]["pipeline/naive"] > 0
+    assert results["ratios"]["pipeline/batched"] > 0
+    assert results["ratios"]["batched/bare"] > 0
     if quix:
         assert results["ratios"]["pipeline/quix peer"] > 0
         assert results["config"]["quix_peer"]["auto_offset_reset"] == "earliest"

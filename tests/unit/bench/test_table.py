@@ -40,3 +40,16 @@ def test_without_the_peer_its_ratio_is_not_available() -> None:
     results = Results(config={}, machine={})
     results.throughput = [_row("pipeline", 1_000, None, None)]
     assert "| pipeline/quix peer | n/a |" in table(results).splitlines()
+
+
+def test_the_batched_baseline_has_its_ratios() -> None:
+    results = Results(config={}, machine={})
+    results.throughput = [
+        _row("bare", 4_000, 170.0, 20.0),
+        _row("batched", 6_000, 64.0, 5.0),
+        _row("pipeline", 1_500, 390.0, 140.0),
+    ]
+    ratios = results.to_json()["ratios"]
+    assert ratios["pipeline/batched"] == 0.25
+    assert ratios["batched/bare"] == 1.5
+    assert "| pipeline/batched | 0.25 |" in table(results).splitlines()
