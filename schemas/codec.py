@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -161,8 +162,10 @@ def event_key(event: EventBase) -> bytes:
     return (event.lead_id or event.anonymous_id or "").encode()
 
 
+@lru_cache(maxsize=65_536)
 def score_key(lead_id: str, model: str) -> bytes:
-    """The record key of `leads.scores.v1` for a lead under a model."""
+    """The record key of `leads.scores.v1` for a lead under a model (the keys of the most
+    recently scored leads are kept: a worker sends one per lead and model per batch)."""
     return encode(ScoreKey(lead_id=lead_id, model=model))
 
 

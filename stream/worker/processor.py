@@ -36,6 +36,7 @@ control messages carry ids that are remembered the same way.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -164,6 +165,7 @@ class LeadProcessor:
         self.schedule = DueSchedule()
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
+        self._partition_of = functools.lru_cache(maxsize=65_536)(self._murmur_partition)
         self._rebuilt: set[int] = set()
         self.live = LiveCache()
         self.sequence = SequenceGuard(
@@ -180,7 +182,11 @@ class LeadProcessor:
         asyncio.ensure_future(self.app.crash(error))  # noqa: RUF006 - the app stops
 
     def partition_of(self, key: str) -> int:
-        """The partition of ``key`` (Kafka's default partitioner: murmur2)."""
+        """The partition of ``key`` (Kafka's default partitioner: murmur2, in Python: the
+        partitions of the most recently used keys are kept)."""
+        return self._partition_of(key)
+
+    def _murmur_partition(self, key: str) -> int:
         return int(self._partitioner(key.encode(), self._all_partitions, self._all_partitions))
 
     # ------------------------------------------------------------------ table access
