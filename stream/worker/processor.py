@@ -19,8 +19,10 @@ of the message being processed), so no step assumes one process sees every key:
    partition, which releases the held events to the lead. Later anonymous events go straight to
    the lead. A merge (``leads_merged``) makes the absorbed lead hand its state to the surviving
    lead (``merge_out`` → ``merge_in``), and forwards its later events there.
-4. **Score**: load the lead's one combined state value, call the pure core, send the score and
-   stage-change records, store the state (one changelog write). The changelog write reaches the
+4. **Score**, in micro-batches (``handle_batch``): a lead's plain events of a batch are scored
+   together: load the lead's one combined state value once, call the pure core on the events in
+   order, send the score and stage-change records, store the state once (one changelog write per
+   lead per batch). The changelog write reaches the
    broker only once every record sent before it is delivered (``stream.faust_guards.write_order``),
    so a state the changelog holds never misses its records.
 5. **Timer**: every worker keeps the due times of its own partitions' keys
