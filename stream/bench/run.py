@@ -698,7 +698,7 @@ class _Bench:
         await self.baselines(run_a)
         full = self.settings_for("a", "full")
         worker = await self.pipeline(full)
-        await self.latency(full)
+        await self.latency(full, worker)
         worker.stop()
         states = await self.state(full)
         if config.recovery and states:
@@ -776,15 +776,26 @@ class _Bench:
         )
         return worker
 
-    async def latency(self, full: Settings) -> None:
-        """Event → output latency at shares of the pipeline's measured rate."""
+    async def latency(self, full: Settings, worker: WorkerProcess) -> None:
+        """Event → output latency at shares of the pipeline's measured rate, and the worker's
+        CPU per record and share of one core while it is offered that rate."""
         assert self.traffic is not None
         max_rate = self.results.rate("pipeline") or 1.0
         for i, share in enumerate(self.config.loads):
             rate = max_rate * share
             count = int(rate * self.config.latency_seconds) + 1
             fresh = list(self.traffic.copies(count, tag=f"l{i}"))
+            meter = self.meter([worker])
+            meter.start()
             measured = await latency_at(full, fresh, rate, self.config.latency_seconds)
+            meter.stop()
+            measured.update(meter.row(measured["sent"]))
+            busy = meter.worker_seconds
+            measured["worker_busy"] = (
+                None
+                if busy is None or not measured["send_seconds"]
+                else round(busy / measured["send_seconds"], 2)
+            )
             measured["share_of_max"] = share
             self.results.latency.append(measured)
             self.log(f"latency at {share:.0%} ({rate:,.0f}/s): {measured['event_to_stage_change']}")
@@ -971,8 +982,8 @@ def table(results: Results) -> str:
         lines += [
             "",
             "| offered load | sent | event → score p50 / p95 / p99 ms (n) "
-            "| event → stage change p50 / p95 / p99 ms (n) |",
-            "| --- | ---: | --- | --- |",
+            "| event → stage change p50 / p95 / p99 ms (n) | worker CPU µs/record (cores) |",
+            "| --- | ---: | --- | --- | ---: |",
         ]
         for r in results.latency:
             cells = []
@@ -983,9 +994,12 @@ def table(results: Results) -> str:
                     if not p.get("n")
                     else f"{p['p50_ms']} / {p['p95_ms']} / {p['p99_ms']} ({p['n']:,})"
                 )
+            busy = r.get("worker_busy")
+            cores = "n/a" if busy is None else f"{busy:.2f}"
+            cpu = f"{_cell(r.get('worker_cpu_us_per_record'))} ({cores})"
             lines.append(
                 f"| {r['share_of_max']:.0%} = {r['offered_per_s']:,}/s | {r['sent']:,} "
-                f"| {cells[0]} | {cells[1]} |"
+                f"| {cells[0]} | {cells[1]} | {cpu} |"
             )
     if results.recovery:
         lines += ["", "| recovery | leads | s |", "| --- | ---: | ---: |"]

@@ -80,6 +80,7 @@ def test_quick_bench_prints_the_table_and_writes_the_json(
     for run in results["latency"]:
         assert run["sent"] > 0
         assert run["event_to_score"]["n"] > 0
+        assert run["worker_cpu_us_per_record"] > 0 and run["worker_busy"] > 0, run
         assert run["event_to_score"]["p50_ms"] <= run["event_to_score"]["p99_ms"]
 
     state = results["state"]

@@ -53,3 +53,24 @@ def test_the_batched_baseline_has_its_ratios() -> None:
     assert ratios["pipeline/batched"] == 0.25
     assert ratios["batched/bare"] == 1.5
     assert "| pipeline/batched | 0.25 |" in table(results).splitlines()
+
+
+def test_latency_rows_show_the_workers_cpu() -> None:
+    results = Results(config={}, machine={})
+    samples = {"n": 10, "p50_ms": 5.0, "p95_ms": 9.0, "p99_ms": 12.0}
+    results.latency = [
+        {
+            "share_of_max": 0.5,
+            "offered_per_s": 800,
+            "sent": 4_000,
+            "event_to_score": samples,
+            "event_to_stage_change": samples,
+            "worker_cpu_us_per_record": 512.5,
+            "worker_busy": 0.41,
+        }
+    ]
+    lines = table(results).splitlines()
+    assert (
+        "| 50% = 800/s | 4,000 | 5.0 / 9.0 / 12.0 (10) | 5.0 / 9.0 / 12.0 (10) | 512.5 (0.41) |"
+        in lines
+    )
