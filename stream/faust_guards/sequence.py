@@ -20,6 +20,10 @@ handled, and checks each record against it:
   of the same number, and on its arrival the agent reads the missing records (table writes then
   land on that partition, as they must).
 
+A partition's records are expected from the group's committed offset or, for a partition the
+group never committed (records that arrived while it changed hands, say), from its log start:
+the worker reads such a partition from its earliest record.
+
 Every ``SAVE_EVERY`` records a partition's position is saved in each table the records write
 (leads and identities), under a key no id can take, and so in each table's changelog *after*
 the state writes of the records it covers. A changelog orders only its own writes (a crash can
@@ -37,7 +41,7 @@ committed offset.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,6 +95,7 @@ class SequenceGuard:
         app: Any,
         bootstrap: str,
         *,
+        topics: Collection[str] | None = None,
         read_committed: bool = False,
         positions: Sequence[MutableMapping[bytes, bytes]] = (),
         on_redelivered: Callable[[], None] = lambda: None,
@@ -100,6 +105,7 @@ class SequenceGuard:
         self.on_redelivered = on_redelivered
         self.on_recovered = on_recovered
         self.bootstrap = bootstrap
+        self.topics = None if topics is None else frozenset(topics)
         self.read_committed = read_committed
         self.positions = tuple(positions)
         self._since_saved: dict[tuple[str, int], int] = {}
@@ -108,14 +114,20 @@ class SequenceGuard:
         self._accepted: dict[tuple[str, int], int] = {}  # admitted (a batch: not yet handled)
         self._seen_at_check: dict[tuple[str, int], int] = {}
         self._held: dict[tuple[str, int], tuple[int, int]] = {}
+        self._log_start: dict[tuple[str, int], int] = {}  # partitions the group never committed
         self._reader: AIOKafkaConsumer | None = None
         self._filling = False
 
     # ------------------------------------------------------------------ bookkeeping
 
     def assign(self, tps: Any) -> None:
-        """Partitions assigned to this worker (only those are checked)."""
-        self._assigned.update((tp.topic, tp.partition) for tp in tps)
+        """Partitions assigned to this worker (only those of the agent's ``topics`` are
+        checked: the assignment also holds the tables' changelogs)."""
+        self._assigned.update(
+            (tp.topic, tp.partition)
+            for tp in tps
+            if self.topics is None or tp.topic in self.topics
+        )
 
     def forget(self, tps: Any) -> None:
         """Partitions revoked: their positions start again from the committed offsets."""
@@ -126,6 +138,7 @@ class SequenceGuard:
             self._accepted.pop(key, None)
             self._since_saved.pop(key, None)
             self._seen_at_check.pop(key, None)
+            self._log_start.pop(key, None)
 
     def handled(self, message: Any) -> None:
         """``message`` (admitted) is handled, its table writes made (Faust's current event: the
@@ -189,15 +202,29 @@ class SequenceGuard:
         committed: int | None = offsets.get(TopicPartition(*key))
         return committed
 
-    def _progress(self, key: tuple[str, int]) -> int | None:
+    async def _first(self, key: tuple[str, int]) -> int | None:
+        """The offset a partition's records start from in this assignment: the group's
+        committed offset or, when the group never committed one, the partition's log start
+        (the worker reads a new partition from its earliest record); ``None``: not known."""
+        committed = self._committed(key)
+        if committed is not None:
+            return committed
+        if key not in self._log_start:
+            reader = await self._consumer()
+            tp = TopicPartition(*key)
+            starts = await reader.beginning_offsets([tp])
+            self._log_start[key] = starts[tp]
+        return self._log_start[key]
+
+    async def _progress(self, key: tuple[str, int]) -> int | None:
         """The last offset of ``key`` known taken: admitted by this worker in this assignment
-        (a batch's records count from their admission), else the one before the committed
-        offset (``None``: not known yet)."""
+        (a batch's records count from their admission), else the one before the first
+        (``_first``; ``None``: not known yet)."""
         last = self._accepted.get(key, self._last.get(key))
         if last is not None:
             return last
-        committed = self._committed(key)
-        return None if committed is None else committed - 1
+        first = await self._first(key)
+        return None if first is None else first - 1
 
     async def admit(self, message: Any, handle: Handler) -> bool:
         """Whether ``message`` is to be handled; records missing before it are handled first."""
@@ -217,7 +244,7 @@ class SequenceGuard:
         if last is not None and message.offset <= last:
             self.on_redelivered()
             return False
-        expected = last + 1 if last is not None else self._committed(key)
+        expected = last + 1 if last is not None else await self._first(key)
         if expected is not None and message.offset > expected:
             await self.fill(message.topic, message.partition, expected, message.offset, handle)
         self._accepted[key] = message.offset
@@ -344,14 +371,19 @@ class SequenceGuard:
 
     # ------------------------------------------------------------------ stalled tails
 
-    def stalled(self) -> set[int]:
+    async def stalled(self) -> set[int]:
         """Partitions (numbers) with a consumed topic stuck below its high watermark since the
-        previous check, including one that has delivered nothing since it was assigned."""
+        previous check, including one that has delivered nothing since it was assigned (and
+        one the group never committed: checked from its log start)."""
         consumer = self.app.consumer
         out: set[int] = set()
         for key in list(self._assigned):
             topic, partition = key
-            last = self._progress(key)
+            try:
+                last = await self._progress(key)
+            except Exception as exc:  # the broker away: the next check tries again
+                log.debug("no progress known for %s[%s]: %r", topic, partition, exc)
+                continue
             if last is None:
                 continue
             try:
@@ -377,7 +409,9 @@ class SequenceGuard:
         consumer = self.app.consumer
         for key in list(self._assigned):
             topic, number = key
-            last = self._progress(key)
+            if number != partition:
+                continue
+            last = await self._progress(key)
             if number != partition or last is None or self._seen_at_check.get(key) != last:
                 continue
             highwater = consumer.highwater(TopicPartition(topic, partition))

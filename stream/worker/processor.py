@@ -173,6 +173,7 @@ class LeadProcessor:
         self.sequence = SequenceGuard(
             app,
             settings.kafka_bootstrap,
+            topics=(*(settings.topic(spec.name) for spec in topics.SOURCES), self.internal_name),
             read_committed=settings.processing_guarantee == "exactly_once",
             positions=(self.leads, self.identities),
             on_redelivered=metrics.record_redelivered,
@@ -698,7 +699,7 @@ class LeadProcessor:
             return
         self.sequence.advance()
         now = datetime.now(UTC)
-        for partition in sorted(self.sequence.stalled()):
+        for partition in sorted(await self.sequence.stalled()):
             probe = Tick(key=f"partition-{partition}", kind="partition", at=now)
             await self.sender.send(
                 self.internal_name, probe.key.encode(), codec.encode(probe), partition

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from intervaltree import IntervalTree
 
 from stream.faust_guards.sequence import (
@@ -135,12 +135,12 @@ async def test_gaps_are_read_and_handled_in_order_and_redeliveries_skipped(
         guard.handled(Message(topic, 0, 4))
         # nothing more reaches the agent although the broker holds 5..9: the first check
         # notes the position, the second (no progress since) reports the partition
-        assert guard.stalled() == set()
-        assert guard.stalled() == {0}
+        assert await guard.stalled() == set()
+        assert await guard.stalled() == {0}
         await guard.catch_up(0, handle)
         assert [offset for offset, _ in handled] == [1, 2, 3, 5, 6, 7, 8, 9]
         assert not await guard.admit(Message(topic, 0, 7), handle)  # arrives late: skipped
-        assert guard.stalled() == set()
+        assert await guard.stalled() == set()
         # every offset up to the last handled one is done for Faust's commit logic
         guard.advance()
         assert books.done(tp) == set(range(10))
@@ -171,12 +171,58 @@ async def test_a_partition_that_delivers_nothing_after_its_assignment_is_read(
 
     guard.assign({tp})
     try:
-        assert guard.stalled() == set()  # notes the committed offset
-        assert guard.stalled() == {0}  # no record since: reported
+        assert await guard.stalled() == set()  # notes the committed offset
+        assert await guard.stalled() == {0}  # no record since: reported
         await guard.catch_up(0, handle)
         assert handled == [2, 3, 4, 5]
         assert books.done(tp) == {2, 3, 4, 5}
-        assert guard.stalled() == set()
+        assert await guard.stalled() == set()
+    finally:
+        await guard.close()
+
+
+async def test_a_partition_the_group_never_committed_is_read_from_its_log_start(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """No committed offset (the group never committed the partition): the worker reads it
+    from its earliest record, so that is where the guard expects the first one; records
+    before the log start (deleted) are not expected."""
+    topic = f"seq-{unique}"
+    await _topic_with(kafka_bootstrap, topic, 8)
+    tp = TopicPartition(topic, 0)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({tp: RecordsToDelete(before_offset=2)})
+    finally:
+        await admin.close()
+    # the assignment also holds a table's changelog (never committed by the group either):
+    # not a topic of the agent, not checked
+    changelog = TopicPartition(f"seq-{unique}-changelog", 0)
+    await _topic_with(kafka_bootstrap, changelog.topic, 3)
+    books = ConsumerBooks({tp, changelog}, {tp: 8, changelog: 3})  # no committed offsets
+    guard = _guard(books, kafka_bootstrap, topics=(topic,))
+    handled: list[int] = []
+
+    async def handle(record: Any) -> None:
+        handled.append(record.offset)
+
+    guard.assign({tp, changelog})
+    try:
+        # nothing delivered since the assignment: noticed, read from the log start
+        assert await guard.stalled() == set()
+        assert await guard.stalled() == {0}
+        await guard.catch_up(0, handle)
+        assert handled == [2, 3, 4, 5, 6, 7]
+        assert books.done(tp) == set(range(2, 8))
+        # after a new assignment, the first record delivered is past records never delivered
+        books.tps.discard(tp)
+        guard.forget({tp})
+        books.tps.add(tp)
+        guard.assign({tp})
+        handled.clear()
+        assert await guard.admit(Message(topic, 0, 5), handle)
+        assert handled == [2, 3, 4]
     finally:
         await guard.close()
 
@@ -237,7 +283,7 @@ async def test_a_record_seen_before_the_assignment_signal_is_checked(
             assert await guard.admit(Message(topic, 0, offset), handle)
             guard.handled(Message(topic, 0, offset))
         guard.assign({tp})  # the signal, late
-        assert guard.stalled() == set() and guard.stalled() == set()
+        assert await guard.stalled() == set() and await guard.stalled() == set()
     finally:
         await guard.close()
 
@@ -288,8 +334,8 @@ async def test_a_catch_up_requested_while_records_are_read_is_dropped(
 
     guard.assign({tp})
     try:
-        assert guard.stalled() == set()
-        assert guard.stalled() == {0}
+        assert await guard.stalled() == set()
+        assert await guard.stalled() == {0}
         await guard.catch_up(0, handle)
         assert handled == [0, 1, 2, 3, 4, 5]
     finally:
