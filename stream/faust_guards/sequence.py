@@ -124,9 +124,7 @@ class SequenceGuard:
         """Partitions assigned to this worker (only those of the agent's ``topics`` are
         checked: the assignment also holds the tables' changelogs)."""
         self._assigned.update(
-            (tp.topic, tp.partition)
-            for tp in tps
-            if self.topics is None or tp.topic in self.topics
+            (tp.topic, tp.partition) for tp in tps if self.topics is None or tp.topic in self.topics
         )
 
     def forget(self, tps: Any) -> None:
