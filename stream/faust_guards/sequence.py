@@ -171,6 +171,19 @@ class SequenceGuard:
                     self._save(key, event.message.offset)
                 self._since_saved[key] = 0
 
+    def interrupted(self, events: Sequence[Any]) -> None:
+        """The handling of a batch's admitted Faust ``events`` stopped part-way (the agent
+        crashed or is stopping): its records count as not taken, so the next record delivered
+        after them, or the stall check, has them read again (Faust does not deliver them again
+        while the partition stays assigned; ``leave_unacknowledged`` keeps them uncommitted)."""
+        for event in events:
+            key = (event.message.topic, event.message.partition)
+            last = self._last.get(key)
+            if last is None:
+                self._accepted.pop(key, None)
+            else:
+                self._accepted[key] = last
+
     def _save(self, key: tuple[str, int], offset: int) -> None:
         for table in self.positions:
             table[position_key(*key)] = str(offset).encode()

@@ -580,9 +580,11 @@ class LeadProcessor:
             try:
                 await self.handle_batch(events)
             except BaseException:
-                # interrupted (the worker stops): read the whole batch again, rather than let
-                # Faust acknowledge, and commit past, the records it did not get to
+                # interrupted (the worker stops, or the agent crashed and Faust restarts it):
+                # read the whole batch again, rather than let Faust acknowledge, and commit
+                # past, the records it did not get to
                 leave_unacknowledged(events)
+                self.sequence.interrupted(events)
                 raise
             yield None
 

@@ -420,3 +420,40 @@ async def test_a_batch_is_admitted_record_by_record_and_its_position_saved_once(
         assert books.done(tp) == set(range(count))
     finally:
         await guard.close()
+
+
+async def test_an_interrupted_batch_is_read_again(kafka_bootstrap: str, unique: str) -> None:
+    """A batch admitted but not handled (the agent crashed mid-batch; Faust restarts it and
+    does not deliver those records again): the next record delivered has them read first."""
+    topic = f"seq-{unique}"
+    await _topic_with(kafka_bootstrap, topic, 8)
+    tp = TopicPartition(topic, 0)
+    books = ConsumerBooks({tp}, {tp: 8})
+    books._committed_offset[tp] = 0
+    guard = _guard(books, kafka_bootstrap)
+    read: list[int] = []
+
+    async def handle(record: Any) -> None:
+        read.append(record.offset)
+
+    async def admitted(offsets: list[int]) -> list[BatchEvent]:
+        batch = [BatchEvent(Message(topic, 0, offset)) for offset in offsets]
+        return [event for event in batch if await guard.admit(event.message, handle)]
+
+    guard.assign({tp})
+    try:
+        guard.handled_batch(await admitted([0, 1, 2]))
+        cut_short = await admitted([3, 4, 5])
+        assert len(cut_short) == 3 and read == []
+        guard.interrupted(cut_short)
+        assert await guard.admit(Message(topic, 0, 6), handle)
+        assert read == [3, 4, 5]
+        # a partition whose first batch was interrupted starts again from the committed offset
+        guard.forget({tp})
+        guard.assign({tp})
+        read.clear()
+        guard.interrupted(await admitted([0, 1]))
+        assert await guard.admit(Message(topic, 0, 2), handle)
+        assert read == [0, 1]
+    finally:
+        await guard.close()
