@@ -40,12 +40,15 @@ committed offset.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from stream.faust_guards.tables import writing_for
 from stream.kafka import clients
@@ -59,6 +62,11 @@ SAVE_EVERY = 20
 
 STALL_CHECK_S = 5.0
 """Seconds between two checks for partitions that stopped reaching the agent."""
+
+COORDINATOR_ATTEMPTS = 40
+COORDINATOR_RETRY_S = 0.25
+"""Asking the broker for the group's committed offsets: attempts while the group's
+coordinator is not available yet (a new broker loads it on first use), and the pause between."""
 
 HELD_CHECKS = 3
 """Checks in a row a partition's commits may stay put below its last handled record before
@@ -116,6 +124,7 @@ class SequenceGuard:
         self._held: dict[tuple[str, int], tuple[int, int]] = {}
         self._log_start: dict[tuple[str, int], int] = {}  # partitions the group never committed
         self._reader: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
         self._filling = False
 
     # ------------------------------------------------------------------ bookkeeping
@@ -216,16 +225,44 @@ class SequenceGuard:
     async def _first(self, key: tuple[str, int]) -> int | None:
         """The offset a partition's records start from in this assignment: the group's
         committed offset or, when the group never committed one, the partition's log start
-        (the worker reads a new partition from its earliest record); ``None``: not known."""
+        (the worker reads a new partition from its earliest record); ``None``: not known.
+
+        Faust's books lack a partition's committed offset both when the group never committed
+        one and between a rebalance and Faust's seek to the committed offsets (it drops them
+        on revocation): the broker decides which. Taking the second for the first would read
+        the partition again from its log start and apply its whole history twice."""
         committed = self._committed(key)
         if committed is not None:
             return committed
-        if key not in self._log_start:
-            reader = await self._consumer()
-            tp = TopicPartition(*key)
-            starts = await reader.beginning_offsets([tp])
-            self._log_start[key] = starts[tp]
+        if key in self._log_start:
+            return self._log_start[key]
+        tp = TopicPartition(*key)
+        on_broker = await self._group_committed(tp)
+        if on_broker is not None:
+            return on_broker
+        reader = await self._consumer()
+        starts = await reader.beginning_offsets([tp])
+        self._log_start[key] = starts[tp]
         return self._log_start[key]
+
+    async def _group_committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset of ``tp`` on the broker (``None``: none committed)."""
+        if self._admin is None:
+            self._admin = await clients.admin(
+                self.bootstrap, client_id=f"{self.app.conf.id}-sequence-admin"
+            )
+        for attempt in range(COORDINATOR_ATTEMPTS):
+            try:
+                found = await self._admin.list_consumer_group_offsets(
+                    self.app.conf.id, partitions=[tp]
+                )
+                break
+            except KafkaError as exc:  # a new broker loads the group's coordinator first
+                if not exc.retriable or attempt == COORDINATOR_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(COORDINATOR_RETRY_S)
+        meta = found.get(tp)
+        return meta.offset if meta is not None and meta.offset >= 0 else None
 
     async def _progress(self, key: tuple[str, int]) -> int | None:
         """The last offset of ``key`` known taken: admitted by this worker in this assignment
@@ -256,6 +293,11 @@ class SequenceGuard:
             self.on_redelivered()
             return False
         expected = last + 1 if last is not None else await self._first(key)
+        if last is None and expected is not None and message.offset < expected:
+            # below the group's committed offset: handled before (a copy fetched before a
+            # rebalance, delivered after it)
+            self.on_redelivered()
+            return False
         if expected is not None and message.offset > expected:
             await self.fill(message.topic, message.partition, expected, message.offset, handle)
         self._accepted[key] = message.offset
@@ -439,3 +481,6 @@ class SequenceGuard:
         if self._reader is not None:
             await self._reader.stop()
             self._reader = None
+        if self._admin is not None:
+            await clients.close(self._admin)
+            self._admin = None

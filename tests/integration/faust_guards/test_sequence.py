@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
 from intervaltree import IntervalTree
 
@@ -223,6 +223,49 @@ async def test_a_partition_the_group_never_committed_is_read_from_its_log_start(
         handled.clear()
         assert await guard.admit(Message(topic, 0, 5), handle)
         assert handled == [2, 3, 4]
+    finally:
+        await guard.close()
+
+
+async def test_a_partition_committed_on_the_broker_is_not_read_from_its_log_start(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """Between a rebalance and Faust's seek, Faust's books hold no committed offset for a
+    partition the group did commit: the guard asks the broker, so it neither reads the
+    partition again from its log start (its whole history applied twice) nor hands on a copy
+    of a record below the committed offset (fetched before the rebalance)."""
+    topic = f"seq-{unique}"
+    await _topic_with(kafka_bootstrap, topic, 10)
+    tp = TopicPartition(topic, 0)
+    group = f"seq-group-{unique}"
+    committer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await committer.start()
+    try:
+        committer.assign([tp])
+        await committer.commit({tp: 6})
+    finally:
+        await committer.stop()
+    books = ConsumerBooks({tp}, {tp: 10})  # Faust's books: no committed offset (yet)
+    guard = SequenceGuard(App(books, type("Conf", (), {"id": group})()), kafka_bootstrap)
+    handled: list[int] = []
+
+    async def handle(record: Any) -> None:
+        handled.append(record.offset)
+
+    guard.assign({tp})
+    try:
+        assert not await guard.admit(Message(topic, 0, 3), handle)  # below the commit: done
+        assert await guard.admit(Message(topic, 0, 8), handle)
+        assert handled == [6, 7]  # only what lies between the commit and the record
+        guard.forget({tp})
+        guard.assign({tp})
+        handled.clear()
+        assert await guard.stalled() == set()  # notes the committed offset, not the log start
+        assert await guard.stalled() == {0}
+        await guard.catch_up(0, handle)
+        assert handled == [6, 7, 8, 9]
     finally:
         await guard.close()
 
