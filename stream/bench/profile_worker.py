@@ -5,11 +5,16 @@ starts a worker on them, waits until it is busy, samples it with py-spy for D se
 and prints the frames with the most samples: on their own (self time) and including what they
 call (total time). The topics are deleted at the end. The worker is `leadstream worker`
 (`--worker pipeline`, RocksDB tables, as `leadstream bench` runs it) or one of the bench's Faust
-baselines (`--worker bare` or `naive`, `stream.bench.baselines`).
+baselines (`--worker bare` or `naive`, `stream.bench.baselines`). `--worker recovery` profiles
+a pipeline worker restoring its tables on an empty disk: a first worker scores the records,
+the leads changelog is filled to `--leads` leads (copies of the scored ones, as the bench's
+recovery runs do), and a new worker is sampled from its start until a probe event on every
+partition has its output (the seconds until then are printed too).
 
     .venv/bin/python -m stream.bench.profile_worker            # --events 100000 --seconds 20
     .venv/bin/python -m stream.bench.profile_worker --worker bare
     .venv/bin/python -m stream.bench.profile_worker --raw out.txt   # keep py-spy's raw stacks
+    .venv/bin/python -m stream.bench.profile_worker --worker recovery --events 20000 --leads 300000
 
 py-spy needs ptrace rights over the worker (root, or kernel.yama.ptrace_scope=0).
 """
@@ -20,6 +25,7 @@ import argparse
 import asyncio
 import collections
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +40,12 @@ from stream.bench.run import (
     create_changelogs,
     create_topics,
     delete_topics,
+    drain,
+    fill_changelog,
     pipeline_worker,
+    probe_records,
+    read_changelog,
+    wait_probes,
 )
 from stream.kafka.admin import ensure_topics
 from stream.settings import Settings
@@ -67,6 +78,59 @@ async def load(settings: Settings, events: int) -> None:
     print(f"loaded {sent:,} records in {seconds:.1f} s", file=sys.stderr)
 
 
+async def fill(settings: Settings, events: int, leads: int, work: Path) -> None:
+    """Score ``events`` records with a first worker, then fill the leads changelog to ``leads``."""
+    first = pipeline_worker(settings, work / "first", work / "first.log")
+    first.start()
+    try:
+        await drain(settings, first.alive, 600, internal=True)
+    finally:
+        first.stop()
+    states = await read_changelog(settings)
+    sent, seconds = await fill_changelog(settings, states, leads)
+    print(
+        f"leads changelog filled to {len(states) + sent:,} leads in {seconds:.1f} s",
+        file=sys.stderr,
+    )
+
+
+def profile_recovery(settings: Settings, args: argparse.Namespace, work: Path, raw: Path) -> None:
+    asyncio.run(fill(settings, args.events, args.leads, work))
+    ids, probes = probe_records(build_traffic(args.events), settings, "p")
+    worker = pipeline_worker(settings, work / "data", work / "worker.log")
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    worker.start()
+    sampler = subprocess.Popen(
+        [
+            spy,
+            "record",
+            "-f",
+            "raw",
+            "--nonblocking",
+            "-d",
+            str(args.seconds),
+            "-p",
+            str(worker.pid),
+            "-o",
+            str(raw),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        asyncio.run(produce(settings, probes))
+        seconds = asyncio.run(wait_probes(settings, ids, worker.started_at, 900))
+        print(
+            f"recovered: every probe answered {seconds:.1f} s after the worker started",
+            file=sys.stderr,
+        )
+        sampler.send_signal(signal.SIGINT)  # py-spy writes what it sampled so far
+        sampler.wait(timeout=60)
+    finally:
+        sampler.kill()
+        worker.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -76,10 +140,11 @@ def main() -> int:
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw stacks here")
     parser.add_argument(
         "--worker",
-        choices=("pipeline", *KINDS),
+        choices=("pipeline", "recovery", *KINDS),
         default="pipeline",
-        help="the Leadstream worker (pipeline) or a Faust baseline of the bench",
+        help="the Leadstream worker (pipeline), its table recovery, or a Faust baseline",
     )
+    parser.add_argument("--leads", type=int, default=300_000, help="leads to recover")
     args = parser.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     record = [spy, "record", "-f", "raw", "--nonblocking", "-d", str(args.seconds)]
@@ -90,6 +155,13 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="leadstream-profile-"))
     raw = args.raw or work / "stacks.txt"
     asyncio.run(load(settings, args.events))
+    if args.worker == "recovery":
+        try:
+            profile_recovery(settings, args, work, raw)
+        finally:
+            asyncio.run(delete_topics(settings, [settings.topic_prefix, settings.app_id]))
+        print(summarise(raw, args.top))
+        return 0
     if args.worker == "pipeline":
         worker = pipeline_worker(settings, work / "data", work / "worker.log")
     else:

@@ -24,21 +24,24 @@ class LeadRecord:
     ``state`` is the scoring core's state for every model; ``anonymous_ids`` the visitor ids
     linked to the lead (so an erase reaches them); ``merged_into`` marks a lead absorbed by a
     merge, which keeps its last state until the surviving lead has it; ``controls`` the ids of
-    recently applied control messages. ``live`` (not stored) is the engine's decoded ``state``
-    when the processor has it in memory (``Step.live``).
+    recently applied control messages; ``due`` when decay next crosses a threshold (epoch
+    seconds, rounded up; ``None``: never, or merged), kept so that a worker taking the lead's
+    partition schedules it without decoding its state. ``live`` (not stored) is the engine's
+    decoded ``state`` when the processor has it in memory (``Step.live``).
     """
 
     state: dict[str, Any] | None = None
     anonymous_ids: list[str] = field(default_factory=list)
     merged_into: str | None = None
     controls: list[str] = field(default_factory=list)
+    due: int | None = field(default=None, compare=False)
     live: Any = field(default=None, compare=False, repr=False)
 
     def copy(self) -> LeadRecord:
         """A copy a handler can change without touching this one (lists are replaced, not
         changed in place, by every handler)."""
         return LeadRecord(
-            self.state, self.anonymous_ids, self.merged_into, self.controls, self.live
+            self.state, self.anonymous_ids, self.merged_into, self.controls, self.due, self.live
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -51,6 +54,8 @@ class LeadRecord:
             out["m"] = self.merged_into
         if self.controls:
             out["c"] = self.controls
+        if self.due is not None:
+            out["d"] = self.due
         return out
 
     @classmethod
@@ -60,6 +65,7 @@ class LeadRecord:
             anonymous_ids=list(data.get("a", ())),
             merged_into=data.get("m"),
             controls=list(data.get("c", ())),
+            due=data.get("d"),
         )
 
     def remember_control(self, control_id: str) -> bool:

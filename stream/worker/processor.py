@@ -40,8 +40,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -86,6 +87,9 @@ async def _delivered(deliveries: Iterable[Any]) -> None:
 
 _ONE_BY_ONE = (Identify, LeadsMerged, LeadErased)
 """Lead events handled on their own: they touch more than the lead's scoring state."""
+
+REBUILD_YIELD_EVERY = 2_000
+"""Keys the schedule's rebuild reads between two turns of the agent (a few milliseconds)."""
 
 
 def _lead_key(lead_id: str) -> str:
@@ -168,7 +172,7 @@ class LeadProcessor:
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
         self._partition_of = functools.lru_cache(maxsize=65_536)(self._murmur_partition)
-        self._rebuilt: set[int] = set()
+        self.scheduled_partitions: set[int] = set()
         self.live = LiveCache()
         self.sequence = SequenceGuard(
             app,
@@ -210,11 +214,12 @@ class LeadProcessor:
 
     def store_lead(self, lead_id: str, record: LeadRecord, due: datetime | None) -> None:
         """Write the lead's one value (one changelog message) and its next decay due time."""
+        if record.merged_into is not None:
+            due = None
+        record.due = None if due is None else math.ceil(due.timestamp())
         raw = codec.dumps(record.to_json())
         self.leads[lead_id.encode()] = raw
         self.live.keep(lead_id, raw, record.copy())
-        if record.merged_into is not None:
-            due = None
         self.schedule.set(
             self.partition_of(lead_id), _lead_key(lead_id), None if due is None else due.timestamp()
         )
@@ -648,36 +653,60 @@ class LeadProcessor:
 
     # ------------------------------------------------------------------ the timer
 
-    def rebuild_schedule(self, assigned: set[int]) -> None:
-        """Due times of the keys in newly assigned partitions, from the tables (one pass)."""
-        new = assigned - self._rebuilt
-        self.schedule.drop_partitions(self._rebuilt - assigned)
-        self._rebuilt.intersection_update(assigned)
+    async def rebuild_schedule(self, assigned: set[int]) -> None:
+        """Due times of the keys in newly assigned partitions, from the tables (one pass).
+
+        A lead's due time is read from its stored record (``LeadRecord.due``; computed from
+        its state for a record stored without one). The pass lets the agent run every
+        ``REBUILD_YIELD_EVERY`` keys, so a worker taking over many leads scores while it
+        schedules them: a key the agent scheduled meanwhile keeps that time (the pass may be
+        reading an older value), and a rebalance meanwhile abandons the pass (the next tick
+        starts again)."""
+        new = assigned - self.scheduled_partitions
+        self.schedule.drop_partitions(self.scheduled_partitions - assigned)
+        self.scheduled_partitions.intersection_update(assigned)
         if not new:
             return
+        generation = self.app.consumer_generation_id
+        for count, (part, key, due) in enumerate(self._stored_dues(new), start=1):
+            if due is not None:
+                self.schedule.set_if_absent(part, key, due)
+            if count % REBUILD_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+                if self.app.rebalancing or self.app.consumer_generation_id != generation:
+                    self.schedule.drop_partitions(new)
+                    return
+        self.scheduled_partitions.update(new)
+
+    def _stored_dues(self, partitions: set[int]) -> Iterator[tuple[int, str, float | None]]:
+        """(partition, schedule key, due time) of every lead and held visitor the tables
+        hold in ``partitions``."""
         for key, raw in self.leads.items():
             if key.startswith(POSITION_PREFIX):
                 continue  # a saved partition position (stream.faust_guards.sequence), not a lead
             lead_id = key.decode()
             part = self.partition_of(lead_id)
-            if part in new:
-                record = LeadRecord.from_json(codec.loads(raw))
-                due = self.engine.next_due(record.state) if record.state else None
-                if due is not None and record.merged_into is None:
-                    self.schedule.set(part, _lead_key(lead_id), due.timestamp())
+            if part not in partitions:
+                continue
+            data = codec.loads(raw)
+            if data.get("m") is not None or not data.get("s"):
+                yield part, _lead_key(lead_id), None
+            elif "d" in data:
+                yield part, _lead_key(lead_id), data["d"]
+            else:  # stored before records kept their due time
+                due = self.engine.next_due(data["s"])
+                yield part, _lead_key(lead_id), None if due is None else due.timestamp()
         for key, raw in self.identities.items():
             if key.startswith(POSITION_PREFIX):
                 continue
             anonymous_id = key.decode()
             part = self.partition_of(anonymous_id)
+            if part not in partitions:
+                continue
             anon = identity.AnonRecord.from_json(codec.loads(raw))
-            if part in new and anon.first_held_at is not None:
-                self.schedule.set(
-                    part,
-                    _anon_key(anonymous_id),
-                    anon.first_held_at + self.limits.max_age.total_seconds(),
-                )
-        self._rebuilt.update(new)
+            if anon.first_held_at is not None:
+                due_at = anon.first_held_at + self.limits.max_age.total_seconds()
+                yield part, _anon_key(anonymous_id), due_at
 
     def assigned_partitions(self) -> set[int]:
         source = self.settings.topic(topics.SOURCES[0].name)
@@ -686,7 +715,7 @@ class LeadProcessor:
     async def decay_timer(self) -> None:
         if not self.app.tables.recovery.completed.is_set() or self.app.rebalancing:
             return
-        self.rebuild_schedule(self.assigned_partitions())
+        await self.rebuild_schedule(self.assigned_partitions())
         now = datetime.now(UTC)
         for _partition, key in self.schedule.pop_due(now.timestamp()):
             kind, _, ident = key.partition(":")

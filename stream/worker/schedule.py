@@ -47,6 +47,11 @@ class DueSchedule:
             heapq.heapify(heap)
             self._heaps[partition] = heap
 
+    def set_if_absent(self, partition: int, key: str, due: float) -> None:
+        """Schedule ``key`` at ``due`` unless it has a due time already (set since)."""
+        if key not in self._due.get(partition, {}):
+            self.set(partition, key, due)
+
     def pop_due(self, now: float) -> list[tuple[int, str]]:
         """Every (partition, key) due at or before ``now``, removed from the schedule."""
         out: list[tuple[int, str]] = []

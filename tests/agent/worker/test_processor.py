@@ -347,3 +347,51 @@ async def test_the_timer_recycles_a_quiet_mql_without_a_new_event(tmp_path: Path
         # a second tick finds nothing more to do
         await harness.put(INTERNAL, "lead-1", codec.encode(tick))
         assert len(harness.stage_changes()) == 3
+
+
+async def test_a_new_owner_schedules_leads_from_their_stored_due_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker given a partition schedules its leads from the due time each stored record
+    keeps (no state decoded), from the state for a record stored without one, and not at all
+    for a merged lead; a time the agent set meanwhile is kept; a rebalance during the pass
+    abandons it."""
+    processor = make_processor(tmp_path, parse_models(DECAY_MODEL, source="test"))
+    async with processor.agent.test_context() as ctx:
+        harness = Harness(processor, ctx)
+        for n, lead in enumerate(("lead-1", "lead-2", "lead-3", "lead-4")):
+            await harness.event(ev("webinar_attended", n, lead))
+        part = processor.partition_of
+        computed = processor.schedule.due_time(part("lead-2"), "l:lead-2")
+        assert computed is not None
+        stored = {
+            lead: codec.loads(processor.leads[lead.encode()])
+            for lead in ("lead-1", "lead-2", "lead-3", "lead-4")
+        }
+        assert stored["lead-2"]["d"] == computed  # what a record keeps: the scheduled time
+        # the tables as another worker left them: lead-1 with a due time unlike its state's,
+        # lead-2 stored before records kept one, lead-3 merged into lead-4
+        data = processor.leads.data
+        data[b"lead-1"] = codec.dumps(stored["lead-1"] | {"d": 1_999_999_999})
+        data[b"lead-2"] = codec.dumps({k: v for k, v in stored["lead-2"].items() if k != "d"})
+        data[b"lead-3"] = codec.dumps(stored["lead-3"] | {"m": "lead-4"})
+        partitions = {part(lead) for lead in stored}
+        processor.schedule.drop_partitions(partitions)
+        processor.scheduled_partitions.clear()
+        monkeypatch.setattr(proc, "REBUILD_YIELD_EVERY", 1)
+
+        processor.app.rebalancing = True
+        await processor.rebuild_schedule(partitions)
+        assert len(processor.schedule) == 0 and not processor.scheduled_partitions  # abandoned
+        processor.app.rebalancing = False
+        processor.schedule.set(part("lead-4"), "l:lead-4", 1_000)  # set by the agent meanwhile
+        await processor.rebuild_schedule(partitions)
+        assert processor.scheduled_partitions == partitions
+
+        def due(lead: str) -> float | None:
+            return processor.schedule.due_time(part(lead), f"l:{lead}")
+
+        assert due("lead-1") == 1_999_999_999
+        assert due("lead-2") == computed
+        assert due("lead-3") is None
+        assert due("lead-4") == 1_000

@@ -60,3 +60,13 @@ def test_replaced_due_times_do_not_pile_up() -> None:
     due = schedule.pop_due(1_000_000.0 + 20_000)
     assert sorted(key for _, key in due) == [f"l:lead-{n}" for n in range(10)]
     assert schedule.pop_due(2_000_000.0) == []
+
+
+def test_set_if_absent_keeps_a_time_set_before() -> None:
+    schedule = DueSchedule()
+    schedule.set(0, "l:a", 10.0)
+    schedule.set_if_absent(0, "l:a", 99.0)
+    schedule.set_if_absent(0, "l:b", 20.0)
+    assert schedule.due_time(0, "l:a") == 10.0
+    assert schedule.due_time(0, "l:b") == 20.0
+    assert schedule.pop_due(50.0) == [(0, "l:a"), (0, "l:b")]
