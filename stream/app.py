@@ -41,6 +41,7 @@ def faust_options(settings: Settings) -> dict[str, object]:
         "web_port": settings.web_port,
         "web_in_thread": False,
         "producer_linger_ms": 5,
+        "consumer_max_fetch_size": settings.consumer_fetch_mb * 1024 * 1024,
         "broker_commit_every": 1000,
         "broker_commit_interval": 2.0,
         "stream_wait_empty": True,

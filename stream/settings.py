@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         description="Longest wait, in seconds, for a batch to fill before the worker handles "
         "what it has (the latency a quiet stream pays).",
     )
+    consumer_fetch_mb: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="Most data, in MiB, the worker's consumer takes from one partition per fetch "
+        "(larger fetches restore a table's changelog faster; a fetch holds at most 50 MiB).",
+    )
     identity_max_events: int = Field(
         200, ge=1, description="Events held per anonymous id until an identify links it."
     )

@@ -38,8 +38,14 @@ def test_topic_names_carry_the_prefix() -> None:
 
 def test_faust_options_are_explicit() -> None:
     options = faust_options(
-        Settings(store="memory", standby_replicas=1, processing_guarantee="exactly_once")
+        Settings(
+            store="memory",
+            standby_replicas=1,
+            processing_guarantee="exactly_once",
+            consumer_fetch_mb=4,
+        )
     )
+    assert options["consumer_max_fetch_size"] == 4 * 1024 * 1024
     assert options["store"] == "memory://"
     assert options["table_standby_replicas"] == 1
     assert options["processing_guarantee"] == "exactly_once"
