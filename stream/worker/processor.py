@@ -663,7 +663,9 @@ class LeadProcessor:
         reading an older value), and a rebalance meanwhile abandons the pass (the next tick
         starts again)."""
         new = assigned - self.scheduled_partitions
-        self.schedule.drop_partitions(self.scheduled_partitions - assigned)
+        # every partition not assigned, including one held and lost before its pass ran (the
+        # times its agent set then would be kept by the pass below)
+        self.schedule.drop_partitions(set(self._all_partitions) - assigned)
         self.scheduled_partitions.intersection_update(assigned)
         if not new:
             return
