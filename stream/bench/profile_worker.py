@@ -78,6 +78,11 @@ async def load(settings: Settings, events: int) -> None:
     print(f"loaded {sent:,} records in {seconds:.1f} s", file=sys.stderr)
 
 
+def py_spy() -> str:
+    """The py-spy executable (on the PATH, else next to this Python)."""
+    return shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+
+
 async def fill(settings: Settings, events: int, leads: int, work: Path) -> None:
     """Score ``events`` records with a first worker, then fill the leads changelog to ``leads``."""
     first = pipeline_worker(settings, work / "first", work / "first.log")
@@ -98,7 +103,7 @@ def profile_recovery(settings: Settings, args: argparse.Namespace, work: Path, r
     asyncio.run(fill(settings, args.events, args.leads, work))
     ids, probes = probe_records(build_traffic(args.events), settings, "p")
     worker = pipeline_worker(settings, work / "data", work / "worker.log")
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    spy = py_spy()
     worker.start()
     sampler = subprocess.Popen(
         [
@@ -146,7 +151,7 @@ def main() -> int:
     )
     parser.add_argument("--leads", type=int, default=300_000, help="leads to recover")
     args = parser.parse_args()
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    spy = py_spy()
     record = [spy, "record", "-f", "raw", "--nonblocking", "-d", str(args.seconds)]
     token = uuid.uuid4().hex[:8]
     settings = Settings().model_copy(
