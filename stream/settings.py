@@ -65,7 +65,7 @@ class Settings(BaseSettings):
         ),
     )
     timer_interval_s: float = Field(
-        10.0, gt=0, description="How often the decay timer looks for due leads, in seconds."
+        1.0, gt=0, description="How often the decay timer looks for due leads, in seconds."
     )
     batch_max: int = Field(
         500,
@@ -85,6 +85,21 @@ class Settings(BaseSettings):
         le=256,
         description="Most data, in MiB, the worker's consumer takes from one partition per fetch "
         "(larger fetches restore a table's changelog faster; a fetch holds at most 50 MiB).",
+    )
+    consumer_fetch_wait_ms: int = Field(
+        10,
+        ge=1,
+        le=1500,
+        description="Longest time, in ms, the broker holds a fetch to gather "
+        "LEADSTREAM_CONSUMER_FETCH_MIN_KB (a steady stream then reaches the worker in fewer, "
+        "larger fetches; an idle worker fetches this often).",
+    )
+    consumer_fetch_min_kb: int = Field(
+        64,
+        ge=0,
+        le=16 * 1024,
+        description="Data, in KiB, a fetch waits for (at most LEADSTREAM_CONSUMER_FETCH_WAIT_MS) "
+        "before the broker answers; 0 answers as soon as any record is there.",
     )
     identity_max_events: int = Field(
         200, ge=1, description="Events held per anonymous id until an identify links it."

@@ -15,6 +15,11 @@ partition has its output (the seconds until then are printed too).
     .venv/bin/python -m stream.bench.profile_worker --worker bare
     .venv/bin/python -m stream.bench.profile_worker --raw out.txt   # keep py-spy's raw stacks
     .venv/bin/python -m stream.bench.profile_worker --worker recovery --events 20000 --leads 300000
+    .venv/bin/python -m stream.bench.profile_worker --rate 700 --seconds 15   # a steady stream
+
+With ``--rate R`` nothing is loaded beforehand: after the warm-up the records are sent at R per
+second while the worker is sampled, so the profile is that of a worker offered a steady stream
+(small batches) rather than a backlog.
 
 py-spy needs ptrace rights over the worker (root, or kernel.yama.ptrace_scope=0).
 """
@@ -47,6 +52,7 @@ from stream.bench.run import (
     read_changelog,
     wait_probes,
 )
+from stream.kafka import clients
 from stream.kafka.admin import ensure_topics
 from stream.settings import Settings
 
@@ -73,6 +79,8 @@ def summarise(raw: Path, top: int) -> str:
 async def load(settings: Settings, events: int) -> None:
     await ensure_topics(settings)
     await create_changelogs(settings, ["leads", "identities"])
+    if events == 0:
+        return
     traffic = build_traffic(events)
     sent, seconds = await produce(settings, list(traffic.copies(events)))
     print(f"loaded {sent:,} records in {seconds:.1f} s", file=sys.stderr)
@@ -136,6 +144,32 @@ def profile_recovery(settings: Settings, args: argparse.Namespace, work: Path, r
         worker.stop()
 
 
+async def sample_at_rate(
+    settings: Settings, record: list[str], pid: int, raw: Path, *, rate: float, seconds: int
+) -> None:
+    """Send records at ``rate`` per second while py-spy samples process ``pid``."""
+    records = list(build_traffic(int(rate * seconds) + 1).copies(int(rate * (seconds + 2)) + 1))
+    sampler = await asyncio.create_subprocess_exec(
+        *record, "-p", str(pid), "-o", str(raw),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    async with clients.producer(settings, acks=1, linger_ms=1) as producer:
+        started = time.perf_counter()
+        sent = 0
+        while sampler.returncode is None and sent < len(records):
+            due = min(len(records), int((time.perf_counter() - started) * rate) + 1)
+            while sent < due:
+                delivery = records[sent]
+                await producer.send(
+                    settings.topic(delivery.topic), key=delivery.key, value=delivery.value
+                )
+                sent += 1
+            await asyncio.sleep(0.002)
+    await sampler.wait()
+    elapsed = time.perf_counter() - started
+    print(f"sent {sent:,} records in {elapsed:.1f} s ({sent / elapsed:,.0f}/s)", file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
@@ -150,6 +184,9 @@ def main() -> int:
         help="the Leadstream worker (pipeline), its table recovery, or a Faust baseline",
     )
     parser.add_argument("--leads", type=int, default=300_000, help="leads to recover")
+    parser.add_argument(
+        "--rate", type=float, help="send records at this rate while sampling (no backlog)"
+    )
     args = parser.parse_args()
     spy = py_spy()
     record = [spy, "record", "-f", "raw", "--nonblocking", "-d", str(args.seconds)]
@@ -159,7 +196,7 @@ def main() -> int:
     )
     work = Path(tempfile.mkdtemp(prefix="leadstream-profile-"))
     raw = args.raw or work / "stacks.txt"
-    asyncio.run(load(settings, args.events))
+    asyncio.run(load(settings, 0 if args.rate else args.events))
     if args.worker == "recovery":
         try:
             profile_recovery(settings, args, work, raw)
@@ -175,11 +212,19 @@ def main() -> int:
     try:
         worker.start()
         time.sleep(args.warmup)
-        subprocess.run(
-            [*record, "-p", str(worker.pid), "-o", str(raw)],
-            check=True,
-            capture_output=True,
-        )
+        if args.rate:
+            assert worker.pid is not None
+            asyncio.run(
+                sample_at_rate(
+                    settings, record, worker.pid, raw, rate=args.rate, seconds=args.seconds
+                )
+            )
+        else:
+            subprocess.run(
+                [*record, "-p", str(worker.pid), "-o", str(raw)],
+                check=True,
+                capture_output=True,
+            )
     finally:
         worker.stop()
         asyncio.run(delete_topics(settings, [settings.topic_prefix, settings.app_id]))

@@ -26,6 +26,10 @@ patches.guard_buffer_flush      ProducerBuffer._send_pending,    none filed     
 patches.guard_commit_offsets    Consumer._new_offset, ._acked,   none filed       test_patches
                                 ._acked_index, ._gap,
                                 ._committed_offset
+patches.guard_fetch_batching    AIOKafkaConsumerThread           none filed       test_patches
+(set_fetch_batching)            ._create_worker_consumer,        (a cost)
+                                AIOKafkaConsumer._fetch_min_bytes,
+                                ._fetch_max_wait_ms
 delivery.guard_eager_delivery   Consumer._drain_messages         none filed       test_delivery
                                 (a pinned copy), .wait_first     (a cost)
 local_stores                    Collection.send_changelog,       none filed       test_local_stores

@@ -163,3 +163,41 @@ def guard_commit_offsets() -> None:
 
     Consumer._new_offset = _new_offset
     setattr(Consumer, _OFFSETS_GUARDED, True)
+
+
+# ----------------------------------------------------------------------------- fetch batching
+
+_FETCH_GUARDED = "_leadstream_fetch_guard"
+FETCH_OPTIONS = "leadstream_fetch_options"
+"""The app attribute ``guard_fetch_batching`` reads: ``(fetch_min_bytes, fetch_max_wait_ms)``."""
+
+
+def set_fetch_batching(app: Any, min_bytes: int, max_wait_ms: int) -> None:
+    """Have ``app``'s Kafka consumer ask the broker to hold each fetch until ``min_bytes`` are
+    there or ``max_wait_ms`` have passed (installs ``guard_fetch_batching``)."""
+    guard_fetch_batching()
+    setattr(app, FETCH_OPTIONS, (max(1, min_bytes), max_wait_ms))
+
+
+def guard_fetch_batching() -> None:
+    """Let an app choose its consumer's ``fetch_min_bytes`` and ``fetch_max_wait_ms``, which
+    Faust's aiokafka driver fixes at 1 byte and 1.5 s. With those, a steady stream is answered
+    one fetch per handful of records: every fetch names every assigned partition (aiokafka has
+    no incremental fetch sessions) and its answer wakes the agent, so a worker offered a steady
+    stream spent more CPU on fetching than on scoring (``BENCHMARKS.md``)."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread  # noqa: PLC0415
+
+    if getattr(AIOKafkaConsumerThread, _FETCH_GUARDED, False):
+        return
+    original = AIOKafkaConsumerThread._create_worker_consumer
+
+    def _create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        options = getattr(self.app, FETCH_OPTIONS, None)
+        if options is not None:
+            # read by AIOKafkaConsumer.start() when it builds its Fetcher
+            consumer._fetch_min_bytes, consumer._fetch_max_wait_ms = options
+        return consumer
+
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
+    setattr(AIOKafkaConsumerThread, _FETCH_GUARDED, True)

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from stream.app import faust_options
+from stream.app import create_app, faust_options
+from stream.faust_guards.patches import FETCH_OPTIONS
 from stream.settings import Settings
 
 
@@ -52,3 +53,14 @@ def test_faust_options_are_explicit() -> None:
     assert options["autodiscover"] is False
     # the web server listens only where it is told to (127.0.0.1 unless configured)
     assert options["web_bind"] == options["web_host"] == "127.0.0.1"
+
+
+def test_the_worker_consumer_gets_the_fetch_batching_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = Settings()
+    assert (defaults.consumer_fetch_min_kb, defaults.consumer_fetch_wait_ms) == (64, 10)
+    monkeypatch.setenv("LEADSTREAM_CONSUMER_FETCH_WAIT_MS", "25")
+    monkeypatch.setenv("LEADSTREAM_CONSUMER_FETCH_MIN_KB", "32")
+    app = create_app(Settings(web_enabled=False, projector_enabled=False))
+    assert getattr(app, FETCH_OPTIONS) == (32 * 1024, 25)

@@ -18,10 +18,12 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka import AIOKafkaConsumer
 from faust.stores.rocksdb import Store
 from faust.tables.base import Collection
 from faust.topics import Topic
 from faust.transport.consumer import Consumer, TransactionManager
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.producer import Producer, ProducerBuffer
 from faust.types.tuples import ConsumerMessage
 from intervaltree import IntervalTree
@@ -61,6 +63,7 @@ def defined(owner: type, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
         (Collection, "_on_changelog_sent", ["self", "fut"], False),
         (Producer, "send_soon", ["self", "fut"], False),
         (Producer, "flush", ["self"], True),
+        (AIOKafkaConsumerThread, "_create_worker_consumer", ["self", "transport"], False),
     ],
 )
 def test_a_patched_method_keeps_its_parameters(
@@ -189,3 +192,11 @@ def test_the_current_event_is_a_context_variable_of_weak_references() -> None:
     assert isinstance(streams._current_event, ContextVar)
     source = inspect.getsource(streams.current_event)
     assert "_current_event.get(None)" in source and "eventref()" in source
+
+
+def test_aiokafka_builds_its_fetcher_from_what_the_fetch_guard_sets() -> None:
+    """``guard_fetch_batching`` sets two attributes of the consumer before it starts; aiokafka
+    reads them when ``start()`` builds the fetcher."""
+    source = inspect.getsource(AIOKafkaConsumer.start)
+    assert "fetch_min_bytes=self._fetch_min_bytes" in source
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in source

@@ -21,9 +21,11 @@ from stream.faust_guards.local_stores import install_write_tracking
 from stream.faust_guards.patches import (
     guard_buffer_flush,
     guard_commit_offsets,
+    guard_fetch_batching,
     guard_read_offsets,
     guard_skipped_acks,
     leave_unacknowledged,
+    set_fetch_batching,
 )
 
 TOPIC = "guarded"
@@ -119,8 +121,10 @@ def test_each_guard_patches_once() -> None:
         (guard_commit_offsets, Consumer, ("_new_offset",)),
         (install_write_tracking, Collection, ("send_changelog", "_on_changelog_sent")),
         (guard_eager_delivery, Consumer, ("_drain_messages",)),
+        (guard_fetch_batching, aiokafka.AIOKafkaConsumerThread, ("_create_worker_consumer",)),
     ]
     faust_guards.install()
+    guard_fetch_batching()
     for guard, owner, names in patched:
         installed = {name: vars(owner)[name] for name in names}
         guard()
@@ -209,3 +213,25 @@ def test_a_missing_offset_still_holds_the_commit() -> None:
     books = _books([10, 11, 13], [], committed=10)
     assert _new_offset(books) == 12
     assert books._acked["tp"] == [13]
+
+
+async def test_an_apps_consumer_fetches_with_the_fetch_options_it_was_given() -> None:
+    """Faust's driver builds the aiokafka consumer with fetch_min_bytes 1 and fetch_max_wait_ms
+    1,500; an app given fetch options gets a consumer with those, and an app without keeps
+    Faust's."""
+    chosen = faust.App("fetch-options", broker="kafka://localhost:1")
+    set_fetch_batching(chosen, 64 * 1024, 10)
+    plain = faust.App("fetch-defaults", broker="kafka://localhost:1")
+    built = {}
+    for name, app in (("chosen", chosen), ("plain", plain)):
+        thread = app.consumer._thread
+        consumer = thread._create_worker_consumer(app.transport)
+        built[name] = (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms)
+    assert built == {"chosen": (64 * 1024, 10), "plain": (1, 1500)}
+
+
+async def test_no_fetch_minimum_means_an_answer_as_soon_as_a_record_is_there() -> None:
+    app = faust.App("fetch-zero", broker="kafka://localhost:1")
+    set_fetch_batching(app, 0, 10)
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    assert consumer._fetch_min_bytes == 1  # 0 would make the broker answer empty at once
