@@ -47,6 +47,7 @@ def faust_options(settings: Settings) -> dict[str, object]:
         "broker_commit_interval": 2.0,
         "stream_wait_empty": True,
         "table_cleanup_interval": 30.0,
+        **({"canonical_url": settings.advertised_url} if settings.advertised_url else {}),
     }
 
 

@@ -113,6 +113,14 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=0, le=65535, description="Port of the worker's web server.")
     web_enabled: bool = True
+    advertised_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+(:\d+)?/?$",
+        description="The URL other workers reach this worker's web server at (Faust's "
+        "canonical_url): a GET /leads/{id} reaching a worker that does not own the lead is "
+        "forwarded there. Default http://LEADSTREAM_WEB_HOST:LEADSTREAM_WEB_PORT, which is wrong "
+        "when the server listens on 0.0.0.0 and several workers run.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     projector_enabled: bool = Field(
         True, description="Run the Redis projector (the read model) in this worker."

@@ -64,3 +64,18 @@ def test_the_worker_consumer_gets_the_fetch_batching_settings(
     monkeypatch.setenv("LEADSTREAM_CONSUMER_FETCH_MIN_KB", "32")
     app = create_app(Settings(web_enabled=False, projector_enabled=False))
     assert getattr(app, FETCH_OPTIONS) == (32 * 1024, 25)
+
+
+def test_the_advertised_url_is_fausts_canonical_url() -> None:
+    settings = Settings(web_host="0.0.0.0", advertised_url="http://10.1.2.3:6066")
+    assert faust_options(settings)["canonical_url"] == "http://10.1.2.3:6066"
+    app = create_app(settings.model_copy(update={"web_enabled": False}))
+    assert str(app.conf.canonical_url) == "http://10.1.2.3:6066"
+    # unset: Faust's own default, from the web host and port
+    assert "canonical_url" not in faust_options(Settings())
+
+
+@pytest.mark.parametrize("url", ["10.1.2.3:6066", "http://", "http://host/path", "ftp://h:1"])
+def test_an_advertised_url_must_be_a_web_server_address(url: str) -> None:
+    with pytest.raises(ValidationError, match="advertised_url"):
+        Settings(advertised_url=url)
