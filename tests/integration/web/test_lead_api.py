@@ -11,6 +11,7 @@ from aiohttp import ClientSession
 
 from schemas.events import Traits
 from schemas.examples import make_event
+from stream.bench.data import keys_per_partition
 
 pytestmark = pytest.mark.integration
 
@@ -78,3 +79,56 @@ async def test_a_lead_is_explained_live_by_its_owner(
         async with http.get(f"{served_worker.base}/leads/nobody-{unique}", headers=auth) as answer:
             assert answer.status == 404
             assert (await answer.json())["error"] == "unknown_lead"
+
+
+async def test_any_worker_answers_for_every_lead_through_the_advertised_urls(
+    worker_launcher: Any, unique: str, produce_events: Any, tmp_path: Any
+) -> None:
+    """Two workers listening on every interface (as in a container), each advertising its own
+    address (LEADSTREAM_ADVERTISED_URL): a lead's request reaching the worker that does not own
+    it is forwarded to the owner, so both answer for every lead."""
+    first = worker_launcher()
+    second = worker_launcher()
+    # the same group and topics as the first; its own port and data directory
+    for key in ("LEADSTREAM_APP_ID", "LEADSTREAM_TOPIC_PREFIX", "LEADSTREAM_AUTH_TOKENS"):
+        second.env[key] = first.env[key]
+    second.env["LEADSTREAM_DATA_DIR"] = str(tmp_path / "second")
+    second.settings, second.token = first.settings, first.token
+    for worker in (first, second):
+        worker.env["LEADSTREAM_WEB_HOST"] = "0.0.0.0"
+        worker.env["LEADSTREAM_ADVERTISED_URL"] = worker.base
+    first.start()
+    second.start()
+    leads = keys_per_partition(f"lead-{unique}-", first.settings.topic_partitions)
+    for lead_id in leads:
+        await _produce(produce_events, first, lead_id)
+    auth = {"Authorization": f"Bearer {first.token}"}
+    async with ClientSession() as http:
+        answered: dict[tuple[str, str], str] = {}
+        for _ in range(120):
+            for worker in (first, second):
+                for lead_id in leads:
+                    if (worker.base, lead_id) in answered:
+                        continue
+                    async with http.get(f"{worker.base}/leads/{lead_id}", headers=auth) as answer:
+                        if answer.status == 200:
+                            body = await answer.json()
+                            if body["models"] and body["models"][0]["stage"] == "sql":
+                                answered[worker.base, lead_id] = body["lead_id"]
+            if len(answered) == 2 * len(leads):
+                break
+            await asyncio.sleep(0.5)
+    missing = {(w.base, lead) for w in (first, second) for lead in leads} - set(answered)
+    assert not missing, f"not answered: {sorted(missing)}"
+    assert all(key[1] == lead_id for key, lead_id in answered.items())
+    # every partition holds one of the leads and both workers scored some: each worker owned
+    # partitions, so half the answers above were forwarded
+    for worker in (first, second):
+        async with ClientSession() as http, http.get(f"{worker.base}/metrics") as answer:
+            text = await answer.text()
+        scored = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("leadstream_events_in_total")
+        )
+        assert scored > 0, worker.base
