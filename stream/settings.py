@@ -33,7 +33,12 @@ class Settings(BaseSettings):
         "", description="Prefix for every topic name (isolates environments and tests)."
     )
     topic_partitions: int = Field(8, ge=1, description="Partitions of Leadstream's topics.")
-    topic_replication: int = Field(1, ge=1, description="Replication factor of created topics.")
+    topic_replication: int = Field(
+        1,
+        ge=1,
+        description="Replication factor of created topics (3 or more also sets their "
+        "min.insync.replicas to 2).",
+    )
     store: Literal["rocksdb", "memory"] = Field(
         "rocksdb", description="Table store: RocksDB on disk (production) or memory (tests)."
     )
@@ -189,3 +194,9 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The full name of a Leadstream topic in this environment."""
         return f"{self.topic_prefix}{name}"
+
+    def durability_configs(self) -> dict[str, str]:
+        """Topic configs every created topic gets for its replication: with three replicas or
+        more, a write the producer sees acknowledged (acks=all, Faust's default) is on at least
+        two brokers, so losing any one loses nothing (``min.insync.replicas=2``)."""
+        return {"min.insync.replicas": "2"} if self.topic_replication >= 3 else {}

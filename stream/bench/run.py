@@ -55,6 +55,7 @@ from stream.bench import baselines
 from stream.bench.cpu import SELF, Broker, CpuMeter, find_broker
 from stream.bench.data import Traffic, build_traffic, keys_per_partition, produce
 from stream.kafka import clients, topics
+from stream.kafka.admin import changelog_topic as table_changelog
 from stream.kafka.admin import ensure_topics
 from stream.settings import Settings
 from stream.simulate.traffic import Delivery
@@ -436,7 +437,7 @@ async def latency_at(
 
 
 def changelog_topic(settings: Settings, table: str = "leads") -> str:
-    return f"{settings.app_id}-{table}-changelog"
+    return table_changelog(settings, table)
 
 
 async def create_changelogs(settings: Settings, tables: Iterable[str]) -> None:

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from stream.faust_guards import local_stores as local_state  # noqa: PLC0415
     from stream.kafka.admin import ensure_topics  # noqa: PLC0415
     from stream.settings import Settings  # noqa: PLC0415
-    from stream.worker import native_memory  # noqa: PLC0415
+    from stream.worker import native_memory, processor  # noqa: PLC0415
 
     overrides: dict[str, object] = {}
     if args.web_port is not None:
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings(**overrides)  # type: ignore[arg-type]
     logmask.install(logmask.settings_secrets(settings))
     native_memory.limit_arenas()  # before RocksDB's threads start
-    created = asyncio.run(ensure_topics(settings))
+    created = asyncio.run(ensure_topics(settings, tables=processor.TABLES))
     if created:
         print(f"created topics: {', '.join(created)}", file=sys.stderr)
     app = create_app(settings)

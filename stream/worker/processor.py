@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 AGENT_NAME = "lead-processor"
 LEADS_TABLE = "leads"
 IDENTITY_TABLE = "identities"
+TABLES = (LEADS_TABLE, IDENTITY_TABLE)
+"""Every table the processor keeps (their changelogs are created before the worker starts)."""
 INTERNAL = topics.INTERNAL
 
 
@@ -153,6 +155,7 @@ class LeadProcessor:
                 key_type=bytes,
                 value_type=bytes,
                 options=store_options(settings),
+                extra_topic_configs=settings.durability_configs(),
             )
             table.key_serializer = "raw"
             table.value_serializer = "raw"  # values are our own JSON bytes

@@ -173,15 +173,22 @@ class Outputs:
 async def read_outputs(settings: Settings, out: Outputs, stop: asyncio.Event) -> None:
     """Read the scores, stage-changes and dead-letter topics into `out` until `stop` is set."""
     consumer = AIOKafkaConsumer(
-        settings.topic(topics.SCORES.name),
-        settings.topic(topics.STAGE_CHANGES.name),
-        settings.topic(topics.DEAD_LETTERS.name),
         bootstrap_servers=settings.kafka_bootstrap,
         auto_offset_reset="earliest",
         group_id=None,
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
     await consumer.start()
+    # partitions assigned rather than topics subscribed: a subscription fails at once when the
+    # broker answering the first metadata request does not know a topic yet (a cluster's
+    # brokers learn new topics one after the other)
+    consumer.assign(
+        [
+            TopicPartition(settings.topic(spec.name), p)
+            for spec in (topics.SCORES, topics.STAGE_CHANGES, topics.DEAD_LETTERS)
+            for p in range(settings.topic_partitions)
+        ]
+    )
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)

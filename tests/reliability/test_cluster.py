@@ -1,0 +1,194 @@
+"""A three-broker cluster (``deploy/local/kafka-cluster.sh``): the leader of the busiest
+partitions is killed mid-stream and comes back later.
+
+Topics have three replicas and ``min.insync.replicas=2`` (``Settings.durability_configs``), the
+worker's producer and the test's waits for ``acks=all``: every write acknowledged before the
+kill is on a surviving broker, leadership moves to a follower, and the worker carries on. The
+scenario ends, like the others, with the outputs equal to the offline reference: nothing lost,
+nothing republished with other content, every expected stage change. How long the group took to
+commit again after the kill is recorded (RELIABILITY.md); the waits here are only deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import reliability_harness as h
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from stream.kafka import topics
+from stream.kafka.admin import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+SCRIPT = h.REPO / "deploy/local/kafka-cluster.sh"
+
+
+def _free_base() -> int:
+    """A port base whose six ports (clients base+1..3, controllers base+11..13) are free."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            base = int(sock.getsockname()[1]) - 1
+        if base + 13 > 65535:
+            continue
+        ports = [base + n for n in (1, 2, 3, 11, 12, 13)]
+        if all(_free(p) for p in ports):
+            return base
+    raise AssertionError("no six free ports found")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class Cluster:
+    """This test's own three-node cluster, driven by its script."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.env = {
+            **os.environ,
+            "LEADSTREAM_RUN_DIR": str(tmp / "run-cluster"),
+            "LEADSTREAM_LOCAL_CLUSTER_PORT": str(_free_base()),
+            "LEADSTREAM_KAFKA_HEAP": "384m",
+        }
+
+    def run(self, action: str, *args: str) -> str:
+        done = subprocess.run(
+            ["bash", str(SCRIPT), action, *args],
+            env=self.env,
+            capture_output=True,
+            timeout=240,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        return done.stdout.decode().strip()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[tuple[Cluster, str]]:
+    own = Cluster(tmp_path)
+    own.run("start", "--fresh")
+    try:
+        yield own, own.run("bootstrap")
+    finally:
+        own.run("stop")
+
+
+async def _leaders(bootstrap: str, names: list[str]) -> dict[int, int]:
+    """How many partitions of ``names`` each broker leads."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    counts: collections.Counter[int] = collections.Counter()
+    for topic in described:
+        for partition in topic["partitions"]:
+            counts[partition["leader"]] += 1
+    return dict(counts)
+
+
+async def _topic_settings(bootstrap: str, names: list[str]) -> dict[str, tuple[int, str]]:
+    """(replicas of partition 0, min.insync.replicas) of each topic."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = {t["topic"]: t for t in await admin.describe_topics(names)}
+        answers = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
+    finally:
+        await admin.close()
+    isr: dict[str, str] = {}
+    for answer in answers:
+        for resource in answer.resources:
+            name, entries = resource[3], resource[4]
+            isr[name] = next(e[1] for e in entries if e[0] == "min.insync.replicas")
+    return {name: (len(described[name]["partitions"][0]["replicas"]), isr[name]) for name in names}
+
+
+async def _until(check: Any, *, timeout: float, what: str) -> float:
+    began = time.monotonic()
+    while not await check():
+        assert time.monotonic() - began < timeout, f"{what} within {timeout}s"
+        await asyncio.sleep(0.25)
+    return time.monotonic() - began
+
+
+async def test_the_leader_of_the_busiest_partitions_dies_mid_stream_and_nothing_is_lost(
+    cluster: tuple[Cluster, str], unique: str, tmp_path: Path
+) -> None:
+    control, bootstrap = cluster
+    sim = h.scenario(seed=61, leads=h.SIZES.broker_leads)
+    settings = h.pipeline_settings(bootstrap, unique, tmp_path, topic_replication=3)
+    await ensure_topics(settings)
+    sources = [settings.topic(spec.name) for spec in topics.SOURCES]
+    log = tmp_path / "worker.log"
+    half = len(sim.deliveries) // 2
+    out = h.Outputs()
+    stop = asyncio.Event()
+    reader = asyncio.create_task(h.read_outputs(settings, out, stop))
+    worker = h.start_worker(settings, log)
+    try:
+        await h.pipeline.produce(settings, sim.deliveries[:half])
+
+        async def started() -> bool:
+            return await h.committed(settings) > half // 4
+
+        await _until(started, timeout=300, what="the worker committed a quarter")
+        leaders = await _leaders(bootstrap, sources)
+        victim = max(sorted(leaders), key=lambda node: leaders[node])
+        before = await h.committed(settings)
+        control.run("kill-node", str(victim))
+        killed = time.monotonic()
+        await h.pipeline.produce(settings, sim.deliveries[half:])
+
+        async def resumed() -> bool:
+            try:
+                return await h.committed(settings) > before
+            except Exception:  # a coordinator moving to another broker
+                return False
+
+        await _until(resumed, timeout=300, what="the worker committed again")
+        resume_s = time.monotonic() - killed
+        moved = await _leaders(bootstrap, sources)
+        await asyncio.sleep(h.SIZES.broker_down_s)
+        control.run("start-node", str(victim))
+        await h.settle(settings, out, log)
+        alive = worker.poll() is None
+        changelog = f"{settings.app_id}-leads-changelog"
+        configs = await _topic_settings(bootstrap, [*sources, changelog])
+    finally:
+        h.stop_worker(worker)
+        stop.set()
+        await reader
+    result = await h.tally("cluster leader killed", sim, settings, out)
+    result.notes |= {
+        "killed_node": victim,
+        "partitions_it_led": leaders[victim],
+        "committed_again_after_s": round(resume_s, 1),
+        "down_s": h.SIZES.broker_down_s,
+    }
+    h.record(result)
+    assert alive, "the worker exited when a broker died:\n" + log.read_text()[-3000:]
+    assert victim not in moved, "the killed broker still leads partitions"
+    assert configs == dict.fromkeys([*sources, changelog], (3, "2")), configs
+    assert result.dead_lettered == h.malformed_coordinates(sim)
+    await h.check_reference(sim, settings, out)
