@@ -26,8 +26,12 @@ class LeadRecord:
     merge, which keeps its last state until the surviving lead has it; ``controls`` the ids of
     recently applied control messages; ``due`` when decay next crosses a threshold (epoch
     seconds, rounded up; ``None``: never, or merged), kept so that a worker taking the lead's
-    partition schedules it without decoding its state. ``live`` (not stored) is the engine's
-    decoded ``state`` when the processor has it in memory (``Step.live``).
+    partition schedules it without decoding its state. ``applied`` is the offset, in the lead's
+    partition of the internal topic, of the last record applied to the state: a record read
+    again after a crash or a rebalance (its state was written, its position not yet saved) is
+    skipped however many of the lead's events came after it, where the state's memory of recent
+    event ids covers only the last ``SEEN_IDS``. ``live`` (not stored) is the engine's decoded
+    ``state`` when the processor has it in memory (``Step.live``).
     """
 
     state: dict[str, Any] | None = None
@@ -35,14 +39,29 @@ class LeadRecord:
     merged_into: str | None = None
     controls: list[str] = field(default_factory=list)
     due: int | None = field(default=None, compare=False)
+    applied: int | None = field(default=None, compare=False)
     live: Any = field(default=None, compare=False, repr=False)
 
     def copy(self) -> LeadRecord:
         """A copy a handler can change without touching this one (lists are replaced, not
         changed in place, by every handler)."""
         return LeadRecord(
-            self.state, self.anonymous_ids, self.merged_into, self.controls, self.due, self.live
+            self.state,
+            self.anonymous_ids,
+            self.merged_into,
+            self.controls,
+            self.due,
+            self.applied,
+            self.live,
         )
+
+    def already_applied(self, offset: int | None) -> bool:
+        """Whether the internal record at ``offset`` was applied to this state already."""
+        return offset is not None and self.applied is not None and offset <= self.applied
+
+    def mark_applied(self, offset: int | None) -> None:
+        if offset is not None and (self.applied is None or offset > self.applied):
+            self.applied = offset
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -56,6 +75,8 @@ class LeadRecord:
             out["c"] = self.controls
         if self.due is not None:
             out["d"] = self.due
+        if self.applied is not None:
+            out["o"] = self.applied
         return out
 
     @classmethod
@@ -66,6 +87,7 @@ class LeadRecord:
             merged_into=data.get("m"),
             controls=list(data.get("c", ())),
             due=data.get("d"),
+            applied=data.get("o"),
         )
 
     def remember_control(self, control_id: str) -> bool:

@@ -303,8 +303,15 @@ class LeadProcessor:
 
     # ------------------------------------------------------------------ handlers
 
-    async def on_lead_event(self, event: EventBase, lead_id: str) -> None:
+    async def on_lead_event(
+        self, event: EventBase, lead_id: str, offset: int | None = None
+    ) -> None:
+        """Apply one event of a lead (``offset``: its internal record's, when it came from
+        there)."""
         record = self.load_lead(lead_id) or LeadRecord()
+        if record.already_applied(offset):
+            return
+        record.mark_applied(offset)
         if record.merged_into is not None:
             rerouted = event.model_copy(update={"lead_id": record.merged_into})
             await self.to_internal(record.merged_into, rerouted)
@@ -336,10 +343,27 @@ class LeadProcessor:
             )
         await self.score(lead_id, record, [event], keep=isinstance(event, Identify))
 
-    async def on_lead_events(self, events: Sequence[EventBase], lead_id: str) -> None:
+    async def on_lead_events(
+        self,
+        events: Sequence[EventBase],
+        lead_id: str,
+        offsets: Sequence[int | None] | None = None,
+    ) -> None:
         """Score a run of plain events of one lead (no identify, merge or erasure): the state
-        read once, the events applied in order, the state written once."""
+        read once, the events applied in order, the state written once. ``offsets``: the
+        events' internal records' offsets; those applied already are skipped."""
         record = self.load_lead(lead_id) or LeadRecord()
+        if offsets is not None:
+            kept = [
+                (e, o)
+                for e, o in zip(events, offsets, strict=True)
+                if not record.already_applied(o)
+            ]
+            if not kept:
+                return
+            events = [e for e, _ in kept]
+            for _, offset in kept:
+                record.mark_applied(offset)
         if record.merged_into is not None:
             for event in events:
                 rerouted = event.model_copy(update={"lead_id": record.merged_into})
@@ -578,7 +602,7 @@ class LeadProcessor:
         if message.topic != self.internal_name or message.key != owner.encode():
             await self.to_internal(owner, event)
         elif event.lead_id is not None:
-            await self.on_lead_event(event, event.lead_id)
+            await self.on_lead_event(event, event.lead_id, message.offset)
         else:
             await self.on_anonymous_event(event, owner, message)
 
@@ -608,12 +632,12 @@ class LeadProcessor:
         made for the event they belong to (``writing_for``): Faust takes a write's partition
         from it.
         """
-        gathered: dict[str, tuple[list[EventBase], Any]] = {}
+        gathered: dict[str, tuple[list[EventBase], list[int], Any]] = {}
 
         async def score_gathered() -> None:
-            for lead_id, (lead_events, last) in gathered.items():
+            for lead_id, (lead_events, offsets, last) in gathered.items():
                 with writing_for(last):
-                    await self.on_lead_events(lead_events, lead_id)
+                    await self.on_lead_events(lead_events, lead_id, offsets)
             gathered.clear()
 
         async def handle_in_order(message: Any) -> None:
@@ -636,9 +660,10 @@ class LeadProcessor:
                     await self.to_internal(owner, decoded)
                     continue
                 if decoded.lead_id is not None and not isinstance(decoded, _ONE_BY_ONE):
-                    lead_events, _ = gathered.get(decoded.lead_id, ([], None))
+                    lead_events, offsets, _ = gathered.get(decoded.lead_id, ([], [], None))
                     lead_events.append(decoded)
-                    gathered[decoded.lead_id] = (lead_events, event)
+                    offsets.append(message.offset)
+                    gathered[decoded.lead_id] = (lead_events, offsets, event)
                     continue
                 if decoded.lead_id is None:  # anonymous: touches no lead state
                     with writing_for(event):

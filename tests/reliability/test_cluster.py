@@ -17,7 +17,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from stream.kafka import topics
-from stream.kafka.admin import ensure_topics
+from stream.kafka.admin import changelog_topic, ensure_topics
+from stream.worker import processor
 
 pytestmark = pytest.mark.integration
 
@@ -132,14 +133,45 @@ async def _until(check: Any, *, timeout: float, what: str) -> float:
     return time.monotonic() - began
 
 
-async def test_the_leader_of_the_busiest_partitions_dies_mid_stream_and_nothing_is_lost(
-    cluster: tuple[Cluster, str], unique: str, tmp_path: Path
+class Stream:
+    """What a disruption works with: the cluster, the source topics, the rest of the traffic."""
+
+    def __init__(self, control: Cluster, bootstrap: str, settings: Any, rest: list[Any]) -> None:
+        self.control = control
+        self.bootstrap = bootstrap
+        self.settings = settings
+        self.sources = [settings.topic(spec.name) for spec in topics.SOURCES]
+        self.rest = rest
+
+    async def send_the_rest(self) -> None:
+        await h.pipeline.produce(self.settings, self.rest)
+
+    async def committed(self) -> int:
+        try:
+            return int(await h.committed(self.settings))
+        except Exception:  # a coordinator moving to another broker
+            return -1
+
+
+Disruption = Callable[[Stream], Awaitable[dict[str, Any]]]
+"""Breaks the cluster mid-stream, sends the rest of the traffic; returns figures to record."""
+
+
+async def _scenario(
+    name: str,
+    cluster: tuple[Cluster, str],
+    tmp_path: Path,
+    *,
+    seed: int,
+    unique: str,
+    disrupt: Disruption,
 ) -> None:
+    """Half the traffic, the disruption (which sends the other half), the outputs checked."""
     control, bootstrap = cluster
-    sim = h.scenario(seed=61, leads=h.SIZES.broker_leads)
+    sim = h.scenario(seed=seed, leads=h.SIZES.broker_leads)
     settings = h.pipeline_settings(bootstrap, unique, tmp_path, topic_replication=3)
-    await ensure_topics(settings)
-    sources = [settings.topic(spec.name) for spec in topics.SOURCES]
+    await ensure_topics(settings, tables=processor.TABLES)
+    changelog = changelog_topic(settings, processor.LEADS_TABLE)
     log = tmp_path / "worker.log"
     half = len(sim.deliveries) // 2
     out = h.Outputs()
@@ -153,42 +185,79 @@ async def test_the_leader_of_the_busiest_partitions_dies_mid_stream_and_nothing_
             return await h.committed(settings) > half // 4
 
         await _until(started, timeout=300, what="the worker committed a quarter")
-        leaders = await _leaders(bootstrap, sources)
-        victim = max(sorted(leaders), key=lambda node: leaders[node])
-        before = await h.committed(settings)
-        control.run("kill-node", str(victim))
-        killed = time.monotonic()
-        await h.pipeline.produce(settings, sim.deliveries[half:])
 
-        async def resumed() -> bool:
-            try:
-                return await h.committed(settings) > before
-            except Exception:  # a coordinator moving to another broker
-                return False
-
-        await _until(resumed, timeout=300, what="the worker committed again")
-        resume_s = time.monotonic() - killed
-        moved = await _leaders(bootstrap, sources)
-        await asyncio.sleep(h.SIZES.broker_down_s)
-        control.run("start-node", str(victim))
+        stream = Stream(control, bootstrap, settings, sim.deliveries[half:])
+        notes = await disrupt(stream)
         await h.settle(settings, out, log)
         alive = worker.poll() is None
-        changelog = f"{settings.app_id}-leads-changelog"
-        configs = await _topic_settings(bootstrap, [*sources, changelog])
+        configs = await _topic_settings(bootstrap, [*stream.sources, changelog])
     finally:
         h.stop_worker(worker)
         stop.set()
         await reader
-    result = await h.tally("cluster leader killed", sim, settings, out)
-    result.notes |= {
-        "killed_node": victim,
-        "partitions_it_led": leaders[victim],
-        "committed_again_after_s": round(resume_s, 1),
-        "down_s": h.SIZES.broker_down_s,
-    }
+    result = await h.tally(name, sim, settings, out)
+    result.notes |= notes
     h.record(result)
-    assert alive, "the worker exited when a broker died:\n" + log.read_text()[-3000:]
-    assert victim not in moved, "the killed broker still leads partitions"
-    assert configs == dict.fromkeys([*sources, changelog], (3, "2")), configs
+    assert alive, "the worker exited while the cluster was disrupted:\n" + log.read_text()[-3000:]
+    assert configs == dict.fromkeys(configs, (3, "2")), configs
+    assert len(configs) == len(topics.SOURCES) + 1
     assert result.dead_lettered == h.malformed_coordinates(sim)
     await h.check_reference(sim, settings, out)
+
+
+async def test_the_leader_of_the_busiest_partitions_dies_mid_stream_and_nothing_is_lost(
+    cluster: tuple[Cluster, str], unique: str, tmp_path: Path
+) -> None:
+    """SIGKILL the broker leading the most source partitions, send the rest, bring it back."""
+
+    async def kill_the_busiest_leader(stream: Stream) -> dict[str, Any]:
+        leaders = await _leaders(stream.bootstrap, stream.sources)
+        victim = max(sorted(leaders), key=lambda node: leaders[node])
+        before = await stream.committed()
+        stream.control.run("kill-node", str(victim))
+        killed = time.monotonic()
+        await stream.send_the_rest()
+
+        async def progressed() -> bool:
+            return await stream.committed() > before
+
+        await _until(progressed, timeout=300, what="the worker committed again")
+        resumed_s = time.monotonic() - killed
+        moved = await _leaders(stream.bootstrap, stream.sources)
+        assert victim not in moved, "the killed broker still leads partitions"
+        await asyncio.sleep(h.SIZES.broker_down_s)
+        stream.control.run("start-node", str(victim))
+        return {
+            "killed_node": victim,
+            "partitions_it_led": leaders[victim],
+            "committed_again_after_s": round(resumed_s, 1),
+            "down_s": h.SIZES.broker_down_s,
+        }
+
+    await _scenario(
+        "cluster: leader killed",
+        cluster,
+        tmp_path,
+        seed=61,
+        unique=unique,
+        disrupt=kill_the_busiest_leader,
+    )
+
+
+async def test_a_rolling_restart_of_every_broker_mid_stream_loses_nothing(
+    cluster: tuple[Cluster, str], unique: str, tmp_path: Path
+) -> None:
+    """Each broker in turn stopped cleanly and started again (an upgrade), traffic flowing."""
+
+    async def roll(stream: Stream) -> dict[str, Any]:
+        began = time.monotonic()
+        sending = asyncio.create_task(stream.send_the_rest())
+        for node in (1, 2, 3):
+            await asyncio.to_thread(stream.control.run, "stop-node", str(node))
+            await asyncio.to_thread(stream.control.run, "start-node", str(node))
+        await sending
+        return {"roll_s": round(time.monotonic() - began, 1)}
+
+    await _scenario(
+        "cluster: rolling restart", cluster, tmp_path, seed=62, unique=unique, disrupt=roll
+    )
