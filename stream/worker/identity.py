@@ -39,6 +39,9 @@ class AnonRecord:
     """Encoded events waiting for the link, oldest first."""
     first_held_at: float | None = None
     """Wall-clock time (epoch seconds) the oldest held event arrived."""
+    applied: int | None = None
+    """The offset of the last internal record held here (a record read again after a crash or a
+    rebalance, once this record was written, is not held twice)."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -47,12 +50,16 @@ class AnonRecord:
         if self.held:
             out["h"] = [raw.decode() for raw in self.held]
             out["t"] = self.first_held_at
+        if self.applied is not None:
+            out["o"] = self.applied
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AnonRecord:
         held = [str(raw).encode() for raw in data.get("h", ())]
-        return cls(lead_id=data.get("l"), held=held, first_held_at=data.get("t"))
+        return cls(
+            lead_id=data.get("l"), held=held, first_held_at=data.get("t"), applied=data.get("o")
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +70,16 @@ class Held:
     dropped: list[bytes]
 
 
-def hold(record: AnonRecord | None, event: bytes, *, now: float, limits: IdentityLimits) -> Held:
-    """Hold ``event`` (encoded) for an anonymous id that is not linked yet."""
+def hold(
+    record: AnonRecord | None,
+    event: bytes,
+    *,
+    now: float,
+    limits: IdentityLimits,
+    offset: int | None = None,
+) -> Held:
+    """Hold ``event`` (encoded) for an anonymous id that is not linked yet (``offset``: its
+    internal record's)."""
     current = record if record is not None else AnonRecord()
     if current.lead_id is not None:
         raise ValueError("the anonymous id is linked: send its events to the lead")
@@ -72,7 +87,8 @@ def hold(record: AnonRecord | None, event: bytes, *, now: float, limits: Identit
     overflow = max(0, len(held) - limits.max_events)
     dropped, held = held[:overflow], held[overflow:]
     first = current.first_held_at if current.first_held_at is not None else now
-    return Held(AnonRecord(lead_id=None, held=held, first_held_at=first), dropped)
+    applied = current.applied if offset is None else offset
+    return Held(AnonRecord(lead_id=None, held=held, first_held_at=first, applied=applied), dropped)
 
 
 @dataclass(frozen=True, slots=True)

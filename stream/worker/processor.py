@@ -431,7 +431,17 @@ class LeadProcessor:
                 record.lead_id, event.model_copy(update={"lead_id": record.lead_id})
             )
             return
-        held = identity.hold(record, codec.encode(event), now=time.time(), limits=self.limits)
+        offset = message.offset if message is not None else None
+        if (
+            record is not None
+            and record.applied is not None
+            and offset is not None
+            and offset <= record.applied
+        ):
+            return  # held already: read again after a crash or a rebalance
+        held = identity.hold(
+            record, codec.encode(event), now=time.time(), limits=self.limits, offset=offset
+        )
         self.store_anon(anonymous_id, held.record)
         for raw in held.dropped:
             await self.dead_letter(

@@ -434,3 +434,22 @@ async def test_records_read_again_after_their_state_was_written_are_skipped(
     # memory of recent ids it is applied again, as the offline reference replays it
     await harness.put(INTERNAL, "lead-1", codec.encode(events[0]))
     assert harness.state("lead-1") != state
+
+
+async def test_anonymous_records_read_again_are_not_held_twice(harness: Harness) -> None:
+    anonymous = [
+        ev("page_viewed", n, None, anonymous_id="anon-1", path=f"/docs/{n}") for n in range(1, 3)
+    ]  # fewer than the harness holds (3), so a second copy would show
+    first = harness.ctx.sent_offset
+    for event in anonymous:
+        await harness.put(INTERNAL, "anon-1", codec.encode(event))
+    held = harness.processor.load_anon("anon-1")
+    assert held is not None
+    assert len(held.held) == len(anonymous)
+    assert held.applied == first + len(anonymous) - 1
+    harness.ctx.sent_offset = first  # read again at their offsets
+    for event in anonymous:
+        await harness.put(INTERNAL, "anon-1", codec.encode(event))
+    again = harness.processor.load_anon("anon-1")
+    assert again is not None
+    assert again.held == held.held
