@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     class Worker(faust.Worker):  # type: ignore[misc]  # Faust's classes carry no types
         async def on_execute(self) -> None:
             # logging is set up, the app and its tables not started yet
-            local_state.open_stores(tabledir)
+            local_state.open_stores(tabledir, standby_replicas=settings.standby_replicas)
             await super().on_execute()
 
     worker = Worker(app, loglevel=args.loglevel or settings.log_level)

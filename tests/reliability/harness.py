@@ -163,6 +163,8 @@ class Outputs:
 
     scores: list[ScoreUpdated] = field(default_factory=list)
     changes: list[StageChanged] = field(default_factory=list)
+    change_arrivals: list[float] = field(default_factory=list)
+    """When each of ``changes`` was read (epoch seconds)."""
     letters: list[DeadLetter] = field(default_factory=list)
     last_record: float = field(default_factory=time.monotonic)
 
@@ -205,6 +207,7 @@ async def read_outputs(settings: Settings, out: Outputs, stop: asyncio.Event) ->
                         change = codec.decode_stage_change(record.value)
                         if isinstance(change, StageChanged):
                             out.changes.append(change)
+                            out.change_arrivals.append(time.time())
                     else:
                         out.letters.append(codec.decode_dead_letter(record.value))
     finally:

@@ -90,6 +90,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "LEADSTREAM_TOPIC_PREFIX": settings.topic_prefix,
         "LEADSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
         "LEADSTREAM_TOPIC_REPLICATION": str(settings.topic_replication),
+        "LEADSTREAM_STANDBY_REPLICAS": str(settings.standby_replicas),
         "LEADSTREAM_DATA_DIR": str(settings.data_dir),
         "LEADSTREAM_WEB_ENABLED": "false",
         "LEADSTREAM_MODELS_PATH": str(settings.models_path),

@@ -32,6 +32,13 @@ def test_stores_of_a_run_that_stopped_cleanly_are_kept_and_the_marker_consumed(
     assert (tmp_path / "leads-0.db" / "000001.sst").read_bytes() == b"state"
 
 
+def test_with_standby_replicas_even_a_clean_stops_stores_are_removed(tmp_path: Path) -> None:
+    _stores(tmp_path)
+    assert local_state.closed(tmp_path, clean=True)
+    assert local_state.open_stores(tmp_path, standby_replicas=1) is True
+    assert list(tmp_path.iterdir()) == []  # the marker consumed too
+
+
 def test_stores_of_a_run_that_did_not_stop_cleanly_are_removed(tmp_path: Path) -> None:
     _stores(tmp_path)
     assert local_state.open_stores(tmp_path) is True
