@@ -86,19 +86,22 @@ def open_stores(tabledir: Path, *, standby_replicas: int = 0) -> bool:
     stores = _stores(tabledir)
     if not stores:
         return False
-    reason = (
-        "standby replicas are on, and a worker restarted on its own stores can miss what"
-        " another wrote meanwhile"
-        if clean
-        else "the last run of this worker did not stop cleanly: they may hold writes its"
-        " changelogs never got"
-    )
-    log.warning(
-        "removing %d local table store(s) in %s (%s); the tables are restored from the changelogs",
-        len(stores),
-        tabledir,
-        reason,
-    )
+    if clean:
+        log.warning(
+            "standby replicas are on: this worker's %d local table store(s) in %s are removed "
+            "and the tables restored from the changelogs (a worker restarted on its own stores "
+            "can miss what another wrote meanwhile)",
+            len(stores),
+            tabledir,
+        )
+    else:
+        log.warning(
+            "the last run of this worker did not stop cleanly: its %d local table store(s) in "
+            "%s may hold writes its changelogs never got; they are removed and the tables "
+            "restored from the changelogs",
+            len(stores),
+            tabledir,
+        )
     for path in stores:
         if path.is_dir():
             shutil.rmtree(path)
