@@ -63,10 +63,13 @@ SAVE_EVERY = 20
 STALL_CHECK_S = 5.0
 """Seconds between two checks for partitions that stopped reaching the agent."""
 
-COORDINATOR_ATTEMPTS = 40
-COORDINATOR_RETRY_S = 0.25
-"""Asking the broker for the group's committed offsets: attempts while the group's
-coordinator is not available yet (a new broker loads it on first use), and the pause between."""
+COORDINATOR_WAIT_S = 180.0
+COORDINATOR_RETRY_S = 0.5
+"""Asking the broker for the group's committed offsets: how long to keep trying while the
+broker or the group's coordinator is not available (a restarted broker takes a while to come
+back and then loads the coordinator on first use), and the pause between attempts. Past the
+wait the error is raised and the worker stops (``processor.register``: an agent crash stops
+the worker, for its supervisor to restart)."""
 
 HELD_CHECKS = 3
 """Checks in a row a partition's commits may stay put below its last handled record before
@@ -251,15 +254,28 @@ class SequenceGuard:
             self._admin = await clients.admin(
                 self.bootstrap, client_id=f"{self.app.conf.id}-sequence-admin"
             )
-        for attempt in range(COORDINATOR_ATTEMPTS):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + COORDINATOR_WAIT_S
+        warned = False
+        while True:
             try:
                 found = await self._admin.list_consumer_group_offsets(
                     self.app.conf.id, partitions=[tp]
                 )
                 break
-            except KafkaError as exc:  # a new broker loads the group's coordinator first
-                if not exc.retriable or attempt == COORDINATOR_ATTEMPTS - 1:
+            except KafkaError as exc:  # the broker away, or loading the group's coordinator
+                if not exc.retriable or loop.time() >= deadline:
                     raise
+                if not warned:
+                    log.warning(
+                        "%s[%s]: the group's committed offset is not available yet (%r); "
+                        "retrying for up to %.0f s",
+                        tp.topic,
+                        tp.partition,
+                        exc,
+                        COORDINATOR_WAIT_S,
+                    )
+                    warned = True
                 await asyncio.sleep(COORDINATOR_RETRY_S)
         meta = found.get(tp)
         return meta.offset if meta is not None and meta.offset >= 0 else None

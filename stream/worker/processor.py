@@ -47,6 +47,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import faust
+import mode
 from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import codec
@@ -621,12 +622,14 @@ class LeadProcessor:
         async for events in batches:
             try:
                 await self.handle_batch(events)
-            except BaseException:
-                # interrupted (the worker stops, or the agent crashed and Faust restarts it):
+            except BaseException as exc:
+                # interrupted (the worker stops, or the agent crashed: the worker stops too):
                 # read the whole batch again, rather than let Faust acknowledge, and commit
                 # past, the records it did not get to
                 leave_unacknowledged(events)
                 self.sequence.interrupted(events)
+                if isinstance(exc, Exception):
+                    log.critical("the processing agent crashed (%r): the worker stops", exc)
                 raise
             yield None
 
@@ -786,9 +789,17 @@ def register(
 ) -> LeadProcessor:
     """Declare the processor's topics, tables, agent and timer on ``app``."""
     processor = LeadProcessor(app, settings, engine, limits=limits)
-    processor.agent = app.agent(processor.sources, name=AGENT_NAME, concurrency=1)(
-        processor.process
-    )
+    # A crash of the agent stops the worker (exit status 1), for its supervisor (Kubernetes,
+    # Compose, systemd) to start it again from the committed offsets and the changelogs.
+    # Faust's default restarts the agent inside the process, on a stream that does not deliver
+    # the interrupted batch again; after a broker restart such an agent took no record for good,
+    # the worker still up.
+    processor.agent = app.agent(
+        processor.sources,
+        name=AGENT_NAME,
+        concurrency=1,
+        supervisor_strategy=mode.CrashingSupervisor,
+    )(processor.process)
     app.timer(interval=settings.timer_interval_s)(processor.decay_timer)
     app.timer(interval=STALL_CHECK_S)(processor.stall_timer)
 

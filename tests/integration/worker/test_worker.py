@@ -192,3 +192,50 @@ async def test_worker_scores_in_rocksdb_and_keeps_state_across_restart(
     revisions = {lead: r["revision"] for lead, r in _latest(scores).items()}
     assert all(int(str(rev)) >= 4 for rev in revisions.values()), revisions
     assert worker.stop() == 0
+
+
+_FAULTY_WORKER = """
+import sys
+
+from stream.cli import main
+from stream.worker import processor
+
+
+async def fault(self, events):
+    raise RuntimeError("injected fault in the processing agent")
+
+
+processor.LeadProcessor.handle_batch = fault
+sys.exit(main(["worker", "--loglevel", "info"]))
+"""
+
+
+async def test_a_crash_of_the_processing_agent_stops_the_worker_with_a_failure(
+    settings: Settings, worker: Worker
+) -> None:
+    """Faust's default restarts a crashed agent inside the process; the worker stops instead
+    (exit status 1), for its supervisor to start it again from its committed offsets."""
+    await ensure_topics(settings)
+    with worker.log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _FAULTY_WORKER], env=worker.env, stdout=out, stderr=out
+        )
+    try:
+        await _produce(settings, [(topics.CLICKSTREAM, b"lead-0", _event("lead-0", 1))])
+        for _ in range(240):
+            if proc.poll() is not None:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            pytest.fail(
+                "the worker kept running after its agent crashed:\n"
+                + worker.log.read_text()[-3000:]
+            )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = worker.log.read_text()
+    assert proc.returncode == 1, log[-3000:]
+    assert "the processing agent crashed (RuntimeError('injected fault" in log
+    assert "Restarting dead" not in log
