@@ -43,6 +43,10 @@ class AnonRecord:
     """The offset of the last internal record held here (a record read again after a crash or a
     rebalance, once this record was written, is not held twice)."""
 
+    def already_applied(self, offset: int | None) -> bool:
+        """Whether the internal record at ``offset`` was held here already."""
+        return offset is not None and self.applied is not None and offset <= self.applied
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.lead_id is not None:

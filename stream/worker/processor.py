@@ -433,12 +433,7 @@ class LeadProcessor:
             )
             return
         offset = message.offset if message is not None else None
-        if (
-            record is not None
-            and record.applied is not None
-            and offset is not None
-            and offset <= record.applied
-        ):
+        if record is not None and record.already_applied(offset):
             return  # held already: read again after a crash or a rebalance
         held = identity.hold(
             record, codec.encode(event), now=time.time(), limits=self.limits, offset=offset

@@ -349,7 +349,12 @@ def check_duplicates_identical(out: Outputs) -> None:
     for score in out.scores:
         key = (score.lead_id, score.model, score.revision)
         first = seen.setdefault(key, score)
-        assert first.model_dump() == score.model_dump(), ("two scores share a revision", key)
+        assert first.model_dump() == score.model_dump(), (
+            "two scores share a revision",
+            key,
+            first.model_dump(mode="json"),
+            score.model_dump(mode="json"),
+        )
     changes: dict[str, StageChanged] = {}
     for change in out.changes:
         first_change = changes.setdefault(str(change.event_id), change)

@@ -81,3 +81,14 @@ def test_json_round_trip(record: AnonRecord) -> None:
     if not record.held:
         record.first_held_at = None
     assert AnonRecord.from_json(record.to_json()) == record
+
+
+def test_a_record_remembers_the_last_internal_offset_it_held() -> None:
+    first = hold(None, b"e1", now=0.0, limits=LIMITS, offset=7).record
+    assert first.already_applied(7) and first.already_applied(3)
+    assert not first.already_applied(8)
+    assert not first.already_applied(None)
+    again = hold(first, b"e2", now=1.0, limits=LIMITS, offset=9).record
+    assert again.already_applied(9) and not again.already_applied(10)
+    assert not AnonRecord().already_applied(0)
+    assert AnonRecord.from_json(again.to_json()).already_applied(9)
