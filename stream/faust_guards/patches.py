@@ -7,7 +7,9 @@ process-wide (installed by ``stream.faust_guards.install``):
 * ``guard_read_offsets``: ``Consumer.perform_seek`` / ``Consumer.getmany`` keep the seek's read
   offset for a record handed over across the seek;
 * ``guard_buffer_flush``: ``ProducerBuffer.flush`` waits until the buffer is empty;
-* ``guard_commit_offsets``: ``Consumer._new_offset`` counts each acknowledged offset once.
+* ``guard_commit_offsets``: ``Consumer._new_offset`` counts each acknowledged offset once;
+* ``guard_recovery_flush``: ``Recovery._set_recovery_ended`` applies every changelog record the
+  recovery took before the streams resume.
 
 Why each exists: ``RELIABILITY.md#faust-guards``.
 """
@@ -201,3 +203,35 @@ def guard_fetch_batching() -> None:
 
     AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
     setattr(AIOKafkaConsumerThread, _FETCH_GUARDED, True)
+
+
+# ----------------------------------------------------------------------------- recovery flush
+
+_RECOVERY_GUARDED = "_leadstream_recovery_flush"
+
+
+def guard_recovery_flush() -> None:
+    """Apply every changelog record the table recovery has taken before it declares recovery
+    over (and the streams resume on the tables).
+
+    Faust's recovery counts a changelog record as read when it takes it from its queue, but
+    applies it to the table's store only in batches (``recovery_buffer_size`` records) or at a
+    flush. Records a standby replica fetched before a rebalance made its partition active are
+    taken after the rebalance as the active partition's records: they advance its offset to
+    the high watermark, so no recovery is needed, and nothing flushes them. The agent then
+    scores on a store without them (a lead's state missing or old), and a later flush writes
+    them over the agent's newer values. Flushing whenever recovery ends
+    (``Recovery._set_recovery_ended``, reached on every path before the streams resume)
+    closes that gap."""
+    from faust.tables.recovery import Recovery  # noqa: PLC0415
+
+    if getattr(Recovery, _RECOVERY_GUARDED, False):
+        return
+    original = Recovery._set_recovery_ended
+
+    def _set_recovery_ended(self: Any) -> None:
+        self.flush_buffers()
+        original(self)
+
+    Recovery._set_recovery_ended = _set_recovery_ended
+    setattr(Recovery, _RECOVERY_GUARDED, True)

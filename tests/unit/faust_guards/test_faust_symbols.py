@@ -21,6 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from faust.stores.rocksdb import Store
 from faust.tables.base import Collection
+from faust.tables.recovery import Recovery
 from faust.topics import Topic
 from faust.transport.consumer import Consumer, TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -64,6 +65,8 @@ def defined(owner: type, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
         (Producer, "send_soon", ["self", "fut"], False),
         (Producer, "flush", ["self"], True),
         (AIOKafkaConsumerThread, "_create_worker_consumer", ["self", "transport"], False),
+        (Recovery, "_set_recovery_ended", ["self"], False),
+        (Recovery, "flush_buffers", ["self"], False),
     ],
 )
 def test_a_patched_method_keeps_its_parameters(
@@ -200,3 +203,12 @@ def test_aiokafka_builds_its_fetcher_from_what_the_fetch_guard_sets() -> None:
     source = inspect.getsource(AIOKafkaConsumer.start)
     assert "fetch_min_bytes=self._fetch_min_bytes" in source
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in source
+
+
+def test_the_recovery_buffers_changelog_records_per_table() -> None:
+    app = faust.App("symbols-recovery", broker="kafka://localhost:1", store="memory://")
+    table = app.Table("buffered", partitions=1)
+    recovery = app.tables.recovery
+    assert recovery.buffers[table] == []
+    flush = defined(Recovery, "flush_buffers")
+    assert "apply_changelog_batch" in ast.unparse(flush)

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import faust
 from aiokafka.structs import ConsumerRecord
+from faust.events import Event
+from faust.stores.rocksdb import Store
 from faust.tables.base import Collection
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.drivers import aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
+from faust.types.tuples import Message
 
 from stream import faust_guards
+from stream.faust_guards import readers
 from stream.faust_guards.delivery import guard_eager_delivery
 from stream.faust_guards.local_stores import install_write_tracking
 from stream.faust_guards.patches import (
@@ -23,6 +29,7 @@ from stream.faust_guards.patches import (
     guard_commit_offsets,
     guard_fetch_batching,
     guard_read_offsets,
+    guard_recovery_flush,
     guard_skipped_acks,
     leave_unacknowledged,
     set_fetch_batching,
@@ -122,6 +129,7 @@ def test_each_guard_patches_once() -> None:
         (install_write_tracking, Collection, ("send_changelog", "_on_changelog_sent")),
         (guard_eager_delivery, Consumer, ("_drain_messages",)),
         (guard_fetch_batching, aiokafka.AIOKafkaConsumerThread, ("_create_worker_consumer",)),
+        (guard_recovery_flush, Recovery, ("_set_recovery_ended",)),
     ]
     faust_guards.install()
     guard_fetch_batching()
@@ -235,3 +243,29 @@ async def test_no_fetch_minimum_means_an_answer_as_soon_as_a_record_is_there() -
     set_fetch_batching(app, 0, 10)
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
     assert consumer._fetch_min_bytes == 1  # 0 would make the broker answer empty at once
+
+
+def test_changelog_records_taken_by_the_recovery_are_in_the_store_when_it_ends(
+    tmp_path: Path,
+) -> None:
+    """A promoted standby's last changelog records, taken after the rebalance as its active
+    partition's, are applied before the streams resume, not left in the recovery's buffer."""
+    faust_guards.install()
+    app = faust.App(
+        "guards-recovery", broker="kafka://localhost:1", store="rocksdb://", datadir=tmp_path
+    )
+    table = app.Table("leads", partitions=4, key_type=bytes, value_type=bytes)
+    table.key_serializer = table.value_serializer = "raw"
+    changelog = table.changelog_topic.get_topic_name()
+    recovery = app.tables.recovery
+    for offset in range(40, 46):
+        message = Message(changelog, 2, offset, 0.0, 0, None, b"lead-1", b"v%d" % offset, None)
+        recovery.buffers[table].append(Event(app, b"lead-1", message.value, None, message))
+    assert isinstance(table.data, Store)
+    assert table.data.persisted_offset(TP(changelog, 2)) is None
+
+    recovery._set_recovery_ended()
+
+    assert not recovery.buffers[table]
+    assert table.data.persisted_offset(TP(changelog, 2)) == 45
+    assert readers.open_databases(table.data)[2].get(b"lead-1") == b"v45"
