@@ -8,8 +8,7 @@ the processor, which owns what they guard. Why each exists: ``RELIABILITY.md#fau
 Faust symbols: ``Consumer`` is ``faust.transport.consumer.Consumer``, ``ProducerBuffer``
 ``faust.transport.producer.ProducerBuffer``, ``Collection`` ``faust.tables.base.Collection``,
 ``Topic`` ``faust.topics.Topic``, ``Store`` ``faust.stores.rocksdb.Store``, ``Recovery``
-``faust.tables.recovery.Recovery``, ``TableManager`` ``faust.tables.manager.TableManager``,
-``FlowControlQueue`` ``mode.utils.queues.FlowControlQueue``.
+``faust.tables.recovery.Recovery``.
 ``tables.writing_for`` is used by an agent that applies its records in batches, ``sending`` by
 one that sends bytes records without ``Topic.send``'s per-record wrapping. Tests are in
 ``tests/unit/faust_guards/`` except ``test_sequence`` and ``test_sending``
@@ -35,10 +34,6 @@ patches.guard_fetch_batching    AIOKafkaConsumerThread           none filed     
 patches.guard_recovery_flush    Recovery._set_recovery_ended,    none filed       test_patches
                                 Recovery.flush_buffers,
                                 Recovery.buffers
-patches.guard_standby_records   TableManager.changelog_queue,    none filed       test_patches
-                                FlowControlQueue.clear, ._queue,
-                                Recovery.standby_tps,
-                                .standby_offsets
 delivery.guard_eager_delivery   Consumer._drain_messages         none filed       test_delivery
                                 (a pinned copy), .wait_first     (a cost)
 local_stores                    Collection.send_changelog,       none filed       test_local_stores
@@ -78,6 +73,5 @@ def install() -> None:
     patches.guard_buffer_flush()
     patches.guard_commit_offsets()
     patches.guard_recovery_flush()
-    patches.guard_standby_records()
     local_stores.install_write_tracking()
     delivery.guard_eager_delivery()

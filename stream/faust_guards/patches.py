@@ -9,9 +9,7 @@ process-wide (installed by ``stream.faust_guards.install``):
 * ``guard_buffer_flush``: ``ProducerBuffer.flush`` waits until the buffer is empty;
 * ``guard_commit_offsets``: ``Consumer._new_offset`` counts each acknowledged offset once;
 * ``guard_recovery_flush``: ``Recovery._set_recovery_ended`` applies every changelog record the
-  recovery took before the streams resume;
-* ``guard_standby_records``: the changelog queue's clear on resume keeps the records of the
-  recovery's standby partitions it has not taken yet.
+  recovery took before the streams resume.
 
 Why each exists: ``RELIABILITY.md#faust-guards``.
 """
@@ -237,54 +235,3 @@ def guard_recovery_flush() -> None:
 
     Recovery._set_recovery_ended = _set_recovery_ended
     setattr(Recovery, _RECOVERY_GUARDED, True)
-
-
-# ----------------------------------------------------------------------------- standby records
-
-_STANDBY_GUARDED = "_leadstream_standby_records"
-
-
-def guard_standby_records() -> None:
-    """Keep a standby replica's changelog records in the changelog queue when Faust clears it.
-
-    Faust's changelog queue is cleared whenever flow control resumes (``clear_on_resume``), so
-    that records fetched before a rebalance are not applied after it. But the recovery resumes
-    flow control again when it completes (``Recovery.on_recovery_completed``), after the standby
-    partitions were sought and resumed: the standby records fetched in between (the backlog
-    that existed when the standby started) are dropped, the fetch position is past them, and
-    the standby's later records move its offset on. A standby promoted later holds a store
-    without them and counts itself up to date: the agent scores those leads from no state.
-
-    The guarded clear keeps the records of the recovery's current standby partitions that lie
-    past what the standby has taken; everything else is cleared as before. (Records kept are
-    next in line: a standby partition's fetches follow its taken offset.)"""
-    from faust.tables.manager import TableManager  # noqa: PLC0415
-
-    if getattr(TableManager, _STANDBY_GUARDED, False):
-        return
-    original = TableManager.changelog_queue
-
-    def changelog_queue(self: Any) -> Any:
-        queue = original.fget(self)
-        if not getattr(queue, _STANDBY_GUARDED, False):
-            recovery = self.recovery
-
-            def clear() -> None:
-                standby = recovery.standby_tps
-                taken = recovery.standby_offsets
-                kept = []
-                for event in queue._queue:
-                    tp = event.message.tp
-                    if tp in standby:
-                        last = taken.get(tp)
-                        if last is None or event.message.offset > last:
-                            kept.append(event)
-                queue._queue.clear()
-                queue._queue.extend(kept)
-
-            queue.clear = clear
-            setattr(queue, _STANDBY_GUARDED, True)
-        return queue
-
-    TableManager.changelog_queue = property(changelog_queue)
-    setattr(TableManager, _STANDBY_GUARDED, True)

@@ -212,17 +212,3 @@ def test_the_recovery_buffers_changelog_records_per_table() -> None:
     assert recovery.buffers[table] == []
     flush = defined(Recovery, "flush_buffers")
     assert "apply_changelog_batch" in ast.unparse(flush)
-
-
-def test_the_changelog_queue_is_cleared_through_its_clear_method_on_resume() -> None:
-    from faust.tables.manager import TableManager
-    from mode.utils.queues import FlowControlEvent, FlowControlQueue
-
-    assert isinstance(inspect.getattr_static(TableManager, "changelog_queue"), property)
-    assert "clear_on_resume=True" in inspect.getsource(TableManager)
-    assert "queue.clear()" in ast.unparse(defined(FlowControlEvent, "clear"))
-    assert "self._queue.clear()" in ast.unparse(defined(FlowControlQueue, "clear"))
-    app = faust.App("symbols-queue", broker="kafka://localhost:1", store="memory://")
-    recovery = app.tables.recovery
-    assert isinstance(recovery.standby_tps, set)
-    assert recovery.standby_offsets.get(object()) is None
