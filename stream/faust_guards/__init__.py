@@ -34,6 +34,9 @@ patches.guard_fetch_batching    AIOKafkaConsumerThread           none filed     
 patches.guard_recovery_flush    Recovery._set_recovery_ended,    none filed       test_patches
                                 Recovery.flush_buffers,
                                 Recovery.buffers
+patches.guard_promoted_standbys Recovery.on_rebalance,           none filed       test_patches
+                                Recovery.standby_tps,
+                                .active_tps, .active_offsets
 delivery.guard_eager_delivery   Consumer._drain_messages         none filed       test_delivery
                                 (a pinned copy), .wait_first     (a cost)
 local_stores                    Collection.send_changelog,       none filed       test_local_stores
@@ -73,5 +76,6 @@ def install() -> None:
     patches.guard_buffer_flush()
     patches.guard_commit_offsets()
     patches.guard_recovery_flush()
+    patches.guard_promoted_standbys()
     local_stores.install_write_tracking()
     delivery.guard_eager_delivery()

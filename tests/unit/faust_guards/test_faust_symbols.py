@@ -67,6 +67,12 @@ def defined(owner: type, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
         (AIOKafkaConsumerThread, "_create_worker_consumer", ["self", "transport"], False),
         (Recovery, "_set_recovery_ended", ["self"], False),
         (Recovery, "flush_buffers", ["self"], False),
+        (
+            Recovery,
+            "on_rebalance",
+            ["self", "assigned", "revoked", "newly_assigned", "generation_id"],
+            True,
+        ),
     ],
 )
 def test_a_patched_method_keeps_its_parameters(

@@ -10,6 +10,7 @@ from typing import Any
 
 import faust
 from aiokafka.structs import ConsumerRecord
+from faust.assignor.client_assignment import ClientAssignment
 from faust.events import Event
 from faust.stores.rocksdb import Store
 from faust.tables.base import Collection
@@ -28,6 +29,7 @@ from stream.faust_guards.patches import (
     guard_buffer_flush,
     guard_commit_offsets,
     guard_fetch_batching,
+    guard_promoted_standbys,
     guard_read_offsets,
     guard_recovery_flush,
     guard_skipped_acks,
@@ -130,6 +132,7 @@ def test_each_guard_patches_once() -> None:
         (guard_eager_delivery, Consumer, ("_drain_messages",)),
         (guard_fetch_batching, aiokafka.AIOKafkaConsumerThread, ("_create_worker_consumer",)),
         (guard_recovery_flush, Recovery, ("_set_recovery_ended",)),
+        (guard_promoted_standbys, Recovery, ("on_rebalance",)),
     ]
     faust_guards.install()
     guard_fetch_batching()
@@ -269,3 +272,35 @@ def test_changelog_records_taken_by_the_recovery_are_in_the_store_when_it_ends(
     assert not recovery.buffers[table]
     assert table.data.persisted_offset(TP(changelog, 2)) == 45
     assert readers.open_databases(table.data)[2].get(b"lead-1") == b"v45"
+
+
+async def test_a_partition_promoted_from_a_standby_is_restored_from_its_changelog_start(
+    tmp_path: Path,
+) -> None:
+    """A standby's copy can miss records while its recorded offset follows later ones: once
+    the partition is active here, it is read again from the changelog's start."""
+    faust_guards.install()
+    app = faust.App(
+        "guards-promotion", broker="kafka://localhost:1", store="rocksdb://", datadir=tmp_path
+    )
+    table = app.Table("leads", partitions=3, key_type=bytes, value_type=bytes)
+    changelog = table.changelog_topic.get_topic_name()
+    kept, promoted, other = TP(changelog, 0), TP(changelog, 1), TP(changelog, 2)
+    assert isinstance(table.data, Store)
+    for tp in (kept, promoted, other):
+        table.data.set_persisted_offset(tp, 40)
+    recovery = app.tables.recovery
+
+    async def rebalance(generation: int, actives: list[int], standbys: list[int]) -> None:
+        app.assignor._assignment = ClientAssignment(
+            actives={changelog: actives}, standbys={changelog: standbys}
+        )
+        app.consumer_generation_id = generation
+        await recovery.on_rebalance(set(), set(), set(), generation_id=generation)
+
+    await rebalance(1, [0], [1])
+    assert recovery.standby_offsets[promoted] == 40
+    await rebalance(2, [0, 1, 2], [])
+    assert recovery.active_offsets[promoted] == -1  # read again from the start
+    assert recovery.active_offsets[kept] == 40  # active before: its own store
+    assert recovery.active_offsets[other] == 40  # held nothing of it as a standby
