@@ -58,6 +58,7 @@ def create_app(settings: Settings) -> faust.App:
     patches.set_fetch_batching(
         app, settings.consumer_fetch_min_kb * 1024, settings.consumer_fetch_wait_ms
     )
+    patches.set_producer_idempotence(app, settings.producer_idempotence)
     models = (
         load_model_file(settings.models_path) if settings.models_path else load_default_models()
     )

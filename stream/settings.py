@@ -39,6 +39,13 @@ class Settings(BaseSettings):
         description="Replication factor of created topics (3 or more also sets their "
         "min.insync.replicas to 2).",
     )
+    producer_idempotence: bool = Field(
+        True,
+        description=(
+            "The worker's Kafka producer is idempotent (acks=all, enable.idempotence): a send"
+            " the client retries after a lost answer is not written twice."
+        ),
+    )
     store: Literal["rocksdb", "memory"] = Field(
         "rocksdb", description="Table store: RocksDB on disk (production) or memory (tests)."
     )

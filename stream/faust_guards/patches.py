@@ -207,6 +207,45 @@ def guard_fetch_batching() -> None:
     setattr(AIOKafkaConsumerThread, _FETCH_GUARDED, True)
 
 
+# ----------------------------------------------------------------------------- producer idempotence
+
+_IDEMPOTENCE_GUARDED = "_leadstream_idempotence_guard"
+IDEMPOTENCE_OPTION = "leadstream_producer_idempotence"
+"""The app attribute ``guard_producer_idempotence`` reads: ``True`` for an idempotent producer."""
+
+
+def set_producer_idempotence(app: Any, enabled: bool) -> None:
+    """Have ``app``'s Kafka producer be idempotent (``acks=all``, ``enable_idempotence``) when
+    ``enabled`` (installs ``guard_producer_idempotence``)."""
+    guard_producer_idempotence()
+    setattr(app, IDEMPOTENCE_OPTION, enabled)
+
+
+def guard_producer_idempotence() -> None:
+    """Let an app ask for an idempotent producer outside transactions. Faust's aiokafka driver
+    turns ``enable_idempotence`` on only under ``exactly_once`` (``Producer._settings_extra``),
+    so an ``at_least_once`` worker that retries a send whose answer was lost (a leader that
+    died after writing it) writes the record twice. With idempotence the broker drops the
+    retried copy by the producer's sequence numbers. An error the broker cannot reconcile
+    (aiokafka #1017, ``OutOfOrderSequenceNumber`` after a long cluster outage) fails the send,
+    and an undelivered record stops the worker (``write_order``): it restarts with a new
+    producer id instead of sending nothing."""
+    from faust.transport.drivers.aiokafka import Producer  # noqa: PLC0415
+
+    if getattr(Producer, _IDEMPOTENCE_GUARDED, False):
+        return
+    original = Producer._settings_extra
+
+    def _settings_extra(self: Any) -> Any:
+        extra = dict(original(self))
+        if getattr(self.app, IDEMPOTENCE_OPTION, False):
+            extra.update(acks="all", enable_idempotence=True)
+        return extra
+
+    Producer._settings_extra = _settings_extra
+    setattr(Producer, _IDEMPOTENCE_GUARDED, True)
+
+
 # ----------------------------------------------------------------------------- recovery flush
 
 _RECOVERY_GUARDED = "_leadstream_recovery_flush"

@@ -25,6 +25,7 @@ from faust.tables.recovery import Recovery
 from faust.topics import Topic
 from faust.transport.consumer import Consumer, TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.transport.drivers.aiokafka import Producer as KafkaProducer
 from faust.transport.producer import Producer, ProducerBuffer
 from faust.types.tuples import ConsumerMessage
 from intervaltree import IntervalTree
@@ -65,6 +66,7 @@ def defined(owner: type, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
         (Producer, "send_soon", ["self", "fut"], False),
         (Producer, "flush", ["self"], True),
         (AIOKafkaConsumerThread, "_create_worker_consumer", ["self", "transport"], False),
+        (KafkaProducer, "_settings_extra", ["self"], False),
         (Recovery, "_set_recovery_ended", ["self"], False),
         (Recovery, "flush_buffers", ["self"], False),
         (

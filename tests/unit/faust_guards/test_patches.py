@@ -29,12 +29,14 @@ from stream.faust_guards.patches import (
     guard_buffer_flush,
     guard_commit_offsets,
     guard_fetch_batching,
+    guard_producer_idempotence,
     guard_promoted_standbys,
     guard_read_offsets,
     guard_recovery_flush,
     guard_skipped_acks,
     leave_unacknowledged,
     set_fetch_batching,
+    set_producer_idempotence,
 )
 
 TOPIC = "guarded"
@@ -133,9 +135,11 @@ def test_each_guard_patches_once() -> None:
         (guard_fetch_batching, aiokafka.AIOKafkaConsumerThread, ("_create_worker_consumer",)),
         (guard_recovery_flush, Recovery, ("_set_recovery_ended",)),
         (guard_promoted_standbys, Recovery, ("on_rebalance",)),
+        (guard_producer_idempotence, aiokafka.Producer, ("_settings_extra",)),
     ]
     faust_guards.install()
     guard_fetch_batching()
+    guard_producer_idempotence()
     for guard, owner, names in patched:
         installed = {name: vars(owner)[name] for name in names}
         guard()
@@ -246,6 +250,26 @@ async def test_no_fetch_minimum_means_an_answer_as_soon_as_a_record_is_there() -
     set_fetch_batching(app, 0, 10)
     consumer = app.consumer._thread._create_worker_consumer(app.transport)
     assert consumer._fetch_min_bytes == 1  # 0 would make the broker answer empty at once
+
+
+async def test_an_app_asking_for_idempotence_gets_an_idempotent_kafka_producer() -> None:
+    """Faust's driver builds an idempotent aiokafka producer only inside transactions; an app
+    given idempotence gets one under at_least_once too, and an app without keeps Faust's."""
+    chosen = faust.App("idempotent", broker="kafka://localhost:1", producer_acks=1)
+    set_producer_idempotence(chosen, True)
+    declined = faust.App("not-idempotent", broker="kafka://localhost:1")
+    set_producer_idempotence(declined, False)
+    plain = faust.App("producer-defaults", broker="kafka://localhost:1")
+    built = {}
+    for name, app in (("chosen", chosen), ("declined", declined), ("plain", plain)):
+        producer = app.producer._new_producer()  # the aiokafka producer Faust starts
+        built[name] = producer._txn_manager is not None  # aiokafka's idempotence books
+    assert built == {
+        "chosen": True,
+        "declined": False,
+        "plain": False,
+    }
+    assert chosen.producer._settings_extra()["acks"] == "all"  # overrides the app's acks=1
 
 
 def test_changelog_records_taken_by_the_recovery_are_in_the_store_when_it_ends(
