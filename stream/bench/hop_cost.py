@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from schemas import codec
 from schemas.errors import DecodeError
+from stream.bench.cpu import cpu_seconds
 from stream.bench.data import build_traffic, produce
 from stream.bench.run import (
     committed,
@@ -49,11 +49,11 @@ from stream.simulate.traffic import Delivery
 MODES = ("sources", "internal")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds of process ``pid`` (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu(pid: int) -> float:
+    used = cpu_seconds(pid)
+    if used is None:
+        raise RuntimeError(f"no CPU time for process {pid}")
+    return used
 
 
 def as_internal(records: list[Delivery]) -> list[Delivery]:
@@ -97,10 +97,10 @@ async def run(mode: str, events: int, limit_s: float) -> dict[str, float]:
             done = await committed(admin, settings.app_id)
             progress = sum(min(done.get(tp, 0), end) for tp, end in ends.items())
             if first is None and progress > 0:
-                first = (time.monotonic(), cpu_seconds(worker.proc.pid))
+                first = (time.monotonic(), _cpu(worker.proc.pid))
             elif first is not None and progress >= sum(ends.values()):
                 seconds = time.monotonic() - first[0]
-                cpu = cpu_seconds(worker.proc.pid) - first[1]
+                cpu = _cpu(worker.proc.pid) - first[1]
                 return {
                     "events": loaded,
                     "seconds": seconds,
