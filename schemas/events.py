@@ -136,6 +136,11 @@ class EventBase(ContractModel):
     lead_id: Identifier | None = None
     anonymous_id: Identifier | None = None
     source: SourceName
+    machine: ShortText | None = None
+    """Set when a machine rather than a person made the event (a mail privacy proxy's open, a
+    security scanner's click, a browser's prefetch): why it was judged so, e.g.
+    `vendor flag: sg_machine_open` or `user agent: Barracuda`. Such events are kept and shown;
+    scoring rules skip them unless a rule says otherwise."""
 
     @model_validator(mode="after")
     def _identified(self) -> Self:

@@ -6,6 +6,7 @@ reads the environment.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Literal
@@ -168,6 +169,13 @@ class Settings(BaseSettings):
     webhook_tolerance_seconds: int = Field(
         300, ge=1, description="Largest age (either way) of a signed webhook timestamp."
     )
+    machine_ip_ranges: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "More mail-security scanner address ranges, comma-separated CIDR blocks, each "
+            "optionally `owner=CIDR`: opens and clicks from them are machine-made."
+        ),
+    )
     webhook_replay_store: ReplayStore = Field(
         "redis", description="Where seen Mailgun tokens are kept: redis (shared) or memory."
     )
@@ -183,6 +191,24 @@ class Settings(BaseSettings):
             if not sep or not host or not port.isdigit():
                 raise ValueError(f"{server!r} is not host:port")
         return ",".join(servers)
+
+    @field_validator("machine_ip_ranges", mode="before")
+    @classmethod
+    def _split_ranges(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("machine_ip_ranges")
+    @classmethod
+    def _check_ranges(cls, value: list[str]) -> list[str]:
+        for item in value:
+            cidr = item.rpartition("=")[2].strip()
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not a CIDR block (e.g. 203.0.113.0/24)") from None
+        return value
 
     @field_validator("auth_tokens", mode="before")
     @classmethod

@@ -725,8 +725,10 @@ def _engage(
 ) -> bool:
     """Score an action; whether it was a hand-raise."""
     c = st.c
-    attr = dispatch.machine_attr
-    if attr is not None and c.ignore_machine and getattr(event, attr):
+    if c.ignore_machine and (
+        event.machine is not None
+        or ((attr := dispatch.machine_attr) is not None and getattr(event, attr))
+    ):
         return False
     burst = dispatch.burst
     if burst and len(st.window) >= c.burst_max and _burst(st, c, t):
