@@ -28,6 +28,7 @@ __all__ = [
     "skip",
     "text",
     "utm_from_url",
+    "vendor_event_id",
 ]
 
 ADAPTER_NAMESPACE = uuid.UUID("0b6a3f7e-5d0c-5c7e-8f4e-2a9d1c6b3e58")
@@ -91,6 +92,20 @@ def derived_event_id(vendor: str, payload: object, *, part: str = "") -> str:
     """A stable event id for a vendor payload that has none: retries of it get the same id."""
     canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS, default=str)
     return str(uuid.uuid5(ADAPTER_NAMESPACE, f"{vendor}\x1f{part}\x1f{canonical.decode()}"))
+
+
+def vendor_event_id(source: str, vendor_id: object) -> str | None:
+    """The event id for a vendor's own event id: `<source>:<id>`, so that two sources' ids never
+    collide; ids too long for that are hashed (`<source>:<uuid5>`). None when `vendor_id` is not
+    a usable id."""
+    usable = identifier(vendor_id)
+    if usable is None:
+        return None
+    scoped = f"{source}:{usable}"
+    if len(scoped) <= 256:  # the contract's identifier length
+        return scoped
+    hashed = uuid.uuid5(ADAPTER_NAMESPACE, "\x1f".join((source, "id", usable)))
+    return f"{source}:{hashed}"
 
 
 def email_identity(address: object) -> str | None:
