@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.events import CLICKSTREAM_TYPES, CRM_FEEDBACK_TYPES, SOCIAL_TYPES, Traits
 from schemas.stages import Stage
+from stream.scoring.mail import Timing
 from stream.scoring.spam import BUILTIN_DISPOSABLE_DOMAINS, email_domain
 from stream.scoring.spec import MatchSpec, rule_code
 from stream.scoring.stages import DEFAULT_GRAPH
@@ -24,12 +25,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTION",
+    "CLICKED",
+    "DELIVERED",
     "ERASE",
     "FACT",
+    "MAIL",
     "MERGE",
     "MISSING",
+    "OPENED",
     "OTHER",
     "PROFILE",
+    "SENT",
     "STAGE_SET",
     "CompiledModel",
     "Dispatch",
@@ -51,6 +57,17 @@ FACT = 3
 STAGE_SET = 4
 MERGE = 5
 ERASE = 6
+MAIL = 7
+"""A message sent or delivered: remembered for `machine_timing`, never scored."""
+
+# Dispatch.mail: an event's part in the machine-timing tests.
+SENT, DELIVERED, OPENED, CLICKED = 1, 2, 3, 4
+_MAIL_ROLES = {
+    "email_sent": SENT,
+    "email_delivered": DELIVERED,
+    "email_opened": OPENED,
+    "email_clicked": CLICKED,
+}
 
 _ACTION_TYPES = {*CLICKSTREAM_TYPES, *SOCIAL_TYPES, "email_opened", "email_clicked"}
 _MACHINE_ATTR = {"email_opened": "machine_open", "email_clicked": "machine_click"}
@@ -189,6 +206,8 @@ class EngagementRuleC:
     """0, or the maximum number of points per cap window."""
     cap_per: float
     hand_raise: bool
+    machine: bool
+    """Also scores events a machine made."""
 
     def matches(self, event: object) -> bool:
         for get, test in self.tests:  # noqa: SIM110 - a plain loop is faster than all(...)
@@ -327,6 +346,8 @@ class Dispatch:
     """Counted towards bursts (an action of the person)."""
     machine_attr: str | None
     """The flag that marks a machine-made event of this type (`machine_open`)."""
+    mail: int = 0
+    """For the machine-timing tests: `SENT`, `DELIVERED`, `OPENED`, `CLICKED`, or 0."""
 
 
 SPAM_BITS = {"disposable_email": 1, "invalid_email": 2, "gibberish_name": 4, "bot": 8}
@@ -362,6 +383,7 @@ class CompiledModel:
         "rules",
         "spec",
         "sql",
+        "timing",
         "top_rules",
         "version",
     )
@@ -401,6 +423,19 @@ class CompiledModel:
         self.check_invalid = spam.invalid_email_domains
         self.check_gibberish = spam.gibberish_names
         self.ignore_machine = spam.ignore_machine_events
+        timing = spam.machine_timing
+        self.timing: Timing | None = (
+            Timing(
+                timing.open_within,
+                timing.click_within,
+                timing.unopened_click_within,
+                timing.next_link_within,
+                timing.messages,
+            )
+            if timing is not None and spam.ignore_machine_events
+            else None
+        )
+        """The machine-timing tests (`stream.scoring.mail`), or None when they are off."""
         self.burst_max = spam.burst.max_events if spam.burst is not None else 0
         self.burst_within = spam.burst.within if spam.burst is not None else 0.0
         self.dq_mask = sum(SPAM_BITS[signal] for signal in set(spam.disqualify))
@@ -438,6 +473,7 @@ class CompiledModel:
             cap_points=(cap.max_points or 0.0) if cap is not None else 0.0,
             cap_per=cap.per if cap is not None else 0.0,
             hand_raise=rule.hand_raise,
+            machine=rule.machine,
         )
 
     def _dispatch(self, spec: ScoringModel) -> dict[str, Dispatch]:
@@ -458,7 +494,14 @@ class CompiledModel:
                 rules=rules,
                 burst=is_action and bursts,
                 machine_attr=_MACHINE_ATTR.get(event_type),
+                mail=_MAIL_ROLES.get(event_type, 0) if self.timing is not None else 0,
             )
+        if self.timing is not None:
+            for event_type in ("email_sent", "email_delivered"):
+                if event_type not in table:
+                    table[event_type] = Dispatch(
+                        MAIL, (), burst=False, machine_attr=None, mail=_MAIL_ROLES[event_type]
+                    )
         for event_type in self.crm:
             if event_type not in table:
                 table[event_type] = Dispatch(FACT, (), burst=False, machine_attr=None)

@@ -40,16 +40,23 @@ from schemas.outputs import (
 from schemas.stages import Stage
 from stream.scoring import decay
 from stream.scoring.compiled import (
+    CLICKED,
+    DELIVERED,
     ERASE,
     FACT,
+    MAIL,
     MERGE,
     MISSING,
+    OPENED,
     PROFILE,
+    SENT,
     STAGE_SET,
     CompiledModel,
     Dispatch,
     EngagementRuleC,
 )
+from stream.scoring.mail import Entry as MailEntry
+from stream.scoring.mail import judge_click, judge_open, note_delivery, prune
 from stream.scoring.spam import (
     email_domain,
     is_disposable_domain,
@@ -725,12 +732,20 @@ def _engage(
 ) -> bool:
     """Score an action; whether it was a hand-raise."""
     c = st.c
-    if c.ignore_machine and (
-        event.machine is not None
-        or ((attr := dispatch.machine_attr) is not None and getattr(event, attr))
-    ):
-        return False
-    burst = dispatch.burst
+    machine = False
+    if c.ignore_machine:
+        code = (
+            "i"
+            if event.machine is not None
+            or ((attr := dispatch.machine_attr) is not None and getattr(event, attr))
+            else None
+        )
+        if dispatch.mail:
+            code = _judge_timing(st, dispatch.mail, event, t, code)
+        if code is not None:
+            machine = True
+            st.machine = (1 if st.machine is None else st.machine[0] + 1, code)
+    burst = dispatch.burst and not machine
     if burst and len(st.window) >= c.burst_max and _burst(st, c, t):
         st.flags |= BOT
         _void_burst(st, c, t)
@@ -741,7 +756,7 @@ def _engage(
     eng = st.eng
     recent = st.recent
     for rule in dispatch.rules:
-        if rule.tests and not rule.matches(event):
+        if (rule.tests and not rule.matches(event)) or (machine and not rule.machine):
             continue
         points = rule.points
         if rule.cap_per:
@@ -767,6 +782,37 @@ def _engage(
     if burst:
         _remember_action(st, c, t, tuple(grants))
     return raised
+
+
+def _judge_timing(
+    st: ModelState, role: int, event: EventBase, t: float, code: str | None
+) -> str | None:
+    """Note an open or click in the lead's message memory; the reason code it is a machine's
+    (`code` when it came marked, else what its timing says), or None."""
+    message = getattr(event, "message_id", None)
+    timing = st.c.timing
+    if message is None or timing is None:
+        return code
+    key = event_hash(message)
+    # What the stored state keeps (`prune` at its time), so a state read back judges the same.
+    mail = prune(st.mail, timing, st.as_of) if st.mail else st.mail
+    if role == OPENED:
+        st.mail, reason = judge_open(mail, timing, key, t, machine=code is not None)
+    elif role == CLICKED:
+        link = event_hash(getattr(event, "url", "") or "")
+        st.mail, reason = judge_click(mail, timing, key, link, t)
+    else:
+        return code
+    return code or reason
+
+
+def _note_mail(st: ModelState, role: int, event: EventBase, t: float) -> None:
+    """Remember a message's sending or delivery for the machine-timing tests."""
+    message = getattr(event, "message_id", None)
+    timing = st.c.timing
+    if message is not None and timing is not None:
+        mail = prune(st.mail, timing, st.as_of) if st.mail else st.mail
+        st.mail = note_delivery(mail, timing, event_hash(message), t, sent=role == SENT)
 
 
 def _fact(event: EventBase, c: CompiledModel, kind: int) -> tuple[Stage, str] | None:
@@ -824,6 +870,11 @@ def _apply_one(  # noqa: PLR0917 - positional: once per event and model
             )
         )
         return None
+    if kind == MAIL:  # callers pass only existing states
+        assert state is not None
+        st = state if defer is not None else _bound(state, model)
+        _note_mail(st, dispatch.mail, event, t)
+        return st
     if state is None:
         st = _new_state(model, c, t)
         prev_stage: Stage | None = None
@@ -847,6 +898,8 @@ def _apply_one(  # noqa: PLR0917 - positional: once per event and model
             if c.mql is not None:
                 _catch_up(st, c, t, lead_id, out)
             st.as_of = t
+    if dispatch.mail and dispatch.mail <= DELIVERED:  # a model with rules for them too
+        _note_mail(st, dispatch.mail, event, t)
     old_flags = st.flags
     raised = False
     if kind == PROFILE:
@@ -934,7 +987,11 @@ def apply(
     """
     c = state.c if state is not None and state.model is model else _compiled(None, model)
     dispatch = c.dispatch.get(event.type)
-    if dispatch is None or (dispatch.kind == STAGE_SET and _dispatch(event, c) is None):
+    if (
+        dispatch is None
+        or (dispatch.kind == STAGE_SET and _dispatch(event, c) is None)
+        or (dispatch.kind == MAIL and state is None)
+    ):
         return Transition(state)
     digest = event_hash(event.event_id)
     if state is not None and seen_contains(state.seen, digest):
@@ -971,7 +1028,11 @@ def apply_all(
         current = states.get(model_id)
         c = current.c if current is not None and current.model is model else model.compiled
         dispatch = c.dispatch.get(event.type)
-        if dispatch is None or (dispatch.kind == STAGE_SET and _dispatch(event, c) is None):
+        if (
+            dispatch is None
+            or (dispatch.kind == STAGE_SET and _dispatch(event, c) is None)
+            or (dispatch.kind == MAIL and current is None)
+        ):
             continue
         touched = True
         new = _apply_one(current, event, model, c, dispatch, t, lid, out, scored)
@@ -1025,7 +1086,11 @@ def apply_batch(
             current = states.get(model_id)
             c = current.c if current is not None and current.model is model else model.compiled
             dispatch = c.dispatch.get(event.type)
-            if dispatch is None or (dispatch.kind == STAGE_SET and _dispatch(event, c) is None):
+            if (
+                dispatch is None
+                or (dispatch.kind == STAGE_SET and _dispatch(event, c) is None)
+                or (dispatch.kind == MAIL and current is None)
+            ):
                 continue
             touched = True
             if current is not None and model_id not in own:
@@ -1238,7 +1303,24 @@ def merge_states(a: ModelState, b: ModelState, model: ScoringModel) -> ModelStat
         revision=a.revision,
         emitted=a.emitted,
         seen=seen_union(a.seen, b.seen),
+        mail=_merge_mail(a, b, c),
+        machine=_merge_machine(a.machine, b.machine),
     )
+
+
+def _merge_mail(a: ModelState, b: ModelState, c: CompiledModel) -> tuple[MailEntry, ...]:
+    """Both leads' message memories (a message both remember: the survivor's)."""
+    if c.timing is None or not b.mail:
+        return a.mail
+    known = {entry.message for entry in a.mail}
+    extra = tuple(entry for entry in b.mail if entry.message not in known)
+    return (*a.mail, *extra)[-c.timing.messages :]
+
+
+def _merge_machine(a: tuple[int, str] | None, b: tuple[int, str] | None) -> tuple[int, str] | None:
+    if a is None or b is None:
+        return a or b
+    return (a[0] + b[0], a[1])
 
 
 def merge_lead_states(a: LeadState, b: LeadState, models: ModelSet) -> LeadState:

@@ -45,6 +45,7 @@ __all__ = [
     "FitRule",
     "GradeSpec",
     "HandRaiseSpec",
+    "MachineTimingSpec",
     "MatchSpec",
     "ModelFileError",
     "ModelSet",
@@ -485,6 +486,9 @@ class EngagementRule(Spec):
     cap: CapSpec | None = None
     hand_raise: bool = False
     """A hand-raise (demo, trial, pricing request): with enough fit, the lead becomes SQL."""
+    machine: bool = False
+    """Score the rule's events also when a machine made them (see `spam.ignore_machine_events`):
+    for example a point for a privacy proxy's open, which says the address is delivered."""
     description: str | None = None
 
     _check_points = field_validator("points")(_finite_points)
@@ -639,6 +643,28 @@ class BurstSpec(Spec):
     within: Duration
 
 
+class MachineTimingSpec(Spec):
+    """When the timing of an email open or click says a machine made it.
+
+    Judged per message from the lead's recent deliveries (`email_delivered`, else `email_sent`):
+    mail privacy proxies fetch images as a message is delivered, and security gateways follow
+    every link of a message seconds after delivery, one link after another. A person needs
+    longer. `null` for any of them turns that test off.
+    """
+
+    open_within: Duration | None = 1.0
+    """An open this soon after delivery."""
+    click_within: Duration | None = 10.0
+    """A click this soon after delivery."""
+    unopened_click_within: Duration | None = 30.0
+    """A click this soon after delivery when no person's open of the message came first."""
+    next_link_within: Duration | None = 2.0
+    """A click on another link of the message this soon after the previous click."""
+    messages: Annotated[int, Field(ge=1, le=16)] = 4
+    """How many of the lead's latest messages are remembered (each only until every test
+    above has expired for it)."""
+
+
 class SpamSpec(Spec):
     """Spam, fake-data and bot signals."""
 
@@ -648,7 +674,11 @@ class SpamSpec(Spec):
     invalid_email_domains: bool = True
     gibberish_names: bool = True
     ignore_machine_events: bool = True
-    """Email opens/clicks a machine made (privacy proxies, link scanners) never score."""
+    """Events a machine made (privacy proxies' opens, link scanners' clicks, prefetches: the
+    event's `machine` field, a vendor's flag, or `machine_timing`) score only by rules that say
+    `machine: true`. `false` scores them as a person's and turns `machine_timing` off."""
+    machine_timing: MachineTimingSpec | None = Field(default_factory=MachineTimingSpec)
+    """Machine opens and clicks told by their timing; `null` turns the judgement off."""
     burst: BurstSpec | None = Field(
         default_factory=lambda: BurstSpec.model_validate({"max_events": 12, "within": "10s"})
     )

@@ -24,6 +24,8 @@ Serialised `ModelState` (keys are omitted when empty or default):
 | `n` | revision of the last published score |
 | `o` | the last published `[fit, engagement]` |
 | `i` | ids of recently applied events: their 6-byte BLAKE2b hashes in base64, concatenated |
+| `ml` | recent messages (`stream.scoring.mail`): `[message, delivered, opened, clicked, link]` |
+| `q` | events a machine made, not scored: `[count, the latest one's reason code]` |
 
 Rules are keyed by a 4-character hash of their id (`stream.scoring.spec.rule_code`), so states
 survive edits to the model. Times are stored relative to `a`, to the microsecond, so that they
@@ -45,6 +47,8 @@ from typing import Any, NamedTuple
 from schemas.errors import LeadstreamError
 from schemas.stages import Stage
 from stream.scoring.compiled import CompiledModel
+from stream.scoring.mail import Entry as MailEntry
+from stream.scoring.mail import Mail, prune
 from stream.scoring.spec import ModelSet, ScoringModel
 
 __all__ = [
@@ -179,6 +183,20 @@ def _check_seen(text: object) -> str:
     return text
 
 
+def _mail_entry(a: float, e: list[Any]) -> MailEntry:
+    """A stored `[message, delivered, opened, clicked, link]` (trailing Nones left out)."""
+    e = [*e, None, None, None, None][:5]
+    delivered, opened, clicked = (None if g is None else _back(a, g) for g in e[1:4])
+    return MailEntry(str(e[0]), delivered, opened, clicked, None if e[4] is None else str(e[4]))
+
+
+def _trim(values: list[Any]) -> list[Any]:
+    """`values` without its trailing Nones."""
+    while values and values[-1] is None:
+        values.pop()
+    return values
+
+
 def _gap(later: float, earlier: float) -> float | int:
     """`later - earlier` in seconds, to the microsecond (times are whole microseconds: they come
     from `datetime.timestamp()`, which is exactly microseconds / 1e6). Short in JSON."""
@@ -234,6 +252,8 @@ class ModelState:
         "flags",
         "hand_raise",
         "history",
+        "machine",
+        "mail",
         "model",
         "recent",
         "revision",
@@ -260,6 +280,8 @@ class ModelState:
         revision: int = 0,
         emitted: tuple[float, float] | None = None,
         seen: str = "",
+        mail: Mail = (),
+        machine: tuple[int, str] | None = None,
     ) -> None:
         self.model = model
         self.c: CompiledModel = model.compiled
@@ -281,6 +303,10 @@ class ModelState:
         self.revision = revision
         self.emitted = emitted
         self.seen = seen
+        self.mail = mail
+        """Recent messages for the machine-timing tests."""
+        self.machine = machine
+        """How many events a machine made (not scored), and the latest one's reason code."""
 
     def copy(self) -> ModelState:
         """A copy that can be changed without changing this state (the engine replaces, rather
@@ -304,6 +330,8 @@ class ModelState:
         new.revision = self.revision
         new.emitted = self.emitted
         new.seen = self.seen
+        new.mail = self.mail
+        new.machine = self.machine
         return new
 
     def set_fit(self, fit: dict[str, tuple[float, float]]) -> None:
@@ -377,7 +405,30 @@ class ModelState:
             out["o"] = [_num(self.emitted[0]), _num(self.emitted[1])]
         if with_seen and self.seen:
             out["i"] = self.seen
+        self._dump_machine(out)
         return out
+
+    def _dump_machine(self, out: dict[str, Any]) -> None:
+        if self.machine is not None:
+            out["q"] = [self.machine[0], self.machine[1]]
+        if not self.mail:
+            return
+        a = self.as_of
+        timing = self.c.timing
+        mail = prune(self.mail, timing, a) if timing is not None else ()
+        if mail:
+            out["ml"] = [
+                _trim(
+                    [
+                        e.message,
+                        None if e.delivered is None else _gap(a, e.delivered),
+                        None if e.opened is None else _gap(a, e.opened),
+                        None if e.clicked is None else _gap(a, e.clicked),
+                        e.link,
+                    ]
+                )
+                for e in mail
+            ]
 
     def _dump_fit(self, out: dict[str, Any]) -> None:
         code = self.c.code
@@ -496,7 +547,15 @@ class ModelState:
             st.emitted = (float(data["o"][0]), float(data["o"][1]))
         if "i" in data:
             st.seen = _check_seen(data["i"])
+        st._load_machine(data)
         return st
+
+    def _load_machine(self, data: Mapping[str, Any]) -> None:
+        a = self.as_of
+        if "ml" in data and self.c.timing is not None:
+            self.mail = tuple(_mail_entry(a, entry) for entry in data["ml"])
+        if "q" in data:
+            self.machine = (int(data["q"][0]), str(data["q"][1]))
 
     def _load_fit(self, data: Mapping[str, Any], latest: float) -> None:
         fit: dict[str, tuple[float, float]] = {}
