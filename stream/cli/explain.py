@@ -123,6 +123,13 @@ def render(document: dict[str, Any]) -> str:
             + (f", flags: {', '.join(model['flags'])}" if model.get("flags") else ""),
             "",
         ]
+        machine = model.get("machine_events") or {}
+        if machine.get("count"):
+            lines += [
+                f"machine-made events not scored: {machine['count']} "
+                f"(latest: {machine.get('latest_reason')})",
+                "",
+            ]
         rules = [
             [r["rule_id"], r["kind"], r.get("group") or "", f"{r['points']:+.2f}"]
             for r in model.get("rules", [])

@@ -10,6 +10,7 @@ from datetime import datetime
 from schemas.stages import Stage
 from stream.scoring.compiled import CompiledModel
 from stream.scoring.engine import score_at, to_datetime
+from stream.scoring.mail import REASONS
 from stream.scoring.spec import ScoringModel, format_duration
 from stream.scoring.state import FLAG_NAMES, ModelState
 
@@ -58,6 +59,10 @@ class Explanation:
     history: tuple[StageLine, ...]
     flags: tuple[str, ...]
     """Spam and bot signals and other conditions, in words."""
+    machine_events: int = 0
+    """Events a machine made (privacy proxies' opens, link scanners' clicks), not scored."""
+    machine_reason: str | None = None
+    """Why the latest of them was taken for a machine's."""
 
     def format(self) -> str:
         """The explanation as text for people."""
@@ -68,6 +73,11 @@ class Explanation:
         ]
         if self.flags:
             lines.append(f"flags: {', '.join(self.flags)}")
+        if self.machine_events:
+            lines.append(
+                f"machine-made events not scored: {self.machine_events} "
+                f"(latest: {self.machine_reason})"
+            )
         rows = [(r.rule_id, r.kind, r.group or "", f"{r.points:+.2f}") for r in self.rules]
         lines += ["", *_table(("rule", "kind", "group", "points"), rows)]
         if self.groups:
@@ -119,7 +129,25 @@ def explain(state: ModelState, now: datetime) -> Explanation:
             StageLine(h.from_stage, h.to_stage, to_datetime(h.at), h.reason) for h in state.history
         ),
         flags=tuple(name for bit, name in FLAG_NAMES.items() if state.flags & bit),
+        machine_events=state.machine[0] if state.machine is not None else 0,
+        machine_reason=machine_reason(state.model, state.machine[1])
+        if state.machine is not None
+        else None,
     )
+
+
+def machine_reason(model: ScoringModel, code: str) -> str:
+    """A machine-event reason code (`stream.scoring.mail.REASONS`) in words, with the model's
+    durations."""
+    timing = model.spam.machine_timing
+    durations = {
+        "open": timing.open_within if timing else None,
+        "click": timing.click_within if timing else None,
+        "unopened": timing.unopened_click_within if timing else None,
+        "next_link": timing.next_link_within if timing else None,
+    }
+    words = {k: format_duration(v) if v is not None else "?" for k, v in durations.items()}
+    return REASONS.get(code, code).format(**words)
 
 
 # ----------------------------------------------------------------------- model tables
@@ -264,7 +292,11 @@ def _describe_grades_and_spam(model: ScoringModel) -> list[str]:
         ("disposable domains", ("built-in" if spam.builtin_disposable_domains else "none") + extra),
         ("invalid domains", "checked" if spam.invalid_email_domains else "off"),
         ("gibberish names", "checked" if spam.gibberish_names else "off"),
-        ("machine opens/clicks", "ignored" if spam.ignore_machine_events else "scored"),
+        (
+            "machine opens/clicks",
+            "scored only by rules marked machine" if spam.ignore_machine_events else "scored",
+        ),
+        ("machine timing", _timing_words(model) if spam.ignore_machine_events else "off"),
         ("bot bursts", burst),
     ]
     out += ["", "Spam and bot signals", *_table(("signal", "handling"), spam_rows)]
@@ -275,6 +307,19 @@ def _describe_grades_and_spam(model: ScoringModel) -> list[str]:
         f"or the grade or stage changes; top {outputs.top_rules} rules attached.",
     ]
     return out
+
+
+def _timing_words(model: ScoringModel) -> str:
+    timing = model.spam.machine_timing
+    if timing is None:
+        return "off"
+    tests = {
+        "o": timing.open_within,
+        "c": timing.click_within,
+        "u": timing.unopened_click_within,
+        "l": timing.next_link_within,
+    }
+    return "; ".join(machine_reason(model, c) for c, v in tests.items() if v is not None) or "off"
 
 
 def describe_model(model: ScoringModel) -> str:

@@ -66,6 +66,7 @@ def explanation_json(item: Explanation) -> dict[str, Any]:
             for rule in item.rules
         ],
         "groups": {group: round(points, 4) for group, points in item.groups},
+        "machine_events": {"count": item.machine_events, "latest_reason": item.machine_reason},
         "recent": [
             {"rule_id": rule_id, "points": points, "at": at.isoformat()}
             for rule_id, points, at in item.recent
