@@ -40,6 +40,8 @@ __all__ = [
     "dead_letter",
     "event_in",
     "exposition",
+    "machine_marked",
+    "machine_skipped",
     "record_redelivered",
     "records_recovered",
     "register",
@@ -59,6 +61,20 @@ EVENTS_IN = Counter(
     "leadstream_events_in",
     "Decoded inbound events, per source topic and event type.",
     ["topic", "type"],
+    registry=REGISTRY,
+)
+MACHINE_MARKED = Counter(
+    "leadstream_machine_events_marked",
+    "Inbound events that came marked as a machine's (their `machine` field), per source topic "
+    "and kind of reason (vendor flag, user agent, address, HEAD or prefetch request).",
+    ["topic", "reason"],
+    registry=REGISTRY,
+)
+MACHINE_SKIPPED = Counter(
+    "leadstream_machine_events_skipped",
+    "Events a model did not score because a machine made them (marked, or told by their "
+    "timing), per model.",
+    ["model"],
     registry=REGISTRY,
 )
 DEAD_LETTERS = Counter(
@@ -157,6 +173,8 @@ METRIC_NAMES: Final[frozenset[str]] = frozenset(
         sample
         for metric in (
             EVENTS_IN,
+            MACHINE_MARKED,
+            MACHINE_SKIPPED,
             DEAD_LETTERS,
             STAGE_CHANGES,
             SCORING_LATENCY,
@@ -184,6 +202,18 @@ METRIC_NAMES: Final[frozenset[str]] = frozenset(
 def event_in(topic: str, type_: str) -> None:
     """Count one decoded inbound event of `type_` from `topic` (the contract name)."""
     EVENTS_IN.labels(topic=topic, type=type_).inc()
+
+
+def machine_marked(topic: str, reason: str) -> None:
+    """Count one inbound event marked as a machine's; `reason` is its `machine` field (counted
+    by its kind: the text before the first colon, or the whole reason)."""
+    kind = reason.split(":", 1)[0].strip()[:48]
+    MACHINE_MARKED.labels(topic=topic, reason=kind).inc()
+
+
+def machine_skipped(model: str, count: int) -> None:
+    """Count `count` events `model` did not score because a machine made them."""
+    MACHINE_SKIPPED.labels(model=model).inc(count)
 
 
 def dead_letter(kind: str) -> None:

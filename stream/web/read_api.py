@@ -161,6 +161,10 @@ class ReadApi:
             "changes_per_minute": [{"minute": m * 60, "count": n} for m, n in per_minute],
             "messages_in": self._messages_in(),
             "dead_letters": await self.read_model.dead_letters(),
+            "machine_events": {
+                "marked": _counter_values(metrics.MACHINE_MARKED, "reason"),
+                "skipped": _counter_values(metrics.MACHINE_SKIPPED, "model"),
+            },
             "lag": {
                 "consumer": metrics.consumer_lag(self.app),
                 "projector": _gauge_values(metrics.PROJECTOR_LAG, "topic"),

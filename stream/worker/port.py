@@ -44,6 +44,8 @@ class Step:
     outputs: Sequence[ContractModel] = ()
     due: datetime | None = None
     live: Any = None
+    machine: tuple[tuple[str, int], ...] = ()
+    """Per model, how many of the inputs it did not score because a machine made them."""
 
 
 class ScoringEngine(Protocol):
@@ -97,7 +99,13 @@ class CoreEngine:
     def _step(self, before: LeadState | None, after: LeadState | None, outputs: Any) -> Step:
         if after is None or after is before:
             return Step(None, tuple(outputs), live=before)
-        return Step(after.to_dict(), tuple(outputs), next_crossing_all(after), live=after)
+        return Step(
+            after.to_dict(),
+            tuple(outputs),
+            next_crossing_all(after),
+            live=after,
+            machine=_machine_counts(before, after),
+        )
 
     def apply(self, state: dict[str, Any] | None, event: EventBase, live: Any = None) -> Step:
         before = self.load(state, live)
@@ -136,3 +144,16 @@ class CoreEngine:
     def next_due(self, state: dict[str, Any], live: Any = None) -> datetime | None:
         loaded = self.load(state, live)
         return None if loaded is None else next_crossing_all(loaded)
+
+
+def _machine_counts(before: LeadState | None, after: LeadState) -> tuple[tuple[str, int], ...]:
+    """Per model, how many more machine-made events `after` counts than `before`."""
+    counts: list[tuple[str, int]] = []
+    for model_id, state in after.models.items():
+        if state.machine is None:
+            continue
+        previous = before.models.get(model_id) if before is not None else None
+        earlier = previous.machine[0] if previous is not None and previous.machine else 0
+        if state.machine[0] > earlier:
+            counts.append((model_id, state.machine[0] - earlier))
+    return tuple(counts)

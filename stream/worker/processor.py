@@ -384,6 +384,8 @@ class LeadProcessor:
         if step.state is None and record.live is None and step.live is not None:
             self.live.remember_live(lead_id, step.live)
         record.live = step.live
+        for model_id, count in step.machine:
+            metrics.machine_skipped(model_id, count)
         if step.outputs:
             # Sent before the state is written: a crash in between scores the events again, in
             # their place in the internal topic's order, and sends the same records again (same
@@ -577,7 +579,10 @@ class LeadProcessor:
         except DecodeError as exc:
             await self.dead_letter(message, exc.kind, exc.detail, field_path=exc.field)
             return None
-        metrics.event_in(self.contract_topic(message.topic), event.type)
+        topic = self.contract_topic(message.topic)
+        metrics.event_in(topic, event.type)
+        if event.machine is not None:
+            metrics.machine_marked(topic, event.machine)
         return event
 
     async def handle(self, message: Any) -> None:

@@ -94,3 +94,53 @@ def test_store_memory_reads_rocksdb_own_figures(tmp_path: Path) -> None:
         db.close()
     memory_table = SimpleNamespace(name="leads", data={})
     assert metrics.store_memory(memory_table) is None
+
+
+def test_machine_events_are_counted_from_the_engine_s_steps() -> None:
+    from datetime import UTC, datetime
+
+    from schemas.events import Traits
+    from schemas.examples import make_event
+    from stream.model_files import load_default_models
+    from stream.worker.port import CoreEngine
+
+    engine = CoreEngine(load_default_models())
+    at = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+    common = {"lead_id": "lead-m", "source": "sendgrid"}
+    mail = {**common, "message_id": "msg-1"}
+    step = engine.apply(
+        None,
+        make_event(
+            "identify",
+            **common,
+            event_id="e1",
+            occurred_at=at,
+            traits=Traits(email="m@acme.example"),
+        ),
+    )
+    events = [
+        make_event("email_delivered", **mail, event_id="e2", occurred_at=at),
+        make_event(
+            "email_opened", **mail, event_id="e3", occurred_at=at.replace(microsecond=400_000)
+        ),
+        make_event(
+            "email_opened",
+            **mail,
+            event_id="e4",
+            occurred_at=at.replace(minute=30),
+            machine="vendor flag: sg_machine_open",
+        ),
+    ]
+    step = engine.apply_batch(step.state, events, step.live)
+    assert dict(step.machine) == {"b2b": 2, "consumer": 2}
+    for model_id, count in step.machine:
+        metrics.machine_skipped(model_id, count)
+    metrics.machine_marked("leads.email.v1", "vendor flag: sg_machine_open")
+    samples = _samples(metrics.exposition())
+    assert samples[("leadstream_machine_events_skipped_total", (("model", "b2b"),))] >= 2
+    key = (
+        "leadstream_machine_events_marked_total",
+        (("reason", "vendor flag"), ("topic", "leads.email.v1")),
+    )
+    assert samples[key] >= 1
+    assert {name for name, _ in samples} <= metrics.METRIC_NAMES

@@ -177,4 +177,5 @@ def test_dashboard_data(worker: Any) -> None:
     assert sum(bucket["count"] for bucket in data["distribution"]) == sum(FUNNEL.values())
     assert sum(m["count"] for m in data["changes_per_minute"]) == sum(FUNNEL.values())
     assert set(data["messages_in"]) == {spec.name for spec in topics.SOURCES}
+    assert set(data["machine_events"]) == {"marked", "skipped"}
     assert data["transitions"] == {"none>lead": 6, "lead>mql": 3, "lead>sql": 1}
