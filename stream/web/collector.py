@@ -20,6 +20,10 @@ JSON ``{"error", "detail"}``: 400 (not JSON, not a valid call), 401 (any failed 
 `stream.web.auth`), 413 (body over the limit, refused from ``Content-Length`` before it is
 read, or as soon as a streamed body passes it), 503 (Kafka or Redis unavailable: retry later).
 Bad input never causes a 5xx.
+
+The pixel keeps what a machine requested (a ``HEAD``, a browser's prefetch, a security
+scanner's user agent or address: `schemas.adapters.machine`) with the event's `machine` set to
+the reason, so scoring can skip it; it answers it as it answers a person.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from schemas import codec
-from schemas.adapters import Conversion, mailchimp, mailgun, segment, sendgrid, snowplow
+from schemas.adapters import Conversion, machine, mailchimp, mailgun, segment, sendgrid, snowplow
 from schemas.adapters.base import identifier, skip, text, utm_from_url
 from schemas.errors import DecodeError
 from schemas.events import EventBase, PageViewed
@@ -74,6 +78,7 @@ __all__ = [
     "Sink",
     "SinkUnavailable",
     "anonymous_id_from_cookie",
+    "client_ip",
     "pixel_conversion",
     "read_body",
     "register",
@@ -209,6 +214,16 @@ def anonymous_id_from_cookie(value: str | None) -> str | None:
     return None
 
 
+def client_ip(request: web.Request, *, trust_forwarded_for: bool) -> str | None:
+    """The client's address: the first entry of ``X-Forwarded-For`` when the proxy in front is
+    trusted to set it (`LEADSTREAM_COLLECTOR_TRUST_FORWARDED_FOR`), else the connection's peer."""
+    if trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "").split(",", 1)[0].strip()
+        if forwarded:
+            return forwarded
+    return request.remote
+
+
 def pixel_conversion(
     params: Mapping[str, str],
     *,
@@ -216,24 +231,32 @@ def pixel_conversion(
     referer: str | None,
     user_agent: str | None,
     received_at: datetime,
+    machine: str | None = None,
 ) -> Conversion:
     """The event of one pixel hit.
 
     Parameters: `url` (else the ``Referer`` header), `ref` (the page's referrer), `title`,
     `sid` (session id), `eid` (a client-side id of the hit: the event id is derived from it and
     the anonymous id, so a retried hit is the same event). Snowplow tracker parameters (`e=...`)
-    are read by the Snowplow adapter instead, with the cookie as network user id.
+    are read by the Snowplow adapter instead, with the cookie as network user id. `machine`:
+    why a machine made the request (`schemas.adapters.machine.from_request`), set on the events.
     """
     if "e" in params:
-        return snowplow.convert_params(
+        result = snowplow.convert_params(
             params, received_at=received_at, network_user_id=anonymous_id
         )
-    result = Conversion()
-    result.attempt(
-        "",
-        "page_viewed",
-        lambda: _page_viewed(params, anonymous_id, referer, user_agent, received_at),
-    )
+    else:
+        result = Conversion()
+        result.attempt(
+            "",
+            "page_viewed",
+            lambda: _page_viewed(params, anonymous_id, referer, user_agent, received_at),
+        )
+    if machine:
+        result.events = [
+            e if e.machine else e.model_copy(update={"machine": machine[:256]})
+            for e in result.events
+        ]
     return result
 
 
@@ -354,6 +377,15 @@ class Collector:
 
     # --- the pixel and its snippet
 
+    def _machine(self, request: web.Request) -> str | None:
+        """Why a machine made `request` (HEAD, prefetch, scanner user agent or address), or None."""
+        return machine.from_request(
+            request.method,
+            request.headers,
+            ip=client_ip(request, trust_forwarded_for=self.settings.collector_trust_forwarded_for),
+            extra_ranges=self.settings.machine_ip_ranges,
+        )
+
     async def pixel(self, request: web.Request) -> web.Response:
         received_at = self.clock()
         anonymous_id = anonymous_id_from_cookie(request.cookies.get(COOKIE_NAME))
@@ -364,6 +396,7 @@ class Collector:
             referer=request.headers.get("Referer"),
             user_agent=request.headers.get("User-Agent"),
             received_at=received_at,
+            machine=self._machine(request),
         )
         outcome = self._outcome(conversion, received_at)
         headers = dict(NO_CACHE)
@@ -396,8 +429,9 @@ class Collector:
         )
 
     async def pixel_head(self, request: web.Request) -> web.Response:
-        """HEAD of the pixel: its headers, and no event."""
-        return web.Response(body=PIXEL_GIF, content_type="image/gif", headers=NO_CACHE)
+        """HEAD of the pixel: the GET's answer without its body; its event is kept, marked as a
+        machine's (`HEAD request`)."""
+        return await self.pixel(request)
 
     async def snippet(self, request: web.Request) -> web.Response:
         return web.Response(
