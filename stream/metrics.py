@@ -8,6 +8,7 @@ Domain counters (call them from anywhere in the worker; they never raise and cos
 | ``scoring_latency(seconds)`` | ``leadstream_scoring_latency_seconds`` | processor |
 | ``dead_letter(kind)`` | ``leadstream_dead_letters_total`` | projector |
 | ``stage_change(model, from, to)`` | ``leadstream_stage_changes_total`` | projector |
+| ``tracked_link_event_lost(kind)`` | ``leadstream_tracked_link_events_lost_total`` | collector |
 
 ``scoring_latency`` is the time from an event's ``occurred_at`` to its score being sent.
 
@@ -48,6 +49,7 @@ __all__ = [
     "scoring_latency",
     "stage_change",
     "store_memory",
+    "tracked_link_event_lost",
 ]
 
 log = logging.getLogger(__name__)
@@ -150,6 +152,13 @@ PROJECTOR_LAST_APPLIED = Gauge(
     "Wall-clock time of the projector's last successful Redis write (Unix seconds).",
     registry=REGISTRY,
 )
+TRACKED_LINK_EVENTS_LOST = Counter(
+    "leadstream_tracked_link_events_lost",
+    "Tracked-link clicks (redirected anyway) and opens (answered anyway) whose event Kafka "
+    "did not take, per kind (click, open).",
+    ["kind"],
+    registry=REGISTRY,
+)
 
 CONSUMER_LAG_NAME: Final = "leadstream_consumer_lag_messages"
 TABLE_KEYS_NAME: Final = "leadstream_table_keys"
@@ -188,6 +197,7 @@ METRIC_NAMES: Final[frozenset[str]] = frozenset(
             PROJECTOR_REDIS_ERRORS,
             PROJECTOR_REDIS_UP,
             PROJECTOR_LAST_APPLIED,
+            TRACKED_LINK_EVENTS_LOST,
         )
         for sample in _sample_names(metric)
     }
@@ -234,6 +244,11 @@ def record_redelivered() -> None:
 def records_recovered(count: int) -> None:
     """Count records read from the broker because they never reached the agent."""
     RECORDS_RECOVERED.inc(count)
+
+
+def tracked_link_event_lost(kind: str) -> None:
+    """Count one tracked-link event (`kind`: ``click`` or ``open``) that could not be written."""
+    TRACKED_LINK_EVENTS_LOST.labels(kind=kind).inc()
 
 
 def scoring_latency(seconds: float) -> None:

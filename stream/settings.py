@@ -180,6 +180,28 @@ class Settings(BaseSettings):
         "redis", description="Where seen Mailgun tokens are kept: redis (shared) or memory."
     )
 
+    # Tracked links (stream/web/links.py): the collector's GET /r/{token} redirect and
+    # GET /o/{token}.gif email open pixel, and the client address their machine check reads.
+    link_signing_key: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Keys of the tracked links' HMAC-SHA256 signatures, comma-separated (or a JSON list):"
+            " the first signs, every one verifies (add the new key first to rotate). At least"
+            " 32 characters each. None: /r/ and /o/ answer 404."
+        ),
+    )
+    link_base_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+(/\S*)?$",
+        description="Where people reach the collector (https://collect.example.com): the base "
+        "of the tracked links `leadstream links sign` prints.",
+    )
+    collector_trust_forwarded_for: bool = Field(
+        False,
+        description="The web server is behind a proxy that sets X-Forwarded-For: the client "
+        "address of the machine check is its first entry, not the connection's peer.",
+    )
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap_has_port(cls, value: str) -> str:
@@ -217,6 +239,15 @@ class Settings(BaseSettings):
             if value.lstrip().startswith("["):  # a JSON list is accepted too
                 return json.loads(value)
             return [token.strip() for token in value.split(",") if token.strip()]
+        return value
+
+    @field_validator("link_signing_key", mode="before")
+    @classmethod
+    def _split_link_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):  # a JSON list is accepted too
+                return json.loads(value)
+            return [key.strip() for key in value.split(",") if key.strip()]
         return value
 
     @property

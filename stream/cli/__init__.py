@@ -20,6 +20,7 @@ from stream.cli import (
     explain,
     forget,
     infra,
+    links,
     redis,
     replay,
     rules,
@@ -60,6 +61,7 @@ COMMANDS = (
     forget,
     replay,
     calibrate,
+    links,
     bench,
 )
 """Every command, in the order ``leadstream --help`` lists them."""

@@ -9,6 +9,8 @@ lead or anonymous id, and answers once Kafka has acknowledged them:
 | --- | --- | --- |
 | `GET /collect/pixel.gif` | none | 200, a 1x1 transparent GIF; sets the `ls_aid` cookie |
 | `GET /collect/leadstream.js` | none | the snippet that loads the pixel |
+| `GET /r/{token}` | signed token (`stream.web.links`) | 302 to the link's target |
+| `GET /o/{token}.gif` | signed token | 200, a 1x1 transparent GIF (an email open) |
 | `POST /v1/track`, `/v1/identify`, `/v1/page`, `/v1/batch` | bearer token | 202 |
 | `POST /webhooks/sendgrid` | ECDSA signature, timestamp | 202 |
 | `POST /webhooks/mailgun` | HMAC, timestamp, token used once | 202 |
@@ -20,6 +22,11 @@ JSON ``{"error", "detail"}``: 400 (not JSON, not a valid call), 401 (any failed 
 `stream.web.auth`), 413 (body over the limit, refused from ``Content-Length`` before it is
 read, or as soon as a streamed body passes it), 503 (Kafka or Redis unavailable: retry later).
 Bad input never causes a 5xx.
+
+The pixel, the redirect and the open pixel keep what a machine requested (a ``HEAD``, a
+browser's prefetch, a security scanner's user agent or address: `schemas.adapters.machine`)
+with the event's `machine` set to the reason, so scoring can skip it; they answer it as they
+answer a person.
 """
 
 from __future__ import annotations
@@ -42,11 +49,12 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from schemas import codec
-from schemas.adapters import Conversion, mailchimp, mailgun, segment, sendgrid, snowplow
+from schemas.adapters import Conversion, machine, mailchimp, mailgun, segment, sendgrid, snowplow
 from schemas.adapters.base import identifier, skip, text, utm_from_url
 from schemas.errors import DecodeError
 from schemas.events import EventBase, PageViewed
 from schemas.topics import INBOUND_TOPICS, topic_for
+from stream import metrics
 from stream.errors import InfrastructureError
 from stream.settings import Settings
 from stream.web.auth import (
@@ -64,6 +72,14 @@ from stream.web.auth import (
     verify_sendgrid,
 )
 from stream.web.http import Handler, HttpError, guarded, json_response, refusal_error
+from stream.web.links import (
+    InvalidLink,
+    InvalidToken,
+    Link,
+    LinkSigner,
+    click_conversion,
+    open_conversion,
+)
 
 __all__ = [
     "COOKIE_NAME",
@@ -74,6 +90,7 @@ __all__ = [
     "Sink",
     "SinkUnavailable",
     "anonymous_id_from_cookie",
+    "client_ip",
     "pixel_conversion",
     "read_body",
     "register",
@@ -107,6 +124,8 @@ SEGMENT_CALLS: Final = ("track", "identify", "page")
 _COOKIE_VALUE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _READ_CHUNK = 64 * 1024
 _HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]")
+LINK_WAIT_SECONDS: Final = 2.0
+"""Longest a tracked link's answer waits for Kafka to take its event; the write goes on after."""
 
 
 # ----------------------------------------------------------------------------- Kafka
@@ -209,6 +228,16 @@ def anonymous_id_from_cookie(value: str | None) -> str | None:
     return None
 
 
+def client_ip(request: web.Request, *, trust_forwarded_for: bool) -> str | None:
+    """The client's address: the first entry of ``X-Forwarded-For`` when the proxy in front is
+    trusted to set it (`LEADSTREAM_COLLECTOR_TRUST_FORWARDED_FOR`), else the connection's peer."""
+    if trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For", "").split(",", 1)[0].strip()
+        if forwarded:
+            return forwarded
+    return request.remote
+
+
 def pixel_conversion(
     params: Mapping[str, str],
     *,
@@ -216,24 +245,32 @@ def pixel_conversion(
     referer: str | None,
     user_agent: str | None,
     received_at: datetime,
+    machine: str | None = None,
 ) -> Conversion:
     """The event of one pixel hit.
 
     Parameters: `url` (else the ``Referer`` header), `ref` (the page's referrer), `title`,
     `sid` (session id), `eid` (a client-side id of the hit: the event id is derived from it and
     the anonymous id, so a retried hit is the same event). Snowplow tracker parameters (`e=...`)
-    are read by the Snowplow adapter instead, with the cookie as network user id.
+    are read by the Snowplow adapter instead, with the cookie as network user id. `machine`:
+    why a machine made the request (`schemas.adapters.machine.from_request`), set on the events.
     """
     if "e" in params:
-        return snowplow.convert_params(
+        result = snowplow.convert_params(
             params, received_at=received_at, network_user_id=anonymous_id
         )
-    result = Conversion()
-    result.attempt(
-        "",
-        "page_viewed",
-        lambda: _page_viewed(params, anonymous_id, referer, user_agent, received_at),
-    )
+    else:
+        result = Conversion()
+        result.attempt(
+            "",
+            "page_viewed",
+            lambda: _page_viewed(params, anonymous_id, referer, user_agent, received_at),
+        )
+    if machine:
+        result.events = [
+            e if e.machine else e.model_copy(update={"machine": machine[:256]})
+            for e in result.events
+        ]
     return result
 
 
@@ -354,6 +391,15 @@ class Collector:
 
     # --- the pixel and its snippet
 
+    def _machine(self, request: web.Request) -> str | None:
+        """Why a machine made `request` (HEAD, prefetch, scanner user agent or address), or None."""
+        return machine.from_request(
+            request.method,
+            request.headers,
+            ip=client_ip(request, trust_forwarded_for=self.settings.collector_trust_forwarded_for),
+            extra_ranges=self.settings.machine_ip_ranges,
+        )
+
     async def pixel(self, request: web.Request) -> web.Response:
         received_at = self.clock()
         anonymous_id = anonymous_id_from_cookie(request.cookies.get(COOKIE_NAME))
@@ -364,6 +410,7 @@ class Collector:
             referer=request.headers.get("Referer"),
             user_agent=request.headers.get("User-Agent"),
             received_at=received_at,
+            machine=self._machine(request),
         )
         outcome = self._outcome(conversion, received_at)
         headers = dict(NO_CACHE)
@@ -396,8 +443,9 @@ class Collector:
         )
 
     async def pixel_head(self, request: web.Request) -> web.Response:
-        """HEAD of the pixel: its headers, and no event."""
-        return web.Response(body=PIXEL_GIF, content_type="image/gif", headers=NO_CACHE)
+        """HEAD of the pixel: the GET's answer without its body; its event is kept, marked as a
+        machine's (`HEAD request`)."""
+        return await self.pixel(request)
 
     async def snippet(self, request: web.Request) -> web.Response:
         return web.Response(
@@ -405,6 +453,124 @@ class Collector:
             content_type="application/javascript",
             charset="utf-8",
             headers={"Cache-Control": "public, max-age=3600"},
+        )
+
+    # --- tracked links (stream.web.links): GET and HEAD /r/{token}, /o/{token}.gif
+
+    link_wait_seconds: float = LINK_WAIT_SECONDS
+
+    @functools.cached_property
+    def links(self) -> LinkSigner:
+        """The tracked links' keys (`LEADSTREAM_LINK_SIGNING_KEY`)."""
+        return LinkSigner.from_settings(self.settings)
+
+    @functools.cached_property
+    def _link_writes(self) -> set[asyncio.Task[bool]]:
+        return set()  # the writes still going on after their answer (kept from the collector)
+
+    def _link(self, token: str) -> Link:
+        try:
+            return self.links.verify(token)
+        except InvalidToken as exc:
+            raise HttpError(404, "unknown_link", f"no such link: {exc}") from None
+        except InvalidLink as exc:
+            raise HttpError(400, "invalid_link", str(exc)) from None
+
+    async def _write_link_event(self, records: Sequence[Record], kind: str) -> bool:
+        try:
+            await self.sink.send(records)
+        except Exception as exc:  # the person was answered: nobody else will hear of it
+            metrics.tracked_link_event_lost(kind)
+            log.error(
+                "collector: tracked link %s event LOST, Kafka did not take it (the request was "
+                "answered anyway; leadstream_tracked_link_events_lost_total counts these): %s",
+                kind,
+                exc if isinstance(exc, SinkUnavailable) else repr(exc),
+            )
+            return False
+        return True
+
+    async def _record_link_event(self, outcome: Outcome, kind: str) -> bool:
+        """Write the event of a tracked link; whether Kafka took it within
+        `link_wait_seconds` (the write goes on after that, and a failure is logged and counted
+        then: the answer never waits for Kafka longer)."""
+        if not outcome.records:
+            return False
+        task = asyncio.ensure_future(self._write_link_event(outcome.records, kind))
+        self._link_writes.add(task)
+        task.add_done_callback(self._link_writes.discard)
+        try:
+            async with asyncio.timeout(self.link_wait_seconds):
+                return await asyncio.shield(task)
+        except TimeoutError:
+            log.warning(
+                "collector: Kafka has not taken a tracked link %s event after %.1f s: "
+                "answering now, the write goes on",
+                kind,
+                self.link_wait_seconds,
+            )
+            return False
+
+    @staticmethod
+    def _link_headers(outcome: Outcome, written: bool) -> dict[str, str]:
+        headers = dict(NO_CACHE)
+        if written:
+            headers["X-Leadstream-Event-Id"] = ",".join(outcome.accepted)
+        if outcome.rejected:
+            reasons = "; ".join(r["reason"] for r in outcome.rejected)[:512]
+            headers["X-Leadstream-Rejected"] = _HEADER_UNSAFE.sub("?", reasons)
+        return headers
+
+    async def redirect(self, request: web.Request, token: str) -> web.Response:
+        """A tracked link: 302 to its target, and a click event (`email_clicked` when the link
+        names a message, else `clicked`). 404 for a token that does not verify, 400 for one
+        without an http(s) target: no redirect and no event then. A machine's request is
+        redirected too, its event marked; Kafka being down delays the answer at most
+        `link_wait_seconds` and never stops the redirect."""
+        received_at = self.clock()
+        link = self._link(token)
+        if link.target is None:
+            raise HttpError(400, "invalid_link", "the link has no target URL")
+        conversion = click_conversion(
+            link,
+            token,
+            received_at=received_at,
+            user_agent=request.headers.get("User-Agent"),
+            referer=request.headers.get("Referer"),
+            machine=self._machine(request),
+        )
+        outcome = self._outcome(conversion, received_at)
+        written = await self._record_link_event(outcome, "click")
+        headers = {**self._link_headers(outcome, written), "Location": link.target}
+        return web.Response(status=302, headers=headers)
+
+    async def email_open(self, request: web.Request, token: str) -> web.Response:
+        """An email's open pixel: the 1x1 GIF, and an `email_opened` event for the link's
+        message. 404 (a token that does not verify) or 400 (a link without a message id) with
+        the GIF and no event; 200 otherwise, also when Kafka is down (the event is lost then,
+        logged and counted)."""
+        received_at = self.clock()
+        try:
+            link = self._link(token)
+            if link.message_id is None:
+                raise HttpError(400, "invalid_link", "an open pixel's link needs a message id")
+        except HttpError as refused:
+            log.info("collector: %s /o/ refused %d %s", request.method, refused.status, refused)
+            headers = {**NO_CACHE, "X-Leadstream-Rejected": refused.error}
+            return web.Response(
+                body=PIXEL_GIF, status=refused.status, content_type="image/gif", headers=headers
+            )
+        conversion = open_conversion(
+            link,
+            token,
+            received_at=received_at,
+            user_agent=request.headers.get("User-Agent"),
+            machine=self._machine(request),
+        )
+        outcome = self._outcome(conversion, received_at)
+        written = await self._record_link_event(outcome, "open")
+        return web.Response(
+            body=PIXEL_GIF, content_type="image/gif", headers=self._link_headers(outcome, written)
         )
 
     # --- Segment
@@ -551,6 +717,8 @@ def routes(collector: Collector) -> dict[str, dict[str, Handler]]:
     table: dict[str, dict[str, Handler]] = {
         "/collect/pixel.gif": {"get": g(collector.pixel), "head": g(collector.pixel_head)},
         "/collect/leadstream.js": {"get": g(collector.snippet)},
+        "/r/{token}": {"get": g(collector.redirect), "head": g(collector.redirect)},
+        "/o/{token}.gif": {"get": g(collector.email_open), "head": g(collector.email_open)},
         "/webhooks/sendgrid": {"post": g(collector.sendgrid)},
         "/webhooks/mailgun": {"post": g(collector.mailgun)},
         "/webhooks/mailchimp/{secret}": {
@@ -582,6 +750,7 @@ def register(
         else:
             replays = MemoryReplayGuard()
     collector = Collector(settings, sink or FaustSink(app, settings), replays=replays)
+    collector.links  # noqa: B018  (a link signing key too short to use stops the worker here)
     _warn_about_configuration(settings, collector)
 
     for path, methods in routes(collector).items():
@@ -602,6 +771,8 @@ def _warn_about_configuration(settings: Settings, collector: Collector) -> None:
             "collector: no collector token is configured (LEADSTREAM_AUTH_TOKENS): /v1/* "
             "answers 401 to every request"
         )
+    if not collector.links.configured:
+        log.info("collector: LEADSTREAM_LINK_SIGNING_KEY is not set: tracked links answer 404")
     if not settings.auth_disabled:
         for setting, value in (
             ("sendgrid_public_key", settings.sendgrid_public_key),

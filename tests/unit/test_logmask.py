@@ -102,9 +102,11 @@ def test_settings_secrets() -> None:
         auth_tokens=[SecretStr("tok-1111"), SecretStr("tok-2222")],
         mailgun_signing_key=SecretStr("key-mailgun"),
         mailchimp_webhook_key=SecretStr("mc-path-key"),
+        link_signing_key=[SecretStr("link-key-" + "1" * 32)],
     )
     assert sorted(logmask.settings_secrets(settings)) == [
         "key-mailgun",
+        "link-key-" + "1" * 32,
         "mc-path-key",
         "tok-1111",
         "tok-2222",

@@ -38,12 +38,14 @@ from stream.kafka import topics
 from stream.settings import Settings
 from stream.web.auth import RedisReplayGuard
 from stream.web.collector import COOKIE_NAME, PIXEL_GIF
+from stream.web.links import LinkSigner
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "tok-it-" + uuid.uuid4().hex
 MAILGUN_KEY = "key-it-" + uuid.uuid4().hex
 MAILCHIMP_KEY = "mc-it-" + uuid.uuid4().hex
+LINK_KEY = "link-it-" + uuid.uuid4().hex
 
 
 def _free_port() -> int:
@@ -100,6 +102,7 @@ def worker(
         "LEADSTREAM_MAILCHIMP_WEBHOOK_KEY": MAILCHIMP_KEY,
         "LEADSTREAM_WEBHOOK_REPLAY_STORE": "redis",
         "LEADSTREAM_COLLECTOR_MAX_CALL_BYTES": "4096",
+        "LEADSTREAM_LINK_SIGNING_KEY": LINK_KEY,
     }
     env.pop("LEADSTREAM_AUTH_DISABLED", None)
     log = tmp / "worker.log"
@@ -298,6 +301,56 @@ async def test_sendgrid_signed_events_reach_the_email_topic(worker: CollectorWor
     ((key, value),) = [(k, v) for k, v in records if v["event_id"] == sg_id]
     assert key == b"email:ada@example.com"
     assert (value["type"], value["source"]) == ("email_opened", "sendgrid")
+
+
+async def test_a_tracked_link_redirects_and_its_click_reaches_the_email_topic(
+    worker: CollectorWorker,
+) -> None:
+    signer = LinkSigner([LINK_KEY], worker.base_url)
+    message_id = f"msg-{uuid.uuid4().hex}"
+    url = signer.click_url(
+        "https://acme.example/pricing?plan=team",
+        email="Ada@Example.com",
+        message_id=message_id,
+        campaign_id="spring",
+    )
+    browser = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko Firefox/125.0"}
+    async with _session() as session:
+        async with session.get(url, headers=browser, allow_redirects=False) as response:
+            assert response.status == 302
+            assert response.headers["Location"] == "https://acme.example/pricing?plan=team"
+            assert "no-store" in response.headers["Cache-Control"]
+            click_id = response.headers["X-Leadstream-Event-Id"]
+        # a mail scanner's HEAD is redirected too, and its click kept, marked
+        async with session.head(url, headers=browser, allow_redirects=False) as response:
+            assert response.status == 302
+            head_id = response.headers["X-Leadstream-Event-Id"]
+        async with session.get(url + "x", allow_redirects=False) as response:
+            assert response.status == 404
+            assert "Location" not in response.headers
+        pixel = signer.open_url(email="ada@example.com", message_id=message_id)
+        async with session.get(pixel, headers=browser) as response:
+            assert response.status == 200
+            assert await response.read() == PIXEL_GIF
+            open_id = response.headers["X-Leadstream-Event-Id"]
+
+    records = await _read(worker, topics.EMAIL, _with_ids(click_id, head_id, open_id))
+    by_id = {value["event_id"]: (key, value) for key, value in records}
+    key, click = by_id[click_id]
+    assert key == b"email:ada@example.com"
+    assert (click["type"], click["source"], click["message_id"], click["campaign_id"]) == (
+        "email_clicked",
+        "leadstream",
+        message_id,
+        "spring",
+    )
+    assert click["url"] == "https://acme.example/pricing?plan=team"
+    assert click.get("machine") is None
+    assert by_id[head_id][1]["machine"] == "HEAD request"
+    key, opened = by_id[open_id]
+    assert key == b"email:ada@example.com"
+    assert (opened["type"], opened["message_id"]) == ("email_opened", message_id)
+    assert LINK_KEY not in worker.log.read_text(errors="replace")
 
 
 def _mailgun_body(token: str, timestamp: int, *, key: str = MAILGUN_KEY) -> dict[str, Any]:

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[3]
 LEADS = [f"known-{n}" for n in range(4)]
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
 
 
 def _free_port() -> int:
@@ -98,9 +99,12 @@ async def test_scoring_goes_on_while_redis_is_down_and_the_read_model_catches_up
     try:
         async with aiohttp.ClientSession(base_url=worker.base) as session:
             # A visitor's pixel hit, then the identify that names them: the held page view is
-            # released to the lead and scored.
+            # released to the lead and scored (a browser's: aiohttp's own user agent would
+            # mark the page view as a machine's, which scoring skips).
             async with session.get(
-                "/collect/pixel.gif", params={"url": "https://acme.example/pricing", "eid": "px-1"}
+                "/collect/pixel.gif",
+                params={"url": "https://acme.example/pricing", "eid": "px-1"},
+                headers={"User-Agent": BROWSER},
             ) as response:
                 assert response.status == 200
                 aid = response.cookies[COOKIE_NAME].value

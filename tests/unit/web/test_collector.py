@@ -145,6 +145,20 @@ def test_pixel_reads_snowplow_parameters_with_the_cookie_as_network_user_id() ->
     )
 
 
+def test_pixel_events_carry_the_machine_reason_snowplow_ones_too() -> None:
+    options: dict[str, Any] = {
+        "anonymous_id": "aid-0123456789",
+        "referer": None,
+        "user_agent": None,
+        "received_at": NOW,
+    }
+    for params in ({"url": "https://acme.example/"}, {"e": "pv", "url": "https://acme.example/"}):
+        (event,) = pixel_conversion(params, **options, machine="HEAD request").events
+        assert event.machine == "HEAD request"
+        (event,) = pixel_conversion(params, **options).events
+        assert event.machine is None
+
+
 @pytest.mark.parametrize(
     ("cookie", "expected"),
     [
@@ -278,6 +292,49 @@ async def test_pixel_answers_with_the_gif_even_when_it_makes_no_event(served: Se
     async with served.session.head(served.url("/collect/pixel.gif")) as response:
         assert response.status == 200
     assert served.sink.records == []
+
+
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
+
+
+async def test_pixel_keeps_head_prefetch_and_scanner_hits_marked_as_machines(
+    served: Served,
+) -> None:
+    url = served.url("/collect/pixel.gif")
+    params = {"url": "https://acme.example/pricing"}
+    browser = {"User-Agent": BROWSER}
+    async with served.session.get(url, params=params, headers=browser) as response:
+        person = dict(response.headers)
+    async with served.session.head(url, params=params, headers=browser) as response:
+        assert response.status == 200
+        assert await response.read() == b""
+        head = dict(response.headers)
+        assert COOKIE_NAME in response.cookies
+    # HEAD answers what GET answers, without the body
+    assert head["Content-Type"] == person["Content-Type"] == "image/gif"
+    assert head["Cache-Control"] == person["Cache-Control"]
+    assert head["Content-Length"] == person["Content-Length"] == str(len(PIXEL_GIF))
+    for headers in (
+        {**browser, "Sec-Purpose": "prefetch;prerender"},
+        {**browser, "X-Moz": "prefetch"},
+        {"User-Agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)"},
+        {},  # aiohttp's own user agent
+    ):
+        async with served.session.get(url, params=params, headers=headers) as response:
+            assert response.status == 200 and await response.read() == PIXEL_GIF
+    async with served.session.get(url, params=params, skip_auto_headers=["User-Agent"]) as r:
+        assert r.status == 200
+    machines = [event.get("machine") for event in served.events()]
+    assert machines == [
+        None,
+        "HEAD request",
+        "prefetch request",
+        "prefetch request",
+        "user agent: Barracuda",
+        "user agent: aiohttp",
+        "no user agent",
+    ]
+    assert head["X-Leadstream-Event-Id"] == served.events()[1]["event_id"]
 
 
 async def test_snippet(served: Served) -> None:
