@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -28,6 +29,7 @@ __all__ = [
     "Unavailable",
     "guarded",
     "json_response",
+    "loggable_path",
     "refusal_error",
 ]
 
@@ -149,7 +151,7 @@ def guarded(
                 "%s: %s %s: %s unavailable: %s",
                 prefix,
                 request.method,
-                request.path,
+                loggable_path(request.path),
                 unavailable.what,
                 exc,
             )
@@ -157,14 +159,16 @@ def guarded(
         except web.HTTPException:
             raise
         except Exception:
-            log.exception("%s: internal error on %s %s", prefix, request.method, request.path)
+            log.exception(
+                "%s: internal error on %s %s", prefix, request.method, loggable_path(request.path)
+            )
             refused = HttpError(500, "internal", "internal error")
         if log_refusals and refused.status < 500:
             log.info(
                 "%s: %s %s refused %d %s: %s",
                 prefix,
                 request.method,
-                request.path,
+                loggable_path(request.path),
                 refused.status,
                 refused.error,
                 refused.detail[:256],
@@ -172,3 +176,11 @@ def guarded(
         return refused.response(headers, charset=charset)
 
     return run
+
+
+_TOKEN_PATH = re.compile(r"^/([ro])/[^/]+$")
+
+
+def loggable_path(path: str) -> str:
+    """`path` for a log line: a tracked link's token (which names the person) left out."""
+    return _TOKEN_PATH.sub(r"/\1/<token>", path)

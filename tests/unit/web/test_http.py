@@ -236,3 +236,12 @@ async def test_a_guard_uses_the_endpoints_headers_and_logs_refusals_when_asked(
 def test_a_sink_that_cannot_write_is_an_infrastructure_error() -> None:
     assert issubclass(SinkUnavailable, InfrastructureError)
     assert issubclass(Refusal, LeadstreamError)
+
+
+def test_a_tracked_link_s_token_stays_out_of_log_lines() -> None:
+    from stream.web.http import loggable_path
+
+    assert loggable_path("/r/1.eyJ1IjoiaHR0cHM6Ly9hIn0.c2ln") == "/r/<token>"
+    assert loggable_path("/o/1.eyJtIjoibSJ9.c2ln.gif") == "/o/<token>"
+    assert loggable_path("/collect/pixel.gif") == "/collect/pixel.gif"
+    assert loggable_path("/webhooks/sendgrid") == "/webhooks/sendgrid"
