@@ -114,6 +114,9 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.auth_tokens,
         settings.mailgun_signing_key,
         settings.mailchimp_webhook_key,
+        settings.postmark_webhook_password,
+        settings.brevo_webhook_password,
+        settings.mailjet_webhook_password,
     )
 
 
