@@ -115,6 +115,9 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.mailgun_signing_key,
         settings.mailchimp_webhook_key,
         settings.link_signing_key,
+        settings.postmark_webhook_password,
+        settings.brevo_webhook_password,
+        settings.mailjet_webhook_password,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,6 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
 ReplayStore = Literal["redis", "memory"]
+_SNS_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
 
 class Settings(BaseSettings):
@@ -166,6 +168,33 @@ class Settings(BaseSettings):
     mailchimp_webhook_key: SecretStr | None = Field(
         None, description="The secret path segment of the Mailchimp webhook URL."
     )
+    # Email-platform webhooks: Postmark, Amazon SES through SNS, Brevo, Mailjet.
+    postmark_webhook_user: str = Field(
+        "postmark", description="User name of the Postmark webhook URL's Basic credentials."
+    )
+    postmark_webhook_password: SecretStr | None = Field(
+        None, description="Password of the Postmark webhook URL's Basic credentials."
+    )
+    ses_sns_topic_arns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "ARNs of the SNS topics SES publishes to, comma-separated: messages of other topics "
+            "are refused, and only these topics' subscriptions are confirmed."
+        ),
+    )
+    brevo_webhook_user: str = Field(
+        "brevo", description="User name of the Brevo webhook URL's Basic credentials."
+    )
+    brevo_webhook_password: SecretStr | None = Field(
+        None,
+        description="Password of the Brevo webhook URL's Basic credentials (or its bearer token).",
+    )
+    mailjet_webhook_user: str = Field(
+        "mailjet", description="User name of the Mailjet event URL's Basic credentials."
+    )
+    mailjet_webhook_password: SecretStr | None = Field(
+        None, description="Password of the Mailjet event URL's Basic credentials."
+    )
     webhook_tolerance_seconds: int = Field(
         300, ge=1, description="Largest age (either way) of a signed webhook timestamp."
     )
@@ -230,6 +259,23 @@ class Settings(BaseSettings):
                 ipaddress.ip_network(cidr, strict=False)
             except ValueError:
                 raise ValueError(f"{item!r} is not a CIDR block (e.g. 203.0.113.0/24)") from None
+        return value
+
+    @field_validator("ses_sns_topic_arns", mode="before")
+    @classmethod
+    def _split_topic_arns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("ses_sns_topic_arns")
+    @classmethod
+    def _check_topic_arns(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _SNS_TOPIC_ARN.fullmatch(item):
+                raise ValueError(
+                    f"{item!r} is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>)"
+                )
         return value
 
     @field_validator("auth_tokens", mode="before")

@@ -102,7 +102,7 @@ def vendor_event_id(source: str, vendor_id: object) -> str | None:
     if usable is None:
         return None
     scoped = f"{source}:{usable}"
-    if len(scoped) <= 256:  # the contract's identifier length
+    if len(scoped) <= 128:  # the contract's event id length
         return scoped
     hashed = uuid.uuid5(ADAPTER_NAMESPACE, "\x1f".join((source, "id", usable)))
     return f"{source}:{hashed}"

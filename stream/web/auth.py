@@ -38,6 +38,7 @@ __all__ = [
     "RedisReplayGuard",
     "Refusal",
     "ReplayGuard",
+    "check_webhook_credentials",
     "load_sendgrid_key",
     "secret_matches",
     "verify_mailgun",
@@ -59,6 +60,8 @@ class AuthFailure(StrEnum):
     STALE_TIMESTAMP = "stale_timestamp"
     REPLAYED = "replayed_token"
     WRONG_SECRET = "wrong_secret"  # noqa: S105
+    MISSING_CREDENTIALS = "missing_credentials"
+    UNEXPECTED_TOPIC = "unexpected_topic"
 
 
 class Refusal(LeadstreamError):
@@ -294,3 +297,39 @@ async def verify_mailgun(
     if not await replays.first_use(token, ttl_seconds=2 * tolerance_seconds + 60):
         raise Refusal(AuthFailure.REPLAYED, "this webhook token was already used")
     return token
+
+
+# ----------------------------------------------------------------------------- HTTP Basic webhooks
+
+
+def check_webhook_credentials(
+    authorization: str | None, *, user: str, password: str, bearer: bool = False
+) -> None:
+    """Return when `authorization` carries a webhook's configured credentials; raise `Refusal`.
+
+    `Basic` with the configured user name and password (what a vendor sends for a webhook URL
+    of the form `https://user:password@host/...`); with `bearer`, also `Bearer <password>`.
+    The user name and the password are both compared, in constant time, whichever differs.
+    """
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    credentials = credentials.strip()
+    if scheme.lower() == "bearer" and bearer and credentials:
+        if not hmac.compare_digest(_digest(credentials), _digest(password)):
+            raise Refusal(AuthFailure.WRONG_SECRET, "the webhook token is wrong")
+        return
+    if scheme.lower() != "basic" or not credentials:
+        raise Refusal(
+            AuthFailure.MISSING_CREDENTIALS, "send the webhook's user name and password (Basic)"
+        )
+    try:
+        given_user, _, given_password = (
+            base64.b64decode(credentials, validate=True).decode().partition(":")
+        )
+    except (binascii.Error, UnicodeDecodeError):
+        raise Refusal(
+            AuthFailure.MISSING_CREDENTIALS, "the Basic credentials are not base64"
+        ) from None
+    user_ok = hmac.compare_digest(_digest(given_user), _digest(user))
+    password_ok = hmac.compare_digest(_digest(given_password), _digest(password))
+    if not (user_ok & password_ok):
+        raise Refusal(AuthFailure.WRONG_SECRET, "the webhook's user name or password is wrong")

@@ -15,6 +15,10 @@ lead or anonymous id, and answers once Kafka has acknowledged them:
 | `POST /webhooks/sendgrid` | ECDSA signature, timestamp | 202 |
 | `POST /webhooks/mailgun` | HMAC, timestamp, token used once | 202 |
 | `GET`/`POST /webhooks/mailchimp/{secret}` | secret in the path | 200 / 202 |
+| `POST /webhooks/postmark` | HTTP Basic credentials | 202 |
+| `POST /webhooks/ses` | SNS signature, topic allow-list | 202 (200 for subscription messages) |
+| `POST /webhooks/brevo` | HTTP Basic credentials (or bearer token) | 202 |
+| `POST /webhooks/mailjet` | HTTP Basic credentials | 202 |
 
 A 202 body lists the ids of the events written and every part of the request that made none,
 with the reason: ``{"accepted": [...], "rejected": [{"where", "kind", "reason"}]}``. Refusals are
@@ -46,10 +50,23 @@ from urllib.parse import urlsplit
 import orjson
 from aiohttp import web
 from aiokafka.errors import KafkaError
+from pydantic import SecretStr
 from redis.exceptions import RedisError
 
 from schemas import codec
-from schemas.adapters import Conversion, machine, mailchimp, mailgun, segment, sendgrid, snowplow
+from schemas.adapters import (
+    Conversion,
+    brevo,
+    machine,
+    mailchimp,
+    mailgun,
+    mailjet,
+    postmark,
+    segment,
+    sendgrid,
+    ses,
+    snowplow,
+)
 from schemas.adapters.base import identifier, skip, text, utm_from_url
 from schemas.errors import DecodeError
 from schemas.events import EventBase, PageViewed
@@ -66,6 +83,7 @@ from stream.web.auth import (
     RedisReplayGuard,
     Refusal,
     ReplayGuard,
+    check_webhook_credentials,
     load_sendgrid_key,
     secret_matches,
     verify_mailgun,
@@ -80,6 +98,7 @@ from stream.web.links import (
     click_conversion,
     open_conversion,
 )
+from stream.web.sns import SNS_MESSAGE_TYPE_HEADER, SnsUnavailable, SnsVerifier
 
 __all__ = [
     "COOKIE_NAME",
@@ -126,6 +145,9 @@ _READ_CHUNK = 64 * 1024
 _HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]")
 LINK_WAIT_SECONDS: Final = 2.0
 """Longest a tracked link's answer waits for Kafka to take its event; the write goes on after."""
+BASIC_CHALLENGE: Final = {"WWW-Authenticate": 'Basic realm="leadstream webhooks"'}
+"""Sent with a 401 of a webhook that takes HTTP Basic credentials (some vendors' HTTP clients
+send the credentials of a `https://user:password@host/` URL only when challenged)."""
 
 
 # ----------------------------------------------------------------------------- Kafka
@@ -342,11 +364,13 @@ class Collector:
         *,
         replays: ReplayGuard,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sns: SnsVerifier | None = None,
     ) -> None:
         self.settings = settings
         self.sink = sink
         self.replays = replays
         self.clock = clock
+        self.sns = sns or SnsVerifier()
         self.auth = BearerAuth(
             [t.get_secret_value() for t in settings.auth_tokens], disabled=settings.auth_disabled
         )
@@ -693,6 +717,135 @@ class Collector:
         received_at = self.clock()
         return await self._accept(mailchimp.convert(body, received_at=received_at), received_at)
 
+    # --- email platforms: shared steps
+
+    def _check_credentials(
+        self,
+        request: web.Request,
+        vendor: str,
+        user: str,
+        password: SecretStr | None,
+        *,
+        bearer: bool = False,
+    ) -> None:
+        """The vendor's configured HTTP Basic credentials (or, with `bearer`, its token)."""
+        if password is None:
+            if self.settings.auth_disabled:
+                return
+            raise self._unconfigured(f"{vendor}_webhook_password")
+        try:
+            check_webhook_credentials(
+                request.headers.get("Authorization"),
+                user=user,
+                password=password.get_secret_value(),
+                bearer=bearer,
+            )
+        except Refusal as refusal:
+            raise HttpError(
+                401, refusal.failure.value, refusal.detail, headers=BASIC_CHALLENGE
+            ) from None
+
+    async def _email_webhook(
+        self, request: web.Request, convert: Callable[..., Conversion]
+    ) -> web.Response:
+        body = await read_body(request, self.settings.collector_max_webhook_bytes)
+        received_at = self.clock()
+        payload = _parse_json(body)
+        conversion = convert(
+            payload, received_at=received_at, machine_ranges=self.settings.machine_ip_ranges
+        )
+        return await self._accept(conversion, received_at)
+
+    # --- Postmark
+
+    async def postmark(self, request: web.Request) -> web.Response:
+        settings = self.settings
+        self._check_credentials(
+            request, "postmark", settings.postmark_webhook_user, settings.postmark_webhook_password
+        )
+        return await self._email_webhook(request, postmark.convert)
+
+    # --- Amazon SES through SNS
+
+    async def ses(self, request: web.Request) -> web.Response:
+        """An SNS message: a `Notification` of an SES event, or a subscription message."""
+        topics = self.settings.ses_sns_topic_arns
+        if not topics and not self.settings.auth_disabled:
+            raise self._unconfigured("ses_sns_topic_arns")
+        body = await read_body(request, self.settings.collector_max_webhook_bytes)
+        received_at = self.clock()
+        message = _parse_json(body)
+        kind = message.get("Type") if isinstance(message, dict) else None
+        if not isinstance(kind, str):
+            raise HttpError(400, "invalid_call", "the body is not an SNS message (no Type)")
+        declared = request.headers.get(SNS_MESSAGE_TYPE_HEADER)
+        if declared is not None and declared != kind:
+            raise HttpError(
+                400, "invalid_call", f"{SNS_MESSAGE_TYPE_HEADER} {declared[:40]!r} is not {kind!r}"
+            )
+        if kind not in ("Notification", *ses.SNS_CONTROL_TYPES):
+            raise HttpError(400, "invalid_call", f"unknown SNS message type {kind[:40]!r}")
+        if topics or kind != "Notification":  # unsigned notifications only with auth disabled
+            await self._verify_sns(message, topics)
+        topic = str(message.get("TopicArn"))
+        if kind == "SubscriptionConfirmation":
+            try:
+                await self.sns.confirm(message)
+            except SnsUnavailable as exc:
+                log.error("collector: could not confirm the SNS subscription: %s", exc)
+                raise HttpError(503, "unavailable", "SNS could not be reached; retry") from exc
+            log.info("collector: confirmed the SNS subscription to %s", topic)
+            return json_response({"status": "confirmed", "topic_arn": topic}, 200, NO_CACHE)
+        if kind == "UnsubscribeConfirmation":
+            log.warning("collector: the SNS subscription to %s was deleted", topic)
+            return json_response({"status": "unsubscribed", "topic_arn": topic}, 200, NO_CACHE)
+        conversion = ses.convert(
+            message, received_at=received_at, machine_ranges=self.settings.machine_ip_ranges
+        )
+        return await self._accept(conversion, received_at)
+
+    async def _verify_sns(self, message: dict[str, Any], topics: Sequence[str]) -> None:
+        if not topics:
+            raise self._unconfigured("ses_sns_topic_arns")
+        topic = message.get("TopicArn")
+        if topic not in topics:
+            raise HttpError(
+                401,
+                AuthFailure.UNEXPECTED_TOPIC.value,
+                "the TopicArn is not in LEADSTREAM_SES_SNS_TOPIC_ARNS",
+            )
+        try:
+            await self.sns.verify(message)
+        except Refusal as refusal:
+            raise refusal_error(refusal) from None
+        except SnsUnavailable as exc:
+            log.error("collector: the SNS signing certificate is unavailable: %s", exc)
+            raise HttpError(
+                503, "unavailable", "the signing certificate could not be fetched; retry"
+            ) from exc
+
+    # --- Brevo
+
+    async def brevo(self, request: web.Request) -> web.Response:
+        settings = self.settings
+        self._check_credentials(
+            request,
+            "brevo",
+            settings.brevo_webhook_user,
+            settings.brevo_webhook_password,
+            bearer=True,
+        )
+        return await self._email_webhook(request, brevo.convert)
+
+    # --- Mailjet
+
+    async def mailjet(self, request: web.Request) -> web.Response:
+        settings = self.settings
+        self._check_credentials(
+            request, "mailjet", settings.mailjet_webhook_user, settings.mailjet_webhook_password
+        )
+        return await self._email_webhook(request, mailjet.convert)
+
 
 def _view(path: str, **methods: Handler) -> Any:
     """A Faust view class whose HTTP methods call `methods` with the aiohttp request."""
@@ -728,6 +881,11 @@ def routes(collector: Collector) -> dict[str, dict[str, Handler]]:
     }
     for kind in (*SEGMENT_CALLS, "batch"):
         table[f"/v1/{kind}"] = {"post": g(functools.partial(collector.segment, kind=kind))}
+    # email platforms
+    table["/webhooks/postmark"] = {"post": g(collector.postmark)}
+    table["/webhooks/ses"] = {"post": g(collector.ses)}
+    table["/webhooks/brevo"] = {"post": g(collector.brevo)}
+    table["/webhooks/mailjet"] = {"post": g(collector.mailjet)}
     return table
 
 
@@ -780,6 +938,18 @@ def _warn_about_configuration(settings: Settings, collector: Collector) -> None:
             ("mailchimp_webhook_key", settings.mailchimp_webhook_key),
         ):
             if value is None:
+                log.info(
+                    "collector: LEADSTREAM_%s is not set: that webhook answers 401",
+                    setting.upper(),
+                )
+        # email platforms
+        for setting, configured in (
+            ("postmark_webhook_password", settings.postmark_webhook_password is not None),
+            ("ses_sns_topic_arns", bool(settings.ses_sns_topic_arns)),
+            ("brevo_webhook_password", settings.brevo_webhook_password is not None),
+            ("mailjet_webhook_password", settings.mailjet_webhook_password is not None),
+        ):
+            if not configured:
                 log.info(
                     "collector: LEADSTREAM_%s is not set: that webhook answers 401",
                     setting.upper(),

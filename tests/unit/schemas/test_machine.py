@@ -87,3 +87,17 @@ def test_setting_reads_ranges_and_refuses_bad_ones() -> None:
     assert settings.machine_ip_ranges == ["Acme=203.0.113.0/24", "198.51.100.0/24"]
     with pytest.raises(ValidationError, match="is not a CIDR block"):
         make_settings(machine_ip_ranges="Acme=not-a-range")
+
+
+def test_vendor_event_ids_are_scoped_and_fit_the_contract() -> None:
+    from schemas.adapters.base import vendor_event_id
+    from schemas.codec import decode, encode
+    from schemas.examples import make_event
+
+    assert vendor_event_id("sendgrid", "abc") == "sendgrid:abc"
+    assert vendor_event_id("sendgrid", " ") is None
+    long = vendor_event_id("sendgrid", "x" * 200)
+    assert long is not None and long.startswith("sendgrid:") and len(long) <= 128
+    assert long != vendor_event_id("mailgun", "x" * 200)
+    event = make_event("email_opened", event_id=long)
+    assert decode(encode(event), now=event.occurred_at).event_id == long
