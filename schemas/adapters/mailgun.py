@@ -1,9 +1,12 @@
 """Mailgun webhooks (JSON, 2018+): `{"signature": {...}, "event-data": {...}}`.
 
-`accepted` → `email_sent`, `delivered`, `failed` (severity `permanent` is a hard bounce, `temporary`
-soft), `opened` and `clicked` (machine when `client-info.bot` names a bot), `unsubscribed`,
-`complained` → `email_spam_reported`. Other events (`stored`, `rejected`, `list_member_uploaded`,
-...) are reported. The person is `email:<recipient>`; a user variable `lead_id` adds the lead id.
+`accepted` → `email_sent`, `delivered`, `failed` with severity `permanent` → a hard
+`email_bounced`, `opened` and `clicked` (machine when `client-info.bot` names a bot),
+`unsubscribed`, `complained` → `email_spam_reported`. A `failed` with severity `temporary` is
+reported, not converted: Mailgun retries the message, and the final `delivered` or permanent
+`failed` event follows (as SendGrid's `deferred`). Other events (`stored`, `rejected`,
+`list_member_uploaded`, ...) are reported. The person is `email:<recipient>`; a user variable
+`lead_id` adds the lead id.
 """
 
 from __future__ import annotations
@@ -124,6 +127,10 @@ def _failed(data: dict[str, Any], common: dict[str, Any]) -> EventBase:
     if isinstance(status, dict):
         details = [str(status[k]) for k in ("code", "description", "message") if status.get(k)]
     reason = text(" ".join(details) or data.get("reason"), 4096)
-    return EmailBounced(
-        **common, bounce="hard" if severity == "permanent" else "soft", reason=reason
-    )
+    if severity == "temporary":
+        detail = f" ({reason[:200]})" if reason else ""
+        raise skip(
+            "a temporary failure: Mailgun retries, and the final delivered or permanent failed "
+            f"event follows{detail}"
+        )
+    return EmailBounced(**common, bounce="hard", reason=reason)

@@ -1,4 +1,5 @@
-"""Vendor adapters against the real vendor samples in ../shared/datasets/webhooks (read in place).
+"""Vendor adapters against the real vendor samples in ../shared/datasets/webhooks (read in place)
+and the permissively licensed ones kept in tests/fixtures.
 
 Where the samples come from, and how to lay them out: docs/DATASETS.md.
 
@@ -38,6 +39,7 @@ from schemas.topics import topic_for
 
 REPO = Path(__file__).resolve().parents[3]
 DATASETS = (REPO / ".." / "shared" / "datasets" / "webhooks").resolve()
+FIXTURES = REPO / "tests" / "fixtures"
 RECEIVED = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 
 needs_samples = pytest.mark.skipif(not DATASETS.is_dir(), reason=f"{DATASETS} is absent")
@@ -155,6 +157,11 @@ def convert_sample(path: Path) -> Conversion:
 
 def sample(relative: str) -> Path:
     return DATASETS / relative
+
+
+def fixture(relative: str) -> Any:
+    """A payload kept in tests/fixtures (sources in each folder's SOURCE.md), parsed."""
+    return json.loads((FIXTURES / relative).read_text())
 
 
 def _samples() -> list[str]:
@@ -299,12 +306,21 @@ def test_mailgun_envelope_and_bot_flags() -> None:
     assert machine.lead_id == "lead-3"
 
 
-def test_mailgun_temporary_failures_are_soft_and_unknown_events_reported() -> None:
+def test_mailgun_temporary_failure_is_reported_not_a_bounce() -> None:
+    # Mailgun retries after a temporary failure: the message may yet be delivered, so it is not
+    # a bounce (as SendGrid's `deferred` is not)
+    result = mailgun.convert(
+        fixture("mailgun/event-data.failed-temporary.json"), received_at=RECEIVED
+    )
+    assert result.events == []
+    (rejected,) = result.rejected
+    assert (rejected.where, rejected.vendor_kind) == ("event-data", "failed")
+    assert rejected.reason.startswith("a temporary failure: Mailgun retries")
+    assert "451 4.7.652 The mail server" in rejected.reason
+
+
+def test_mailgun_unknown_events_are_reported() -> None:
     base = {"id": "x1", "timestamp": 1.5, "recipient": "a@b.c"}
-    (soft,) = mailgun.convert(
-        {**base, "event": "failed", "severity": "temporary"}, received_at=RECEIVED
-    ).events
-    assert soft.bounce == "soft"  # type: ignore[attr-defined]
     stored = mailgun.convert({**base, "event": "stored"}, received_at=RECEIVED)
     assert stored.events == []
     assert stored.rejected[0].vendor_kind == "stored"
