@@ -1,10 +1,11 @@
 """SendGrid Event Webhook: a JSON array of events (a single object is accepted too).
 
-`processed` → `email_sent`, `delivered`, `open` (with `sg_machine_open`), `click`, `bounce`
-(`type: bounce` is hard, `blocked` soft), `spamreport`, `unsubscribe` and `group_unsubscribe` →
-`email_unsubscribed`, `group_resubscribe` → `email_subscribed`. `dropped` and `deferred` are
-reported, not converted: SendGrid did not deliver, and the final outcome arrives as its own event.
-The person is `email:<address>`; a custom argument `lead_id` adds the lead id.
+`processed` → `email_sent`, `delivered`, `open` (with `sg_machine_open`), `click`, `bounce` →
+`email_bounced` (hard or soft, see `bounce_kind`), `spamreport`, `unsubscribe` and
+`group_unsubscribe` → `email_unsubscribed`, `group_resubscribe` → `email_subscribed`. `dropped`
+and `deferred` are reported, not converted: SendGrid did not deliver, and the final outcome
+arrives as its own event. The person is `email:<address>`; a custom argument `lead_id` adds the
+lead id.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from schemas.adapters.base import (
     text,
 )
 from schemas.events import (
+    BounceKind,
     EmailBounced,
     EmailClicked,
     EmailDelivered,
@@ -35,9 +37,14 @@ from schemas.events import (
     EventBase,
 )
 
-__all__ = ["SOURCE", "convert", "convert_body"]
+__all__ = ["SOURCE", "bounce_kind", "convert", "convert_body"]
 
 SOURCE = "sendgrid"
+
+_HARD_CLASSIFICATIONS = frozenset({"Invalid Address"})
+_SOFT_CLASSIFICATIONS = frozenset(
+    {"Content", "Frequency or Volume Too High", "Reputation", "Technical Failure"}
+)
 
 _NOT_CONVERTED = {
     "dropped": "SendGrid dropped the message without sending it: nothing happened to the person",
@@ -64,6 +71,39 @@ def convert(payload: Any, *, received_at: datetime) -> Conversion:
         kind = item.get("event")
         result.attempt(where, kind, functools.partial(_event, item, received_at))
     return result
+
+
+def bounce_kind(item: dict[str, Any]) -> BounceKind:
+    """Whether a SendGrid `bounce` event is a hard or a soft bounce.
+
+    1. `type`, when SendGrid sends it: `bounce` (the receiving server refused the recipient
+       permanently) is hard, `blocked` (refused temporarily) soft.
+    2. Else `bounce_classification`, SendGrid's bucket of the receiving server's answer
+       ("Bounce and Block Classifications",
+       https://www.twilio.com/docs/sendgrid/ui/analytics-and-reporting/bounce-and-block-classifications):
+       `Invalid Address` (the address is malformed or its mailbox does not exist; "often
+       referred to as hard bounces") is hard; `Content`, `Reputation`, `Frequency or Volume Too
+       High` and `Technical Failure` are about the message or the sender, not the address, and
+       are soft. `Mailbox Unavailable` and `Unclassified` say neither, and go on to:
+    3. the enhanced SMTP `status` (RFC 3463): `5.x.x` (permanent) is hard, `4.x.x` (transient)
+       soft.
+    4. Else hard: SendGrid documents a bounce as a permanent refusal
+       (https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event#bounce).
+    """
+    kind = item.get("type")
+    if kind == "bounce":
+        return "hard"
+    if kind == "blocked":
+        return "soft"
+    classification = item.get("bounce_classification")
+    if classification in _HARD_CLASSIFICATIONS:
+        return "hard"
+    if classification in _SOFT_CLASSIFICATIONS:
+        return "soft"
+    status = str(item.get("status") or "").strip()
+    if status.startswith("4"):
+        return "soft"
+    return "hard"
 
 
 def _event(  # noqa: PLR0911 - one return per SendGrid event
@@ -101,9 +141,7 @@ def _event(  # noqa: PLR0911 - one return per SendGrid event
             return EmailClicked(**common, url=url, user_agent=text(item.get("useragent"), 4096))
         case "bounce":
             return EmailBounced(
-                **common,
-                bounce="soft" if item.get("type") == "blocked" else "hard",
-                reason=text(item.get("reason"), 4096),
+                **common, bounce=bounce_kind(item), reason=text(item.get("reason"), 4096)
             )
         case "spamreport":
             return EmailSpamReported(**common)

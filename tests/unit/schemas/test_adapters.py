@@ -230,6 +230,40 @@ def test_sendgrid_bounce_kinds_and_campaigns() -> None:
     assert resubscribed.list_id == "10"
 
 
+def _sendgrid_documented(event: str) -> dict[str, Any]:
+    """The `event` item of SendGrid's documented batch of every event (tests/fixtures)."""
+    (item,) = [i for i in fixture("sendgrid/event-webhook-all-events.json") if i["event"] == event]
+    return dict(item)
+
+
+def test_sendgrid_bounce_without_type_is_judged_by_classification_then_status() -> None:
+    bounce = _sendgrid_documented("bounce")
+    assert "type" not in bounce and bounce["status"] == "5.0.0"
+
+    def kind(**changes: str) -> str:
+        (event,) = sendgrid.convert([{**bounce, **changes}], received_at=RECEIVED).events
+        assert isinstance(event, EmailBounced)
+        assert event.reason == "500 unknown recipient"
+        return event.bounce
+
+    assert kind() == "hard"  # 5.x.x: a permanent failure
+    assert kind(status="4.0.0") == "soft"  # 4.x.x: a transient one
+    # the current documentation's example of this item adds the classification
+    assert kind(bounce_classification="Invalid Address") == "hard"
+    assert kind(bounce_classification="Invalid Address", status="4.0.0") == "hard"
+    for about_the_sender in ("Content", "Reputation", "Frequency or Volume Too High"):
+        assert kind(bounce_classification=about_the_sender) == "soft"
+    assert kind(bounce_classification="Technical Failure") == "soft"
+    # classifications that say nothing either way leave it to the status
+    assert kind(bounce_classification="Mailbox Unavailable", status="4.2.2") == "soft"
+    assert kind(bounce_classification="Unclassified") == "hard"
+    # `type`, when sent, decides (the documentation's `blocked` example is classified
+    # "Invalid Address" and still a temporary refusal)
+    assert kind(type="blocked", bounce_classification="Invalid Address") == "soft"
+    assert kind(type="bounce", status="4.0.0") == "hard"
+    assert sendgrid.bounce_kind({"event": "bounce"}) == "hard"  # documented as permanent
+
+
 @needs_samples
 def test_sendgrid_events_without_an_id_get_a_stable_derived_one() -> None:
     first = convert_sample(sample("sendgrid/category-array.json")).events
