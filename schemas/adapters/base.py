@@ -8,17 +8,18 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from pydantic import ValidationError
 
-from schemas.events import EventBase, Utm
+from schemas.events import EmailBounced, EventBase, Utm
 
 __all__ = [
     "Conversion",
     "Rejected",
+    "SuppressionList",
     "derived_event_id",
     "email_identity",
     "epoch_to_datetime",
@@ -26,6 +27,7 @@ __all__ = [
     "iso_to_datetime",
     "parse_json_body",
     "skip",
+    "suppressed",
     "text",
     "utm_from_url",
     "vendor_event_id",
@@ -77,6 +79,37 @@ class _Skip(Exception):
 
 def skip(reason: str) -> _Skip:
     return _Skip(reason)
+
+
+SuppressionList = Literal["bounce", "unsubscribe", "complaint"]
+"""Why a sending platform keeps an address from being sent to: an earlier bounce, unsubscribe or
+spam report (SendGrid's `dropped` reasons, Mailgun's `suppress-*` failures)."""
+
+_SUPPRESSED_AFTER = {"unsubscribe": "an unsubscribe", "complaint": "a spam report"}
+
+
+def suppressed(
+    kind: SuppressionList, vendor: str, common: dict[str, Any], detail: str | None = None
+) -> EventBase:
+    """A message the vendor did not send because the address is on one of its suppression lists,
+    treated alike for every vendor:
+
+    - after an earlier bounce: a hard `email_bounced`, its reason saying so. The address is known
+      not to take mail, whether or not the bounce itself was ever reported to Leadstream.
+    - after an earlier unsubscribe or spam report: reported (raises `skip`), not converted.
+      Nothing happened to the person now, and the unsubscribe or report was an event of its own.
+    """
+    said = f" ({detail[:200]})" if detail else ""
+    if kind == "bounce":
+        return EmailBounced(
+            **common,
+            bounce="hard",
+            reason=f"not sent: the address was suppressed after an earlier bounce{said}",
+        )
+    raise skip(
+        f"{vendor} did not send: the address was suppressed after {_SUPPRESSED_AFTER[kind]}, "
+        f"which was an event of its own; nothing happened to the person now{said}"
+    )
 
 
 def parse_json_body(body: bytes | str, result: Conversion) -> Any:

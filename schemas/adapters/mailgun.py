@@ -4,9 +4,12 @@
 `email_bounced`, `opened` and `clicked` (machine when `client-info.bot` names a bot),
 `unsubscribed`, `complained` → `email_spam_reported`. A `failed` with severity `temporary` is
 reported, not converted: Mailgun retries the message, and the final `delivered` or permanent
-`failed` event follows (as SendGrid's `deferred`). Other events (`stored`, `rejected`,
-`list_member_uploaded`, ...) are reported. The person is `email:<recipient>`; a user variable
-`lead_id` adds the lead id.
+`failed` event follows (as SendGrid's `deferred`). A permanent `failed` whose `reason` is a
+suppression (Mailgun did not send) is treated the same way as SendGrid's `dropped`
+(`base.suppressed`): `suppress-bounce` (suppressed after an earlier bounce) → a hard
+`email_bounced` saying so; `suppress-unsubscribe` and `suppress-complaint` are reported, not
+converted, with the reason. Other events (`stored`, `rejected`, `list_member_uploaded`, ...) are
+reported. The person is `email:<recipient>`; a user variable `lead_id` adds the lead id.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from typing import Any
 
 from schemas.adapters.base import (
     Conversion,
+    SuppressionList,
     derived_event_id,
     email_identity,
     epoch_to_datetime,
     identifier,
     parse_json_body,
     skip,
+    suppressed,
     text,
 )
 from schemas.events import (
@@ -40,6 +45,15 @@ from schemas.events import (
 __all__ = ["SOURCE", "convert", "convert_body", "verify_signature"]
 
 SOURCE = "mailgun"
+
+_SUPPRESSIONS: dict[str, SuppressionList] = {
+    "suppress-bounce": "bounce",
+    "suppress-unsubscribe": "unsubscribe",
+    "suppress-complaint": "complaint",
+}
+"""Permanent failures' `reason`s that name a suppression list (Mailgun's stats API lists them:
+"recipients previously bounced / unsubscribed / complained", source/api-stats.rst in
+mailgun/documentation)."""
 
 
 def verify_signature(signing_key: str, *, timestamp: str, token: str, signature: str) -> bool:
@@ -133,4 +147,7 @@ def _failed(data: dict[str, Any], common: dict[str, Any]) -> EventBase:
             "a temporary failure: Mailgun retries, and the final delivered or permanent failed "
             f"event follows{detail}"
         )
+    suppression = _SUPPRESSIONS.get(str(data.get("reason")))
+    if suppression is not None:
+        return suppressed(suppression, "Mailgun", common, reason)
     return EmailBounced(**common, bounce="hard", reason=reason)

@@ -2,10 +2,14 @@
 
 `processed` → `email_sent`, `delivered`, `open` (with `sg_machine_open`), `click`, `bounce` →
 `email_bounced` (hard or soft, see `bounce_kind`), `spamreport`, `unsubscribe` and
-`group_unsubscribe` → `email_unsubscribed`, `group_resubscribe` → `email_subscribed`. `dropped`
-and `deferred` are reported, not converted: SendGrid did not deliver, and the final outcome
-arrives as its own event. The person is `email:<address>`; a custom argument `lead_id` adds the
-lead id.
+`group_unsubscribe` → `email_unsubscribed`, `group_resubscribe` → `email_subscribed`.
+`deferred` is reported, not converted: a temporary delay, the final outcome arrives as its own
+event. `dropped` (SendGrid did not send) depends on its reason, the same way as Mailgun's
+suppressions (`base.suppressed`): `Bounced Address` (suppressed after an earlier bounce) → a
+hard `email_bounced` saying so; `Unsubscribed Address` and `Spam Reporting Address` (suppressed
+after an unsubscribe or a spam report) and every other drop (`Invalid`, `Spam Content`, `Invalid
+SMTPAPI header`, ...) are reported, not converted, with the reason. The person is
+`email:<address>`; a custom argument `lead_id` adds the lead id.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from typing import Any
 
 from schemas.adapters.base import (
     Conversion,
+    SuppressionList,
     derived_event_id,
     email_identity,
     epoch_to_datetime,
     identifier,
     parse_json_body,
     skip,
+    suppressed,
     text,
 )
 from schemas.events import (
@@ -47,9 +53,15 @@ _SOFT_CLASSIFICATIONS = frozenset(
 )
 
 _NOT_CONVERTED = {
-    "dropped": "SendGrid dropped the message without sending it: nothing happened to the person",
     "deferred": "a temporary delay; the final delivered or bounce event follows",
 }
+_DROP_SUPPRESSIONS: dict[str, SuppressionList] = {
+    "Bounced Address": "bounce",
+    "Unsubscribed Address": "unsubscribe",
+    "Spam Reporting Address": "complaint",
+}
+"""`dropped` reasons that name a suppression list ("Drops", content/docs/glossary/drops.md in
+sendgrid/docs, now https://www.twilio.com/docs/sendgrid/glossary/drops)."""
 
 
 def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
@@ -71,6 +83,17 @@ def convert(payload: Any, *, received_at: datetime) -> Conversion:
         kind = item.get("event")
         result.attempt(where, kind, functools.partial(_event, item, received_at))
     return result
+
+
+def _dropped(item: dict[str, Any], common: dict[str, Any]) -> EventBase:
+    reason = text(item.get("reason"), 256)
+    suppression = _DROP_SUPPRESSIONS.get(reason or "")
+    if suppression is not None:
+        return suppressed(suppression, "SendGrid", common, reason)
+    raise skip(
+        f"SendGrid dropped the message without sending it ({reason or 'no reason given'}): "
+        "nothing happened to the person"
+    )
 
 
 def bounce_kind(item: dict[str, Any]) -> BounceKind:
@@ -106,7 +129,7 @@ def bounce_kind(item: dict[str, Any]) -> BounceKind:
     return "hard"
 
 
-def _event(  # noqa: PLR0911 - one return per SendGrid event
+def _event(  # noqa: PLR0911, PLR0912 - one branch per SendGrid event
     item: dict[str, Any], received_at: datetime
 ) -> EventBase:
     kind = item.get("event")
@@ -126,6 +149,8 @@ def _event(  # noqa: PLR0911 - one return per SendGrid event
     match kind:
         case "processed":
             return EmailSent(**common)
+        case "dropped":
+            return _dropped(item, common)
         case "delivered":
             return EmailDelivered(**common)
         case "open":

@@ -107,7 +107,7 @@ EXPECTED: dict[str, list[str] | str] = {
     "sendgrid/click.json": ["email_clicked"],
     "sendgrid/deferred.json": "a temporary delay",
     "sendgrid/delivered.json": ["email_delivered"],
-    "sendgrid/dropped.json": "SendGrid dropped the message",
+    "sendgrid/dropped.json": ["email_bounced"],
     "sendgrid/group_resubscribe.json": ["email_subscribed"],
     "sendgrid/group_unsubscribe.json": ["email_unsubscribed"],
     "sendgrid/legacy-marketing-unsubscribe.json": ["email_unsubscribed"],
@@ -322,7 +322,10 @@ def test_mailgun_failed_permanent_field_by_field() -> None:
     assert event.source == "mailgun"
     assert event.message_id == "20180622211249.1.2A6098970A380E12@example.org"
     assert event.bounce == "hard"
-    assert event.reason == "605 Not delivering to previously bounced address"
+    assert event.reason == (  # reason `suppress-bounce`: Mailgun did not send
+        "not sent: the address was suppressed after an earlier bounce "
+        "(605 Not delivering to previously bounced address)"
+    )
 
 
 @needs_samples
@@ -358,6 +361,80 @@ def test_mailgun_unknown_events_are_reported() -> None:
     stored = mailgun.convert({**base, "event": "stored"}, received_at=RECEIVED)
     assert stored.events == []
     assert stored.rejected[0].vendor_kind == "stored"
+
+
+# ------------------------------------------------------------------ suppressions, both vendors
+
+
+_AT: dict[str, Any] = {"received_at": RECEIVED}
+
+
+def _dropped(reason: str | None = None) -> Conversion:
+    item = _sendgrid_documented("dropped")  # reason "Bounced Address"
+    return sendgrid.convert([item if reason is None else {**item, "reason": reason}], **_AT)
+
+
+def _mailgun_failed(reason: str) -> Conversion:
+    data = json.loads(sample("mailgun/event-data.failed-permanent.json").read_text())
+    assert data["reason"] == "suppress-bounce"
+    return mailgun.convert({**data, "reason": reason}, **_AT)
+
+
+@needs_samples
+def test_a_bounce_suppression_is_a_hard_bounce_for_both_vendors() -> None:
+    (sendgrid_bounce,) = _dropped().events
+    (mailgun_bounce,) = _mailgun_failed("suppress-bounce").events
+    for event in (sendgrid_bounce, mailgun_bounce):
+        assert isinstance(event, EmailBounced)
+        assert event.bounce == "hard"
+        assert event.reason is not None
+        assert event.reason.startswith(
+            "not sent: the address was suppressed after an earlier bounce"
+        )
+    assert sendgrid_bounce.reason.endswith("(Bounced Address)")  # type: ignore[union-attr]
+
+
+@needs_samples
+@pytest.mark.parametrize(
+    ("sendgrid_reason", "mailgun_reason", "after"),
+    [
+        ("Unsubscribed Address", "suppress-unsubscribe", "after an unsubscribe"),
+        ("Spam Reporting Address", "suppress-complaint", "after a spam report"),
+    ],
+)
+def test_unsubscribe_and_complaint_suppressions_are_reported_alike(
+    sendgrid_reason: str, mailgun_reason: str, after: str
+) -> None:
+    said = []
+    for vendor, result in (
+        ("SendGrid", _dropped(sendgrid_reason)),
+        ("Mailgun", _mailgun_failed(mailgun_reason)),
+    ):
+        assert result.events == []
+        (rejected,) = result.rejected
+        assert rejected.reason.startswith(f"{vendor} did not send: the address was suppressed")
+        assert after in rejected.reason
+        said.append(rejected.reason.removeprefix(vendor).split(" (")[0])
+    assert said[0] == said[1]  # the same words for the same fact
+
+
+def test_sendgrid_captured_drops_unsubscribed_and_invalid() -> None:
+    # captured SendGrid deliveries (django-anymail's tests, tests/fixtures/sendgrid/SOURCE.md)
+    unsubscribed = sendgrid.convert(
+        fixture("sendgrid/anymail.dropped-unsubscribed-address.json"), **_AT
+    )
+    assert unsubscribed.events == []
+    assert unsubscribed.rejected[0].reason.startswith(
+        "SendGrid did not send: the address was suppressed after an unsubscribe"
+    )
+    # an address SendGrid found malformed is no suppression of ours: reported with the reason
+    invalid = sendgrid.convert(fixture("sendgrid/anymail.dropped-invalid.json"), **_AT)
+    assert invalid.events == []
+    assert invalid.rejected[0].reason == (
+        "SendGrid dropped the message without sending it (Invalid): nothing happened to the person"
+    )
+    (bounced,) = _dropped().events  # the documented batch's drop: "Bounced Address"
+    assert bounced.bounce == "hard"  # type: ignore[attr-defined]
 
 
 def test_mailgun_signature_verification() -> None:
