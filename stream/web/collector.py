@@ -430,7 +430,7 @@ class Collector:
             )
         call = segment_call(payload, kind)
         outcome = self._outcome(segment.convert(call, received_at=received_at), received_at)
-        unmapped = kind == "track" and call.get("event") not in segment.TRACK_EVENTS
+        unmapped = kind == "track" and segment.track_event_type(call.get("event")) is None
         if not outcome.accepted and not unmapped:
             reasons = "; ".join(r["reason"] for r in outcome.rejected) or "no event"
             raise HttpError(400, "invalid_call", reasons, extra={"rejected": outcome.rejected})

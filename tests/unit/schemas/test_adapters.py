@@ -24,6 +24,8 @@ from schemas.adapters import hubspot, mailchimp, mailgun, segment, sendgrid, sno
 from schemas.adapters.base import Conversion
 from schemas.codec import decode, encode
 from schemas.events import (
+    Clicked,
+    CtaClicked,
     EmailBounced,
     EmailClicked,
     EmailOpened,
@@ -32,6 +34,7 @@ from schemas.events import (
     Identify,
     PageViewed,
     ProfileUpdated,
+    Traits,
     Utm,
 )
 from schemas.stages import Stage
@@ -93,7 +96,7 @@ EXPECTED: dict[str, list[str] | str] = {
     "segment/email-spec.email-marked-as-spam.json": ["email_spam_reported"],
     "segment/email-spec.email-opened.json": ["email_opened"],
     "segment/email-spec.unsubscribed.json": ["email_unsubscribed"],
-    "segment/identify.complete-example.json": ["identify"],
+    "segment/identify.complete-example.json": ["identify", "identify"],
     "segment/identify.minimal.json": ["identify"],
     "segment/page.minimal.json": "neither userId nor anonymousId",
     "segment/track.complete-example.json": "track event 'Course Clicked' has no",
@@ -493,7 +496,7 @@ def test_mailchimp_abuse_is_a_spam_report() -> None:
 
 @needs_samples
 def test_segment_identify_field_by_field() -> None:
-    (event,) = convert_sample(sample("segment/identify.complete-example.json")).events
+    event, link = convert_sample(sample("segment/identify.complete-example.json")).events
     assert isinstance(event, Identify)
     assert event.event_id == "022bb90c-bbac-11e4-8dfc-aa07a5b093db"
     assert event.occurred_at == datetime(2015, 2, 23, 22, 28, 55, 111000, tzinfo=UTC)
@@ -505,6 +508,88 @@ def test_segment_identify_field_by_field() -> None:
     assert event.traits.region == "CA"
     assert event.traits.country is None  # "USA" is not an ISO alpha-2 code
     assert event.traits.custom == {"plan": "premium", "logins": 5, "address_country": "USA"}
+    # the call has an anonymousId and an address: a second identify links the address too
+    assert isinstance(link, Identify)
+    assert (link.lead_id, link.anonymous_id) == ("97980cfea0067", "email:peter@example.com")
+    assert link.traits == Traits()
+    assert (link.occurred_at, link.source) == (event.occurred_at, "segment")
+    assert link.event_id != event.event_id
+    again = convert_sample(sample("segment/identify.complete-example.json")).events
+    assert [e.event_id for e in again] == [event.event_id, link.event_id]
+
+
+def test_segment_identify_with_an_address_and_no_anonymous_id_links_the_address() -> None:
+    # Segment's HTTP API examples: no anonymousId, traits.email (the path /v1/identify sets the
+    # type, as the collector does)
+    call = {**fixture("segment/http-api.identify.json"), "type": "identify"}
+    (event,) = segment.convert(call, **_AT).events
+    assert isinstance(event, Identify)
+    assert (event.lead_id, event.anonymous_id) == ("019mr8mf4r", "email:pgibbons@example.com")
+    assert event.traits.email == "pgibbons@example.com"
+    batch = segment.convert(fixture("segment/http-api.batch.json"), **_AT)
+    identified = [(e.lead_id, e.anonymous_id) for e in batch.events]
+    assert identified == [
+        ("019mr8mf4r", "email:jake@yahoo.com"),
+        ("971mj8mk7p", "email:cindy@example.com"),
+    ]
+    assert [r.vendor_kind for r in batch.rejected] == ["track 'Song Played'"] * 2
+    # without a userId there is no lead to link to: the traits go to the address
+    anonymous = {k: v for k, v in call.items() if k != "userId"}
+    (profile,) = segment.convert(anonymous, **_AT).events
+    assert isinstance(profile, ProfileUpdated)
+    assert (profile.lead_id, profile.anonymous_id) == (None, "email:pgibbons@example.com")
+    # an explicit anonymousId wins: the visitor's earlier activity is held under it
+    (visitor,) = segment.convert({**anonymous, "anonymousId": "aid-1"}, **_AT).events
+    assert (visitor.type, visitor.anonymous_id) == ("profile_updated", "aid-1")
+
+
+@needs_samples
+def test_segment_context_traits_email_names_the_person() -> None:
+    # the Email spec's calls carry the intended recipient in context.traits.email
+    call = json.loads(sample("segment/email-spec.email-bounced.json").read_text())
+    assert call["context"]["traits"]["email"] == "pgibbons@example.com"
+    (event,) = segment.convert(call, **_AT).events
+    assert (event.lead_id, event.anonymous_id) == ("019mr8mf4r", "email:pgibbons@example.com")
+    # the same call from a source that knows only the address is held under the address
+    (held,) = segment.convert({k: v for k, v in call.items() if k != "user_id"}, **_AT).events
+    assert (held.lead_id, held.anonymous_id) == (None, "email:pgibbons@example.com")
+    # but not when the call has an anonymousId of its own
+    (own,) = segment.convert({**call, "anonymous_id": "aid-7"}, **_AT).events
+    assert own.anonymous_id == "aid-7"
+
+
+def test_segment_generic_ui_events_are_clicks() -> None:
+    # Segment's Track spec: the "Button Clicked" example, with context.traits (no address)
+    call = fixture("segment/track.button-clicked-context-traits.json")
+    (event,) = segment.convert(call, **_AT).events
+    assert isinstance(event, Clicked)
+    assert event.event_id == "ajs-f8ca1e4de5024d9430b3928bd8ac6b96"
+    assert (event.lead_id, event.anonymous_id) == (
+        "AiUGstSDIg",
+        "23adfd82-aa0f-45a7-a756-24f2a7a4c895",
+    )
+    assert event.url == "https://segment.com/academy/"
+    assert event.target == "Intro to Analytics"
+    assert event.href is None
+    assert event.user_agent is not None and event.user_agent.startswith("Mozilla/5.0 (Macintosh")
+    assert event.occurred_at == datetime(2015, 12, 12, 19, 11, 1, 249000, tzinfo=UTC)
+
+    def converted(name: str, **properties: str) -> Conversion:
+        return segment.convert({**call, "event": name, "properties": properties}, **_AT)
+
+    for name in ("Clicked Button", "button  clicked", "Link Clicked"):
+        (click,) = converted(name, href="https://segment.com/docs/").events
+        assert (click.type, click.href) == ("clicked", "https://segment.com/docs/")  # type: ignore[attr-defined]
+    (cta,) = converted("CTA Clicked", title="Intro to Analytics").events
+    assert isinstance(cta, CtaClicked)
+    assert (cta.cta_id, cta.label) == ("intro_to_analytics", "Intro to Analytics")
+    (cta,) = converted("CTA Clicked", cta_id="hero-demo", label="Book a demo").events
+    assert (cta.cta_id, cta.label) == ("hero-demo", "Book a demo")  # type: ignore[attr-defined]
+    unnamed = converted("CTA Clicked")
+    assert "without cta_id" in unnamed.rejected[0].reason
+    # "Form submitted", as one of Segment's destination pages spells it
+    (form,) = converted("Form submitted", email="pgibbons@example.com").events
+    assert form.type == "form_submitted"
 
 
 @needs_samples

@@ -312,7 +312,7 @@ async def test_segment_answers(served: Served) -> None:
         async with served.session.post(served.url(path), data=data, headers=_bearer()) as r:
             return r.status, await r.json()
 
-    status, body = await post("/v1/track", b'{"userId": "u", "event": "Button Clicked"}')
+    status, body = await post("/v1/track", b'{"userId": "u", "event": "Course Clicked"}')
     assert status == 202 and body["accepted"] == []
     assert "no Leadstream event type" in body["rejected"][0]["reason"]
     status, body = await post("/v1/page", b'{"userId": "u"}')
