@@ -5,7 +5,8 @@ older one of the Email spec (`action`, `user_id`, `anonymous_id`, `message_id`).
 the Email spec, a few B2B ones and the generic UI ones map to our types (see `TRACK_EVENTS`; names
 are matched ignoring case and repeated spaces); any other track event is reported, as are
 `group`, `alias` and `screen` calls. Without a `timestamp` the time of receipt is used; without a
-`messageId` a stable id is derived from the call.
+`messageId` a stable id is derived from the call's content alone (`canonical_call`), so the same
+call gets the same id whichever endpoint it came through.
 
 Who did it: `userId` is the lead id. The anonymous id is `anonymousId` when the call has one, else
 the person's email address as `email:<address>` (`base.email_identity`): an identify's
@@ -67,6 +68,7 @@ from schemas.events import (
 __all__ = [
     "SOURCE",
     "TRACK_EVENTS",
+    "canonical_call",
     "convert",
     "convert_body",
     "track_event_type",
@@ -154,6 +156,18 @@ def track_event_type(name: object) -> str | None:
     return _TRACK_EVENTS_FOLDED.get(" ".join(name.split()).casefold())
 
 
+_NOT_CONTENT = frozenset({"type", "action", "writeKey"})
+
+
+def canonical_call(call: dict[str, Any]) -> dict[str, Any]:
+    """The call as its derived event id sees it: its content, its type under `type` whichever
+    key style named it (`type`, the Email spec's `action`, or the path of `/v1/track`), and
+    without `writeKey` (the sender's credential, which a batch carries once for all its calls).
+    """
+    content = {key: value for key, value in call.items() if key not in _NOT_CONTENT}
+    return {**content, "type": _get(call, "type", "action")}
+
+
 def _get(call: dict[str, Any], *names: str) -> Any:
     for name in names:
         if call.get(name) is not None:
@@ -178,7 +192,7 @@ def _event(call: dict[str, Any], received_at: datetime) -> EventBase | list[Even
     email = _email(call, kind, context)
     common: dict[str, Any] = {
         "event_id": identifier(_get(call, "messageId", "message_id"))
-        or derived_event_id(SOURCE, call),
+        or derived_event_id(SOURCE, canonical_call(call)),
         "occurred_at": iso_to_datetime(_get(call, "timestamp", "originalTimestamp"))
         or iso_to_datetime(_get(call, "receivedAt", "sentAt"))
         or received_at,
@@ -199,7 +213,7 @@ def _event(call: dict[str, Any], received_at: datetime) -> EventBase | list[Even
             return identified
         link = {
             **common,
-            "event_id": derived_event_id(SOURCE, call, part="email identity"),
+            "event_id": derived_event_id(SOURCE, canonical_call(call), part="email identity"),
             "anonymous_id": email,
         }
         return [identified, Identify(**link)]

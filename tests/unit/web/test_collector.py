@@ -352,6 +352,44 @@ async def test_segment_answers(served: Served) -> None:
     assert [r.topic for r in served.sink.records] == ["leads.profiles.v1", "leads.clickstream.v1"]
 
 
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+def _fixture(relative: str) -> Any:
+    """A vendor payload kept in tests/fixtures (sources in each folder's SOURCE.md)."""
+    return orjson.loads((FIXTURES / relative).read_bytes())
+
+
+async def test_a_call_without_message_id_gets_the_same_id_through_any_endpoint(
+    served: Served,
+) -> None:
+    async def accepted(path: str, body: Any) -> list[str]:
+        async with served.session.post(served.url(path), json=body, headers=_bearer()) as r:
+            assert r.status == 202, await r.text()
+            ids: list[str] = (await r.json())["accepted"]
+            return ids
+
+    # Segment's HTTP API examples: an identify for /v1/identify (no type, a writeKey in the
+    # body), and a batch of identify and track calls (each with its type, the writeKey once)
+    identify = _fixture("segment/http-api.identify.json")
+    batch = _fixture("segment/http-api.batch.json")
+    alone = await accepted("/v1/identify", identify)
+    in_batch = {k: v for k, v in identify.items() if k != "writeKey"} | {"type": "identify"}
+    assert await accepted("/v1/batch", {"batch": [in_batch], "writeKey": "k"}) == alone
+    assert len(alone) == 1
+
+    one_by_one = [
+        await accepted("/v1/identify", {k: v for k, v in call.items() if k != "type"})
+        for call in batch["batch"]
+        if call["type"] == "identify"
+    ]
+    assert [ids for (ids,) in one_by_one] == await accepted("/v1/batch", batch)
+    # the Email spec's key style names the type `action`: still the same call
+    old_style = {k: v for k, v in in_batch.items() if k != "type"} | {"action": "identify"}
+    assert await accepted("/v1/batch", {"batch": [old_style]}) == alone
+    assert await accepted("/v1/identify", old_style) == alone
+
+
 async def test_bodies_over_the_limit_are_refused(served: Served) -> None:
     big = orjson.dumps({"userId": "u", "event": "Demo Requested", "pad": "x" * 2000})
     async with served.session.post(served.url("/v1/track"), data=big, headers=_bearer()) as r:
