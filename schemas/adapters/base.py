@@ -33,6 +33,9 @@ __all__ = [
     "vendor_event_id",
 ]
 
+_EVENT_ID_LENGTH = 128
+"""The contract's longest event id (`schemas.common.EventId`)."""
+
 ADAPTER_NAMESPACE = uuid.UUID("0b6a3f7e-5d0c-5c7e-8f4e-2a9d1c6b3e58")
 """The uuid5 namespace of event ids derived from vendor payloads. Never change it."""
 
@@ -135,7 +138,7 @@ def vendor_event_id(source: str, vendor_id: object) -> str | None:
     if usable is None:
         return None
     scoped = f"{source}:{usable}"
-    if len(scoped) <= 256:  # the contract's identifier length
+    if len(scoped) <= _EVENT_ID_LENGTH:
         return scoped
     hashed = uuid.uuid5(ADAPTER_NAMESPACE, "\x1f".join((source, "id", usable)))
     return f"{source}:{hashed}"

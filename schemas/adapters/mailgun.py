@@ -9,7 +9,8 @@ suppression (Mailgun did not send) is treated the same way as SendGrid's `droppe
 (`base.suppressed`): `suppress-bounce` (suppressed after an earlier bounce) → a hard
 `email_bounced` saying so; `suppress-unsubscribe` and `suppress-complaint` are reported, not
 converted, with the reason. Other events (`stored`, `rejected`, `list_member_uploaded`, ...) are
-reported. The person is `email:<recipient>`; a user variable `lead_id` adds the lead id.
+reported. The person is `email:<recipient>`; a user variable `lead_id` adds the lead id. The
+event id is `mailgun:<id>`, or derived from the event when it has none.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from schemas.adapters.base import (
     skip,
     suppressed,
     text,
+    vendor_event_id,
 )
 from schemas.events import (
     EmailBounced,
@@ -100,7 +102,7 @@ def _event(  # noqa: PLR0911 - one return per Mailgun event
     client = data.get("client-info")
     bot = bool(client.get("bot")) if isinstance(client, dict) else False
     common: dict[str, Any] = {
-        "event_id": identifier(data.get("id")) or derived_event_id(SOURCE, data),
+        "event_id": vendor_event_id(SOURCE, data.get("id")) or derived_event_id(SOURCE, data),
         "occurred_at": epoch_to_datetime(data.get("timestamp")) or received_at,
         "lead_id": identifier(variables.get("lead_id")) if isinstance(variables, dict) else None,
         "anonymous_id": email_identity(data.get("recipient")),

@@ -6,7 +6,9 @@ the Email spec, a few B2B ones and the generic UI ones map to our types (see `TR
 are matched ignoring case and repeated spaces); any other track event is reported, as are
 `group`, `alias` and `screen` calls. Without a `timestamp` the time of receipt is used; without a
 `messageId` a stable id is derived from the call's content alone (`canonical_call`), so the same
-call gets the same id whichever endpoint it came through.
+call gets the same id whichever endpoint it came through. A `messageId` is scoped like every
+vendor's own id: the event id is `segment:<messageId>`, whether Segment or a client of the
+Segment-compatible API chose it.
 
 Who did it: `userId` is the lead id. The anonymous id is `anonymousId` when the call has one, else
 the person's email address as `email:<address>` (`base.email_identity`): an identify's
@@ -40,6 +42,7 @@ from schemas.adapters.base import (
     skip,
     text,
     utm_from_url,
+    vendor_event_id,
 )
 from schemas.events import (
     Clicked,
@@ -191,7 +194,7 @@ def _event(call: dict[str, Any], received_at: datetime) -> EventBase | list[Even
     anonymous_id = identifier(_get(call, "anonymousId", "anonymous_id"))
     email = _email(call, kind, context)
     common: dict[str, Any] = {
-        "event_id": identifier(_get(call, "messageId", "message_id"))
+        "event_id": vendor_event_id(SOURCE, _get(call, "messageId", "message_id"))
         or derived_event_id(SOURCE, canonical_call(call)),
         "occurred_at": iso_to_datetime(_get(call, "timestamp", "originalTimestamp"))
         or iso_to_datetime(_get(call, "receivedAt", "sentAt"))

@@ -9,7 +9,8 @@ suppressions (`base.suppressed`): `Bounced Address` (suppressed after an earlier
 hard `email_bounced` saying so; `Unsubscribed Address` and `Spam Reporting Address` (suppressed
 after an unsubscribe or a spam report) and every other drop (`Invalid`, `Spam Content`, `Invalid
 SMTPAPI header`, ...) are reported, not converted, with the reason. The person is
-`email:<address>`; a custom argument `lead_id` adds the lead id.
+`email:<address>`; a custom argument `lead_id` adds the lead id. The event id is
+`sendgrid:<sg_event_id>`, or derived from the item when it has none.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from schemas.adapters.base import (
     skip,
     suppressed,
     text,
+    vendor_event_id,
 )
 from schemas.events import (
     BounceKind,
@@ -136,7 +138,8 @@ def _event(  # noqa: PLR0911, PLR0912 - one branch per SendGrid event
     if kind in _NOT_CONVERTED:
         raise skip(_NOT_CONVERTED[str(kind)])
     common: dict[str, Any] = {
-        "event_id": identifier(item.get("sg_event_id")) or derived_event_id(SOURCE, item),
+        "event_id": vendor_event_id(SOURCE, item.get("sg_event_id"))
+        or derived_event_id(SOURCE, item),
         "occurred_at": epoch_to_datetime(item.get("timestamp")) or received_at,
         "lead_id": identifier(item.get("lead_id")),
         "anonymous_id": email_identity(item.get("email")),

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from schemas.adapters import hubspot, mailchimp, mailgun, segment, sendgrid, snowplow
-from schemas.adapters.base import Conversion
+from schemas.adapters.base import Conversion, vendor_event_id
 from schemas.codec import decode, encode
 from schemas.events import (
     Clicked,
@@ -198,6 +198,48 @@ def test_each_sample_converts_or_is_rejected_with_a_reason(relative: str) -> Non
         assert result.rejected[0].reason.startswith(expected), result.rejected[0]
 
 
+# ------------------------------------------------------------------------------- event ids
+
+
+@needs_samples
+def test_vendor_event_ids_are_scoped_by_their_source() -> None:
+    (sg,) = sendgrid.convert([_sendgrid_documented("open")], **_AT).events
+    assert sg.event_id == "sendgrid:sg_event_id"
+    # a Mailgun event that happens to carry the same id is another event
+    opened = json.loads(sample("mailgun/event-data.opened.json").read_text())
+    (mg,) = mailgun.convert({**opened, "id": "sg_event_id"}, **_AT).events
+    assert mg.event_id == "mailgun:sg_event_id"
+    hubspot_ids = [
+        e.event_id
+        for e in hubspot.convert(
+            [
+                {
+                    "objectId": 5,
+                    "eventId": 2,
+                    "eventType": "contact.merge",
+                    "mergedObjectIds": [6, 7],
+                }
+            ],
+            **_AT,
+        ).events
+    ]
+    assert hubspot_ids == ["hubspot:2-0", "hubspot:2-1"]
+
+
+def test_scoped_event_ids_fit_the_contract() -> None:
+    long = "m" * 200  # a usable vendor id may be 256 characters, an event id only 128
+    scoped = vendor_event_id("segment", long)
+    assert scoped is not None and scoped.startswith("segment:") and len(scoped) <= 128
+    assert scoped == vendor_event_id("segment", long) != vendor_event_id("snowplow", long)
+    assert vendor_event_id("segment", "has a space") is None
+    call = {**fixture("segment/track.button-clicked-context-traits.json"), "messageId": long}
+    (event,) = segment.convert(call, **_AT).events
+    assert event.event_id == scoped
+    # derived ids (no vendor id) are uuid5s, unscoped as before
+    (derived,) = segment.convert({k: v for k, v in call.items() if k != "messageId"}, **_AT).events
+    assert len(derived.event_id) == 36 and ":" not in derived.event_id
+
+
 # --------------------------------------------------------------------------------- SendGrid
 
 
@@ -205,7 +247,7 @@ def test_each_sample_converts_or_is_rejected_with_a_reason(relative: str) -> Non
 def test_sendgrid_click_field_by_field() -> None:
     (event,) = convert_sample(sample("sendgrid/click.json")).events
     assert isinstance(event, EmailClicked)
-    assert event.event_id == "kCAi1KttyQdEKHhdC-nuEA=="
+    assert event.event_id == "sendgrid:kCAi1KttyQdEKHhdC-nuEA=="
     assert event.occurred_at == datetime(2017, 12, 15, 0, 59, 29, tzinfo=UTC)
     assert event.lead_id is None
     assert event.anonymous_id == "email:example@test.com"
@@ -318,7 +360,7 @@ def test_sendgrid_unknown_and_broken_items_are_reported_and_the_rest_converts() 
 def test_mailgun_failed_permanent_field_by_field() -> None:
     (event,) = convert_sample(sample("mailgun/event-data.failed-permanent.json")).events
     assert isinstance(event, EmailBounced)
-    assert event.event_id == "pl271FzxTTmGRW8Uj3dUWw"
+    assert event.event_id == "mailgun:pl271FzxTTmGRW8Uj3dUWw"
     assert event.occurred_at == datetime(2018, 6, 22, 21, 12, 49, 818328, tzinfo=UTC)
     assert event.anonymous_id == "email:slava@mailgun.com"
     assert event.lead_id is None
@@ -498,7 +540,7 @@ def test_mailchimp_abuse_is_a_spam_report() -> None:
 def test_segment_identify_field_by_field() -> None:
     event, link = convert_sample(sample("segment/identify.complete-example.json")).events
     assert isinstance(event, Identify)
-    assert event.event_id == "022bb90c-bbac-11e4-8dfc-aa07a5b093db"
+    assert event.event_id == "segment:022bb90c-bbac-11e4-8dfc-aa07a5b093db"
     assert event.occurred_at == datetime(2015, 2, 23, 22, 28, 55, 111000, tzinfo=UTC)
     assert event.lead_id == "97980cfea0067"
     assert event.anonymous_id == "507f191e810c19729de860ea"
@@ -563,7 +605,7 @@ def test_segment_generic_ui_events_are_clicks() -> None:
     call = fixture("segment/track.button-clicked-context-traits.json")
     (event,) = segment.convert(call, **_AT).events
     assert isinstance(event, Clicked)
-    assert event.event_id == "ajs-f8ca1e4de5024d9430b3928bd8ac6b96"
+    assert event.event_id == "segment:ajs-f8ca1e4de5024d9430b3928bd8ac6b96"
     assert (event.lead_id, event.anonymous_id) == (
         "AiUGstSDIg",
         "23adfd82-aa0f-45a7-a756-24f2a7a4c895",
@@ -640,7 +682,7 @@ def test_segment_page_batch_and_unknown_calls() -> None:
 def test_snowplow_tp2_page_view_field_by_field() -> None:
     (event,) = convert_sample(sample("snowplow/tp2-post.page-view.json")).events
     assert isinstance(event, PageViewed)
-    assert event.event_id == "2ec13853-ef9e-414a-8976-e64a4693b134"
+    assert event.event_id == "snowplow:2ec13853-ef9e-414a-8976-e64a4693b134"
     assert event.occurred_at == RECEIVED  # dtm == stm: no device clock skew to correct
     assert event.lead_id is None
     assert event.anonymous_id == "85094061-f702-4b62-a46d-20f7226b4741"
@@ -708,7 +750,7 @@ def test_hubspot_manual_lifecycle_change_is_a_stage_set() -> None:
     assert event.type == "stage_set"
     assert event.stage is Stage.MQL  # type: ignore[attr-defined]
     assert event.lead_id == "hubspot:1246965"
-    assert event.event_id == "hubspot-3816279340"
+    assert event.event_id == "hubspot:3816279340"
     assert event.occurred_at == datetime(2016, 5, 2, 19, 11, 47, 945000, tzinfo=UTC)
     echoed = hubspot.convert([{**change, "changeSource": "INTEGRATION"}], received_at=RECEIVED)
     assert echoed.events == []

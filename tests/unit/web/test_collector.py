@@ -141,7 +141,7 @@ def test_pixel_reads_snowplow_parameters_with_the_cookie_as_network_user_id() ->
     assert (event.source, event.anonymous_id, event.event_id) == (
         "snowplow",
         "aid-0123456789",
-        "sp-1",
+        "snowplow:sp-1",
     )
 
 
@@ -301,7 +301,7 @@ async def test_segment_track_needs_a_token(served: Served) -> None:
     assert served.sink.records == []
     async with served.session.post(url, json=body, headers=_bearer()) as response:
         assert response.status == 202
-        assert await response.json() == {"accepted": ["m-1"], "rejected": []}
+        assert await response.json() == {"accepted": ["segment:m-1"], "rejected": []}
     (record,) = served.sink.records
     assert (record.topic, record.key) == ("leads.clickstream.v1", b"lead-1")
     assert codec.decode(record.value, now=None).type == "demo_requested"
@@ -330,7 +330,7 @@ async def test_segment_answers(served: Served) -> None:
         "/v1/identify",
         orjson.dumps({"userId": "u", "messageId": "i-1", "traits": {"email": "a@b.example"}}),
     )
-    assert (status, body["accepted"]) == (202, ["i-1"])
+    assert (status, body["accepted"]) == (202, ["segment:i-1"])
     status, body = await post(
         "/v1/batch",
         orjson.dumps(
@@ -347,7 +347,7 @@ async def test_segment_answers(served: Served) -> None:
             }
         ),
     )
-    assert status == 202 and body["accepted"] == ["p-1"]
+    assert status == 202 and body["accepted"] == ["segment:p-1"]
     assert body["rejected"][0]["where"] == "batch[1]"
     assert [r.topic for r in served.sink.records] == ["leads.profiles.v1", "leads.clickstream.v1"]
 
@@ -519,7 +519,7 @@ async def test_sendgrid_webhook(make_served: Callable[..., Any]) -> None:
     async with served.session.post(url, data=body, headers=headers) as r:
         assert r.status == 202
         answer = await r.json()
-    assert answer["accepted"] == ["sg-1"] and answer["rejected"][0]["kind"] == "deferred"
+    assert answer["accepted"] == ["sendgrid:sg-1"] and answer["rejected"][0]["kind"] == "deferred"
     async with served.session.post(url, data=body + b" ", headers=headers) as r:
         assert (r.status, (await r.json())["error"]) == (401, "invalid_signature")
     async with served.session.post(url, data=body) as r:
