@@ -57,6 +57,12 @@ class Conversion:
 
     events: list[EventBase] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)
+    """Where each of `events` came from (`[2]`, `batch[0]`, `` for the whole payload), in order."""
+
+    def origin(self, index: int) -> str:
+        """Where the event at `index` of `events` came from."""
+        return self.origins[index] if index < len(self.origins) else ""
 
     def reject(self, where: str, vendor_kind: object, reason: str) -> None:
         self.rejected.append(Rejected(where, str(vendor_kind or "?"), reason))
@@ -67,7 +73,9 @@ class Conversion:
         """Add the events `make` builds; a payload that fails validation becomes a rejection."""
         try:
             made = make()
-            self.events.extend(made if isinstance(made, list) else [made])
+            events = made if isinstance(made, list) else [made]
+            self.events.extend(events)
+            self.origins.extend(where for _ in events)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             path = ".".join(str(part) for part in first["loc"])

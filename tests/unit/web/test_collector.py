@@ -390,6 +390,46 @@ async def test_a_call_without_message_id_gets_the_same_id_through_any_endpoint(
     assert await accepted("/v1/identify", old_style) == alone
 
 
+async def test_an_item_repeating_an_event_id_is_reported_and_not_written(
+    make_served: Callable[..., Any],
+) -> None:
+    served: Served = await make_served(auth_disabled=True)
+    # SendGrid's documented batch of every event gives each item the same sg_event_id
+    batch = _fixture("sendgrid/event-webhook-all-events.json")
+    async with served.session.post(served.url("/webhooks/sendgrid"), json=batch) as r:
+        assert r.status == 202
+        answer = await r.json()
+    assert answer["accepted"] == ["sendgrid:sg_event_id"]  # the first item, processed
+    (deferred,) = [r for r in answer["rejected"] if r["kind"] == "deferred"]
+    assert deferred["where"] == "[1]"
+    repeats = [r for r in answer["rejected"] if r["kind"] != "deferred"]
+    assert [r["where"] for r in repeats] == [f"[{i}]" for i in range(2, len(batch))]
+    assert [r["kind"] for r in repeats][:3] == ["email_delivered", "email_opened", "email_clicked"]
+    for repeat in repeats:
+        assert repeat["reason"].startswith(
+            "repeats the event id 'sendgrid:sg_event_id' of the earlier item [0], "
+            "different content: only the earlier one is written"
+        )
+    assert len(served.sink.records) == 1
+
+    # the same Segment call twice in one batch: a duplicate, written once
+    call = {k: v for k, v in _fixture("segment/http-api.identify.json").items() if k != "writeKey"}
+    twice = {"batch": [{**call, "type": "identify"}] * 2}
+    async with served.session.post(served.url("/v1/batch"), json=twice) as r:
+        assert r.status == 202
+        answer = await r.json()
+    (event_id,) = answer["accepted"]
+    assert answer["rejected"] == [
+        {
+            "where": "batch[1]",
+            "kind": "identify",
+            "reason": f"repeats the event id {event_id!r} of the earlier item batch[0], "
+            "same content: a duplicate, written once",
+        }
+    ]
+    assert len(served.sink.records) == 2
+
+
 async def test_bodies_over_the_limit_are_refused(served: Served) -> None:
     big = orjson.dumps({"userId": "u", "event": "Demo Requested", "pad": "x" * 2000})
     async with served.session.post(served.url("/v1/track"), data=big, headers=_bearer()) as r:
