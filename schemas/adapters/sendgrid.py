@@ -1,8 +1,8 @@
 """SendGrid Event Webhook: a JSON array of events (a single object is accepted too).
 
-`processed` → `email_sent`, `delivered`, `open` (with `sg_machine_open`), `click`, `bounce` →
-`email_bounced` (hard or soft, see `bounce_kind`), `spamreport`, `unsubscribe` and
-`group_unsubscribe` → `email_unsubscribed`, `group_resubscribe` → `email_subscribed`.
+`processed` → `email_sent`, `delivered`, `open`, `click`, `bounce` → `email_bounced` (hard or
+soft, see `bounce_kind`), `spamreport`, `unsubscribe` and `group_unsubscribe` →
+`email_unsubscribed`, `group_resubscribe` → `email_subscribed`.
 `deferred` is reported, not converted: a temporary delay, the final outcome arrives as its own
 event. `dropped` (SendGrid did not send) depends on its reason, the same way as Mailgun's
 suppressions (`base.suppressed`): `Bounced Address` (suppressed after an earlier bounce) → a
@@ -11,14 +11,22 @@ after an unsubscribe or a spam report) and every other drop (`Invalid`, `Spam Co
 SMTPAPI header`, ...) are reported, not converted, with the reason. The person is
 `email:<address>`; a custom argument `lead_id` adds the lead id. The event id is
 `sendgrid:<sg_event_id>`, or derived from the item when it has none.
+
+Opens and clicks made by a machine get `machine`, the reason (`schemas.adapters.machine`): from
+SendGrid's own flag `sg_machine_open` (also kept as `machine_open`; clicks have no such flag),
+the `useragent`, and the `ip` (published scanner ranges, plus `machine_ranges`). SendGrid sends
+`useragent` and `ip` with every open and click, so an open or click without a user agent counts
+as a machine's.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from schemas.adapters import machine
 from schemas.adapters.base import (
     Conversion,
     SuppressionList,
@@ -66,15 +74,28 @@ _DROP_SUPPRESSIONS: dict[str, SuppressionList] = {
 sendgrid/docs, now https://www.twilio.com/docs/sendgrid/glossary/drops)."""
 
 
-def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
+_USER_AGENT_EVENTS = frozenset({"open", "click"})
+"""The events SendGrid reports a `useragent` with (the Event Webhook reference's examples)."""
+
+
+def convert_body(
+    body: bytes | str, *, received_at: datetime, machine_ranges: Sequence[str] = ()
+) -> Conversion:
     """Events from the raw SendGrid webhook body."""
     result = Conversion()
     payload = parse_json_body(body, result)
-    return result if payload is None else convert(payload, received_at=received_at)
+    if payload is None:
+        return result
+    return convert(payload, received_at=received_at, machine_ranges=machine_ranges)
 
 
-def convert(payload: Any, *, received_at: datetime) -> Conversion:
-    """Events from a parsed SendGrid webhook body (a list of event objects, or one object)."""
+def convert(
+    payload: Any, *, received_at: datetime, machine_ranges: Sequence[str] = ()
+) -> Conversion:
+    """Events from a parsed SendGrid webhook body (a list of event objects, or one object).
+
+    `machine_ranges`: more scanner ranges (CIDR, optionally `owner=CIDR`) for `machine`.
+    """
     result = Conversion()
     items = payload if isinstance(payload, list) else [payload]
     for index, item in enumerate(items):
@@ -83,8 +104,20 @@ def convert(payload: Any, *, received_at: datetime) -> Conversion:
             result.reject(where, "?", "not a JSON object")
             continue
         kind = item.get("event")
-        result.attempt(where, kind, functools.partial(_event, item, received_at))
+        result.attempt(where, kind, functools.partial(_event, item, received_at, machine_ranges))
     return result
+
+
+def _machine(
+    item: dict[str, Any], agent: str | None, ranges: Sequence[str], *, flagged: bool
+) -> str | None:
+    return machine.classify(
+        vendor_flag="sg_machine_open" if flagged else None,
+        user_agent=agent,
+        ip=text(item.get("ip"), 64),
+        user_agent_known=item.get("event") in _USER_AGENT_EVENTS,
+        extra_ranges=ranges,
+    )
 
 
 def _dropped(item: dict[str, Any], common: dict[str, Any]) -> EventBase:
@@ -132,7 +165,7 @@ def bounce_kind(item: dict[str, Any]) -> BounceKind:
 
 
 def _event(  # noqa: PLR0911, PLR0912 - one branch per SendGrid event
-    item: dict[str, Any], received_at: datetime
+    item: dict[str, Any], received_at: datetime, machine_ranges: Sequence[str] = ()
 ) -> EventBase:
     kind = item.get("event")
     if kind in _NOT_CONVERTED:
@@ -157,16 +190,25 @@ def _event(  # noqa: PLR0911, PLR0912 - one branch per SendGrid event
         case "delivered":
             return EmailDelivered(**common)
         case "open":
+            flagged = item.get("sg_machine_open") is True
+            agent = text(item.get("useragent"), 4096)
             return EmailOpened(
                 **common,
-                machine_open=item.get("sg_machine_open") is True,
-                user_agent=text(item.get("useragent"), 4096),
+                machine_open=flagged,
+                user_agent=agent,
+                machine=_machine(item, agent, machine_ranges, flagged=flagged),
             )
         case "click":
             url = text(item.get("url"), 4096)
             if url is None:
                 raise skip("click event without a url")
-            return EmailClicked(**common, url=url, user_agent=text(item.get("useragent"), 4096))
+            agent = text(item.get("useragent"), 4096)
+            return EmailClicked(
+                **common,
+                url=url,
+                user_agent=agent,
+                machine=_machine(item, agent, machine_ranges, flagged=False),
+            )
         case "bounce":
             return EmailBounced(
                 **common, bounce=bounce_kind(item), reason=text(item.get("reason"), 4096)

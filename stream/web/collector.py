@@ -497,7 +497,10 @@ class Collector:
             except Refusal as refusal:
                 raise refusal_error(refusal) from None
         payload = _parse_json(body)
-        return await self._accept(sendgrid.convert(payload, received_at=received_at), received_at)
+        conversion = sendgrid.convert(
+            payload, received_at=received_at, machine_ranges=self.settings.machine_ip_ranges
+        )
+        return await self._accept(conversion, received_at)
 
     async def mailgun(self, request: web.Request) -> web.Response:
         key = self.settings.mailgun_signing_key
@@ -521,7 +524,9 @@ class Collector:
             except (RedisError, OSError) as exc:
                 log.error("collector: the Mailgun replay cache is unavailable: %s", exc)
                 raise HttpError(503, "unavailable", "the replay cache is unavailable") from exc
-        conversion = mailgun.convert(payload, received_at=received_at)
+        conversion = mailgun.convert(
+            payload, received_at=received_at, machine_ranges=self.settings.machine_ip_ranges
+        )
         try:
             return await self._accept(conversion, received_at)
         except HttpError:

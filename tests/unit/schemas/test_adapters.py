@@ -30,6 +30,7 @@ from schemas.events import (
     EmailClicked,
     EmailOpened,
     EmailSubscribed,
+    EventBase,
     FormSubmitted,
     Identify,
     PageViewed,
@@ -317,6 +318,33 @@ def test_sendgrid_events_without_an_id_get_a_stable_derived_one() -> None:
     assert first[0].event_id != first[1].event_id
 
 
+def test_sendgrid_opens_and_clicks_made_by_machines() -> None:
+    open_, click = _sendgrid_documented("open"), _sendgrid_documented("click")
+
+    def made(item: dict[str, Any], ranges: tuple[str, ...] = ()) -> EventBase:
+        (event,) = sendgrid.convert([item], **_AT, machine_ranges=ranges).events
+        return event
+
+    # the documented open and click: MSIE 6.1 from 255.255.255.255, a person
+    assert made(open_).machine is None and made(click).machine is None
+    flagged = made({**open_, "sg_machine_open": True})
+    assert isinstance(flagged, EmailOpened)
+    assert (flagged.machine_open, flagged.machine) == (True, "vendor flag: sg_machine_open")
+    # a security gateway following the link, from its published range
+    scanned = made({**click, "ip": "40.107.22.10"})
+    assert isinstance(scanned, EmailClicked)
+    assert scanned.machine == "address of Microsoft Exchange Online Protection"
+    assert scanned.machine_click is False  # SendGrid has no machine flag for clicks
+    configured = made({**open_, "ip": "203.0.113.9"}, ("Acme gateway=203.0.113.0/24",))
+    assert configured.machine == "address of Acme gateway"
+    barracuda = made({**click, "useragent": "Mozilla/5.0 (compatible; Barracuda Sentinel (EE))"})
+    assert barracuda.machine == "user agent: Barracuda"
+    # SendGrid reports a user agent with every open and click: one without is a machine's
+    assert made({k: v for k, v in open_.items() if k != "useragent"}).machine == "no user agent"
+    # what is not an open or a click is not judged
+    assert made(_sendgrid_documented("delivered")).machine is None
+
+
 def test_sendgrid_machine_opens_lead_ids_and_millisecond_timestamps() -> None:
     item = {
         "email": "Ada@Example.com",
@@ -329,6 +357,7 @@ def test_sendgrid_machine_opens_lead_ids_and_millisecond_timestamps() -> None:
     (event,) = sendgrid.convert([item], received_at=RECEIVED).events
     assert isinstance(event, EmailOpened)
     assert event.machine_open is True
+    assert event.machine == "vendor flag: sg_machine_open"
     assert event.lead_id == "lead-9"
     assert event.anonymous_id == "email:ada@example.com"
     assert event.occurred_at == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
@@ -379,13 +408,38 @@ def test_mailgun_envelope_and_bot_flags() -> None:
     envelope = {"signature": {"timestamp": "1", "token": "t", "signature": "s"}, "event-data": data}
     (human,) = mailgun.convert(envelope, received_at=RECEIVED).events
     assert isinstance(human, EmailOpened)
-    assert human.machine_open is False
+    assert (human.machine_open, human.machine) == (False, None)
     data["client-info"]["bot"] = "apple"
     data["user-variables"] = {"lead_id": "lead-3"}
     (machine,) = mailgun.convert(data, received_at=RECEIVED).events
     assert isinstance(machine, EmailOpened)
     assert machine.machine_open is True
+    assert machine.machine == "vendor flag: client-info.bot=apple"
     assert machine.lead_id == "lead-3"
+
+
+@needs_samples
+def test_mailgun_clicks_made_by_machines() -> None:
+    data = json.loads(sample("mailgun/event-data.clicked.json").read_text())
+
+    def made(ranges: tuple[str, ...] = (), **changes: Any) -> EmailClicked:
+        (event,) = mailgun.convert({**data, **changes}, **_AT, machine_ranges=ranges).events
+        assert isinstance(event, EmailClicked)
+        return event
+
+    assert made().machine is None  # Chromium on Linux, from 123.123.123.321
+    assert made(ip="104.47.1.9").machine == "address of Microsoft Exchange Online Protection"
+    configured = made(("Acme gateway=123.123.123.0/24",), ip="123.123.123.32")
+    assert configured.machine == "address of Acme gateway"
+    assert configured.machine_click is False  # the vendor flag stays the vendor's
+    scanner = {**data["client-info"], "user-agent": "Mozilla/5.0 (compatible; Mimecast)"}
+    assert made(**{"client-info": scanner}).machine == "user agent: Mimecast"
+    # Mailgun reports the client with every click: a click without a user agent is a machine's
+    assert made(**{"client-info": {}}).machine == "no user agent"
+    # what is not an open or a click is not judged
+    delivered = json.loads(sample("mailgun/event-data.delivered.json").read_text())
+    (event,) = mailgun.convert(delivered, **_AT).events
+    assert event.machine is None
 
 
 def test_mailgun_temporary_failure_is_reported_not_a_bounce() -> None:

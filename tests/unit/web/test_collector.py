@@ -508,6 +508,32 @@ def _mailgun(token: str, timestamp: int, key: str = MAILGUN_KEY) -> dict[str, An
     }
 
 
+async def test_webhooks_judge_machine_opens_with_the_configured_ranges(
+    make_served: Callable[..., Any],
+) -> None:
+    served: Served = await make_served(
+        machine_ip_ranges="Acme gateway=203.0.113.0/24",
+        auth_disabled=True,
+        mailgun_signing_key=None,
+    )
+    documented = _fixture("sendgrid/event-webhook-all-events.json")
+    (sendgrid_open,) = [item for item in documented if item["event"] == "open"]
+    body = [{**sendgrid_open, "ip": "203.0.113.9"}]
+    async with served.session.post(served.url("/webhooks/sendgrid"), json=body) as r:
+        assert r.status == 202
+    mailgun_open = {
+        **_mailgun("t-ranges", int(datetime.now(UTC).timestamp()))["event-data"],
+        "ip": "203.0.113.10",
+        "client-info": {"user-agent": sendgrid_open["useragent"], "bot": ""},
+    }
+    async with served.session.post(served.url("/webhooks/mailgun"), json=mailgun_open) as r:
+        assert r.status == 202
+    assert [(e["source"], e["machine"]) for e in served.events()] == [
+        ("sendgrid", "address of Acme gateway"),
+        ("mailgun", "address of Acme gateway"),
+    ]
+
+
 async def test_mailgun_webhook(served: Served) -> None:
     now = int(datetime.now(UTC).timestamp())
     url = served.url("/webhooks/mailgun")
