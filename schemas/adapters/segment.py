@@ -183,9 +183,11 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _email(call: dict[str, Any], kind: object, context: dict[str, Any]) -> str | None:
-    """The person's email identity: an identify's `traits.email`, else `context.traits.email`."""
+    """The person's email identity: an identify's `traits.email`, else `context.traits.email`
+    (an address that makes no usable id, e.g. one with a space, is ignored)."""
     own = _dict(call.get("traits")).get("email") if kind == "identify" else None
-    return email_identity(own) or email_identity(_dict(context.get("traits")).get("email"))
+    context_email = _dict(context.get("traits")).get("email")
+    return identifier(email_identity(own)) or identifier(email_identity(context_email))
 
 
 def _event(call: dict[str, Any], received_at: datetime) -> EventBase | list[EventBase]:

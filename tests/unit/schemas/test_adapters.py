@@ -652,6 +652,10 @@ def test_segment_context_traits_email_names_the_person() -> None:
     # but not when the call has an anonymousId of its own
     (own,) = segment.convert({**call, "anonymous_id": "aid-7"}, **_AT).events
     assert own.anonymous_id == "aid-7"
+    # an address that makes no usable id is ignored, not a reason to lose the event
+    broken = {**call, "context": {**call["context"], "traits": {"email": "p gibbons@example.com"}}}
+    (kept,) = segment.convert(broken, **_AT).events
+    assert (kept.lead_id, kept.anonymous_id) == ("019mr8mf4r", None)
 
 
 def test_segment_generic_ui_events_are_clicks() -> None:
