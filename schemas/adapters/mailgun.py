@@ -123,7 +123,8 @@ def _event(  # noqa: PLR0911 - one return per Mailgun event
     campaigns = data.get("campaigns")
     campaign = campaigns[0] if isinstance(campaigns, list) and campaigns else None
     client = data.get("client-info")
-    bot_name = text(client.get("bot"), 64) if isinstance(client, dict) else None
+    raw_bot = client.get("bot") if isinstance(client, dict) else None
+    bot_name = text(str(raw_bot), 64) if raw_bot else None  # "" when no bot
     bot = bot_name is not None
     common: dict[str, Any] = {
         "event_id": vendor_event_id(SOURCE, data.get("id")) or derived_event_id(SOURCE, data),

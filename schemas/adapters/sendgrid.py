@@ -70,8 +70,9 @@ _DROP_SUPPRESSIONS: dict[str, SuppressionList] = {
     "Unsubscribed Address": "unsubscribe",
     "Spam Reporting Address": "complaint",
 }
-"""`dropped` reasons that name a suppression list ("Drops", content/docs/glossary/drops.md in
-sendgrid/docs, now https://www.twilio.com/docs/sendgrid/glossary/drops)."""
+"""`dropped` reasons that name a suppression list (the glossary page "Drops",
+`content/docs/glossary/drops.md` in GitHub sendgrid/docs; the Event Webhook reference lists the
+other reasons)."""
 
 
 _USER_AGENT_EVENTS = frozenset({"open", "click"})
