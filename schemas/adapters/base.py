@@ -8,17 +8,18 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 from pydantic import ValidationError
 
-from schemas.events import EventBase, Utm
+from schemas.events import EmailBounced, EventBase, Utm
 
 __all__ = [
     "Conversion",
     "Rejected",
+    "SuppressionList",
     "derived_event_id",
     "email_identity",
     "epoch_to_datetime",
@@ -26,10 +27,14 @@ __all__ = [
     "iso_to_datetime",
     "parse_json_body",
     "skip",
+    "suppressed",
     "text",
     "utm_from_url",
     "vendor_event_id",
 ]
+
+_EVENT_ID_LENGTH = 128
+"""The contract's longest event id (`schemas.common.EventId`)."""
 
 ADAPTER_NAMESPACE = uuid.UUID("0b6a3f7e-5d0c-5c7e-8f4e-2a9d1c6b3e58")
 """The uuid5 namespace of event ids derived from vendor payloads. Never change it."""
@@ -52,6 +57,12 @@ class Conversion:
 
     events: list[EventBase] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)
+    """Where each of `events` came from (`[2]`, `batch[0]`, `` for the whole payload), in order."""
+
+    def origin(self, index: int) -> str:
+        """Where the event at `index` of `events` came from."""
+        return self.origins[index] if index < len(self.origins) else ""
 
     def reject(self, where: str, vendor_kind: object, reason: str) -> None:
         self.rejected.append(Rejected(where, str(vendor_kind or "?"), reason))
@@ -62,7 +73,9 @@ class Conversion:
         """Add the events `make` builds; a payload that fails validation becomes a rejection."""
         try:
             made = make()
-            self.events.extend(made if isinstance(made, list) else [made])
+            events = made if isinstance(made, list) else [made]
+            self.events.extend(events)
+            self.origins.extend(where for _ in events)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             path = ".".join(str(part) for part in first["loc"])
@@ -77,6 +90,37 @@ class _Skip(Exception):
 
 def skip(reason: str) -> _Skip:
     return _Skip(reason)
+
+
+SuppressionList = Literal["bounce", "unsubscribe", "complaint"]
+"""Why a sending platform keeps an address from being sent to: an earlier bounce, unsubscribe or
+spam report (SendGrid's `dropped` reasons, Mailgun's `suppress-*` failures)."""
+
+_SUPPRESSED_AFTER = {"unsubscribe": "an unsubscribe", "complaint": "a spam report"}
+
+
+def suppressed(
+    kind: SuppressionList, vendor: str, common: dict[str, Any], detail: str | None = None
+) -> EventBase:
+    """A message the vendor did not send because the address is on one of its suppression lists,
+    treated alike for every vendor:
+
+    - after an earlier bounce: a hard `email_bounced`, its reason saying so. The address is known
+      not to take mail, whether or not the bounce itself was ever reported to Leadstream.
+    - after an earlier unsubscribe or spam report: reported (raises `skip`), not converted.
+      Nothing happened to the person now, and the unsubscribe or report was an event of its own.
+    """
+    said = f" ({detail[:200]})" if detail else ""
+    if kind == "bounce":
+        return EmailBounced(
+            **common,
+            bounce="hard",
+            reason=f"not sent: the address was suppressed after an earlier bounce{said}",
+        )
+    raise skip(
+        f"{vendor} did not send: the address was suppressed after {_SUPPRESSED_AFTER[kind]}, "
+        f"which was an event of its own; nothing happened to the person now{said}"
+    )
 
 
 def parse_json_body(body: bytes | str, result: Conversion) -> Any:
@@ -102,7 +146,7 @@ def vendor_event_id(source: str, vendor_id: object) -> str | None:
     if usable is None:
         return None
     scoped = f"{source}:{usable}"
-    if len(scoped) <= 128:  # the contract's event id length
+    if len(scoped) <= _EVENT_ID_LENGTH:
         return scoped
     hashed = uuid.uuid5(ADAPTER_NAMESPACE, "\x1f".join((source, "id", usable)))
     return f"{source}:{hashed}"

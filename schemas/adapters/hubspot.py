@@ -5,7 +5,9 @@ by integrations, workflows or the API are reported: they may echo Leadstream's o
 `contact.deletion` and `contact.privacyDeletion` → `lead_erased`, `contact.merge` → one
 `leads_merged` per merged contact. `contact.creation` and other changes carry no attributes (the
 contact must be read from HubSpot's API) and are reported. The lead id is `hubspot:<objectId>`.
-The type key is read as `subscriptionType` or `eventType` (both occur).
+The type key is read as `subscriptionType` or `eventType` (both occur). The event id is
+`hubspot:<eventId>` (with `-<n>` for the n-th contact of a merge), or derived from the event
+without an `eventId`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from schemas.adapters.base import (
     identifier,
     parse_json_body,
     skip,
+    vendor_event_id,
 )
 from schemas.events import EventBase, LeadErased, LeadsMerged, StageSet
 from schemas.stages import HUBSPOT_LIFECYCLESTAGE, Stage
@@ -62,8 +65,7 @@ def convert(payload: Any, *, received_at: datetime) -> Conversion:
 
 
 def _event_id(item: dict[str, Any]) -> str:
-    event_id = identifier(item.get("eventId"))
-    return f"hubspot-{event_id}" if event_id else derived_event_id(SOURCE, item)
+    return vendor_event_id(SOURCE, item.get("eventId")) or derived_event_id(SOURCE, item)
 
 
 def _events(item: dict[str, Any], received_at: datetime) -> EventBase | list[EventBase]:

@@ -5,7 +5,8 @@
 `profile_updated`, `upemail` → `profile_updated` of the old address with the new one, `cleaned`
 → a hard `email_bounced` (or `email_spam_reported` for `abuse`). `campaign` (a sending status,
 not about a person) is reported. The person is `email:<address>`. `fired_at` is taken as UTC.
-Mailchimp sends no event id: a stable one is derived from the fields, so retries dedupe.
+Mailchimp sends no event id: a stable one is derived from the fields, so retries dedupe (it is
+a uuid5 of the source and the fields, so it cannot collide with another source's).
 """
 
 from __future__ import annotations

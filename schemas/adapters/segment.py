@@ -1,11 +1,28 @@
 """Segment: `track`, `identify` and `page` calls (and `{"batch": [...]}` of them).
 
 Both key styles are read: the current one (`type`, `userId`, `anonymousId`, `messageId`) and the
-older one of the Email spec (`action`, `user_id`, `anonymous_id`, `message_id`). `userId` is the
-lead id, `anonymousId` the anonymous id. Track events of the Email spec and a few B2B ones map to
-our types (see `TRACK_EVENTS`); any other track event is reported, as are `group`, `alias` and
-`screen` calls. Without a `timestamp` the time of receipt is used; without a `messageId` a stable
-id is derived from the call.
+older one of the Email spec (`action`, `user_id`, `anonymous_id`, `message_id`). Track events of
+the Email spec, a few B2B ones and the generic UI ones map to our types (see `TRACK_EVENTS`; names
+are matched ignoring case and repeated spaces); any other track event is reported, as are
+`group`, `alias` and `screen` calls. Without a `timestamp` the time of receipt is used; without a
+`messageId` a stable id is derived from the call's content alone (`canonical_call`), so the same
+call gets the same id whichever endpoint it came through. A `messageId` is scoped like every
+vendor's own id: the event id is `segment:<messageId>`, whether Segment or a client of the
+Segment-compatible API chose it.
+
+Who did it: `userId` is the lead id. The anonymous id is `anonymousId` when the call has one, else
+the person's email address as `email:<address>` (`base.email_identity`): an identify's
+`traits.email`, else the `context.traits.email` any call may carry (the Email spec's "intended
+recipient"). An explicit `anonymousId` wins over the address because it is the id the visitor's
+earlier activity is held under; `userId` always names the lead. A call that names nobody but
+carries an address is accepted: its activity is held under the address until it is linked.
+
+Identify: with a `userId` it is an `identify` linking the lead to its anonymous id (the address,
+when there is no `anonymousId`). When it has both an `anonymousId` and an address, a second
+`identify` (same lead, the address as anonymous id, no traits) links the address too, so what
+is reported by address (email platforms, calls with only `context.traits.email`) reaches the
+lead. Without a `userId` it is a `profile_updated` of the anonymous id: a link needs a lead id,
+so an anonymous id and an address are not linked to each other.
 """
 
 from __future__ import annotations
@@ -18,14 +35,18 @@ from typing import Any
 from schemas.adapters.base import (
     Conversion,
     derived_event_id,
+    email_identity,
     identifier,
     iso_to_datetime,
     parse_json_body,
     skip,
     text,
     utm_from_url,
+    vendor_event_id,
 )
 from schemas.events import (
+    Clicked,
+    CtaClicked,
     DemoRequested,
     EmailBounced,
     EmailClicked,
@@ -47,7 +68,15 @@ from schemas.events import (
     WebinarAttended,
 )
 
-__all__ = ["SOURCE", "TRACK_EVENTS", "convert", "convert_body", "traits_from_segment"]
+__all__ = [
+    "SOURCE",
+    "TRACK_EVENTS",
+    "canonical_call",
+    "convert",
+    "convert_body",
+    "track_event_type",
+    "traits_from_segment",
+]
 
 SOURCE = "segment"
 
@@ -69,8 +98,23 @@ TRACK_EVENTS: dict[str, str] = {
     "Video Playback Completed": "video_viewed",
     "Video Content Completed": "video_viewed",
     "Webinar Attended": "webinar_attended",
+    # Generic UI events. Segment's specs define none, but its documentation uses these names:
+    # "Button Clicked" (spec/track.md, "a UI component") and the older "Clicked Button" (many
+    # destination pages), "Link Clicked" (the Marketo source), "Form Submitted" (above). "CTA
+    # Clicked" is the common name for a call to action, which has an event type of its own.
+    "Button Clicked": "clicked",
+    "Clicked Button": "clicked",
+    "Link Clicked": "clicked",
+    "CTA Clicked": "cta_clicked",
 }
 """Segment track event name → our event type."""
+
+_TRACK_EVENTS_FOLDED = {name.casefold(): ours for name, ours in TRACK_EVENTS.items()}
+_TARGET_KEYS = ("label", "text", "button_text", "element_id", "button_id", "id", "name", "title")
+"""Where a click's element (`clicked.target`) is looked for in the track's properties."""
+_HREF_KEYS = ("href", "link_url", "url")
+_CTA_ID_KEYS = ("cta_id", "id")
+_CTA_LABEL_KEYS = ("label", "text", "cta", "title", "name")
 
 _SIMPLE_EMAIL: dict[str, type[EventBase]] = {
     "email_sent": EmailSent,
@@ -107,6 +151,26 @@ def convert(payload: Any, *, received_at: datetime) -> Conversion:
     return result
 
 
+def track_event_type(name: object) -> str | None:
+    """Our event type of a Segment track event name (`TRACK_EVENTS`, ignoring case and repeated
+    spaces), or None."""
+    if not isinstance(name, str):
+        return None
+    return _TRACK_EVENTS_FOLDED.get(" ".join(name.split()).casefold())
+
+
+_NOT_CONTENT = frozenset({"type", "action", "writeKey"})
+
+
+def canonical_call(call: dict[str, Any]) -> dict[str, Any]:
+    """The call as its derived event id sees it: its content, its type under `type` whichever
+    key style named it (`type`, the Email spec's `action`, or the path of `/v1/track`), and
+    without `writeKey` (the sender's credential, which a batch carries once for all its calls).
+    """
+    content = {key: value for key, value in call.items() if key not in _NOT_CONTENT}
+    return {**content, "type": _get(call, "type", "action")}
+
+
 def _get(call: dict[str, Any], *names: str) -> Any:
     for name in names:
         if call.get(name) is not None:
@@ -118,28 +182,46 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _event(call: dict[str, Any], received_at: datetime) -> EventBase:
+def _email(call: dict[str, Any], kind: object, context: dict[str, Any]) -> str | None:
+    """The person's email identity: an identify's `traits.email`, else `context.traits.email`
+    (an address that makes no usable id, e.g. one with a space, is ignored)."""
+    own = _dict(call.get("traits")).get("email") if kind == "identify" else None
+    context_email = _dict(context.get("traits")).get("email")
+    return identifier(email_identity(own)) or identifier(email_identity(context_email))
+
+
+def _event(call: dict[str, Any], received_at: datetime) -> EventBase | list[EventBase]:
     kind = _get(call, "type", "action")
     context = _dict(call.get("context"))
+    anonymous_id = identifier(_get(call, "anonymousId", "anonymous_id"))
+    email = _email(call, kind, context)
     common: dict[str, Any] = {
-        "event_id": identifier(_get(call, "messageId", "message_id"))
-        or derived_event_id(SOURCE, call),
+        "event_id": vendor_event_id(SOURCE, _get(call, "messageId", "message_id"))
+        or derived_event_id(SOURCE, canonical_call(call)),
         "occurred_at": iso_to_datetime(_get(call, "timestamp", "originalTimestamp"))
         or iso_to_datetime(_get(call, "receivedAt", "sentAt"))
         or received_at,
         "lead_id": identifier(_get(call, "userId", "user_id")),
-        "anonymous_id": identifier(_get(call, "anonymousId", "anonymous_id")),
+        "anonymous_id": anonymous_id or email,
         "source": SOURCE,
     }
     if kind not in ("track", "identify", "page"):
         raise skip(f"Segment {str(kind)[:32]!r} calls are not converted (track, identify, page)")
     if common["lead_id"] is None and common["anonymous_id"] is None:
-        raise skip("neither userId nor anonymousId")
+        raise skip("neither userId nor anonymousId (nor an email address in its traits)")
     if kind == "identify":
         traits = traits_from_segment(_dict(call.get("traits")))
         if common["lead_id"] is None:
             return ProfileUpdated(**common, traits=traits)
-        return Identify(**common, traits=traits)
+        identified = Identify(**common, traits=traits)
+        if email is None or email == common["anonymous_id"]:
+            return identified
+        link = {
+            **common,
+            "event_id": derived_event_id(SOURCE, canonical_call(call), part="email identity"),
+            "anonymous_id": email,
+        }
+        return [identified, Identify(**link)]
     if kind == "page":
         return _page(call, context, common)
     return _track(call, context, common)
@@ -166,7 +248,7 @@ def _track(  # noqa: PLR0911, PLR0912 - one branch per event type
     call: dict[str, Any], context: dict[str, Any], common: dict[str, Any]
 ) -> EventBase:
     name = call.get("event")
-    ours = TRACK_EVENTS.get(name) if isinstance(name, str) else None
+    ours = track_event_type(name)
     if ours is None:
         raise skip(f"track event {str(name)[:64]!r} has no Leadstream event type")
     props = _dict(call.get("properties"))
@@ -178,6 +260,8 @@ def _track(  # noqa: PLR0911, PLR0912 - one branch per event type
     if ours in _SIMPLE_EMAIL:
         return _SIMPLE_EMAIL[ours](**common, **email)
     agent = text(context.get("userAgent") or context.get("user_agent"), 4096)
+    if ours in ("clicked", "cta_clicked"):
+        return _click(ours, props, context, common, agent)
     match ours:
         case "email_opened":
             return EmailOpened(**common, **email, user_agent=agent)
@@ -225,6 +309,32 @@ def _track(  # noqa: PLR0911, PLR0912 - one branch per event type
                 title=text(props.get("title"), 4096),
             )
     raise AssertionError(ours)  # pragma: no cover - TRACK_EVENTS and the cases agree
+
+
+def _first_text(props: dict[str, Any], keys: tuple[str, ...], limit: int = 256) -> str | None:
+    return next((t for key in keys if (t := text(props.get(key), limit)) is not None), None)
+
+
+def _click(
+    ours: str,
+    props: dict[str, Any],
+    context: dict[str, Any],
+    common: dict[str, Any],
+    agent: str | None,
+) -> EventBase:
+    """A generic UI click: the page it was on (`context.page.url`), what was clicked, where to."""
+    page: dict[str, Any] = {
+        "url": text(_dict(context.get("page")).get("url"), 4096),
+        "user_agent": agent,
+        "href": _first_text(props, _HREF_KEYS, 4096),
+    }
+    if ours == "clicked":
+        return Clicked(**common, **page, target=_first_text(props, _TARGET_KEYS))
+    label = _first_text(props, _CTA_LABEL_KEYS)
+    cta_id = next((i for key in _CTA_ID_KEYS if (i := identifier(props.get(key)))), None)
+    if cta_id is None and label is None:
+        raise skip("CTA Clicked without cta_id, id or a label to name the call to action")
+    return CtaClicked(**common, **page, cta_id=cta_id or _slug(str(label)), label=label)
 
 
 def _int(value: object) -> int | None:

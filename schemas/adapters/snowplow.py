@@ -7,7 +7,8 @@ and tp2 POST bodies (`{"schema": ".../payload_data/...", "data": [{...}, ...]}`)
 `uid` is the lead id; `duid` (or `tnuid`/`nuid`, or the collector's network user id cookie passed
 as `network_user_id`) the anonymous id. The event time is `ttm` if sent, else the device time
 corrected for the device clock (`received_at - (stm - dtm)`, Snowplow's derived timestamp), else
-`dtm`, else `received_at`.
+`dtm`, else `received_at`. The event id is `snowplow:<eid>`, or derived from the parameters
+without an `eid`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from schemas.adapters.base import (
     skip,
     text,
     utm_from_url,
+    vendor_event_id,
 )
 from schemas.events import Clicked, EventBase, FormSubmitted, PageViewed, Searched
 
@@ -128,7 +130,7 @@ def _event(params: dict[str, str], received_at: datetime, network_user_id: str |
         or identifier(network_user_id)
     )
     common: dict[str, Any] = {
-        "event_id": identifier(params.get("eid")) or derived_event_id(SOURCE, params),
+        "event_id": vendor_event_id(SOURCE, params.get("eid")) or derived_event_id(SOURCE, params),
         "occurred_at": _occurred_at(params, received_at),
         "lead_id": identifier(params.get("uid")),
         "anonymous_id": anonymous,

@@ -21,7 +21,10 @@ lead or anonymous id, and answers once Kafka has acknowledged them:
 | `POST /webhooks/mailjet` | HTTP Basic credentials | 202 |
 
 A 202 body lists the ids of the events written and every part of the request that made none,
-with the reason: ``{"accepted": [...], "rejected": [{"where", "kind", "reason"}]}``. Refusals are
+with the reason: ``{"accepted": [...], "rejected": [{"where", "kind", "reason"}]}``. An item that
+repeats the event id of an earlier item of the same request is not written (consumers would
+drop it as a duplicate) and is listed under ``rejected``, saying whether its content is the same
+as the earlier one's or differs from it. Refusals are
 JSON ``{"error", "detail"}``: 400 (not JSON, not a valid call), 401 (any failed caller check, see
 `stream.web.auth`), 413 (body over the limit, refused from ``Content-Length`` before it is
 read, or as soon as a streamed body passes it), 503 (Kafka or Redis unavailable: retry later).
@@ -342,6 +345,20 @@ def segment_call(payload: Any, kind: str) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the collector
 
 
+def _repeat(event: EventBase, earlier_where: str, earlier_value: bytes, value: bytes) -> str:
+    """Why an event that repeats the id of an earlier one of the same request is not written."""
+    earlier = f"the earlier item {earlier_where}" if earlier_where else "an earlier event"
+    if value == earlier_value:
+        return (
+            f"repeats the event id {event.event_id!r} of {earlier}, same content: "
+            "a duplicate, written once"
+        )
+    return (
+        f"repeats the event id {event.event_id!r} of {earlier}, different content: only the "
+        "earlier one is written, consumers would drop this one as a duplicate"
+    )
+
+
 @dataclass
 class Outcome:
     """What one request made: the records to write, their event ids, what was rejected."""
@@ -386,7 +403,8 @@ class Collector:
             {"where": r.where, "kind": r.vendor_kind, "reason": r.reason}
             for r in conversion.rejected
         ]
-        for event in conversion.events:
+        written: dict[str, tuple[str, bytes]] = {}  # event id -> where it came from, its value
+        for index, event in enumerate(conversion.events):
             value = codec.encode(event)
             try:
                 codec.decode(value, now=received_at)
@@ -395,6 +413,13 @@ class Collector:
                     {"where": event.event_id, "kind": event.type, "reason": str(exc)}
                 )
                 continue
+            where = conversion.origin(index)
+            if (earlier := written.get(event.event_id)) is not None:
+                outcome.rejected.append(
+                    {"where": where, "kind": event.type, "reason": _repeat(event, *earlier, value)}
+                )
+                continue
+            written[event.event_id] = (where, value)
             outcome.records.append(Record(topic_for(event), codec.event_key(event), value))
             outcome.accepted.append(event.event_id)
         return outcome
@@ -620,7 +645,7 @@ class Collector:
             )
         call = segment_call(payload, kind)
         outcome = self._outcome(segment.convert(call, received_at=received_at), received_at)
-        unmapped = kind == "track" and call.get("event") not in segment.TRACK_EVENTS
+        unmapped = kind == "track" and segment.track_event_type(call.get("event")) is None
         if not outcome.accepted and not unmapped:
             reasons = "; ".join(r["reason"] for r in outcome.rejected) or "no event"
             raise HttpError(400, "invalid_call", reasons, extra={"rejected": outcome.rejected})
@@ -662,7 +687,10 @@ class Collector:
             except Refusal as refusal:
                 raise refusal_error(refusal) from None
         payload = _parse_json(body)
-        return await self._accept(sendgrid.convert(payload, received_at=received_at), received_at)
+        conversion = sendgrid.convert(
+            payload, received_at=received_at, machine_ranges=self.settings.machine_ip_ranges
+        )
+        return await self._accept(conversion, received_at)
 
     async def mailgun(self, request: web.Request) -> web.Response:
         key = self.settings.mailgun_signing_key
@@ -686,7 +714,9 @@ class Collector:
             except (RedisError, OSError) as exc:
                 log.error("collector: the Mailgun replay cache is unavailable: %s", exc)
                 raise HttpError(503, "unavailable", "the replay cache is unavailable") from exc
-        conversion = mailgun.convert(payload, received_at=received_at)
+        conversion = mailgun.convert(
+            payload, received_at=received_at, machine_ranges=self.settings.machine_ip_ranges
+        )
         try:
             return await self._accept(conversion, received_at)
         except HttpError:

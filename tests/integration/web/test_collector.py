@@ -218,6 +218,7 @@ async def test_pixel_hit_is_a_page_view_of_the_cookie_visitor(worker: CollectorW
 
 async def test_segment_track_with_without_and_with_a_wrong_token(worker: CollectorWorker) -> None:
     message_id = f"seg-{uuid.uuid4().hex}"
+    event_id = f"segment:{message_id}"  # a client's messageId is scoped by the source
     call = {
         "userId": "lead-seg-1",
         "event": "Demo Requested",
@@ -236,7 +237,7 @@ async def test_segment_track_with_without_and_with_a_wrong_token(worker: Collect
             assert (await response.json())["error"] == "invalid_token"
         async with session.post(url, json=call, headers=_bearer()) as response:
             assert response.status == 202
-            assert await response.json() == {"accepted": [message_id], "rejected": []}
+            assert await response.json() == {"accepted": [event_id], "rejected": []}
         # malformed and oversized bodies
         async with session.post(url, data=b'{"userId": ', headers=_bearer()) as response:
             assert response.status == 400
@@ -246,8 +247,8 @@ async def test_segment_track_with_without_and_with_a_wrong_token(worker: Collect
             assert response.status == 413
             assert (await response.json())["error"] == "too_large"
 
-    records = await _read(worker, topics.CLICKSTREAM, _with_ids(message_id))
-    (key, value), *more = [(k, v) for k, v in records if v["event_id"] == message_id]
+    records = await _read(worker, topics.CLICKSTREAM, _with_ids(event_id))
+    (key, value), *more = [(k, v) for k, v in records if v["event_id"] == event_id]
     assert not more, "the refused requests wrote nothing"
     assert key == b"lead-seg-1"
     assert value["type"] == "demo_requested"
@@ -293,12 +294,13 @@ async def test_sendgrid_signed_events_reach_the_email_topic(worker: CollectorWor
         async with session.post(url, data=body, headers=headers) as response:
             assert response.status == 202
             answer = await response.json()
-    assert answer["accepted"] == [sg_id]
+    event_id = f"sendgrid:{sg_id}"
+    assert answer["accepted"] == [event_id]
     assert [r["kind"] for r in answer["rejected"]] == ["deferred"]
 
-    records = await _read(worker, topics.EMAIL, _with_ids(sg_id))
-    assert "sg-forged" not in {value["event_id"] for _, value in records}
-    ((key, value),) = [(k, v) for k, v in records if v["event_id"] == sg_id]
+    records = await _read(worker, topics.EMAIL, _with_ids(event_id))
+    assert "sendgrid:sg-forged" not in {value["event_id"] for _, value in records}
+    ((key, value),) = [(k, v) for k, v in records if v["event_id"] == event_id]
     assert key == b"email:ada@example.com"
     assert (value["type"], value["source"]) == ("email_opened", "sendgrid")
 

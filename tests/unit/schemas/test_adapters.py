@@ -1,4 +1,5 @@
-"""Vendor adapters against the real vendor samples in ../shared/datasets/webhooks (read in place).
+"""Vendor adapters against the real vendor samples in ../shared/datasets/webhooks (read in place)
+and the permissively licensed ones kept in tests/fixtures.
 
 Where the samples come from, and how to lay them out: docs/DATASETS.md.
 
@@ -20,17 +21,21 @@ from typing import Any
 import pytest
 
 from schemas.adapters import hubspot, mailchimp, mailgun, segment, sendgrid, snowplow
-from schemas.adapters.base import Conversion
+from schemas.adapters.base import Conversion, vendor_event_id
 from schemas.codec import decode, encode
 from schemas.events import (
+    Clicked,
+    CtaClicked,
     EmailBounced,
     EmailClicked,
     EmailOpened,
     EmailSubscribed,
+    EventBase,
     FormSubmitted,
     Identify,
     PageViewed,
     ProfileUpdated,
+    Traits,
     Utm,
 )
 from schemas.stages import Stage
@@ -38,6 +43,7 @@ from schemas.topics import topic_for
 
 REPO = Path(__file__).resolve().parents[3]
 DATASETS = (REPO / ".." / "shared" / "datasets" / "webhooks").resolve()
+FIXTURES = REPO / "tests" / "fixtures"
 RECEIVED = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 
 needs_samples = pytest.mark.skipif(not DATASETS.is_dir(), reason=f"{DATASETS} is absent")
@@ -91,7 +97,7 @@ EXPECTED: dict[str, list[str] | str] = {
     "segment/email-spec.email-marked-as-spam.json": ["email_spam_reported"],
     "segment/email-spec.email-opened.json": ["email_opened"],
     "segment/email-spec.unsubscribed.json": ["email_unsubscribed"],
-    "segment/identify.complete-example.json": ["identify"],
+    "segment/identify.complete-example.json": ["identify", "identify"],
     "segment/identify.minimal.json": ["identify"],
     "segment/page.minimal.json": "neither userId nor anonymousId",
     "segment/track.complete-example.json": "track event 'Course Clicked' has no",
@@ -105,7 +111,7 @@ EXPECTED: dict[str, list[str] | str] = {
     "sendgrid/click.json": ["email_clicked"],
     "sendgrid/deferred.json": "a temporary delay",
     "sendgrid/delivered.json": ["email_delivered"],
-    "sendgrid/dropped.json": "SendGrid dropped the message",
+    "sendgrid/dropped.json": ["email_bounced"],
     "sendgrid/group_resubscribe.json": ["email_subscribed"],
     "sendgrid/group_unsubscribe.json": ["email_unsubscribed"],
     "sendgrid/legacy-marketing-unsubscribe.json": ["email_unsubscribed"],
@@ -157,6 +163,11 @@ def sample(relative: str) -> Path:
     return DATASETS / relative
 
 
+def fixture(relative: str) -> Any:
+    """A payload kept in tests/fixtures (sources in each folder's SOURCE.md), parsed."""
+    return json.loads((FIXTURES / relative).read_text())
+
+
 def _samples() -> list[str]:
     if not DATASETS.is_dir():
         return []
@@ -188,6 +199,48 @@ def test_each_sample_converts_or_is_rejected_with_a_reason(relative: str) -> Non
         assert result.rejected[0].reason.startswith(expected), result.rejected[0]
 
 
+# ------------------------------------------------------------------------------- event ids
+
+
+@needs_samples
+def test_vendor_event_ids_are_scoped_by_their_source() -> None:
+    (sg,) = sendgrid.convert([_sendgrid_documented("open")], **_AT).events
+    assert sg.event_id == "sendgrid:sg_event_id"
+    # a Mailgun event that happens to carry the same id is another event
+    opened = json.loads(sample("mailgun/event-data.opened.json").read_text())
+    (mg,) = mailgun.convert({**opened, "id": "sg_event_id"}, **_AT).events
+    assert mg.event_id == "mailgun:sg_event_id"
+    hubspot_ids = [
+        e.event_id
+        for e in hubspot.convert(
+            [
+                {
+                    "objectId": 5,
+                    "eventId": 2,
+                    "eventType": "contact.merge",
+                    "mergedObjectIds": [6, 7],
+                }
+            ],
+            **_AT,
+        ).events
+    ]
+    assert hubspot_ids == ["hubspot:2-0", "hubspot:2-1"]
+
+
+def test_scoped_event_ids_fit_the_contract() -> None:
+    long = "m" * 200  # a usable vendor id may be 256 characters, an event id only 128
+    scoped = vendor_event_id("segment", long)
+    assert scoped is not None and scoped.startswith("segment:") and len(scoped) <= 128
+    assert scoped == vendor_event_id("segment", long) != vendor_event_id("snowplow", long)
+    assert vendor_event_id("segment", "has a space") is None
+    call = {**fixture("segment/track.button-clicked-context-traits.json"), "messageId": long}
+    (event,) = segment.convert(call, **_AT).events
+    assert event.event_id == scoped
+    # derived ids (no vendor id) are uuid5s, unscoped as before
+    (derived,) = segment.convert({k: v for k, v in call.items() if k != "messageId"}, **_AT).events
+    assert len(derived.event_id) == 36 and ":" not in derived.event_id
+
+
 # --------------------------------------------------------------------------------- SendGrid
 
 
@@ -195,7 +248,7 @@ def test_each_sample_converts_or_is_rejected_with_a_reason(relative: str) -> Non
 def test_sendgrid_click_field_by_field() -> None:
     (event,) = convert_sample(sample("sendgrid/click.json")).events
     assert isinstance(event, EmailClicked)
-    assert event.event_id == "kCAi1KttyQdEKHhdC-nuEA=="
+    assert event.event_id == "sendgrid:kCAi1KttyQdEKHhdC-nuEA=="
     assert event.occurred_at == datetime(2017, 12, 15, 0, 59, 29, tzinfo=UTC)
     assert event.lead_id is None
     assert event.anonymous_id == "email:example@test.com"
@@ -223,12 +276,73 @@ def test_sendgrid_bounce_kinds_and_campaigns() -> None:
     assert resubscribed.list_id == "10"
 
 
+def _sendgrid_documented(event: str) -> dict[str, Any]:
+    """The `event` item of SendGrid's documented batch of every event (tests/fixtures)."""
+    (item,) = [i for i in fixture("sendgrid/event-webhook-all-events.json") if i["event"] == event]
+    return dict(item)
+
+
+def test_sendgrid_bounce_without_type_is_judged_by_classification_then_status() -> None:
+    bounce = _sendgrid_documented("bounce")
+    assert "type" not in bounce and bounce["status"] == "5.0.0"
+
+    def kind(**changes: str) -> str:
+        (event,) = sendgrid.convert([{**bounce, **changes}], received_at=RECEIVED).events
+        assert isinstance(event, EmailBounced)
+        assert event.reason == "500 unknown recipient"
+        return event.bounce
+
+    assert kind() == "hard"  # 5.x.x: a permanent failure
+    assert kind(status="4.0.0") == "soft"  # 4.x.x: a transient one
+    # the current documentation's example of this item adds the classification
+    assert kind(bounce_classification="Invalid Address") == "hard"
+    assert kind(bounce_classification="Invalid Address", status="4.0.0") == "hard"
+    for about_the_sender in ("Content", "Reputation", "Frequency or Volume Too High"):
+        assert kind(bounce_classification=about_the_sender) == "soft"
+    assert kind(bounce_classification="Technical Failure") == "soft"
+    # classifications that say nothing either way leave it to the status
+    assert kind(bounce_classification="Mailbox Unavailable", status="4.2.2") == "soft"
+    assert kind(bounce_classification="Unclassified") == "hard"
+    # `type`, when sent, decides (the documentation's `blocked` example is classified
+    # "Invalid Address" and still a temporary refusal)
+    assert kind(type="blocked", bounce_classification="Invalid Address") == "soft"
+    assert kind(type="bounce", status="4.0.0") == "hard"
+    assert sendgrid.bounce_kind({"event": "bounce"}) == "hard"  # documented as permanent
+
+
 @needs_samples
 def test_sendgrid_events_without_an_id_get_a_stable_derived_one() -> None:
     first = convert_sample(sample("sendgrid/category-array.json")).events
     again = convert_sample(sample("sendgrid/category-array.json")).events
     assert [e.event_id for e in first] == [e.event_id for e in again]
     assert first[0].event_id != first[1].event_id
+
+
+def test_sendgrid_opens_and_clicks_made_by_machines() -> None:
+    open_, click = _sendgrid_documented("open"), _sendgrid_documented("click")
+
+    def made(item: dict[str, Any], ranges: tuple[str, ...] = ()) -> EventBase:
+        (event,) = sendgrid.convert([item], **_AT, machine_ranges=ranges).events
+        return event
+
+    # the documented open and click: MSIE 6.1 from 255.255.255.255, a person
+    assert made(open_).machine is None and made(click).machine is None
+    flagged = made({**open_, "sg_machine_open": True})
+    assert isinstance(flagged, EmailOpened)
+    assert (flagged.machine_open, flagged.machine) == (True, "vendor flag: sg_machine_open")
+    # a security gateway following the link, from its published range
+    scanned = made({**click, "ip": "40.107.22.10"})
+    assert isinstance(scanned, EmailClicked)
+    assert scanned.machine == "address of Microsoft Exchange Online Protection"
+    assert scanned.machine_click is False  # SendGrid has no machine flag for clicks
+    configured = made({**open_, "ip": "203.0.113.9"}, ("Acme gateway=203.0.113.0/24",))
+    assert configured.machine == "address of Acme gateway"
+    barracuda = made({**click, "useragent": "Mozilla/5.0 (compatible; Barracuda Sentinel (EE))"})
+    assert barracuda.machine == "user agent: Barracuda"
+    # SendGrid reports a user agent with every open and click: one without is a machine's
+    assert made({k: v for k, v in open_.items() if k != "useragent"}).machine == "no user agent"
+    # what is not an open or a click is not judged
+    assert made(_sendgrid_documented("delivered")).machine is None
 
 
 def test_sendgrid_machine_opens_lead_ids_and_millisecond_timestamps() -> None:
@@ -243,6 +357,7 @@ def test_sendgrid_machine_opens_lead_ids_and_millisecond_timestamps() -> None:
     (event,) = sendgrid.convert([item], received_at=RECEIVED).events
     assert isinstance(event, EmailOpened)
     assert event.machine_open is True
+    assert event.machine == "vendor flag: sg_machine_open"
     assert event.lead_id == "lead-9"
     assert event.anonymous_id == "email:ada@example.com"
     assert event.occurred_at == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
@@ -274,14 +389,17 @@ def test_sendgrid_unknown_and_broken_items_are_reported_and_the_rest_converts() 
 def test_mailgun_failed_permanent_field_by_field() -> None:
     (event,) = convert_sample(sample("mailgun/event-data.failed-permanent.json")).events
     assert isinstance(event, EmailBounced)
-    assert event.event_id == "pl271FzxTTmGRW8Uj3dUWw"
+    assert event.event_id == "mailgun:pl271FzxTTmGRW8Uj3dUWw"
     assert event.occurred_at == datetime(2018, 6, 22, 21, 12, 49, 818328, tzinfo=UTC)
     assert event.anonymous_id == "email:slava@mailgun.com"
     assert event.lead_id is None
     assert event.source == "mailgun"
     assert event.message_id == "20180622211249.1.2A6098970A380E12@example.org"
     assert event.bounce == "hard"
-    assert event.reason == "605 Not delivering to previously bounced address"
+    assert event.reason == (  # reason `suppress-bounce`: Mailgun did not send
+        "not sent: the address was suppressed after an earlier bounce "
+        "(605 Not delivering to previously bounced address)"
+    )
 
 
 @needs_samples
@@ -290,24 +408,132 @@ def test_mailgun_envelope_and_bot_flags() -> None:
     envelope = {"signature": {"timestamp": "1", "token": "t", "signature": "s"}, "event-data": data}
     (human,) = mailgun.convert(envelope, received_at=RECEIVED).events
     assert isinstance(human, EmailOpened)
-    assert human.machine_open is False
+    assert (human.machine_open, human.machine) == (False, None)
     data["client-info"]["bot"] = "apple"
     data["user-variables"] = {"lead_id": "lead-3"}
     (machine,) = mailgun.convert(data, received_at=RECEIVED).events
     assert isinstance(machine, EmailOpened)
     assert machine.machine_open is True
+    assert machine.machine == "vendor flag: client-info.bot=apple"
     assert machine.lead_id == "lead-3"
 
 
-def test_mailgun_temporary_failures_are_soft_and_unknown_events_reported() -> None:
+@needs_samples
+def test_mailgun_clicks_made_by_machines() -> None:
+    data = json.loads(sample("mailgun/event-data.clicked.json").read_text())
+
+    def made(ranges: tuple[str, ...] = (), **changes: Any) -> EmailClicked:
+        (event,) = mailgun.convert({**data, **changes}, **_AT, machine_ranges=ranges).events
+        assert isinstance(event, EmailClicked)
+        return event
+
+    assert made().machine is None  # Chromium on Linux, from 123.123.123.321
+    assert made(ip="104.47.1.9").machine == "address of Microsoft Exchange Online Protection"
+    configured = made(("Acme gateway=123.123.123.0/24",), ip="123.123.123.32")
+    assert configured.machine == "address of Acme gateway"
+    assert configured.machine_click is False  # the vendor flag stays the vendor's
+    scanner = {**data["client-info"], "user-agent": "Mozilla/5.0 (compatible; Mimecast)"}
+    assert made(**{"client-info": scanner}).machine == "user agent: Mimecast"
+    # Mailgun reports the client with every click: a click without a user agent is a machine's
+    assert made(**{"client-info": {}}).machine == "no user agent"
+    # what is not an open or a click is not judged
+    delivered = json.loads(sample("mailgun/event-data.delivered.json").read_text())
+    (event,) = mailgun.convert(delivered, **_AT).events
+    assert event.machine is None
+
+
+def test_mailgun_temporary_failure_is_reported_not_a_bounce() -> None:
+    # Mailgun retries after a temporary failure: the message may yet be delivered, so it is not
+    # a bounce (as SendGrid's `deferred` is not)
+    result = mailgun.convert(
+        fixture("mailgun/event-data.failed-temporary.json"), received_at=RECEIVED
+    )
+    assert result.events == []
+    (rejected,) = result.rejected
+    assert (rejected.where, rejected.vendor_kind) == ("event-data", "failed")
+    assert rejected.reason.startswith("a temporary failure: Mailgun retries")
+    assert "451 4.7.652 The mail server" in rejected.reason
+
+
+def test_mailgun_unknown_events_are_reported() -> None:
     base = {"id": "x1", "timestamp": 1.5, "recipient": "a@b.c"}
-    (soft,) = mailgun.convert(
-        {**base, "event": "failed", "severity": "temporary"}, received_at=RECEIVED
-    ).events
-    assert soft.bounce == "soft"  # type: ignore[attr-defined]
     stored = mailgun.convert({**base, "event": "stored"}, received_at=RECEIVED)
     assert stored.events == []
     assert stored.rejected[0].vendor_kind == "stored"
+
+
+# ------------------------------------------------------------------ suppressions, both vendors
+
+
+_AT: dict[str, Any] = {"received_at": RECEIVED}
+
+
+def _dropped(reason: str | None = None) -> Conversion:
+    item = _sendgrid_documented("dropped")  # reason "Bounced Address"
+    return sendgrid.convert([item if reason is None else {**item, "reason": reason}], **_AT)
+
+
+def _mailgun_failed(reason: str) -> Conversion:
+    data = json.loads(sample("mailgun/event-data.failed-permanent.json").read_text())
+    assert data["reason"] == "suppress-bounce"
+    return mailgun.convert({**data, "reason": reason}, **_AT)
+
+
+@needs_samples
+def test_a_bounce_suppression_is_a_hard_bounce_for_both_vendors() -> None:
+    (sendgrid_bounce,) = _dropped().events
+    (mailgun_bounce,) = _mailgun_failed("suppress-bounce").events
+    for event in (sendgrid_bounce, mailgun_bounce):
+        assert isinstance(event, EmailBounced)
+        assert event.bounce == "hard"
+        assert event.reason is not None
+        assert event.reason.startswith(
+            "not sent: the address was suppressed after an earlier bounce"
+        )
+    assert sendgrid_bounce.reason.endswith("(Bounced Address)")  # type: ignore[union-attr]
+
+
+@needs_samples
+@pytest.mark.parametrize(
+    ("sendgrid_reason", "mailgun_reason", "after"),
+    [
+        ("Unsubscribed Address", "suppress-unsubscribe", "after an unsubscribe"),
+        ("Spam Reporting Address", "suppress-complaint", "after a spam report"),
+    ],
+)
+def test_unsubscribe_and_complaint_suppressions_are_reported_alike(
+    sendgrid_reason: str, mailgun_reason: str, after: str
+) -> None:
+    said = []
+    for vendor, result in (
+        ("SendGrid", _dropped(sendgrid_reason)),
+        ("Mailgun", _mailgun_failed(mailgun_reason)),
+    ):
+        assert result.events == []
+        (rejected,) = result.rejected
+        assert rejected.reason.startswith(f"{vendor} did not send: the address was suppressed")
+        assert after in rejected.reason
+        said.append(rejected.reason.removeprefix(vendor).split(" (")[0])
+    assert said[0] == said[1]  # the same words for the same fact
+
+
+def test_sendgrid_captured_drops_unsubscribed_and_invalid() -> None:
+    # captured SendGrid deliveries (django-anymail's tests, tests/fixtures/sendgrid/SOURCE.md)
+    unsubscribed = sendgrid.convert(
+        fixture("sendgrid/anymail.dropped-unsubscribed-address.json"), **_AT
+    )
+    assert unsubscribed.events == []
+    assert unsubscribed.rejected[0].reason.startswith(
+        "SendGrid did not send: the address was suppressed after an unsubscribe"
+    )
+    # an address SendGrid found malformed is no suppression of ours: reported with the reason
+    invalid = sendgrid.convert(fixture("sendgrid/anymail.dropped-invalid.json"), **_AT)
+    assert invalid.events == []
+    assert invalid.rejected[0].reason == (
+        "SendGrid dropped the message without sending it (Invalid): nothing happened to the person"
+    )
+    (bounced,) = _dropped().events  # the documented batch's drop: "Bounced Address"
+    assert bounced.bounce == "hard"  # type: ignore[attr-defined]
 
 
 def test_mailgun_signature_verification() -> None:
@@ -366,9 +592,9 @@ def test_mailchimp_abuse_is_a_spam_report() -> None:
 
 @needs_samples
 def test_segment_identify_field_by_field() -> None:
-    (event,) = convert_sample(sample("segment/identify.complete-example.json")).events
+    event, link = convert_sample(sample("segment/identify.complete-example.json")).events
     assert isinstance(event, Identify)
-    assert event.event_id == "022bb90c-bbac-11e4-8dfc-aa07a5b093db"
+    assert event.event_id == "segment:022bb90c-bbac-11e4-8dfc-aa07a5b093db"
     assert event.occurred_at == datetime(2015, 2, 23, 22, 28, 55, 111000, tzinfo=UTC)
     assert event.lead_id == "97980cfea0067"
     assert event.anonymous_id == "507f191e810c19729de860ea"
@@ -378,6 +604,92 @@ def test_segment_identify_field_by_field() -> None:
     assert event.traits.region == "CA"
     assert event.traits.country is None  # "USA" is not an ISO alpha-2 code
     assert event.traits.custom == {"plan": "premium", "logins": 5, "address_country": "USA"}
+    # the call has an anonymousId and an address: a second identify links the address too
+    assert isinstance(link, Identify)
+    assert (link.lead_id, link.anonymous_id) == ("97980cfea0067", "email:peter@example.com")
+    assert link.traits == Traits()
+    assert (link.occurred_at, link.source) == (event.occurred_at, "segment")
+    assert link.event_id != event.event_id
+    again = convert_sample(sample("segment/identify.complete-example.json")).events
+    assert [e.event_id for e in again] == [event.event_id, link.event_id]
+
+
+def test_segment_identify_with_an_address_and_no_anonymous_id_links_the_address() -> None:
+    # Segment's HTTP API examples: no anonymousId, traits.email (the path /v1/identify sets the
+    # type, as the collector does)
+    call = {**fixture("segment/http-api.identify.json"), "type": "identify"}
+    (event,) = segment.convert(call, **_AT).events
+    assert isinstance(event, Identify)
+    assert (event.lead_id, event.anonymous_id) == ("019mr8mf4r", "email:pgibbons@example.com")
+    assert event.traits.email == "pgibbons@example.com"
+    batch = segment.convert(fixture("segment/http-api.batch.json"), **_AT)
+    identified = [(e.lead_id, e.anonymous_id) for e in batch.events]
+    assert identified == [
+        ("019mr8mf4r", "email:jake@yahoo.com"),
+        ("971mj8mk7p", "email:cindy@example.com"),
+    ]
+    assert [r.vendor_kind for r in batch.rejected] == ["track 'Song Played'"] * 2
+    # without a userId there is no lead to link to: the traits go to the address
+    anonymous = {k: v for k, v in call.items() if k != "userId"}
+    (profile,) = segment.convert(anonymous, **_AT).events
+    assert isinstance(profile, ProfileUpdated)
+    assert (profile.lead_id, profile.anonymous_id) == (None, "email:pgibbons@example.com")
+    # an explicit anonymousId wins: the visitor's earlier activity is held under it
+    (visitor,) = segment.convert({**anonymous, "anonymousId": "aid-1"}, **_AT).events
+    assert (visitor.type, visitor.anonymous_id) == ("profile_updated", "aid-1")
+
+
+@needs_samples
+def test_segment_context_traits_email_names_the_person() -> None:
+    # the Email spec's calls carry the intended recipient in context.traits.email
+    call = json.loads(sample("segment/email-spec.email-bounced.json").read_text())
+    assert call["context"]["traits"]["email"] == "pgibbons@example.com"
+    (event,) = segment.convert(call, **_AT).events
+    assert (event.lead_id, event.anonymous_id) == ("019mr8mf4r", "email:pgibbons@example.com")
+    # the same call from a source that knows only the address is held under the address
+    (held,) = segment.convert({k: v for k, v in call.items() if k != "user_id"}, **_AT).events
+    assert (held.lead_id, held.anonymous_id) == (None, "email:pgibbons@example.com")
+    # but not when the call has an anonymousId of its own
+    (own,) = segment.convert({**call, "anonymous_id": "aid-7"}, **_AT).events
+    assert own.anonymous_id == "aid-7"
+    # an address that makes no usable id is ignored, not a reason to lose the event
+    broken = {**call, "context": {**call["context"], "traits": {"email": "p gibbons@example.com"}}}
+    (kept,) = segment.convert(broken, **_AT).events
+    assert (kept.lead_id, kept.anonymous_id) == ("019mr8mf4r", None)
+
+
+def test_segment_generic_ui_events_are_clicks() -> None:
+    # Segment's Track spec: the "Button Clicked" example, with context.traits (no address)
+    call = fixture("segment/track.button-clicked-context-traits.json")
+    (event,) = segment.convert(call, **_AT).events
+    assert isinstance(event, Clicked)
+    assert event.event_id == "segment:ajs-f8ca1e4de5024d9430b3928bd8ac6b96"
+    assert (event.lead_id, event.anonymous_id) == (
+        "AiUGstSDIg",
+        "23adfd82-aa0f-45a7-a756-24f2a7a4c895",
+    )
+    assert event.url == "https://segment.com/academy/"
+    assert event.target == "Intro to Analytics"
+    assert event.href is None
+    assert event.user_agent is not None and event.user_agent.startswith("Mozilla/5.0 (Macintosh")
+    assert event.occurred_at == datetime(2015, 12, 12, 19, 11, 1, 249000, tzinfo=UTC)
+
+    def converted(name: str, **properties: str) -> Conversion:
+        return segment.convert({**call, "event": name, "properties": properties}, **_AT)
+
+    for name in ("Clicked Button", "button  clicked", "Link Clicked"):
+        (click,) = converted(name, href="https://segment.com/docs/").events
+        assert (click.type, click.href) == ("clicked", "https://segment.com/docs/")  # type: ignore[attr-defined]
+    (cta,) = converted("CTA Clicked", title="Intro to Analytics").events
+    assert isinstance(cta, CtaClicked)
+    assert (cta.cta_id, cta.label) == ("intro_to_analytics", "Intro to Analytics")
+    (cta,) = converted("CTA Clicked", cta_id="hero-demo", label="Book a demo").events
+    assert (cta.cta_id, cta.label) == ("hero-demo", "Book a demo")  # type: ignore[attr-defined]
+    unnamed = converted("CTA Clicked")
+    assert "without cta_id" in unnamed.rejected[0].reason
+    # "Form submitted", as one of Segment's destination pages spells it
+    (form,) = converted("Form submitted", email="pgibbons@example.com").events
+    assert form.type == "form_submitted"
 
 
 @needs_samples
@@ -428,7 +740,7 @@ def test_segment_page_batch_and_unknown_calls() -> None:
 def test_snowplow_tp2_page_view_field_by_field() -> None:
     (event,) = convert_sample(sample("snowplow/tp2-post.page-view.json")).events
     assert isinstance(event, PageViewed)
-    assert event.event_id == "2ec13853-ef9e-414a-8976-e64a4693b134"
+    assert event.event_id == "snowplow:2ec13853-ef9e-414a-8976-e64a4693b134"
     assert event.occurred_at == RECEIVED  # dtm == stm: no device clock skew to correct
     assert event.lead_id is None
     assert event.anonymous_id == "85094061-f702-4b62-a46d-20f7226b4741"
@@ -496,7 +808,7 @@ def test_hubspot_manual_lifecycle_change_is_a_stage_set() -> None:
     assert event.type == "stage_set"
     assert event.stage is Stage.MQL  # type: ignore[attr-defined]
     assert event.lead_id == "hubspot:1246965"
-    assert event.event_id == "hubspot-3816279340"
+    assert event.event_id == "hubspot:3816279340"
     assert event.occurred_at == datetime(2016, 5, 2, 19, 11, 47, 945000, tzinfo=UTC)
     echoed = hubspot.convert([{**change, "changeSource": "INTEGRATION"}], received_at=RECEIVED)
     assert echoed.events == []

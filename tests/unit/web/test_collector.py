@@ -141,7 +141,7 @@ def test_pixel_reads_snowplow_parameters_with_the_cookie_as_network_user_id() ->
     assert (event.source, event.anonymous_id, event.event_id) == (
         "snowplow",
         "aid-0123456789",
-        "sp-1",
+        "snowplow:sp-1",
     )
 
 
@@ -358,7 +358,7 @@ async def test_segment_track_needs_a_token(served: Served) -> None:
     assert served.sink.records == []
     async with served.session.post(url, json=body, headers=_bearer()) as response:
         assert response.status == 202
-        assert await response.json() == {"accepted": ["m-1"], "rejected": []}
+        assert await response.json() == {"accepted": ["segment:m-1"], "rejected": []}
     (record,) = served.sink.records
     assert (record.topic, record.key) == ("leads.clickstream.v1", b"lead-1")
     assert codec.decode(record.value, now=None).type == "demo_requested"
@@ -369,7 +369,7 @@ async def test_segment_answers(served: Served) -> None:
         async with served.session.post(served.url(path), data=data, headers=_bearer()) as r:
             return r.status, await r.json()
 
-    status, body = await post("/v1/track", b'{"userId": "u", "event": "Button Clicked"}')
+    status, body = await post("/v1/track", b'{"userId": "u", "event": "Course Clicked"}')
     assert status == 202 and body["accepted"] == []
     assert "no Leadstream event type" in body["rejected"][0]["reason"]
     status, body = await post("/v1/page", b'{"userId": "u"}')
@@ -387,7 +387,7 @@ async def test_segment_answers(served: Served) -> None:
         "/v1/identify",
         orjson.dumps({"userId": "u", "messageId": "i-1", "traits": {"email": "a@b.example"}}),
     )
-    assert (status, body["accepted"]) == (202, ["i-1"])
+    assert (status, body["accepted"]) == (202, ["segment:i-1"])
     status, body = await post(
         "/v1/batch",
         orjson.dumps(
@@ -404,9 +404,87 @@ async def test_segment_answers(served: Served) -> None:
             }
         ),
     )
-    assert status == 202 and body["accepted"] == ["p-1"]
+    assert status == 202 and body["accepted"] == ["segment:p-1"]
     assert body["rejected"][0]["where"] == "batch[1]"
     assert [r.topic for r in served.sink.records] == ["leads.profiles.v1", "leads.clickstream.v1"]
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+def _fixture(relative: str) -> Any:
+    """A vendor payload kept in tests/fixtures (sources in each folder's SOURCE.md)."""
+    return orjson.loads((FIXTURES / relative).read_bytes())
+
+
+async def test_a_call_without_message_id_gets_the_same_id_through_any_endpoint(
+    served: Served,
+) -> None:
+    async def accepted(path: str, body: Any) -> list[str]:
+        async with served.session.post(served.url(path), json=body, headers=_bearer()) as r:
+            assert r.status == 202, await r.text()
+            ids: list[str] = (await r.json())["accepted"]
+            return ids
+
+    # Segment's HTTP API examples: an identify for /v1/identify (no type, a writeKey in the
+    # body), and a batch of identify and track calls (each with its type, the writeKey once)
+    identify = _fixture("segment/http-api.identify.json")
+    batch = _fixture("segment/http-api.batch.json")
+    alone = await accepted("/v1/identify", identify)
+    in_batch = {k: v for k, v in identify.items() if k != "writeKey"} | {"type": "identify"}
+    assert await accepted("/v1/batch", {"batch": [in_batch], "writeKey": "k"}) == alone
+    assert len(alone) == 1
+
+    one_by_one = [
+        await accepted("/v1/identify", {k: v for k, v in call.items() if k != "type"})
+        for call in batch["batch"]
+        if call["type"] == "identify"
+    ]
+    assert [ids for (ids,) in one_by_one] == await accepted("/v1/batch", batch)
+    # the Email spec's key style names the type `action`: still the same call
+    old_style = {k: v for k, v in in_batch.items() if k != "type"} | {"action": "identify"}
+    assert await accepted("/v1/batch", {"batch": [old_style]}) == alone
+    assert await accepted("/v1/identify", old_style) == alone
+
+
+async def test_an_item_repeating_an_event_id_is_reported_and_not_written(
+    make_served: Callable[..., Any],
+) -> None:
+    served: Served = await make_served(auth_disabled=True)
+    # SendGrid's documented batch of every event gives each item the same sg_event_id
+    batch = _fixture("sendgrid/event-webhook-all-events.json")
+    async with served.session.post(served.url("/webhooks/sendgrid"), json=batch) as r:
+        assert r.status == 202
+        answer = await r.json()
+    assert answer["accepted"] == ["sendgrid:sg_event_id"]  # the first item, processed
+    (deferred,) = [r for r in answer["rejected"] if r["kind"] == "deferred"]
+    assert deferred["where"] == "[1]"
+    repeats = [r for r in answer["rejected"] if r["kind"] != "deferred"]
+    assert [r["where"] for r in repeats] == [f"[{i}]" for i in range(2, len(batch))]
+    assert [r["kind"] for r in repeats][:3] == ["email_delivered", "email_opened", "email_clicked"]
+    for repeat in repeats:
+        assert repeat["reason"].startswith(
+            "repeats the event id 'sendgrid:sg_event_id' of the earlier item [0], "
+            "different content: only the earlier one is written"
+        )
+    assert len(served.sink.records) == 1
+
+    # the same Segment call twice in one batch: a duplicate, written once
+    call = {k: v for k, v in _fixture("segment/http-api.identify.json").items() if k != "writeKey"}
+    twice = {"batch": [{**call, "type": "identify"}] * 2}
+    async with served.session.post(served.url("/v1/batch"), json=twice) as r:
+        assert r.status == 202
+        answer = await r.json()
+    (event_id,) = answer["accepted"]
+    assert answer["rejected"] == [
+        {
+            "where": "batch[1]",
+            "kind": "identify",
+            "reason": f"repeats the event id {event_id!r} of the earlier item batch[0], "
+            "same content: a duplicate, written once",
+        }
+    ]
+    assert len(served.sink.records) == 2
 
 
 async def test_bodies_over_the_limit_are_refused(served: Served) -> None:
@@ -487,6 +565,32 @@ def _mailgun(token: str, timestamp: int, key: str = MAILGUN_KEY) -> dict[str, An
     }
 
 
+async def test_webhooks_judge_machine_opens_with_the_configured_ranges(
+    make_served: Callable[..., Any],
+) -> None:
+    served: Served = await make_served(
+        machine_ip_ranges="Acme gateway=203.0.113.0/24",
+        auth_disabled=True,
+        mailgun_signing_key=None,
+    )
+    documented = _fixture("sendgrid/event-webhook-all-events.json")
+    (sendgrid_open,) = [item for item in documented if item["event"] == "open"]
+    body = [{**sendgrid_open, "ip": "203.0.113.9"}]
+    async with served.session.post(served.url("/webhooks/sendgrid"), json=body) as r:
+        assert r.status == 202
+    mailgun_open = {
+        **_mailgun("t-ranges", int(datetime.now(UTC).timestamp()))["event-data"],
+        "ip": "203.0.113.10",
+        "client-info": {"user-agent": sendgrid_open["useragent"], "bot": ""},
+    }
+    async with served.session.post(served.url("/webhooks/mailgun"), json=mailgun_open) as r:
+        assert r.status == 202
+    assert [(e["source"], e["machine"]) for e in served.events()] == [
+        ("sendgrid", "address of Acme gateway"),
+        ("mailgun", "address of Acme gateway"),
+    ]
+
+
 async def test_mailgun_webhook(served: Served) -> None:
     now = int(datetime.now(UTC).timestamp())
     url = served.url("/webhooks/mailgun")
@@ -538,7 +642,7 @@ async def test_sendgrid_webhook(make_served: Callable[..., Any]) -> None:
     async with served.session.post(url, data=body, headers=headers) as r:
         assert r.status == 202
         answer = await r.json()
-    assert answer["accepted"] == ["sg-1"] and answer["rejected"][0]["kind"] == "deferred"
+    assert answer["accepted"] == ["sendgrid:sg-1"] and answer["rejected"][0]["kind"] == "deferred"
     async with served.session.post(url, data=body + b" ", headers=headers) as r:
         assert (r.status, (await r.json())["error"]) == (401, "invalid_signature")
     async with served.session.post(url, data=body) as r:
