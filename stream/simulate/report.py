@@ -20,7 +20,9 @@ wins back read off one report:
 
 And the marking at ingest (the events' `machine` field and the sources' machine flags) is
 compared with the ground truth (`Simulation.made_by`): how many machine-made opens and clicks
-there were, how many were marked, precision and recall, and how many still scored points.
+there were, how many were marked, precision and recall; and, per model, how many leads' totals
+the machines moved by a point or more against the clean traffic (what is left for a judgement
+downstream of ingest to catch).
 """
 
 from __future__ import annotations
@@ -242,6 +244,11 @@ class ModelReport:
     """The same traffic with `spam.ignore_machine_events: false`."""
     auc_clean: float = math.nan
     """The same seed without privacy proxies and link scanners, under the model as it is."""
+    moved: int = 0
+    """Leads whose total the machines moved by a point or more against the clean traffic,
+    under the model as it is."""
+    moved_unclassified: int = 0
+    """The same, with `spam.ignore_machine_events: false`."""
 
 
 @dataclass(frozen=True)
@@ -251,8 +258,6 @@ class Report:
     events: int
     models: tuple[ModelReport, ...]
     machines: MachineCounts | None = None
-    machine_scored: int = 0
-    """Machine-made opens and clicks that scored points under some model as it is."""
 
     def render(self) -> str:
         """The report as plain text tables."""
@@ -279,7 +284,11 @@ class Report:
             "clean: the same seed without privacy proxies and link scanners; classified: the",
             "models as they are (events marked as a machine's do not score); not classified:",
             "spam.ignore_machine_events false (they score as a person's)",
+            "",
+            "model        leads whose total the machines moved by a point or more",
+            f"{'':12s} {'classified':>10s}  {'not classified':>14s}",
         ]
+        lines += [f"{m.model:12s} {m.moved:10d}  {m.moved_unclassified:14d}" for m in self.models]
         for m in self.models:
             lines += [
                 "",
@@ -308,25 +317,17 @@ class Report:
             f"marked at ingest: {m.marked} ({reasons}); precision {m.precision:.3f}, recall "
             f"{m.recall:.3f} (privacy-proxy opens {m.proxy_recall:.3f}, link scanners "
             f"{m.scanner_recall:.3f})",
-            f"machine-made opens and clicks that still scored points: {self.machine_scored}",
         ]
 
 
-def _score(
-    simulation: Simulation, models: ModelSet
-) -> tuple[dict[str, dict[str, LeadScore]], set[str]]:
-    """Every lead's score under every model at the end of simulated time, and the ids of the
-    events that scored points under some model."""
+def score_leads(simulation: Simulation, models: ModelSet) -> dict[str, dict[str, LeadScore]]:
+    """Every lead's score under every model at the end of simulated time."""
     end = simulation.config.end
     out: dict[str, dict[str, LeadScore]] = {}
-    scored_ids: set[str] = set()
     for lead_id, events in simulation.events_by_lead().items():
         state: LeadState | None = None
         for event in events:
-            step = apply_all(state, event, models=models, lead_id=lead_id)
-            state = step.state
-            if any(contribution.points > 0 for contribution in step.scored):
-                scored_ids.add(event.event_id)
+            state = apply_all(state, event, models=models, lead_id=lead_id).state
         scores: dict[str, LeadScore] = {}
         for model_id in models.ids:
             model_state = state.models.get(model_id) if state is not None else None
@@ -340,22 +341,28 @@ def _score(
                 reached_sql=bool(stages & _SQL_OR_LATER),
             )
         out[lead_id] = scores
-    return out, scored_ids
+    return out
 
 
-def score_leads(simulation: Simulation, models: ModelSet) -> dict[str, dict[str, LeadScore]]:
-    """Every lead's score under every model at the end of simulated time."""
-    return _score(simulation, models)[0]
-
-
-def _aucs(simulation: Simulation, scored: dict[str, dict[str, LeadScore]]) -> dict[str, float]:
+def _auc(simulation: Simulation, scored: dict[str, dict[str, LeadScore]], model_id: str) -> float:
     leads = list(simulation.truth)
-    labels = [simulation.truth[lead].converted for lead in leads]
-    model_ids = next(iter(scored.values())).keys() if scored else ()
-    return {
-        model_id: auc([scored[lead][model_id].total for lead in leads], labels)
-        for model_id in model_ids
-    }
+    return auc(
+        [scored[lead][model_id].total for lead in leads],
+        [simulation.truth[lead].converted for lead in leads],
+    )
+
+
+def _moved(
+    scored: dict[str, dict[str, LeadScore]],
+    clean: dict[str, dict[str, LeadScore]],
+    model_id: str,
+) -> int:
+    """Leads (of both) whose total differs by a point or more."""
+    return sum(
+        1
+        for lead, scores in scored.items()
+        if lead in clean and abs(scores[model_id].total - clean[lead][model_id].total) >= 1.0
+    )
 
 
 def build_report(
@@ -369,11 +376,9 @@ def build_report(
     if clean is None:
         config = simulation.config
         clean = generate(config.without_machines()) if config.has_machines else simulation
-    scored, scored_ids = _score(simulation, models)
-    unclassified = _aucs(simulation, score_leads(simulation, scoring_machine_events(models)))
-    clean_aucs = (
-        _aucs(clean, scored) if clean is simulation else _aucs(clean, score_leads(clean, models))
-    )
+    scored = score_leads(simulation, models)
+    unclassified = score_leads(simulation, scoring_machine_events(models))
+    clean_scored = scored if clean is simulation else score_leads(clean, models)
     leads = list(simulation.truth)
     labels = [simulation.truth[lead].converted for lead in leads]
     reports = []
@@ -404,22 +409,16 @@ def build_report(
                 model_id,
                 auc([r.total for r in results], labels),
                 tuple(rows),
-                auc_unclassified=unclassified.get(model_id, math.nan),
-                auc_clean=clean_aucs.get(model_id, math.nan),
+                auc_unclassified=_auc(simulation, unclassified, model_id),
+                auc_clean=_auc(clean, clean_scored, model_id),
+                moved=_moved(scored, clean_scored, model_id),
+                moved_unclassified=_moved(unclassified, clean_scored, model_id),
             )
         )
-    machine_scored = sum(
-        1
-        for index, event in enumerate(simulation.events)
-        if event.event_id in scored_ids
-        and event.type in _MAIL_ENGAGEMENT
-        and simulation.maker(index) is not None
-    )
     return Report(
         len(leads),
         sum(labels),
         len(simulation.events),
         tuple(reports),
         machines=machine_counts(simulation),
-        machine_scored=machine_scored,
     )

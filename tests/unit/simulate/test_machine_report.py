@@ -111,7 +111,9 @@ def test_classification_wins_back_what_machines_cost() -> None:
     assert m.recall == pytest.approx(30 / 31)
     assert m.reasons == {"address": 30, "user agent": 1}
     assert math.isnan(m.proxy_recall)
-    assert report.machine_scored == 1  # the unmarked click
+    for model in report.models:
+        assert model.moved == 1  # the unmarked click moved lead-c
+        assert model.moved_unclassified == 2  # the scanned leads (a's open is below a point)
     rendered = report.render()
     for text in (
         "clean",
@@ -121,7 +123,7 @@ def test_classification_wins_back_what_machines_cost() -> None:
         "0.000 -1.000",
         "precision 0.968, recall 0.968",
         "marked at ingest: 31 (address 30, user agent 1)",
-        "still scored points: 1",
+        "leads whose total the machines moved by a point or more",
     ):
         assert text in rendered, text
 
@@ -151,9 +153,10 @@ def test_fully_flagged_machines_cost_nothing_once_classified() -> None:
     report = build_report(generate(config), load_default_models())
     assert report.machines is not None
     assert report.machines.recall == 1.0
-    assert report.machine_scored == 0
     for model in report.models:
         assert model.auc == model.auc_clean
+        assert model.moved == 0
+        assert model.moved_unclassified > 0
         assert not math.isnan(model.auc_unclassified)
 
 
