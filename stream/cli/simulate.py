@@ -33,9 +33,12 @@ def add_parser(sub: Subparsers) -> None:
             "Generate traffic from personas (ideal buyer, researcher, student, competitor, "
             "churned customer, email-scanner and web-scraper bots, anonymous visitor who later "
             "fills a form) with a ground-truth label per lead, late, duplicate and malformed "
-            "deliveries. Deterministic for a seed. --out writes JSONL (and the truth CSV next "
-            "to it), --kafka sends to the source topics (LEADSTREAM_* settings), --report "
-            "scores the traffic with the models and prints the AUC per model."
+            "deliveries, and machines in front of people's mail (privacy-proxy opens, link "
+            "scanners) with a ground truth per event. Deterministic for a seed. --out writes "
+            "JSONL (and the truth CSVs next to it), --kafka sends to the source topics "
+            "(LEADSTREAM_* settings), --report scores the traffic with the models and prints "
+            "the AUC per model: on the same seed without machines, with them, and with them "
+            "scored as people."
         ),
     )
     simulate.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
@@ -52,8 +55,42 @@ def add_parser(sub: Subparsers) -> None:
     simulate.add_argument("--duplicate-rate", type=float, default=0.02, metavar="SHARE")
     simulate.add_argument("--out-of-order-rate", type=float, default=0.05, metavar="SHARE")
     simulate.add_argument("--malformed-rate", type=float, default=0.01, metavar="SHARE")
+    simulate.add_argument(
+        "--machine-open-rate",
+        type=float,
+        default=0.43,
+        metavar="SHARE",
+        help="share of the opens of people's mail that a privacy proxy (Apple Mail Privacy "
+        "Protection) makes shortly after delivery (0.43)",
+    )
+    simulate.add_argument(
+        "--scanner-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of recipients behind a link-scanning mail gateway: every message opened "
+        "and every link clicked within seconds of delivery (0)",
+    )
+    simulate.add_argument(
+        "--proxy-flag-rate",
+        type=float,
+        default=0.6,
+        metavar="SHARE",
+        help="share of privacy-proxy opens the sending platform flags as a machine's (0.6)",
+    )
+    simulate.add_argument(
+        "--scanner-flag-rate",
+        type=float,
+        default=0.4,
+        metavar="SHARE",
+        help="share of scanned messages the sending platform flags as a machine's (0.4)",
+    )
     simulate.add_argument("--out", metavar="FILE", help="write JSONL here (- for stdout)")
-    simulate.add_argument("--truth", metavar="FILE", help="write the ground truth CSV here")
+    simulate.add_argument(
+        "--truth",
+        metavar="FILE",
+        help="write the ground truth per lead here (and per event next to it, *.events.csv)",
+    )
     simulate.add_argument("--kafka", action="store_true", help="send to the Kafka topics")
     simulate.add_argument(
         "--rate", type=float, metavar="N", help="with --kafka: at most N records per second"
@@ -76,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
     from stream.simulate import sinks as simulate_sinks  # noqa: PLC0415
     from stream.simulate import traffic as simulate  # noqa: PLC0415
+    from stream.simulate.report import machine_counts  # noqa: PLC0415
 
     if not (args.out or args.kafka or args.report):
         return fail("simulate", "give --out FILE, --kafka and/or --report", EXIT_USAGE)
@@ -91,6 +129,10 @@ def run(args: argparse.Namespace) -> int:
             out_of_order_rate=args.out_of_order_rate,
             malformed_rate=args.malformed_rate,
             start=start,
+            machine_open_rate=args.machine_open_rate,
+            scanner_rate=args.scanner_rate,
+            proxy_flag_rate=args.proxy_flag_rate,
+            scanner_flag_rate=args.scanner_flag_rate,
         )
     except ValueError as exc:
         return fail("simulate", str(exc), EXIT_USAGE)
@@ -104,6 +146,13 @@ def run(args: argparse.Namespace) -> int:
         f"{counts.get('malformed', 0)} malformed) in {time.perf_counter() - began:.1f}s",
         file=sys.stderr,
     )
+    machines = machine_counts(sim)
+    print(
+        f"machine-made email opens and clicks: {machines.proxy_opens} by privacy proxies, "
+        f"{machines.scanner_opens + machines.scanner_clicks} by link scanners; "
+        f"{machines.marked} marked at ingest",
+        file=sys.stderr,
+    )
     truth = args.truth or (
         simulate_sinks.truth_path_for(args.out) if args.out and args.out != "-" else None
     )
@@ -113,7 +162,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {len(sim.deliveries)} records to {args.out}", file=sys.stderr)
         if truth is not None:
             simulate_sinks.write_truth(sim.truth, truth)
-            print(f"wrote the ground truth to {truth}", file=sys.stderr)
+            per_event = simulate_sinks.event_truth_path_for(truth)
+            simulate_sinks.write_event_truth(sim, per_event)
+            print(f"wrote the ground truth to {truth} and {per_event}", file=sys.stderr)
     except OSError as exc:
         return fail("simulate", f"cannot write: {exc}", EXIT_CONFIG)
     if args.report:

@@ -6,23 +6,63 @@ identified as. Each lead's total score under each model is read at the end of si
 compared with the ground truth: the area under the ROC curve (the chance that a random converter
 outscores a random non-converter) and, per persona, the mean score and the share of leads that
 reached MQL and SQL (or a later stage) at some point.
+
+Machines in front of people's mail (privacy proxies, link scanners; see
+`stream.simulate.traffic`) are measured three ways, so what they cost and what classifying them
+wins back read off one report:
+
+- clean: the same seed with no privacy proxy and no link scanner (the same people doing the same
+  things; the email-scanner-bot persona stays);
+- classified: the traffic with machines, under the models as they are (events marked as a
+  machine's never score);
+- not classified: the same traffic under the same models with `spam.ignore_machine_events:
+  false` (every machine-made open and click scores as a person's).
+
+And the marking at ingest (the events' `machine` field and the sources' machine flags) is
+compared with the ground truth (`Simulation.made_by`): how many machine-made opens and clicks
+there were, how many were marked, precision and recall; and, per model, how many leads' totals
+the machines moved by a point or more against the clean traffic (what is left for a judgement
+downstream of ingest to catch).
 """
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from schemas.stages import Stage
-from stream.scoring import LeadState, ModelSet, apply_all, score_at
-from stream.simulate.traffic import PERSONAS, Simulation
+from stream.scoring import LeadState, ModelSet, ScoringModel, apply_all, score_at
+from stream.simulate.traffic import (
+    LINK_SCANNER,
+    PERSONAS,
+    PRIVACY_PROXY,
+    Simulation,
+    generate,
+    marked_at_ingest,
+)
 
-__all__ = ["LeadScore", "ModelReport", "PersonaRow", "Report", "auc", "build_report", "score_leads"]
+__all__ = [
+    "LeadScore",
+    "MachineCounts",
+    "ModelReport",
+    "PersonaRow",
+    "Report",
+    "auc",
+    "build_report",
+    "machine_counts",
+    "marked_at_ingest",
+    "score_leads",
+    "scoring_machine_events",
+]
 
 _MQL_OR_LATER = frozenset(
     {Stage.MQL, Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER, Stage.EVANGELIST}
 )
 _SQL_OR_LATER = frozenset({Stage.SQL, Stage.OPPORTUNITY, Stage.CUSTOMER, Stage.EVANGELIST})
+_MAIL_ENGAGEMENT = frozenset({"email_opened", "email_clicked"})
+_SCANNER_BOT = "email_scanner_bot"
 
 
 def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
@@ -45,6 +85,133 @@ def auc(scores: Sequence[float], labels: Sequence[bool]) -> float:
         rank_sum += mid_rank * sum(1 for k in order[i : j + 1] if labels[k])
         i = j + 1
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def _reason_kind(reason: str | None) -> str:
+    """`vendor flag`, `address`, `user agent` or the reason itself (a marked event without a
+    reason carries only the source's flag)."""
+    if reason is None or reason.startswith("vendor flag"):
+        return "vendor flag"
+    if reason.startswith("address of"):
+        return "address"
+    if "user agent" in reason:
+        return "user agent"
+    return reason
+
+
+def _delta(value: float) -> str:
+    """A signed difference to three places, without a negative zero."""
+    return f"{round(value, 3) + 0.0:+.3f}"
+
+
+def _ratio(part: int, whole: int) -> float:
+    return part / whole if whole else float("nan")
+
+
+@dataclass(frozen=True)
+class MachineCounts:
+    """Email opens and clicks by who made them, and what ingest marked."""
+
+    people_opens: int
+    people_clicks: int
+    proxy_opens: int
+    scanner_opens: int
+    scanner_clicks: int
+    """Link scanners' opens and clicks (the email-scanner-bot persona's included)."""
+    marked: int
+    """Opens and clicks marked as a machine's at ingest (`marked_at_ingest`)."""
+    marked_proxy: int
+    marked_scanner: int
+    reasons: dict[str, int]
+    """Marked events by the kind of reason: `vendor flag`, `address`, `user agent`, ..."""
+    recipients: int
+    """Leads the campaign was delivered to (the email-scanner-bot persona aside)."""
+    proxied: int
+    """Recipients whose mail goes through a privacy proxy."""
+    scanned: int
+    """Recipients behind a link-scanning gateway."""
+
+    @property
+    def machine_events(self) -> int:
+        return self.proxy_opens + self.scanner_opens + self.scanner_clicks
+
+    @property
+    def proxy_share(self) -> float:
+        """Share of the opens of people's mail a privacy proxy made (`machine_open_rate`)."""
+        return _ratio(self.proxy_opens, self.proxy_opens + self.people_opens)
+
+    @property
+    def scanned_share(self) -> float:
+        """Share of the recipients behind a link scanner (`scanner_rate`)."""
+        return _ratio(self.scanned, self.recipients)
+
+    @property
+    def precision(self) -> float:
+        """Of the events marked at ingest, the share a machine made."""
+        return _ratio(self.marked_proxy + self.marked_scanner, self.marked)
+
+    @property
+    def recall(self) -> float:
+        """Of the events a machine made, the share marked at ingest."""
+        return _ratio(self.marked_proxy + self.marked_scanner, self.machine_events)
+
+    @property
+    def proxy_recall(self) -> float:
+        return _ratio(self.marked_proxy, self.proxy_opens)
+
+    @property
+    def scanner_recall(self) -> float:
+        return _ratio(self.marked_scanner, self.scanner_opens + self.scanner_clicks)
+
+
+def machine_counts(simulation: Simulation) -> MachineCounts:
+    """Count the simulation's email opens and clicks by maker and by marking at ingest."""
+    made: Counter[tuple[str, str | None]] = Counter()
+    marked: Counter[str | None] = Counter()
+    reasons: Counter[str] = Counter()
+    recipients: set[str] = set()
+    for index, event in enumerate(simulation.events):
+        if event.type == "email_delivered":
+            recipients.add(simulation.person_of(event))
+        if event.type not in _MAIL_ENGAGEMENT:
+            continue
+        maker = simulation.maker(index)
+        made[event.type, maker] += 1
+        if marked_at_ingest(event):
+            marked[maker] += 1
+            reasons[_reason_kind(event.machine)] += 1
+    truth = simulation.truth
+    people = {lead for lead in recipients if truth[lead].persona != _SCANNER_BOT}
+    return MachineCounts(
+        people_opens=made["email_opened", None],
+        people_clicks=made["email_clicked", None],
+        proxy_opens=made["email_opened", PRIVACY_PROXY],
+        scanner_opens=made["email_opened", LINK_SCANNER],
+        scanner_clicks=made["email_clicked", LINK_SCANNER],
+        marked=sum(marked.values()),
+        marked_proxy=marked[PRIVACY_PROXY],
+        marked_scanner=marked[LINK_SCANNER],
+        reasons=dict(reasons.most_common()),
+        recipients=len(people),
+        proxied=sum(1 for lead in people if truth[lead].privacy_proxy),
+        scanned=sum(1 for lead in people if truth[lead].link_scanner is not None),
+    )
+
+
+def scoring_machine_events(models: ModelSet) -> ModelSet:
+    """The same models with `spam.ignore_machine_events: false`: every open and click marked
+    as a machine's scores as a person's."""
+    changed = []
+    for model in models.models:
+        fields = {name: getattr(model, name) for name in type(model).model_fields}
+        # Re-validated (and compiled) like a parsed model; half-lives are read back from text.
+        fields["decay"] = {
+            group: None if half_life is None else f"{half_life:.9f}s"
+            for group, half_life in model.decay.items()
+        }
+        fields["spam"] = model.spam.model_copy(update={"ignore_machine_events": False})
+        changed.append(ScoringModel.model_validate(fields))
+    return ModelSet(models=tuple(changed))
 
 
 @dataclass(frozen=True)
@@ -70,7 +237,18 @@ class PersonaRow:
 class ModelReport:
     model: str
     auc: float
+    """On the simulated traffic, under the model as it is (machine-marked events skipped when
+    it says so, the default)."""
     personas: tuple[PersonaRow, ...]
+    auc_unclassified: float = math.nan
+    """The same traffic with `spam.ignore_machine_events: false`."""
+    auc_clean: float = math.nan
+    """The same seed without privacy proxies and link scanners, under the model as it is."""
+    moved: int = 0
+    """Leads whose total the machines moved by a point or more against the clean traffic,
+    under the model as it is."""
+    moved_unclassified: int = 0
+    """The same, with `spam.ignore_machine_events: false`."""
 
 
 @dataclass(frozen=True)
@@ -79,20 +257,42 @@ class Report:
     converted: int
     events: int
     models: tuple[ModelReport, ...]
+    machines: MachineCounts | None = None
 
     def render(self) -> str:
         """The report as plain text tables."""
         lines = [
             f"{self.leads} leads, {self.converted} converted, {self.events} valid events; "
             "scores read at the end of simulated time",
+        ]
+        if self.machines is not None:
+            lines += self._machine_lines(self.machines)
+        lines += [
             "",
             "model        AUC (converted vs not, total score)",
+            f"{'':12s} {'clean':>6s}  {'machines, classified':>20s}  "
+            f"{'machines, not classified':>24s}",
         ]
-        lines += [f"{m.model:12s} {m.auc:.3f}" for m in self.models]
+        for m in self.models:
+            classified = _delta(m.auc - m.auc_clean)
+            unclassified = _delta(m.auc_unclassified - m.auc_clean)
+            lines.append(
+                f"{m.model:12s} {m.auc_clean:6.3f}  {m.auc:13.3f} {classified:>6s}  "
+                f"{m.auc_unclassified:17.3f} {unclassified:>6s}"
+            )
+        lines += [
+            "clean: the same seed without privacy proxies and link scanners; classified: the",
+            "models as they are (events marked as a machine's do not score); not classified:",
+            "spam.ignore_machine_events false (they score as a person's)",
+            "",
+            "model        leads whose total the machines moved by a point or more",
+            f"{'':12s} {'classified':>10s}  {'not classified':>14s}",
+        ]
+        lines += [f"{m.model:12s} {m.moved:10d}  {m.moved_unclassified:14d}" for m in self.models]
         for m in self.models:
             lines += [
                 "",
-                f"model {m.model}",
+                f"model {m.model} (machines, classified)",
                 f"{'persona':20s} {'leads':>6s} {'conv%':>6s} {'mean':>8s} "
                 f"{'MQL%':>6s} {'SQL%':>6s}",
             ]
@@ -103,6 +303,21 @@ class Report:
                     f"{100 * row.mql_share:6.1f} {100 * row.sql_share:6.1f}"
                 )
         return "\n".join(lines)
+
+    def _machine_lines(self, m: MachineCounts) -> list[str]:
+        reasons = ", ".join(f"{kind} {n}" for kind, n in m.reasons.items()) or "none"
+        return [
+            f"machines on people's mail: privacy proxies made {100 * m.proxy_share:.1f}% of "
+            f"their opens ({m.proxied} of {m.recipients} recipients proxied); link scanners "
+            f"in front of {100 * m.scanned_share:.1f}% of them ({m.scanned})",
+            f"email opens and clicks: {m.people_opens + m.people_clicks} by people, "
+            f"{m.machine_events} by machines ({m.proxy_opens} privacy-proxy opens, "
+            f"{m.scanner_opens} scanner opens, {m.scanner_clicks} scanner clicks; the "
+            "email-scanner-bot persona's included)",
+            f"marked at ingest: {m.marked} ({reasons}); precision {m.precision:.3f}, recall "
+            f"{m.recall:.3f} (privacy-proxy opens {m.proxy_recall:.3f}, link scanners "
+            f"{m.scanner_recall:.3f})",
+        ]
 
 
 def score_leads(simulation: Simulation, models: ModelSet) -> dict[str, dict[str, LeadScore]]:
@@ -129,9 +344,41 @@ def score_leads(simulation: Simulation, models: ModelSet) -> dict[str, dict[str,
     return out
 
 
-def build_report(simulation: Simulation, models: ModelSet) -> Report:
-    """Score the simulation under `models` and compare with its ground truth."""
+def _auc(simulation: Simulation, scored: dict[str, dict[str, LeadScore]], model_id: str) -> float:
+    leads = list(simulation.truth)
+    return auc(
+        [scored[lead][model_id].total for lead in leads],
+        [simulation.truth[lead].converted for lead in leads],
+    )
+
+
+def _moved(
+    scored: dict[str, dict[str, LeadScore]],
+    clean: dict[str, dict[str, LeadScore]],
+    model_id: str,
+) -> int:
+    """Leads (of both) whose total differs by a point or more."""
+    return sum(
+        1
+        for lead, scores in scored.items()
+        if lead in clean and abs(scores[model_id].total - clean[lead][model_id].total) >= 1.0
+    )
+
+
+def build_report(
+    simulation: Simulation, models: ModelSet, *, clean: Simulation | None = None
+) -> Report:
+    """Score the simulation under `models` and compare with its ground truth.
+
+    `clean` is the same traffic without machines in front of people's mail: by default the
+    same configuration with both machine rates at 0 (the simulation itself when they are).
+    """
+    if clean is None:
+        config = simulation.config
+        clean = generate(config.without_machines()) if config.has_machines else simulation
     scored = score_leads(simulation, models)
+    unclassified = score_leads(simulation, scoring_machine_events(models))
+    clean_scored = scored if clean is simulation else score_leads(clean, models)
     leads = list(simulation.truth)
     labels = [simulation.truth[lead].converted for lead in leads]
     reports = []
@@ -157,5 +404,21 @@ def build_report(simulation: Simulation, models: ModelSet) -> Report:
                     sql_share=sum(1 for r, _ in mine if r.reached_sql) / n,
                 )
             )
-        reports.append(ModelReport(model_id, auc([r.total for r in results], labels), tuple(rows)))
-    return Report(len(leads), sum(labels), len(simulation.events), tuple(reports))
+        reports.append(
+            ModelReport(
+                model_id,
+                auc([r.total for r in results], labels),
+                tuple(rows),
+                auc_unclassified=_auc(simulation, unclassified, model_id),
+                auc_clean=_auc(clean, clean_scored, model_id),
+                moved=_moved(scored, clean_scored, model_id),
+                moved_unclassified=_moved(unclassified, clean_scored, model_id),
+            )
+        )
+    return Report(
+        len(leads),
+        sum(labels),
+        len(simulation.events),
+        tuple(reports),
+        machines=machine_counts(simulation),
+    )

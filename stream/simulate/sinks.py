@@ -6,7 +6,13 @@ JSONL: one record per line, in delivery order, as a JSON object
 exactly what goes to Kafka; a value that is not UTF-8 (a malformed message made of random bytes)
 is written as ``"value_b64"`` (standard base64) instead. Topic names carry no environment prefix.
 
-Ground truth: a CSV with the header ``lead_id,persona,converted`` (``converted`` is 1 or 0).
+Ground truth per lead: a CSV with the header ``lead_id,persona,converted,privacy_proxy,
+link_scanner`` (``converted`` and ``privacy_proxy`` are 1 or 0; ``link_scanner`` names the gateway
+scanning the lead's mail, empty for none). Per event: a CSV next to it (``*.events.csv``) with
+the header ``event_id,lead_id,type,occurred_at,made_by,machine``, one row per event a machine
+made or ingest marked as a machine's (every other event is a person's and unmarked): ``made_by``
+is ``person``, ``privacy proxy``, ``link scanner`` or ``web scraper``; ``machine`` is why ingest
+marked it (the event's ``machine`` field, else the source's flag), empty when it did not.
 """
 
 from __future__ import annotations
@@ -28,16 +34,19 @@ from stream.kafka import clients
 from stream.kafka.admin import ensure_topics
 from stream.kafka.clients import Record
 from stream.settings import Settings
-from stream.simulate.traffic import Delivery, LeadTruth
+from stream.simulate.traffic import Delivery, LeadTruth, Simulation, marked_at_ingest
 
 __all__ = [
     "delivery_line",
+    "event_truth_path_for",
     "parse_line",
+    "read_event_truth",
     "read_jsonl",
     "read_truth",
     "send_to_kafka",
     "truth_path_for",
     "wall_offsets",
+    "write_event_truth",
     "write_jsonl",
     "write_truth",
 ]
@@ -107,23 +116,79 @@ def truth_path_for(out: Path | str) -> Path:
     return path.with_name(f"{path.stem}.truth.csv")
 
 
+def event_truth_path_for(truth: Path | str) -> Path:
+    """Where the per-event ground truth goes next to the per-lead one: ``traffic.truth.csv`` →
+    ``traffic.truth.events.csv``."""
+    path = Path(truth)
+    return path.with_name(f"{path.stem}.events{path.suffix or '.csv'}")
+
+
 def write_truth(truth: Mapping[str, LeadTruth], path: Path | str) -> None:
-    """The ground truth as CSV: ``lead_id,persona,converted``."""
+    """The ground truth per lead as CSV: ``lead_id,persona,converted,privacy_proxy,
+    link_scanner``."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with Path(path).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(("lead_id", "persona", "converted"))
+        writer.writerow(("lead_id", "persona", "converted", "privacy_proxy", "link_scanner"))
         for lead_id, row in truth.items():
-            writer.writerow((lead_id, row.persona, int(row.converted)))
+            writer.writerow(
+                (
+                    lead_id,
+                    row.persona,
+                    int(row.converted),
+                    int(row.privacy_proxy),
+                    row.link_scanner or "",
+                )
+            )
 
 
 def read_truth(path: Path | str) -> dict[str, LeadTruth]:
-    """The ground truth written by `write_truth`."""
+    """The ground truth written by `write_truth` (or by earlier versions, without the machine
+    columns)."""
     with Path(path).open(newline="", encoding="utf-8") as handle:
         return {
-            row["lead_id"]: LeadTruth(row["persona"], row["converted"] == "1")
+            row["lead_id"]: LeadTruth(
+                row["persona"],
+                row["converted"] == "1",
+                row.get("privacy_proxy") == "1",
+                row.get("link_scanner") or None,
+            )
             for row in csv.DictReader(handle)
         }
+
+
+def write_event_truth(simulation: Simulation, path: Path | str) -> int:
+    """Which machine made each event, and what ingest marked, as CSV (the module docstring
+    describes the rows); returns the number of rows."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    rows = 0
+    with Path(path).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("event_id", "lead_id", "type", "occurred_at", "made_by", "machine"))
+        for index, event in enumerate(simulation.events):
+            maker = simulation.maker(index)
+            marked = marked_at_ingest(event)
+            if maker is None and not marked:
+                continue
+            reason = event.machine or ("the source's machine flag" if marked else "")
+            writer.writerow(
+                (
+                    event.event_id,
+                    simulation.person_of(event),
+                    event.type,
+                    event.occurred_at.isoformat().replace("+00:00", "Z"),
+                    maker or "person",
+                    reason,
+                )
+            )
+            rows += 1
+    return rows
+
+
+def read_event_truth(path: Path | str) -> list[dict[str, str]]:
+    """The rows written by `write_event_truth`."""
+    with Path(path).open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 # ----------------------------------------------------------------------------------- Kafka

@@ -8,19 +8,38 @@ same configuration gives byte-identical output; every id, time and choice comes 
 What it makes, for `leads` people over `days` of simulated time from `start`:
 
 - Personas (`PERSONAS`): an ideal-fit buyer, a researcher who never buys, a student, a
-  competitor, a churned customer, an email-scanner bot (machine opens and link clicks in bursts
-  of seconds), a web-scraper bot (page-view bursts) and an anonymous visitor who later fills a
+  competitor, a churned customer, an email-scanner bot (a mailbox nobody reads behind a link
+  scanner: machine opens and link clicks in bursts of seconds), a web-scraper bot (page-view
+  bursts) and an anonymous visitor who later fills a
   form (web events with only `anonymous_id`, then an `identify` linking it to a `lead_id`, which
   is the last delivery of that person's events).
 - Fit: known leads start with an `identify` and a `profile_updated` (industry, company size, job
   title, seniority, email domain, country, age); the anonymous visitor's `identify` carries them.
 - Behaviour over time: web sessions (pages, pricing, downloads, videos, searches, ad clicks,
-  CTAs, forms), webinars, a weekly email campaign (sent, delivered or bounced, opens including
-  Apple-MPP machine opens, clicks, unsubscribes), social actions, hand-raises (demo, trial,
-  contact-sales) and CRM feedback (sales accepted, opportunity created, closed won or lost).
+  CTAs, forms), webinars, a weekly email campaign (sent, delivered or bounced, opens, clicks on
+  the campaign's links, unsubscribes), social actions, hand-raises (demo, trial, contact-sales)
+  and CRM feedback (sales accepted, opportunity created, closed won or lost).
+- Machines in front of people's mail, chosen by the recipient's mail setup and never by intent
+  (converters and the rest alike), after every person's behaviour is drawn and from a random
+  stream of their own, so the same seed gives the same people doing the same things whatever the
+  machine rates:
+  - mail privacy proxies (Apple Mail Privacy Protection): every message delivered to a proxied
+    recipient is opened by the proxy shortly after delivery, whatever the person does. Enough
+    recipients are proxied for `machine_open_rate` of the opens of people's mail to be the
+    proxy's (`_proxy_delay_ms` says when);
+  - link-scanning mail gateways in front of `scanner_rate` of the recipients: every delivered
+    message gets an open and a click on every link of the campaign within seconds, from a
+    scanner's user agent or a browser-like one, from a published gateway range or not
+    (`GATEWAYS`).
+  The sending platform flags only some of it (`proxy_flag_rate`, `scanner_flag_rate`). An
+  event's `machine` field is set only where ingest would set it: `schemas.adapters.machine
+  .classify` on its vendor flag, user agent and client address; the rest is for scoring to
+  judge from timing.
 - Ground truth per lead: converted or not, drawn with a persona's probability; converters ramp up
   towards a decision (pricing pages, a hand-raise, sales follow-up), so a good model can rank
-  them above the rest.
+  them above the rest; whether its mail goes through a privacy proxy and which gateway, if any,
+  scans it. Per event (`Simulation.made_by`): a person, a privacy proxy, a link scanner or the
+  web scraper.
 - Delivery imperfections: late (out-of-order) deliveries, duplicate deliveries (same bytes) and
   malformed messages (truncated JSON, wrong types, unknown types, not an object, random bytes),
   each at a configurable share.
@@ -29,14 +48,17 @@ What it makes, for `leads` people over `days` of simulated time from `start`:
 from __future__ import annotations
 
 import gc
+import ipaddress
 import math
 import random
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final, NamedTuple
 
+from schemas.adapters import machine
 from schemas.codec import decode, dumps, encode, event_key, loads
 from schemas.errors import DecodeError
 from schemas.events import (
@@ -77,15 +99,21 @@ from schemas.topics import topic_for
 
 __all__ = [
     "DEFAULT_START",
+    "GATEWAYS",
+    "LINK_SCANNER",
     "MALFORMED_KINDS",
     "PERSONAS",
+    "PRIVACY_PROXY",
+    "WEB_SCRAPER",
     "Delivery",
     "DeliveryNote",
+    "Gateway",
     "LeadTruth",
     "Persona",
     "SimConfig",
     "Simulation",
     "generate",
+    "marked_at_ingest",
 ]
 
 DEFAULT_START: Final = datetime(2025, 6, 2, tzinfo=UTC)
@@ -94,6 +122,13 @@ DEFAULT_START: Final = datetime(2025, 6, 2, tzinfo=UTC)
 DAY_MS: Final = 86_400_000
 MALFORMED_KINDS: Final = ("truncated", "wrong_type", "unknown_type", "not_object", "random_bytes")
 SITE: Final = "https://acme.example"
+
+PRIVACY_PROXY: Final = "privacy proxy"
+"""`Simulation.made_by` of an open a mail privacy proxy made (Apple Mail Privacy Protection)."""
+LINK_SCANNER: Final = "link scanner"
+"""`Simulation.made_by` of an open or click a mail gateway's link scanner made."""
+WEB_SCRAPER: Final = "web scraper"
+"""`Simulation.made_by` of the web-scraper bot's page views."""
 
 
 # ------------------------------------------------------------------------------ public types
@@ -114,16 +149,31 @@ class SimConfig:
     """Share of all deliveries whose bytes do not decode."""
     start: datetime = DEFAULT_START
     """Simulated time starts here (timezone-aware)."""
+    machine_open_rate: float = 0.43
+    """Share of the opens of people's mail that a mail privacy proxy made: proxy opens / (proxy
+    opens + a person's opens), link scanners' opens aside. 0.43 is what the simulator made
+    before the rate was an option (30% of recipients proxied)."""
+    scanner_rate: float = 0.0
+    """Share of the recipients (leads the campaign is delivered to, the email-scanner-bot persona
+    aside) behind a link-scanning mail gateway."""
+    proxy_flag_rate: float = 0.6
+    """Share of privacy-proxy opens the sending platform flags as machine opens."""
+    scanner_flag_rate: float = 0.4
+    """Share of scanned messages whose open and clicks the sending platform flags."""
 
     def __post_init__(self) -> None:
         if self.leads < 1:
             raise ValueError("leads must be at least 1")
         if not 0 < self.days <= 3650:
             raise ValueError("days must be more than 0 and at most 3650")
-        for name in ("duplicate_rate", "out_of_order_rate", "malformed_rate"):
+        for name in ("duplicate_rate", "out_of_order_rate", "malformed_rate", "machine_open_rate"):
             value = getattr(self, name)
             if not 0 <= value < 1:
                 raise ValueError(f"{name} must be in [0, 1), not {value}")
+        for name in ("scanner_rate", "proxy_flag_rate", "scanner_flag_rate"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise ValueError(f"{name} must be in [0, 1], not {value}")
         if self.start.utcoffset() is None:
             raise ValueError("start must be timezone-aware")
 
@@ -131,6 +181,15 @@ class SimConfig:
     def end(self) -> datetime:
         """The end of simulated time (scores are read here)."""
         return self.start + timedelta(days=self.days)
+
+    @property
+    def has_machines(self) -> bool:
+        """Whether machines stand in front of people's mail (a rate above 0)."""
+        return self.machine_open_rate > 0 or self.scanner_rate > 0
+
+    def without_machines(self) -> SimConfig:
+        """The same people doing the same things, with no privacy proxy or link scanner."""
+        return replace(self, machine_open_rate=0.0, scanner_rate=0.0)
 
 
 class Delivery(NamedTuple):
@@ -157,6 +216,10 @@ class LeadTruth(NamedTuple):
 
     persona: str
     converted: bool
+    privacy_proxy: bool = False
+    """Its mail goes through a privacy proxy, which opens every message delivered."""
+    link_scanner: str | None = None
+    """The gateway (`Gateway.name`) whose scanner opens every message and follows every link."""
 
 
 @dataclass
@@ -173,6 +236,13 @@ class Simulation:
     """Ground truth by lead id."""
     aliases: dict[str, str] = field(default_factory=dict)
     """The anonymous id of each anonymous-then-identified visitor, and the lead id it becomes."""
+    made_by: list[str | None] = field(default_factory=list)
+    """Parallel to `events`: which machine made each (`PRIVACY_PROXY`, `LINK_SCANNER`,
+    `WEB_SCRAPER`), or None for a person (an empty list: people made every event)."""
+
+    def maker(self, index: int) -> str | None:
+        """Which machine made `events[index]`, or None for a person."""
+        return self.made_by[index] if self.made_by else None
 
     def person_of(self, event: EventBase) -> str:
         """The lead an event counts toward (anonymous ids resolved through `aliases`)."""
@@ -405,7 +475,74 @@ _SCRAPER_AGENTS = (
     "Scrapy/2.11 (+https://scrapy.org)",
 )
 _SCANNER_AGENT = "Mozilla/5.0 (compatible; MailGuard-LinkScanner/4.2)"
-_MPP_AGENT = "Mozilla/5.0 (via ggpht.com GoogleImageProxy)"
+_PROXY_AGENT = "Mozilla/5.0"
+"""A privacy proxy's image loads carry a bare `Mozilla/5.0`: nothing a user-agent list can
+catch."""
+_BROWSER_LIKE_AGENTS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/125.0 Safari/537.36 "
+    "Edg/125.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36",
+)
+_UNLISTED_BLOCKS = ("203.0.113.0/24", "198.51.100.0/24")
+"""Documentation ranges (RFC 5737) standing for cloud addresses that no published list names."""
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """How a link-scanning mail gateway looks in the events it makes."""
+
+    name: str
+    share: float
+    """Share of the scanned recipients behind this gateway."""
+    agents: tuple[str, ...]
+    """User agents its requests carry (one per scanned message)."""
+    blocks: tuple[str, ...]
+    """CIDR blocks its requests come from."""
+    description: str
+
+
+GATEWAYS: Final[tuple[Gateway, ...]] = (
+    Gateway(
+        "microsoft",
+        0.35,
+        _BROWSER_LIKE_AGENTS,
+        machine.SCANNER_RANGES["Microsoft Exchange Online Protection"],
+        "Browser-like requests from Microsoft's published Exchange Online ranges: caught by "
+        "address.",
+    ),
+    Gateway(
+        "barracuda",
+        0.15,
+        _BROWSER_LIKE_AGENTS,
+        machine.SCANNER_RANGES["Barracuda Email Security Service"],
+        "Browser-like requests from Barracuda's published ranges: caught by address.",
+    ),
+    Gateway(
+        "self-announcing",
+        0.2,
+        (
+            _SCANNER_AGENT,
+            "python-requests/2.32.3",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 HeadlessChrome/125.0 Safari/537.36",
+        ),
+        _UNLISTED_BLOCKS,
+        "A scanner, HTTP library or headless browser user agent from unlisted addresses: caught "
+        "by user agent.",
+    ),
+    Gateway(
+        "sandbox",
+        0.3,
+        _BROWSER_LIKE_AGENTS,
+        _UNLISTED_BLOCKS,
+        "A sandbox posing as a browser from unlisted cloud addresses: only its timing (or a "
+        "vendor flag) gives it away.",
+    ),
+)
+"""The link-scanning gateways in front of scanned recipients, each recipient behind one."""
+
+_SCANNER_BOT = Gateway(
+    "mailguard", 0.0, (_SCANNER_AGENT,), _UNLISTED_BLOCKS, "The email-scanner-bot persona's."
+)
 _SLUGS = (
     "lead-scoring-101",
     "time-decay-explained",
@@ -418,6 +555,25 @@ _SLUGS = (
     "email-engagement",
     "bot-filtering",
 )
+_LINK_PATHS = (
+    *(f"/blog/{slug}" for slug in _SLUGS),
+    "/",
+    "/pricing",
+    "/features",
+    "/features/decay",
+    "/features/stages",
+    "/integrations",
+    "/integrations/salesforce",
+    "/integrations/hubspot",
+    "/docs",
+    "/docs/api",
+    "/customers/north",
+    "/customers/harbor",
+    "/webinars/scoring-live",
+    "/resources/lead-scoring-guide",
+    "/events/summit",
+)
+"""Pages a newsletter links to (each campaign links 8 to 22 of them)."""
 _PAGE_PATHS: dict[str, Callable[[random.Random], tuple[str, str]]] = {
     "home": lambda r: ("/", "Acme | Real-time lead scoring"),
     "features": lambda r: (
@@ -454,6 +610,8 @@ class _Lead:
     persona: Persona
     converted: bool
     anonymous_id: str | None = None
+    privacy_proxy: bool = False
+    gateway: str | None = None
 
 
 class _Plan:
@@ -513,11 +671,20 @@ class _Builder:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
+        self.mrng = random.Random(f"{config.seed}/machines")
+        """Draws what machines do: the people's traffic does not depend on the machine rates."""
+        self.ids = self.rng
+        """Draws event ids: `rng`, then `mrng` once the machines are drawn."""
         self.start = config.start.astimezone(UTC)
         self.end_ms = int(config.days * DAY_MS)
         self.timeline: list[tuple[int, int, EventBase]] = []
         self.owner: list[str] = []  # parallel to timeline: whose event
+        self.maker: list[str | None] = []  # parallel to timeline: which machine made it
         self.seq = 0
+        self.inbox: dict[str, list[tuple[int, dict[str, Any], int]]] = {}
+        """Each recipient's delivered messages: (delivered at, mail fields, campaign week)."""
+        self.person_opens = 0
+        self.campaign_links: dict[int, tuple[str, ...]] = {}
 
     # -------------------------------------------------------------------- small helpers
 
@@ -525,10 +692,21 @@ class _Builder:
         return f"{self.rng.getrandbits(bits):0{bits // 4}x}"
 
     def event_id(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return str(uuid.UUID(int=self.ids.getrandbits(128), version=4))
 
-    def add(self, lead: _Lead, t_ms: int, cls: type[EventBase], **fields: Any) -> bool:
-        """Record an event at `t_ms` (dropped, returning False, outside simulated time)."""
+    def add(
+        self,
+        lead: _Lead,
+        t_ms: int,
+        cls: type[EventBase],
+        *,
+        made_by: str | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Record an event at `t_ms` (dropped, returning False, outside simulated time).
+
+        `made_by` names the machine that made it (None: a person).
+        """
         if not 0 <= t_ms < self.end_ms:
             return False
         event = cls(
@@ -538,8 +716,21 @@ class _Builder:
         )
         self.timeline.append((t_ms, self.seq, event))
         self.owner.append(lead.lead_id)
+        self.maker.append(made_by)
         self.seq += 1
+        if made_by is None and cls is EmailOpened:
+            self.person_opens += 1
         return True
+
+    def links(self, week: int) -> tuple[str, ...]:
+        """The tracked links of a week's campaign (the same for every recipient)."""
+        links = self.campaign_links.get(week)
+        if links is None:
+            r = random.Random(f"{self.config.seed}/campaign/{week}")
+            query = f"?utm_source=newsletter&utm_medium=email&utm_campaign=newsletter-w{week}"
+            paths = r.sample(_LINK_PATHS, r.randint(8, 22))
+            links = self.campaign_links[week] = tuple(SITE + path + query for path in paths)
+        return links
 
     def who(self, lead: _Lead, anonymous: bool) -> dict[str, str]:
         if anonymous:
@@ -889,9 +1080,12 @@ class _Builder:
     def emails(
         self, lead: _Lead, first: int, *, scanner: bool, decision: int | None = None
     ) -> None:
-        """The weekly campaign from day 1 on: sent, delivered or bounced, opens, clicks."""
+        """The weekly campaign from day 1 on: sent, delivered or bounced, opens, clicks.
+
+        A person's messages are kept in `inbox` for the machines in front of their mail
+        (`machines`); the email-scanner bot's are scanned here.
+        """
         r, p = self.rng, lead.persona
-        mpp = not scanner and r.random() < 0.3  # Apple Mail Privacy Protection opens everything
         week = 0
         while True:
             send = DAY_MS + week * 7 * DAY_MS + 10 * 3_600_000 + r.randint(0, 1_800_000)
@@ -913,23 +1107,18 @@ class _Builder:
                     lead, t, EmailBounced, **mail, bounce="hard", reason="550 5.1.1 user unknown"
                 )
                 return
-            self.add(lead, t, EmailDelivered, **mail)
+            delivered = self.add(lead, t, EmailDelivered, **mail)
             if scanner:
-                self.scan(lead, t, mail)
+                self.scan(lead, t, mail, week, gateway=_SCANNER_BOT, r=r)
                 continue
-            if mpp:
-                self.add(
-                    lead,
-                    t + r.randint(1_000, 60_000),
-                    EmailOpened,
-                    **mail,
-                    machine_open=True,
-                    user_agent=_MPP_AGENT,
-                )
+            if delivered:
+                self.inbox.setdefault(lead.lead_id, []).append((t, mail, week))
             boost = 1.5 if decision is not None and abs(send - decision) < 14 * DAY_MS else 1.0
             if r.random() < min(0.95, p.email_open * boost):
                 t += r.randint(60_000, 2 * DAY_MS)
-                self.add(lead, t, EmailOpened, **mail, user_agent=r.choice(_HUMAN_AGENTS))
+                agent = r.choice(_HUMAN_AGENTS)
+                opened = _ingest_reason("email_opened", flagged=False, agent=agent)
+                self.add(lead, t, EmailOpened, **mail, user_agent=agent, machine=opened)
                 if r.random() < min(0.9, p.email_click * boost * 2):
                     t += r.randint(5_000, 120_000)
                     self.add(
@@ -937,7 +1126,9 @@ class _Builder:
                         t,
                         EmailClicked,
                         **mail,
-                        url=f"{SITE}/blog/{r.choice(_SLUGS)}?utm_medium=email",
+                        url=r.choice(self.links(week)),
+                        user_agent=agent,
+                        machine=_ingest_reason("email_clicked", flagged=False, agent=agent),
                     )
                 if r.random() < p.p_unsubscribe:
                     self.add(
@@ -949,23 +1140,93 @@ class _Builder:
                     )
                     return
 
-    def scan(self, lead: _Lead, t: int, mail: dict[str, Any]) -> None:
-        """A link scanner: one open and a click on every link, all within seconds."""
-        r = self.rng
+    def scan(
+        self,
+        lead: _Lead,
+        t: int,
+        mail: dict[str, Any],
+        week: int,
+        *,
+        gateway: Gateway,
+        r: random.Random,
+    ) -> None:
+        """A link scanner on a message delivered at `t`: an open 0.2 to 5 s later, then a
+        click on every link of the campaign, 50 to 600 ms apart; one user agent and address
+        for the message, flagged by the sending platform with `scanner_flag_rate`."""
         t += r.randint(200, 5_000)
-        flagged = r.random() < 0.4
-        self.add(lead, t, EmailOpened, **mail, machine_open=flagged, user_agent=_SCANNER_AGENT)
-        for _ in range(r.randint(8, 22)):
+        flagged = r.random() < self.config.scanner_flag_rate
+        agent = r.choice(gateway.agents)
+        ip = _address(r, gateway.blocks)
+        opened = _ingest_reason("email_opened", flagged=flagged, agent=agent, ip=ip)
+        self.add(
+            lead,
+            t,
+            EmailOpened,
+            made_by=LINK_SCANNER,
+            **mail,
+            user_agent=agent,
+            machine_open=flagged,
+            machine=opened,
+        )
+        clicked = _ingest_reason("email_clicked", flagged=flagged, agent=agent, ip=ip)
+        for url in self.links(week):
             t += r.randint(50, 600)
             self.add(
                 lead,
                 t,
                 EmailClicked,
+                made_by=LINK_SCANNER,
                 **mail,
-                url=f"{SITE}/blog/{r.choice(_SLUGS)}?utm_medium=email",
+                url=url,
+                user_agent=agent,
                 machine_click=flagged,
-                user_agent=_SCANNER_AGENT,
+                machine=clicked,
             )
+
+    def machines(self, leads: list[_Lead]) -> None:
+        """Link scanners and privacy proxies in front of people's mail (drawn from `mrng`).
+
+        Recipients are chosen at random, whatever their intent. Scanners: `scanner_rate` of
+        the recipients, each behind one of `GATEWAYS`. Proxies: recipients in random order
+        until their proxy opens (one per delivered message) are `machine_open_rate` of the
+        proxy opens and the people's opens together.
+        """
+        r, config = self.mrng, self.config
+        self.ids = r
+        recipients = [lead for lead in leads if lead.lead_id in self.inbox]
+        weights = [gateway.share for gateway in GATEWAYS]
+        for lead in r.sample(recipients, round(config.scanner_rate * len(recipients))):
+            gateway = r.choices(GATEWAYS, weights=weights)[0]
+            lead.gateway = gateway.name
+            for t, mail, week in self.inbox[lead.lead_id]:
+                self.scan(lead, t, mail, week, gateway=gateway, r=r)
+        rate = config.machine_open_rate
+        want = rate / (1 - rate) * self.person_opens
+        made = 0
+        order = list(recipients)
+        r.shuffle(order)
+        for lead in order:
+            messages = self.inbox[lead.lead_id]
+            if made >= want or made + len(messages) - want > want - made:
+                break
+            lead.privacy_proxy = True
+            for t, mail, _ in messages:
+                made += self.proxy_open(lead, t, mail)
+
+    def proxy_open(self, lead: _Lead, t: int, mail: dict[str, Any]) -> bool:
+        """A privacy proxy's open of a message delivered at `t` (`_proxy_delay_ms` later)."""
+        r = self.mrng
+        flagged = r.random() < self.config.proxy_flag_rate
+        return self.add(
+            lead,
+            t + _proxy_delay_ms(r),
+            EmailOpened,
+            made_by=PRIVACY_PROXY,
+            **mail,
+            machine_open=flagged,
+            user_agent=_PROXY_AGENT,
+            machine=_ingest_reason("email_opened", flagged=flagged, agent=_PROXY_AGENT),
+        )
 
     def scrape(self, lead: _Lead, first: int) -> None:
         """Bursts of page views fractions of a second apart."""
@@ -980,6 +1241,7 @@ class _Builder:
                     lead,
                     t,
                     PageViewed,
+                    made_by=WEB_SCRAPER,
                     **web,
                     user_agent=agent,
                     url=SITE + path,
@@ -1060,8 +1322,10 @@ class _Builder:
                 self.anonymous_visitor(lead, first)
             else:
                 self.known_lead(lead, first)
+        self.machines(leads)
         order = sorted(range(len(self.timeline)), key=lambda i: self.timeline[i][:2])
         events = [self.timeline[i][2] for i in order]
+        made_by = [self.maker[i] for i in order]
         aliases = {lead.anonymous_id: lead.lead_id for lead in leads if lead.anonymous_id}
         plan = _Plan(self.start, events, [self.owner[i] for i in order], set(aliases.values()))
         self.delay(plan)
@@ -1076,8 +1340,13 @@ class _Builder:
             else:
                 deliveries.append(Delivery(plan.topics[i], plan.keys[i], plan.values[i]))
             notes.append(DeliveryNote(when, kind, i))
-        truth = {lead.lead_id: LeadTruth(lead.persona.name, lead.converted) for lead in leads}
-        return Simulation(self.config, events, deliveries, notes, truth, aliases)
+        truth = {
+            lead.lead_id: LeadTruth(
+                lead.persona.name, lead.converted, lead.privacy_proxy, lead.gateway
+            )
+            for lead in leads
+        }
+        return Simulation(self.config, events, deliveries, notes, truth, aliases, made_by)
 
     def delay(self, plan: _Plan) -> None:
         """Deliver a share of the events after 1-3 later events of the same person.
@@ -1155,10 +1424,61 @@ class _Builder:
         raise AssertionError(f"a {how} corruption decoded: {bad!r}")  # pragma: no cover
 
 
+_VENDOR_FLAGS: Final = {"email_opened": "sg_machine_open", "email_clicked": "machine_click"}
+"""The flag a sending platform sets on an open or click it judges a machine's."""
+
+
+def _ingest_reason(
+    event_type: str, *, flagged: bool, agent: str | None, ip: str | None = None
+) -> str | None:
+    """The `machine` field ingest gives an open or click: what its vendor flag, user agent and
+    client address show (`schemas.adapters.machine.classify`)."""
+    flag = _VENDOR_FLAGS[event_type] if flagged else None
+    return machine.classify(vendor_flag=flag, user_agent=agent, ip=ip)
+
+
+@lru_cache(maxsize=32)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr)
+
+
+def _address(r: random.Random, blocks: tuple[str, ...]) -> str:
+    """A random address in one of `blocks`."""
+    network = _network(r.choice(blocks))
+    return str(network[r.randrange(network.num_addresses)])
+
+
+def _proxy_delay_ms(r: random.Random) -> int:
+    """How long after delivery a privacy proxy loads a message's images.
+
+    The proxy fetches when the recipient's device is online and syncs the mailbox: 30% within
+    0.2 to 1.5 s (the device is online as the message lands), 55% log-uniform from 1.5 s to
+    10 min (the next sync), 15% log-uniform from 10 min to 8 h (the device was offline or
+    asleep).
+    """
+    u = r.random()
+    if u < 0.30:
+        return r.randint(200, 1_500)
+    low, high = (1_500, 600_000) if u < 0.85 else (600_000, 8 * 3_600_000)
+    return int(math.exp(r.uniform(math.log(low), math.log(high))))
+
+
 def _loads_object(value: bytes) -> dict[str, Any]:
     doc = loads(value)
     assert isinstance(doc, dict)
     return doc
+
+
+def marked_at_ingest(event: EventBase) -> bool:
+    """Whether the event reaches scoring marked as a machine's: its `machine` field, or the
+    source's own flag (`machine_open`, `machine_click`)."""
+    if event.machine is not None:
+        return True
+    if isinstance(event, EmailOpened):
+        return event.machine_open
+    if isinstance(event, EmailClicked):
+        return event.machine_click
+    return False
 
 
 def generate(config: SimConfig | None = None) -> Simulation:

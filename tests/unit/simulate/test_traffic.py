@@ -235,7 +235,9 @@ def test_truth_csv_round_trips(tmp_path: Path) -> None:
     assert path.name == "traffic.truth.csv"
     write_truth(sim.truth, path)
     assert read_truth(path) == sim.truth
-    assert path.read_text().splitlines()[0] == "lead_id,persona,converted"
+    assert path.read_text().splitlines()[0] == (
+        "lead_id,persona,converted,privacy_proxy,link_scanner"
+    )
 
 
 def test_wall_offsets_pace_by_rate_and_by_simulated_speed() -> None:
