@@ -221,6 +221,8 @@ class LeadScore:
     total: float
     reached_mql: bool
     reached_sql: bool
+    not_scored: int = 0
+    """Events the model did not score because a machine made them (marked, or by timing)."""
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,9 @@ class ModelReport:
     under the model as it is."""
     moved_unclassified: int = 0
     """The same, with `spam.ignore_machine_events: false`."""
+    not_scored: int = 0
+    """Events the model did not score as a person's: marked at ingest or judged by their
+    timing (`spam.machine_timing`)."""
 
 
 @dataclass(frozen=True)
@@ -282,13 +287,18 @@ class Report:
             )
         lines += [
             "clean: the same seed without privacy proxies and link scanners; classified: the",
-            "models as they are (events marked as a machine's do not score); not classified:",
-            "spam.ignore_machine_events false (they score as a person's)",
+            "models as they are (events marked as a machine's, or told by their timing, do not",
+            "score); not classified: spam.ignore_machine_events false (they score as a person's)",
             "",
             "model        leads whose total the machines moved by a point or more",
             f"{'':12s} {'classified':>10s}  {'not classified':>14s}",
         ]
         lines += [f"{m.model:12s} {m.moved:10d}  {m.moved_unclassified:14d}" for m in self.models]
+        lines += [
+            "",
+            "model        events not scored as a person's (marked at ingest or told by timing)",
+        ]
+        lines += [f"{m.model:12s} {m.not_scored:10d}" for m in self.models]
         for m in self.models:
             lines += [
                 "",
@@ -339,6 +349,7 @@ def score_leads(simulation: Simulation, models: ModelSet) -> dict[str, dict[str,
                 score_at(model_state, end).total,
                 reached_mql=bool(stages & _MQL_OR_LATER),
                 reached_sql=bool(stages & _SQL_OR_LATER),
+                not_scored=model_state.machine[0] if model_state.machine is not None else 0,
             )
         out[lead_id] = scores
     return out
@@ -413,6 +424,7 @@ def build_report(
                 auc_clean=_auc(clean, clean_scored, model_id),
                 moved=_moved(scored, clean_scored, model_id),
                 moved_unclassified=_moved(unclassified, clean_scored, model_id),
+                not_scored=sum(r.not_scored for r in results),
             )
         )
     return Report(
