@@ -1,0 +1,164 @@
+"""Vendor adapters against the real vendor payloads kept in tests/fixtures/<vendor>/.
+
+Each folder's SOURCE.md says where its files come from (repository, path, commit or URL, and
+licence); docs/DATASETS.md lists them. Every payload file either converts (the expected event
+types are listed in `EXPECTED`) or is rejected with a reason; API answers a vendor's client
+fetches are listed in `API_ANSWERS`; at least one payload per vendor is checked field by field.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from schemas.adapters import customerio
+from schemas.adapters.base import Conversion
+from schemas.codec import decode, encode
+from schemas.events import EmailBounced, EmailClicked, EmailOpened, EmailSent
+from schemas.topics import topic_for
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+RECEIVED = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
+NOT_FILES = {"SOURCE.md"}
+
+# file → the event types it converts to, or the start of the reason it is rejected with.
+EXPECTED: dict[str, list[str] | str] = {
+    "customerio/openapi-example.customer-subscribed.json": ["email_subscribed"],
+    "customerio/openapi-example.email-sent.json": ["email_sent"],
+    "customerio/openapi-example.sms-sent.json": "a 'sms' message: only email",
+    "customerio/rudder-transformer.customer-subscribed.json": ["email_subscribed"],
+    "customerio/rudder-transformer.customer-subscribed.timestamp-not-a-number.json": [
+        "email_subscribed"
+    ],
+    "customerio/rudder-transformer.customer-unsubscribed.json": ["email_unsubscribed"],
+    "customerio/rudder-transformer.email-bounced.newsletter.json": ["email_bounced"],
+    "customerio/rudder-transformer.email-clicked.json": ["email_clicked"],
+    "customerio/rudder-transformer.email-delivered.transactional.json": ["email_delivered"],
+    "customerio/rudder-transformer.email-drafted.json": "a draft: nothing was sent",
+    "customerio/rudder-transformer.email-sent.with-body-content.json": ["email_sent"],
+    "customerio/rudder-transformer.email-subscribed.json": ["email_subscribed"],
+    "customerio/rudder-transformer.push-sent.json": "a 'push' message: only email",
+    "customerio/rudder-transformer.sms-attempted.json": "Customer.io could not hand the message",
+}
+
+API_ANSWERS: set[str] = set()
+"""Answers of a vendor's API (not webhook payloads): read by the tests of their adapters."""
+
+LICENCE_TEXTS = {"customerio/LICENSE.rudder-transformer.ELv2.txt"}
+"""Licence texts that must travel with the files they cover."""
+
+
+def convert_fixture(relative: str) -> Conversion:
+    vendor = relative.split("/", 1)[0]
+    body = (FIXTURES / relative).read_bytes()
+    converters = {"customerio": customerio.convert_body}
+    return converters[vendor](body, received_at=RECEIVED)
+
+
+def fixture(relative: str) -> bytes:
+    return (FIXTURES / relative).read_bytes()
+
+
+def test_every_fixture_is_named_and_every_folder_says_where_its_files_come_from() -> None:
+    files = {
+        path.relative_to(FIXTURES).as_posix()
+        for path in FIXTURES.rglob("*")
+        if path.is_file() and path.name not in NOT_FILES
+    }
+    assert files == set(EXPECTED) | API_ANSWERS | LICENCE_TEXTS
+    for folder in {relative.split("/", 1)[0] for relative in files}:
+        source = (FIXTURES / folder / "SOURCE.md").read_text(encoding="utf-8")
+        for relative in files:
+            if relative.startswith(f"{folder}/"):
+                assert relative.split("/", 1)[1] in source, f"{relative} is not in its SOURCE.md"
+
+
+@pytest.mark.parametrize("relative", sorted(EXPECTED))
+def test_each_payload_converts_or_is_rejected_with_a_reason(relative: str) -> None:
+    result = convert_fixture(relative)
+    expected = EXPECTED[relative]
+    if isinstance(expected, str):
+        assert result.events == []
+        assert result.rejected, "a rejection must say why"
+        assert result.rejected[0].reason.startswith(expected), result.rejected
+        return
+    assert [event.type for event in result.events] == expected, result.rejected
+    for event in result.events:  # every event passes the contract and has a topic
+        assert decode(encode(event), now=RECEIVED) == event
+        assert topic_for(event)
+
+
+# ----------------------------------------------------------------------------- Customer.io
+
+
+def test_customerio_clicked_field_by_field() -> None:
+    (event,) = convert_fixture("customerio/rudder-transformer.email-clicked.json").events
+    assert isinstance(event, EmailClicked)
+    assert event.event_id == "customerio:01E4C8BES5XT87ZWRJFTB35YJ3"
+    assert event.occurred_at == datetime(2020, 3, 26, 20, 25, 48, tzinfo=UTC)
+    assert (event.anonymous_id, event.lead_id) == ("email:test@example.com", None)
+    assert (event.source, event.url) == ("customerio", "http://google.com")
+    assert (event.message_id, event.campaign_id) == ("RPILAgABcRhIBqSp7kiPekGBIeVh", "broadcast:9")
+    assert (event.machine, event.machine_click) == (None, False)
+
+
+def test_customerio_bounce_sent_and_a_missing_timestamp() -> None:
+    (bounce,) = convert_fixture(
+        "customerio/rudder-transformer.email-bounced.newsletter.json"
+    ).events
+    assert isinstance(bounce, EmailBounced)
+    assert bounce.bounce == "hard" and bounce.campaign_id == "newsletter:736"
+    assert bounce.reason == "550 5.5.0 Requested action not taken: mailbox unavailable"
+    (sent,) = convert_fixture("customerio/openapi-example.email-sent.json").events
+    assert isinstance(sent, EmailSent)
+    assert (sent.message_id, sent.campaign_id) == ("RPILAgUBcRhIBqSfeiIwdIYJKxTY", "broadcast:9")
+    relative = "customerio/rudder-transformer.customer-subscribed.timestamp-not-a-number.json"
+    (subscribed,) = convert_fixture(relative).events
+    assert subscribed.occurred_at == RECEIVED  # "timestamp": "abc"
+
+
+def _customerio(metric: str, **data: object) -> dict[str, object]:
+    """A documented event shape with the flags of the reporting-webhooks OpenAPI document."""
+    return {
+        "event_id": f"01HX-{metric}-{len(data)}",
+        "object_type": "email",
+        "metric": metric,
+        "timestamp": 1713484800,
+        "data": {"delivery_id": "RPIyMTM6OjEyMzQ=", "identifiers": {"id": "user-123"}, **data},
+    }
+
+
+def test_customerio_machine_flags() -> None:
+    opened = customerio.convert(
+        [
+            _customerio("opened", recipient="ada@example.com", prefetched=True),
+            _customerio("opened", recipient="ada@example.com", proxied=True, synthetic=True),
+        ],
+        received_at=RECEIVED,
+    ).events
+    machine_open, person_open = opened
+    assert isinstance(machine_open, EmailOpened) and isinstance(person_open, EmailOpened)
+    assert (machine_open.machine, machine_open.machine_open) == ("vendor flag: prefetched", True)
+    assert (person_open.machine, person_open.machine_open) == (None, False)
+    (click,) = customerio.convert(
+        _customerio("clicked", recipient="a@b.example", href="https://x.example/", machine=True),
+        received_at=RECEIVED,
+    ).events
+    assert isinstance(click, EmailClicked)
+    assert (click.machine, click.machine_click) == ("vendor flag: machine", True)
+
+
+def test_customerio_without_an_address_names_the_person_by_their_customerio_id() -> None:
+    (event,) = customerio.convert(_customerio("spammed"), received_at=RECEIVED).events
+    assert (event.type, event.anonymous_id) == ("email_spam_reported", "customerio:user-123")
+    result = customerio.convert(
+        [_customerio("clicked", recipient="a@b.example"), {"metric": "sent"}, "x"],
+        received_at=RECEIVED,
+    )
+    assert [(r.where, r.reason) for r in result.rejected] == [
+        ("[0]", "clicked event without an href"),
+        ("[1]", "no object_type"),
+        ("[2]", "not a JSON object"),
+    ]
