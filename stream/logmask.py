@@ -114,6 +114,7 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.auth_tokens,
         settings.mailgun_signing_key,
         settings.mailchimp_webhook_key,
+        settings.customerio_signing_key,
     )
 
 

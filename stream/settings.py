@@ -166,6 +166,10 @@ class Settings(BaseSettings):
     mailchimp_webhook_key: SecretStr | None = Field(
         None, description="The secret path segment of the Mailchimp webhook URL."
     )
+    # Customer.io, RudderStack, LinkedIn Lead Gen Forms and Meta Lead Ads webhooks.
+    customerio_signing_key: SecretStr | None = Field(
+        None, description="Customer.io reporting webhook signing key (X-CIO-Signature)."
+    )
     webhook_tolerance_seconds: int = Field(
         300, ge=1, description="Largest age (either way) of a signed webhook timestamp."
     )

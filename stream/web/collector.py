@@ -13,6 +13,7 @@ lead or anonymous id, and answers once Kafka has acknowledged them:
 | `POST /webhooks/sendgrid` | ECDSA signature, timestamp | 202 |
 | `POST /webhooks/mailgun` | HMAC, timestamp, token used once | 202 |
 | `GET`/`POST /webhooks/mailchimp/{secret}` | secret in the path | 200 / 202 |
+| `POST /webhooks/customerio` | HMAC of timestamp and body, timestamp | 202 |
 
 A 202 body lists the ids of the events written and every part of the request that made none,
 with the reason: ``{"accepted": [...], "rejected": [{"where", "kind", "reason"}]}``. Refusals are
@@ -42,7 +43,15 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from schemas import codec
-from schemas.adapters import Conversion, mailchimp, mailgun, segment, sendgrid, snowplow
+from schemas.adapters import (
+    Conversion,
+    customerio,
+    mailchimp,
+    mailgun,
+    segment,
+    sendgrid,
+    snowplow,
+)
 from schemas.adapters.base import identifier, skip, text, utm_from_url
 from schemas.errors import DecodeError
 from schemas.events import EventBase, PageViewed
@@ -64,6 +73,11 @@ from stream.web.auth import (
     verify_sendgrid,
 )
 from stream.web.http import Handler, HttpError, guarded, json_response, refusal_error
+from stream.web.signatures import (
+    CUSTOMERIO_SIGNATURE_HEADER,
+    CUSTOMERIO_TIMESTAMP_HEADER,
+    verify_customerio,
+)
 
 __all__ = [
     "COOKIE_NAME",
@@ -527,6 +541,30 @@ class Collector:
         received_at = self.clock()
         return await self._accept(mailchimp.convert(body, received_at=received_at), received_at)
 
+    # --- Customer.io reporting webhooks
+
+    async def customerio(self, request: web.Request) -> web.Response:
+        key = self.settings.customerio_signing_key
+        if key is None and not self.settings.auth_disabled:
+            raise self._unconfigured("customerio_signing_key")
+        body = await read_body(request, self.settings.collector_max_webhook_bytes)
+        received_at = self.clock()
+        if key is not None:
+            try:
+                verify_customerio(
+                    key.get_secret_value(),
+                    signature=request.headers.get(CUSTOMERIO_SIGNATURE_HEADER),
+                    timestamp=request.headers.get(CUSTOMERIO_TIMESTAMP_HEADER),
+                    body=body,
+                    now=received_at,
+                    tolerance_seconds=self.settings.webhook_tolerance_seconds,
+                )
+            except Refusal as refusal:
+                raise refusal_error(refusal) from None
+        payload = _parse_json(body)
+        conversion = customerio.convert(payload, received_at=received_at)
+        return await self._accept(conversion, received_at)
+
 
 def _view(path: str, **methods: Handler) -> Any:
     """A Faust view class whose HTTP methods call `methods` with the aiohttp request."""
@@ -558,6 +596,7 @@ def routes(collector: Collector) -> dict[str, dict[str, Handler]]:
             "post": g(collector.mailchimp),
         },
     }
+    table["/webhooks/customerio"] = {"post": g(collector.customerio)}
     for kind in (*SEGMENT_CALLS, "batch"):
         table[f"/v1/{kind}"] = {"post": g(functools.partial(collector.segment, kind=kind))}
     return table
@@ -607,6 +646,7 @@ def _warn_about_configuration(settings: Settings, collector: Collector) -> None:
             ("sendgrid_public_key", settings.sendgrid_public_key),
             ("mailgun_signing_key", settings.mailgun_signing_key),
             ("mailchimp_webhook_key", settings.mailchimp_webhook_key),
+            ("customerio_signing_key", settings.customerio_signing_key),
         ):
             if value is None:
                 log.info(
