@@ -5,7 +5,12 @@ older one of the Email spec (`action`, `user_id`, `anonymous_id`, `message_id`).
 lead id, `anonymousId` the anonymous id. Track events of the Email spec and a few B2B ones map to
 our types (see `TRACK_EVENTS`); any other track event is reported, as are `group`, `alias` and
 `screen` calls. Without a `timestamp` the time of receipt is used; without a `messageId` a stable
-id is derived from the call.
+id is derived from the call. Identify traits are `traits`, else `context.traits` (where RudderStack
+puts them).
+
+Other Segment-compatible sources (RudderStack) use `convert(..., source=...)`: their events carry
+that source, and their message ids are scoped by it (`<source>:<messageId>`); Segment's own ids
+are kept as sent.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from schemas.adapters.base import (
     skip,
     text,
     utm_from_url,
+    vendor_event_id,
 )
 from schemas.events import (
     DemoRequested,
@@ -88,8 +94,8 @@ def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
     return result if payload is None else convert(payload, received_at=received_at)
 
 
-def convert(payload: Any, *, received_at: datetime) -> Conversion:
-    """Events from a parsed Segment call, or a `{"batch": [...]}` of calls."""
+def convert(payload: Any, *, received_at: datetime, source: str = SOURCE) -> Conversion:
+    """Events from a parsed Segment call, or a `{"batch": [...]}` of calls, as `source`'s."""
     result = Conversion()
     batch = payload.get("batch") if isinstance(payload, dict) else None
     calls: list[tuple[str, Any]] = (
@@ -103,7 +109,7 @@ def convert(payload: Any, *, received_at: datetime) -> Conversion:
             continue
         kind = _get(call, "type", "action")
         label = f"{kind} {call.get('event')!r}" if kind == "track" else kind
-        result.attempt(where, label, functools.partial(_event, call, received_at))
+        result.attempt(where, label, functools.partial(_event, call, received_at, source))
     return result
 
 
@@ -118,25 +124,31 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _event(call: dict[str, Any], received_at: datetime) -> EventBase:
+def _event_id(call: dict[str, Any], source: str) -> str | None:
+    message_id = _get(call, "messageId", "message_id")
+    if source == SOURCE:
+        return identifier(message_id)
+    return vendor_event_id(source, message_id)
+
+
+def _event(call: dict[str, Any], received_at: datetime, source: str) -> EventBase:
     kind = _get(call, "type", "action")
     context = _dict(call.get("context"))
     common: dict[str, Any] = {
-        "event_id": identifier(_get(call, "messageId", "message_id"))
-        or derived_event_id(SOURCE, call),
+        "event_id": _event_id(call, source) or derived_event_id(source, call),
         "occurred_at": iso_to_datetime(_get(call, "timestamp", "originalTimestamp"))
         or iso_to_datetime(_get(call, "receivedAt", "sentAt"))
         or received_at,
         "lead_id": identifier(_get(call, "userId", "user_id")),
         "anonymous_id": identifier(_get(call, "anonymousId", "anonymous_id")),
-        "source": SOURCE,
+        "source": source,
     }
     if kind not in ("track", "identify", "page"):
         raise skip(f"Segment {str(kind)[:32]!r} calls are not converted (track, identify, page)")
     if common["lead_id"] is None and common["anonymous_id"] is None:
         raise skip("neither userId nor anonymousId")
     if kind == "identify":
-        traits = traits_from_segment(_dict(call.get("traits")))
+        traits = traits_from_segment(_dict(call.get("traits")) or _dict(context.get("traits")))
         if common["lead_id"] is None:
             return ProfileUpdated(**common, traits=traits)
         return Identify(**common, traits=traits)

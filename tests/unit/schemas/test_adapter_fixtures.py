@@ -8,15 +8,24 @@ fetches are listed in `API_ANSWERS`; at least one payload per vendor is checked 
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from schemas.adapters import customerio
+from schemas.adapters import customerio, rudderstack
 from schemas.adapters.base import Conversion
 from schemas.codec import decode, encode
-from schemas.events import EmailBounced, EmailClicked, EmailOpened, EmailSent
+from schemas.events import (
+    EmailBounced,
+    EmailClicked,
+    EmailOpened,
+    EmailSent,
+    Identify,
+    PageViewed,
+    VideoViewed,
+)
 from schemas.topics import topic_for
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -41,6 +50,14 @@ EXPECTED: dict[str, list[str] | str] = {
     "customerio/rudder-transformer.email-subscribed.json": ["email_subscribed"],
     "customerio/rudder-transformer.push-sent.json": "a 'push' message: only email",
     "customerio/rudder-transformer.sms-attempted.json": "Customer.io could not hand the message",
+    "rudderstack/event-spec.identify.json": ["identify"],
+    "rudderstack/event-spec.page.json": "neither userId nor anonymousId",
+    "rudderstack/event-spec.video-content-completed.json": ["video_viewed"],
+    "rudderstack/event-spec.video-playback-completed.json": "track event 'Video Playback Resumed'",
+    "rudderstack/http-api.batch.json": ["profile_updated"],
+    "rudderstack/webhook-destination.identify.json": ["identify"],
+    "rudderstack/webhook-destination.page.json": ["page_viewed"],
+    "rudderstack/webhook-destination.track.json": "track event 'Product Purchased' has no",
 }
 
 API_ANSWERS: set[str] = set()
@@ -53,7 +70,7 @@ LICENCE_TEXTS = {"customerio/LICENSE.rudder-transformer.ELv2.txt"}
 def convert_fixture(relative: str) -> Conversion:
     vendor = relative.split("/", 1)[0]
     body = (FIXTURES / relative).read_bytes()
-    converters = {"customerio": customerio.convert_body}
+    converters = {"customerio": customerio.convert_body, "rudderstack": rudderstack.convert_body}
     return converters[vendor](body, received_at=RECEIVED)
 
 
@@ -162,3 +179,43 @@ def test_customerio_without_an_address_names_the_person_by_their_customerio_id()
         ("[1]", "no object_type"),
         ("[2]", "not a JSON object"),
     ]
+
+
+# ----------------------------------------------------------------------------- RudderStack
+
+
+def test_rudderstack_webhook_destination_identify_field_by_field() -> None:
+    (event,) = convert_fixture("rudderstack/webhook-destination.identify.json").events
+    assert isinstance(event, Identify)
+    assert event.event_id == "rudderstack:508d5e8c-96e4-4301-bd46-1890dba5c866"
+    assert (event.source, event.lead_id) == ("rudderstack", "my-user-id")
+    assert event.anonymous_id == "21b43de4-3b9b-423f-b51f-794eae31fc03"
+    assert event.occurred_at == datetime(2020, 4, 22, 8, 6, 20, 337000, tzinfo=UTC)
+    # RudderStack's SDKs put identify traits in context.traits
+    assert (event.traits.email, event.traits.first_name, event.traits.last_name) == (
+        "user@domain.com",
+        "User",
+        "name",
+    )
+    assert event.traits.custom["plan"] == "Enterprise"
+
+
+def test_rudderstack_page_video_and_batch_shapes() -> None:
+    (page,) = convert_fixture("rudderstack/webhook-destination.page.json").events
+    assert isinstance(page, PageViewed)
+    assert page.url == "http://localhost:1111/tests/html/script-test.html"
+    assert page.user_agent is not None and page.user_agent.startswith("Mozilla/5.0 (Macintosh")
+    (video,) = convert_fixture("rudderstack/event-spec.video-content-completed.json").events
+    assert isinstance(video, VideoViewed) and video.video_id == "123"
+    assert video.title == "Introduction"
+    batch = convert_fixture("rudderstack/http-api.batch.json")
+    assert [(r.where, r.vendor_kind) for r in batch.rejected] == [
+        ("batch[1]", "track 'Product Purchased new'"),
+        ("batch[2]", "page"),
+        ("batch[3]", "screen"),
+        ("batch[4]", "group"),
+        ("batch[5]", "alias"),
+    ]
+    # the HTTP destination's batches are a bare array: the same calls, the same events
+    calls = json.loads(fixture("rudderstack/http-api.batch.json"))["batch"]
+    assert rudderstack.convert(calls, received_at=RECEIVED) == batch
