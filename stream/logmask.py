@@ -115,6 +115,7 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.mailgun_signing_key,
         settings.mailchimp_webhook_key,
         settings.customerio_signing_key,
+        settings.rudderstack_token,
     )
 
 

@@ -170,6 +170,11 @@ class Settings(BaseSettings):
     customerio_signing_key: SecretStr | None = Field(
         None, description="Customer.io reporting webhook signing key (X-CIO-Signature)."
     )
+    rudderstack_token: SecretStr | None = Field(
+        None,
+        description="The token RudderStack sends to /webhooks/rudderstack (Authorization: Bearer, "
+        "or Basic with the token as user name).",
+    )
     webhook_tolerance_seconds: int = Field(
         300, ge=1, description="Largest age (either way) of a signed webhook timestamp."
     )

@@ -14,6 +14,7 @@ lead or anonymous id, and answers once Kafka has acknowledged them:
 | `POST /webhooks/mailgun` | HMAC, timestamp, token used once | 202 |
 | `GET`/`POST /webhooks/mailchimp/{secret}` | secret in the path | 200 / 202 |
 | `POST /webhooks/customerio` | HMAC of timestamp and body, timestamp | 202 |
+| `POST /webhooks/rudderstack` | its own bearer (or Basic) token | 202 |
 
 A 202 body lists the ids of the events written and every part of the request that made none,
 with the reason: ``{"accepted": [...], "rejected": [{"where", "kind", "reason"}]}``. Refusals are
@@ -48,6 +49,7 @@ from schemas.adapters import (
     customerio,
     mailchimp,
     mailgun,
+    rudderstack,
     segment,
     sendgrid,
     snowplow,
@@ -329,6 +331,10 @@ class Collector:
         )
         key = settings.sendgrid_public_key
         self.sendgrid_key = load_sendgrid_key(key.get_secret_value()) if key else None
+        rudder = settings.rudderstack_token
+        self.rudderstack_auth = BearerAuth(
+            [rudder.get_secret_value()] if rudder else [], disabled=settings.auth_disabled
+        )
         self.script = resources.files("stream.web.static").joinpath("leadstream.js").read_bytes()
 
     # --- shared steps
@@ -565,6 +571,21 @@ class Collector:
         conversion = customerio.convert(payload, received_at=received_at)
         return await self._accept(conversion, received_at)
 
+    # --- RudderStack (its Webhook destination, or its HTTP destination)
+
+    async def rudderstack(self, request: web.Request) -> web.Response:
+        if not self.rudderstack_auth.configured and not self.settings.auth_disabled:
+            raise self._unconfigured("rudderstack_token")
+        try:
+            self.rudderstack_auth.check(request.headers.get("Authorization"))
+        except Refusal as refusal:
+            raise refusal_error(refusal) from None
+        body = await read_body(request, self.settings.collector_max_webhook_bytes)
+        received_at = self.clock()
+        payload = _parse_json(body)
+        conversion = rudderstack.convert(payload, received_at=received_at)
+        return await self._accept(conversion, received_at)
+
 
 def _view(path: str, **methods: Handler) -> Any:
     """A Faust view class whose HTTP methods call `methods` with the aiohttp request."""
@@ -597,6 +618,7 @@ def routes(collector: Collector) -> dict[str, dict[str, Handler]]:
         },
     }
     table["/webhooks/customerio"] = {"post": g(collector.customerio)}
+    table["/webhooks/rudderstack"] = {"post": g(collector.rudderstack)}
     for kind in (*SEGMENT_CALLS, "batch"):
         table[f"/v1/{kind}"] = {"post": g(functools.partial(collector.segment, kind=kind))}
     return table
@@ -647,6 +669,7 @@ def _warn_about_configuration(settings: Settings, collector: Collector) -> None:
             ("mailgun_signing_key", settings.mailgun_signing_key),
             ("mailchimp_webhook_key", settings.mailchimp_webhook_key),
             ("customerio_signing_key", settings.customerio_signing_key),
+            ("rudderstack_token", settings.rudderstack_token),
         ):
             if value is None:
                 log.info(

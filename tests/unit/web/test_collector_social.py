@@ -5,6 +5,7 @@ payloads of tests/fixtures; the lead APIs are local servers (tests/unit/web/lead
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -25,6 +26,7 @@ from stream.web.collector import Collector, Record, SinkUnavailable, routes
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CIO_KEY = "cio-unit-signing-key"
+RUDDER_TOKEN = "rudder-unit-token-0123"
 
 
 def _hmac(key: str, message: bytes) -> str:
@@ -76,6 +78,7 @@ async def make_served() -> AsyncIterator[Callable[..., Any]]:
         options: dict[str, Any] = {
             "webhook_replay_store": "memory",
             "customerio_signing_key": SecretStr(CIO_KEY),
+            "rudderstack_token": SecretStr(RUDDER_TOKEN),
         }
         settings = make_settings(**{**options, **overrides})
         sink = ListSink()
@@ -170,6 +173,59 @@ async def test_customerio_webhook_without_a_key(make_served: Callable[..., Any])
     assert status == 202
 
 
+# ----------------------------------------------------------------------------- RudderStack
+
+
+async def test_rudderstack_webhook_destination_and_http_destination_batches(
+    served: Served,
+) -> None:
+    url = "/webhooks/rudderstack"
+    page = (FIXTURES / "rudderstack/webhook-destination.page.json").read_bytes()
+    bearer = {"Authorization": f"Bearer {RUDDER_TOKEN}", "User-Agent": "RudderLabs"}
+    status, answer = await _post(served, url, page, bearer)
+    assert (status, answer) == (
+        202,
+        {"accepted": ["rudderstack:97114191-e2f2-42af-97db-14b358b1cfe1"], "rejected": []},
+    )
+    # the HTTP destination with batching on: a bare JSON array, Basic with the token as user
+    basic = base64.b64encode(f"{RUDDER_TOKEN}:".encode()).decode()
+    calls = orjson.loads((FIXTURES / "rudderstack/http-api.batch.json").read_bytes())["batch"]
+    status, answer = await _post(
+        served, url, orjson.dumps(calls), {"Authorization": f"Basic {basic}"}
+    )
+    assert status == 202 and len(answer["accepted"]) == 1
+    assert [r["where"] for r in answer["rejected"]] == [f"batch[{i}]" for i in range(1, 6)]
+    assert [r.topic for r in served.sink.records] == ["leads.clickstream.v1", "leads.profiles.v1"]
+    assert served.events()[0]["source"] == "rudderstack"
+
+
+async def test_rudderstack_refusals(make_served: Callable[..., Any]) -> None:
+    served: Served = await make_served()
+    url = "/webhooks/rudderstack"
+    track = (FIXTURES / "rudderstack/webhook-destination.track.json").read_bytes()
+    status, answer = await _post(served, url, track)
+    assert (status, answer["error"]) == (401, "missing_token")
+    status, answer = await _post(served, url, track, {"Authorization": "Bearer other"})
+    assert (status, answer["error"]) == (401, "invalid_token")
+    bearer = {"Authorization": f"Bearer {RUDDER_TOKEN}"}
+    status, answer = await _post(served, url, b"[1, 2", bearer)
+    assert (status, answer["error"]) == (400, "not_json")
+    status, answer = await _post(served, url, track, bearer)  # an unmapped track event
+    assert status == 202 and answer["accepted"] == []
+    assert "no Leadstream event type" in answer["rejected"][0]["reason"]
+    unconfigured: Served = await make_served(rudderstack_token=None)
+    status, answer = await _post(unconfigured, url, track, bearer)
+    assert (status, answer["error"]) == (401, "auth_not_configured")
+    # the collector's own /v1 tokens are not RudderStack's
+    other: Served = await make_served(auth_tokens=[SecretStr("tok-v1-0123456789")])
+    status, answer = await _post(other, url, track, {"Authorization": "Bearer tok-v1-0123456789"})
+    assert (status, answer["error"]) == (401, "invalid_token")
+    assert served.sink.records == []
+
+
 def test_the_social_webhook_secrets_are_masked_in_logs() -> None:
-    settings = make_settings(customerio_signing_key=SecretStr("cio-secret-key"))
-    assert "cio-secret-key" in logmask.settings_secrets(settings)
+    settings = make_settings(
+        customerio_signing_key=SecretStr("cio-secret-key"),
+        rudderstack_token=SecretStr("rudder-secret-token"),
+    )
+    assert {"cio-secret-key", "rudder-secret-token"} <= set(logmask.settings_secrets(settings))
