@@ -116,6 +116,11 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.mailchimp_webhook_key,
         settings.customerio_signing_key,
         settings.rudderstack_token,
+        settings.linkedin_client_secret,
+        settings.linkedin_access_token,
+        settings.meta_app_secret,
+        settings.meta_verify_token,
+        settings.meta_access_token,
     )
 
 
