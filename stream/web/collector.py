@@ -640,7 +640,11 @@ class Collector:
     # --- LinkedIn Lead Gen Forms (Lead Sync notifications)
 
     async def linkedin_validation(self, request: web.Request) -> web.Response:
-        """LinkedIn's URL validation: `challengeCode` → its HMAC under the client secret."""
+        """LinkedIn's URL validation: `challengeCode` → its HMAC under the client secret.
+
+        `applicationId` (sent to parent-child applications, to say whose secret to use) is not
+        read: one LinkedIn application per worker.
+        """
         secret = self.settings.linkedin_client_secret
         if secret is None:  # the answer needs the secret, even with authentication disabled
             raise self._unconfigured("linkedin_client_secret")
@@ -815,3 +819,14 @@ def _warn_about_configuration(settings: Settings, collector: Collector) -> None:
                     "collector: LEADSTREAM_%s is not set: that webhook answers 401",
                     setting.upper(),
                 )
+    for vendor, secret, token in (
+        ("linkedin", settings.linkedin_client_secret, settings.linkedin_access_token),
+        ("meta", settings.meta_app_secret, settings.meta_access_token),
+    ):
+        if (secret is not None or settings.auth_disabled) and token is None:
+            log.warning(
+                "collector: LEADSTREAM_%s_ACCESS_TOKEN is not set: /webhooks/%s cannot read the "
+                "leads its notifications name and answers them 503 (the vendor retries)",
+                vendor.upper(),
+                vendor,
+            )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,13 @@ from pydantic import SecretStr
 
 from stream import logmask
 from stream.web.auth import MemoryReplayGuard
-from stream.web.collector import Collector, Record, SinkUnavailable, routes
+from stream.web.collector import (
+    Collector,
+    Record,
+    SinkUnavailable,
+    _warn_about_configuration,
+    routes,
+)
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CIO_KEY = "cio-unit-signing-key"
@@ -441,10 +448,30 @@ async def test_meta_refusals_and_a_lead_that_cannot_be_read(
     unconfigured: Served = await make_served()
     status, answer = await _post(unconfigured, url, body, _meta_headers(body))
     assert (status, answer["error"]) == (401, "auth_not_configured")
+    open_served: Served = await make_served(auth_disabled=True)  # development only
+    params = {"hub.mode": "subscribe", "hub.challenge": "42", "hub.verify_token": "any"}
+    async with open_served.session.get(open_served.url(url), params=params) as r:
+        assert (r.status, await r.text()) == (200, "42")
     async with unconfigured.session.get(
         unconfigured.url(url), params={"hub.mode": "subscribe", "hub.challenge": "1"}
     ) as r:
         assert (r.status, (await r.json())["error"]) == (401, "auth_not_configured")
+
+
+def test_a_lead_webhook_without_an_access_token_is_reported_at_start(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings(
+        web_enabled=True,
+        linkedin_client_secret=SecretStr(LI_SECRET),
+        meta_app_secret=SecretStr(META_SECRET),
+        meta_access_token=SecretStr("meta-token"),
+    )
+    collector = Collector(settings, ListSink(), replays=MemoryReplayGuard())
+    with caplog.at_level(logging.WARNING, logger="stream.web.collector"):
+        _warn_about_configuration(settings, collector)
+    warned = [m for m in caplog.messages if "ACCESS_TOKEN" in m]
+    assert len(warned) == 1 and "LEADSTREAM_LINKEDIN_ACCESS_TOKEN is not set" in warned[0]
 
 
 def test_the_social_webhook_secrets_are_masked_in_logs() -> None:
