@@ -79,6 +79,7 @@ __all__ = [
     "SocialCommented",
     "SocialEvent",
     "SocialFollowed",
+    "SocialFormSubmitted",
     "SocialLiked",
     "SocialMentioned",
     "SocialMessaged",
@@ -424,6 +425,21 @@ class SocialMessaged(SocialBase):
     thread_id: Identifier | None = None
 
 
+class SocialFormSubmitted(SocialBase):
+    """A lead form on a social network was submitted: in an ad (LinkedIn Lead Gen Forms, Meta
+    Lead Ads) or on a page or event. A hand-raise; the answers that say who the person is come
+    as a `profile_updated` event of the same person."""
+
+    type: Literal["social_form_submitted"] = "social_form_submitted"
+    form_id: Identifier
+    form_name: ShortText | None = None
+    ad_id: Identifier | None = None
+    """The ad (or creative) the form was opened from; none for organic forms."""
+    campaign_id: Identifier | None = None
+    fields: Annotated[dict[FieldName, Text], Field(max_length=200)] = Field(default_factory=dict)
+    """The answers by field name (multi-valued answers joined with commas)."""
+
+
 # ------------------------------------------------------------------------------- profile
 
 
@@ -606,7 +622,8 @@ SocialEvent = Annotated[
     | SocialCommented
     | SocialFollowed
     | SocialMentioned
-    | SocialMessaged,
+    | SocialMessaged
+    | SocialFormSubmitted,
     Field(discriminator="type"),
 ]
 ProfileEvent = Annotated[
@@ -649,6 +666,7 @@ InboundEvent = Annotated[
     | SocialFollowed
     | SocialMentioned
     | SocialMessaged
+    | SocialFormSubmitted
     | Identify
     | ProfileUpdated
     | LeadsMerged
@@ -693,7 +711,13 @@ EMAIL_TYPES = _by_type(
     EmailSubscribed,
 )
 SOCIAL_TYPES = _by_type(
-    SocialLiked, SocialShared, SocialCommented, SocialFollowed, SocialMentioned, SocialMessaged
+    SocialLiked,
+    SocialShared,
+    SocialCommented,
+    SocialFollowed,
+    SocialMentioned,
+    SocialMessaged,
+    SocialFormSubmitted,
 )
 PROFILE_TYPES = _by_type(Identify, ProfileUpdated, LeadsMerged, LeadErased)
 CRM_FEEDBACK_TYPES = _by_type(

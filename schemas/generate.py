@@ -263,8 +263,8 @@ def readme_section() -> str:
         "`schema_violation` (with the field path), `too_large` (over 64 KiB by default), "
         "`timestamp_in_future` (over a day ahead of `now` by default) and `timestamp_too_old` "
         "(before 2000, or over a maximum age when one is set). Vendor payloads (SendGrid, Mailgun, "
-        "Mailchimp, Segment, Snowplow, HubSpot) are turned into these events by "
-        "`schemas.adapters`.",
+        "Mailchimp, Segment, Snowplow, HubSpot, Customer.io, RudderStack, LinkedIn Lead Gen Forms, "
+        "Meta Lead Ads) are turned into these events by `schemas.adapters`.",
         "",
         "| topic | key | cleanup | `type` values |",
         "| --- | --- | --- | --- |",

@@ -118,6 +118,13 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.postmark_webhook_password,
         settings.brevo_webhook_password,
         settings.mailjet_webhook_password,
+        settings.customerio_signing_key,
+        settings.rudderstack_token,
+        settings.linkedin_client_secret,
+        settings.linkedin_access_token,
+        settings.meta_app_secret,
+        settings.meta_verify_token,
+        settings.meta_access_token,
     )
 
 

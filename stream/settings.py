@@ -195,6 +195,62 @@ class Settings(BaseSettings):
     mailjet_webhook_password: SecretStr | None = Field(
         None, description="Password of the Mailjet event URL's Basic credentials."
     )
+    # Customer.io, RudderStack, LinkedIn Lead Gen Forms and Meta Lead Ads webhooks.
+    customerio_signing_key: SecretStr | None = Field(
+        None, description="Customer.io reporting webhook signing key (X-CIO-Signature)."
+    )
+    rudderstack_token: SecretStr | None = Field(
+        None,
+        description="The token RudderStack sends to /webhooks/rudderstack (Authorization: Bearer, "
+        "or Basic with the token as user name).",
+    )
+    linkedin_client_secret: SecretStr | None = Field(
+        None,
+        description="The LinkedIn application's client secret: answers LinkedIn's URL validation "
+        "and checks X-LI-Signature.",
+    )
+    linkedin_access_token: SecretStr | None = Field(
+        None,
+        description="A LinkedIn access token with r_marketing_leadgen_automation: reads the leads "
+        "the notifications name.",
+    )
+    linkedin_api_url: str = Field(
+        "https://api.linkedin.com/rest",
+        pattern=r"^https?://\S+$",
+        description="Base URL of LinkedIn's versioned API (leadFormResponses, leadForms).",
+    )
+    linkedin_api_version: str = Field(
+        "202601",
+        pattern=r"^\d{6}$",
+        description="The LinkedIn-Version (YYYYMM) of the lead reads; LinkedIn retires versions "
+        "after about a year.",
+    )
+    meta_app_secret: SecretStr | None = Field(
+        None, description="The Meta app's secret: checks X-Hub-Signature-256 of Lead Ads webhooks."
+    )
+    meta_verify_token: SecretStr | None = Field(
+        None, description="The Verify Token of the Meta app's Page webhook subscription."
+    )
+    meta_access_token: SecretStr | None = Field(
+        None,
+        description="A Page (or system user) access token with leads_retrieval: reads the leads "
+        "the notifications name.",
+    )
+    meta_graph_url: str = Field(
+        "https://graph.facebook.com",
+        pattern=r"^https?://\S+$",
+        description="Base URL of Meta's Graph API.",
+    )
+    meta_graph_version: str = Field(
+        "v25.0", pattern=r"^v\d+\.\d+$", description="The Graph API version of the lead reads."
+    )
+    lead_api_timeout_seconds: float = Field(
+        2.5,
+        gt=0,
+        le=60,
+        description="Longest wait for LinkedIn's or Meta's API to answer a lead read (LinkedIn "
+        "wants its notifications answered within 3 seconds).",
+    )
     webhook_tolerance_seconds: int = Field(
         300, ge=1, description="Largest age (either way) of a signed webhook timestamp."
     )

@@ -23,6 +23,10 @@ when there is no `anonymousId`). When it has both an `anonymousId` and an addres
 is reported by address (email platforms, calls with only `context.traits.email`) reaches the
 lead. Without a `userId` it is a `profile_updated` of the anonymous id: a link needs a lead id,
 so an anonymous id and an address are not linked to each other.
+
+Other Segment-compatible sources (RudderStack) use `convert(..., source=...)`: their events carry
+that source and their message ids are scoped by it (`<source>:<messageId>`). Identify traits are
+`traits`, else `context.traits` (where RudderStack puts them).
 """
 
 from __future__ import annotations
@@ -132,8 +136,8 @@ def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
     return result if payload is None else convert(payload, received_at=received_at)
 
 
-def convert(payload: Any, *, received_at: datetime) -> Conversion:
-    """Events from a parsed Segment call, or a `{"batch": [...]}` of calls."""
+def convert(payload: Any, *, received_at: datetime, source: str = SOURCE) -> Conversion:
+    """Events from a parsed Segment call, or a `{"batch": [...]}` of calls, as `source`'s."""
     result = Conversion()
     batch = payload.get("batch") if isinstance(payload, dict) else None
     calls: list[tuple[str, Any]] = (
@@ -147,7 +151,7 @@ def convert(payload: Any, *, received_at: datetime) -> Conversion:
             continue
         kind = _get(call, "type", "action")
         label = f"{kind} {call.get('event')!r}" if kind == "track" else kind
-        result.attempt(where, label, functools.partial(_event, call, received_at))
+        result.attempt(where, label, functools.partial(_event, call, received_at, source))
     return result
 
 
@@ -190,27 +194,27 @@ def _email(call: dict[str, Any], kind: object, context: dict[str, Any]) -> str |
     return identifier(email_identity(own)) or identifier(email_identity(context_email))
 
 
-def _event(call: dict[str, Any], received_at: datetime) -> EventBase | list[EventBase]:
+def _event(call: dict[str, Any], received_at: datetime, source: str) -> EventBase | list[EventBase]:
     kind = _get(call, "type", "action")
     context = _dict(call.get("context"))
     anonymous_id = identifier(_get(call, "anonymousId", "anonymous_id"))
     email = _email(call, kind, context)
     common: dict[str, Any] = {
-        "event_id": vendor_event_id(SOURCE, _get(call, "messageId", "message_id"))
-        or derived_event_id(SOURCE, canonical_call(call)),
+        "event_id": vendor_event_id(source, _get(call, "messageId", "message_id"))
+        or derived_event_id(source, canonical_call(call)),
         "occurred_at": iso_to_datetime(_get(call, "timestamp", "originalTimestamp"))
         or iso_to_datetime(_get(call, "receivedAt", "sentAt"))
         or received_at,
         "lead_id": identifier(_get(call, "userId", "user_id")),
         "anonymous_id": anonymous_id or email,
-        "source": SOURCE,
+        "source": source,
     }
     if kind not in ("track", "identify", "page"):
         raise skip(f"Segment {str(kind)[:32]!r} calls are not converted (track, identify, page)")
     if common["lead_id"] is None and common["anonymous_id"] is None:
         raise skip("neither userId nor anonymousId (nor an email address in its traits)")
     if kind == "identify":
-        traits = traits_from_segment(_dict(call.get("traits")))
+        traits = traits_from_segment(_dict(call.get("traits")) or _dict(context.get("traits")))
         if common["lead_id"] is None:
             return ProfileUpdated(**common, traits=traits)
         identified = Identify(**common, traits=traits)
@@ -218,7 +222,7 @@ def _event(call: dict[str, Any], received_at: datetime) -> EventBase | list[Even
             return identified
         link = {
             **common,
-            "event_id": derived_event_id(SOURCE, canonical_call(call), part="email identity"),
+            "event_id": derived_event_id(source, canonical_call(call), part="email identity"),
             "anonymous_id": email,
         }
         return [identified, Identify(**link)]

@@ -19,6 +19,10 @@ lead or anonymous id, and answers once Kafka has acknowledged them:
 | `POST /webhooks/ses` | SNS signature, topic allow-list | 202 (200 for subscription messages) |
 | `POST /webhooks/brevo` | HTTP Basic credentials (or bearer token) | 202 |
 | `POST /webhooks/mailjet` | HTTP Basic credentials | 202 |
+| `POST /webhooks/customerio` | HMAC of timestamp and body, timestamp | 202 |
+| `POST /webhooks/rudderstack` | its own bearer (or Basic) token | 202 |
+| `GET`/`POST /webhooks/linkedin` | challenge / `X-LI-Signature`; reads the lead | 200 / 202 |
+| `GET`/`POST /webhooks/meta` | verify token / `X-Hub-Signature-256`; reads the lead | 200 / 202 |
 
 A 202 body lists the ids of the events written and every part of the request that made none,
 with the reason: ``{"accepted": [...], "rejected": [{"where", "kind", "reason"}]}``. An item that
@@ -27,7 +31,8 @@ drop it as a duplicate) and is listed under ``rejected``, saying whether its con
 as the earlier one's or differs from it. Refusals are
 JSON ``{"error", "detail"}``: 400 (not JSON, not a valid call), 401 (any failed caller check, see
 `stream.web.auth`), 413 (body over the limit, refused from ``Content-Length`` before it is
-read, or as soon as a streamed body passes it), 503 (Kafka or Redis unavailable: retry later).
+read, or as soon as a streamed body passes it), 503 (Kafka or Redis unavailable, or the lead a
+LinkedIn or Meta notification names could not be read from their API: retry later).
 Bad input never causes a 5xx.
 
 The pixel, the redirect and the open pixel keep what a machine requested (a ``HEAD``, a
@@ -47,7 +52,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -60,11 +65,15 @@ from schemas import codec
 from schemas.adapters import (
     Conversion,
     brevo,
+    customerio,
+    linkedin,
     machine,
     mailchimp,
     mailgun,
     mailjet,
+    meta,
     postmark,
+    rudderstack,
     segment,
     sendgrid,
     ses,
@@ -93,6 +102,7 @@ from stream.web.auth import (
     verify_sendgrid,
 )
 from stream.web.http import Handler, HttpError, guarded, json_response, refusal_error
+from stream.web.lead_apis import LeadApiError, LinkedInLeadApi, MetaLeadApi
 from stream.web.links import (
     InvalidLink,
     InvalidToken,
@@ -100,6 +110,17 @@ from stream.web.links import (
     LinkSigner,
     click_conversion,
     open_conversion,
+)
+from stream.web.signatures import (
+    CUSTOMERIO_SIGNATURE_HEADER,
+    CUSTOMERIO_TIMESTAMP_HEADER,
+    LINKEDIN_SIGNATURE_HEADER,
+    META_SIGNATURE_HEADER,
+    linkedin_challenge_response,
+    meta_verification,
+    verify_customerio,
+    verify_linkedin,
+    verify_meta,
 )
 from stream.web.sns import SNS_MESSAGE_TYPE_HEADER, SnsUnavailable, SnsVerifier
 
@@ -151,6 +172,7 @@ LINK_WAIT_SECONDS: Final = 2.0
 BASIC_CHALLENGE: Final = {"WWW-Authenticate": 'Basic realm="leadstream webhooks"'}
 """Sent with a 401 of a webhook that takes HTTP Basic credentials (some vendors' HTTP clients
 send the credentials of a `https://user:password@host/` URL only when challenged)."""
+_T = TypeVar("_T")
 
 
 # ----------------------------------------------------------------------------- Kafka
@@ -244,6 +266,30 @@ def _parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise HttpError(400, "not_json", f"the body is not valid JSON: {exc}") from None
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _merge(into: Conversion, made: Conversion) -> None:
+    into.events.extend(made.events)
+    into.rejected.extend(made.rejected)
+
+
+async def _fetch_all(vendor: str, reads: Sequence[tuple[str, Awaitable[_T]]]) -> list[_T]:
+    """Every lead the notification names, read concurrently; 503 when any cannot be read, so
+    the vendor delivers the notification again (nothing of it is written)."""
+    results = await asyncio.gather(*(read for _, read in reads), return_exceptions=True)
+    for (lead_id, _), result in zip(reads, results, strict=True):
+        if isinstance(result, LeadApiError):
+            log.error("collector: %s lead %s could not be read: %s", vendor, lead_id, result)
+            raise HttpError(
+                503, "unavailable", f"the lead could not be read from {vendor}; retry"
+            ) from result
+        if isinstance(result, BaseException):
+            raise result
+    return [result for result in results if not isinstance(result, BaseException)]
 
 
 def anonymous_id_from_cookie(value: str | None) -> str | None:
@@ -393,6 +439,23 @@ class Collector:
         )
         key = settings.sendgrid_public_key
         self.sendgrid_key = load_sendgrid_key(key.get_secret_value()) if key else None
+        rudder = settings.rudderstack_token
+        self.rudderstack_auth = BearerAuth(
+            [rudder.get_secret_value()] if rudder else [], disabled=settings.auth_disabled
+        )
+        self.linkedin_api = LinkedInLeadApi(
+            base_url=settings.linkedin_api_url,
+            version=settings.linkedin_api_version,
+            access_token=_secret(settings.linkedin_access_token),
+            timeout=settings.lead_api_timeout_seconds,
+        )
+        self.meta_api = MetaLeadApi(
+            base_url=settings.meta_graph_url,
+            version=settings.meta_graph_version,
+            access_token=_secret(settings.meta_access_token),
+            app_secret=_secret(settings.meta_app_secret),
+            timeout=settings.lead_api_timeout_seconds,
+        )
         self.script = resources.files("stream.web.static").joinpath("leadstream.js").read_bytes()
 
     # --- shared steps
@@ -876,6 +939,130 @@ class Collector:
         )
         return await self._email_webhook(request, mailjet.convert)
 
+    # --- Customer.io reporting webhooks
+
+    async def customerio(self, request: web.Request) -> web.Response:
+        key = self.settings.customerio_signing_key
+        if key is None and not self.settings.auth_disabled:
+            raise self._unconfigured("customerio_signing_key")
+        body = await read_body(request, self.settings.collector_max_webhook_bytes)
+        received_at = self.clock()
+        if key is not None:
+            try:
+                verify_customerio(
+                    key.get_secret_value(),
+                    signature=request.headers.get(CUSTOMERIO_SIGNATURE_HEADER),
+                    timestamp=request.headers.get(CUSTOMERIO_TIMESTAMP_HEADER),
+                    body=body,
+                    now=received_at,
+                    tolerance_seconds=self.settings.webhook_tolerance_seconds,
+                )
+            except Refusal as refusal:
+                raise refusal_error(refusal) from None
+        payload = _parse_json(body)
+        conversion = customerio.convert(payload, received_at=received_at)
+        return await self._accept(conversion, received_at)
+
+    # --- RudderStack (its Webhook destination, or its HTTP destination)
+
+    async def rudderstack(self, request: web.Request) -> web.Response:
+        if not self.rudderstack_auth.configured and not self.settings.auth_disabled:
+            raise self._unconfigured("rudderstack_token")
+        try:
+            self.rudderstack_auth.check(request.headers.get("Authorization"))
+        except Refusal as refusal:
+            raise refusal_error(refusal) from None
+        body = await read_body(request, self.settings.collector_max_webhook_bytes)
+        received_at = self.clock()
+        payload = _parse_json(body)
+        conversion = rudderstack.convert(payload, received_at=received_at)
+        return await self._accept(conversion, received_at)
+
+    # --- LinkedIn Lead Gen Forms (Lead Sync notifications)
+
+    async def linkedin_validation(self, request: web.Request) -> web.Response:
+        """LinkedIn's URL validation: `challengeCode` → its HMAC under the client secret.
+
+        `applicationId` (sent to parent-child applications, to say whose secret to use) is not
+        read: one LinkedIn application per worker.
+        """
+        secret = self.settings.linkedin_client_secret
+        if secret is None:  # the answer needs the secret, even with authentication disabled
+            raise self._unconfigured("linkedin_client_secret")
+        code = request.query.get("challengeCode")
+        if not code:
+            raise HttpError(400, "invalid_call", "challengeCode is required")
+        answer = {
+            "challengeCode": code,
+            "challengeResponse": linkedin_challenge_response(secret.get_secret_value(), code),
+        }
+        return json_response(answer, 200, NO_CACHE, charset="utf-8")
+
+    async def linkedin(self, request: web.Request) -> web.Response:
+        secret = self.settings.linkedin_client_secret
+        if secret is None and not self.settings.auth_disabled:
+            raise self._unconfigured("linkedin_client_secret")
+        body = await read_body(request, self.settings.collector_max_webhook_bytes)
+        received_at = self.clock()
+        if secret is not None:
+            try:
+                verify_linkedin(
+                    secret.get_secret_value(),
+                    signature=request.headers.get(LINKEDIN_SIGNATURE_HEADER),
+                    body=body,
+                )
+            except Refusal as refusal:
+                raise refusal_error(refusal) from None
+        found, conversion = linkedin.notices(_parse_json(body))
+        leads = await _fetch_all(
+            "LinkedIn", [(n.response_id, self.linkedin_api.lead(n.response_id)) for n in found]
+        )
+        for notice, (response, form) in zip(found, leads, strict=True):
+            _merge(
+                conversion,
+                linkedin.convert_lead(notice, response, form, received_at=received_at),
+            )
+        return await self._accept(conversion, received_at)
+
+    # --- Meta Lead Ads (Page leadgen webhooks)
+
+    async def meta_verification(self, request: web.Request) -> web.Response:
+        """Meta's verification request: echo `hub.challenge` when `hub.verify_token` is ours."""
+        token = self.settings.meta_verify_token
+        if token is None and not self.settings.auth_disabled:
+            raise self._unconfigured("meta_verify_token")
+        query = request.query
+        challenge = meta_verification(
+            token.get_secret_value() if token else query.get("hub.verify_token", ""),
+            mode=query.get("hub.mode"),
+            token=query.get("hub.verify_token", ""),
+            challenge=query.get("hub.challenge"),
+        )
+        return web.Response(text=challenge, content_type="text/plain", headers=NO_CACHE)
+
+    async def meta(self, request: web.Request) -> web.Response:
+        secret = self.settings.meta_app_secret
+        if secret is None and not self.settings.auth_disabled:
+            raise self._unconfigured("meta_app_secret")
+        body = await read_body(request, self.settings.collector_max_webhook_bytes)
+        received_at = self.clock()
+        if secret is not None:
+            try:
+                verify_meta(
+                    secret.get_secret_value(),
+                    signature=request.headers.get(META_SIGNATURE_HEADER),
+                    body=body,
+                )
+            except Refusal as refusal:
+                raise refusal_error(refusal) from None
+        found, conversion = meta.notices(_parse_json(body))
+        leads = await _fetch_all(
+            "Meta", [(n.leadgen_id, self.meta_api.lead(n.leadgen_id)) for n in found]
+        )
+        for notice, lead in zip(found, leads, strict=True):
+            _merge(conversion, meta.convert_lead(notice, lead, received_at=received_at))
+        return await self._accept(conversion, received_at)
+
 
 def _view(path: str, **methods: Handler) -> Any:
     """A Faust view class whose HTTP methods call `methods` with the aiohttp request."""
@@ -909,6 +1096,13 @@ def routes(collector: Collector) -> dict[str, dict[str, Handler]]:
             "post": g(collector.mailchimp),
         },
     }
+    table["/webhooks/customerio"] = {"post": g(collector.customerio)}
+    table["/webhooks/rudderstack"] = {"post": g(collector.rudderstack)}
+    table["/webhooks/linkedin"] = {
+        "get": g(collector.linkedin_validation),
+        "post": g(collector.linkedin),
+    }
+    table["/webhooks/meta"] = {"get": g(collector.meta_verification), "post": g(collector.meta)}
     for kind in (*SEGMENT_CALLS, "batch"):
         table[f"/v1/{kind}"] = {"post": g(functools.partial(collector.segment, kind=kind))}
     # email platforms
@@ -966,6 +1160,10 @@ def _warn_about_configuration(settings: Settings, collector: Collector) -> None:
             ("sendgrid_public_key", settings.sendgrid_public_key),
             ("mailgun_signing_key", settings.mailgun_signing_key),
             ("mailchimp_webhook_key", settings.mailchimp_webhook_key),
+            ("customerio_signing_key", settings.customerio_signing_key),
+            ("rudderstack_token", settings.rudderstack_token),
+            ("linkedin_client_secret", settings.linkedin_client_secret),
+            ("meta_app_secret", settings.meta_app_secret),
         ):
             if value is None:
                 log.info(
@@ -984,3 +1182,14 @@ def _warn_about_configuration(settings: Settings, collector: Collector) -> None:
                     "collector: LEADSTREAM_%s is not set: that webhook answers 401",
                     setting.upper(),
                 )
+    for vendor, secret, token in (
+        ("linkedin", settings.linkedin_client_secret, settings.linkedin_access_token),
+        ("meta", settings.meta_app_secret, settings.meta_access_token),
+    ):
+        if (secret is not None or settings.auth_disabled) and token is None:
+            log.warning(
+                "collector: LEADSTREAM_%s_ACCESS_TOKEN is not set: /webhooks/%s cannot read the "
+                "leads its notifications name and answers them 503 (the vendor retries)",
+                vendor.upper(),
+                vendor,
+            )

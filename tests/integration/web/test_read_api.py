@@ -158,9 +158,10 @@ def test_probes_metrics_and_documents_are_open(worker: Any) -> None:
     _, body, headers = call(worker, "/metrics", token=None)
     assert headers["Content-Type"].startswith("text/plain")
     text = body.decode()
-    assert (
-        'leadstream_stage_changes_total{from_stage="lead",model="b2b",to_stage="mql"} 3.0' in text
-    )
+    # at least this module's three (the session's worker serves other modules' tests too)
+    mql = 'leadstream_stage_changes_total{from_stage="lead",model="b2b",to_stage="mql"} '
+    (line,) = [line for line in text.splitlines() if line.startswith(mql)]
+    assert float(line.removeprefix(mql)) >= 3.0
     for name in ("leadstream_consumer_lag_messages", "leadstream_projector_lag_messages"):
         assert name in text
     assert {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"} <= (

@@ -28,7 +28,7 @@ def test_validate_accepts_the_default_models(capsys: pytest.CaptureFixture[str])
     assert main(["rules", "validate", str(DEFAULT_FILE)]) == EXIT_OK
     out = capsys.readouterr().out
     assert f"{DEFAULT_FILE}: valid, 2 models" in out
-    assert "b2b 2025-06-01: 7 fit rules, 19 engagement rules" in out
+    assert "b2b 2025-06-01: 7 fit rules, 20 engagement rules" in out
 
 
 def test_validate_names_the_file_model_rule_and_field(

@@ -25,7 +25,7 @@ def _union_members(alias: object) -> set[type]:
 def test_every_event_type_has_an_example_and_one_class() -> None:
     assert set(EVENT_EXAMPLES) == set(EVENT_TYPES)
     assert _union_members(InboundEvent) == set(EVENT_TYPES.values())
-    assert len(EVENT_TYPES) == 36
+    assert len(EVENT_TYPES) == 37
 
 
 @pytest.mark.parametrize(

@@ -260,6 +260,26 @@ def test_a_hand_raise_counts_when_the_company_data_arrives_later(ev, run, b2b) -
     assert too_late is not None and too_late.stage is Stage.LEAD
 
 
+def test_a_lead_form_filled_in_a_social_ad_is_a_hand_raise(ev, run, b2b, consumer) -> None:
+    form = ev("social_form_submitted", 0.01)
+    state, outputs = run([_buyer_profile(ev), form], b2b)
+    assert state is not None and state.stage is Stage.SQL
+    (sql,) = [o for o in outputs if isinstance(o, StageChanged) and o.to_stage is Stage.SQL]
+    assert sql.reason.startswith("hand-raise social_lead_form")
+    assert sql.triggering_event_id == form.event_id
+    # a test lead from the network's form preview is shown, never scored
+    test_lead = ev("social_form_submitted", 0.01, machine="vendor flag: testLead")
+    state, _ = run([_buyer_profile(ev), test_lead], b2b)
+    assert state is not None and state.stage is Stage.LEAD
+    # the self-serve line counts it as a form, not as a hand-raise
+    state, outputs = run([_buyer_profile(ev), ev("social_form_submitted", 0.01)], consumer)
+    assert state is not None and state.stage is Stage.LEAD
+    assert any(
+        isinstance(o, ScoreUpdated) and any(r.rule_id == "form" for r in o.top_rules)
+        for o in outputs
+    )
+
+
 def test_a_stage_set_by_hand_wins_over_decay(ev, run, b2b) -> None:
     by_hand = ev("stage_set", 0.1, stage=Stage.MQL, model=None, reason="met at a fair")
     state, _ = run([ev("page_viewed", 0, path="/"), by_hand], b2b)

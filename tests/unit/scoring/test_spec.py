@@ -63,7 +63,7 @@ def test_the_default_models_are_valid_and_reproduce_the_domain_point_values() ->
     assert all(points[r] < 0 for r in ("unsubscribe", "hard_bounce", "spam_complaint"))
     assert all(points[r] < 0 for r in ("free_mail", "competitor", "student", "careers_page"))
     hand_raisers = {r.id for r in b2b.engagement if r.hand_raise}
-    assert {"demo_request", "trial_request"} <= hand_raisers
+    assert {"demo_request", "trial_request", "social_lead_form"} <= hand_raisers
     assert {h: format_duration(b2b.decay[h] or 0) for h in ("web", "email", "social")} == {
         "web": "30d",
         "email": "2w",

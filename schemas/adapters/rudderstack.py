@@ -1,0 +1,38 @@
+"""RudderStack: the Segment-compatible calls its Webhook and HTTP destinations send.
+
+RudderStack's event spec is Segment's (`track`, `identify`, `page`, `screen`, `group`, `alias`
+with `userId`, `anonymousId`, `messageId`, `properties`, `traits`, `context`), so the calls are
+read by `schemas.adapters.segment` (the same track events map to the same types), with
+`source: rudderstack` and event ids `rudderstack:<messageId>`. Identify traits may be in
+`context.traits`, where RudderStack's SDKs put them.
+
+Three body shapes are read: one call (the Webhook destination sends one event per request), a
+`{"batch": [...]}` of calls (RudderStack's own batch shape) and a bare JSON array of calls (the
+HTTP destination with batching on). `where` in a rejection is `batch[<i>]` for the last two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from schemas.adapters import segment
+from schemas.adapters.base import Conversion, parse_json_body
+
+__all__ = ["SOURCE", "convert", "convert_body"]
+
+SOURCE = "rudderstack"
+
+
+def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
+    """Events from a raw RudderStack request body."""
+    result = Conversion()
+    payload = parse_json_body(body, result)
+    return result if payload is None else convert(payload, received_at=received_at)
+
+
+def convert(payload: Any, *, received_at: datetime) -> Conversion:
+    """Events from a parsed call, `{"batch": [...]}` or list of calls."""
+    if isinstance(payload, list):
+        payload = {"batch": payload}
+    return segment.convert(payload, received_at=received_at, source=SOURCE)
