@@ -13,6 +13,7 @@ HTTP destination with batching on). `where` in a rejection is `batch[<i>]` for t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,8 +32,12 @@ def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
     return result if payload is None else convert(payload, received_at=received_at)
 
 
-def convert(payload: Any, *, received_at: datetime) -> Conversion:
+def convert(
+    payload: Any, *, received_at: datetime, machine_ranges: Sequence[str] = ()
+) -> Conversion:
     """Events from a parsed call, `{"batch": [...]}` or list of calls."""
     if isinstance(payload, list):
         payload = {"batch": payload}
-    return segment.convert(payload, received_at=received_at, source=SOURCE)
+    return segment.convert(
+        payload, received_at=received_at, source=SOURCE, machine_ranges=machine_ranges
+    )

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from schemas.adapters import machine
 from schemas.adapters.base import (
     Conversion,
     derived_event_id,
@@ -136,8 +138,19 @@ def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
     return result if payload is None else convert(payload, received_at=received_at)
 
 
-def convert(payload: Any, *, received_at: datetime, source: str = SOURCE) -> Conversion:
-    """Events from a parsed Segment call, or a `{"batch": [...]}` of calls, as `source`'s."""
+def convert(
+    payload: Any,
+    *,
+    received_at: datetime,
+    source: str = SOURCE,
+    machine_ranges: Sequence[str] = (),
+) -> Conversion:
+    """Events from a parsed Segment call, or a `{"batch": [...]}` of calls, as `source`'s.
+
+    A call whose `context.userAgent` is a scanner's or a program's, or whose `context.ip` is in
+    a mail-security gateway's range (`machine.SCANNER_RANGES`, `machine_ranges`), makes events
+    marked `machine` (a call without a user agent says nothing: server-side libraries send none).
+    """
     result = Conversion()
     batch = payload.get("batch") if isinstance(payload, dict) else None
     calls: list[tuple[str, Any]] = (
@@ -151,7 +164,11 @@ def convert(payload: Any, *, received_at: datetime, source: str = SOURCE) -> Con
             continue
         kind = _get(call, "type", "action")
         label = f"{kind} {call.get('event')!r}" if kind == "track" else kind
-        result.attempt(where, label, functools.partial(_event, call, received_at, source))
+        result.attempt(
+            where,
+            label,
+            functools.partial(_event, call, received_at, source, tuple(machine_ranges)),
+        )
     return result
 
 
@@ -194,7 +211,9 @@ def _email(call: dict[str, Any], kind: object, context: dict[str, Any]) -> str |
     return identifier(email_identity(own)) or identifier(email_identity(context_email))
 
 
-def _event(call: dict[str, Any], received_at: datetime, source: str) -> EventBase | list[EventBase]:
+def _event(
+    call: dict[str, Any], received_at: datetime, source: str, machine_ranges: tuple[str, ...] = ()
+) -> EventBase | list[EventBase]:
     kind = _get(call, "type", "action")
     context = _dict(call.get("context"))
     anonymous_id = identifier(_get(call, "anonymousId", "anonymous_id"))
@@ -208,6 +227,12 @@ def _event(call: dict[str, Any], received_at: datetime, source: str) -> EventBas
         "lead_id": identifier(_get(call, "userId", "user_id")),
         "anonymous_id": anonymous_id or email,
         "source": source,
+        "machine": machine.classify(
+            user_agent=text(context.get("userAgent") or context.get("user_agent"), 4096),
+            ip=text(context.get("ip")),
+            user_agent_known=False,
+            extra_ranges=machine_ranges,
+        ),
     }
     if kind not in ("track", "identify", "page"):
         raise skip(f"Segment {str(kind)[:32]!r} calls are not converted (track, identify, page)")

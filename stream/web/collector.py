@@ -704,10 +704,18 @@ class Collector:
             if not (isinstance(payload, dict) and isinstance(payload.get("batch"), list)):
                 raise HttpError(400, "invalid_call", 'the body is not {"batch": [...]}')
             return await self._accept(
-                segment.convert(payload, received_at=received_at), received_at
+                segment.convert(
+                    payload,
+                    received_at=received_at,
+                    machine_ranges=self.settings.machine_ip_ranges,
+                ),
+                received_at,
             )
         call = segment_call(payload, kind)
-        outcome = self._outcome(segment.convert(call, received_at=received_at), received_at)
+        converted = segment.convert(
+            call, received_at=received_at, machine_ranges=self.settings.machine_ip_ranges
+        )
+        outcome = self._outcome(converted, received_at)
         unmapped = kind == "track" and segment.track_event_type(call.get("event")) is None
         if not outcome.accepted and not unmapped:
             reasons = "; ".join(r["reason"] for r in outcome.rejected) or "no event"
@@ -975,7 +983,9 @@ class Collector:
         body = await read_body(request, self.settings.collector_max_webhook_bytes)
         received_at = self.clock()
         payload = _parse_json(body)
-        conversion = rudderstack.convert(payload, received_at=received_at)
+        conversion = rudderstack.convert(
+            payload, received_at=received_at, machine_ranges=self.settings.machine_ip_ranges
+        )
         return await self._accept(conversion, received_at)
 
     # --- LinkedIn Lead Gen Forms (Lead Sync notifications)

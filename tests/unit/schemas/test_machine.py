@@ -101,3 +101,33 @@ def test_vendor_event_ids_are_scoped_and_fit_the_contract() -> None:
     assert long != vendor_event_id("mailgun", "x" * 200)
     event = make_event("email_opened", event_id=long)
     assert decode(encode(event), now=event.occurred_at).event_id == long
+
+
+def test_segment_calls_from_scanners_and_gateway_ranges_are_marked() -> None:
+    """The Segment spec's Button Clicked call (kept in tests/fixtures/segment), as a browser sent
+    it, as a scanner's headless browser, from a gateway's address, and from a server library."""
+    import copy
+    import json
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    from schemas.adapters import segment
+
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "segment"
+    call = json.loads((fixture / "track.button-clicked-context-traits.json").read_text())
+    received = datetime(2025, 3, 14, tzinfo=UTC)
+
+    def marked(changed: dict[str, object], ranges: tuple[str, ...] = ()) -> str | None:
+        variant = copy.deepcopy(call)
+        variant["context"].update(changed)
+        variant["context"] = {k: v for k, v in variant["context"].items() if v is not None}
+        (event,) = segment.convert(variant, received_at=received, machine_ranges=ranges).events
+        return event.machine
+
+    assert marked({}) is None
+    assert marked({"userAgent": "Mozilla/5.0 (X11) HeadlessChrome/120.0"}) == (
+        "user agent: headless Chrome"
+    )
+    assert marked({"ip": "40.107.3.4"}) == "address of Microsoft Exchange Online Protection"
+    assert marked({"ip": "203.0.113.7"}, ("Acme=203.0.113.0/24",)) == "address of Acme"
+    assert marked({"userAgent": None}) is None  # server-side libraries send no user agent
