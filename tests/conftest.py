@@ -39,21 +39,24 @@ if IN_CI:
     hypothesis_settings.load_profile("ci")
 
 
-def _factories() -> ModuleType:
-    """tests/factories.py, registered as the module ``factories`` for the test modules."""
-    path = Path(__file__).with_name("factories.py")
-    loaded = sys.modules.get("factories")
+def _test_module(name: str) -> ModuleType:
+    """tests/<name>.py, registered as the module ``name`` for the test modules (they are run
+    with ``--import-mode=importlib``, so the tests folder is not on the import path)."""
+    path = Path(__file__).with_name(f"{name}.py")
+    loaded = sys.modules.get(name)
     if loaded is not None and getattr(loaded, "__file__", None) == str(path):
         return loaded
-    spec = importlib.util.spec_from_file_location("factories", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["factories"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-make_settings = _factories().make_settings
+make_settings = _test_module("factories").make_settings
+_test_module("webworker")  # a worker with its web server, for the collector's tests
+_test_module("collector_http")  # the collector served over HTTP with a list for a sink
 
 
 def _unavailable(what: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import uuid
@@ -20,6 +21,8 @@ __all__ = [
     "Conversion",
     "Rejected",
     "SuppressionList",
+    "convert_items",
+    "convert_json_body",
     "derived_event_id",
     "email_identity",
     "epoch_to_datetime",
@@ -130,6 +133,31 @@ def parse_json_body(body: bytes | str, result: Conversion) -> Any:
     except orjson.JSONDecodeError as exc:
         result.reject("", "?", f"body is not valid JSON: {exc}")
         return None
+
+
+def convert_json_body(
+    body: bytes | str, convert: Callable[..., Conversion], **options: Any
+) -> Conversion:
+    """`convert(payload, **options)` of the parsed JSON body, or why the body is not JSON."""
+    result = Conversion()
+    payload = parse_json_body(body, result)
+    return result if payload is None else convert(payload, **options)
+
+
+def convert_items(
+    payload: Any, kind_key: str, make: Callable[[dict[str, Any]], EventBase | list[EventBase]]
+) -> Conversion:
+    """The events `make` builds from one JSON object, or from each object of a JSON array (`[i]`
+    says which), each item that makes none rejected with the reason (its `kind_key` names it)."""
+    result = Conversion()
+    batched = isinstance(payload, list)
+    for index, item in enumerate(payload if batched else [payload]):
+        where = f"[{index}]" if batched else ""
+        if not isinstance(item, dict):
+            result.reject(where, "?", "not a JSON object")
+            continue
+        result.attempt(where, item.get(kind_key), functools.partial(make, item))
+    return result
 
 
 def derived_event_id(vendor: str, payload: object, *, part: str = "") -> str:

@@ -34,11 +34,11 @@ from typing import Any
 from schemas.adapters import machine
 from schemas.adapters.base import (
     Conversion,
+    convert_json_body,
     derived_event_id,
     email_identity,
     epoch_to_datetime,
     identifier,
-    parse_json_body,
     skip,
     text,
     vendor_event_id,
@@ -76,9 +76,7 @@ _CAMPAIGN_KINDS = dict(
 
 def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
     """Events from the raw body of a Customer.io reporting webhook."""
-    result = Conversion()
-    payload = parse_json_body(body, result)
-    return result if payload is None else convert(payload, received_at=received_at)
+    return convert_json_body(body, convert, received_at=received_at)
 
 
 def convert(payload: Any, *, received_at: datetime) -> Conversion:

@@ -18,10 +18,10 @@ from typing import Any
 
 from schemas.adapters.base import (
     Conversion,
+    convert_json_body,
     derived_event_id,
     epoch_to_datetime,
     identifier,
-    parse_json_body,
     skip,
     vendor_event_id,
 )
@@ -47,9 +47,7 @@ def lead_id(object_id: object) -> str | None:
 
 def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
     """Events from a raw HubSpot webhook body."""
-    result = Conversion()
-    payload = parse_json_body(body, result)
-    return result if payload is None else convert(payload, received_at=received_at)
+    return convert_json_body(body, convert, received_at=received_at)
 
 
 def convert(payload: Any, *, received_at: datetime) -> Conversion:

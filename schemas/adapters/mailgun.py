@@ -31,11 +31,11 @@ from schemas.adapters import machine
 from schemas.adapters.base import (
     Conversion,
     SuppressionList,
+    convert_json_body,
     derived_event_id,
     email_identity,
     epoch_to_datetime,
     identifier,
-    parse_json_body,
     skip,
     suppressed,
     text,
@@ -85,11 +85,7 @@ def convert_body(
     body: bytes | str, *, received_at: datetime, machine_ranges: Sequence[str] = ()
 ) -> Conversion:
     """Events from the raw Mailgun webhook body."""
-    result = Conversion()
-    payload = parse_json_body(body, result)
-    if payload is None:
-        return result
-    return convert(payload, received_at=received_at, machine_ranges=machine_ranges)
+    return convert_json_body(body, convert, received_at=received_at, machine_ranges=machine_ranges)
 
 
 def convert(

@@ -30,15 +30,16 @@ from typing import Any, Final
 from schemas.adapters import machine
 from schemas.adapters.base import (
     Conversion,
+    convert_items,
+    convert_json_body,
     derived_event_id,
     email_identity,
     epoch_to_datetime,
     identifier,
-    parse_json_body,
     skip,
     text,
 )
-from schemas.adapters.mailtools import lead_id_in, where_in
+from schemas.adapters.mailtools import lead_id_in
 from schemas.events import (
     EmailBounced,
     EmailClicked,
@@ -66,28 +67,17 @@ def convert_body(
     body: bytes | str, *, received_at: datetime, machine_ranges: Iterable[str] = ()
 ) -> Conversion:
     """Events from the raw Mailjet Event API body."""
-    result = Conversion()
-    payload = parse_json_body(body, result)
-    if payload is None:
-        return result
-    return convert(payload, received_at=received_at, machine_ranges=machine_ranges)
+    return convert_json_body(body, convert, received_at=received_at, machine_ranges=machine_ranges)
 
 
 def convert(
     payload: Any, *, received_at: datetime, machine_ranges: Iterable[str] = ()
 ) -> Conversion:
     """Events from a parsed Mailjet body (one event object, or a list of them)."""
-    result = Conversion()
-    batched = isinstance(payload, list)
     ranges = tuple(machine_ranges)
-    for index, item in enumerate(payload if batched else [payload]):
-        where = where_in(batched, index)
-        if not isinstance(item, dict):
-            result.reject(where, "?", "not a JSON object")
-            continue
-        kind = item.get("event")
-        result.attempt(where, kind, functools.partial(_event, item, received_at, ranges))
-    return result
+    return convert_items(
+        payload, "event", functools.partial(_event, received_at=received_at, ranges=ranges)
+    )
 
 
 def _event(item: dict[str, Any], received_at: datetime, ranges: tuple[str, ...]) -> EventBase:

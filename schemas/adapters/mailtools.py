@@ -9,7 +9,7 @@ import orjson
 
 from schemas.adapters.base import identifier
 
-__all__ = ["json_object", "lead_id_in", "where_in"]
+__all__ = ["json_object", "lead_id_in"]
 
 
 def json_object(value: object) -> dict[str, Any] | None:
@@ -29,8 +29,3 @@ def lead_id_in(value: object) -> str | None:
     """The `lead_id` of the metadata a sender attached to a message (an object or its JSON)."""
     found = json_object(value)
     return identifier(found.get("lead_id")) if found is not None else None
-
-
-def where_in(batched: bool, index: int) -> str:
-    """Where an item of a webhook body is: `[index]` in a JSON array, `` for a lone object."""
-    return f"[{index}]" if batched else ""

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from schemas.adapters import segment
-from schemas.adapters.base import Conversion, parse_json_body
+from schemas.adapters.base import Conversion, convert_json_body
 
 __all__ = ["SOURCE", "convert", "convert_body"]
 
@@ -27,9 +27,7 @@ SOURCE = "rudderstack"
 
 def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
     """Events from a raw RudderStack request body."""
-    result = Conversion()
-    payload = parse_json_body(body, result)
-    return result if payload is None else convert(payload, received_at=received_at)
+    return convert_json_body(body, convert, received_at=received_at)
 
 
 def convert(

@@ -40,11 +40,11 @@ from typing import Any
 from schemas.adapters import machine
 from schemas.adapters.base import (
     Conversion,
+    convert_json_body,
     derived_event_id,
     email_identity,
     identifier,
     iso_to_datetime,
-    parse_json_body,
     skip,
     text,
     utm_from_url,
@@ -133,9 +133,7 @@ _SIMPLE_EMAIL: dict[str, type[EventBase]] = {
 
 def convert_body(body: bytes | str, *, received_at: datetime) -> Conversion:
     """Events from a raw Segment HTTP body (one call or a batch)."""
-    result = Conversion()
-    payload = parse_json_body(body, result)
-    return result if payload is None else convert(payload, received_at=received_at)
+    return convert_json_body(body, convert, received_at=received_at)
 
 
 def convert(

@@ -41,11 +41,11 @@ import orjson
 from schemas.adapters import machine
 from schemas.adapters.base import (
     Conversion,
+    convert_json_body,
     derived_event_id,
     email_identity,
     identifier,
     iso_to_datetime,
-    parse_json_body,
     skip,
     text,
     vendor_event_id,
@@ -82,11 +82,7 @@ def convert_body(
     body: bytes | str, *, received_at: datetime, machine_ranges: Iterable[str] = ()
 ) -> Conversion:
     """Events from a raw SNS message body (or a bare SES event)."""
-    result = Conversion()
-    payload = parse_json_body(body, result)
-    if payload is None:
-        return result
-    return convert(payload, received_at=received_at, machine_ranges=machine_ranges)
+    return convert_json_body(body, convert, received_at=received_at, machine_ranges=machine_ranges)
 
 
 def convert(

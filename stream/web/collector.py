@@ -1008,21 +1008,28 @@ class Collector:
         }
         return json_response(answer, 200, NO_CACHE, charset="utf-8")
 
-    async def linkedin(self, request: web.Request) -> web.Response:
-        secret = self.settings.linkedin_client_secret
+    async def _signed_body(
+        self, request: web.Request, setting: str, verify: Callable[..., None], header: str
+    ) -> tuple[bytes, datetime]:
+        """The body of a webhook signed (`header`) with the secret of `setting`, and when it
+        came: 401 when the signature does not hold, or when the secret is not configured (unless
+        authentication is disabled: then nothing is checked)."""
+        secret: SecretStr | None = getattr(self.settings, setting)
         if secret is None and not self.settings.auth_disabled:
-            raise self._unconfigured("linkedin_client_secret")
+            raise self._unconfigured(setting)
         body = await read_body(request, self.settings.collector_max_webhook_bytes)
         received_at = self.clock()
         if secret is not None:
             try:
-                verify_linkedin(
-                    secret.get_secret_value(),
-                    signature=request.headers.get(LINKEDIN_SIGNATURE_HEADER),
-                    body=body,
-                )
+                verify(secret.get_secret_value(), signature=request.headers.get(header), body=body)
             except Refusal as refusal:
                 raise refusal_error(refusal) from None
+        return body, received_at
+
+    async def linkedin(self, request: web.Request) -> web.Response:
+        body, received_at = await self._signed_body(
+            request, "linkedin_client_secret", verify_linkedin, LINKEDIN_SIGNATURE_HEADER
+        )
         found, conversion = linkedin.notices(_parse_json(body))
         leads = await _fetch_all(
             "LinkedIn", [(n.response_id, self.linkedin_api.lead(n.response_id)) for n in found]
@@ -1051,20 +1058,9 @@ class Collector:
         return web.Response(text=challenge, content_type="text/plain", headers=NO_CACHE)
 
     async def meta(self, request: web.Request) -> web.Response:
-        secret = self.settings.meta_app_secret
-        if secret is None and not self.settings.auth_disabled:
-            raise self._unconfigured("meta_app_secret")
-        body = await read_body(request, self.settings.collector_max_webhook_bytes)
-        received_at = self.clock()
-        if secret is not None:
-            try:
-                verify_meta(
-                    secret.get_secret_value(),
-                    signature=request.headers.get(META_SIGNATURE_HEADER),
-                    body=body,
-                )
-            except Refusal as refusal:
-                raise refusal_error(refusal) from None
+        body, received_at = await self._signed_body(
+            request, "meta_app_secret", verify_meta, META_SIGNATURE_HEADER
+        )
         found, conversion = meta.notices(_parse_json(body))
         leads = await _fetch_all(
             "Meta", [(n.leadgen_id, self.meta_api.lead(n.leadgen_id)) for n in found]

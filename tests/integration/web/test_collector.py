@@ -11,31 +11,22 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 import redis.asyncio
 from aiohttp import ClientSession, ClientTimeout
-from aiokafka import AIOKafkaConsumer
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from factories import make_settings
+from webworker import WebWorker, read_topic, web_worker, with_ids
 
 from stream.kafka import topics
-from stream.settings import Settings
 from stream.web.auth import RedisReplayGuard
 from stream.web.collector import COOKIE_NAME, PIXEL_GIF
 from stream.web.links import LinkSigner
@@ -48,54 +39,22 @@ MAILCHIMP_KEY = "mc-it-" + uuid.uuid4().hex
 LINK_KEY = "link-it-" + uuid.uuid4().hex
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
-class CollectorWorker:
-    settings: Settings
-    base_url: str
-    log: Path
+class CollectorWorker(WebWorker):
     sendgrid_key: ec.EllipticCurvePrivateKey
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
 
 
 @pytest.fixture(scope="module")
 def worker(
     kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CollectorWorker]:
-    tmp = tmp_path_factory.mktemp("collector")
-    port = _free_port()
     sendgrid_key = ec.generate_private_key(ec.SECP256R1())
     public = base64.b64encode(
         sendgrid_key.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     ).decode()
-    settings = make_settings(
-        tmp, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, web_enabled=True, web_port=port
-    )
     env = {
-        **os.environ,
-        "LEADSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "LEADSTREAM_REDIS_URL": redis_url,
-        "LEADSTREAM_APP_ID": settings.app_id,
-        "LEADSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "LEADSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "LEADSTREAM_DATA_DIR": str(settings.data_dir),
-        "LEADSTREAM_STORE": "memory",
-        "LEADSTREAM_WEB_ENABLED": "true",
-        "LEADSTREAM_WEB_HOST": "127.0.0.1",
-        "LEADSTREAM_WEB_PORT": str(port),
         "LEADSTREAM_AUTH_TOKENS": f"tok-other-one,{TOKEN}",
         "LEADSTREAM_SENDGRID_PUBLIC_KEY": public,
         "LEADSTREAM_MAILGUN_SIGNING_KEY": MAILGUN_KEY,
@@ -104,67 +63,13 @@ def worker(
         "LEADSTREAM_COLLECTOR_MAX_CALL_BYTES": "4096",
         "LEADSTREAM_LINK_SIGNING_KEY": LINK_KEY,
     }
-    env.pop("LEADSTREAM_AUTH_DISABLED", None)
-    log = tmp / "worker.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    handle = CollectorWorker(settings, f"http://127.0.0.1:{port}", log, sendgrid_key)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(handle.url("/healthz"), timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the worker's web server did not answer:\n{handle.log_tail()}")
-            time.sleep(0.3)
-        yield handle
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    tmp = tmp_path_factory.mktemp("collector")
+    with web_worker(kafka_bootstrap, redis_url, tmp, env) as served:
+        yield CollectorWorker(served.settings, served.base_url, served.log, sendgrid_key)
 
 
-async def _read(
-    worker: CollectorWorker,
-    spec: topics.TopicSpec,
-    done: Callable[[list[tuple[bytes, dict[str, Any]]]], bool],
-    timeout: float = 30,
-) -> list[tuple[bytes, dict[str, Any]]]:
-    """(key, value) records of a source topic, from the start, until `done` holds."""
-    consumer = AIOKafkaConsumer(
-        worker.settings.topic(spec.name),
-        bootstrap_servers=worker.settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    seen: list[tuple[bytes, dict[str, Any]]] = []
-    try:
-        async with asyncio.timeout(timeout):
-            while not done(seen):
-                batch = await consumer.getmany(timeout_ms=500)
-                seen += [(r.key, orjson.loads(r.value)) for rs in batch.values() for r in rs]
-    except TimeoutError:
-        pytest.fail(f"timed out reading {spec.name}: got {seen!r}\n{worker.log_tail()}")
-    finally:
-        await consumer.stop()
-    return seen
-
-
-def _with_ids(*ids: str) -> Callable[[list[tuple[bytes, dict[str, Any]]]], bool]:
-    return lambda seen: set(ids) <= {value["event_id"] for _, value in seen}
+_read = read_topic
+_with_ids = with_ids
 
 
 def _session() -> ClientSession:

@@ -8,18 +8,11 @@ with the vendor's documented answer, after checking the token and the documented
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +21,9 @@ from typing import Any
 import orjson
 import pytest
 from aiohttp import ClientSession, ClientTimeout, web
-from aiokafka import AIOKafkaConsumer
-from factories import make_settings
+from webworker import WebWorker, free_port, read_topic, web_worker, with_ids
 
 from stream.kafka import topics
-from stream.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +36,6 @@ META_SECRET = "meta-it-" + uuid.uuid4().hex
 META_TOKEN = "meta-token-it-" + uuid.uuid4().hex
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _hmac(key: str, message: bytes) -> str:
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
 
@@ -61,41 +45,17 @@ def _fixture(relative: str) -> bytes:
 
 
 @dataclass
-class Worker:
-    settings: Settings
-    base_url: str
-    log: Path
+class Worker(WebWorker):
     linkedin_port: int
     meta_port: int
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:]
 
 
 @pytest.fixture(scope="module")
 def worker(
     kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Worker]:
-    tmp = tmp_path_factory.mktemp("collector-social")
-    port, linkedin_port, meta_port = _free_port(), _free_port(), _free_port()
-    settings = make_settings(
-        tmp, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, web_enabled=True, web_port=port
-    )
+    linkedin_port, meta_port = free_port(), free_port()
     env = {
-        **os.environ,
-        "LEADSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "LEADSTREAM_REDIS_URL": redis_url,
-        "LEADSTREAM_APP_ID": settings.app_id,
-        "LEADSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "LEADSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "LEADSTREAM_DATA_DIR": str(settings.data_dir),
-        "LEADSTREAM_STORE": "memory",
-        "LEADSTREAM_WEB_ENABLED": "true",
-        "LEADSTREAM_WEB_HOST": "127.0.0.1",
-        "LEADSTREAM_WEB_PORT": str(port),
         "LEADSTREAM_CUSTOMERIO_SIGNING_KEY": CIO_KEY,
         "LEADSTREAM_RUDDERSTACK_TOKEN": RUDDER_TOKEN,
         "LEADSTREAM_LINKEDIN_CLIENT_SECRET": LI_SECRET,
@@ -106,36 +66,9 @@ def worker(
         "LEADSTREAM_META_ACCESS_TOKEN": META_TOKEN,
         "LEADSTREAM_META_GRAPH_URL": f"http://127.0.0.1:{meta_port}",
     }
-    env.pop("LEADSTREAM_AUTH_DISABLED", None)
-    log = tmp / "worker.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    handle = Worker(settings, f"http://127.0.0.1:{port}", log, linkedin_port, meta_port)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(handle.url("/healthz"), timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the worker's web server did not answer:\n{handle.log_tail()}")
-            time.sleep(0.3)
-        yield handle
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    tmp = tmp_path_factory.mktemp("collector-social")
+    with web_worker(kafka_bootstrap, redis_url, tmp, env) as served:
+        yield Worker(served.settings, served.base_url, served.log, linkedin_port, meta_port)
 
 
 @asynccontextmanager
@@ -151,35 +84,8 @@ async def _serving(port: int, routes: list[web.RouteDef]) -> AsyncIterator[None]
         await runner.cleanup()
 
 
-async def _read(
-    worker: Worker,
-    spec: topics.TopicSpec,
-    done: Callable[[list[tuple[bytes, dict[str, Any]]]], bool],
-    timeout: float = 30,
-) -> list[tuple[bytes, dict[str, Any]]]:
-    """(key, value) records of a source topic, from the start, until `done` holds."""
-    consumer = AIOKafkaConsumer(
-        worker.settings.topic(spec.name),
-        bootstrap_servers=worker.settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    seen: list[tuple[bytes, dict[str, Any]]] = []
-    try:
-        async with asyncio.timeout(timeout):
-            while not done(seen):
-                batch = await consumer.getmany(timeout_ms=500)
-                seen += [(r.key, orjson.loads(r.value)) for rs in batch.values() for r in rs]
-    except TimeoutError:
-        pytest.fail(f"timed out reading {spec.name}: got {seen!r}\n{worker.log_tail()}")
-    finally:
-        await consumer.stop()
-    return seen
-
-
-def _with_ids(*ids: str) -> Callable[[list[tuple[bytes, dict[str, Any]]]], bool]:
-    return lambda seen: set(ids) <= {value["event_id"] for _, value in seen}
+_read = read_topic
+_with_ids = with_ids
 
 
 async def _post(

@@ -13,16 +13,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +22,9 @@ import orjson
 import pytest
 from aiohttp import ClientSession, ClientTimeout
 from aiokafka import AIOKafkaConsumer
-from factories import make_settings
+from webworker import WebWorker, web_worker
 
 from stream.kafka import topics
-from stream.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -44,83 +35,20 @@ PASSWORDS = {
 TOPIC = "arn:aws:sns:us-west-2:123456789012:MyTopic"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Worker:
-    settings: Settings
-    base_url: str
-    log: Path
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture(scope="module")
 def worker(
     kafka_bootstrap: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Worker]:
-    tmp = tmp_path_factory.mktemp("email-webhooks")
-    port = _free_port()
-    settings = make_settings(
-        tmp, kafka_bootstrap=kafka_bootstrap, redis_url=redis_url, web_enabled=True, web_port=port
-    )
+) -> Iterator[WebWorker]:
     env = {
-        **os.environ,
-        "LEADSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap,
-        "LEADSTREAM_REDIS_URL": redis_url,
-        "LEADSTREAM_APP_ID": settings.app_id,
-        "LEADSTREAM_TOPIC_PREFIX": settings.topic_prefix,
-        "LEADSTREAM_TOPIC_PARTITIONS": str(settings.topic_partitions),
-        "LEADSTREAM_DATA_DIR": str(settings.data_dir),
-        "LEADSTREAM_STORE": "memory",
-        "LEADSTREAM_WEB_ENABLED": "true",
-        "LEADSTREAM_WEB_HOST": "127.0.0.1",
-        "LEADSTREAM_WEB_PORT": str(port),
         "LEADSTREAM_POSTMARK_WEBHOOK_PASSWORD": PASSWORDS["postmark"],
         "LEADSTREAM_BREVO_WEBHOOK_PASSWORD": PASSWORDS["brevo"],
         "LEADSTREAM_MAILJET_WEBHOOK_PASSWORD": PASSWORDS["mailjet"],
         "LEADSTREAM_SES_SNS_TOPIC_ARNS": TOPIC,
         "LEADSTREAM_WEBHOOK_REPLAY_STORE": "memory",
     }
-    env.pop("LEADSTREAM_AUTH_DISABLED", None)
-    log = tmp / "worker.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    handle = Worker(settings, f"http://127.0.0.1:{port}", log)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(handle.url("/healthz"), timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the worker's web server did not answer:\n{handle.log_text()[-4000:]}")
-            time.sleep(0.3)
-        yield handle
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    tmp = tmp_path_factory.mktemp("email-webhooks")
+    with web_worker(kafka_bootstrap, redis_url, tmp, env) as served:
+        yield served
 
 
 def _basic(vendor: str, password: str | None = None) -> dict[str, str]:
@@ -130,7 +58,7 @@ def _basic(vendor: str, password: str | None = None) -> dict[str, str]:
 
 
 async def _post(
-    worker: Worker, vendor: str, body: bytes, headers: dict[str, str]
+    worker: WebWorker, vendor: str, body: bytes, headers: dict[str, str]
 ) -> tuple[int, Any]:
     async with (
         ClientSession(timeout=ClientTimeout(total=30)) as session,
@@ -139,7 +67,7 @@ async def _post(
         return response.status, await response.json()
 
 
-async def _email_events(worker: Worker, ids: set[str]) -> dict[str, tuple[bytes, Any]]:
+async def _email_events(worker: WebWorker, ids: set[str]) -> dict[str, tuple[bytes, Any]]:
     """The email topic's records by event id, read from the start until all of `ids` arrived."""
     consumer = AIOKafkaConsumer(
         worker.settings.topic(topics.EMAIL.name),
@@ -164,7 +92,7 @@ async def _email_events(worker: Worker, ids: set[str]) -> dict[str, tuple[bytes,
     return seen
 
 
-async def test_vendor_payloads_reach_the_email_topic(worker: Worker) -> None:
+async def test_vendor_payloads_reach_the_email_topic(worker: WebWorker) -> None:
     status, answer = await _post(
         worker, "postmark", (FIXTURES / "postmark/bounce.json").read_bytes(), _basic("postmark")
     )
@@ -191,7 +119,7 @@ async def test_vendor_payloads_reach_the_email_topic(worker: Worker) -> None:
     assert {seen[i][1]["type"] for i in grouped["accepted"]} == {"email_delivered"}
 
 
-async def test_refusals_and_masked_passwords(worker: Worker) -> None:
+async def test_refusals_and_masked_passwords(worker: WebWorker) -> None:
     delivery = (FIXTURES / "postmark/delivery.json").read_bytes()
     status, answer = await _post(worker, "postmark", delivery, {})
     assert (status, answer["error"]) == (401, "missing_credentials")

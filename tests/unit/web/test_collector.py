@@ -13,7 +13,7 @@ import shutil
 import struct
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -22,8 +22,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
+from collector_http import ListSink, collector_app
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from factories import make_settings
@@ -37,11 +38,8 @@ from stream.web.collector import (
     COOKIE_NAME,
     PIXEL_GIF,
     Collector,
-    Record,
-    SinkUnavailable,
     anonymous_id_from_cookie,
     pixel_conversion,
-    routes,
     segment_call,
 )
 from stream.web.http import HttpError
@@ -185,30 +183,6 @@ def test_segment_call_takes_its_type_from_the_path() -> None:
 # ----------------------------------------------------------------------------- over HTTP
 
 
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self.down = False
-
-    async def send(self, records: Sequence[Record]) -> None:
-        if self.down:
-            raise SinkUnavailable("Kafka is down (test)")
-        self.records.extend(records)
-
-
-def _aiohttp_app(collector: Collector) -> web.Application:
-    app = web.Application()
-    for path, methods in routes(collector).items():
-        for method, handler in methods.items():
-
-            async def call(request: web.Request, handler: Any = handler) -> web.StreamResponse:
-                response: web.StreamResponse = await handler(request, **request.match_info)
-                return response
-
-            app.router.add_route(method.upper(), path, call)
-    return app
-
-
 class Served:
     def __init__(self, server: TestServer, session: ClientSession, sink: ListSink) -> None:
         self.server = server
@@ -238,7 +212,7 @@ async def make_served() -> AsyncIterator[Callable[..., Any]]:
         settings = make_settings(**{**options, **overrides})
         sink = ListSink()
         collector = Collector(settings, sink, replays=MemoryReplayGuard())
-        server = TestServer(_aiohttp_app(collector))
+        server = TestServer(collector_app(collector))
         await server.start_server()
         served = Served(server, ClientSession(), sink)
         servers.append(served)

@@ -9,15 +9,16 @@ import base64
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
+from collector_http import ListSink, collector_app
 from factories import make_settings
 from pydantic import SecretStr
 
@@ -25,10 +26,7 @@ from stream import logmask
 from stream.web.auth import MemoryReplayGuard
 from stream.web.collector import (
     Collector,
-    Record,
-    SinkUnavailable,
     _warn_about_configuration,
-    routes,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -42,30 +40,6 @@ LEAD_ID = "249592fc-d272-44ba-a7db-c2bdce579507-6"
 
 def _hmac(key: str, message: bytes) -> str:
     return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self.down = False
-
-    async def send(self, records: Sequence[Record]) -> None:
-        if self.down:
-            raise SinkUnavailable("Kafka is down (test)")
-        self.records.extend(records)
-
-
-def _aiohttp_app(collector: Collector) -> web.Application:
-    app = web.Application()
-    for path, methods in routes(collector).items():
-        for method, handler in methods.items():
-
-            async def call(request: web.Request, handler: Any = handler) -> web.StreamResponse:
-                response: web.StreamResponse = await handler(request, **request.match_info)
-                return response
-
-            app.router.add_route(method.upper(), path, call)
-    return app
 
 
 class Served:
@@ -94,7 +68,7 @@ async def make_served() -> AsyncIterator[Callable[..., Any]]:
         settings = make_settings(**{**options, **overrides})
         sink = ListSink()
         collector = Collector(settings, sink, replays=MemoryReplayGuard())
-        server = TestServer(_aiohttp_app(collector))
+        server = TestServer(collector_app(collector))
         await server.start_server()
         served = Served(server, ClientSession(), sink)
         servers.append(served)

@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
+from collector_http import ListSink, collector_app
 from factories import make_settings
 from pydantic import SecretStr
 
 from stream import logmask
 from stream.web.auth import AuthFailure, MemoryReplayGuard, Refusal, check_webhook_credentials
-from stream.web.collector import Collector, Record, _warn_about_configuration, routes
+from stream.web.collector import Collector, _warn_about_configuration
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 PASSWORDS = {
@@ -40,14 +41,6 @@ def basic(user: str, password: str) -> dict[str, str]:
 
 def body(relative: str) -> bytes:
     return (FIXTURES / relative).read_bytes()
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def send(self, records: Sequence[Record]) -> None:
-        self.records.extend(records)
 
 
 @dataclass
@@ -79,15 +72,7 @@ async def make_served() -> AsyncIterator[Callable[..., Any]]:
         settings = make_settings(**{"auth_tokens": [], **options, **overrides})
         sink = ListSink()
         collector = Collector(settings, sink, replays=MemoryReplayGuard())
-        app = web.Application()
-        for path, methods in routes(collector).items():
-            for method, handler in methods.items():
-
-                async def call(request: web.Request, handler: Any = handler) -> web.StreamResponse:
-                    response: web.StreamResponse = await handler(request, **request.match_info)
-                    return response
-
-                app.router.add_route(method.upper(), path, call)
+        app = collector_app(collector)
         server = TestServer(app)
         await server.start_server()
         served = Served(server, ClientSession(), sink)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +21,7 @@ import orjson
 import pytest
 from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
+from collector_http import ListSink, collector_app
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -30,7 +31,7 @@ from pydantic import ValidationError
 
 from stream.settings import Settings
 from stream.web.auth import AuthFailure, MemoryReplayGuard, Refusal
-from stream.web.collector import Collector, Record, routes
+from stream.web.collector import Collector
 from stream.web.sns import (
     SnsUnavailable,
     SnsVerifier,
@@ -343,14 +344,6 @@ async def test_a_subscription_is_confirmed_by_a_get_of_its_subscribe_url(
 # ----------------------------------------------------------------------------- over HTTP
 
 
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def send(self, records: Sequence[Record]) -> None:
-        self.records.extend(records)
-
-
 @dataclass
 class Collecting:
     """The collector's routes on a local server, its SNS verifier pointed at the stand-in."""
@@ -380,15 +373,7 @@ async def collecting(aws: AwsStandIn) -> AsyncIterator[Callable[..., Any]]:
         settings = make_settings(**{**options, **overrides})
         sink = ListSink()
         collector = Collector(settings, sink, replays=MemoryReplayGuard(), sns=aws.verifier())
-        app = web.Application()
-        for path, methods in routes(collector).items():
-            for method, handler in methods.items():
-
-                async def call(request: web.Request, handler: Any = handler) -> web.StreamResponse:
-                    response: web.StreamResponse = await handler(request, **request.match_info)
-                    return response
-
-                app.router.add_route(method.upper(), path, call)
+        app = collector_app(collector)
         server = TestServer(app)
         await server.start_server()
         one = Collecting(server, ClientSession(), sink)

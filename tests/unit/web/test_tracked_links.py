@@ -9,40 +9,28 @@ import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
+from collector_http import ListSink, collector_app
 from factories import make_settings
 from pydantic import SecretStr
 
 from stream import metrics
 from stream.web import links
 from stream.web.auth import MemoryReplayGuard
-from stream.web.collector import PIXEL_GIF, Collector, Record, SinkUnavailable, routes
+from stream.web.collector import PIXEL_GIF, Collector
 from stream.web.links import Link, LinkSigner, sign
 
 KEY = "link-key-new-" + "n" * 32
 OLD_KEY = "link-key-old-" + "o" * 32
 BROWSER = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36"
 NOW = datetime(2025, 3, 14, 9, 26, 50, tzinfo=UTC)  # the start of a 10-second slot
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self.down = False
-        self.delay = 0.0
-
-    async def send(self, records: Sequence[Record]) -> None:
-        await asyncio.sleep(self.delay)
-        if self.down:
-            raise SinkUnavailable("Kafka is down (test)")
-        self.records.extend(records)
 
 
 class Clock:
@@ -76,19 +64,6 @@ class Served:
             return response.status, dict(response.headers), await response.read()
 
 
-def _app(collector: Collector) -> web.Application:
-    app = web.Application()
-    for path, methods in routes(collector).items():
-        for method, handler in methods.items():
-
-            async def call(request: web.Request, handler: Any = handler) -> web.StreamResponse:
-                response: web.StreamResponse = await handler(request, **request.match_info)
-                return response
-
-            app.router.add_route(method.upper(), path, call)
-    return app
-
-
 @pytest.fixture
 async def make_served() -> AsyncIterator[Callable[..., Any]]:
     servers: list[Served] = []
@@ -102,7 +77,7 @@ async def make_served() -> AsyncIterator[Callable[..., Any]]:
         collector = Collector(
             make_settings(**{**options, **overrides}), sink, replays=MemoryReplayGuard()
         )
-        server = TestServer(_app(collector))
+        server = TestServer(collector_app(collector))
         await server.start_server()
         served = Served(server, collector, sink)
         servers.append(served)
