@@ -171,7 +171,9 @@ def _summary(result: Calibration) -> Section:
         f"{len(card.features)} features, {card.options.binning} bins (at most "
         f"{card.options.max_bins}), L2 logistic regression C={card.options.c:g}",
         f"cross-validated AUC on the training leads ({card.options.folds} folds): "
-        f"{card.cv_auc[0]:.4f} ± {card.cv_auc[1]:.4f}",
+        f"{card.cv_auc[0]:.4f} ± {card.cv_auc[1]:.4f}"
+        if not math.isnan(card.cv_auc[0])
+        else "no cross-validation",
         _pairs(card),
         f"{which} AUC: {result.auc_points:.4f} (integer points), "
         f"{result.auc_probability:.4f} (regression)",
