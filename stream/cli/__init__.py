@@ -23,6 +23,7 @@ from stream.cli import (
     redis,
     replay,
     rules,
+    score,
     simulate,
     topics,
     worker,
@@ -60,6 +61,7 @@ COMMANDS = (
     forget,
     replay,
     calibrate,
+    score,
     bench,
 )
 """Every command, in the order ``leadstream --help`` lists them."""
