@@ -35,12 +35,12 @@ from stream.calibrate.table import (
     parse_target,
 )
 from stream.calibrate.values import category
+from stream.errors import LeadstreamError
 from stream.offline.history import group_by_lead, score_history
 from stream.scoring import LeadState, ModelSet, ScoringModel, explain, score_at
 
 __all__ = [
     "LeadScore",
-    "OutOfTime",
     "Scored",
     "evaluate",
     "score_events",
@@ -54,8 +54,8 @@ NO_EVENTS = "(no events)"
 """The stage shown for a lead of the outcomes that has no event in the log."""
 
 
-class OutOfTime(Exception):
-    """The time given to score the leads ran out."""
+class _OutOfTime(LeadstreamError):
+    """The time given to score the leads ran out (never leaves this module)."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def _lead_score(
 def _timed(events: Iterable[EventBase], deadline: float | None) -> Iterator[EventBase]:
     for n, event in enumerate(events):
         if deadline is not None and n % 64 == 0 and time.monotonic() > deadline:
-            raise OutOfTime
+            raise _OutOfTime
         yield event
 
 
@@ -166,6 +166,12 @@ def score_table(
         for field_name in inputs.unmatched
     ]
     ids = _lead_ids(frame, lead_column, {*inputs.columns, *([target] if target else [])})
+    repeated = len(ids) - len(set(ids))
+    if repeated:
+        notes.append(
+            f"{repeated} rows repeat a lead id seen before: each row is scored as a lead of its "
+            "own (a worker would add the rows' events up under one lead)"
+        )
     labels: list[bool | None] = [None] * len(frame)
     if target is not None:
         labels = parse_target(frame[target], positive)[0].tolist()
@@ -179,7 +185,7 @@ def score_table(
             leads.append(result if labels[n] is None else _labelled(result, labels[n]))
             if progress is not None:
                 progress("scoring (leads)", n + 1, len(records))
-    except OutOfTime:
+    except _OutOfTime:
         pass
     return Scored(model, leads, REPLAY_AT, len(records), inputs, target, notes)
 
