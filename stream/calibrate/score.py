@@ -174,7 +174,7 @@ def score_table(
         )
     labels: list[bool | None] = [None] * len(frame)
     if target is not None:
-        labels = parse_target(frame[target], positive)[0].tolist()
+        labels = parse_target(frame[target], positive, both=False)[0].tolist()
     records = frame[inputs.columns].to_dict("records")
     leads: list[LeadScore] = []
     try:
@@ -240,7 +240,8 @@ def evaluate(scored: Scored) -> list[Section]:
     """With known outcomes: AUC, KS, conversion and lift by decile and by stage."""
     known = [lead for lead in scored.leads if lead.label is not None]
     lines = [
-        f"model {scored.model.id} {scored.model.version}: {len(scored.leads)} leads scored"
+        f"model {scored.model.id} (version {scored.model.version}): "
+        f"{len(scored.leads)} leads scored"
         + ("" if scored.complete else f" of {scored.asked} (time ran out)"),
         *scored.notes,
     ]
@@ -254,15 +255,19 @@ def evaluate(scored: Scored) -> list[Section]:
         return [Section("Summary", (), tuple((line,) for line in lines))]
     labels = np.array([bool(lead.label) for lead in known])
     totals = np.array([lead.total for lead in known], dtype="float64")
-    lines += [
+    lines.append(
         f"{len(known)} leads with an outcome, {int(labels.sum())} converted "
-        f"({pct(float(labels.mean()))})",
-        f"AUC {auc(labels, totals):.4f}, KS {ks_statistic(totals, labels):.3f}",
-    ]
+        f"({pct(float(labels.mean()))})"
+    )
+    stages = by_stage([lead.stage for lead in known], labels, "Conversion by stage")
+    if labels.all() or not labels.any():
+        lines.append("AUC - (every lead has the same outcome)")
+        return [Section("Summary", (), tuple((line,) for line in lines)), stages]
+    lines.append(f"AUC {auc(labels, totals):.4f}, KS {ks_statistic(totals, labels):.3f}")
     return [
         Section("Summary", (), tuple((line,) for line in lines)),
         deciles(totals, labels, "Conversion by score decile (highest scores first)"),
-        by_stage([lead.stage for lead in known], labels, "Conversion by stage"),
+        stages,
     ]
 
 

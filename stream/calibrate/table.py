@@ -177,16 +177,21 @@ def column_numbers(series: Any) -> Any | None:
     return numbers
 
 
-def parse_target(series: Any, positive: str | None) -> tuple[Any, str]:
-    """Converted or not per row (None where missing), and the value that means converted."""
+def parse_target(series: Any, positive: str | None, *, both: bool = True) -> tuple[Any, str]:
+    """Converted or not per row (None where missing), and the value that means converted.
+
+    With `both` (for fitting) the rows must hold both outcomes; without (for scoring a file)
+    one outcome will do when it reads as yes or no (or `positive` is given)."""
     values = [text(v) for v in as_list(series)]
     present = sorted({v for v in values if v is not None})
-    if len(present) < 2:
+    if len(present) < 2 and (both or (positive is None and not present)):
         raise CalibrationError(f"target {series.name!r}: every row has the same outcome")
     if positive is None:
         folded = {v.casefold() for v in present}
         if len(present) == 2 and folded <= _TRUE | _FALSE and folded & _TRUE:
             positive = next(v for v in present if v.casefold() in _TRUE)
+        elif len(present) == 1 and folded <= _TRUE | _FALSE:
+            positive = present[0] if folded <= _TRUE else "\0converted"
         elif len(present) == 2:
             raise CalibrationError(
                 f"target {series.name!r}: which of {present[0]!r} and {present[1]!r} means "

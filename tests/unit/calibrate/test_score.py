@@ -194,3 +194,26 @@ def test_what_cannot_be_scored_says_why(
         main(["score", str(partial), "--models", str(model), "--out", str(tmp_path / "p.csv")]) == 0
     )
     assert "custom.Month: no column of the table gives it" in capsys.readouterr().out
+
+
+def test_a_file_with_one_outcome_scores(
+    fitted: Calibration,
+    files: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A file of lost leads only (or the few rows of a short stream check) is no error."""
+    model, rows = files
+    lost = tmp_path / "lost.csv"
+    frame = pd.read_csv(rows)
+    frame[~frame["Revenue"]].to_csv(lost, index=False)
+    args = ["score", str(lost), "--models", str(model), "--target", "Revenue"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "AUC - (every lead has the same outcome)" in captured.err
+    assert "Conversion by stage" in captured.err
+    assert {line.rsplit(",", 1)[1] for line in captured.out.splitlines()[1:]} == {"0"}
+    first = fitted.table.target[fitted.test[0]]
+    same = next(n for n, i in enumerate(fitted.test) if fitted.table.target[i] != first)
+    again = calibrate(fitted.table, options=Options(folds=0, interactions=2), stream_check=same)
+    assert again.stream_rows == same and again.stream_auc is None and again.stream_differ == 0
