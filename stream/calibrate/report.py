@@ -68,7 +68,8 @@ def _points(result: Calibration) -> Section:
                  f"{cell.points:+d}")
             )  # fmt: skip
     return Section(
-        "Points per feature (training leads; missing values and unseen categories score 0)",
+        "Points per feature (training leads; unseen categories, and missing values without a bin, "
+        "score 0)",
         ("feature", "kind", "bin", "leads", "converted", "points"),
         tuple(rows),
     )
