@@ -13,35 +13,28 @@ history"):
   `t - 1`, which adds up to `d` from the `t`-th time on. Their decay group never decays and the
   cap window is a century: a table has no timestamps to learn a decay from.
 
-`lead_events` builds those events for one row, `replay` scores rows through the pure core.
+`stream.calibrate.rows` reads the mapping back from a model file to turn rows into events.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import yaml
 
-from schemas.events import Clicked, EventBase, ProfileUpdated, Traits
-from stream.calibrate.scorecard import MISSING, Bin, Feature, Interaction, Scorecard
-from stream.scoring import ModelSet, ScoringModel, apply_all, parse_models, score_at
+from stream.calibrate.rows import ACTIVITY_EVENT
+from stream.calibrate.scorecard import Bin, Feature, Interaction, Scorecard
+from stream.calibrate.values import MISSING
+from stream.scoring import parse_models
 from stream.scoring.spec import rule_code
 
-__all__ = ["ACTIVITY_EVENT", "CAP_WINDOW", "lead_events", "model_file", "replay"]
+__all__ = ["CAP_WINDOW", "model_file"]
 
-ACTIVITY_EVENT = "clicked"
-"""The event type a count column's activity is replayed as (`target` names the column)."""
 CAP_WINDOW = "5200w"
 """The cap window of count rules: a century, i.e. "the first `t` times" for a lead's life."""
-REPLAY_AT = datetime(2025, 1, 1, tzinfo=UTC)
-"""When replayed table rows happen (all events of a row at once; nothing decays)."""
-MAX_CUSTOM = 100
-"""`Traits.custom` holds at most this many attributes per event."""
 
 
 def _slug(text: str) -> str:
@@ -224,80 +217,3 @@ def model_file(
     )
     parse_models(text, source="calibrated model")  # raises ModelFileError if it is not valid
     return text
-
-
-def _custom_value(value: object, numeric: bool) -> bool | int | float | str | None:
-    if value is None:
-        return None
-    if numeric:
-        x = float(value)  # type: ignore[arg-type]
-        return None if math.isnan(x) else _number(x)
-    return str(value)
-
-
-def lead_events(
-    lead_id: str,
-    row: dict[str, Any],
-    features: Sequence[Feature],
-    *,
-    at: datetime = REPLAY_AT,
-    count_limit: int | None = None,
-) -> Iterator[EventBase]:
-    """The events a lead's row stands for: its attributes as profile updates (at most 100 per
-    event), and each counted activity as `clicked` events up to the last count that still
-    changes its points."""
-    custom: dict[str, bool | int | float | str] = {}
-    for feature in features:
-        if feature.is_count:
-            continue
-        value = _custom_value(row.get(feature.column.name), feature.numeric)
-        if value is not None:
-            custom[feature.column.key] = value
-        elif feature.has_missing:
-            custom[feature.column.key] = MISSING
-    items = list(custom.items())
-    for start in range(0, max(len(items), 1), MAX_CUSTOM):
-        yield ProfileUpdated(
-            event_id=f"{lead_id}:profile:{start}",
-            occurred_at=at,
-            lead_id=lead_id,
-            source="calibrate",
-            traits=Traits(custom=dict(items[start : start + MAX_CUSTOM])),
-        )
-    for feature in features:
-        if not feature.is_count:
-            continue
-        last = count_limit or max(int(b.gt or 0) + 1 for b in feature.bins)
-        times = min(int(row.get(feature.column.name) or 0), last)
-        for n in range(times):
-            yield Clicked(
-                event_id=f"{lead_id}:{feature.column.key}:{n}",
-                occurred_at=at,
-                lead_id=lead_id,
-                source="calibrate",
-                target=feature.column.key,
-            )
-
-
-def replay(
-    rows: Iterable[dict[str, Any]],
-    features: Sequence[Feature],
-    models: ModelSet,
-    model_id: str,
-    *,
-    count_limit: int | None = None,
-) -> Any:
-    """Every row's total score under `model_id`, scored through the pure core event by event.
-
-    Counted activities are replayed up to the last count the calibrated rules look at, or up
-    to `count_limit` times (for another model, whose rules may look further)."""
-    model: ScoringModel = models.get(model_id)
-    totals = []
-    for n, row in enumerate(rows):
-        lead_id = f"lead-{n}"
-        state = None
-        for event in lead_events(lead_id, row, features, count_limit=count_limit):
-            state = apply_all(state, event, models=models, lead_id=lead_id).state
-        model_state = state.models.get(model.id) if state is not None else None
-        totals.append(score_at(model_state, REPLAY_AT).total if model_state is not None else 0.0)
-    return np.array(totals, dtype="float64")

@@ -9,85 +9,33 @@ from __future__ import annotations
 
 import html
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from stream.calibrate.metrics import (
+    Section,
+    deciles,
+    html_sections,
+    ks_statistic,
+    markdown_sections,
+    pct,
+    text_sections,
+)
 from stream.calibrate.run import Calibration
 from stream.calibrate.scorecard import Scorecard
 from stream.calibrate.table import Role
 
-__all__ = ["Section", "build_sections", "charts", "ks_statistic", "render"]
+__all__ = ["Section", "build_sections", "charts", "columns_section", "ks_statistic", "render"]
+
+_pct = pct
 
 
-def ks_statistic(scores: Any, labels: Any) -> float:
-    """The largest gap between the score distributions of converters and the others."""
-    scores = np.asarray(scores, dtype="float64")
-    labels = np.asarray(labels, dtype=bool)
-    grid = np.unique(scores)
-    pos = np.sort(scores[labels])
-    neg = np.sort(scores[~labels])
-    if not len(pos) or not len(neg):
-        return math.nan
-    cdf_pos = np.searchsorted(pos, grid, side="right") / len(pos)
-    cdf_neg = np.searchsorted(neg, grid, side="right") / len(neg)
-    return float(np.max(np.abs(cdf_pos - cdf_neg)))
+def _which(result: Calibration) -> str:
+    return "held-out leads" if result.held_out else "training leads: no held-out split"
 
 
-@dataclass(frozen=True)
-class Section:
-    """A titled table (or a list of lines when `header` is empty)."""
-
-    title: str
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def _deciles(scores: Any, labels: Any) -> Section:
-    order = np.argsort(-scores, kind="stable")
-    groups = np.array_split(order, 10)
-    base = labels.mean()
-    total_pos = labels.sum()
-    captured = 0
-    rows = []
-    for i, group in enumerate(groups, start=1):
-        if not len(group):
-            continue
-        conv = int(labels[group].sum())
-        captured += conv
-        rate = conv / len(group)
-        rows.append(
-            (
-                str(i),
-                f"{scores[group].min():.0f} to {scores[group].max():.0f}",
-                str(len(group)),
-                str(conv),
-                _pct(rate),
-                f"{rate / base:.2f}" if base else "-",
-                _pct(captured / total_pos) if total_pos else "-",
-            )
-        )
-    return Section(
-        "Conversion by score decile (held-out leads, highest scores first)",
-        (
-            "decile",
-            "points",
-            "leads",
-            "converted",
-            "rate",
-            "lift",
-            "cumulative share of converters",
-        ),
-        tuple(rows),
-    )
-
-
-def _calibration(probability: Any, labels: Any) -> Section:
+def _calibration(probability: Any, labels: Any, which: str) -> Section:
     edges = np.quantile(probability, np.linspace(0, 1, 11))
     idx = np.clip(np.searchsorted(edges[1:-1], probability, side="right"), 0, 9)
     rows = []
@@ -99,7 +47,7 @@ def _calibration(probability: Any, labels: Any) -> Section:
                  _pct(labels[mask].mean()))
             )  # fmt: skip
     return Section(
-        "Calibration (held-out leads by predicted probability, tenths)",
+        f"Calibration ({which} by predicted probability, tenths)",
         ("group", "leads", "predicted", "observed"),
         tuple(rows),
     )
@@ -120,7 +68,8 @@ def _points(result: Calibration) -> Section:
                  f"{cell.points:+d}")
             )  # fmt: skip
     return Section(
-        "Points per feature (training leads; missing values and unseen categories score 0)",
+        "Points per feature (training leads; unseen categories, and missing values without a bin, "
+        "score 0)",
         ("feature", "kind", "bin", "leads", "converted", "points"),
         tuple(rows),
     )
@@ -138,12 +87,15 @@ def _close_rates(result: Calibration) -> Section:
         zeros = float((values == 0).mean())
         if column.role != Role.COUNT and (bool((values < 0).any()) or not 0.05 <= zeros <= 0.95):
             continue  # "did X" is a count above zero; attributes only when they look like one
-        rate_did = y[did].mean() if did.any() else math.nan
-        rate_not = y[~did].mean() if (~did).any() else math.nan
-        ratio = rate_did / rate_not if rate_not else math.inf
+        rate_did = float(y[did].mean()) if did.any() else math.nan
+        rate_not = float(y[~did].mean()) if (~did).any() else math.nan
+        if math.isnan(rate_did) or math.isnan(rate_not):
+            ratio = "- (every lead " + ("did it)" if math.isnan(rate_not) else "had 0)")
+        else:
+            ratio = f"{rate_did / rate_not:.2f}" if rate_not else "inf"
         rows.append(
             (column.name, str(int(did.sum())), _pct(rate_did), str(int((~did).sum())),
-             _pct(rate_not), f"{ratio:.2f}")
+             _pct(rate_not), ratio)
         )  # fmt: skip
     return Section(
         "Per-action close rate (all leads: value above 0 versus 0 or missing)",
@@ -152,11 +104,17 @@ def _close_rates(result: Calibration) -> Section:
     )
 
 
-def _columns(result: Calibration) -> Section:
+def columns_section(table: Any, card: Scorecard | None = None) -> Section:
+    """Every column's role and why (a feature the binning dropped says so)."""
+    binned = {f.column.name for f in card.features} if card is not None else None
     rows = []
-    for column in result.table.columns:
+    for column in table.columns:
         alone = f"{column.auc:.3f}" if column.auc is not None else ""
-        rows.append((column.name, column.role.value, column.reason, alone))
+        role, why = column.role.value, column.reason
+        feature = column.role in (Role.NUMERIC, Role.CATEGORICAL, Role.COUNT)
+        if binned is not None and feature and column.name not in binned:
+            role, why = "ignore", "dropped: a single bin on the training leads"
+        rows.append((column.name, role, why, alone))
     return Section("Columns", ("column", "role", "why", "AUC alone"), tuple(rows))
 
 
@@ -174,44 +132,71 @@ def _pairs(card: Scorecard) -> str:
     )
 
 
+def _stream_line(result: Calibration) -> str:
+    which = "held-out" if result.held_out else "training"
+    done, asked = result.stream_rows, result.stream_asked
+    count = f"{done} {which} leads" + (
+        f" of {asked} (stopped after {result.stream_seconds:.0f} s)" if done < asked else ""
+    )
+    same = (
+        "the same totals lead by lead"
+        if not result.stream_differ
+        else f"{result.stream_differ} leads scored differently"
+    )
+    if result.stream_auc is None:
+        return f"stream check ({count} scored through the scoring core): {same}"
+    offline = result.stream_offline_auc
+    return (
+        f"stream AUC ({count} scored event by event through the scoring core, as "
+        f"`leadstream score` scores a file): {result.stream_auc:.4f}; offline scorecard on the "
+        f"same leads {offline:.4f}, difference {abs(result.stream_auc - offline):.4f}; {same}"
+    )
+
+
 def _summary(result: Calibration) -> Section:
     y = result.table.target
-    test_labels = y[result.test]
+    test_labels = y[result.evaluated]
     card = result.card
+    which = "held-out" if result.held_out else "training (no held-out split)"
+    split = (
+        f"trained on {len(result.train)}, held out {len(result.test)} "
+        f"(stratified, seed {card.options.seed})"
+        if result.held_out
+        else f"trained on every lead ({len(result.train)}, --holdout 0): the figures below are "
+        "the training leads', optimistic; the cross-validated AUC is the one to trust"
+    )
     lines = [
         f"{len(y)} leads, {int(y.sum())} converted ({_pct(y.mean())}); target "
         f"{result.table.target_name} = {result.table.positive}",
-        f"trained on {len(result.train)}, held out {len(result.test)} "
-        f"(stratified, seed {card.options.seed})",
+        split,
         f"{len(card.features)} features, {card.options.binning} bins (at most "
         f"{card.options.max_bins}), L2 logistic regression C={card.options.c:g}",
         f"cross-validated AUC on the training leads ({card.options.folds} folds): "
-        f"{card.cv_auc[0]:.4f} ± {card.cv_auc[1]:.4f}",
+        f"{card.cv_auc[0]:.4f} ± {card.cv_auc[1]:.4f}"
+        if not math.isnan(card.cv_auc[0])
+        else "no cross-validation",
         _pairs(card),
-        f"held-out AUC: {result.auc_points:.4f} (integer points), "
+        f"{which} AUC: {result.auc_points:.4f} (integer points), "
         f"{result.auc_probability:.4f} (regression)",
-        f"held-out KS: {ks_statistic(result.test_scores, test_labels):.3f}",
+        f"{which} KS: {ks_statistic(result.test_scores, test_labels):.3f}",
     ]
-    if result.stream_auc is not None:
-        offline = result.stream_offline_auc
-        lines.append(
-            f"stream AUC (held-out leads replayed event by event through the scoring core, "
-            f"{result.stream_rows} leads): {result.stream_auc:.4f}; offline scorecard on the "
-            f"same leads {offline:.4f}, difference {abs(result.stream_auc - offline):.4f}"
-        )
+    if result.stream_asked:
+        lines.append(_stream_line(result))
     if result.current_auc is not None:
-        lines.append(f"current model's held-out AUC: {result.current_auc:.4f}")
+        lines.append(f"current model's {which} AUC: {result.current_auc:.4f}")
     scores = result.test_scores
     mql = scores >= result.mql_at
     sql = scores >= result.sql_at
     lines += [
         f"scaling: {card.options.pdo:g} points double the odds; a total of "
         f"{card.base_score:.0f} means odds of {card.options.base_odds:g}:1",
-        f"MQL at {result.mql_at:.0f} points: {_pct(mql.mean())} of held-out leads, "
+        f"MQL at {result.mql_at:.0f} points: {_pct(mql.mean())} of {which} leads, "
         f"{_pct(test_labels[mql].mean() if mql.any() else 0)} of them converted",
-        f"SQL at {result.sql_at:.0f} points: {_pct(sql.mean())} of held-out leads, "
+        f"SQL at {result.sql_at:.0f} points: {_pct(sql.mean())} of {which} leads, "
         f"{_pct(test_labels[sql].mean() if sql.any() else 0)} of them converted",
         *result.table.notes,
+        *card.notes,
+        *(f"warning: {warning}" for warning in card.warnings),
         *result.notes,
     ]
     return Section("Summary", (), tuple((line,) for line in lines))
@@ -292,7 +277,7 @@ def _calibration_svg(probability: Any, labels: Any) -> str:
 
 def charts(result: Calibration) -> dict[str, str]:
     """The report's charts as SVG documents, by name."""
-    y = result.table.target[result.test]
+    y = result.table.target[result.evaluated]
     return {
         "deciles": _deciles_svg(result.test_scores, y),
         "calibration": _calibration_svg(result.test_probability, y),
@@ -300,48 +285,23 @@ def charts(result: Calibration) -> dict[str, str]:
 
 
 def build_sections(result: Calibration) -> list[Section]:
-    y = result.table.target[result.test]
+    y = result.table.target[result.evaluated]
+    which = _which(result)
     return [
         _summary(result),
-        _deciles(result.test_scores, y),
-        _calibration(result.test_probability, y),
+        deciles(result.test_scores, y, f"Conversion by score decile ({which}, highest first)"),
+        _calibration(result.test_probability, y, which),
         _close_rates(result),
         _points(result),
-        _columns(result),
+        columns_section(result.table, result.card),
     ]
-
-
-def _text(sections: list[Section]) -> str:
-    out: list[str] = []
-    for section in sections:
-        out += [section.title, "-" * len(section.title)]
-        if not section.header:
-            out += [row[0] for row in section.rows]
-        else:
-            table = [section.header, *section.rows]
-            widths = [max(len(r[i]) for r in table) for i in range(len(section.header))]
-            out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                    for r in table]  # fmt: skip
-        out.append("")
-    return "\n".join(out)
 
 
 def _markdown(sections: list[Section], images: dict[str, str]) -> str:
     out = ["# Calibration report", ""]
     out += [f"![{name}]({src})" for name, src in images.items()]
     out.append("")
-    for section in sections:
-        out += [f"## {section.title}", ""]
-        if not section.header:
-            out += [f"- {row[0]}" for row in section.rows]
-        else:
-            out.append("| " + " | ".join(section.header) + " |")
-            out.append("|" + " --- |" * len(section.header))
-            out += [
-                "| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in section.rows
-            ]
-        out.append("")
-    return "\n".join(out)
+    return "\n".join([*out, *markdown_sections(sections)])
 
 
 def _html(sections: list[Section], svgs: dict[str, str]) -> str:
@@ -351,17 +311,8 @@ def _html(sections: list[Section], svgs: dict[str, str]) -> str:
         "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style>",
         "<h1>Calibration report</h1>",
         *svgs.values(),
+        *html_sections(sections),
     ]
-    for section in sections:
-        out.append(f"<h2>{html.escape(section.title)}</h2>")
-        if not section.header:
-            out.append("<ul>" + "".join(f"<li>{html.escape(r[0])}</li>" for r in section.rows))
-            out.append("</ul>")
-            continue
-        out.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in section.header))
-        for row in section.rows:
-            out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>")
-        out.append("</table>")
     return "\n".join(out) + "\n"
 
 
@@ -373,4 +324,4 @@ def render(result: Calibration, fmt: str = "text", *, images: dict[str, str] | N
         return _markdown(sections, images or {})
     if fmt == "html":
         return _html(sections, charts(result))
-    return _text(sections)
+    return text_sections(sections)

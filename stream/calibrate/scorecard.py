@@ -6,6 +6,10 @@ one-hot encoded. An L2-regularised logistic regression on the indicators gives e
 in log-odds; the standard scorecard scaling turns weights into integer points:
 `points = round(weight · pdo / ln 2)`, so `pdo` points double the odds of converting.
 
+Quantile bins that collapse because one value fills many quantiles (bank marketing's `pdays` is
+999 for 96% of the calls) give that value a bin of its own; a column left with a single bin is
+dropped, and both are noted. Rare categories are pooled into one bin named by its values.
+
 A missing value is a bin of its own when the training rows have any (`(missing)`). Each
 attribute's points are then shifted so that its lowest bin gives 0: every score is at least 0
 but for the steps of counts, and a lead whose attribute is absent or an unseen category scores
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +45,21 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier
 
 from stream.calibrate.table import Column, Role
+from stream.calibrate.values import MISSING, is_missing
 
-__all__ = ["Bin", "Feature", "Interaction", "Options", "Scorecard", "fit_scorecard"]
+__all__ = [
+    "MISSING",
+    "Bin",
+    "Feature",
+    "Interaction",
+    "Options",
+    "Progress",
+    "Scorecard",
+    "fit_scorecard",
+]
+
+Progress = Callable[[str, int, int], None]
+"""`progress(phase, done, total)`: how far a long phase is."""
 
 
 @dataclass(frozen=True)
@@ -88,10 +106,6 @@ class Bin:
         return self.converted / self.rows if self.rows else 0.0
 
 
-MISSING = "(missing)"
-"""The value a missing attribute is sent as, for features with a bin for missing values."""
-
-
 @dataclass
 class Feature:
     """A column and its bins. For a count, bin 0 is the reference (no points). With
@@ -129,7 +143,7 @@ class Feature:
             out = np.searchsorted(edges, x, side="left")
             return np.where(np.isnan(x), missing, out)
         return np.array(
-            [missing if v is None else self._lookup.get(str(v).casefold(), -1) for v in values]
+            [missing if is_missing(v) else self._lookup.get(str(v).casefold(), -1) for v in values]
         )
 
     def encoded_bins(self) -> range:
@@ -141,17 +155,42 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
-def _numeric_bins(values: Any, y: Any, options: Options, *, count: bool) -> list[float]:
-    """Cut points (x <= edge goes left) for a numeric column's present values."""
+def _uncollapse(x: Any, edges: list[float], options: Options) -> tuple[list[float], str]:
+    """When ties collapse the quantile edges into a single bin (one value fills most of the
+    quantiles, as 999 does bank marketing's `pdays`), the edges that set apart every value
+    holding at least one bin's share of the rows, and a note; else the edges as they are."""
+    top = float(np.max(x))
+    if any(e < top for e in edges):
+        return edges, ""
+    distinct, rows = np.unique(x, return_counts=True)
+    heavy = [i for i in np.flatnonzero(rows >= len(x) / options.max_bins).tolist() if i > 0]
+    if len(distinct) < 2 or not heavy:
+        return edges, ""
+    shown = ", ".join(
+        f"{_fmt(float(distinct[i]))} is the value of {100 * rows[i] / len(x):.1f}%" for i in heavy
+    )
+    note = f"quantile bins collapsed into one ({shown} of the leads with a value); " + (
+        "it gets a bin of its own" if len(heavy) == 1 else "each gets a bin of its own"
+    )
+    # x <= the next value below: the heavy value starts a bin
+    return sorted({*edges, *(float(distinct[i - 1]) for i in heavy)}), note
+
+
+def _numeric_bins(values: Any, y: Any, options: Options, *, count: bool) -> tuple[list[float], str]:
+    """Cut points (x <= edge goes left) for a numeric column's present values, and a note when
+    quantile bins collapsed."""
     present = ~np.isnan(values)
     x, t = values[present], y[present]
     min_leaf = max(20, int(options.min_bin_share * len(x)))
+    note = ""
+    if not len(x):
+        return [], note
     if options.binning == "quantile":
         qs = np.quantile(x, np.linspace(0, 1, options.max_bins + 1)[1:-1])
-        edges = sorted({float(q) for q in qs})
+        edges, note = _uncollapse(x, sorted({float(q) for q in qs}), options)
     else:
         if len(set(t.tolist())) < 2 or len(x) < 2 * min_leaf:
-            return []
+            return [], note
         tree = DecisionTreeClassifier(
             max_leaf_nodes=options.max_bins, min_samples_leaf=min_leaf, random_state=options.seed
         )
@@ -166,7 +205,7 @@ def _numeric_bins(values: Any, y: Any, options: Options, *, count: bool) -> list
     else:  # as the model file writes them: 119.48, not 119.48000000000002
         edges = sorted({float(f"{e:.6g}") for e in edges})
     top = float(np.max(x))
-    return [e for e in edges if e < top]
+    return [e for e in edges if e < top], note
 
 
 def _range_bins(edges: list[float], values: Any, y: Any, *, count: bool) -> list[Bin]:
@@ -228,9 +267,16 @@ def _monotone(bins: list[Bin], values: Any, y: Any, *, count: bool) -> tuple[lis
         merged = True
 
 
+def pooled_label(values: list[str], shown: int = 3) -> str:
+    """The label of a bin of rare categories, by its values: `other: a, b, c and 4 more`."""
+    listed = ", ".join(values[:shown])
+    more = len(values) - shown
+    return f"other: {listed}" + (f" and {more} more" if more > 0 else "")
+
+
 def _category_bins(values: Any, y: Any, options: Options) -> list[Bin]:
-    present = [v is not None for v in values]
-    keys = [str(v).casefold() for v in values if v is not None]
+    present = [not is_missing(v) for v in values]
+    keys = [str(v).casefold() for v, known in zip(values, present, strict=True) if known]
     targets = y[np.array(present, dtype=bool)]
     totals: dict[str, list[int]] = {}
     for k, t in zip(keys, targets.tolist(), strict=True):
@@ -247,30 +293,43 @@ def _category_bins(values: Any, y: Any, options: Options) -> list[Bin]:
     if rare:
         n = sum(totals[k][0] for k in rare)
         c = sum(totals[k][1] for k in rare)
-        bins.append(
-            Bin(f"other ({len(rare)} rare values)", values=tuple(rare), rows=n, converted=c)
-        )
+        bins.append(Bin(pooled_label(rare), values=tuple(rare), rows=n, converted=c))
     return bins
 
 
-def make_feature(column: Column, values: Any, y: Any, options: Options) -> Feature | None:
-    """Bin one column on the training rows; None when it has fewer than two bins."""
+def make_feature(
+    column: Column, values: Any, y: Any, options: Options, notes: list[str] | None = None
+) -> Feature | None:
+    """Bin one column on the training rows; None when it has fewer than two bins. What was
+    noteworthy (collapsed bins, the column dropped) is added to `notes`."""
+    note = ""
     if column.role in (Role.NUMERIC, Role.COUNT):
         x = np.asarray(values, dtype="float64")
         count = column.role == Role.COUNT
-        edges = _numeric_bins(x, y, options, count=count)
+        edges, note = _numeric_bins(x, y, options, count=count)
         bins = _range_bins(edges, x, y, count=count)
         bins, monotone = _monotone(bins, x, y, count=count)
         absent = np.isnan(x)
     else:
         bins, monotone = _category_bins(list(values), y, options), ""
-        absent = np.array([v is None for v in values], dtype=bool)
+        absent = np.array([is_missing(v) for v in values], dtype=bool)
     if absent.any():
         bins.append(
             Bin(MISSING, values=(MISSING,), rows=int(absent.sum()), converted=int(y[absent].sum()))
         )
     feature = Feature(column, bins, monotone, has_missing=bool(absent.any()))
-    return feature if len(feature.bins) >= 2 else None
+    if notes is not None and note:
+        notes.append(f"{column.name}: {note} ({len(feature.bins)} bins)")
+    if len(feature.bins) >= 2:
+        return feature
+    if notes is not None:
+        why = (
+            "every training lead with a value falls in one bin"
+            if column.role != Role.CATEGORICAL
+            else "its categories are all too rare for a bin of their own"
+        )
+        notes.append(f"{column.name}: dropped, {why} (no points to give)")
+    return None
 
 
 INTERACTION_CHOICES = (0, 1, 2, 4, 8)
@@ -378,6 +437,10 @@ class Scorecard:
     """Pairs of attributes crossed; their cells are fit points too."""
     cv_by_interactions: dict[int, float] = field(default_factory=dict)
     """Cross-validated AUC on the training split per number of pairs tried."""
+    notes: list[str] = field(default_factory=list)
+    """Binning: collapsed quantile bins, columns dropped."""
+    warnings: list[str] = field(default_factory=list)
+    """Columns whose points run against their close rate."""
 
     @property
     def base_score(self) -> float:
@@ -434,11 +497,12 @@ class Scorecard:
 
 def _base(columns: list[Column], frame: Any, y: Any, options: Options) -> Scorecard:
     features = []
+    notes: list[str] = []
     for column in columns:
-        feature = make_feature(column, frame[column.name].to_numpy(), y, options)
+        feature = make_feature(column, frame[column.name].to_numpy(), y, options, notes)
         if feature is not None:
             features.append(feature)
-    return Scorecard(features, 0.0, options.pdo / math.log(2), options)
+    return Scorecard(features, 0.0, options.pdo / math.log(2), options, notes=notes)
 
 
 def _regression(options: Options) -> LogisticRegression:
@@ -459,20 +523,30 @@ def _with_pairs(
     binned = [feature.column for feature in card.features]  # a lead's events carry only these
     ranked = _interactions(binned, frame, y, probability, options=options, top=max(wanted))
     for top in wanted:
-        crossed = Scorecard(card.features, 0.0, card.factor, options, interactions=ranked[:top])
+        crossed = Scorecard(
+            card.features, 0.0, card.factor, options, interactions=ranked[:top], notes=card.notes
+        )
         crossed.model = _regression(options).fit(crossed.design(frame), y)
         cards[top] = crossed
     return cards
 
 
 def _cross_validate(
-    columns: list[Column], frame: Any, y: Any, options: Options, tops: tuple[int, ...]
+    columns: list[Column],
+    frame: Any,
+    y: Any,
+    options: Options,
+    tops: tuple[int, ...],
+    *,
+    progress: Progress | None = None,
 ) -> dict[int, tuple[float, float]]:
     """Mean and standard deviation of the AUC per number of pairs, over `options.folds` folds
     of the training rows (bins, pairs and weights all learned within each fold)."""
     folds = StratifiedKFold(options.folds, shuffle=True, random_state=options.seed)
     aucs: dict[int, list[float]] = {top: [] for top in tops}
-    for train, test in folds.split(np.zeros(len(y)), y):
+    if progress is not None:
+        progress("cross-validation (folds)", 0, options.folds)
+    for n, (train, test) in enumerate(folds.split(np.zeros(len(y)), y), start=1):
         part = frame.iloc[train].reset_index(drop=True)
         held = frame.iloc[test].reset_index(drop=True)
         for top, card in _with_pairs(columns, part, y[train], options, tops).items():
@@ -480,11 +554,18 @@ def _cross_validate(
                 continue
             scores = card.model.predict_proba(card.design(held))[:, 1]
             aucs[top].append(float(roc_auc_score(y[test], scores)))
+        if progress is not None:
+            progress("cross-validation (folds)", n, options.folds)
     return {top: (float(np.mean(v)), float(np.std(v))) for top, v in aucs.items()}
 
 
 def fit_scorecard(
-    columns: list[Column], frame: Any, y: Any, options: Options | None = None
+    columns: list[Column],
+    frame: Any,
+    y: Any,
+    options: Options | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> Scorecard:
     """Bin, choose pairs, fit and scale on the training rows `frame`/`y`."""
     options = options or Options()
@@ -493,7 +574,7 @@ def fit_scorecard(
         tops: tuple[int, ...] = (options.interactions,)
     else:
         tops = INTERACTION_CHOICES if cv else (0,)
-    scores = _cross_validate(columns, frame, y, options, tops) if cv else {}
+    scores = _cross_validate(columns, frame, y, options, tops, progress=progress) if cv else {}
     # the fewest pairs whose AUC is within a tenth of a point (0.001) of the best
     best = max((mean for mean, _ in scores.values()), default=0.0)
     top = min((t for t, (mean, _) in scores.items() if mean >= best - 0.001), default=tops[0])
@@ -524,4 +605,56 @@ def fit_scorecard(
         for cell in pair.cells.values():
             cell.points -= lowest
         card.shift -= lowest
+    card.warnings = contradictions(card, frame, y)
     return card
+
+
+def _points_of(feature: Feature, frame: Any) -> Any:
+    table = np.array([b.points for b in feature.bins] + [0], dtype="float64")
+    return table[feature.index(frame[feature.column.name].to_numpy())]
+
+
+def contradictions(card: Scorecard, frame: Any, y: Any) -> list[str]:
+    """Columns whose points run against their close rate on the training rows: the leads the
+    column gives more points to convert less (their points correlate negatively with
+    converting, beyond chance). The regression did that because the column moves with others
+    that carry its effect; the warning names them."""
+    points = {f.column.name: _points_of(f, frame) for f in card.features}
+    outcome = y.astype("float64")
+    warnings = []
+    for feature in card.features:
+        mine = points[feature.column.name]
+        if np.std(mine) == 0:
+            continue
+        r = float(np.corrcoef(mine, outcome)[0, 1])
+        if r * math.sqrt(len(outcome)) > -3.0:  # not clearly negative
+            continue
+        big = [b for b in feature.bins if b.rows >= 30] or feature.bins
+        against = [(a, b) for a in big for b in big if a.rate > b.rate and a.points < b.points]
+        best, worst = max(  # the pair furthest apart in both rate and points
+            against or [(max(big, key=lambda b: b.rate), min(big, key=lambda b: b.rate))],
+            key=lambda pair: (pair[0].rate - pair[1].rate) * (pair[1].points - pair[0].points),
+        )
+        moves = sorted(
+            (
+                (abs(float(np.corrcoef(mine, other)[0, 1])), name)
+                for name, other in points.items()
+                if name != feature.column.name and np.std(other) > 0
+            ),
+            reverse=True,
+        )
+        carriers = [name for r_other, name in moves[:2] if r_other >= 0.3]
+        warnings.append(
+            f"{feature.column.name}: its points run against its close rate: "
+            f"bin {best.label!r} converts {100 * best.rate:.1f}% and gets {best.points:+d}, "
+            f"bin {worst.label!r} converts {100 * worst.rate:.1f}% and gets {worst.points:+d}"
+            + (
+                f" (it moves with {' and '.join(carriers)}, which "
+                + ("carry" if len(carriers) > 1 else "carries")
+                + " its effect)"
+                if carriers
+                else ""
+            )
+            + f"; consider --exclude {feature.column.name}"
+        )
+    return warnings

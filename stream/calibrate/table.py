@@ -6,13 +6,18 @@ gets a role, inferred and overridable:
 - `numeric`: an attribute with many numeric values (age, company size): binned into ranges;
 - `categorical`: text, booleans and numbers with at most 10 distinct values (codes);
 - `count`: how often the lead did something (non-negative integers; inferred from names such as
-  `visits`, `page_views`, `num_calls`): becomes engagement rules;
-- `id`: the lead's id (kept to name the lead, not a feature); `target`; `ignore`.
+  `visits`, `page_views`, `num_calls` when the values look like counts: not one per row, a median
+  of at most 1,000): becomes engagement rules;
+- `id`: the lead's id (kept to name the lead, not a feature): named like one (`lead_id`, `Lead
+  Number`) with mostly distinct values, unique text, or whole numbers with one value per row that
+  run in order, sit densely in a range or are far larger than any count (a record number is not
+  how often a lead did something); `target`; `ignore`.
 
-Cleaning: text is stripped and placeholders (`Select`, `n/a`, `-`, `?`, `null`, ...) become
-missing; columns with one value, and columns identical to an earlier one, are dropped; a column
-that alone separates converters almost perfectly (its single-column AUC at least `leak_auc`) was
-most likely filled after the fact and is excluded unless forced.
+Cleaning (`values`, shared with the mapping of rows to events): text is stripped and
+placeholders (`Select`, `n/a`, `unknown`, `-`, `?`, `null`, ...) become missing; columns with one
+value, and columns identical to an earlier one, are dropped; a column that alone separates
+converters almost perfectly (its single-column AUC at least `leak_auc`) was most likely filled
+after the fact and is excluded unless forced.
 """
 
 from __future__ import annotations
@@ -27,14 +32,28 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from stream.calibrate.values import (
+    MAX_TEXT,
+    PLACEHOLDERS,
+    as_list,
+    category,
+    count,
+    is_missing,
+    number,
+    text,
+)
 from stream.errors import LeadstreamError
 
 __all__ = [
+    "MAX_TEXT",
     "PLACEHOLDERS",
     "CalibrationError",
     "Column",
     "Role",
     "Table",
+    "column_keys",
+    "column_numbers",
+    "infer_role",
     "parse_target",
     "prepare",
     "read_table",
@@ -57,24 +76,23 @@ class Role(StrEnum):
 
 FEATURE_ROLES = frozenset({Role.NUMERIC, Role.CATEGORICAL, Role.COUNT})
 
-PLACEHOLDERS = frozenset(
-    {"", "select", "--select--", "-- select --", "please select", "n/a", "na", "nan", "none",
-     "null", "nil", "-", "--", "?", "#n/a", "undefined", "not specified"}
-)  # fmt: skip
-"""Values that mean "nobody filled this in" (compared case-insensitively after stripping)."""
-
 _TRUE = frozenset({"yes", "y", "true", "t", "1", "1.0", "converted", "won", "positive"})
 _FALSE = frozenset({"no", "n", "false", "f", "0", "0.0", "not converted", "lost", "negative"})
-_ID_NAME = re.compile(r"(?i)^(id|uuid|guid|key)$|[_\s.-](id|uuid|guid)$|^(lead|customer|user)id$")
+_ID_NAME = re.compile(
+    r"(?i)^(id|uuid|guid|key|ref)$|[_\s.-](id|uuid|guid|key|ref|no|nr|num|number)$|#|"
+    r"^(lead|customer|user|client|prospect|contact|account|record)_?(id|no|nr|num|number|key)$"
+)
 _COUNT_NAME = re.compile(
     r"(?i)(^|[_\s.-])(n|num|number|count|cnt|visits?|views?|page_?views|clicks?|opens?|"
     r"downloads?|sessions?|calls?|times|events|actions)([_\s.-]|$)|"
     r"(count|visits|views|clicks|opens|downloads|sessions)$|^(num|n)[A-Z_]"
 )
-MAX_TEXT = 256
-"""Categories are cut to this many characters (profile attributes hold at most 4,096)."""
 MAX_CODE_VALUES = 10
 """Integer columns with at most this many distinct values are codes (categorical)."""
+MAX_COUNT_MEDIAN = 1000
+"""A column named like a count whose median is above this is not taken for one."""
+HUGE_ID = 100_000
+"""Whole numbers, one per row, whose median is at least this are record numbers."""
 
 
 @dataclass(frozen=True)
@@ -104,10 +122,18 @@ class Table:
     target_name: str
     positive: str
     notes: list[str] = field(default_factory=list)
+    raw: Any = None
+    """The rows as read (a pandas DataFrame, rows without a target value left out): what the
+    stream check maps to events, as `leadstream score` maps a file."""
 
     @property
     def features(self) -> list[Column]:
         return [c for c in self.columns if c.role in FEATURE_ROLES]
+
+    @property
+    def excluded(self) -> list[Column]:
+        """Columns that are not features, but for the target and the id."""
+        return [c for c in self.columns if c.role == Role.IGNORE]
 
 
 def read_table(path: str | Path, *, sep: str | None = None) -> Any:
@@ -132,43 +158,40 @@ def read_table(path: str | Path, *, sep: str | None = None) -> Any:
         raise CalibrationError(f"{p}: cannot read the table: {exc}") from exc
 
 
-def _clean_text(series: Any) -> Any:
-    text = series.astype("object").where(series.notna(), None)
-    stripped = text.map(lambda v: v.strip() if isinstance(v, str) else v)
-    return stripped.map(
-        lambda v: None if isinstance(v, str) and v.casefold() in PLACEHOLDERS else v
-    )
-
-
-def _as_numbers(series: Any) -> Any | None:
-    """The column as floats when at least 95% of its present values are numbers."""
-    if series.dtype == bool:
+def column_numbers(series: Any) -> Any | None:
+    """The column as floats (NaN where missing or not a number) when it is numeric, or when at
+    least 95% of its present values are numbers; None for booleans and text."""
+    if pd.api.types.is_bool_dtype(series.dtype):
         return None
-    if pd.api.types.is_numeric_dtype(series):
-        return series.astype("float64").replace([np.inf, -np.inf], np.nan)
-    present = series.dropna()
-    if present.empty:
+    if pd.api.types.is_numeric_dtype(series.dtype):
+        values = series.astype("float64").to_numpy(copy=True)
+        values[~np.isfinite(values)] = np.nan
+        return values
+    cells = as_list(series)
+    present = sum(not is_missing(v) for v in cells)
+    if not present:
         return None
-    numbers = pd.to_numeric(present, errors="coerce")
-    if numbers.notna().mean() < 0.95:
+    numbers = np.array([number(v) for v in cells], dtype="float64")
+    if int((~np.isnan(numbers)).sum()) < 0.95 * present:
         return None
-    numbers = pd.to_numeric(series, errors="coerce").astype("float64")
-    return numbers.replace([np.inf, -np.inf], np.nan)
+    return numbers
 
 
-def parse_target(series: Any, positive: str | None) -> tuple[Any, str]:
-    """Converted or not per row (None where missing), and the value that means converted."""
-    values = [
-        None if _missing(v) or str(v).strip().casefold() in PLACEHOLDERS else str(v).strip()
-        for v in series.tolist()
-    ]
+def parse_target(series: Any, positive: str | None, *, both: bool = True) -> tuple[Any, str]:
+    """Converted or not per row (None where missing), and the value that means converted.
+
+    With `both` (for fitting) the rows must hold both outcomes; without (for scoring a file)
+    one outcome will do when it reads as yes or no (or `positive` is given)."""
+    values = [text(v) for v in as_list(series)]
     present = sorted({v for v in values if v is not None})
-    if len(present) < 2:
+    if len(present) < 2 and (both or (positive is None and not present)):
         raise CalibrationError(f"target {series.name!r}: every row has the same outcome")
     if positive is None:
         folded = {v.casefold() for v in present}
         if len(present) == 2 and folded <= _TRUE | _FALSE and folded & _TRUE:
             positive = next(v for v in present if v.casefold() in _TRUE)
+        elif len(present) == 1 and folded <= _TRUE | _FALSE:
+            positive = present[0] if folded <= _TRUE else "\0converted"
         elif len(present) == 2:
             raise CalibrationError(
                 f"target {series.name!r}: which of {present[0]!r} and {present[1]!r} means "
@@ -195,7 +218,10 @@ def _single_auc(values: Any, target: Any) -> float:
         filled = values.fillna(values.median() if values.notna().any() else 0.0)
         scores = filled.to_numpy()
     else:
-        keys = values.astype("object").where(values.notna(), "\0missing")
+        keys = pd.Series(
+            ["\0missing" if is_missing(v) else str(v).casefold() for v in as_list(values)],
+            dtype="object",
+        )
         rates = pd.Series(target).groupby(keys.to_numpy()).mean()
         scores = keys.map(rates).to_numpy(dtype="float64")
     if len(set(target.tolist())) < 2:
@@ -204,44 +230,71 @@ def _single_auc(values: Any, target: Any) -> float:
     return max(a, 1.0 - a)
 
 
-def _dates(series: Any) -> bool:
+def _dates(texts: list[str | None]) -> bool:
     """Whether (a sample of) the text column is dates or times."""
-    sample = series.dropna().astype(str).head(200)
+    sample = pd.Series([v for v in texts if v is not None][:200], dtype="object")
     if sample.empty or not sample.str.contains(r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}").all():
         return False
     parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
     return bool(parsed.notna().mean() >= 0.95)
 
 
-def _infer(name: str, series: Any, numbers: Any | None, rows: int) -> tuple[Role, str]:  # noqa: PLR0911
-    distinct = series.nunique(dropna=True)
-    named = bool(_ID_NAME.search(name)) and distinct >= 0.5 * rows
-    if named or (numbers is None and rows > 20 and distinct >= 0.95 * rows):
-        return Role.ID, "inferred: an identifier"
+def _record_number(name: str, present: Any, rows: int) -> str | None:  # noqa: PLR0911
+    """Why whole numbers are a record number rather than an attribute or a count (None: they
+    are not): one value per row and named like an id, in order, dense, or huge."""
+    n = len(present)
+    if n <= 20 or n < 0.5 * rows or not bool(np.all(np.mod(present, 1) == 0)):
+        return None
+    distinct = len(np.unique(present))
+    if distinct < 0.95 * n:
+        return None
+    if _ID_NAME.search(name):
+        return "named like an id, one value per row"
+    steps = np.diff(present)
+    if bool(np.all(steps > 0)) or bool(np.all(steps < 0)):
+        return "whole numbers, one per row, in order"
+    if float(np.median(present)) >= HUGE_ID:
+        return f"whole numbers, one per row, median {np.median(present):.0f}"
+    if float(present.max() - present.min()) + 1 <= 2 * distinct:
+        return "whole numbers, one per row, filling their range"
+    return None
+
+
+def infer_role(name: str, series: Any, numbers: Any | None, rows: int) -> tuple[Role, str]:  # noqa: PLR0911
+    """A column's role and why, from its name and values (see the module's docstring)."""
     if numbers is None:
-        if _dates(series):
+        texts = [text(v) for v in as_list(series)]
+        distinct = len({v for v in texts if v is not None})
+        if (_ID_NAME.search(name) and distinct >= 0.5 * rows) or (
+            rows > 20 and distinct >= 0.95 * rows
+        ):
+            return Role.ID, "inferred: an identifier"
+        if _dates(texts):
             return Role.IGNORE, "inferred: a date (not an attribute of the lead)"
         if distinct > max(100, rows // 2):
             return Role.IGNORE, f"inferred: free text ({distinct} distinct values)"
         return Role.CATEGORICAL, "inferred: text"
-    present = numbers.dropna()
-    integral = bool(np.all(np.mod(present.to_numpy(), 1) == 0))
+    present = numbers[~np.isnan(numbers)]
+    record = _record_number(name, present, rows)
+    if record is not None:
+        return Role.ID, f"inferred: an identifier ({record})"
+    distinct = len(np.unique(present))
+    if _ID_NAME.search(name) and distinct >= 0.5 * rows:
+        return Role.ID, "inferred: an identifier (named like one)"
+    integral = bool(np.all(np.mod(present, 1) == 0))
     if integral and bool((present >= 0).all()) and _COUNT_NAME.search(name):
-        return Role.COUNT, "inferred: a count of an activity (by its name)"
+        median = float(np.median(present)) if len(present) else 0.0
+        if median <= MAX_COUNT_MEDIAN:
+            return Role.COUNT, "inferred: a count of an activity (by its name)"
+        if distinct <= MAX_CODE_VALUES:
+            return Role.CATEGORICAL, f"inferred: {distinct} distinct numbers (codes)"
+        return Role.NUMERIC, (
+            f"inferred: numbers (named like a count, but a median of {median:.0f} is not how "
+            "often a lead does something)"
+        )
     if integral and distinct <= MAX_CODE_VALUES:
         return Role.CATEGORICAL, f"inferred: {distinct} distinct numbers (codes)"
     return Role.NUMERIC, "inferred: numbers"
-
-
-def _category(value: object) -> str | None:
-    """A categorical value as text: `true`/`false`, `3` (not `3.0`), or None when missing."""
-    if _missing(value):
-        return None
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value)).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)[:MAX_TEXT]
 
 
 def _key(name: str, used: set[str]) -> str:
@@ -253,21 +306,24 @@ def _key(name: str, used: set[str]) -> str:
     return key
 
 
-def _missing(value: object) -> bool:
-    """None, NaN, NaT or pandas' NA."""
-    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+def column_keys(names: list[str], target: str | None = None) -> dict[str, str]:
+    """Every column's name as a profile attribute (`custom.<key>`): dots and spaces become `_`,
+    and a key already taken by an earlier column gets `_2`, `_3`, ... The target has none."""
+    used: set[str] = set()
+    return {name: _key(name, used) for name in names if name != target}
 
 
 def _feature_values(name: str, role: Role, series: Any, numbers: Any | None) -> Any:
     if role == Role.CATEGORICAL:
-        return series.map(_category).astype("object")
+        return pd.Series([category(v) for v in as_list(series)], dtype="object")
     if numbers is None:
         raise CalibrationError(f"column {name!r} is not numeric; it cannot be {role}")
     if role == Role.COUNT:
-        numbers = numbers.fillna(0.0)
-        if bool((numbers < 0).any()):
+        counts = np.array([count(v) for v in numbers.tolist()], dtype="float64")
+        if bool((counts < 0).any()):
             raise CalibrationError(f"column {name!r} has negative values; not a count")
-    return numbers
+        return pd.Series(counts, dtype="float64")
+    return pd.Series(numbers, dtype="float64")
 
 
 @dataclass
@@ -314,7 +370,7 @@ def prepare(
     """Clean the table and give every column a role (see the module's docstring)."""
     roles = dict(roles or {})
     names = ", ".join(map(str, frame.columns))
-    unknown = sorted({*roles, *force} - set(frame.columns))
+    unknown = sorted({*roles, *force} - set(map(str, frame.columns)))
     if unknown:
         raise CalibrationError(f"no column {', '.join(map(repr, unknown))} (columns: {names})")
     if target not in frame.columns:
@@ -333,31 +389,30 @@ def prepare(
     cleaned: dict[str, Any] = {}
     ids: list[str] = [str(i + 1) for i in range(rows)]
     screen = _Screen(y, leak_auc, force, notes)
-    used_keys: set[str] = set()
+    keys = column_keys(list(map(str, frame.columns)), target)
     for name in map(str, frame.columns):
         if name == target:
             continue
         raw = frame[name]
-        series = raw if pd.api.types.is_numeric_dtype(raw) else _clean_text(raw)
-        numbers = _as_numbers(series)
+        numbers = column_numbers(raw)
         role, reason = (
-            (roles[name], "given") if name in roles else _infer(name, series, numbers, rows)
+            (roles[name], "given") if name in roles else infer_role(name, raw, numbers, rows)
         )
         if role == Role.ID:
-            ids = [str(i + 1) if _missing(v) else str(v) for i, v in enumerate(raw)]
+            ids = [str(i + 1) if v is None else v for i, v in enumerate(map(category, raw))]
             columns.append(Column(name, role, reason))
             continue
         if role in (Role.IGNORE, Role.TARGET):
             columns.append(Column(name, Role.IGNORE, reason))
             continue
-        values = _feature_values(name, role, series, numbers)
+        values = _feature_values(name, role, raw, numbers)
         dropped, alone = screen(name, values)
         if dropped is not None:
             columns.append(Column(name, Role.IGNORE, dropped, auc=alone))
             continue
         cleaned[name] = values
-        columns.append(Column(name, role, reason, key=_key(name, used_keys), auc=alone))
+        columns.append(Column(name, role, reason, key=keys[name], auc=alone))
     features = pd.DataFrame(cleaned, index=range(rows))
     if features.empty:
         raise CalibrationError("no feature columns left after cleaning")
-    return Table(features, y, ids, columns, str(target), positive, notes)
+    return Table(features, y, ids, columns, str(target), positive, notes, raw=frame)

@@ -24,6 +24,7 @@ from stream.cli import (
     redis,
     replay,
     rules,
+    score,
     simulate,
     topics,
     worker,
@@ -62,6 +63,7 @@ COMMANDS = (
     replay,
     calibrate,
     links,
+    score,
     bench,
 )
 """Every command, in the order ``leadstream --help`` lists them."""

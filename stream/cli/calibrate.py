@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
 from stream.calibrate import INSTALL_HINT
-from stream.cli.common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_USAGE, Subparsers, fail
+from stream.cli.common import (
+    EXIT_CONFIG,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    Subparsers,
+    fail,
+    progress_bar,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -30,6 +39,28 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError("give a share between 0 and 1, e.g. 0.2")
+    return value
+
+
+def _holdout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(
+            "give the share of leads to hold out, from 0 (fit on every row) to below 1"
+        )
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("give 0 (no limit) or more seconds")
     return value
 
 
@@ -54,9 +85,10 @@ def add_parser(sub: Subparsers) -> None:
             "scale it to integer points (PDO points double the odds). Writes a Leadstream model "
             "file (attributes become fit rules on custom.<column>, counts engagement rules on "
             "clicked events) with MQL/SQL thresholds at the top shares of leads, and reports "
-            "held-out AUC, KS, deciles, calibration, points and per-action close rates. Without "
-            "--out the model file goes to stdout and the report to stderr. Exit 3 when the "
-            "table cannot be used."
+            "held-out AUC, KS, deciles, calibration, points and per-action close rates. The "
+            "columns' roles are printed before fitting, and progress on stderr. Without --out "
+            "the model file goes to stdout and the report to stderr. Exit 3 when the table "
+            "cannot be used, 2 when the held-out share cannot be split from it."
         ),
     )
     parser.add_argument(
@@ -126,7 +158,10 @@ def add_parser(sub: Subparsers) -> None:
     parser.add_argument(
         "--base-odds", type=_positive, default=1.0, help="odds the base score is reported at (1)"
     )
-    parser.add_argument("--holdout", type=_fraction, default=0.25, help="held-out share (0.25)")
+    parser.add_argument(
+        "--holdout", type=_holdout, default=0.25,
+        help="held-out share (0.25); 0 fits on every row (no held-out figures)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=42, help="seed of the split (42)")
     parser.add_argument("--mql-top", type=_fraction, default=0.2, help="top share → MQL (0.2)")
     parser.add_argument("--sql-top", type=_fraction, default=0.05, help="top share → SQL (0.05)")
@@ -140,16 +175,23 @@ def add_parser(sub: Subparsers) -> None:
     parser.add_argument("--compare-model", metavar="ID", help="its model (default: the first)")
     parser.add_argument(
         "--stream-check", type=int, default=None, metavar="N",
-        help="replay N held-out leads through the scoring core (default all; 0 skips)",
+        help="score N held-out leads through the scoring core, as `leadstream score` does "
+        "(default all; 0 skips)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stream-check-seconds", type=_seconds, default=60.0, metavar="S",
+        help="stop the stream check after S seconds, keeping the leads it scored (60; 0: no "
+        "limit)",
     )  # fmt: skip
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - one exit per failure
     try:
-        from stream.calibrate.export import replay  # noqa: PLC0415
-        from stream.calibrate.report import charts, render  # noqa: PLC0415
-        from stream.calibrate.run import calibrate  # noqa: PLC0415
+        from stream.calibrate.metrics import text_sections  # noqa: PLC0415
+        from stream.calibrate.report import charts, columns_section, render  # noqa: PLC0415
+        from stream.calibrate.run import calibrate, check_holdout  # noqa: PLC0415
+        from stream.calibrate.score import score_table  # noqa: PLC0415
         from stream.calibrate.scorecard import Options  # noqa: PLC0415
         from stream.calibrate.table import CalibrationError, Role, prepare, read_table  # noqa: PLC0415
     except ImportError as exc:
@@ -206,6 +248,17 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
             leak_auc=args.leak_auc,
             force=frozenset(args.force),
         )
+    except (CalibrationError, ModelFileError) as exc:
+        return fail("calibrate", str(exc), EXIT_CONFIG)
+    print(text_sections([columns_section(table)]).rstrip("\n"), file=sys.stderr)
+    for note in table.notes:
+        print(note, file=sys.stderr)
+    print(file=sys.stderr)
+    try:
+        check_holdout(table.target, args.holdout)
+    except CalibrationError as exc:
+        return fail("calibrate", str(exc), EXIT_USAGE)
+    try:
         result = calibrate(
             table,
             options=options,
@@ -215,18 +268,27 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
             mql_top=args.mql_top,
             sql_top=args.sql_top,
             stream_check=args.stream_check,
+            stream_seconds=args.stream_check_seconds or None,
+            progress=_progress(),
         )
     except (CalibrationError, ModelFileError) as exc:
         return fail("calibrate", str(exc), EXIT_CONFIG)
+    for warning in result.card.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if current is not None:
         from sklearn.metrics import roc_auc_score  # noqa: PLC0415
 
         model_id = args.compare_model or current.ids[0]
         if model_id not in current.ids:
             return fail("calibrate", f"{args.compare} has no model {model_id!r}", EXIT_USAGE)
-        rows = table.frame.iloc[result.test].to_dict("records")
-        scores = replay(rows, result.card.features, current, model_id, count_limit=1000)
-        result.current_auc = float(roc_auc_score(table.target[result.test], scores))
+        rows = table.raw.iloc[result.evaluated].reset_index(drop=True)
+        try:
+            compared = score_table(
+                rows, current, model_id, target=table.target_name, positive=table.positive
+            )
+        except CalibrationError as exc:
+            return fail("calibrate", f"--compare {args.compare}: {exc}", EXIT_CONFIG)
+        result.current_auc = float(roc_auc_score(table.target[result.evaluated], compared.totals))
     try:
         if args.out:
             Path(args.out).write_text(result.yaml_text, encoding="utf-8")
@@ -252,6 +314,18 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
     return EXIT_OK
 
 
+def _progress() -> Callable[[str, int, int], None]:
+    """`progress(phase, done, total)`: a progress line per phase on stderr."""
+    bars: dict[str, Callable[[int, int], None]] = {}
+
+    def report(phase: str, done: int, total: int) -> None:
+        if phase not in bars:
+            bars[phase] = progress_bar(phase)
+        bars[phase](done, total)
+
+    return report
+
+
 def _run_history(args: argparse.Namespace) -> int:
     from importlib import resources  # noqa: PLC0415
 
@@ -260,6 +334,8 @@ def _run_history(args: argparse.Namespace) -> int:
     from stream.offline.diff import read_events  # noqa: PLC0415
     from stream.scoring import ModelFileError  # noqa: PLC0415
 
+    if not args.holdout:
+        return fail("calibrate", "--events needs a held-out share above 0 (--holdout)", EXIT_USAGE)
     try:
         if args.base:
             base_text = Path(args.base).read_text(encoding="utf-8")

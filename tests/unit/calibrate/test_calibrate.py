@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stream.calibrate.export import REPLAY_AT, lead_events, replay
+from stream.calibrate.report import render
+from stream.calibrate.rows import REPLAY_AT, lead_events, model_inputs
 from stream.calibrate.run import Calibration, calibrate
+from stream.calibrate.score import score_table
 from stream.calibrate.scorecard import Options
 from stream.calibrate.table import CalibrationError, Role, prepare, read_table
 from stream.cli import main
@@ -94,6 +96,7 @@ def test_rare_categories_are_pooled(result: Calibration) -> None:
     other = [b for b in feature.bins if b.label.startswith("other")]
     assert other
     assert set(other[0].values) == {"farming"}
+    assert other[0].label == "other: farming"  # named by its values
 
 
 def test_the_model_file_is_valid_and_ranks_like_the_regression(
@@ -128,8 +131,8 @@ def test_attributes_score_from_zero_and_missing_values_have_a_bin(result: Calibr
 
 
 def test_held_out_leads_score_the_same_through_the_pure_core(result: Calibration) -> None:
-    frame = result.table.frame.iloc[result.test].reset_index(drop=True)
-    streamed = replay(frame.to_dict("records"), result.card.features, result.models, "calibrated")
+    rows = result.table.raw.iloc[result.test].reset_index(drop=True)
+    streamed = score_table(rows, result.models, "calibrated", target="converted").totals
     assert np.array_equal(streamed, result.test_scores)
     assert result.stream_auc is not None
     assert abs(result.stream_auc - result.auc_points) < 0.005
@@ -138,9 +141,11 @@ def test_held_out_leads_score_the_same_through_the_pure_core(result: Calibration
 def test_a_count_step_adds_its_points_from_the_nth_time_on(result: Calibration) -> None:
     feature = next(f for f in result.card.features if f.column.name == "website_visits")
     models = result.models
+    inputs = model_inputs(models.get("calibrated"), pd.DataFrame({"website_visits": [0]})).inputs
+    assert [(i.column, i.kind) for i in inputs] == [("website_visits", "count")]
     for visits in range(12):
         state = None
-        for event in lead_events("lead-x", {"website_visits": visits}, [feature]):
+        for event in lead_events("lead-x", {"website_visits": visits}, inputs):
             state = apply_all(state, event, models=models, lead_id="lead-x").state
         assert state is not None
         expected = feature.bins[int(feature.index(np.array([visits]))[0])].points
@@ -232,21 +237,39 @@ def test_missing_scikit_learn_prints_the_install_hint(
     assert "pip install 'leadstream[calibrate]'" in capsys.readouterr().err
 
 
-def test_a_number_present_or_missing_is_a_valid_rule() -> None:
-    """Present values that all fall in one bin: the rule for that bin is "any number"."""
+def _amounts(n: int, present: float, hundreds: float = 0.97) -> pd.DataFrame:
+    """Present amounts that are 100 for a share of the leads (`hundreds`), else any number
+    below; conversion depends on whether an amount is given."""
     rng = np.random.default_rng(0)
-    n = 2000
-    amount = np.where(rng.random(n) < 0.97, 100.0, rng.uniform(0, 99, n)).round(1).astype(object)
-    missing = rng.random(n) < 0.3
+    amount = np.where(rng.random(n) < hundreds, 100.0, rng.uniform(0, 99, n))
+    amount = amount.round(1).astype(object)
+    missing = rng.random(n) >= present
     amount[missing] = None
     converted = rng.random(n) < np.where(missing, 0.05, 0.4)
-    frame = pd.DataFrame(
+    return pd.DataFrame(
         {"amount": amount, "noise": rng.normal(size=n), "y": np.where(converted, "yes", "no")}
     )
-    result = calibrate(prepare(frame, target="y"), options=Options(folds=0), stream_check=None)
+
+
+def test_a_number_present_or_missing_is_a_valid_rule() -> None:
+    """Present values that all fall in one bin: the rule for that bin is "any number"."""
+    frame = _amounts(3000, present=0.01, hundreds=0)  # too few values for a tree to split
+    options = Options(folds=0, binning="supervised")
+    result = calibrate(prepare(frame, target="y"), options=options, stream_check=None)
     feature = next(f for f in result.card.features if f.column.name == "amount")
     assert [b.label for b in feature.bins] == ["any", "(missing)"]
     assert feature.bins[0].points > 0
     rule = next(r for r in result.models.get("calibrated").fit if r.field == "custom.amount")
     assert rule.range is not None and rule.range.contains(-1e9) and rule.range.contains(1e9)
     assert result.stream_auc == pytest.approx(result.auc_points, abs=1e-9)
+
+
+def test_collapsed_quantile_bins_give_the_heavy_value_a_bin_and_say_so() -> None:
+    frame = _amounts(2000, present=0.7)
+    result = calibrate(prepare(frame, target="y"), options=Options(folds=0), stream_check=0)
+    feature = next(f for f in result.card.features if f.column.name == "amount")
+    below = max(v for v in result.table.frame["amount"].iloc[result.train] if v < 100)
+    assert [b.label for b in feature.bins] == [f"<= {below:g}", f"> {below:g}", "(missing)"]
+    (note,) = [n for n in result.card.notes if n.startswith("amount:")]
+    assert "collapsed" in note and "100 is the value of 97" in note
+    assert note in render(result)

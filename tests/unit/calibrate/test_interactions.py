@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stream.calibrate.export import lead_events, replay
+from stream.calibrate.rows import lead_events, model_inputs
 from stream.calibrate.run import Calibration, calibrate
+from stream.calibrate.score import score_table
 from stream.calibrate.scorecard import Options
 from stream.calibrate.table import prepare
 from stream.cli import main
@@ -65,23 +66,23 @@ def test_cells_are_fit_rules_with_and_that_score_from_zero(crossed: Calibration)
 
 
 def test_held_out_leads_score_the_same_through_the_pure_core(crossed: Calibration) -> None:
-    frame = crossed.table.frame.iloc[crossed.test].reset_index(drop=True)
-    features = crossed.card.event_features()
-    streamed = replay(frame.to_dict("records"), features, crossed.models, "calibrated")
+    rows = crossed.table.raw.iloc[crossed.test].reset_index(drop=True)
+    streamed = score_table(rows, crossed.models, target="bought").totals
     assert np.array_equal(streamed, crossed.test_scores)
     assert crossed.stream_auc is not None
     assert abs(crossed.stream_auc - crossed.auc_points) < 0.005
 
 
 def test_the_crossed_attributes_travel_in_the_first_profile_event(crossed: Calibration) -> None:
-    features = crossed.card.event_features()
     names = {p.a.column.name for p in crossed.card.interactions}
     names |= {p.b.column.name for p in crossed.card.interactions}
-    assert {f.column.name for f in features[: len(names)]} == names
-    row = crossed.table.frame.iloc[0].to_dict()
-    first = next(iter(lead_events("lead-1", row, features)))
+    inputs = model_inputs(crossed.models.get("calibrated"), crossed.table.raw).inputs
+    assert {i.column for i in inputs[: len(names)]} == names
+    assert all(i.paired for i in inputs[: len(names)])
+    row = crossed.table.raw.iloc[0].to_dict()
+    first = next(iter(lead_events("lead-1", row, inputs)))
     custom = first.traits.custom  # type: ignore[attr-defined]
-    assert {f.column.key for f in features[: len(names)]} <= set(custom)
+    assert {i.key for i in inputs[: len(names)]} <= set(custom)
 
 
 def test_a_fixed_number_of_pairs_skips_the_choice(crossed: Calibration) -> None:
