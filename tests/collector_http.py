@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from aiohttp import web
+import orjson
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
 
 from stream.web.collector import Collector, Record, SinkUnavailable, routes
 
@@ -39,3 +41,29 @@ def collector_app(collector: Collector) -> web.Application:
 
             app.router.add_route(method.upper(), path, call)
     return app
+
+
+class Served:
+    """A collector served over HTTP: its test server, a client session, the sink it writes to."""
+
+    def __init__(self, server: TestServer, session: ClientSession, sink: ListSink) -> None:
+        self.server = server
+        self.session = session
+        self.sink = sink
+
+    def url(self, path: str) -> str:
+        return str(self.server.make_url(path))
+
+    def events(self) -> list[dict[str, Any]]:
+        return [orjson.loads(r.value) for r in self.sink.records]
+
+    async def close(self) -> None:
+        await self.session.close()
+        await self.server.close()
+
+
+async def serve(collector: Collector, sink: ListSink) -> Served:
+    """`collector` (writing to `sink`) served over HTTP on a free local port."""
+    server = TestServer(collector_app(collector))
+    await server.start_server()
+    return Served(server, ClientSession(), sink)

@@ -22,9 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
-from aiohttp import ClientSession
-from aiohttp.test_utils import TestServer
-from collector_http import ListSink, collector_app
+from collector_http import ListSink, Served, serve
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from factories import make_settings
@@ -183,19 +181,6 @@ def test_segment_call_takes_its_type_from_the_path() -> None:
 # ----------------------------------------------------------------------------- over HTTP
 
 
-class Served:
-    def __init__(self, server: TestServer, session: ClientSession, sink: ListSink) -> None:
-        self.server = server
-        self.session = session
-        self.sink = sink
-
-    def url(self, path: str) -> str:
-        return str(self.server.make_url(path))
-
-    def events(self) -> list[dict[str, Any]]:
-        return [orjson.loads(r.value) for r in self.sink.records]
-
-
 @pytest.fixture
 async def make_served() -> AsyncIterator[Callable[..., Any]]:
     servers: list[Served] = []
@@ -212,16 +197,13 @@ async def make_served() -> AsyncIterator[Callable[..., Any]]:
         settings = make_settings(**{**options, **overrides})
         sink = ListSink()
         collector = Collector(settings, sink, replays=MemoryReplayGuard())
-        server = TestServer(collector_app(collector))
-        await server.start_server()
-        served = Served(server, ClientSession(), sink)
+        served = await serve(collector, sink)
         servers.append(served)
         return served
 
     yield start
     for served in servers:
-        await served.session.close()
-        await served.server.close()
+        await served.close()
 
 
 @pytest.fixture
