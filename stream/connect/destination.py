@@ -1,0 +1,102 @@
+"""What a destination is: the one interface the delivery core drives.
+
+The core reads stage changes, keeps each lead's changes in order, batches them up to the
+destination's `max_batch`, paces calls with the destination's rate limit and retries by the
+`Outcome` the destination returns for each change. A destination knows its vendor's API only:
+how to turn a batch into requests and how to read the answers. It never sleeps, retries, commits
+offsets or dead-letters on its own.
+
+    destination = WebhookDestination(...)
+    outcomes = await destination.deliver(changes)      # one outcome per change, same order
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from schemas.outputs import StageChanged
+
+__all__ = ["Change", "Destination", "Exchange", "Outcome", "Verdict"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One stage change to deliver, with where it was read from."""
+
+    record: StageChanged
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def key(self) -> str:
+        """The idempotency key a receiver deduplicates by: the stage change's `event_id`."""
+        return str(self.record.event_id)
+
+    @property
+    def lead_id(self) -> str:
+        return self.record.lead_id
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One HTTP request and its answer, as kept in a dead letter (secrets already masked)."""
+
+    method: str
+    url: str
+    request_headers: Mapping[str, str] = field(default_factory=dict)
+    request_body: str = ""
+    status: int | None = None
+    """`None` when no answer came (timeout, connection refused)."""
+    response_headers: Mapping[str, str] = field(default_factory=dict)
+    response_body: str = ""
+
+
+class Verdict(StrEnum):
+    DELIVERED = "delivered"
+    SKIPPED = "skipped"
+    """The destination does not take this change (filters, an unmapped stage): nothing sent."""
+    TRANSIENT = "transient"
+    """Try again later: 5xx, 408, 409, 429, a timeout, a refused connection, an expired token."""
+    PERMANENT = "permanent"
+    """Never try again: any other 4xx, a change the vendor refuses. Goes to the dead letters."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one change in one `deliver` call."""
+
+    verdict: Verdict
+    reason: str = ""
+    retry_after: float | None = None
+    """Seconds the receiver asked to wait (`Retry-After`), when it said."""
+    exchange: Exchange | None = None
+
+    @classmethod
+    def delivered(cls, exchange: Exchange | None = None) -> Outcome:
+        return cls(Verdict.DELIVERED, exchange=exchange)
+
+
+class Destination(Protocol):
+    """One external system the core delivers to."""
+
+    name: str
+    """Short name in metrics and logs: `webhook`, `hubspot`, `salesforce`, `mautic`."""
+    max_batch: int
+    """Changes per `deliver` call at most (the vendor's batch limit; 1 for no batch API)."""
+    rate_per_s: float
+    """Calls per second the vendor allows by default (token bucket rate)."""
+    burst: int
+    """Calls that may go at once before the rate applies (token bucket size)."""
+
+    async def deliver(self, changes: Sequence[Change]) -> Sequence[Outcome]:
+        """Send `changes` (at most `max_batch`, at most one per lead); one outcome per change,
+        in order. Raises only for a bug: every vendor answer or network failure is an outcome."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
