@@ -20,8 +20,15 @@ from schemas.common import ContractModel
 from schemas.errors import DecodeError, ErrorKind
 from schemas.events import EventBase, InboundEvent
 from schemas.internal import InternalMessage
-from schemas.outputs import DeadLetter, ScoreKey, ScoreRecord, StageChangeRecord
+from schemas.outputs import (
+    ConnectorDeadLetter,
+    DeadLetter,
+    ScoreKey,
+    ScoreRecord,
+    StageChangeRecord,
+)
 from schemas.topics import (
+    CONNECTOR_DEAD_LETTERS,
     DEAD_LETTERS,
     EVENT_TOPIC,
     INBOUND_TOPICS,
@@ -33,6 +40,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DecodeLimits",
     "decode",
+    "decode_connector_dead_letter",
     "decode_dead_letter",
     "decode_internal",
     "decode_score",
@@ -81,6 +89,9 @@ _INBOUND_BY_TOPIC: Final[dict[str, TypeAdapter[Any]]] = {
 _SCORE: Final[TypeAdapter[ScoreRecord]] = TypeAdapter(SCORES.value)
 _STAGE_CHANGE: Final[TypeAdapter[StageChangeRecord]] = TypeAdapter(STAGE_CHANGES.value)
 _DEAD_LETTER: Final[TypeAdapter[DeadLetter]] = TypeAdapter(DEAD_LETTERS.value)
+_CONNECTOR_DEAD_LETTER: Final[TypeAdapter[ConnectorDeadLetter]] = TypeAdapter(
+    CONNECTOR_DEAD_LETTERS.value
+)
 _SCORE_KEY: Final[TypeAdapter[ScoreKey]] = TypeAdapter(ScoreKey)
 _INTERNAL: Final[TypeAdapter[Any]] = TypeAdapter(InternalMessage)
 
@@ -130,6 +141,13 @@ def decode_stage_change(data: bytes) -> StageChangeRecord:
 def decode_dead_letter(data: bytes) -> DeadLetter:
     """A value of `leads.dead-letters.v1`."""
     return _validate(_DEAD_LETTER, data, OUTBOUND_MAX_BYTES, DEAD_LETTERS.name, tagged=False)
+
+
+def decode_connector_dead_letter(data: bytes) -> ConnectorDeadLetter:
+    """A value of `leads.connector-dead-letters.v1`."""
+    return _validate(
+        _CONNECTOR_DEAD_LETTER, data, OUTBOUND_MAX_BYTES, CONNECTOR_DEAD_LETTERS.name, tagged=False
+    )
 
 
 def dumps(document: Any) -> bytes:

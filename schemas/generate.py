@@ -225,6 +225,7 @@ README_EXAMPLES = {
     "leads.scores.v1": "score_updated",
     "leads.stage-changes.v1": "stage_changed",
     "leads.dead-letters.v1": "dead_letter",
+    "leads.connector-dead-letters.v1": "connector_dead_letter",
 }
 """The message shown for each topic in the README."""
 

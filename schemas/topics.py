@@ -24,6 +24,7 @@ from schemas.events import (
     SocialEvent,
 )
 from schemas.outputs import (
+    ConnectorDeadLetter,
     DeadLetter,
     LeadErasedRecord,
     ScoreKey,
@@ -35,6 +36,7 @@ from schemas.outputs import (
 
 __all__ = [
     "CLICKSTREAM",
+    "CONNECTOR_DEAD_LETTERS",
     "CRM_FEEDBACK",
     "DEAD_LETTERS",
     "DEFAULT_PARTITIONS",
@@ -161,8 +163,25 @@ DEAD_LETTERS = TopicContract(
     value_types=(DeadLetter,),
 )
 
+CONNECTOR_DEAD_LETTERS = TopicContract(
+    name="leads.connector-dead-letters.v1",
+    description=(
+        "Stage changes a CRM or webhook connector could not deliver: the destination, the reason,"
+        " the last request and response (secrets masked) and the original record."
+    ),
+    direction="outbound",
+    key="The original record's key, unchanged (the `lead_id`).",
+    value=ConnectorDeadLetter,
+    value_types=(ConnectorDeadLetter,),
+)
+
 INBOUND_TOPICS: tuple[TopicContract, ...] = (CLICKSTREAM, EMAIL, SOCIAL, PROFILES, CRM_FEEDBACK)
-OUTBOUND_TOPICS: tuple[TopicContract, ...] = (SCORES, STAGE_CHANGES, DEAD_LETTERS)
+OUTBOUND_TOPICS: tuple[TopicContract, ...] = (
+    SCORES,
+    STAGE_CHANGES,
+    DEAD_LETTERS,
+    CONNECTOR_DEAD_LETTERS,
+)
 TOPICS: tuple[TopicContract, ...] = INBOUND_TOPICS + OUTBOUND_TOPICS
 TOPIC_BY_NAME: dict[str, TopicContract] = {topic.name: topic for topic in TOPICS}
 

@@ -18,6 +18,7 @@ ALL_TOPICS: tuple[topics.TopicSpec, ...] = (
     topics.SCORES,
     topics.STAGE_CHANGES,
     topics.DEAD_LETTERS,
+    topics.CONNECTOR_DEAD_LETTERS,
     topics.INTERNAL,
 )
 
