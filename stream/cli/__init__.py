@@ -16,6 +16,7 @@ from stream import __version__
 from stream.cli import (
     bench,
     calibrate,
+    connect,
     demo,
     explain,
     forget,
@@ -64,6 +65,7 @@ COMMANDS = (
     calibrate,
     links,
     score,
+    connect,
     bench,
 )
 """Every command, in the order ``leadstream --help`` lists them."""

@@ -20,6 +20,7 @@ took it; a retry goes only to the endpoints that have not.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import binascii
@@ -42,16 +43,20 @@ from schemas import codec
 from schemas.outputs import LeadErasedRecord, StageChanged
 from schemas.stages import Stage
 from stream import __version__
+from stream.connect import http
 from stream.connect.destination import Change, Erasure, Exchange, Outcome, Verdict
 from stream.errors import ConfigurationError
 from stream.logmask import mask
+from stream.settings import Settings
 
 __all__ = [
     "DEFAULT_BURST",
     "DEFAULT_RATE_PER_S",
     "Endpoint",
     "WebhookDestination",
+    "from_options",
     "load_endpoints",
+    "option_secrets",
     "parse_secret",
     "sign",
 ]
@@ -60,11 +65,14 @@ SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the prefix, not a secret
 DEFAULT_RATE_PER_S: Final = 5000.0
 """Requests per second to all endpoints together, unless LEADSTREAM_CONNECT_RATE_PER_S says."""
 DEFAULT_BURST: Final = 500
+DEFAULT_CONNECTIONS: Final = 256
+"""Connections open at most to each endpoint host (requests beyond wait for one)."""
 MAX_BATCH: Final = 100
 """Changes per call of the core; each is its own request, all sent at once."""
 _BODY_CHARS: Final = 4096
 _PARTIAL_MEMORY: Final = 10_000
 _TRANSIENT_4XX: Final = frozenset({408, 409, 429})
+_DELIVERED: Final = Outcome.delivered()
 
 
 def parse_secret(text: str) -> bytes:
@@ -191,6 +199,36 @@ def load_endpoints(path: Path, environ: dict[str, str] | None = None) -> list[En
     return endpoints
 
 
+def from_options(args: argparse.Namespace, settings: Settings) -> WebhookDestination:
+    """The destination of `leadstream connect webhook`: ``--endpoints FILE``, or ``--url`` with
+    ``--secret`` (else ``LEADSTREAM_CONNECT_WEBHOOK_SECRET``) and the filters."""
+    if args.endpoints is not None:
+        if args.url is not None or args.model or args.stage:
+            raise ConfigurationError("give either --endpoints or --url (with --model, --stage)")
+        endpoints = load_endpoints(Path(args.endpoints))
+    else:
+        if args.url is None:
+            raise ConfigurationError("give --url (and --secret) or --endpoints FILE")
+        secret = args.secret or (
+            settings.connect_webhook_secret.get_secret_value()
+            if settings.connect_webhook_secret is not None
+            else None
+        )
+        if not secret:
+            raise ConfigurationError("give --secret or set LEADSTREAM_CONNECT_WEBHOOK_SECRET")
+        endpoints = [make_endpoint(args.url, secret, args.model, args.stage)]
+    return WebhookDestination(
+        endpoints,
+        timeout_s=settings.connect_timeout_s,
+        max_connections=DEFAULT_CONNECTIONS,
+    )
+
+
+def option_secrets(args: argparse.Namespace) -> list[str]:
+    """The secrets given on the command line, to mask in logs."""
+    return [args.secret] if args.secret else []
+
+
 # ----------------------------------------------------------------------------- the destination
 
 
@@ -208,7 +246,7 @@ class WebhookDestination:
         timeout_s: float = 10.0,
         rate_per_s: float = DEFAULT_RATE_PER_S,
         burst: int = DEFAULT_BURST,
-        max_connections: int = 256,
+        max_connections: int = DEFAULT_CONNECTIONS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not endpoints:
@@ -216,14 +254,11 @@ class WebhookDestination:
         self.endpoints = tuple(endpoints)
         self.rate_per_s = rate_per_s
         self.burst = burst
-        self._client = httpx.AsyncClient(
-            timeout=timeout_s,
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            follow_redirects=False,
-            headers={"user-agent": f"leadstream/{__version__}"},
+        self._http = http.Sender(
+            timeout_s=timeout_s,
+            max_connections=max_connections,
             transport=transport,
+            headers={"user-agent": f"leadstream/{__version__}"},
         )
         # Endpoints that took a change whose other endpoints have not: skipped on its retry.
         self._took: OrderedDict[str, set[int]] = OrderedDict()
@@ -259,7 +294,7 @@ class WebhookDestination:
         )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._http.aclose()
 
     async def _send_all(
         self, msg_id: str, kind: str, record: StageChanged | LeadErasedRecord, wanted: list[int]
@@ -306,16 +341,16 @@ class WebhookDestination:
             "webhook-signature": sign(endpoint.key, msg_id, timestamp, body),
         }
         try:
-            response = await self._client.post(endpoint.url, content=body, headers=headers)
+            response = await self._http.send("POST", endpoint.url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
             return self._no_answer(endpoint, headers, body, f"timed out ({type(exc).__name__})")
         except httpx.TransportError as exc:
             return self._no_answer(endpoint, headers, body, f"{type(exc).__name__}: {exc}")
-        exchange = _exchange(endpoint, headers, body, response)
         status = response.status_code
-        where = mask(endpoint.url)
         if 200 <= status < 300:
-            return Outcome.delivered(exchange)
+            return _DELIVERED
+        exchange = _exchange(endpoint, headers, body, response)
+        where = mask(endpoint.url)
         if status in _TRANSIENT_4XX or status >= 500:
             return Outcome(
                 Verdict.TRANSIENT,
@@ -350,8 +385,16 @@ class WebhookDestination:
 def payload(kind: str, record: StageChanged | LeadErasedRecord) -> bytes:
     """The request body: ``{"type", "timestamp", "data"}`` as Standard Webhooks recommends, the
     timestamp being when the change occurred (the same body on every retry)."""
-    return codec.dumps(
-        {"type": kind, "timestamp": record.occurred_at, "data": codec.loads(codec.encode(record))}
+    return b"".join(
+        (
+            b'{"type":',
+            codec.dumps(kind),
+            b',"timestamp":',
+            codec.dumps(record.occurred_at),
+            b',"data":',
+            codec.encode(record),
+            b"}",
+        )
     )
 
 
