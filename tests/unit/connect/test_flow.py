@@ -1,4 +1,4 @@
-"""The delivery core's arithmetic: backoff with full jitter, the token bucket, commit bookkeeping."""
+"""The delivery core's arithmetic: full-jitter backoff, the token bucket, commit bookkeeping."""
 
 from __future__ import annotations
 
