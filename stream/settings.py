@@ -303,7 +303,10 @@ class Settings(BaseSettings):
         16, ge=1, le=1024, description="Destination calls a connector makes at once (across leads)."
     )
     connect_max_attempts: int = Field(
-        12, ge=1, description="Calls for one change before it goes to the dead letters."
+        100,
+        ge=1,
+        description="Calls for one change before it goes to the dead letters (with the default "
+        "backoff the time limit, LEADSTREAM_CONNECT_MAX_RETRY_S, comes first).",
     )
     connect_max_retry_s: float = Field(
         3600.0,

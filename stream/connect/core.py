@@ -104,7 +104,7 @@ class DeliveryPolicy:
 
     max_in_flight: int = 1000
     concurrency: int = 16
-    max_attempts: int = 12
+    max_attempts: int = 100
     max_retry_s: float = 3600.0
     backoff: Backoff = field(default_factory=Backoff)
     rate_per_s: float | None = None
@@ -423,6 +423,7 @@ class Connector:
                 consumer.resume(*resume)
             self._paused.clear()
         telemetry.PAUSED.labels(**self._labels).set(len(self._paused & set(assigned)))
+        telemetry.ASSIGNED.labels(**self._labels).set(len(assigned))
 
     # ------------------------------------------------------------------ admitting records
 

@@ -11,6 +11,7 @@
 | ``leadstream_connector_lag{destination}`` | records on the topic not yet committed |
 | ``leadstream_connector_in_flight{destination}`` | records read and not done |
 | ``leadstream_connector_paused_partitions{destination}`` | partitions paused (window full) |
+| ``leadstream_connector_assigned_partitions{destination}`` | partitions this connector owns |
 
 The dead-letter ``reason`` is the failure kind (`permanent`, `retries_exhausted`,
 `undecodable`); the retry ``reason`` is ``status_<code>`` or ``no_answer``.
@@ -23,6 +24,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
+    "ASSIGNED",
     "CALLS",
     "DEAD_LETTERED",
     "DELIVERED",
@@ -92,6 +94,12 @@ IN_FLIGHT = Gauge(
 PAUSED = Gauge(
     "leadstream_connector_paused_partitions",
     "Assigned partitions paused because the in-flight window is full.",
+    ["destination"],
+    registry=REGISTRY,
+)
+ASSIGNED = Gauge(
+    "leadstream_connector_assigned_partitions",
+    "Partitions of the topic this connector owns in its consumer group.",
     ["destination"],
     registry=REGISTRY,
 )
