@@ -14,7 +14,14 @@ import pytest
 import yaml
 
 from schemas import generate
-from schemas.codec import decode, decode_dead_letter, decode_score, decode_stage_change, encode
+from schemas.codec import (
+    decode,
+    decode_connector_dead_letter,
+    decode_dead_letter,
+    decode_score,
+    decode_stage_change,
+    encode,
+)
 from schemas.examples import EVENT_EXAMPLES, OUTPUT_EXAMPLES
 from schemas.topics import EVENT_TOPIC, TOPICS
 
@@ -90,6 +97,7 @@ def test_readme_examples_are_the_encoded_models() -> None:
             "leads.scores.v1": decode_score,
             "leads.stage-changes.v1": decode_stage_change,
             "leads.dead-letters.v1": decode_dead_letter,
+            "leads.connector-dead-letters.v1": decode_connector_dead_letter,
         }
         if topic.name in decoders:
             message = decoders[topic.name](json.dumps(payload).encode())
@@ -111,6 +119,7 @@ def test_asyncapi_describes_every_topic() -> None:
         "leads.scores.v1",
         "leads.stage-changes.v1",
         "leads.dead-letters.v1",
+        "leads.connector-dead-letters.v1",
     }
     for topic in TOPICS:
         kafka = channels[topic.name]["bindings"]["kafka"]
