@@ -1,4 +1,5 @@
-"""A local webhook receiver: answers every POST after a fixed delay and counts what it got.
+"""A local webhook receiver: answers every POST to ``/hooks`` after a fixed delay and counts what
+it got.
 
 `leadstream bench connect` runs it as its own process (``python -m stream.bench.receiver``) so
 the receiver's work is not the connector's; tests run it in their event loop with a signature
@@ -71,13 +72,13 @@ class Receiver:
     def ids(self) -> set[str]:
         return {d.msg_id for d in self.deliveries}
 
-    async def start(self, port: int = 0) -> None:
+    async def start(self, port: int = 0, host: str = "127.0.0.1") -> None:
         app = web.Application()
         app.router.add_post("/hooks", self._hook)
         app.router.add_get("/stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port or self.port)
+        site = web.TCPSite(self._runner, host, port or self.port)
         await site.start()
         server = site._server  # noqa: SLF001 - aiohttp exposes the bound port nowhere else
         assert server is not None
@@ -126,12 +127,13 @@ class Receiver:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stream.bench.receiver")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--delay-ms", type=float, default=50.0)
     args = parser.parse_args(argv)
 
     async def serve() -> None:
         receiver = Receiver(delay_s=args.delay_ms / 1000)
-        await receiver.start(args.port)
+        await receiver.start(args.port, args.host)
         await asyncio.Event().wait()
 
     asyncio.run(serve())

@@ -23,6 +23,8 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from stream.metrics import sample_names
+
 __all__ = [
     "ASSIGNED",
     "CALLS",
@@ -31,6 +33,7 @@ __all__ = [
     "IN_FLIGHT",
     "LAG",
     "LATENCY",
+    "METRIC_NAMES",
     "PAUSED",
     "REGISTRY",
     "RETRIED",
@@ -103,6 +106,24 @@ ASSIGNED = Gauge(
     ["destination"],
     registry=REGISTRY,
 )
+
+METRIC_NAMES: Final[frozenset[str]] = frozenset(
+    sample
+    for metric in (
+        DELIVERED,
+        SKIPPED,
+        RETRIED,
+        DEAD_LETTERED,
+        CALLS,
+        LATENCY,
+        LAG,
+        IN_FLIGHT,
+        PAUSED,
+        ASSIGNED,
+    )
+    for sample in sample_names(metric)
+)
+"""Every series name the connector's ``/metrics`` can show."""
 
 
 def serve(port: int, host: str) -> None:
