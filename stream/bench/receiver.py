@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -78,11 +79,11 @@ class Receiver:
         app.router.add_get("/stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port or self.port)
-        await site.start()
-        server = site._server  # noqa: SLF001 - aiohttp exposes the bound port nowhere else
-        assert server is not None
-        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port or self.port))
+        self.port = int(sock.getsockname()[1])
+        await web.SockSite(self._runner, sock).start()
 
     async def stop(self) -> None:
         """Close the server: connections are refused until `start()` again (same port)."""
