@@ -151,6 +151,7 @@ def _prepare(args: argparse.Namespace, kind_name: str) -> tuple[Settings, Destin
 
     settings = Settings()
     kind = KINDS[kind_name]
+    destination = _function(kind.build)(args, settings)
     secrets = logmask.settings_secrets(settings)
     if kind.secrets is not None:
         secrets += _function(kind.secrets)(args)
@@ -161,8 +162,6 @@ def _prepare(args: argparse.Namespace, kind_name: str) -> tuple[Settings, Destin
         stream=sys.stderr,
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    destination = _function(kind.build)(args, settings)
     created = asyncio.run(
         ensure_topics(settings, [topics.STAGE_CHANGES, topics.CONNECTOR_DEAD_LETTERS])
     )

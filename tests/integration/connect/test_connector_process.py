@@ -1,17 +1,22 @@
-"""`leadstream connect webhook` processes on the real broker: every stage change reaches the
-receiver (deduplicated by its id) across a SIGKILL and restart, a receiver outage, and a
-rebalance between two connectors."""
+"""`leadstream connect` processes on the real broker: every stage change reaches the receiver
+(deduplicated by its id) across a SIGKILL and restart, a receiver outage, and a rebalance
+between two connectors; `connect redrive` sends dead letters again."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
+from asyncio.subprocess import PIPE, STDOUT
 from typing import Any
 
 import pytest
-from connect_kit import all_committed, wait_until
+from connect_kit import SECRET, ConnectorProcess, all_committed, wait_until
+from standardwebhooks import Webhook
 
 from stream.bench.connect import produce_changes, sample_changes
-from stream.bench.receiver import Receiver
+from stream.bench.receiver import Answer, Receiver
+from stream.connect.core import Connector, DeliveryPolicy
+from stream.connect.webhook import WebhookDestination, make_endpoint
 from stream.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -141,3 +146,39 @@ async def test_two_connectors_share_the_partitions_across_rebalances(
     assert two.metrics()[assigned] == 4
     await wait_until(lambda: two.metrics().get(LAG) == 0, 10, "lag 0", two.log)
     assert await all_committed(ready_topics, f"{ready_topics.app_id}-connect-webhook")
+
+
+async def test_connect_redrive_sends_the_dead_letters_again_and_exits_0(
+    ready_topics: Settings, tmp_path: Any
+) -> None:
+    refusing = {"on": True}
+    served = Receiver(
+        verify=Webhook(SECRET).verify,
+        respond=lambda d: Answer(410 if refusing["on"] and d.lead_id == "cli-0" else 200),
+    )
+    await served.start()
+    changes = sample_changes(4, 2, prefix="cli")
+    await produce_changes(ready_topics, changes)
+    destination = WebhookDestination([make_endpoint(served.url, SECRET)])
+    connector = Connector(ready_topics, destination, DeliveryPolicy())
+    task = asyncio.create_task(connector.run())
+    try:
+        await wait_until(lambda: connector.report.dead_lettered == 2, 20, "two dead letters")
+    finally:
+        connector.stop()
+        await task
+        await destination.aclose()
+
+    refusing["on"] = False
+    env = ConnectorProcess(ready_topics, served.url, tmp_path / "redrive.log").env
+    argv = ["-m", "stream.cli", "connect", "redrive", "webhook", "--all", "--url", served.url]
+    try:
+        redrive = await asyncio.create_subprocess_exec(
+            sys.executable, *argv, env=env, stdout=PIPE, stderr=STDOUT
+        )
+        output, _ = await asyncio.wait_for(redrive.communicate(), 60)
+    finally:
+        await served.stop()
+    assert redrive.returncode == 0, output.decode()
+    assert "2 delivered" in output.decode()
+    assert served.ids() == _expected(changes)
