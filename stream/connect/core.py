@@ -144,8 +144,8 @@ def decode_stage_change(topic: str, partition: int, offset: int, value: bytes | 
     """The change (or erasure) in a record of the stage-changes topic; `DecodeError` if none."""
     record = codec.decode_stage_change(value)  # type: ignore[arg-type]  # None raises DecodeError
     if isinstance(record, LeadErasedRecord):
-        return Erasure(record, topic, partition, offset)
-    return Change(record, topic, partition, offset)
+        return Erasure(record, topic, partition, offset, value)
+    return Change(record, topic, partition, offset, value)
 
 
 class Source(Protocol):
@@ -331,6 +331,8 @@ class Connector:
         self._stopping = asyncio.Event()
         self._failure: BaseException | None = None
         self._labels = {"destination": destination.name}
+        self._delivered = telemetry.DELIVERED.labels(**self._labels)
+        self._latency = telemetry.LATENCY.labels(**self._labels)
 
     # ------------------------------------------------------------------ running
 
@@ -553,11 +555,9 @@ class Connector:
         verdict = outcome.verdict
         if verdict is Verdict.DELIVERED:
             self.report.delivered += 1
-            telemetry.DELIVERED.labels(**self._labels).inc()
+            self._delivered.inc()
             occurred = pending.item.record.occurred_at
-            telemetry.LATENCY.labels(**self._labels).observe(
-                max((datetime.now(UTC) - occurred).total_seconds(), 0.0)
-            )
+            self._latency.observe(max((datetime.now(UTC) - occurred).total_seconds(), 0.0))
             self._done(pending)
         elif verdict is Verdict.SKIPPED:
             self._count_skipped()

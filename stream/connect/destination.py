@@ -45,6 +45,9 @@ class Change:
     topic: str
     partition: int
     offset: int
+    raw: bytes | None = None
+    """The record's value as read from the topic (JSON), when the core has it: a destination
+    that forwards the record whole sends these bytes rather than encoding it again."""
 
     @property
     def key(self) -> str:
@@ -64,6 +67,8 @@ class Erasure:
     topic: str
     partition: int
     offset: int
+    raw: bytes | None = None
+    """The record's value as read from the topic (JSON), when the core has it."""
 
     @property
     def key(self) -> str:

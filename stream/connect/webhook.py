@@ -267,9 +267,8 @@ class WebhookDestination:
         return await asyncio.gather(
             *(
                 self._send_all(
-                    change.key,
+                    change,
                     "lead.stage_changed",
-                    change.record,
                     [i for i, e in enumerate(self.endpoints) if e.wants(change)],
                 )
                 for change in changes
@@ -280,9 +279,8 @@ class WebhookDestination:
         return await asyncio.gather(
             *(
                 self._send_all(
-                    erasure.key,
+                    erasure,
                     "lead.erased",
-                    erasure.record,
                     [
                         i
                         for i, e in enumerate(self.endpoints)
@@ -296,15 +294,17 @@ class WebhookDestination:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _send_all(
-        self, msg_id: str, kind: str, record: StageChanged | LeadErasedRecord, wanted: list[int]
-    ) -> Outcome:
+    async def _send_all(self, item: Change | Erasure, kind: str, wanted: list[int]) -> Outcome:
         if not wanted:
             return Outcome(Verdict.SKIPPED, reason="no endpoint wants it")
-        body = payload(kind, record)
+        msg_id = item.key
+        body = payload(kind, item.record, item.raw)
         took = self._took.get(msg_id, set())
         todo = [i for i in wanted if i not in took]
-        outcomes = await asyncio.gather(*(self._post(i, msg_id, body) for i in todo))
+        if len(todo) == 1:  # one endpoint: no task of its own
+            outcomes = [await self._post(todo[0], msg_id, body)]
+        else:
+            outcomes = list(await asyncio.gather(*(self._post(i, msg_id, body) for i in todo)))
         took |= {i for i, o in zip(todo, outcomes, strict=True) if o.verdict is Verdict.DELIVERED}
         failed = [o for o in outcomes if o.verdict is not Verdict.DELIVERED]
         if not failed:
@@ -382,9 +382,10 @@ class WebhookDestination:
         )
 
 
-def payload(kind: str, record: StageChanged | LeadErasedRecord) -> bytes:
+def payload(kind: str, record: StageChanged | LeadErasedRecord, raw: bytes | None = None) -> bytes:
     """The request body: ``{"type", "timestamp", "data"}`` as Standard Webhooks recommends, the
-    timestamp being when the change occurred (the same body on every retry)."""
+    timestamp being when the change occurred (the same body on every retry) and the data the
+    record as on the topic (`raw`, its bytes there, when given)."""
     return b"".join(
         (
             b'{"type":',
@@ -392,7 +393,7 @@ def payload(kind: str, record: StageChanged | LeadErasedRecord) -> bytes:
             b',"timestamp":',
             codec.dumps(record.occurred_at),
             b',"data":',
-            codec.encode(record),
+            raw if raw is not None else codec.encode(record),
             b"}",
         )
     )
