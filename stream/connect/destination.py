@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from schemas.outputs import LeadErasedRecord, StageChanged
 
@@ -37,11 +37,14 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One stage change to deliver, with where it was read from."""
+R = TypeVar("R", StageChanged, LeadErasedRecord)
 
-    record: StageChanged
+
+@dataclass(frozen=True, slots=True)
+class _Read(Generic[R]):
+    """A record read from the stage-changes topic, with where it was read from."""
+
+    record: R
     topic: str
     partition: int
     offset: int
@@ -51,7 +54,7 @@ class Change:
 
     @property
     def key(self) -> str:
-        """The idempotency key a receiver deduplicates by: the stage change's `event_id`."""
+        """The idempotency key a receiver deduplicates by: the record's `event_id`."""
         return str(self.record.event_id)
 
     @property
@@ -60,24 +63,13 @@ class Change:
 
 
 @dataclass(frozen=True, slots=True)
-class Erasure:
+class Change(_Read[StageChanged]):
+    """One stage change to deliver, with where it was read from."""
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure(_Read[LeadErasedRecord]):
     """One erased lead to forget (a `lead_erased` record), with where it was read from."""
-
-    record: LeadErasedRecord
-    topic: str
-    partition: int
-    offset: int
-    raw: bytes | None = None
-    """The record's value as read from the topic (JSON), when the core has it."""
-
-    @property
-    def key(self) -> str:
-        """The idempotency key: the erasure record's `event_id`."""
-        return str(self.record.event_id)
-
-    @property
-    def lead_id(self) -> str:
-        return self.record.lead_id
 
 
 @dataclass(frozen=True, slots=True)

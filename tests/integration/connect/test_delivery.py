@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from connect_kit import SECRET, all_committed, read_dead_letters, wait_until
@@ -28,7 +30,7 @@ FAST = DeliveryPolicy(backoff=Backoff(initial_s=0.05, max_s=0.2), commit_interva
 
 
 async def _run_until(
-    connector: Connector, done: callable, timeout: float = 20.0, what: str = "delivery"
+    connector: Connector, done: Callable[[], object], timeout: float = 20.0, what: str = "delivery"
 ) -> Report:
     task = asyncio.create_task(connector.run())
     try:
@@ -42,17 +44,29 @@ async def _run_until(
     return report
 
 
+async def _deliver(
+    settings: Settings,
+    url: str,
+    done: Callable[[Connector], object],
+    policy: DeliveryPolicy = FAST,
+) -> Connector:
+    """A webhook connector on `url`, run until `done(connector)`; returns it (report, group)."""
+    destination = WebhookDestination([make_endpoint(url, SECRET)])
+    connector = Connector(settings, destination, policy)
+    try:
+        await _run_until(connector, lambda: done(connector))
+    finally:
+        await destination.aclose()
+    return connector
+
+
 async def test_each_change_is_delivered_in_lead_order_and_committed(
     ready_topics: Settings, receiver: Receiver
 ) -> None:
     changes = sample_changes(60, 6, prefix="order")
     await produce_changes(ready_topics, changes)
-    destination = WebhookDestination([make_endpoint(receiver.url, SECRET)])
-    connector = Connector(ready_topics, destination, FAST)
-    try:
-        report = await _run_until(connector, lambda: len(receiver.ids()) >= 60)
-    finally:
-        await destination.aclose()
+    connector = await _deliver(ready_topics, receiver.url, lambda _: len(receiver.ids()) >= 60)
+    report = connector.report
 
     assert receiver.ids() == {str(c.event_id) for c in changes}
     assert receiver.rejected == 0  # every request carried a valid signature
@@ -84,12 +98,11 @@ async def test_a_lead_waits_for_its_failing_change_while_other_leads_go_on(
     served = Receiver(respond=answer)
     await served.start()
     await produce_changes(ready_topics, changes)
-    destination = WebhookDestination([make_endpoint(served.url, SECRET)])
-    connector = Connector(ready_topics, destination, FAST)
     try:
-        report = await _run_until(connector, lambda: len(served.ids()) >= 12)
+        report = (
+            await _deliver(ready_topics, served.url, lambda _: len(served.ids()) >= 12)
+        ).report
     finally:
-        await destination.aclose()
         await served.stop()
     order = [d.msg_id for d in served.deliveries]
     wait_0 = [str(c.event_id) for c in changes if c.lead_id == "wait-0"]
@@ -143,44 +156,27 @@ async def test_a_permanent_refusal_is_dead_lettered_masked_and_redrive_delivers_
         }
 
         accept["all"] = True
-        redrive = Connector(
-            ready_topics,
-            destination,
-            FAST,
-            source=DeadLetterSource(ready_topics, "webhook"),
-            group_id=f"{ready_topics.app_id}-redrive",
-        )
-        redriven = await asyncio.wait_for(redrive.run(), 30)
+
+        async def redrive(group: str = "redrive", **when: Any) -> Report:
+            source = DeadLetterSource(ready_topics, "webhook", **when)
+            run = Connector(
+                ready_topics,
+                destination,
+                FAST,
+                source=source,
+                group_id=f"{ready_topics.app_id}-{group}",
+            ).run()
+            return await asyncio.wait_for(run, 30)
+
+        redriven = await redrive()
         assert (redriven.delivered, redriven.dead_lettered) == (2, 0)
         assert served.ids() == {str(c.event_id) for c in changes}
         perm_0 = [d.msg_id for d in served.deliveries if d.lead_id == "perm-0"]
         assert perm_0 == [str(c.event_id) for c in changes if c.lead_id == "perm-0"]
-
         # redrive committed: the same group finds nothing left; --all sends them again
-        again = Connector(
-            ready_topics,
-            destination,
-            FAST,
-            source=DeadLetterSource(ready_topics, "webhook"),
-            group_id=f"{ready_topics.app_id}-redrive",
-        )
-        assert (await asyncio.wait_for(again.run(), 30)).delivered == 0
-        everything = Connector(
-            ready_topics,
-            destination,
-            FAST,
-            source=DeadLetterSource(ready_topics, "webhook", from_start=True),
-            group_id=f"{ready_topics.app_id}-redrive",
-        )
-        assert (await asyncio.wait_for(everything.run(), 30)).delivered == 2
-        later = Connector(
-            ready_topics,
-            destination,
-            FAST,
-            source=DeadLetterSource(ready_topics, "webhook", since=datetime.now(UTC)),
-            group_id=f"{ready_topics.app_id}-redrive-since",
-        )
-        assert (await asyncio.wait_for(later.run(), 30)).delivered == 0
+        assert (await redrive()).delivered == 0
+        assert (await redrive(from_start=True)).delivered == 2
+        assert (await redrive("redrive-since", since=datetime.now(UTC))).delivered == 0
     finally:
         await destination.aclose()
         await served.stop()
@@ -193,13 +189,16 @@ async def test_retries_exhausted_go_to_the_dead_letters_with_the_last_answer(
     await served.start()
     (change,) = sample_changes(1, 1, prefix="down")
     await produce_changes(ready_topics, [change])
-    destination = WebhookDestination([make_endpoint(served.url, SECRET)])
-    connector = Connector(ready_topics, destination, replace(FAST, max_attempts=3))
     try:
-        report = await _run_until(connector, lambda: connector.report.dead_lettered >= 1)
+        connector = await _deliver(
+            ready_topics,
+            served.url,
+            lambda c: c.report.dead_lettered >= 1,
+            replace(FAST, max_attempts=3),
+        )
     finally:
-        await destination.aclose()
         await served.stop()
+    report = connector.report
     assert (report.retried, report.dead_lettered, served.requests) == (2, 1, 3)
     (letter,) = await read_dead_letters(ready_topics)
     assert letter.failure is ConnectorFailure.RETRIES_EXHAUSTED
@@ -220,13 +219,11 @@ async def test_retry_after_is_waited_for(ready_topics: Settings) -> None:
     await served.start()
     (change,) = sample_changes(1, 1, prefix="slow")
     await produce_changes(ready_topics, [change])
-    destination = WebhookDestination([make_endpoint(served.url, SECRET)])
-    connector = Connector(ready_topics, destination, FAST)  # its own backoff is 50-200 ms
-    try:
-        report = await _run_until(connector, lambda: len(served.deliveries) >= 1)
+    try:  # the connector's own backoff is 50-200 ms
+        connector = await _deliver(ready_topics, served.url, lambda _: len(served.deliveries) >= 1)
     finally:
-        await destination.aclose()
         await served.stop()
+    report = connector.report
     first, second = seen[str(change.event_id)]
     assert second - first >= 2.0
     assert report.retried == 1
@@ -246,14 +243,11 @@ async def test_erasures_reach_the_webhook_and_bad_records_are_dead_lettered(
     topic = ready_topics.topic(topics.STAGE_CHANGES.name)
     async with clients.producer(ready_topics) as producer:
         await producer.send_and_wait(topic, key=b"gone-0", value=b'{"type":"stage_changed"}')
-    destination = WebhookDestination([make_endpoint(receiver.url, SECRET)])
-    connector = Connector(ready_topics, destination, FAST)
-    try:
-        await _run_until(
-            connector, lambda: len(receiver.deliveries) >= 2 and connector.report.dead_lettered
-        )
-    finally:
-        await destination.aclose()
+    connector = await _deliver(
+        ready_topics,
+        receiver.url,
+        lambda c: len(receiver.deliveries) >= 2 and c.report.dead_lettered,
+    )
     assert [d.kind for d in receiver.deliveries] == ["lead.stage_changed", "lead.erased"]
     (letter,) = await read_dead_letters(ready_topics)
     assert letter.failure is ConnectorFailure.UNDECODABLE
