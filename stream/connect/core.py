@@ -696,6 +696,10 @@ class Connector:
         except (CommitFailedError, IllegalStateError) as exc:
             log.info("connector %s: commit deferred (%s)", self.destination.name, exc)
             return
+        except KafkaError as exc:
+            raise InfrastructureError(
+                f"connector {self.destination.name}: cannot commit offsets to Kafka: {exc}"
+            ) from exc
         self._committed.update(offsets)
 
     async def release(self, revoked: list[TopicPartition]) -> None:
