@@ -88,7 +88,8 @@ def test_readme_section_is_added_checked_and_replaced_in_place(
 
 
 def test_readme_examples_are_the_encoded_models() -> None:
-    section = (REPO / "README.md").read_text(encoding="utf-8").split("## Event contract", 1)[1]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Event contract", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```json\n(.*?)\n```", section, flags=re.DOTALL)
     assert len(blocks) == len(TOPICS)
     for topic, block in zip(TOPICS, blocks, strict=True):
