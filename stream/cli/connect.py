@@ -145,8 +145,6 @@ def add_parser(sub: Subparsers) -> None:
 
 def _prepare(args: argparse.Namespace, kind_name: str) -> tuple[Settings, Destination]:
     from stream import logmask  # noqa: PLC0415
-    from stream.kafka import topics  # noqa: PLC0415
-    from stream.kafka.admin import ensure_topics  # noqa: PLC0415
     from stream.settings import Settings  # noqa: PLC0415
 
     settings = Settings()
@@ -162,12 +160,18 @@ def _prepare(args: argparse.Namespace, kind_name: str) -> tuple[Settings, Destin
         stream=sys.stderr,
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    return settings, destination
+
+
+def _ensure_topics(settings: Settings) -> None:
+    from stream.kafka import topics  # noqa: PLC0415
+    from stream.kafka.admin import ensure_topics  # noqa: PLC0415
+
     created = asyncio.run(
         ensure_topics(settings, [topics.STAGE_CHANGES, topics.CONNECTOR_DEAD_LETTERS])
     )
     if created:
         print(f"created topics: {', '.join(created)}", file=sys.stderr)
-    return settings, destination
 
 
 async def _run_connector(connector: Any) -> Any:
@@ -188,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
     settings, destination = _prepare(args, args.kind)
     if settings.connect_metrics_port:
         telemetry.serve(settings.connect_metrics_port, settings.connect_metrics_host)
+    _ensure_topics(settings)
     connector = Connector(settings, destination, DeliveryPolicy.from_settings(settings))
     print(
         f"leadstream connect {args.kind}: group {connector.group_id}, metrics on "
@@ -205,6 +210,7 @@ def run_redrive(args: argparse.Namespace) -> int:
     from stream.connect.core import Connector, DeadLetterSource, DeliveryPolicy  # noqa: PLC0415
 
     settings, destination = _prepare(args, args.redrive_kind)
+    _ensure_topics(settings)
     source = DeadLetterSource(settings, destination.name, since=args.since, from_start=args.all)
     connector = Connector(
         settings,

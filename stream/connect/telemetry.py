@@ -23,6 +23,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from stream.errors import ConfigurationError
 from stream.metrics import sample_names
 
 __all__ = [
@@ -127,5 +128,12 @@ METRIC_NAMES: Final[frozenset[str]] = frozenset(
 
 
 def serve(port: int, host: str) -> None:
-    """Serve ``/metrics`` on `host`:`port` from a background thread."""
-    start_http_server(port, addr=host, registry=REGISTRY)
+    """Serve ``/metrics`` on `host`:`port` from a background thread; `ConfigurationError` when
+    the address is taken."""
+    try:
+        start_http_server(port, addr=host, registry=REGISTRY)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve the connector's metrics on {host}:{port} ({exc.strerror}): set "
+            "LEADSTREAM_CONNECT_METRICS_PORT to a free port, or 0 for none"
+        ) from exc

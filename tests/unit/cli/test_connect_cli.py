@@ -72,7 +72,22 @@ def test_an_unreachable_broker_exits_4(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setenv("LEADSTREAM_KAFKA_BOOTSTRAP", f"127.0.0.1:{port}")
+    monkeypatch.setenv("LEADSTREAM_CONNECT_METRICS_PORT", "0")  # no server left behind
     argv = ["connect", "webhook", "--url", "https://x.example/h", "--secret", SECRET]
     assert main(argv) == EXIT_INFRA
     err = capsys.readouterr().err
     assert "Kafka" in err and SECRET not in err
+
+
+def test_a_metrics_port_in_use_exits_3_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("LEADSTREAM_CONNECT_METRICS_PORT", str(port))
+        monkeypatch.setenv("LEADSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:1")  # checked before Kafka
+        argv = ["connect", "webhook", "--url", "https://x.example/h", "--secret", SECRET]
+        assert main(argv) == EXIT_CONFIG
+    assert "LEADSTREAM_CONNECT_METRICS_PORT" in capsys.readouterr().err
