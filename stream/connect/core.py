@@ -401,6 +401,8 @@ class Connector:
             )
             for tp, records in batch.items():
                 for record in records:
+                    if tp not in consumer.assignment():
+                        break  # revoked while this batch was being admitted
                     await self._admit(tp, record)
             if self._in_flight == 0 and await self.source.finished(consumer):
                 return
@@ -683,8 +685,9 @@ class Connector:
         if consumer is None:
             return
         offsets: dict[TopicPartition, int] = {}
+        assigned = consumer.assignment()
         for tp, ledger in list(self._ledgers.items()):
-            if only is not None and tp not in only:
+            if (only is not None and tp not in only) or tp not in assigned:
                 continue
             position = ledger.committable()
             if position is not None and position != self._committed.get(tp):
