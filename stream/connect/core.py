@@ -314,6 +314,13 @@ class Connector:
             clock(),
         )
         self._erases = takes_erasures(destination)
+        # a destination sending one request per change sends a batch at once: at most a burst
+        per_change = requests_for(destination, 2) == 2
+        self._batch_limit = (
+            min(destination.max_batch, int(self._bucket.burst))
+            if per_change
+            else destination.max_batch
+        )
         self._dead_letter_topic = settings.topic(topics.CONNECTOR_DEAD_LETTERS.name)
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -494,11 +501,12 @@ class Connector:
             await self._call(batch)
 
     def _take_batch(self) -> list[_Pending]:
-        """Up to `max_batch` lane heads of one kind (changes or erasures), one per lead."""
+        """Up to `max_batch` lane heads of one kind (changes or erasures), one per lead (and no
+        more than the bucket's burst for a destination sending a request per change)."""
         batch: list[_Pending] = []
         kind: type | None = None
         skipped: list[tuple[TopicPartition, str]] = []
-        while self._ready and len(batch) < self.destination.max_batch:
+        while self._ready and len(batch) < self._batch_limit:
             lane_key = self._ready.popleft()
             lane = self._lanes.get(lane_key)
             if not lane:

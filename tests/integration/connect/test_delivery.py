@@ -254,3 +254,27 @@ async def test_erasures_reach_the_webhook_and_bad_records_are_dead_lettered(
     assert letter.original == b'{"type":"stage_changed"}' and letter.original_key == b"gone-0"
     assert "event_id" in letter.reason  # the first missing field
     assert await all_committed(ready_topics, connector.group_id)
+
+
+async def test_the_rate_limit_paces_the_requests(ready_topics: Settings) -> None:
+    arrivals: list[float] = []
+
+    def answer(_: Delivery) -> Answer:
+        arrivals.append(time.monotonic())
+        return Answer(200)
+
+    served = Receiver(respond=answer)
+    await served.start()
+    await produce_changes(ready_topics, sample_changes(12, 12, prefix="paced"))
+    try:  # 20 requests a second, 2 at once: the 10 after the first 2 take half a second
+        await _deliver(
+            ready_topics,
+            served.url,
+            lambda _: len(arrivals) >= 12,
+            replace(FAST, rate_per_s=20.0, burst=2),
+        )
+    finally:
+        await served.stop()
+    assert arrivals[-1] - arrivals[0] >= 0.45
+    busiest = max(sum(1 for t in arrivals if s <= t < s + 0.1) for s in arrivals)
+    assert busiest <= 4  # never more than the burst plus what 100 ms earns (2)
