@@ -459,9 +459,9 @@ class Connector:
             return
         ledger.read(record.offset)
         self._in_flight += 1
-        pending = _Pending(
-            tp, record.offset, record.key, record.value, item, self._generation.get(tp, 0)
-        )
+        # the record's own bytes: a redriven change's are the dead letter's original
+        raw = item.raw if item.raw is not None else record.value
+        pending = _Pending(tp, record.offset, record.key, raw, item, self._generation.get(tp, 0))
         lane_key = (tp, item.lead_id)
         lane = self._lanes.get(lane_key)
         if lane is None:

@@ -155,8 +155,6 @@ async def test_a_permanent_refusal_is_dead_lettered_masked_and_redrive_delivers_
             str(c.event_id) for c in changes if c.lead_id in refused
         }
 
-        accept["all"] = True
-
         async def redrive(group: str = "redrive", **when: Any) -> Report:
             source = DeadLetterSource(ready_topics, "webhook", **when)
             run = Connector(
@@ -168,14 +166,23 @@ async def test_a_permanent_refusal_is_dead_lettered_masked_and_redrive_delivers_
             ).run()
             return await asyncio.wait_for(run, 30)
 
-        redriven = await redrive()
+        # refused again: dead-lettered again, with the stage change itself as the original
+        again = await redrive()
+        assert (again.delivered, again.dead_lettered) == (0, 2)
+        letters = await read_dead_letters(ready_topics)
+        assert len(letters) == 4
+        for letter in letters:
+            codec.decode_stage_change(letter.original)  # every original is the stage change
+
+        accept["all"] = True
+        redriven = await redrive()  # the two written by the last redrive
         assert (redriven.delivered, redriven.dead_lettered) == (2, 0)
         assert served.ids() == {str(c.event_id) for c in changes}
         perm_0 = [d.msg_id for d in served.deliveries if d.lead_id == "perm-0"]
         assert perm_0 == [str(c.event_id) for c in changes if c.lead_id == "perm-0"]
-        # redrive committed: the same group finds nothing left; --all sends them again
+        # redrive committed: the same group finds nothing left; --all sends all four again
         assert (await redrive()).delivered == 0
-        assert (await redrive(from_start=True)).delivered == 2
+        assert (await redrive(from_start=True)).delivered == 4
         assert (await redrive("redrive-since", since=datetime.now(UTC))).delivered == 0
     finally:
         await destination.aclose()
