@@ -164,12 +164,18 @@ def _prepare(args: argparse.Namespace, kind_name: str) -> tuple[Settings, Destin
 
 
 def _ensure_topics(settings: Settings) -> None:
+    """Create the stage-changes and connector dead-letter topics when missing (a connector does
+    not care how many partitions existing ones have)."""
     from stream.kafka import topics  # noqa: PLC0415
-    from stream.kafka.admin import ensure_topics  # noqa: PLC0415
+    from stream.kafka.admin import describe_topics, ensure_topics  # noqa: PLC0415
 
-    created = asyncio.run(
-        ensure_topics(settings, [topics.STAGE_CHANGES, topics.CONNECTOR_DEAD_LETTERS])
-    )
+    async def create() -> list[str]:
+        specs = [topics.STAGE_CHANGES, topics.CONNECTOR_DEAD_LETTERS]
+        states = await describe_topics(settings, specs)
+        missing = [spec for spec, state in zip(specs, states, strict=True) if not state.exists]
+        return await ensure_topics(settings, missing) if missing else []
+
+    created = asyncio.run(create())
     if created:
         print(f"created topics: {', '.join(created)}", file=sys.stderr)
 
