@@ -31,7 +31,7 @@ def test_validate_accepts_the_default_models(capsys: pytest.CaptureFixture[str])
     assert "b2b 2025-06-01: 7 fit rules, 20 engagement rules" in out
 
 
-def test_validate_names_the_file_model_rule_and_field(
+def test_validate_names_the_file_line_model_rule_and_field(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "models.yaml"
@@ -39,7 +39,7 @@ def test_validate_names_the_file_model_rule_and_field(
     assert main(["rules", "validate", str(path)]) == EXIT_CONFIG
     err = capsys.readouterr().err
     assert (
-        f"leadstream rules: {path}: model 'b2b', engagement rule 'email_open', "
+        f"leadstream rules: {path}: line 8, model 'b2b', engagement rule 'email_open', "
         "field 'cap.max_count': Input should be greater than or equal to 1"
     ) in err
 
