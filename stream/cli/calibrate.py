@@ -19,6 +19,7 @@ from stream.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     Subparsers,
+    examples,
     fail,
     progress_bar,
 )
@@ -77,6 +78,13 @@ def _positive(text: str) -> float:
 def add_parser(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "calibrate",
+        **examples(
+            "leadstream calibrate leads.csv --target converted --out model.yaml",
+            "leadstream calibrate leads.csv --target y --exclude duration --scale 100 "
+            "--report report.md --out model.yaml",
+            "leadstream calibrate sessions.csv --target Revenue --count Administrative,"
+            "ProductRelated --holdout 0 --out model.yaml",
+        ),
         help="learn a scoring model's points from past conversions (logistic regression)",
         description=(
             "Read a table of past leads (CSV or Parquet, one row per lead) with a target column "

@@ -366,27 +366,30 @@ class FitRule(Spec):
     def kind(self) -> str:
         return next(name for name in _MATCHERS if self.matcher_value(name) is not None)
 
-    def describe_test(self) -> str:
-        """The test in words, for tables: `industry in [saas, software]`."""
+    def describe_test(self, *, full: bool = False) -> str:
+        """The test in words, for tables: `industry in [saas, software]` (long lists and
+        patterns shortened unless `full`)."""
         if self.and_:
             tests = [self.model_copy(update={"and_": None})]
             tests += [
                 FitRule.model_validate({"id": "and", "points": 1, **c.matchers()})
                 for c in self.and_
             ]
-            return " and ".join(test.describe_test() for test in tests)
+            return " and ".join(test.describe_test(full=full) for test in tests)
         kind = self.kind
         if kind == "equals":
             return f"{self.field} = {_show(self.equals)}"
         if kind == "in":
             values = self.in_ or []
-            shown = ", ".join(_show(v) for v in values[:4]) + (", ..." if len(values) > 4 else "")
-            return f"{self.field} in [{shown}]"
+            listed = values if full else values[:4]
+            more = ", ..." if len(values) > len(listed) else ""
+            return f"{self.field} in [{', '.join(_show(v) for v in listed)}{more}]"
         if kind == "range":
             assert self.range is not None
             return f"{self.field} {self.range.describe()}"
         if kind == "regex":
-            return f"{self.field} ~ /{_shorten(self.regex or '')}/"
+            regex = self.regex or ""
+            return f"{self.field} ~ /{regex if full else _shorten(regex)}/"
         cap = f", max {self.max_points:g}" if self.max_points is not None else ""
         return f"{self.field}: per unit above {self.per_unit_above:g}{cap}"
 
@@ -543,7 +546,8 @@ class EngagementRule(Spec):
             raise ValueError("field 'cap.max_points': a points cap needs positive points")
         return self
 
-    def describe_test(self) -> str:
+    def describe_test(self, *, full: bool = False) -> str:
+        """The event and its tests in words (long patterns shortened unless `full`)."""
         types = " | ".join(self.event_types)
         if not self.where:
             return types
@@ -551,7 +555,8 @@ class EngagementRule(Spec):
         for name, value in self.where.items():
             if isinstance(value, MatchSpec):
                 if value.regex is not None:
-                    tests.append(f"{name} ~ /{_shorten(value.regex)}/")
+                    regex = value.regex if full else _shorten(value.regex)
+                    tests.append(f"{name} ~ /{regex}/")
                 elif value.glob is not None:
                     tests.append(f"{name} = {value.glob}")
                 else:
