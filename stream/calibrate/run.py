@@ -26,7 +26,14 @@ from stream.calibrate.scorecard import Options, Progress, Scorecard, fit_scoreca
 from stream.calibrate.table import CalibrationError, Table
 from stream.scoring import ModelSet, parse_models
 
-__all__ = ["MIN_HELD_OUT", "STREAM_SECONDS", "Calibration", "calibrate", "check_holdout"]
+__all__ = [
+    "MIN_HELD_OUT",
+    "STREAM_SECONDS",
+    "Calibration",
+    "calibrate",
+    "check_holdout",
+    "grade_cuts",
+]
 
 MIN_HELD_OUT = 10
 """The held-out split, and the training split, hold at least this many converted leads and
@@ -39,6 +46,10 @@ STREAM_SECONDS = 60.0
 class Calibration:
     """Everything a calibration produced: the scorecard, the model file and the evidence."""
 
+    fit_grades: list[float]
+    """The cut points of fit grades A, B and C (D below)."""
+    engagement_grades: list[float]
+    """The cut points of engagement grades 1, 2 and 3 (4 below)."""
     table: Table
     card: Scorecard
     yaml_text: str
@@ -84,6 +95,23 @@ class Calibration:
     def evaluated(self) -> Any:
         """Row positions the figures are computed on: held out, else the training rows."""
         return self.test if self.held_out else self.train
+
+
+def grade_cuts(scores: Any) -> list[float]:
+    """The three cut points of a score's four grades (A-D for fit, 1-4 for engagement), whole
+    points in descending order: the 75th, 50th and 25th percentiles of the training leads when
+    they set four groups apart; else (many leads share a score, as those who did nothing do)
+    the training leads' range of scores cut into four equal bands. The lowest grade holds the
+    leads below the third cut: at least those with the lowest score."""
+    x = np.asarray(scores, dtype="float64")
+    low, high = float(np.floor(x.min())), float(np.floor(x.max()))
+    cuts = [float(np.floor(np.quantile(x, q))) for q in (0.75, 0.5, 0.25)]
+    if cuts[0] > cuts[1] > cuts[2] > low:
+        return cuts
+    if high == low:  # one score for everybody: every lead in the lowest grade
+        return [low + 1] * 3
+    step = (high - low) / 4
+    return [min(high, max(low + 1, low + round(step * k))) for k in (3, 2, 1)]
 
 
 def _top(scores: Any, share: float) -> float:
@@ -171,12 +199,15 @@ def calibrate(
     train_total = train_fit + train_engagement
     mql_at = _top(train_total, mql_top)
     sql_at = max(_top(train_total, sql_top), mql_at)
-    grades_fit = [float(np.floor(np.quantile(train_fit, q))) for q in (0.75, 0.5, 0.25)]
-    grades_eng = [float(np.floor(np.quantile(train_engagement, q))) for q in (0.75, 0.5, 0.25)]
+    grades_fit = grade_cuts(train_fit)
+    grades_eng = grade_cuts(train_engagement)
+    scaling = (
+        f"Scaled so that the best possible lead scores {options.scale:g}: " if options.scale else ""
+    )
     description = (
         f"Learned from {len(train)} leads ({int(y[train].sum())} converted, target "
         f"{table.target_name} = {table.positive}) by logistic regression on binned features. "
-        f"{options.pdo:g} points double the odds of converting; a total of "
+        f"{scaling}{card.pdo:.3g} points double the odds of converting; a total of "
         f"{card.base_score:.0f} means odds of {options.base_odds:g}:1."
     )
     text = model_file(
@@ -194,6 +225,8 @@ def calibrate(
     scores = card.total(evaluated_frame)
     probability = card.probability(evaluated_frame)
     result = Calibration(
+        fit_grades=grades_fit,
+        engagement_grades=grades_eng,
         table=table,
         card=card,
         yaml_text=text,

@@ -164,6 +164,16 @@ def add_parser(sub: Subparsers) -> None:
     )  # fmt: skip
     parser.add_argument("--pdo", type=_positive, default=20.0, help="points to double the odds")
     parser.add_argument(
+        "--scale", type=_positive, metavar="MAX",
+        help="scale the points so that the best possible lead scores MAX (e.g. 100: a 0-100 "
+        "score) instead of --pdo points per doubling of the odds",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-monotone", dest="monotone", action="store_false",
+        help="let a count's points fall as the count rises (by default more of an activity "
+        "never scores less)",
+    )  # fmt: skip
+    parser.add_argument(
         "--base-odds", type=_positive, default=1.0, help="odds the base score is reported at (1)"
     )
     parser.add_argument(
@@ -244,6 +254,8 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
         seed=args.seed,
         interactions=args.interactions,
         pair_bins=args.pair_bins,
+        monotone_counts=args.monotone,
+        scale=args.scale,
     )
     try:
         current = load_model_file(args.compare) if args.compare else None
