@@ -101,17 +101,19 @@ def grade_cuts(scores: Any) -> list[float]:
     """The three cut points of a score's four grades (A-D for fit, 1-4 for engagement), whole
     points in descending order: the 75th, 50th and 25th percentiles of the training leads when
     they set four groups apart; else (many leads share a score, as those who did nothing do)
-    the training leads' range of scores cut into four equal bands. The lowest grade holds the
-    leads below the third cut: at least those with the lowest score."""
+    the training leads' range of scores cut into four equal bands, a point apart at least. The
+    lowest grade holds the leads below the third cut: at least those with the lowest score."""
     x = np.asarray(scores, dtype="float64")
     low, high = float(np.floor(x.min())), float(np.floor(x.max()))
     cuts = [float(np.floor(np.quantile(x, q))) for q in (0.75, 0.5, 0.25)]
     if cuts[0] > cuts[1] > cuts[2] > low:
         return cuts
-    if high == low:  # one score for everybody: every lead in the lowest grade
-        return [low + 1] * 3
     step = (high - low) / 4
-    return [min(high, max(low + 1, low + round(step * k))) for k in (3, 2, 1)]
+    c1, c2, c3 = (low + round(step * k) for k in (3, 2, 1))
+    c3 = max(c3, low + 1)  # the lowest grade: below the third cut
+    c2 = max(c2, c3 + 1)  # a range of fewer than four points leaves the top grades empty
+    c1 = max(c1, c2 + 1)
+    return [float(c1), float(c2), float(c3)]
 
 
 def _top(scores: Any, share: float) -> float:

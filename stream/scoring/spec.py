@@ -1002,8 +1002,8 @@ def _problem(error: Mapping[str, Any], raw: object, lines: Mapping[_YamlPath, in
     if len(loc) < 2 or loc[0] != "models":
         match = _FIELD_IN_MESSAGE.match(message)
         if match and not loc:  # the file's own checks: "field 'models': ..."
-            path = match[1].split(".")
-            return Problem(field=match[1], message=match[2], line=_line(lines, path))
+            where = match[1].split(".")
+            return Problem(field=match[1], message=match[2], line=_line(lines, where))
         return Problem(field=_dotted(loc), message=message, line=_line(lines, loc))
     models = raw.get("models") if isinstance(raw, Mapping) else None
     model = _label(models, loc[1], "model")
