@@ -257,7 +257,8 @@ def test_the_file_edge_reads_files_and_names_them(tmp_path: Path) -> None:
         load_model_file(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text(_edit("group: web}", "group: webb}"))
-    with pytest.raises(ModelFileError, match=re.escape(f"{bad}: line 10, model 'b2b', engagement rule")):
+    where = f"{bad}: line 10, model 'b2b', engagement rule"
+    with pytest.raises(ModelFileError, match=re.escape(where)):
         load_model_file(bad)
 
 
