@@ -71,9 +71,7 @@ def main() -> None:
     labels = prepare(frame, target=args.target).target  # the rows with a known outcome
     known = frame[frame[args.target].notna()].reset_index(drop=True)
     rows = np.arange(len(known))
-    train, test = train_test_split(
-        rows, test_size=0.3, stratify=labels, random_state=args.seed
-    )
+    train, test = train_test_split(rows, test_size=0.3, stratify=labels, random_state=args.seed)
     with tempfile.TemporaryDirectory() as folder:
         train_csv, test_csv = Path(folder) / "train.csv", Path(folder) / "test.csv"
         model = Path(folder) / "model.yaml"
