@@ -68,7 +68,7 @@ class Options:
 
     binning: str = "quantile"
     """`quantile` (equal shares of the rows) or `supervised` (decision-tree splits)."""
-    max_bins: int = 10
+    max_bins: int = 20
     min_bin_share: float = 0.02
     """A bin holds at least this share of the training rows that have a value."""
     rare_share: float = 0.005
@@ -85,7 +85,7 @@ class Options:
     interactions: int | None = None
     """How many pairs of attributes to cross; None: chosen by cross-validation among
     `INTERACTION_CHOICES` (0 when `folds` < 2)."""
-    pair_bins: int = 3
+    pair_bins: int = 5
     """At most this many coarse bins per attribute of a pair (numbers; categories keep theirs)."""
     monotone_counts: bool = True
     """Counts of an activity never score less for doing it more: their bins are merged until

@@ -149,7 +149,7 @@ def add_parser(sub: Subparsers) -> None:
     )  # fmt: skip
     parser.add_argument("--sep", help="CSV separator (default: sniffed from the header)")
     parser.add_argument("--binning", choices=["quantile", "supervised"], default="quantile")
-    parser.add_argument("--bins", type=int, default=10, help="at most N bins per feature (10)")
+    parser.add_argument("--bins", type=int, default=20, help="at most N bins per feature (20)")
     parser.add_argument(
         "--c",
         type=_positive,
@@ -163,8 +163,8 @@ def add_parser(sub: Subparsers) -> None:
         "cross-validation among 0, 1, 2, 4, 8; 0 gives a purely additive scorecard)",
     )  # fmt: skip
     parser.add_argument(
-        "--pair-bins", type=int, default=3, metavar="N",
-        help="at most N bins per numeric attribute of a pair (3)",
+        "--pair-bins", type=int, default=5, metavar="N",
+        help="at most N bins per numeric attribute of a pair (5)",
     )  # fmt: skip
     parser.add_argument("--pdo", type=_positive, default=20.0, help="points to double the odds")
     parser.add_argument(
