@@ -3,8 +3,14 @@
 Each feature is cut into bins (supervised: the splits of a small decision tree on that feature
 alone; or quantiles), made monotone when the conversion rate clearly trends with the value, and
 one-hot encoded. An L2-regularised logistic regression on the indicators gives each bin a weight
-in log-odds; the standard scorecard scaling turns weights into integer points:
-`points = round(weight · pdo / ln 2)`, so `pdo` points double the odds of converting.
+in log-odds (its strength chosen by cross-validation among `C_CHOICES`); the standard scorecard
+scaling turns weights into integer points: `points = round(weight · pdo / ln 2)`, so `pdo`
+points double the odds of converting. With `scale`, the factor is set instead so that the best
+possible lead scores `scale` points.
+
+Counts of an activity are monotone by default (`monotone_counts`): their bins are merged until
+the close rate rises with the count, and again wherever the fitted weights would fall from one
+bin to the next, the fit then redone, so that more of an activity never scores less.
 
 Quantile bins that collapse because one value fills many quantiles (bank marketing's `pdays` is
 999 for 96% of the calls) give that value a bin of its own; a column left with a single bin is
@@ -12,9 +18,9 @@ dropped, and both are noted. Rare categories are pooled into one bin named by it
 
 A missing value is a bin of its own when the training rows have any (`(missing)`). Each
 attribute's points are then shifted so that its lowest bin gives 0: every score is at least 0
-but for the steps of counts, and a lead whose attribute is absent or an unseen category scores
-as that lowest bin (Leadstream's scores start at 0, so a threshold below 0 would qualify leads
-nobody knows anything about). The lowest bin of a count gives 0 as well. The regression's
+(counts included, when monotone), and a lead whose attribute is absent or an unseen category
+scores as that lowest bin (Leadstream's scores start at 0, so a threshold below 0 would qualify
+leads nobody knows anything about). The lowest bin of a count gives 0 as well. The regression's
 intercept and the shifts are not rules; they fix the base score instead, the total at which the
 odds of converting are `base_odds`:
 `base_score = pdo / ln 2 · (ln base_odds - intercept) + shifts`.
