@@ -344,11 +344,15 @@ def make_feature(
     if len(feature.bins) >= 2:
         return feature
     if notes is not None:
-        why = (
-            "every training lead with a value falls in one bin"
-            if column.role != Role.CATEGORICAL
-            else "its categories are all too rare for a bin of their own"
-        )
+        if column.role == Role.CATEGORICAL:
+            why = "its categories are all too rare for a bin of their own"
+        elif monotone and column.role == Role.COUNT:
+            why = (
+                "its close rate does not rise with the count, and more of an activity never "
+                "scores less (--no-monotone, or --role COLUMN=numeric, to score it anyway)"
+            )
+        else:
+            why = "every training lead with a value falls in one bin"
         notes.append(f"{column.name}: dropped, {why} (no points to give)")
     return None
 

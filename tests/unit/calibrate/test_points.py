@@ -157,3 +157,18 @@ def test_a_renamed_column_is_pointed_at_when_scoring(
     scored = score_table(renamed, result.models, result.model_id)
     (note,) = [n for n in scored.notes if n.startswith("custom.PageValues")]
     assert "did you mean the column 'Page_Value'?" in note
+
+
+def test_a_count_whose_close_rate_falls_is_dropped_with_the_reason(datasets: Path) -> None:
+    """Bank marketing's `campaign` (calls in this campaign): the more calls, the fewer
+    subscribe. As a count it cannot score less for more, so it gets no points, and says why."""
+    roles = {"duration": Role.IGNORE, "campaign": Role.COUNT}
+    table = prepare(read_table(datasets / BANK), target="y", roles=roles)
+    card = fit_scorecard(table.features, table.frame, table.target, QUICK)
+    assert "campaign" not in {f.column.name for f in card.features}
+    (note,) = [n for n in card.notes if n.startswith("campaign:")]
+    assert "its close rate does not rise with the count" in note
+    free = Options(folds=0, interactions=0, monotone_counts=False)
+    loose = fit_scorecard(table.features, table.frame, table.target, free)
+    campaign = next(f for f in loose.features if f.column.name == "campaign")
+    assert _falls(campaign)  # without the constraint: fewer points for more calls
