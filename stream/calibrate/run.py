@@ -97,23 +97,39 @@ class Calibration:
         return self.test if self.held_out else self.train
 
 
+def _picks(x: Any, candidates: Any, targets: tuple[float, ...]) -> list[float]:
+    """Ascending cut points among `candidates` (ascending) whose shares of `x` below them come
+    closest to `targets`, one per target, each above the previous."""
+    below = np.searchsorted(x, candidates, side="left") / len(x)
+    picks: list[float] = []
+    start = 0
+    for i, target in enumerate(targets):
+        stop = len(candidates) - (len(targets) - i)  # leave one candidate per later target
+        best = start + int(np.argmin(np.abs(below[start : stop + 1] - target)))
+        picks.append(float(candidates[best]))
+        start = best + 1
+    return picks
+
+
 def grade_cuts(scores: Any) -> list[float]:
-    """The three cut points of a score's four grades (A-D for fit, 1-4 for engagement), whole
-    points in descending order: the 75th, 50th and 25th percentiles of the training leads when
-    they set four groups apart; else (many leads share a score, as those who did nothing do)
-    the training leads' range of scores cut into four equal bands, a point apart at least. The
-    lowest grade holds the leads below the third cut: at least those with the lowest score."""
-    x = np.asarray(scores, dtype="float64")
-    low, high = float(np.floor(x.min())), float(np.floor(x.max()))
-    cuts = [float(np.floor(np.quantile(x, q))) for q in (0.75, 0.5, 0.25)]
-    if cuts[0] > cuts[1] > cuts[2] > low:
-        return cuts
-    step = (high - low) / 4
-    c1, c2, c3 = (low + round(step * k) for k in (3, 2, 1))
-    c3 = max(c3, low + 1)  # the lowest grade: below the third cut
-    c2 = max(c2, c3 + 1)  # a range of fewer than four points leaves the top grades empty
-    c1 = max(c1, c2 + 1)
-    return [float(c1), float(c2), float(c3)]
+    """The three cut points of a score's four grades (A-D for fit, 1-4 for engagement), in
+    descending order, each a score some training lead has: at the training leads' quartiles, as
+    near as the scores allow; when a quarter of the leads or more share the lowest score (those
+    who did nothing), the lowest grade is theirs and the others split the rest in thirds. With
+    fewer than three scores above the lowest, the top grades stay empty."""
+    x = np.sort(np.floor(np.asarray(scores, dtype="float64")))
+    low = float(x[0])
+    candidates = np.unique(x[x > low])
+    if len(candidates) < 3:
+        cuts = [float(c) for c in candidates]
+        while len(cuts) < 3:
+            cuts.append((cuts[-1] if cuts else low) + 1)
+        return sorted(cuts, reverse=True)
+    if np.mean(x == low) >= 0.25:
+        rest = x[x > low]
+        c3 = float(candidates[0])
+        return sorted([c3, *_picks(rest, candidates[1:], (1 / 3, 2 / 3))], reverse=True)
+    return sorted(_picks(x, candidates, (0.25, 0.5, 0.75)), reverse=True)
 
 
 def _top(scores: Any, share: float) -> float:
