@@ -184,14 +184,7 @@ def _summary(result: Calibration) -> Section:
         f"{result.table.target_name} = {result.table.positive}",
         split,
         f"{len(card.features)} features, {card.options.binning} bins (at most "
-        f"{card.options.max_bins}), L2 logistic regression C={card.options.c:g}"
-        + (
-            " (chosen by cross-validation: "
-            + ", ".join(f"{c:g} → AUC {auc:.4f}" for c, auc in sorted(card.cv_by_c.items()))
-            + ")"
-            if len(card.cv_by_c) > 1
-            else ""
-        ),
+        f"{card.options.max_bins}), L2 logistic regression C={card.options.c:g}",
         f"cross-validated AUC on the training leads ({card.options.folds} folds): "
         f"{card.cv_auc[0]:.4f} ± {card.cv_auc[1]:.4f}"
         if not math.isnan(card.cv_auc[0])

@@ -3,10 +3,9 @@
 Each feature is cut into bins (supervised: the splits of a small decision tree on that feature
 alone; or quantiles), made monotone when the conversion rate clearly trends with the value, and
 one-hot encoded. An L2-regularised logistic regression on the indicators gives each bin a weight
-in log-odds (its strength chosen by cross-validation among `C_CHOICES`); the standard scorecard
-scaling turns weights into integer points: `points = round(weight · pdo / ln 2)`, so `pdo`
-points double the odds of converting. With `scale`, the factor is set instead so that the best
-possible lead scores `scale` points.
+in log-odds; the standard scorecard scaling turns weights into integer points:
+`points = round(weight · pdo / ln 2)`, so `pdo` points double the odds of converting. With
+`scale`, the factor is set instead so that the best possible lead scores `scale` points.
 
 Counts of an activity are monotone by default (`monotone_counts`): their bins are merged until
 the close rate rises with the count, and again wherever the fitted weights would fall from one
@@ -40,7 +39,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -79,9 +78,8 @@ class Options:
     """A bin holds at least this share of the training rows that have a value."""
     rare_share: float = 0.005
     """Categories rarer than this (and than 20 rows) are pooled into one `other` bin."""
-    c: float | None = None
-    """Inverse regularisation strength of the logistic regression; None: chosen by
-    cross-validation among `C_CHOICES` (`DEFAULT_C` when `folds` < 2)."""
+    c: float = 0.1
+    """Inverse regularisation strength of the logistic regression."""
     pdo: float = 20.0
     """Points to double the odds."""
     base_odds: float = 1.0
@@ -357,11 +355,6 @@ def make_feature(
     return None
 
 
-C_CHOICES = (0.1, 0.5)
-"""The regularisation strengths cross-validation chooses among: the stronger (smaller C) unless
-the weaker is better by more than a tenth of a point of AUC."""
-DEFAULT_C = 0.5
-"""The regularisation strength without cross-validation."""
 INTERACTION_CHOICES = (0, 1, 2, 4, 8)
 """How many pairs cross-validation chooses among."""
 MAX_PAIR_CATEGORIES = 12
@@ -466,10 +459,7 @@ class Scorecard:
     interactions: list[Interaction] = field(default_factory=list)
     """Pairs of attributes crossed; their cells are fit points too."""
     cv_by_interactions: dict[int, float] = field(default_factory=dict)
-    """Cross-validated AUC on the training split per number of pairs tried (at the chosen C)."""
-    cv_by_c: dict[float, float] = field(default_factory=dict)
-    """Cross-validated AUC on the training split per regularisation strength tried (at the
-    chosen number of pairs)."""
+    """Cross-validated AUC on the training split per number of pairs tried."""
     notes: list[str] = field(default_factory=list)
     """Binning: collapsed quantile bins, columns dropped."""
     warnings: list[str] = field(default_factory=list)
@@ -544,7 +534,7 @@ def _base(columns: list[Column], frame: Any, y: Any, options: Options) -> Scorec
 
 
 def _regression(options: Options) -> LogisticRegression:
-    return LogisticRegression(C=DEFAULT_C if options.c is None else options.c, max_iter=3000)
+    return LogisticRegression(C=options.c, max_iter=3000)
 
 
 def _merge_falls(feature: Feature, weights: list[float], frame: Any, y: Any) -> Feature | None:
@@ -614,31 +604,27 @@ def _cross_validate(
     frame: Any,
     y: Any,
     options: Options,
-    *,
     tops: tuple[int, ...],
-    cs: tuple[float, ...],
+    *,
     progress: Progress | None = None,
-) -> dict[tuple[float, int], tuple[float, float]]:
-    """Mean and standard deviation of the AUC per regularisation strength and number of pairs,
-    over `options.folds` folds of the training rows (bins, pairs and weights all learned within
-    each fold)."""
+) -> dict[int, tuple[float, float]]:
+    """Mean and standard deviation of the AUC per number of pairs, over `options.folds` folds
+    of the training rows (bins, pairs and weights all learned within each fold)."""
     folds = StratifiedKFold(options.folds, shuffle=True, random_state=options.seed)
-    aucs: dict[tuple[float, int], list[float]] = {(c, top): [] for c in cs for top in tops}
+    aucs: dict[int, list[float]] = {top: [] for top in tops}
     if progress is not None:
         progress("cross-validation (folds)", 0, options.folds)
     for n, (train, test) in enumerate(folds.split(np.zeros(len(y)), y), start=1):
         part = frame.iloc[train].reset_index(drop=True)
         held = frame.iloc[test].reset_index(drop=True)
-        for c in cs:
-            fold_options = replace(options, c=c)
-            for top, card in _with_pairs(columns, part, y[train], fold_options, tops).items():
-                if (c, top) not in aucs:
-                    continue
-                scores = card.model.predict_proba(card.design(held))[:, 1]
-                aucs[c, top].append(float(roc_auc_score(y[test], scores)))
+        for top, card in _with_pairs(columns, part, y[train], options, tops).items():
+            if top not in aucs:
+                continue
+            scores = card.model.predict_proba(card.design(held))[:, 1]
+            aucs[top].append(float(roc_auc_score(y[test], scores)))
         if progress is not None:
             progress("cross-validation (folds)", n, options.folds)
-    return {key: (float(np.mean(v)), float(np.std(v))) for key, v in aucs.items()}
+    return {top: (float(np.mean(v)), float(np.std(v))) for top, v in aucs.items()}
 
 
 def fit_scorecard(
@@ -656,27 +642,14 @@ def fit_scorecard(
         tops: tuple[int, ...] = (options.interactions,)
     else:
         tops = INTERACTION_CHOICES if cv else (0,)
-    if options.c is not None:
-        cs: tuple[float, ...] = (options.c,)
-    else:
-        cs = C_CHOICES if cv else (DEFAULT_C,)
-    scores = (
-        _cross_validate(columns, frame, y, options, tops=tops, cs=cs, progress=progress)
-        if cv
-        else {}
-    )
-    # the fewest pairs whose AUC is within a tenth of a point (0.001) of the best, at their
-    # best regularisation strength
+    scores = _cross_validate(columns, frame, y, options, tops, progress=progress) if cv else {}
+    # the fewest pairs whose AUC is within a tenth of a point (0.001) of the best
     best = max((mean for mean, _ in scores.values()), default=0.0)
-    top = min((t for (_, t), (mean, _) in scores.items() if mean >= best - 0.001), default=tops[0])
-    at_top = max(scores[each, top][0] for each in cs) if cv else 0.0
-    c = min(each for each in cs if not cv or scores[each, top][0] >= at_top - 0.001)
-    options = replace(options, c=c)
+    top = min((t for t, (mean, _) in scores.items() if mean >= best - 0.001), default=tops[0])
     card = _with_pairs(columns, frame, y, options, (top,))[top]
     if cv:
-        card.cv_auc = scores[c, top]
-        card.cv_by_interactions = {t: scores[c, t][0] for t in tops}
-        card.cv_by_c = {each: scores[each, top][0] for each in cs}
+        card.cv_auc = scores[top]
+        card.cv_by_interactions = {t: mean for t, (mean, _) in scores.items()}
     model = card.model
     card.intercept = float(model.intercept_[0])
     if options.scale:

@@ -154,8 +154,7 @@ def add_parser(sub: Subparsers) -> None:
         "--c",
         type=_positive,
         default=None,
-        help="inverse regularisation strength (default: 0.1, or 0.5 when cross-validation "
-        "finds it better by more than 0.001 of AUC; 0.5 for --events)",
+        help="inverse regularisation strength (0.1; 0.5 for --events)",
     )
     parser.add_argument(
         "--interactions", type=int, default=None, metavar="N",
@@ -252,7 +251,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
     options = Options(
         binning=args.binning,
         max_bins=args.bins,
-        c=args.c,
+        c=0.1 if args.c is None else args.c,
         pdo=args.pdo,
         base_odds=args.base_odds,
         seed=args.seed,
