@@ -94,6 +94,9 @@ def main() -> None:
     auc = re.search(r"AUC\s+([0-9.]+)", scored.stdout)
     print(f"table {args.table}, target {args.target}, seed {args.seed}, 70/30 stratified")
     print(f"calibrate {' '.join(extra) or '(default options)'}: {fit_seconds:.1f} s")
+    for line in fitted.stdout.splitlines():
+        if line.startswith(("cross-validated AUC", "pairs of attributes")):
+            print(f"  {line}")
     print(f"leadstream score AUC {auc[1] if auc else '?'} ({score_seconds:.1f} s)")
     print(f"gradient boosting AUC {_gbm_auc(known, args.target, train, test, _roles(extra)):.4f}")
 

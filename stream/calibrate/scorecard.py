@@ -574,7 +574,15 @@ def _fit(card: Scorecard, frame: Any, y: Any) -> None:
             changed = changed or merged is not None
         if not changed:
             return
-        card.features = [f for f in features if len(f.bins) >= 2 or not f.is_count]
+        for feature in features:
+            note = (
+                f"{feature.column.name}: dropped, its fitted points fell as the count rose "
+                "however its bins were merged (it moves with other columns, which carry its "
+                "effect; --no-monotone to keep it)"
+            )
+            if len(feature.bins) < 2 and note not in card.notes:
+                card.notes.append(note)
+        card.features = [f for f in features if len(f.bins) >= 2]
 
 
 def _with_pairs(

@@ -173,3 +173,17 @@ def test_a_count_whose_close_rate_falls_is_dropped_with_the_reason(datasets: Pat
     loose = fit_scorecard(table.features, table.frame, table.target, free)
     campaign = next(f for f in loose.features if f.column.name == "campaign")
     assert _falls(campaign)  # without the constraint: fewer points for more calls
+
+
+def test_a_count_whose_fitted_points_keep_falling_is_dropped_with_a_note(
+    shoppers: pd.DataFrame,
+) -> None:
+    """With four pairs, the administrative pages move with the page durations and exit rates
+    that carry their effect: their points would fall however the bins are merged."""
+    result = calibrate(
+        _counts_table(shoppers), options=Options(folds=0, interactions=4), stream_check=0
+    )
+    assert "Administrative" not in {f.column.name for f in result.card.features}
+    (note,) = [n for n in result.card.notes if n.startswith("Administrative:")]
+    assert "its fitted points fell as the count rose" in note
+    assert note in render(result)
