@@ -36,8 +36,9 @@ from schemas.outputs import (
     ScoreSnapshot,
     ScoreUpdated,
     StageChanged,
+    stage_change_event_id,
 )
-from schemas.stages import Stage
+from schemas.stages import HUBSPOT_LIFECYCLESTAGE, SALESFORCE_LEAD_STATUS, Stage
 from stream.scoring import decay
 from stream.scoring.compiled import (
     CLICKED,
@@ -191,6 +192,78 @@ def _rule_contribution(rule_id: str, points: float) -> RuleContribution:
     return record
 
 
+_SC_FIELDS = frozenset(StageChanged.model_fields) - {"type"}
+_SS_FIELDS = frozenset(ScoreSnapshot.model_fields)
+_CRM = {stage: (HUBSPOT_LIFECYCLESTAGE[stage], SALESFORCE_LEAD_STATUS[stage]) for stage in Stage}
+
+
+def _stage_changed(  # noqa: PLR0917 - positional: the fields of the record, in order
+    lead_id: str,
+    c: CompiledModel,
+    from_stage: Stage | None,
+    to_stage: Stage,
+    reason: str,
+    event_id: str | None,
+    fit: float,
+    eng: float,
+    occurred_at: datetime,
+) -> StageChanged:
+    """`StageChanged.build` without re-validating values the engine made valid (a reason is
+    at most 256 characters, points within ±1e9, `occurred_at` in UTC)."""
+    snapshot = ScoreSnapshot.__new__(ScoreSnapshot)
+    _setattr(
+        snapshot,
+        "__dict__",
+        {
+            "fit": _round(fit),
+            "engagement": _round(eng),
+            "total": _round(fit + eng),
+            "grade": c.grade(fit, eng),
+        },
+    )
+    _setattr(snapshot, "__pydantic_fields_set__", _SS_FIELDS)
+    _setattr(snapshot, "__pydantic_extra__", None)
+    _setattr(snapshot, "__pydantic_private__", None)
+    hubspot, salesforce = _CRM[to_stage]
+    record = StageChanged.__new__(StageChanged)
+    _setattr(
+        record,
+        "__dict__",
+        {
+            "type": "stage_changed",
+            "event_id": stage_change_event_id(
+                lead_id=lead_id,
+                model=c.id,
+                model_version=c.version,
+                triggering_event_id=event_id,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                occurred_at=occurred_at,
+            ),
+            "lead_id": lead_id,
+            "model": c.id,
+            "model_version": c.version,
+            "from_stage": from_stage,
+            "to_stage": to_stage,
+            "reason": reason,
+            "triggering_event_id": event_id,
+            "score": snapshot,
+            "occurred_at": occurred_at,
+            "hubspot_lifecyclestage": hubspot,
+            "salesforce_lead_status": salesforce,
+        },
+    )
+    _setattr(record, "__pydantic_fields_set__", _SC_FIELDS)
+    _setattr(record, "__pydantic_extra__", None)
+    _setattr(record, "__pydantic_private__", None)
+    return record
+
+
+def _done(state: S | None, out: list[Output], scored: list[Contribution]) -> Transition[S]:
+    """`Transition(state, tuple(out), tuple(scored))` without the named tuple's constructor."""
+    return _new_tuple(Transition, (state, tuple(out), tuple(scored)))  # type: ignore[no-any-return]
+
+
 def _basis(basis: str, fit: float, eng: float) -> float:
     return fit + eng if basis == "total" else eng if basis == "engagement" else fit
 
@@ -254,21 +327,8 @@ def _transition(
     st.history = (*st.history, StageEntry(from_stage, to_stage, at, reason))[-HISTORY:]
     st.stage = to_stage
     out.append(
-        StageChanged.build(
-            lead_id=lead_id,
-            model=c.id,
-            model_version=c.version,
-            from_stage=from_stage,
-            to_stage=to_stage,
-            reason=reason[:256],
-            triggering_event_id=event_id,
-            score=ScoreSnapshot(
-                fit=_round(fit),
-                engagement=_round(eng),
-                total=_round(fit + eng),
-                grade=c.grade(fit, eng),
-            ),
-            occurred_at=occurred_at,
+        _stage_changed(
+            lead_id, c, from_stage, to_stage, reason[:256], event_id, fit, eng, occurred_at
         )
     )
 
@@ -580,6 +640,7 @@ def _top_rules(
     items: list[tuple[float, float, str]],
 ) -> tuple[RuleContribution, ...]:
     count = c.top_rules
+    new_record = RuleContribution.__new__
     if fit_items:
         items.extend(fit_items[:count])
     items.sort(reverse=True)
@@ -595,8 +656,12 @@ def _top_rules(
                 if len(_FIT_CONTRIBUTIONS) > 4096:
                     _FIT_CONTRIBUTIONS.clear()
                 record = _FIT_CONTRIBUTIONS[key] = _rule_contribution(rule_id, rounded)
-        else:
-            record = _rule_contribution(rule_id, rounded)
+        else:  # `_rule_contribution`, inline
+            record = new_record(RuleContribution)
+            _setattr(record, "__dict__", {"rule_id": rule_id, "points": rounded})
+            _setattr(record, "__pydantic_fields_set__", _RC_FIELDS)
+            _setattr(record, "__pydantic_extra__", None)
+            _setattr(record, "__pydantic_private__", None)
         top.append(record)
     return tuple(top)
 
@@ -664,6 +729,12 @@ def _cap(st: ModelState, rule: EngagementRuleC, points: float, t: float) -> floa
         kept = (*windows[:-1], (window, used))
         if kept[0][0] < oldest:
             kept = tuple(e for e in kept if e[0] >= oldest)
+    elif not windows or windows[-1][0] < window:  # the newest window (they are kept in order)
+        kept = (
+            (*windows, (window, used))
+            if not windows or windows[0][0] >= oldest
+            else (*(e for e in windows if e[0] >= oldest), (window, used))
+        )
     else:
         kept = tuple(sorted([*(e for e in windows if oldest <= e[0] != window), (window, used)]))
     caps = dict(st.caps)
@@ -879,16 +950,8 @@ def _apply_one(  # noqa: PLR0917 - positional: once per event and model
         st = _new_state(model, c, t)
         prev_stage: Stage | None = None
         out.append(
-            StageChanged.build(
-                lead_id=lead_id,
-                model=c.id,
-                model_version=c.version,
-                from_stage=None,
-                to_stage=st.stage,
-                reason="new lead",
-                triggering_event_id=event.event_id,
-                score=ScoreSnapshot(fit=0.0, engagement=0.0, total=0.0, grade=c.grade(0.0, 0.0)),
-                occurred_at=event.occurred_at,
+            _stage_changed(
+                lead_id, c, None, st.stage, "new lead", event.event_id, 0.0, 0.0, event.occurred_at
             )
         )
     else:
@@ -1003,7 +1066,7 @@ def apply(
     new = _apply_one(state, event, model, c, dispatch, t, lid, out, scored)
     if new is not None:
         new.seen = seen_add(new.seen, digest)
-    return Transition(new, tuple(out), tuple(scored))
+    return _done(new, out, scored)
 
 
 def apply_all(
@@ -1045,7 +1108,7 @@ def apply_all(
     if event.type == "lead_erased":
         return Transition(None, tuple(out))
     seen = seen_add(state.seen, digest) if state is not None else digest
-    return Transition(LeadState(states, seen), tuple(out), tuple(scored))
+    return _done(LeadState(states, seen), out, scored)
 
 
 def apply_batch(
@@ -1114,7 +1177,7 @@ def apply_batch(
     if not changed:
         return Transition(state)
     out.extend(_build_score(item) for item in pending.values())
-    return Transition(LeadState(states, seen) if alive else None, tuple(out), tuple(scored))
+    return _done(LeadState(states, seen) if alive else None, out, scored)
 
 
 # --------------------------------------------------------------------------- time
