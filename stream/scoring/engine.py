@@ -261,7 +261,7 @@ def _stage_changed(  # noqa: PLR0917 - positional: the fields of the record, in 
 
 def _done(state: S | None, out: list[Output], scored: list[Contribution]) -> Transition[S]:
     """`Transition(state, tuple(out), tuple(scored))` without the named tuple's constructor."""
-    return _new_tuple(Transition, (state, tuple(out), tuple(scored)))  # type: ignore[no-any-return]
+    return _new_tuple(Transition, (state, tuple(out), tuple(scored)))
 
 
 def _basis(basis: str, fit: float, eng: float) -> float:
