@@ -109,6 +109,7 @@ Output = ScoreUpdated | StageChanged | LeadErasedRecord
 S = TypeVar("S", ModelState, LeadState)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_floor = math.floor
 _MAX_POINTS = 1e9
 _MAX_STEPS = 16
 """Decay transitions `advance` performs at most per call (a handful is the most a lead has)."""
@@ -155,10 +156,28 @@ def to_datetime(seconds: float) -> datetime:
     return _EPOCH + timedelta(microseconds=round(seconds * 1e6))
 
 
+def _round4(value: float) -> float:
+    """`round(value, 4)`, exactly (the same float, signed zeros included), at a third of its cost.
+
+    For |value| < 1e5 the product `value * 1e4` is within 1e-7 of the exact one, so unless its
+    fraction is within 1e-4 of a half, rounding it to the nearest integer `n` gives the integer
+    the exact product rounds to, and `n / 1e4` is the float nearest to the decimal `n / 10**4`,
+    which is what `round` returns. Near halves, near zero (the sign of a zero) and beyond 1e5,
+    `round` decides.
+    """
+    if -1e5 < value < 1e5:
+        scaled = value * 10000.0
+        whole = _floor(scaled)
+        fraction = scaled - whole
+        if not 0.4999 < fraction < 0.5001 and whole not in (0, -1):
+            return (whole + 1 if fraction > 0.5 else whole) / 10000.0
+    return round(value, 4)
+
+
 def _round(value: float) -> float:
     """Published points: 4 decimals, within the contract's ±1e9 (and never -0.0)."""
     if -_MAX_POINTS < value < _MAX_POINTS:
-        return round(value, 4) + 0.0
+        return _round4(value) + 0.0
     return _MAX_POINTS if value > 0 else -_MAX_POINTS
 
 
@@ -520,8 +539,8 @@ def _emit_score(
     id, replacing the one kept before (`_build_score` builds it).
     """
     c = st.c
-    fit_r = round(fit, 4) + 0.0 if -_MAX_POINTS < fit < _MAX_POINTS else _round(fit)
-    eng_r = round(eng, 4) + 0.0 if -_MAX_POINTS < eng < _MAX_POINTS else _round(eng)
+    fit_r = _round4(fit) + 0.0 if -_MAX_POINTS < fit < _MAX_POINTS else _round(fit)
+    eng_r = _round4(eng) + 0.0 if -_MAX_POINTS < eng < _MAX_POINTS else _round(eng)
     grade = c.grade(fit, eng)
     last = st.emitted
     if last is not None and st.stage is prev_stage:
@@ -578,7 +597,7 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
             "model_version": c.version,
             "fit": fit_r,
             "engagement": eng_r,
-            "total": round(fit_r + eng_r, 4) + 0.0
+            "total": _round4(fit_r + eng_r) + 0.0
             if -_MAX_POINTS < fit_r + eng_r < _MAX_POINTS
             else _round(fit + eng),
             "grade": grade,
@@ -648,7 +667,7 @@ def _top_rules(
     for size, value, rule_id in items[:count]:
         if size < 0.00005:
             break
-        rounded = round(value, 4) if size < _MAX_POINTS else _round(value)
+        rounded = _round4(value) if size < _MAX_POINTS else _round(value)
         if rule_id in fit_points:
             key = (rule_id, rounded)
             record = _FIT_CONTRIBUTIONS.get(key)
