@@ -191,21 +191,15 @@ _SU_FIELDS = frozenset(ScoreUpdated.model_fields)
 _RC_FIELDS = frozenset(RuleContribution.model_fields)
 _setattr = object.__setattr__
 _new_tuple = tuple.__new__
+R = TypeVar("R", ScoreUpdated, RuleContribution, ScoreSnapshot, StageChanged)
 
 
-def _score_updated(values: dict[str, Any]) -> ScoreUpdated:
-    record = ScoreUpdated.__new__(ScoreUpdated)
+def _trusted(cls: type[R], values: dict[str, Any], fields: frozenset[str]) -> R:
+    """An instance of the contract model `cls` holding `values` (in field order), unvalidated;
+    `fields`: the fields given explicitly."""
+    record = cls.__new__(cls)
     _setattr(record, "__dict__", values)
-    _setattr(record, "__pydantic_fields_set__", _SU_FIELDS)
-    _setattr(record, "__pydantic_extra__", None)
-    _setattr(record, "__pydantic_private__", None)
-    return record
-
-
-def _rule_contribution(rule_id: str, points: float) -> RuleContribution:
-    record = RuleContribution.__new__(RuleContribution)
-    _setattr(record, "__dict__", {"rule_id": rule_id, "points": points})
-    _setattr(record, "__pydantic_fields_set__", _RC_FIELDS)
+    _setattr(record, "__pydantic_fields_set__", fields)
     _setattr(record, "__pydantic_extra__", None)
     _setattr(record, "__pydantic_private__", None)
     return record
@@ -229,25 +223,19 @@ def _stage_changed(  # noqa: PLR0917 - positional: the fields of the record, in 
 ) -> StageChanged:
     """`StageChanged.build` without re-validating values the engine made valid (a reason is
     at most 256 characters, points within ±1e9, `occurred_at` in UTC)."""
-    snapshot = ScoreSnapshot.__new__(ScoreSnapshot)
-    _setattr(
-        snapshot,
-        "__dict__",
+    snapshot = _trusted(
+        ScoreSnapshot,
         {
             "fit": _round(fit),
             "engagement": _round(eng),
             "total": _round(fit + eng),
             "grade": c.grade(fit, eng),
         },
+        _SS_FIELDS,
     )
-    _setattr(snapshot, "__pydantic_fields_set__", _SS_FIELDS)
-    _setattr(snapshot, "__pydantic_extra__", None)
-    _setattr(snapshot, "__pydantic_private__", None)
     hubspot, salesforce = _CRM[to_stage]
-    record = StageChanged.__new__(StageChanged)
-    _setattr(
-        record,
-        "__dict__",
+    return _trusted(
+        StageChanged,
         {
             "type": "stage_changed",
             "event_id": stage_change_event_id(
@@ -271,11 +259,8 @@ def _stage_changed(  # noqa: PLR0917 - positional: the fields of the record, in 
             "hubspot_lifecyclestage": hubspot,
             "salesforce_lead_status": salesforce,
         },
+        _SC_FIELDS,
     )
-    _setattr(record, "__pydantic_fields_set__", _SC_FIELDS)
-    _setattr(record, "__pydantic_extra__", None)
-    _setattr(record, "__pydantic_private__", None)
-    return record
 
 
 def _done(state: S | None, out: list[Output], scored: list[Contribution]) -> Transition[S]:
@@ -589,7 +574,8 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
     revision: int,
 ) -> ScoreUpdated:
     top = _top_rules(c, fit_points, fit_items, values) if values is not None else ()
-    return _score_updated(
+    return _trusted(
+        ScoreUpdated,
         {
             "type": "score_updated",
             "lead_id": lead_id,
@@ -606,7 +592,8 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
             "revision": revision,
             "last_event_id": event_id,
             "top_rules": top,
-        }
+        },
+        _SU_FIELDS,
     )
 
 
@@ -659,7 +646,6 @@ def _top_rules(
     items: list[tuple[float, float, str]],
 ) -> tuple[RuleContribution, ...]:
     count = c.top_rules
-    new_record = RuleContribution.__new__
     if fit_items:
         items.extend(fit_items[:count])
     items.sort(reverse=True)
@@ -674,13 +660,11 @@ def _top_rules(
             if record is None:
                 if len(_FIT_CONTRIBUTIONS) > 4096:
                     _FIT_CONTRIBUTIONS.clear()
-                record = _FIT_CONTRIBUTIONS[key] = _rule_contribution(rule_id, rounded)
-        else:  # `_rule_contribution`, inline
-            record = new_record(RuleContribution)
-            _setattr(record, "__dict__", {"rule_id": rule_id, "points": rounded})
-            _setattr(record, "__pydantic_fields_set__", _RC_FIELDS)
-            _setattr(record, "__pydantic_extra__", None)
-            _setattr(record, "__pydantic_private__", None)
+                record = _FIT_CONTRIBUTIONS[key] = _trusted(
+                    RuleContribution, {"rule_id": rule_id, "points": rounded}, _RC_FIELDS
+                )
+        else:
+            record = _trusted(RuleContribution, {"rule_id": rule_id, "points": rounded}, _RC_FIELDS)
         top.append(record)
     return tuple(top)
 
