@@ -16,7 +16,9 @@ times, on one core:
   lead's events of the batch in arrival order (what a worker consuming micro-batches does; only
   the latest score per lead and model of a batch is built);
 - `apply_all` plus a `to_dict`/`from_dict` round trip of the lead's state per event (what a
-  table that stores serialised values costs on top).
+  table that stores serialised values costs on top);
+- `LeadState.to_dict` and `LeadState.from_dict` of every lead's final state, per lead (what a
+  worker pays to write a lead's state once per batch, and to read a state it does not hold).
 
 The pre-built events are frozen out of the garbage collector's view (`gc.freeze()`), as a
 worker's long-lived objects would be; the collector stays on for everything `apply` allocates.
@@ -175,9 +177,12 @@ def _time(
     make_step: Callable[[], Callable[[T], int]],
     repeat: int,
     events: int,
+    *,
+    unit: str = "event",
 ) -> dict[str, float]:
-    """Best of `repeat` runs over `items` (`events` events in all); `make_step` gives a step
-    function with fresh, empty states."""
+    """Best of `repeat` runs over `items` (`events` events, or other `unit`s, in all);
+    `make_step` gives a step function with fresh, empty states (it returns the number of
+    outputs)."""
     best = math.inf
     best_cpu = math.inf
     outputs = 0
@@ -195,8 +200,8 @@ def _time(
         gc.unfreeze()
     rate = events / best
     print(
-        f"{label:44s} {rate:>10,.0f} events/s  {best / events * 1e6:6.2f} µs/event  "
-        f"CPU {best_cpu / events * 1e6:6.2f} µs/event  {outputs / events:.2f} outputs/event",
+        f"{label:44s} {rate:>10,.0f} {unit}s/s  {best / events * 1e6:6.2f} µs/{unit}  "
+        f"CPU {best_cpu / events * 1e6:6.2f} µs/{unit}  {outputs / events:.2f} outputs/{unit}",
         flush=True,
     )
     return {
@@ -283,6 +288,28 @@ def run(  # noqa: PLR0915 - one timed section per row
 
     results["all_serialised"] = _time(
         "apply_all + state from_dict/to_dict", stream, stored_states, repeat, n
+    )
+
+    kept = [state for state in lead_states.values() if state is not None]
+    documents = [state.to_dict() for state in kept]
+
+    def write() -> Callable[[LeadState], int]:
+        def step(state: LeadState) -> int:
+            state.to_dict()
+            return 0
+
+        return step
+
+    def read() -> Callable[[dict[str, object]], int]:
+        def step(document: dict[str, object]) -> int:
+            LeadState.from_dict(document, models)
+            return 0
+
+        return step
+
+    results["to_dict"] = _time("LeadState.to_dict", kept, write, repeat, len(kept), unit="lead")
+    results["from_dict"] = _time(
+        "LeadState.from_dict", documents, read, repeat, len(documents), unit="lead"
     )
 
     sizes: dict[str, list[int]] = {model_id: [] for model_id in models.ids}

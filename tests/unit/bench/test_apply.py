@@ -19,7 +19,15 @@ def test_a_small_run_writes_every_row_with_wall_and_cpu_time(tmp_path: Path) -> 
     assert document["args"]["events"] == 400
     assert len(document["load_average_before"]) == 3
     rows = document["results"]
-    assert set(rows) == {"all", "b2b", "consumer", "batch", "all_serialised"}
+    assert set(rows) == {
+        "all",
+        "b2b",
+        "consumer",
+        "batch",
+        "all_serialised",
+        "to_dict",
+        "from_dict",
+    }
     for row in rows.values():
         assert row["events_per_s"] > 0
         assert row["cpu_us_per_event"] > 0
