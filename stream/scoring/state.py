@@ -227,6 +227,7 @@ window (window index = floor(event time / cap period))."""
 
 NEW_LEAD = "new lead"
 _STAGE = {stage.value: stage for stage in Stage}
+_new_tuple = tuple.__new__
 _VALUE = {stage: stage.value for stage in Stage}  # faster than the enum's `.value`
 
 
@@ -292,7 +293,8 @@ class ModelState:
         self.fit: dict[str, tuple[float, float]] = {}
         self.fit_total = 0.0
         self.fit_items: tuple[tuple[float, float, str], ...] = ()
-        self.set_fit(fit if fit is not None else {})
+        if fit:
+            self.set_fit(fit)
         self.eng: dict[str, tuple[float, float]] = eng if eng is not None else {}
         self.caps: Caps = caps if caps is not None else {}
         self.window = window
@@ -521,15 +523,7 @@ class ModelState:
         a = round(float(data["a"]) * 1e6) / 1e6
         st = cls(model, as_of=a, stage=_STAGE[data["s"]])
         if "h" in data:
-            st.history = tuple(
-                StageEntry(
-                    _STAGE[entry[0]] if entry[0] is not None else None,
-                    _STAGE[entry[1]],
-                    _back(a, entry[2]),
-                    str(entry[3]) if len(entry) > 3 else NEW_LEAD,
-                )
-                for entry in data["h"]
-            )
+            st._load_history(data["h"])
         if "f" in data:
             st._load_fit(data["f"], _back(a, data["ft"]))
         if "e" in data:
@@ -556,10 +550,13 @@ class ModelState:
         if "p" in data:
             rules = c.rules
             st.recent = tuple(
-                Contribution(
-                    rule_of[entry[0]],
-                    float(entry[2]) if len(entry) > 2 else rules[rule_of[entry[0]]].points,
-                    a - entry[1],
+                _new_tuple(
+                    Contribution,
+                    (
+                        rule_of[entry[0]],
+                        float(entry[2]) if len(entry) > 2 else rules[rule_of[entry[0]]].points,
+                        a - entry[1],
+                    ),
                 )
                 for entry in data["p"]
                 if rule_of.get(entry[0]) in rules
@@ -598,14 +595,33 @@ class ModelState:
         self.set_fit(fit)
 
     def _load_caps(self, data: Mapping[str, Any]) -> None:
-        rule_of, rules = self.c.rule_of, self.c.rules
+        rule_of, rules, a, caps = self.c.rule_of, self.c.rules, self.as_of, self.caps
         for key, flat in data.items():
             rule = rule_of.get(key)
-            if rule in rules and rules[rule].cap_per:
-                current = int(self.as_of // rules[rule].cap_per)
-                self.caps[rule] = tuple(
-                    (current + int(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)
+            if rule in rules and (per := rules[rule].cap_per):
+                current = int(a // per)
+                windows = []
+                for i in range(0, len(flat), 2):
+                    windows.append((current + int(flat[i]), float(flat[i + 1])))
+                caps[rule] = tuple(windows)
+
+    def _load_history(self, data: list[list[Any]]) -> None:
+        a_micros = round(self.as_of * 1e6)
+        history = []
+        for entry in data:
+            from_stage = entry[0]
+            history.append(
+                _new_tuple(
+                    StageEntry,
+                    (
+                        _STAGE[from_stage] if from_stage is not None else None,
+                        _STAGE[entry[1]],
+                        (a_micros - round(entry[2] * 1e6)) / 1e6,  # `_back(a, entry[2])`
+                        str(entry[3]) if len(entry) > 3 else NEW_LEAD,
+                    ),
                 )
+            )
+        self.history = tuple(history)
 
 
 class LeadState:
