@@ -36,6 +36,7 @@ from stream.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_USAGE,
+    examples,
 )
 from stream.errors import ConfigurationError, LeadstreamError
 
@@ -73,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leadstream",
         description="Real-time lead scoring on Kafka. Settings come from LEADSTREAM_* env vars.",
+        **examples(
+            "leadstream demo                 # Kafka, Redis, a worker and traffic, in one command",
+            "leadstream calibrate leads.csv --target converted --out model.yaml",
+            "leadstream score new-leads.csv --models model.yaml --out scores.csv",
+            "leadstream COMMAND --help       # what a command does, and examples",
+        ),
     )
     parser.add_argument("--version", action="version", version=f"leadstream {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
