@@ -7,6 +7,7 @@ dependencies (Faust, Kafka clients, pandas) are imported when it runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -102,6 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`leadstream rules explain | head`): stop quietly, as shell tools
+        # do, with stdout pointed at /dev/null so the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except ValidationError as exc:
         print(f"leadstream: invalid settings:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
