@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from stream.cli.common import EXIT_ERROR, EXIT_OK, Subparsers, parse_start
+from stream.cli.common import EXIT_ERROR, EXIT_OK, Subparsers, examples, parse_start
 
 if TYPE_CHECKING:
     from stream.connect.destination import Destination
@@ -86,6 +86,11 @@ def _function(path: str) -> Any:
 def add_parser(sub: Subparsers) -> None:
     connect = sub.add_parser(
         "connect",
+        **examples(
+            "leadstream connect webhook --url https://hooks.example.com/leads --stage mql",
+            "leadstream connect webhook --endpoints endpoints.yaml",
+            "leadstream connect redrive webhook --all --url https://hooks.example.com/leads",
+        ),
         help="deliver stage changes to a CRM, a nurture tool or signed webhooks",
         description=(
             "Run a connector: it reads leads.stage-changes.v1 in its own consumer group "
@@ -100,10 +105,9 @@ def add_parser(sub: Subparsers) -> None:
     for name, kind in KINDS.items():
         parser = kinds.add_parser(
             name,
+            **examples(f"leadstream connect {name} {kind.example}"),
             help=kind.help,
             description=f"{kind.help[0].upper()}{kind.help[1:]}.",
-            epilog=f"example:\n  leadstream connect {name} {kind.example}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         kind.add_arguments(parser)
         parser.set_defaults(func=run)
@@ -117,19 +121,19 @@ def add_parser(sub: Subparsers) -> None:
             "so a later redrive starts after them. By default: the dead letters no redrive has "
             "read yet; --since TIME: those written since TIME; --all: every one on the topic."
         ),
-        epilog=(
-            "example:\n  leadstream connect redrive webhook --since 2025-03-14T09:00 "
-            "--url https://hooks.example.com/leads --secret whsec_..."
+        **examples(
+            "leadstream connect redrive webhook --since 2025-03-14T09:00 "
+            "--url https://hooks.example.com/leads",
+            "leadstream connect redrive webhook --all --endpoints endpoints.yaml",
         ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     redrive_kinds = redrive.add_subparsers(dest="redrive_kind", metavar="KIND", required=True)
     for name, kind in KINDS.items():
         parser = redrive_kinds.add_parser(
             name,
+            **examples(f"leadstream connect redrive {name} --all {kind.example}"),
             help=f"re-send the dead letters of `connect {name}`",
-            epilog=f"example:\n  leadstream connect redrive {name} --all {kind.example}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            description=f"Re-send the dead letters of `leadstream connect {name}`, then stop.",
         )
         when = parser.add_mutually_exclusive_group()
         when.add_argument(

@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from stream.cli.common import EXIT_NOT_FOUND, EXIT_OK, Subparsers, fail
+from stream.cli.common import EXIT_NOT_FOUND, EXIT_OK, Subparsers, examples, fail
 from stream.errors import ConfigurationError, InfrastructureError, LeadstreamError
 
 if TYPE_CHECKING:
@@ -26,6 +26,10 @@ class LeadNotFoundError(LeadstreamError):
 def add_parser(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "explain",
+        **examples(
+            "leadstream explain lead-42",
+            'leadstream explain lead-42 --url http://127.0.0.1:6066 --token "$TOKEN"',
+        ),
         help="a lead's score rule by rule and its stage history, from a running worker",
         description=(
             "Ask a running worker (GET /leads/LEAD_ID) for a lead's live score under each model "

@@ -14,6 +14,7 @@ from stream.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     Subparsers,
+    examples,
     fail,
     parse_speed,
     parse_start,
@@ -28,6 +29,10 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Subparsers) -> None:
     simulate = sub.add_parser(
         "simulate",
+        **examples(
+            "leadstream simulate --leads 200 --days 30 --out traffic.jsonl",
+            "leadstream simulate --leads 500 --report   # scored offline: an AUC report",
+        ),
         help="generate realistic lead traffic: to Kafka, to JSONL, or scored in a report",
         description=(
             "Generate traffic from personas (ideal buyer, researcher, student, competitor, "

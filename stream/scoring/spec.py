@@ -10,10 +10,12 @@ the caller (`stream.model_files.load_model_file`): this package does no I/O.
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import typing
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import Annotated, Any, Literal, Self
 
@@ -60,6 +62,7 @@ __all__ = [
     "parse_duration",
     "parse_models",
     "rule_code",
+    "suggest",
 ]
 
 # ----------------------------------------------------------------------------------- errors
@@ -77,11 +80,14 @@ class Problem(BaseModel):
     field: str | None = None
     """The dotted path of the field inside the model or rule, e.g. `cap.max_count`."""
     message: str
+    line: int | None = None
+    """The line of the file the problem is on (1 is the first)."""
 
     def describe(self) -> str:
         where = [
             part
             for part in (
+                f"line {self.line}" if self.line else None,
                 f"model {self.model!r}" if self.model else None,
                 self.rule,
                 f"field {self.field!r}" if self.field else None,
@@ -102,6 +108,12 @@ class ModelFileError(LeadstreamError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.source, self.problems))
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the choice closest to a misspelt `word`, else ``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # --------------------------------------------------------------------------------- values
@@ -305,7 +317,10 @@ class FitRule(Spec):
         if value in FIT_FIELDS or re.fullmatch(r"custom\.[^\s.]{1,128}", value):
             return value
         known = ", ".join(sorted(FIT_FIELDS))
-        raise ValueError(f"unknown profile field {value!r} (known: {known}, custom.<name>)")
+        raise ValueError(
+            f"unknown profile field {value!r}{suggest(value, FIT_FIELDS)} "
+            f"(known: {known}, custom.<name>)"
+        )
 
     @field_validator("regex")
     @classmethod
@@ -351,27 +366,30 @@ class FitRule(Spec):
     def kind(self) -> str:
         return next(name for name in _MATCHERS if self.matcher_value(name) is not None)
 
-    def describe_test(self) -> str:
-        """The test in words, for tables: `industry in [saas, software]`."""
+    def describe_test(self, *, full: bool = False) -> str:
+        """The test in words, for tables: `industry in [saas, software]` (long lists and
+        patterns shortened unless `full`)."""
         if self.and_:
             tests = [self.model_copy(update={"and_": None})]
             tests += [
                 FitRule.model_validate({"id": "and", "points": 1, **c.matchers()})
                 for c in self.and_
             ]
-            return " and ".join(test.describe_test() for test in tests)
+            return " and ".join(test.describe_test(full=full) for test in tests)
         kind = self.kind
         if kind == "equals":
             return f"{self.field} = {_show(self.equals)}"
         if kind == "in":
             values = self.in_ or []
-            shown = ", ".join(_show(v) for v in values[:4]) + (", ..." if len(values) > 4 else "")
-            return f"{self.field} in [{shown}]"
+            listed = values if full else values[:4]
+            more = ", ..." if len(values) > len(listed) else ""
+            return f"{self.field} in [{', '.join(_show(v) for v in listed)}{more}]"
         if kind == "range":
             assert self.range is not None
             return f"{self.field} {self.range.describe()}"
         if kind == "regex":
-            return f"{self.field} ~ /{_shorten(self.regex or '')}/"
+            regex = self.regex or ""
+            return f"{self.field} ~ /{regex if full else _shorten(regex)}/"
         cap = f", max {self.max_points:g}" if self.max_points is not None else ""
         return f"{self.field}: per unit above {self.per_unit_above:g}{cap}"
 
@@ -498,7 +516,7 @@ class EngagementRule(Spec):
     def _known_types(cls, value: str | list[str]) -> str | list[str]:
         for name in [value] if isinstance(value, str) else value:
             if name not in EVENT_TYPES:
-                raise ValueError(f"unknown event type {name!r}")
+                raise ValueError(f"unknown event type {name!r}{suggest(name, EVENT_TYPES)}")
             if name in UNSCORABLE_TYPES:
                 raise ValueError(
                     f"{name!r} cannot be scored by an engagement rule "
@@ -518,15 +536,18 @@ class EngagementRule(Spec):
         for name in self.where:
             missing = [t for t in self.event_types if not _where_field_ok(t, name)]
             if missing:
-                known = ", ".join(sorted(event_fields(missing[0])))
+                fields = event_fields(missing[0])
+                known = ", ".join(sorted(fields))
                 raise ValueError(
-                    f"field 'where.{name}': {missing[0]} has no property {name!r} (known: {known})"
+                    f"field 'where.{name}': {missing[0]} has no property {name!r}"
+                    f"{suggest(name, fields)} (known: {known})"
                 )
         if self.cap is not None and self.cap.max_points is not None and self.points <= 0:
             raise ValueError("field 'cap.max_points': a points cap needs positive points")
         return self
 
-    def describe_test(self) -> str:
+    def describe_test(self, *, full: bool = False) -> str:
+        """The event and its tests in words (long patterns shortened unless `full`)."""
         types = " | ".join(self.event_types)
         if not self.where:
             return types
@@ -534,7 +555,8 @@ class EngagementRule(Spec):
         for name, value in self.where.items():
             if isinstance(value, MatchSpec):
                 if value.regex is not None:
-                    tests.append(f"{name} ~ /{_shorten(value.regex)}/")
+                    regex = value.regex if full else _shorten(value.regex)
+                    tests.append(f"{name} ~ /{regex}/")
                 elif value.glob is not None:
                     tests.append(f"{name} = {value.glob}")
                 else:
@@ -609,6 +631,22 @@ class StageSpec(Spec):
     crm: CrmSpec = Field(default_factory=CrmSpec)
     graph: dict[Stage, list[Stage]] | None = None
     """Allowed transitions (stage → stages it may move to); the default graph when omitted."""
+
+    @model_validator(mode="after")
+    def _sql_not_below_mql(self) -> Self:
+        mql, sql = self.mql, self.sql
+        if (
+            mql is not None
+            and sql is not None
+            and sql.basis == mql.basis
+            and sql.promote_at < mql.promote_at
+        ):
+            raise ValueError(
+                f"field 'sql.promote_at': {sql.promote_at:g} is below the MQL threshold "
+                f"mql.promote_at {mql.promote_at:g} (both on the {sql.basis} score): a lead "
+                "would reach SQL before MQL; give an SQL threshold at or above the MQL one"
+            )
+        return self
 
 
 class GradeSpec(Spec):
@@ -746,7 +784,7 @@ class ScoringModel(Spec):
                 known = ", ".join(self.decay) or "none"
                 raise ValueError(
                     f"engagement rule {erule.id!r}, field 'group': unknown decay group "
-                    f"{erule.group!r} (known: {known})"
+                    f"{erule.group!r}{suggest(erule.group, self.decay)} (known: {known})"
                 )
             if erule.points < 0 and self.decay[erule.group] is not None:
                 raise ValueError(
@@ -879,36 +917,124 @@ def _dotted(parts: Sequence[object]) -> str | None:
 _RULE_IN_MESSAGE = re.compile(r"^(fit|engagement) rule '([^']*)', field '([^']*)': (.*)$", re.S)
 _FIELD_IN_MESSAGE = re.compile(r"^field '([^']*)': (.*)$", re.S)
 
+_YamlPath = tuple[object, ...]
 
-def _problem(error: Mapping[str, Any], raw: object) -> Problem:
+
+def _lines(text: str) -> dict[_YamlPath, int]:
+    """The line (from 1) of every key and list item of the YAML text, by its path."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[_YamlPath, int] = {}
+
+    def walk(node: yaml.Node, path: _YamlPath, line: int) -> None:
+        lines[path] = line
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                walk(value, (*path, key.value), key.start_mark.line + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, index), item.start_mark.line + 1)
+
+    if root is not None:
+        walk(root, (), root.start_mark.line + 1)
+    return lines
+
+
+def _line(lines: Mapping[_YamlPath, int], path: Sequence[object]) -> int | None:
+    """The line of `path`, or of the nearest enclosing key or item the file has."""
+    for end in range(len(path), -1, -1):
+        line = lines.get(tuple(path[:end]))
+        if line is not None:
+            return line
+    return None
+
+
+def _model_classes(annotation: object) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds (through Optional, unions, lists, dicts)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [cls for arg in typing.get_args(annotation) for cls in _model_classes(arg)]
+
+
+def _known_keys(loc: Sequence[object]) -> set[str]:
+    """The keys the format allows in the mapping at `loc` (empty when it is not a section)."""
+    classes: list[type[BaseModel]] = [ModelSet]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        inner: list[type[BaseModel]] = []
+        for cls in classes:
+            for name, info in cls.model_fields.items():
+                if part in (name, info.alias):
+                    inner += _model_classes(info.annotation)
+        if not inner:
+            return set()
+        classes = inner
+    return {
+        key
+        for cls in classes
+        for name, info in cls.model_fields.items()
+        for key in (info.alias or name,)
+    }
+
+
+def _rule_index(raw: object, model: object, kind: str, rule_id: str) -> int | None:
+    models = raw.get("models") if isinstance(raw, Mapping) else None
+    if not isinstance(models, list) or not isinstance(model, int) or model >= len(models):
+        return None
+    rules = models[model].get(kind) if isinstance(models[model], Mapping) else None
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
+        if isinstance(rule, Mapping) and rule.get("id") == rule_id:
+            return index
+    return None
+
+
+def _problem(error: Mapping[str, Any], raw: object, lines: Mapping[_YamlPath, int]) -> Problem:
     loc = list(error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "missing":
         message = "required"
     elif error["type"] == "extra_forbidden":
-        message = "unknown field (not part of the format)"
+        key = str(loc[-1])
+        message = f"unknown field (not part of the format){suggest(key, _known_keys(loc[:-1]))}"
     if len(loc) < 2 or loc[0] != "models":
-        return Problem(field=_dotted(loc), message=message)
+        match = _FIELD_IN_MESSAGE.match(message)
+        if match and not loc:  # the file's own checks: "field 'models': ..."
+            where = match[1].split(".")
+            return Problem(field=match[1], message=match[2], line=_line(lines, where))
+        return Problem(field=_dotted(loc), message=message, line=_line(lines, loc))
     models = raw.get("models") if isinstance(raw, Mapping) else None
     model = _label(models, loc[1], "model")
     rest = loc[2:]
+    path: list[object] = list(loc)
     rule: str | None = None
     if len(rest) >= 2 and rest[0] in ("fit", "engagement") and isinstance(rest[1], int):
         model_raw = models[loc[1]] if isinstance(models, list) else None
         rules = model_raw.get(rest[0]) if isinstance(model_raw, Mapping) else None
         rule = f"{rest[0]} rule {_label(rules, rest[1], 'rule')!r}"
+        path = loc[:4]
         rest = rest[2:]
+        path += rest
     match = _RULE_IN_MESSAGE.match(message)
     if match and rule is None:
         rule, field_name, message = f"{match[1]} rule {match[2]!r}", match[3], match[4]
-        return Problem(model=model, rule=rule, field=field_name, message=message)
+        index = _rule_index(raw, loc[1], match[1], match[2])
+        path = loc[:2] + ([match[1], index, *field_name.split(".")] if index is not None else [])
+        return Problem(
+            model=model, rule=rule, field=field_name, message=message, line=_line(lines, path)
+        )
     match = _FIELD_IN_MESSAGE.match(message)
     field_name = _dotted(rest)
     if match:
         inner = match[1]
         field_name = f"{field_name}.{inner}" if field_name and rule is None else inner
         message = match[2]
-    return Problem(model=model, rule=rule, field=field_name, message=message)
+        path += inner.split(".")
+    return Problem(
+        model=model, rule=rule, field=field_name, message=message, line=_line(lines, path)
+    )
 
 
 def parse_models(text: str, *, source: str = "<string>") -> ModelSet:
@@ -929,5 +1055,6 @@ def parse_models(text: str, *, source: str = "<string>") -> ModelSet:
     try:
         return ModelSet.model_validate(raw)
     except ValidationError as exc:
-        problems = [_problem(error, raw) for error in exc.errors()]
+        lines = _lines(text)
+        problems = [_problem(error, raw, lines) for error in exc.errors()]
         raise ModelFileError(source, problems) from exc

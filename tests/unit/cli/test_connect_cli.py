@@ -31,7 +31,7 @@ def test_help_ends_with_an_example(argv: list[str], capsys: pytest.CaptureFixtur
         main([*argv, "--help"])
     assert exited.value.code == 0
     out = capsys.readouterr().out
-    assert "example:\n  leadstream " + " ".join(argv) in out
+    assert "examples:\n  leadstream " + " ".join(argv) in out
 
 
 def test_connect_lists_its_kinds_and_redrive() -> None:
