@@ -1,0 +1,125 @@
+"""Account scores offline: a history of events through the pure core, as the processor would.
+
+Events are taken in the order given (the processor's order: a lead's events in the order its
+partition recorded them). After each event the lead's account contribution is recomputed from
+its stored state (`stream.scoring.accounts.member_of`) and, when it changed, applied to its
+account at once: a lead that moved leaves its old account first. A merge folds the absorbed
+lead's state into the survivor's (the absorbed lead leaves its account); an erasure removes the
+lead from its account. Anonymous events count once their visitor is identified, as in
+`stream.offline.history`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from schemas.events import EventBase, Identify, LeadErased, LeadsMerged
+from stream.offline.history import stored
+from stream.scoring import LeadState, ModelSet, advance_all, apply_all, merge_lead_states
+from stream.scoring.accounts import (
+    AccountOutput,
+    AccountState,
+    Member,
+    advance_account,
+    apply_members,
+    member_of,
+    member_updates,
+)
+
+__all__ = ["AccountsHistory", "score_accounts"]
+
+
+@dataclass
+class AccountsHistory:
+    """Every account's state after a history, the account records published on the way (in
+    order), and the leads' final states."""
+
+    accounts: dict[str, AccountState] = field(default_factory=dict)
+    outputs: list[tuple[str, AccountOutput]] = field(default_factory=list)
+    """`(account id, record)` in the order they were published."""
+    leads: dict[str, LeadState] = field(default_factory=dict)
+
+
+class _Run:
+    def __init__(self, models: ModelSet) -> None:
+        self.models = models
+        self.result = AccountsHistory()
+        self.members: dict[str, tuple[str, Member] | None] = {}
+        self.versions: dict[str, int] = {}
+        self.aliases: dict[str, str] = {}
+
+    def resolve(self, key: str) -> str:
+        seen = {key}
+        while key in self.aliases and self.aliases[key] not in seen:
+            key = self.aliases[key]
+            seen.add(key)
+        return key
+
+    def contribute(self, lead_id: str, state: LeadState | None, at: float) -> None:
+        """Send the lead's changed contribution to its account(s)."""
+        after = member_of(state, self.models)
+        before = self.members.get(lead_id)
+        self.members[lead_id] = after
+        version = self.versions[lead_id] = self.versions.get(lead_id, 0) + 1
+        for account_id, update in member_updates(lead_id, before, after, version=version, at=at):
+            step = apply_members(
+                self.result.accounts.get(account_id),
+                [update],
+                account_id=account_id,
+                models=self.models,
+            )
+            if step.state is not None:
+                self.result.accounts[account_id] = AccountState.from_dict(step.state.to_dict())
+            self.result.outputs.extend((account_id, out) for out in step.outputs)
+
+    def event(self, event: EventBase) -> None:
+        leads = self.result.leads
+        if event.lead_id is None:
+            if event.anonymous_id is None or event.anonymous_id not in self.aliases:
+                return  # never identified: held, never scored
+            lead_id = self.resolve(event.anonymous_id)
+        else:
+            lead_id = self.resolve(event.lead_id)
+        if isinstance(event, Identify) and event.anonymous_id is not None:
+            self.aliases.setdefault(event.anonymous_id, lead_id)
+        t = event.occurred_at.timestamp()
+        if isinstance(event, LeadErased):
+            leads.pop(lead_id, None)
+            self.contribute(lead_id, None, t)
+            return
+        step = apply_all(leads.get(lead_id), event, models=self.models, lead_id=lead_id)
+        state = stored(step.state, self.models) if step.state is not None else leads.get(lead_id)
+        if isinstance(event, LeadsMerged):
+            absorbed_id = self.resolve(event.merged_lead_id)
+            absorbed = leads.pop(absorbed_id, None)
+            self.aliases[absorbed_id] = lead_id
+            self.contribute(absorbed_id, None, t)
+            if absorbed is not None:
+                merged = (
+                    absorbed if state is None else merge_lead_states(state, absorbed, self.models)
+                )
+                caught_up = advance_all(merged, event.occurred_at, lead_id=lead_id)
+                state = stored(caught_up.state or merged, self.models)
+        if state is not None:
+            leads[lead_id] = state
+        self.contribute(lead_id, state, t)
+
+
+def score_accounts(
+    events: Iterable[EventBase], models: ModelSet, *, until: datetime | None = None
+) -> AccountsHistory:
+    """Score `events` in the order given and roll the leads up to their accounts; with `until`,
+    decay the accounts to then (as the timer would, publishing the demotions)."""
+    run = _Run(models)
+    for event in events:
+        run.event(event)
+    result = run.result
+    if until is not None:
+        for account_id, state in list(result.accounts.items()):
+            step = advance_account(state, until, account_id=account_id, models=models)
+            if step.state is not None:
+                result.accounts[account_id] = step.state
+            result.outputs.extend((account_id, out) for out in step.outputs)
+    return result
