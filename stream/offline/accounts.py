@@ -22,13 +22,14 @@ from stream.scoring.accounts import (
     AccountOutput,
     AccountState,
     Member,
+    MemberUpdate,
     advance_account,
     apply_members,
     member_of,
     member_updates,
 )
 
-__all__ = ["AccountsHistory", "score_accounts"]
+__all__ = ["AccountsHistory", "replay_members", "score_accounts"]
 
 
 @dataclass
@@ -122,4 +123,31 @@ def score_accounts(
             if step.state is not None:
                 result.accounts[account_id] = step.state
             result.outputs.extend((account_id, out) for out in step.outputs)
+    return result
+
+
+def replay_members(
+    recorded: Iterable[tuple[str, str | None, Member | None, int, datetime]], models: ModelSet
+) -> AccountsHistory:
+    """The account records a worker publishes for what its accounts' partitions recorded:
+    `(account id, lead id, member or None, version, time)` member updates in partition order
+    (copies included: a version applied already changes nothing, for the worker as here), and
+    timer ticks as `(account id, None, None, 0, time)`."""
+    result = AccountsHistory()
+    for account_id, lead_id, member, version, at in recorded:
+        state = result.accounts.get(account_id)
+        if lead_id is None:
+            if state is None:
+                continue
+            step = advance_account(state, at, account_id=account_id, models=models)
+        else:
+            step = apply_members(
+                state,
+                [MemberUpdate(lead_id, member, version, at.timestamp())],
+                account_id=account_id,
+                models=models,
+            )
+        if step.state is not None:
+            result.accounts[account_id] = AccountState.from_dict(step.state.to_dict())
+        result.outputs.extend((account_id, out) for out in step.outputs)
     return result

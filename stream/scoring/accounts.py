@@ -469,10 +469,13 @@ def _move(
     return True
 
 
-def _score_record(
-    state: AccountState, rules: AccountRules, view: AccountView, account_id: str
-) -> AccountScoreUpdated | None:
-    """The score update to publish if a consumer would see a difference (else `None`)."""
+Shown = tuple[Any, ...]
+"""A published score's values: `(score, stage, members, engaged, roles, strongest)`, and what
+else its record needs."""
+
+
+def _publish(state: AccountState, view: AccountView) -> Shown | None:
+    """What to publish if a consumer would see a difference (else `None`); counts the revision."""
     shown = (
         _round(view.score),
         state.stage.value,
@@ -486,16 +489,21 @@ def _score_record(
         return None
     state.revision += 1
     state.emitted = shown
+    return (view, state.stage, len(state.members), state.as_of, state.revision)
+
+
+def _score_record(rules: AccountRules, account_id: str, published: Shown) -> AccountScoreUpdated:
+    view, stage, members, as_of, revision = published
     return AccountScoreUpdated.model_construct(
         account_id=account_id,
         model=rules.model_id,
-        score=shown[0],
+        score=_round(view.score),
         fit=_round(view.fit),
         engagement=_round(view.engagement),
         role_points=_round(view.role_points),
         contact_points=_round(view.contact_points),
-        stage=state.stage,
-        members=len(state.members),
+        stage=stage,
+        members=members,
         engaged_contacts=view.engaged,
         roles=view.roles,
         missing_roles=view.missing_roles,
@@ -503,8 +511,8 @@ def _score_record(
         strongest_member_score=None
         if view.strongest_score is None
         else _round(view.strongest_score),
-        as_of=to_datetime(state.as_of),
-        revision=state.revision,
+        as_of=to_datetime(as_of),
+        revision=revision,
         type="account_score_updated",
     )
 
@@ -589,13 +597,16 @@ def apply_members(
     """Apply member updates to an account in order (`state` is not changed).
 
     Each update is applied at its time (demotions decay made before it first); every stage
-    change is published, and one score update at the end when the score, stage, members,
-    engaged contacts, roles or strongest member changed. Replayed updates change nothing.
+    change is published, and of the score updates (one when the score, stage, members, engaged
+    contacts, roles or strongest member changed) only the last, after the others: it is the
+    one applying the updates one by one would end with, revision included. Replayed updates
+    change nothing.
     """
     rules = rules_of(models)
     st = state.copy() if state is not None else None
     out: list[AccountOutput] = []
     changed = False
+    pending: Shown | None = None
     for update in updates:
         if st is not None:
             last = st.version_of(update.lead_id)
@@ -633,12 +644,12 @@ def apply_members(
         _move(
             st, rules, st.view(rules), account_id=account_id, at=at, trigger=update.lead_id, out=out
         )
+        pending = _publish(st, st.view(rules)) or pending
         changed = True
     if not changed or st is None:
         return AccountTransition(state, tuple(out))
-    record = _score_record(st, rules, st.view(rules), account_id)
-    if record is not None:
-        out.append(record)
+    if pending is not None:
+        out.append(_score_record(rules, account_id, pending))
     return AccountTransition(st, tuple(out))
 
 
@@ -656,9 +667,9 @@ def advance_account(
     out: list[AccountOutput] = []
     if not _catch_up(st, rules, limit, account_id, out):
         return AccountTransition(state)
-    record = _score_record(st, rules, st.view(rules), account_id)
-    if record is not None:
-        out.append(record)
+    published = _publish(st, st.view(rules))
+    if published is not None:
+        out.append(_score_record(rules, account_id, published))
     return AccountTransition(st, tuple(out))
 
 
