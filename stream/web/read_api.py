@@ -255,7 +255,9 @@ def routes(api: ReadApi) -> dict[str, Handler]:
 def _view(path: str, handler: Handler) -> Any:
     import faust  # noqa: PLC0415
 
-    async def get(self: Any, request: web.Request) -> web.StreamResponse:
+    async def get(self: Any, request: web.Request, **path: str) -> web.StreamResponse:
+        # Faust passes the path's parameters as keywords; the handler reads them from the
+        # request's match_info
         return await handler(request)
 
     name = "api_" + re.sub(r"\W+", "_", path).strip("_")
