@@ -14,8 +14,8 @@ its own, `leads.scores-replay.v1` (compacted, same keys) and `leads.stage-change
 where the live version's records are untouched and every record carries the new version.
 `--publish` writes to the live output topics instead: for the switch-over, once the workers
 run the new model. When the new file has an `accounts:` section, the leads are rolled up to
-their accounts in event-time order (`stream.offline.accounts`) and each account's latest score
-and every account stage change go to `leads.account-scores-replay.v1` and
+their accounts in event-time order (`stream.scoring.account_history`) and each account's latest
+score and every account stage change go to `leads.account-scores-replay.v1` and
 `leads.account-stage-changes-replay.v1` (or, with `--publish`, the live account topics).
 
 A replay must carry a new version: a model id present in both the new file and the live model
@@ -39,9 +39,9 @@ from stream.errors import ConfigurationError, InfrastructureError
 from stream.kafka import clients, topics
 from stream.kafka.admin import describe_topics, ensure_topics
 from stream.kafka.clients import Record
-from stream.offline.accounts import score_accounts
 from stream.offline.history import group_by_lead, score_leads
 from stream.scoring import ModelSet
+from stream.scoring.account_history import score_accounts
 from stream.settings import Settings
 
 __all__ = [

@@ -39,8 +39,8 @@ from schemas.topics import (
     topic_for,
 )
 from stream.app import faust_options
-from stream.offline.accounts import score_accounts
 from stream.scoring import LeadState, ModelSet, apply_all, parse_models, score_at
+from stream.scoring.account_history import score_accounts
 from stream.scoring.state import SEEN_IDS
 from stream.worker import processor as proc
 from stream.worker.identity import IdentityLimits
@@ -511,6 +511,7 @@ def account_history() -> list[EventBase]:
         who("lead-d", 3, "di@globex.com", "Director of IT"),
         *[ev("demo_requested", 10 + i, f"lead-{x}") for i, x in enumerate("abcd")],
         *[ev("webinar_attended", 20 + i, f"lead-{x}") for i, x in enumerate("abcd")],
+        *[ev("trial_requested", 25 + i, f"lead-{x}") for i, x in enumerate("abcd")],
         # c leaves for a personal address: it leaves the account
         who("lead-c", 30, "cy@gmail.com", "Marketing Analyst"),
         # b moves to globex through its CRM account id
@@ -574,7 +575,9 @@ async def test_a_replayed_member_message_changes_nothing(harness: Harness) -> No
 async def test_the_timer_demotes_a_quiet_account(harness: Harness) -> None:
     processor = harness.processor
     for lead, title in (("lead-1", "CEO"), ("lead-2", "Software Engineer")):
-        traits = Traits(email=f"{lead}@initech.io", job_title=title, company_size=300)
+        traits = Traits(
+            email=f"{lead}@initech.io", job_title=title, company_size=300, industry="saas"
+        )
         await harness.event(ev("profile_updated", 0, lead, traits=traits, anonymous_id=None))
         await harness.event(ev("demo_requested", 1, lead))
         await harness.event(ev("webinar_attended", 2, lead))

@@ -52,9 +52,9 @@ from schemas.stages import AccountStage, Stage
 from schemas.topics import topic_for as topics_for
 from stream.kafka import topics
 from stream.kafka.admin import ensure_topics
-from stream.offline.accounts import replay_members, score_accounts
 from stream.offline.history import stored
 from stream.scoring import LeadState, ModelSet, apply_all, parse_models
+from stream.scoring.account_history import replay_members, score_accounts
 from stream.scoring.accounts import Member, member_of
 from stream.settings import Settings
 from stream.simulate.traffic import Delivery, SimConfig, Simulation, generate
@@ -324,7 +324,7 @@ async def account_order(
     settings: Settings,
 ) -> list[tuple[str, str | None, Member | None, int, datetime]]:
     """The member updates and timer ticks the accounts' partitions of the internal topic
-    recorded, in order (``stream.offline.accounts.replay_members``)."""
+    recorded, in order (``stream.scoring.account_history.replay_members``)."""
     recorded: list[tuple[str, str | None, Member | None, int, datetime]] = []
     for record in await _read_all(settings, [topics.INTERNAL.name]):
         message = codec.decode_internal(record.value)
@@ -618,6 +618,7 @@ def _account_phases(now: datetime) -> list[list[EventBase]]:
         who("d", 0, "di@globex.com", "Director of IT"),
         *(ev("demo_requested", lead, 1) for lead in "abcd"),
         *(ev("webinar_attended", lead, 2) for lead in "abcd"),
+        *(ev("trial_requested", lead, 2) for lead in "abcd"),
     ]
     return [
         joins,

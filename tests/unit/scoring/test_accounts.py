@@ -28,8 +28,8 @@ from schemas.examples import make_event
 from schemas.outputs import AccountScoreUpdated, AccountStageChanged
 from schemas.stages import AccountStage, Stage
 from stream.model_files import load_default_models
-from stream.offline.accounts import score_accounts
 from stream.scoring import LeadState, ModelFileError, apply_all, merge_lead_states, parse_models
+from stream.scoring.account_history import score_accounts
 from stream.scoring.accounts import (
     AccountState,
     Member,
@@ -287,7 +287,11 @@ def _busy_account() -> AccountState:
                 company_size=400,
             )
         )
-        history += [event("demo_requested", lead, 1), event("webinar_attended", lead, 2)]
+        history += [
+            event("demo_requested", lead, 1),
+            event("webinar_attended", lead, 2),
+            event("trial_requested", lead, 3),
+        ]
     result = score_accounts(history, MODELS)
     return result.accounts["acme-corp.com"]
 

@@ -1,12 +1,15 @@
-"""Account scores offline: a history of events through the pure core, as the processor would.
+"""Account scores from a history of events, through the pure core, as the processor would.
 
 Events are taken in the order given (the processor's order: a lead's events in the order its
 partition recorded them). After each event the lead's account contribution is recomputed from
 its stored state (`stream.scoring.accounts.member_of`) and, when it changed, applied to its
 account at once: a lead that moved leaves its old account first. A merge folds the absorbed
 lead's state into the survivor's (the absorbed lead leaves its account); an erasure removes the
-lead from its account. Anonymous events count once their visitor is identified, as in
-`stream.offline.history`.
+lead from its account. Anonymous events count toward the lead their visitor is identified as
+(the processor holds them until then and scores them at their own times).
+
+This is the offline reference of the account path (`leadstream replay`, the simulator's report
+and the reference-equality tests use it).
 """
 
 from __future__ import annotations
@@ -16,8 +19,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from schemas.events import EventBase, Identify, LeadErased, LeadsMerged
-from stream.offline.history import stored
-from stream.scoring import LeadState, ModelSet, advance_all, apply_all, merge_lead_states
 from stream.scoring.accounts import (
     AccountOutput,
     AccountState,
@@ -28,6 +29,9 @@ from stream.scoring.accounts import (
     member_of,
     member_updates,
 )
+from stream.scoring.engine import advance_all, apply_all, merge_lead_states
+from stream.scoring.spec import ModelSet
+from stream.scoring.state import LeadState
 
 __all__ = ["AccountsHistory", "replay_members", "score_accounts"]
 
@@ -41,6 +45,11 @@ class AccountsHistory:
     outputs: list[tuple[str, AccountOutput]] = field(default_factory=list)
     """`(account id, record)` in the order they were published."""
     leads: dict[str, LeadState] = field(default_factory=dict)
+
+
+def stored(state: LeadState, models: ModelSet) -> LeadState:
+    """`state` as the processor reads it back from its table (its stored form)."""
+    return LeadState.from_dict(state.to_dict(), models)
 
 
 class _Run:
@@ -113,8 +122,12 @@ def score_accounts(
 ) -> AccountsHistory:
     """Score `events` in the order given and roll the leads up to their accounts; with `until`,
     decay the accounts to then (as the timer would, publishing the demotions)."""
+    listed = list(events)
     run = _Run(models)
-    for event in events:
+    for event in listed:
+        if isinstance(event, Identify) and event.lead_id and event.anonymous_id:
+            run.aliases.setdefault(event.anonymous_id, event.lead_id)
+    for event in listed:
         run.event(event)
     result = run.result
     if until is not None:
