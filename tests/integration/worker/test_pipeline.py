@@ -206,38 +206,15 @@ async def internal_order(settings: Settings) -> dict[str, list[str]]:
     makes a copy a no-op for the worker and the reference alike (and a copy that comes back
     after the memory moved on is applied again by both).
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        isolation_level=(
-            "read_committed"
-            if settings.processing_guarantee == "exactly_once"
-            else "read_uncommitted"
-        ),
-    )
-    await consumer.start()
     order: dict[str, list[str]] = defaultdict(list)
-    try:
-        name = settings.topic(topics.INTERNAL.name)
-        parts = [TopicPartition(name, p) for p in range(settings.topic_partitions)]
-        consumer.assign(parts)
-        ends = await consumer.end_offsets(parts)
-        for tp in parts:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for record in batch.get(tp, []):
-                    if record.offset >= ends[tp] or record.value is None:
-                        continue
-                    message = codec.decode_internal(record.value)
-                    if (
-                        isinstance(message, EventBase)
-                        and message.lead_id is not None
-                        and record.key == message.lead_id.encode()
-                    ):
-                        order[message.lead_id].append(message.event_id)
-    finally:
-        await consumer.stop()
+    for record in await _read_all(settings, [topics.INTERNAL.name]):
+        message = codec.decode_internal(record.value)
+        if (
+            isinstance(message, EventBase)
+            and message.lead_id is not None
+            and record.key == message.lead_id.encode()
+        ):
+            order[message.lead_id].append(message.event_id)
     return dict(order)
 
 
