@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     """Check a scoring-model file, or print its models as tables."""
     from stream.model_files import load_default_models, load_model_file  # noqa: PLC0415
     from stream.scoring import ModelFileError, describe_model  # noqa: PLC0415
+    from stream.scoring.explain import describe_accounts  # noqa: PLC0415
 
     if args.action == "diff":
         return _diff(args)
@@ -69,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
                 f"decay groups {', '.join(model.decay)}"
             )
         return EXIT_OK
-    print("\n\n".join(describe_model(model) for model in chosen))
+    described = [describe_model(model) for model in chosen]
+    if models.accounts is not None and not args.model:
+        described.append(describe_accounts(models.accounts))
+    print("\n\n".join(described))
     return EXIT_OK
 
 

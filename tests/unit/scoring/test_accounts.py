@@ -380,3 +380,13 @@ def test_every_output_is_a_valid_contract_record() -> None:
     assert result.outputs
     for _, record in result.outputs:
         type(record).model_validate(record.model_dump())
+
+
+def test_the_accounts_section_is_described_as_tables() -> None:
+    from stream.scoring.explain import describe_accounts  # noqa: PLC0415
+
+    assert MODELS.accounts is not None
+    text = describe_accounts(MODELS.accounts)
+    assert "under model b2b" in text
+    assert "company_over_50   company_size > 50" in text
+    assert "mqa          score >= 200 with 2 roles, 2 engaged contacts  score < 160" in text
