@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from schemas.events import CrmBase, EventBase
+from schemas.events import CrmBase, EventBase, Identify, ProfileUpdated
 from stream.scoring.compiled import ACTION, CompiledModel
 from stream.scoring.spam import (
     BUILTIN_DISPOSABLE_DOMAINS,
@@ -39,6 +39,8 @@ __all__ = ["FIRMOGRAPHICS", "AccountLink", "Linker", "merge_links"]
 
 FIRMOGRAPHICS = ("industry", "company_size", "annual_revenue", "country", "region")
 """Profile attributes that describe the company rather than the person."""
+
+_PROFILES = Identify | ProfileUpdated
 
 Item = tuple[Any, float]
 """A value and the event time it was given at."""
@@ -178,9 +180,21 @@ class Linker:
     def note(self, link: AccountLink | None, event: EventBase) -> AccountLink | None:
         """`link` after `event` (the same object when the event changes nothing)."""
         t = event.occurred_at.timestamp()
+        if not isinstance(event, _PROFILES | CrmBase):
+            # an action: only the time of the person's latest one
+            dispatch = self.model.dispatch.get(event.type)
+            if (
+                dispatch is None
+                or dispatch.kind != ACTION
+                or not dispatch.rules
+                or event.machine is not None
+                or (link is not None and link.active is not None and t <= link.active)
+            ):
+                return link
+            return replace(link, active=t) if link is not None else AccountLink(active=t)
         current = link if link is not None else AccountLink()
         new = current
-        traits = getattr(event, "traits", None)
+        traits = event.traits if isinstance(event, _PROFILES) else None
         if traits is not None:
             if traits.account_id is not None and _newer(new.explicit, t):
                 new = replace(new, explicit=(traits.account_id, t))
@@ -200,19 +214,10 @@ class Linker:
                     new,
                     firmo=tuple((name, value, at) for name, (value, at) in sorted(firmo.items())),
                 )
-        elif isinstance(event, CrmBase):
-            if event.account_id is not None and _newer(new.explicit, t):
-                new = replace(new, explicit=(event.account_id, t))
-        else:
-            dispatch = self.model.dispatch.get(event.type)
-            if (
-                dispatch is not None
-                and dispatch.kind == ACTION
-                and dispatch.rules
-                and event.machine is None
-                and (new.active is None or t > new.active)
-            ):
-                new = replace(new, active=t)
+        elif (
+            isinstance(event, CrmBase) and event.account_id is not None and _newer(new.explicit, t)
+        ):
+            new = replace(new, explicit=(event.account_id, t))
         if new == current:
             return link
         return new

@@ -64,6 +64,7 @@ PRUNE_BELOW = 1e-9
 MAX_LEAVERS = 256
 """Versions of members that left, kept per account so that a replayed update is recognised."""
 _MAX_STEPS = 8
+_FIT_CACHE = 4096
 _SCORED = (AccountStage.TARGET, AccountStage.ENGAGED, AccountStage.MQA)
 _LEVEL = {stage: i for i, stage in enumerate(_SCORED)}
 _STAGE = {stage.value: stage for stage in AccountStage}
@@ -95,6 +96,8 @@ class AccountRules:
             spec.stages.engaged,
             spec.stages.mqa,
         )
+        self._fits: dict[tuple[Any, ...], float] = {}
+        """Account fit by firmographic values (the same few values recur)."""
 
     def roles_of(self, title: str | None) -> tuple[str, ...]:
         if not title:
@@ -104,12 +107,19 @@ class AccountRules:
     def fit(self, firmo: Mapping[str, object], year: int) -> float:
         if not firmo or not self.fit_rules:
             return 0.0
+        key = (year, *sorted(firmo.items()))
+        known = self._fits.get(key)
+        if known is not None:
+            return known
         traits = Traits.model_validate(dict(firmo))
         total = 0.0
         for rule in self.fit_rules:
             value = rule.get(traits, year)
             if value is not MISSING:
                 total += rule.score(value)
+        if len(self._fits) >= _FIT_CACHE:
+            self._fits.clear()
+        self._fits[key] = total
         return total
 
 
@@ -571,6 +581,9 @@ def _catch_up(
     """Demotions decay made up to `until`, each at its time."""
     moved = False
     for _ in range(_MAX_STEPS):
+        level = _LEVEL.get(state.stage, 0)
+        if not level or state.view(rules, until).score >= rules.levels[level - 1].demote_below:
+            break  # the score only falls between updates: nothing crossed by `until`
         crossing = _crossing(state, rules)
         if crossing is None or crossing > until:
             break
@@ -641,10 +654,9 @@ def apply_members(
             st.versions[update.lead_id] = update.version
             st.leavers.pop(update.lead_id, None)
         st.as_of = at
-        _move(
-            st, rules, st.view(rules), account_id=account_id, at=at, trigger=update.lead_id, out=out
-        )
-        pending = _publish(st, st.view(rules)) or pending
+        view = st.view(rules)
+        _move(st, rules, view, account_id=account_id, at=at, trigger=update.lead_id, out=out)
+        pending = _publish(st, view) or pending
         changed = True
     if not changed or st is None:
         return AccountTransition(state, tuple(out))
