@@ -383,7 +383,7 @@ def test_every_output_is_a_valid_contract_record() -> None:
 
 
 def test_the_accounts_section_is_described_as_tables() -> None:
-    from stream.scoring.explain import describe_accounts  # noqa: PLC0415
+    from stream.scoring.explain import describe_accounts
 
     assert MODELS.accounts is not None
     text = describe_accounts(MODELS.accounts)
