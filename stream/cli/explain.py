@@ -142,6 +142,8 @@ def render(document: dict[str, Any]) -> str:
     if "merged_into" in document:
         return f"lead {lead_id} was merged into {document['merged_into']}"
     lines = [f"lead {lead_id}, scores as of {document.get('as_of', '?')}"]
+    if document.get("account_id"):
+        lines.append(f"account {document['account_id']}")
     for model in document.get("models", []):
         lines += [
             "",

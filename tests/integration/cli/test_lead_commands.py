@@ -111,6 +111,8 @@ async def test_explain_an_account_and_forget_its_member(
     assert f"account {account} (b2b)" in text and "buying-group roles (1 of 4)" in text
     assert f"strongest member: {lead_id}" in text and "members: 1;" in text
     assert "new account" in text  # its first stage change
+    lead = _leadstream(served_worker, "explain", lead_id, "--url", served_worker.base)
+    assert f"account {account}" in lead.stdout, lead.stdout + lead.stderr
 
     forgot = _leadstream(served_worker, "forget", lead_id)
     assert forgot.returncode == 0, forgot.stderr
