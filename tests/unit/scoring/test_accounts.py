@@ -390,3 +390,18 @@ def test_the_accounts_section_is_described_as_tables() -> None:
     assert "under model b2b" in text
     assert "company_over_50   company_size > 50" in text
     assert "mqa          score >= 200 with 2 roles, 2 engaged contacts  score < 160" in text
+
+
+def test_a_broken_accounts_section_names_each_problem() -> None:
+    with pytest.raises(ModelFileError) as raised:
+        parse_models(
+            "format: 1\nmodels:\n  - id: m\n    version: '1'\n    decay: {web: 30d}\n"
+            "    grades: {fit: [3, 2, 1], engagement: [3, 2, 1]}\n"
+            "accounts:\n  model: m\n  roles:\n    - {id: dm, regex: '(ceo', points: 5}\n"
+            "  stages:\n    engaged: {promote_at: 10, demote_below: 15}\n"
+            "    mqa: {promote_at: 20, demote_below: 15}\n",
+            source="bad.yaml",
+        )
+    text = str(raised.value)
+    assert "accounts.roles[0].regex" in text and "not a valid regular expression" in text
+    assert "accounts.stages.engaged" in text and "must not be above promote_at" in text
