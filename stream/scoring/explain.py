@@ -347,7 +347,7 @@ def describe_accounts(spec: AccountSpec) -> str:
         out += ["", *_table(("buying-group role", "test", "points"), roles)]
     out += [
         "",
-        f"Engaged contacts: members whose latest action is at most "
+        f"Engaged contacts: members whose latest action is less than "
         f"{format_duration(spec.engaged_within)} old, {spec.contact_points:g} points each "
         f"(at most {spec.max_contacts}).",
     ]

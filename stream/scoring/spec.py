@@ -851,7 +851,7 @@ class AccountSpec(Spec):
     its business email (free-mail, disposable and invalid domains excluded). The account score
     is its fit (firmographics) + the sum of its members' decayed engagement under `model` +
     the points of the buying-group roles covered + `contact_points` per engaged contact (at
-    most `max_contacts`): a member is engaged while its latest positive engagement is at most
+    most `max_contacts`): a member is engaged while its latest action is less than
     `engaged_within` old.
     """
 
