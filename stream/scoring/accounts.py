@@ -173,16 +173,20 @@ class Member:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Member:
-        return cls(
-            at=float(data["t"]),
-            terms=tuple((float(k), float(s)) for k, s in data.get("e", ())),
-            steady=float(data.get("c", 0.0)),
-            fit=float(data.get("f", 0.0)),
-            active=float(data["y"]) if "y" in data else None,
-            roles=tuple(str(r) for r in data.get("r", ())),
-            stage=_LEAD_STAGE[data["g"]],
-            firmo=tuple((str(n), v, float(t)) for n, v, t in data.get("p", ())),
-        )
+        """A contribution read back (`StateFormatError` when it cannot be)."""
+        try:
+            return cls(
+                at=float(data["t"]),
+                terms=tuple((float(k), float(s)) for k, s in data.get("e", ())),
+                steady=float(data.get("c", 0.0)),
+                fit=float(data.get("f", 0.0)),
+                active=float(data["y"]) if "y" in data else None,
+                roles=tuple(str(r) for r in data.get("r", ())),
+                stage=_LEAD_STAGE[data["g"]],
+                firmo=tuple((str(n), v, float(t)) for n, v, t in data.get("p", ())),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateFormatError(f"unreadable account member: {exc!r}") from exc
 
 
 def member_of(state: LeadState | None, models: ModelSet) -> tuple[str, Member] | None:

@@ -28,7 +28,14 @@ from schemas.examples import make_event
 from schemas.outputs import AccountScoreUpdated, AccountStageChanged
 from schemas.stages import AccountStage, Stage
 from stream.model_files import load_default_models
-from stream.scoring import LeadState, ModelFileError, apply_all, merge_lead_states, parse_models
+from stream.scoring import (
+    LeadState,
+    ModelFileError,
+    StateFormatError,
+    apply_all,
+    merge_lead_states,
+    parse_models,
+)
 from stream.scoring.account_history import score_accounts
 from stream.scoring.accounts import (
     AccountState,
@@ -218,6 +225,14 @@ def test_a_replayed_update_changes_nothing(
     step = apply_members(state, again, account_id="acme", models=MODELS)
     assert step.outputs == ()
     assert step.state is state
+
+
+@pytest.mark.parametrize(
+    "data", [{}, {"t": 1.0, "g": "nope"}, {"t": "x", "g": "lead"}, {"v": 2, "a": 1, "s": "mqa"}]
+)
+def test_an_unreadable_account_state_or_member_is_a_clear_error(data: dict[str, Any]) -> None:
+    with pytest.raises(StateFormatError):
+        Member.from_dict(data) if "v" not in data else AccountState.from_dict(data)
 
 
 def test_stored_form_round_trips() -> None:
