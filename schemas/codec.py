@@ -21,6 +21,8 @@ from schemas.errors import DecodeError, ErrorKind
 from schemas.events import EventBase, InboundEvent
 from schemas.internal import InternalMessage
 from schemas.outputs import (
+    AccountScoreUpdated,
+    AccountStageChanged,
     ConnectorDeadLetter,
     DeadLetter,
     ScoreKey,
@@ -28,6 +30,8 @@ from schemas.outputs import (
     StageChangeRecord,
 )
 from schemas.topics import (
+    ACCOUNT_SCORES,
+    ACCOUNT_STAGE_CHANGES,
     CONNECTOR_DEAD_LETTERS,
     DEAD_LETTERS,
     EVENT_TOPIC,
@@ -40,6 +44,8 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DecodeLimits",
     "decode",
+    "decode_account_score",
+    "decode_account_stage_change",
     "decode_connector_dead_letter",
     "decode_dead_letter",
     "decode_internal",
@@ -93,6 +99,8 @@ _CONNECTOR_DEAD_LETTER: Final[TypeAdapter[ConnectorDeadLetter]] = TypeAdapter(
     CONNECTOR_DEAD_LETTERS.value
 )
 _SCORE_KEY: Final[TypeAdapter[ScoreKey]] = TypeAdapter(ScoreKey)
+_ACCOUNT_SCORE: Final[TypeAdapter[AccountScoreUpdated]] = TypeAdapter(AccountScoreUpdated)
+_ACCOUNT_STAGE_CHANGE: Final[TypeAdapter[AccountStageChanged]] = TypeAdapter(AccountStageChanged)
 _INTERNAL: Final[TypeAdapter[Any]] = TypeAdapter(InternalMessage)
 
 _NOT_OBJECT_ERRORS: Final = frozenset({"dict_type", "model_type", "model_attributes_type"})
@@ -136,6 +144,18 @@ def decode_score(data: bytes) -> ScoreRecord:
 def decode_stage_change(data: bytes) -> StageChangeRecord:
     """A value of `leads.stage-changes.v1`."""
     return _validate(_STAGE_CHANGE, data, OUTBOUND_MAX_BYTES, STAGE_CHANGES.name, tagged=True)
+
+
+def decode_account_score(data: bytes) -> AccountScoreUpdated:
+    """A value of `leads.account-scores.v1`."""
+    return _validate(_ACCOUNT_SCORE, data, OUTBOUND_MAX_BYTES, ACCOUNT_SCORES.name, tagged=False)
+
+
+def decode_account_stage_change(data: bytes) -> AccountStageChanged:
+    """A value of `leads.account-stage-changes.v1`."""
+    return _validate(
+        _ACCOUNT_STAGE_CHANGE, data, OUTBOUND_MAX_BYTES, ACCOUNT_STAGE_CHANGES.name, tagged=False
+    )
 
 
 def decode_dead_letter(data: bytes) -> DeadLetter:

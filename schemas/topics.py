@@ -24,6 +24,8 @@ from schemas.events import (
     SocialEvent,
 )
 from schemas.outputs import (
+    AccountScoreUpdated,
+    AccountStageChanged,
     ConnectorDeadLetter,
     DeadLetter,
     LeadErasedRecord,
@@ -35,6 +37,8 @@ from schemas.outputs import (
 )
 
 __all__ = [
+    "ACCOUNT_SCORES",
+    "ACCOUNT_STAGE_CHANGES",
     "CLICKSTREAM",
     "CONNECTOR_DEAD_LETTERS",
     "CRM_FEEDBACK",
@@ -163,6 +167,30 @@ DEAD_LETTERS = TopicContract(
     value_types=(DeadLetter,),
 )
 
+ACCOUNT_SCORES = TopicContract(
+    name="leads.account-scores.v1",
+    description=(
+        "The latest score of every account (leads rolled up to their company): fit, the "
+        "members' engagement, buying-group coverage, engaged contacts, the strongest member and "
+        "the account stage. Compacted: read it from the start to get every current score."
+    ),
+    direction="outbound",
+    key="`account_id` (UTF-8): one record per account survives compaction.",
+    value=AccountScoreUpdated,
+    value_types=(AccountScoreUpdated,),
+    cleanup_policy="compact",
+)
+ACCOUNT_STAGE_CHANGES = TopicContract(
+    name="leads.account-stage-changes.v1",
+    description=(
+        "Every account stage change (target, engaged, mqa, opportunity, customer) for CRM "
+        "connectors and account-based marketing tools. Deduplicate by `event_id`."
+    ),
+    direction="outbound",
+    key="`account_id` (UTF-8): an account's changes stay in order.",
+    value=AccountStageChanged,
+    value_types=(AccountStageChanged,),
+)
 CONNECTOR_DEAD_LETTERS = TopicContract(
     name="leads.connector-dead-letters.v1",
     description=(
@@ -180,6 +208,8 @@ OUTBOUND_TOPICS: tuple[TopicContract, ...] = (
     SCORES,
     STAGE_CHANGES,
     DEAD_LETTERS,
+    ACCOUNT_SCORES,
+    ACCOUNT_STAGE_CHANGES,
     CONNECTOR_DEAD_LETTERS,
 )
 TOPICS: tuple[TopicContract, ...] = INBOUND_TOPICS + OUTBOUND_TOPICS

@@ -97,5 +97,10 @@ def run(args: argparse.Namespace) -> int:
         f"replayed {stats.events} events ({stats.undecodable} undecodable records skipped) of "
         f"{stats.leads} leads under {versions}: {stats.scores} scores to {scores_topic}, "
         f"{stats.stage_changes} stage changes to {changes_topic}"
+        + (
+            f"; {stats.accounts} accounts ({stats.account_stage_changes} account stage changes)"
+            if stats.accounts
+            else ""
+        )
     )
     return EXIT_OK

@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failur
     """Check a scoring-model file, or print its models as tables."""
     from stream.model_files import load_default_models, load_model_file  # noqa: PLC0415
     from stream.scoring import ModelFileError, describe_model  # noqa: PLC0415
+    from stream.scoring.explain import describe_accounts  # noqa: PLC0415
 
     if args.action == "diff":
         return _diff(args)
@@ -97,8 +98,11 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failur
     if args.format == "csv":
         sys.stdout.write(_rules_csv(chosen, full=args.full))
         return EXIT_OK
+    described = [describe_model(m, full=args.full, fmt=args.format) for m in chosen]
+    if models.accounts is not None and not args.model:
+        described.append(describe_accounts(models.accounts, fmt=args.format))
     separator = "\n\n" if args.format == "text" else "\n\n\n"
-    print(separator.join(describe_model(m, full=args.full, fmt=args.format) for m in chosen))
+    print(separator.join(described))
     return EXIT_OK
 
 

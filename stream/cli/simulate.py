@@ -169,7 +169,12 @@ def run(args: argparse.Namespace) -> int:
             simulate_sinks.write_truth(sim.truth, truth)
             per_event = simulate_sinks.event_truth_path_for(truth)
             simulate_sinks.write_event_truth(sim, per_event)
-            print(f"wrote the ground truth to {truth} and {per_event}", file=sys.stderr)
+            per_account = simulate_sinks.account_truth_path_for(truth)
+            simulate_sinks.write_account_truth(sim, per_account)
+            print(
+                f"wrote the ground truth to {truth}, {per_event} and {per_account}",
+                file=sys.stderr,
+            )
     except OSError as exc:
         return fail("simulate", f"cannot write: {exc}", EXIT_CONFIG)
     if args.report:

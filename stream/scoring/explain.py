@@ -11,7 +11,7 @@ from schemas.stages import Stage
 from stream.scoring.compiled import CompiledModel
 from stream.scoring.engine import score_at, to_datetime
 from stream.scoring.mail import REASONS
-from stream.scoring.spec import ScoringModel, format_duration
+from stream.scoring.spec import AccountSpec, ScoringModel, format_duration
 from stream.scoring.state import FLAG_NAMES, ModelState
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Explanation",
     "RuleLine",
     "StageLine",
+    "describe_accounts",
     "describe_model",
     "explain",
     "rule_rows",
@@ -381,3 +382,41 @@ def describe_model(model: ScoringModel, *, full: bool = False, fmt: str = "text"
     if fmt not in FORMATS:
         raise ValueError(f"format {fmt!r}: give one of {', '.join(FORMATS)}")
     return "\n".join(_describe_one(model, full=full, fmt=fmt))
+
+
+def describe_accounts(spec: AccountSpec, *, fmt: str = "text") -> str:
+    """A model file's accounts section as readable tables: account fit, buying-group roles,
+    engaged contacts and the account stages; `fmt`: `text` or `md`, as `describe_model`."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r}: give one of {', '.join(FORMATS)}")
+    title = f"Accounts: leads roll up to their company's account under model {spec.model}"
+    out = [f"## {title}"] if fmt == "md" else [title]
+    fit = [(rule.id, rule.describe_test(), _points(rule.points)) for rule in spec.fit]
+    if fit:
+        out += ["", *_table(("account fit rule", "test", "points"), fit, fmt)]
+    roles = [(role.id, f"job_title ~ /{role.regex}/", _points(role.points)) for role in spec.roles]
+    if roles:
+        out += ["", *_table(("buying-group role", "test", "points"), roles, fmt)]
+    out += [
+        "",
+        f"Engaged contacts: members whose latest action is less than "
+        f"{format_duration(spec.engaged_within)} old, {spec.contact_points:g} points each "
+        f"(at most {spec.max_contacts}).",
+    ]
+    rows = []
+    for name, level in (("engaged", spec.stages.engaged), ("mqa", spec.stages.mqa)):
+        needs = [f"{level.min_roles} roles"] if level.min_roles else []
+        needs += [f"{level.min_contacts} engaged contacts"] if level.min_contacts else []
+        rows.append(
+            (
+                name,
+                f"score >= {level.promote_at:g}" + (f" with {', '.join(needs)}" if needs else ""),
+                f"score < {level.demote_below:g}",
+            )
+        )
+    rows += [
+        ("opportunity", "a member's lead stage is opportunity", "no member there"),
+        ("customer", "a member's lead stage is customer", "no member there"),
+    ]
+    out += _section("Account stages", ("stage", "reached when", "left when"), rows, fmt)
+    return "\n".join(out)

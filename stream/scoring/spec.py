@@ -38,7 +38,11 @@ from schemas.events import EVENT_TYPES, Traits, Utm
 from schemas.stages import Stage
 
 __all__ = [
+    "ACCOUNT_FIT_FIELDS",
     "FIT_FIELDS",
+    "AccountLevelSpec",
+    "AccountSpec",
+    "AccountStagesSpec",
     "BurstSpec",
     "CapSpec",
     "CrmSpec",
@@ -55,6 +59,7 @@ __all__ = [
     "OutputSpec",
     "Problem",
     "RangeSpec",
+    "RoleSpec",
     "ScoringModel",
     "SpamSpec",
     "SqlSpec",
@@ -821,12 +826,115 @@ class ScoringModel(Spec):
         return hash((self.id, self.version))
 
 
+# ----------------------------------------------------------------------------- accounts
+
+ACCOUNT_FIT_FIELDS = frozenset({"industry", "company_size", "annual_revenue", "country", "region"})
+"""Firmographic attributes account fit rules can test (the latest value any member gave)."""
+
+
+class RoleSpec(Spec):
+    """A buying-group role, recognised from a member's job title."""
+
+    id: Name
+    regex: str
+    """Tested case-insensitively against the job title."""
+    points: Points = 0.0
+    """Points the account gets while at least one member holds the role."""
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class AccountLevelSpec(Spec):
+    """One score-driven account stage, with hysteresis: reached at `promote_at` (when the
+    account also covers `min_roles` roles and has `min_contacts` engaged contacts), left when
+    the score falls below `demote_below`."""
+
+    promote_at: float
+    demote_below: float
+    min_roles: Annotated[int, Field(ge=0)] = 0
+    min_contacts: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _band(self) -> Self:
+        if self.demote_below > self.promote_at:
+            raise ValueError("field 'demote_below': must not be above promote_at")
+        return self
+
+
+class AccountStagesSpec(Spec):
+    """Account stages driven by the score; `opportunity` and `customer` follow the members'
+    CRM stages."""
+
+    engaged: AccountLevelSpec
+    mqa: AccountLevelSpec
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.mqa.promote_at <= self.engaged.promote_at:
+            raise ValueError("field 'mqa.promote_at': must be above engaged.promote_at")
+        return self
+
+
+class AccountSpec(Spec):
+    """Account-based scoring: leads roll up to their company's account.
+
+    A lead's account is its explicit `account_id` (profile or CRM feedback), else the domain of
+    its business email (free-mail, disposable and invalid domains excluded). The account score
+    is its fit (firmographics) + the sum of its members' decayed engagement under `model` +
+    the points of the buying-group roles covered + `contact_points` per engaged contact (at
+    most `max_contacts`): a member is engaged while its latest action is less than
+    `engaged_within` old.
+    """
+
+    model: Name
+    """The lead model whose engagement rolls up."""
+    fit: list[FitRule] = Field(default_factory=list)
+    roles: list[RoleSpec] = Field(default_factory=list)
+    engaged_within: Duration = 30 * 86_400.0
+    contact_points: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    max_contacts: Annotated[int, Field(ge=0, le=1000)] = 5
+    stages: AccountStagesSpec
+    excluded_domains: list[str] = Field(default_factory=list)
+    """Email domains that never name an account, besides the built-in free-mail and
+    disposable lists."""
+
+    @field_validator("fit")
+    @classmethod
+    def _firmographic(cls, rules: list[FitRule]) -> list[FitRule]:
+        for rule in rules:
+            for name in rule.fields:
+                if name not in ACCOUNT_FIT_FIELDS:
+                    known = ", ".join(sorted(ACCOUNT_FIT_FIELDS))
+                    raise ValueError(
+                        f"account fit rule {rule.id!r}: field {name!r} is not firmographic "
+                        f"(known: {known})"
+                    )
+        return rules
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, roles: list[RoleSpec]) -> list[RoleSpec]:
+        ids = [role.id for role in roles]
+        if len(set(ids)) != len(ids):
+            raise ValueError("role ids must be unique")
+        return roles
+
+
 class ModelSet(Spec):
     """The models of one file, in file order."""
 
     format: Literal[1] = 1
     """The version of the file format."""
     models: tuple[ScoringModel, ...]
+    accounts: AccountSpec | None = None
+    """Account-based scoring (`None`: leads are not rolled up to accounts)."""
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
@@ -836,7 +944,28 @@ class ModelSet(Spec):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"model ids must be unique: {', '.join(duplicates)} repeated")
+        if self.accounts is not None and self.accounts.model not in ids:
+            raise ValueError(
+                f"field 'accounts.model': unknown model {self.accounts.model!r} "
+                f"(known: {', '.join(ids)})"
+            )
         return self
+
+    _linker: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _link(self) -> Self:
+        if self.accounts is not None:
+            from stream.scoring.accountlink import Linker  # noqa: PLC0415  (cycle)
+
+            self._linker = Linker(self.accounts, self.get(self.accounts.model).compiled)
+        return self
+
+    @property
+    def linker(self) -> Any:
+        """The account section compiled (a `stream.scoring.accountlink.Linker`), or `None`."""
+        private = self.__pydantic_private__
+        return private["_linker"] if private else self._linker
 
     def get(self, model_id: str) -> ScoringModel:
         """The model with this id (KeyError when there is none)."""

@@ -16,6 +16,8 @@ import yaml
 from schemas import generate
 from schemas.codec import (
     decode,
+    decode_account_score,
+    decode_account_stage_change,
     decode_connector_dead_letter,
     decode_dead_letter,
     decode_score,
@@ -98,6 +100,8 @@ def test_readme_examples_are_the_encoded_models() -> None:
             "leads.scores.v1": decode_score,
             "leads.stage-changes.v1": decode_stage_change,
             "leads.dead-letters.v1": decode_dead_letter,
+            "leads.account-scores.v1": decode_account_score,
+            "leads.account-stage-changes.v1": decode_account_stage_change,
             "leads.connector-dead-letters.v1": decode_connector_dead_letter,
         }
         if topic.name in decoders:
@@ -120,6 +124,8 @@ def test_asyncapi_describes_every_topic() -> None:
         "leads.scores.v1",
         "leads.stage-changes.v1",
         "leads.dead-letters.v1",
+        "leads.account-scores.v1",
+        "leads.account-stage-changes.v1",
         "leads.connector-dead-letters.v1",
     }
     for topic in TOPICS:

@@ -158,6 +158,8 @@ def test_outbound_examples_are_complete() -> None:
         "stage_changed",
         "lead_erased",
         "dead_letter",
+        "account_score_updated",
+        "account_stage_changed",
         "connector_dead_letter",
     }
     for name, record in OUTPUT_EXAMPLES.items():
