@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     projector_enabled: bool = Field(
         True, description="Run the Redis projector (the read model) in this worker."
     )
+    evaluation_max_outcomes: int = Field(
+        50_000,
+        ge=100,
+        le=10_000_000,
+        description="CRM outcomes the live model evaluation keeps per model (the oldest go first).",
+    )
 
     # HTTP collector (stream/web/collector.py): the pixel, the Segment API and vendor webhooks.
     collector_enabled: bool = Field(True, description="Serve the collector endpoints.")

@@ -710,6 +710,9 @@ class ScoringModel(Spec):
     id: Name
     version: Version
     description: str | None = None
+    shadow: bool = False
+    """A challenger: scored in the same pass and published with its id, never moving stages
+    (no stage change is published for it; its records carry `shadow: true`)."""
     decay: dict[Name, HalfLife]
     """Decay groups: name → half-life (`30d`), or `never` for points that do not fade."""
     fit: list[FitRule] = Field(default_factory=list)
