@@ -21,6 +21,7 @@ from stream.cli import (
     forget,
     infra,
     links,
+    models,
     redis,
     replay,
     rules,
@@ -64,6 +65,7 @@ COMMANDS = (
     calibrate,
     links,
     score,
+    models,
     bench,
 )
 """Every command, in the order ``leadstream --help`` lists them."""

@@ -131,5 +131,7 @@ def test_an_outcome_publishes_a_score_even_when_nothing_moved(shadowed: ModelSet
 
 def test_a_hand_set_stage_is_not_an_outcome(shadowed: ModelSet) -> None:
     state, _ = _fold(_buyer(), shadowed)
-    step = apply_all(state, event("stage_set", 0.03, stage=Stage.OPPORTUNITY, model=None), models=shadowed)
+    step = apply_all(
+        state, event("stage_set", 0.03, stage=Stage.OPPORTUNITY, model=None), models=shadowed
+    )
     assert all(o.outcome is None for o in step.outputs if isinstance(o, ScoreUpdated))
