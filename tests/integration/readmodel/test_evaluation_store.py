@@ -23,7 +23,7 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 OUTCOMES = sorted(POSITIVE | NEGATIVE)
 
 
-def score(  # noqa: PLR0913 - a record's fields
+def score(
     lead: str,
     revision: int,
     stage: Stage,

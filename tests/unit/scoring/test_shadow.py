@@ -85,7 +85,7 @@ def test_decay_demotes_a_shadow_model_silently(shadowed: ModelSet) -> None:
     traits = Traits(industry="software", company_size=120, age=30)
     events = [event("profile_updated", 0.0, traits=traits)]
     events += [event("webinar_attended", 0.001 * i, live=True) for i in range(1, 6)]
-    state, outputs = _fold(events, shadowed)
+    state, _ = _fold(events, shadowed)
     assert state.models["b2b-next"].stage is Stage.MQL
     later = advance_all(state, T0 + timedelta(days=90), lead_id="lead-42")
     assert later.state is not None
