@@ -268,7 +268,8 @@ async def test_a_shadow_model_is_scored_never_moves_stages_and_is_evaluated_live
         assert {m["model"]: m["auc"] for m in data["evaluation"]} == pytest.approx(
             {m: e.auc for m, e in evaluation.items()}
         )
-        answer = subprocess.run(
+        answer = await asyncio.to_thread(
+            subprocess.run,
             [
                 sys.executable,
                 "-m",
