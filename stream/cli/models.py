@@ -30,17 +30,24 @@ _SHARES = frozenset({"precision_at_mql", "mql_to_sql", "mql_to_won"})
 
 
 def add_parser(sub: Subparsers) -> None:
-    cmd = sub.add_parser(
+    models = sub.add_parser(
         "models",
-        help="how each model, live or shadow, ranks the leads' CRM outcomes",
+        help="champion and challengers: evaluate every model on CRM outcomes, promote one",
+        description="evaluate: every model's live evaluation on CRM outcomes. promote: make a "
+        "shadow model live in a model file.",
+    )
+    actions = models.add_subparsers(dest="action", metavar="ACTION", required=True)
+    cmd = actions.add_parser(
+        "evaluate",
+        help="every model's AUC, precision at MQL and MQL conversion on CRM outcomes",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "evaluate: every model's live evaluation, read from Redis (what /metrics and the "
-            "dashboard show). Each CRM outcome on leads.crm-feedback.v1 (sales accepted or "
-            "rejected, opportunity, won, lost, disqualified) is paired with the lead's score "
-            "under every model at that moment: AUC of good outcomes (accepted, opportunity, won) "
-            "against bad ones, precision at the model's MQL threshold, and of the leads at or "
-            "above it at their first outcome, the share sales accepted (MQL->SQL) and won. "
+            "Every model's live evaluation, read from Redis (what /metrics and the dashboard "
+            "show). Each CRM outcome on leads.crm-feedback.v1 (sales accepted or rejected, "
+            "opportunity, won, lost, disqualified) is paired with the lead's score under every "
+            "model, live or shadow, at that moment: AUC of good outcomes (accepted, opportunity, "
+            "won) against bad ones, precision at the model's MQL threshold, and of the leads at "
+            "or above it at their first outcome, the share sales accepted (MQL->SQL) and won. "
             "Exit 3 for a model file that cannot be read, 4 when Redis is unreachable, 5 for a "
             "--model with no outcomes that the file does not name."
         ),
@@ -51,7 +58,6 @@ def add_parser(sub: Subparsers) -> None:
             "  leadstream models evaluate --models challenger.yaml"
         ),
     )
-    cmd.add_argument("action", choices=["evaluate"])
     cmd.add_argument("--model", help="only this model id")
     cmd.add_argument(
         "--models",
@@ -61,6 +67,48 @@ def add_parser(sub: Subparsers) -> None:
     )
     cmd.add_argument("--format", choices=["table", "json"], default="table")
     cmd.set_defaults(func=run)
+    promote = actions.add_parser(
+        "promote",
+        help="make a shadow model live: shadow off, a new version",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Rewrite a model file with MODEL live (its `shadow` flag removed) at a new version; "
+            "--retire puts the model it replaces in shadow, so one model per line of business "
+            "moves the stages while the old one is still scored and evaluated. The result is "
+            "checked as the worker checks a model file; comments are not kept. Deploy it with "
+            "LEADSTREAM_MODELS_PATH. Exit 3 for a file or model that cannot be used."
+        ),
+        epilog=(
+            "example:\n"
+            "  leadstream models promote models.yaml b2b-next --version 2026-12-07 --retire b2b"
+        ),
+    )
+    promote.add_argument("file", metavar="FILE", help="the model file")
+    promote.add_argument("model", metavar="MODEL", help="the shadow model to make live")
+    promote.add_argument("--version", required=True, help="its new version (published with scores)")
+    promote.add_argument("--retire", metavar="ID", help="the live model it replaces: to shadow")
+    promote.add_argument("--out", metavar="FILE", help="write here (default: FILE itself)")
+    promote.set_defaults(func=run_promote)
+
+
+def run_promote(args: argparse.Namespace) -> int:
+    """Make a shadow model live in a model file."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from stream.offline.challenger import promote  # noqa: PLC0415
+    from stream.scoring.spec import ModelFileError  # noqa: PLC0415
+
+    try:
+        text = Path(args.file).read_text(encoding="utf-8")
+        promoted = promote(text, args.model, version=args.version, retire=args.retire)
+        Path(args.out or args.file).write_text(promoted, encoding="utf-8")
+    except OSError as exc:
+        return fail("models", f"{args.file}: {exc.strerror or exc}", EXIT_CONFIG)
+    except ModelFileError as exc:
+        return fail("models", f"{args.file}: {exc}", EXIT_CONFIG)
+    retired = f"; {args.retire} is a shadow model now" if args.retire else ""
+    print(f"{args.model} is live at version {args.version}{retired}", file=sys.stderr)
+    return EXIT_OK
 
 
 def run(args: argparse.Namespace) -> int:
