@@ -141,7 +141,7 @@ class Settings(BaseSettings):
         True, description="Run the Redis projector (the read model) in this worker."
     )
     evaluation_max_outcomes: int = Field(
-        50_000,
+        20_000,
         ge=100,
         le=10_000_000,
         description="CRM outcomes the live model evaluation keeps per model (the oldest go first).",

@@ -15,7 +15,8 @@ activity during the sales process, for every model alike.
 Why Redis: the pairs of all partitions meet in one place, which every worker's ``/metrics``,
 the dashboard and ``leadstream models evaluate`` read without asking the workers; the projector
 already writes Redis idempotently in the same pipeline. Bounded: the newest
-``LEADSTREAM_EVALUATION_MAX_OUTCOMES`` outcomes per model. Its keys are outside the read model's
+``LEADSTREAM_EVALUATION_MAX_OUTCOMES`` outcomes per model; the figures are computed off the
+event loop. Its keys are outside the read model's
 prefix, so ``leadstream redis rebuild`` keeps them; a Redis that lost its data gets back only
 the outcome scores the compacted scores topic still holds.
 
@@ -32,8 +33,10 @@ Key layout (``{e}`` is ``{app_id}:rm-eval``):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from itertools import groupby
+from operator import attrgetter, itemgetter
 from typing import Any, Final
 
 import orjson
@@ -49,7 +52,9 @@ __all__ = [
     "auc",
     "erase_args",
     "outcome_args",
+    "pairs_from",
     "summarize",
+    "summarize_docs",
 ]
 
 POSITIVE: Final = frozenset({"sales_accepted", "opportunity_created", "closed_won"})
@@ -134,15 +139,29 @@ def erase_args(prefix: str, model: str, lead_id: str) -> list[object]:
     return [prefix, model, lead_id]
 
 
-def pair_from(doc: dict[str, Any]) -> Pair:
-    return Pair(
-        lead=str(doc["lead"]),
-        outcome=str(doc["outcome"]),
-        total=float(doc["total"]),
-        fit=float(doc["fit"]),
-        engagement=float(doc["engagement"]),
-        at=float(doc["at"]),
-    )
+def pairs_from(docs: Iterable[bytes]) -> list[Pair]:
+    """The pairs stored as `docs` (JSON, as `outcome_args` writes them)."""
+    pairs = []
+    for raw in docs:
+        doc = orjson.loads(raw)
+        pairs.append(
+            Pair(
+                lead=str(doc["lead"]),
+                outcome=str(doc["outcome"]),
+                total=float(doc["total"]),
+                fit=float(doc["fit"]),
+                engagement=float(doc["engagement"]),
+                at=float(doc["at"]),
+            )
+        )
+    return pairs
+
+
+def summarize_docs(
+    model_id: str, docs: Iterable[bytes], model: ScoringModel | None
+) -> ModelEvaluation:
+    """`summarize` of the pairs stored as `docs`."""
+    return summarize(model_id, pairs_from(docs), model)
 
 
 # ------------------------------------------------------------------------------ figures
@@ -154,16 +173,16 @@ def auc(scores: Sequence[float], labels: Sequence[int]) -> float | None:
     negatives = len(labels) - positives
     if positives == 0 or negatives == 0:
         return None
-    order = sorted(range(len(scores)), key=scores.__getitem__)
     rank_sum = 0.0
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
-            j += 1
-        mean_rank = (i + j) / 2 + 1  # ranks are 1-based; tied scores share their mean rank
-        rank_sum += mean_rank * sum(labels[order[k]] for k in range(i, j + 1))
-        i = j + 1
+    seen = 0
+    for _, group in groupby(sorted(zip(scores, labels, strict=True)), key=itemgetter(0)):
+        size = good = 0
+        for _, label in group:
+            size += 1
+            good += label
+        # ranks are 1-based; tied scores share their mean rank
+        rank_sum += good * (seen + (size + 1) / 2)
+        seen += size
     return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
@@ -203,16 +222,21 @@ def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole else None
 
 
-def _qualifies(pair: Pair, model: ScoringModel | None) -> bool:
+def _qualifier(model: ScoringModel | None) -> Callable[[Pair], bool]:
+    """Whether a pair's score is at or above `model`'s MQL threshold."""
     mql = model.stages.mql if model is not None else None
     if mql is None:
-        return False
-    value = {"total": pair.total, "engagement": pair.engagement, "fit": pair.fit}[mql.basis]
-    return (
-        value >= mql.promote_at
-        and (mql.min_fit is None or pair.fit >= mql.min_fit)
-        and (mql.min_engagement is None or pair.engagement >= mql.min_engagement)
-    )
+        return lambda pair: False
+    basis, promote_at = attrgetter(mql.basis), mql.promote_at
+    min_fit = mql.min_fit if mql.min_fit is not None else -math.inf
+    min_engagement = mql.min_engagement if mql.min_engagement is not None else -math.inf
+
+    def qualifies(pair: Pair) -> bool:
+        return bool(
+            basis(pair) >= promote_at and pair.fit >= min_fit and pair.engagement >= min_engagement
+        )
+
+    return qualifies
 
 
 def summarize(model_id: str, pairs: Iterable[Pair], model: ScoringModel | None) -> ModelEvaluation:
@@ -223,13 +247,14 @@ def summarize(model_id: str, pairs: Iterable[Pair], model: ScoringModel | None) 
     by_outcome: dict[str, int] = {}
     for pair in kept:
         by_outcome[pair.outcome] = by_outcome.get(pair.outcome, 0) + 1
-    at_mql = [p for p in labelled if _qualifies(p, model)]
+    qualifies = _qualifier(model)
+    at_mql = [p for p in labelled if qualifies(p)]
     first: dict[str, Pair] = {}
     reached: dict[str, set[str]] = {}
     for pair in kept:
         first.setdefault(pair.lead, pair)
         reached.setdefault(pair.lead, set()).add(pair.outcome)
-    mql_leads = [lead for lead, pair in first.items() if _qualifies(pair, model)]
+    mql_leads = [lead for lead, pair in first.items() if qualifies(pair)]
     sql = sum(1 for lead in mql_leads if reached[lead] & REACHED_SQL)
     won = sum(1 for lead in mql_leads if "closed_won" in reached[lead])
     mql = model.stages.mql if model is not None else None

@@ -33,6 +33,7 @@ taken at a CRM outcome is also kept, with the outcome, for the live evaluation
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -180,7 +181,7 @@ class ReadModel:
     """Writes and reads the Redis read model through a ``redis.asyncio.Redis`` client."""
 
     def __init__(
-        self, redis: Any, *, prefix: str, max_outcomes: int = 50_000, eval_prefix: str | None = None
+        self, redis: Any, *, prefix: str, max_outcomes: int = 20_000, eval_prefix: str | None = None
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -352,7 +353,7 @@ class ReadModel:
     async def outcome_pairs(self, model: str) -> list[Pair]:
         """The CRM outcomes kept for `model`, each with the model's score of the lead at it."""
         docs = await self.redis.hvals(f"{self.eval_prefix}:pairs:{model}")
-        return [evaluation.pair_from(orjson.loads(doc)) for doc in docs]
+        return evaluation.pairs_from(docs)
 
     async def evaluate(
         self, models: ModelSet | None, only: str | None = None
@@ -364,14 +365,15 @@ class ReadModel:
         seen = (m.decode() for m in await self.redis.smembers(f"{self.eval_prefix}:models"))
         ids = [m for m in evaluation.model_ids(models, seen) if only is None or m == only]
         known = set(models.ids) if models is not None else set()
-        return [
-            evaluation.summarize(
-                model_id,
-                await self.outcome_pairs(model_id),
-                models.get(model_id) if models is not None and model_id in known else None,
+        results = []
+        for model_id in ids:
+            docs = await self.redis.hvals(f"{self.eval_prefix}:pairs:{model_id}")
+            model = models.get(model_id) if models is not None and model_id in known else None
+            # tens of thousands of outcomes: decoded and ranked off the event loop
+            results.append(
+                await asyncio.to_thread(evaluation.summarize_docs, model_id, docs, model)
             )
-            for model_id in ids
-        ]
+        return results
 
     async def leaderboard(
         self, model: str, *, stage: str | None = None, limit: int = 50

@@ -56,7 +56,7 @@ MAX_LIMIT: Final = 1000
 DASHBOARD_TOP: Final = 15
 DASHBOARD_MINUTES: Final = 30
 HISTOGRAM_BUCKETS: Final = 10
-EVALUATION_TTL_S: Final = 10.0
+EVALUATION_TTL_S: Final = 30.0
 """How long a computed live evaluation is served again (it reads every kept outcome)."""
 _MODEL = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _LIMIT = re.compile(r"^[0-9]{1,18}$")
