@@ -440,6 +440,7 @@ def score_row(lead_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
         "stage": text.get("stage"),
         "as_of": text.get("as_of"),
         "revision": int(text.get("revision", 0)),
+        "shadow": text.get("shadow") == "1",
         "top_rules": [
             {"rule_id": rule, "points": points}
             for rule, points in orjson.loads(text.get("top_rules", "[]"))

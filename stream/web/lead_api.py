@@ -90,7 +90,7 @@ def lead_json(lead_id: str, state: LeadState, models: ModelSet, now: datetime) -
         "lead_id": lead_id,
         "as_of": now.isoformat(),
         "models": [
-            explanation_json(explain(state.models[model.id], now))
+            {**explanation_json(explain(state.models[model.id], now)), "shadow": model.shadow}
             for model in models.models
             if model.id in state.models
         ],

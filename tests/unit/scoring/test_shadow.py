@@ -135,3 +135,15 @@ def test_a_hand_set_stage_is_not_an_outcome(shadowed: ModelSet) -> None:
         state, event("stage_set", 0.03, stage=Stage.OPPORTUNITY, model=None), models=shadowed
     )
     assert all(o.outcome is None for o in step.outputs if isinstance(o, ScoreUpdated))
+
+
+def test_the_lead_api_and_explain_say_which_model_is_a_shadow(shadowed: ModelSet) -> None:
+    from stream.cli.explain import render
+    from stream.web.lead_api import lead_json
+
+    state, _ = _fold(_buyer(), shadowed)
+    document = lead_json("lead-42", state, shadowed, T0 + timedelta(days=1))
+    marks = {m["model"]: (m["shadow"], m["stage"]) for m in document["models"]}
+    assert marks == {"b2b": (False, "sql"), "consumer": (False, "lead"), "b2b-next": (True, "sql")}
+    text = render(document)
+    assert "shadow model: would be sql" in text and "stage sql" in text
