@@ -173,6 +173,8 @@ def _describe_one(model: ScoringModel) -> list[str]:
     out = [title, "=" * len(title)]
     if model.description:
         out.append(model.description)
+    if model.shadow:
+        out.append("Shadow model: scored and evaluated, it moves no stage.")
     out.append("")
     out += _describe_rules(model)
     out += _describe_stages(model)

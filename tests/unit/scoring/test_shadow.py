@@ -147,3 +147,10 @@ def test_the_lead_api_and_explain_say_which_model_is_a_shadow(shadowed: ModelSet
     assert marks == {"b2b": (False, "sql"), "consumer": (False, "lead"), "b2b-next": (True, "sql")}
     text = render(document)
     assert "shadow model: would be sql" in text and "stage sql" in text
+
+
+def test_rules_explain_says_a_model_is_a_shadow_one(shadowed: ModelSet) -> None:
+    from stream.scoring import describe_model
+
+    assert "Shadow model" in describe_model(shadowed.get("b2b-next"))
+    assert "Shadow model" not in describe_model(shadowed.get("b2b"))
