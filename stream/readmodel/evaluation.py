@@ -16,9 +16,9 @@ Why Redis: the pairs of all partitions meet in one place, which every worker's `
 the dashboard and ``leadstream models evaluate`` read without asking the workers; the projector
 already writes Redis idempotently in the same pipeline. Bounded: the newest
 ``LEADSTREAM_EVALUATION_MAX_OUTCOMES`` outcomes per model; the figures are computed off the
-event loop. Its keys are outside the read model's
-prefix, so ``leadstream redis rebuild`` keeps them; a Redis that lost its data gets back only
-the outcome scores the compacted scores topic still holds.
+event loop. Its keys are outside the read model's prefix, so ``leadstream redis rebuild`` keeps
+them; a Redis that lost its data gets back only the outcome scores the compacted scores topic
+still holds.
 
 Key layout (``{e}`` is ``{app_id}:rm-eval``):
 
@@ -51,6 +51,7 @@ __all__ = [
     "Pair",
     "auc",
     "erase_args",
+    "model_ids",
     "outcome_args",
     "pairs_from",
     "summarize",
