@@ -193,7 +193,8 @@ class ModelEvaluation:
 
     model: str
     shadow: bool | None
-    """None when the model is not in the model file the figures were read with."""
+    """From the model file; for a model it does not name, from the model's latest records
+    (None when `summarize` has no model)."""
     outcomes: int
     """Outcomes kept (every pair, whatever its label)."""
     by_outcome: dict[str, int]

@@ -34,6 +34,7 @@ taken at a CRM outcome is also kept, with the outcome, for the live evaluation
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -360,19 +361,22 @@ class ReadModel:
     ) -> list[ModelEvaluation]:
         """Every model's live evaluation: the file's models in order, then others with outcomes.
 
-        `models` gives the MQL thresholds and which models are shadow ones; `only` keeps one.
+        `models` gives the MQL thresholds and which models are shadow ones (for a model it does
+        not name, its latest records say); `only` keeps one.
         """
         seen = (m.decode() for m in await self.redis.smembers(f"{self.eval_prefix}:models"))
         ids = [m for m in evaluation.model_ids(models, seen) if only is None or m == only]
         known = set(models.ids) if models is not None else set()
+        shadows = set(await self.shadow_models())  # for models the file does not name
         results = []
         for model_id in ids:
             docs = await self.redis.hvals(f"{self.eval_prefix}:pairs:{model_id}")
             model = models.get(model_id) if models is not None and model_id in known else None
             # tens of thousands of outcomes: decoded and ranked off the event loop
-            results.append(
-                await asyncio.to_thread(evaluation.summarize_docs, model_id, docs, model)
-            )
+            result = await asyncio.to_thread(evaluation.summarize_docs, model_id, docs, model)
+            if model is None:
+                result = dataclasses.replace(result, shadow=model_id in shadows)
+            results.append(result)
         return results
 
     async def leaderboard(

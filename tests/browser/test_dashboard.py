@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import html.parser
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -187,3 +188,51 @@ def test_a_lead_link_shows_its_explanation(
     screenshot = OUTPUT / "dashboard-lead.png"
     _browser(chromium, tmp_path / "profile", f"--screenshot={screenshot}", url)
     assert screenshot.exists()
+
+
+def test_dashboard_shows_each_models_evaluation(
+    served_worker: Any, chromium: str, tmp_path: Path
+) -> None:
+    """Scores taken at CRM outcomes: the champion ranks them right, the shadow model wrong."""
+
+    async def produce() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=served_worker.settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            for model, shadow, good, bad in (("b2b", None, 80.0, 20.0), ("next", True, 20.0, 80.0)):
+                for lead, outcome, total in (("eval-a", "closed_won", good),
+                                             ("eval-b", "closed_lost", bad)):  # fmt: skip
+                    record = make_output(
+                        "score_updated", lead_id=lead, model=model, stage=Stage.SQL, total=total,
+                        fit=10.0, engagement=total - 10.0, revision=1, shadow=shadow,
+                        outcome=outcome, last_event_id=f"outcome-{lead}",
+                    )  # fmt: skip
+                    await producer.send(
+                        served_worker.settings.topic(topics.SCORES.name),
+                        key=codec.score_key(lead, model),
+                        value=codec.encode(record),
+                    )
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    url = f"{served_worker.base}/dashboard#token={served_worker.token}&every=1000"
+    deadline = time.monotonic() + 90  # the worker computes the evaluation at most every 30 s
+    while True:
+        dumped = _browser(chromium, tmp_path / "profile", "--dump-dom", url).stdout
+        section = dumped.split('id="evaluation-rows"', 1)[-1].split("</tbody>", 1)[0]
+        if "next (shadow)" in section:
+            break
+        if time.monotonic() > deadline:
+            pytest.fail(f"the evaluation did not show:\n{section[-3000:]}")
+        time.sleep(1)
+    rows = {
+        cells[0]: cells[1:]
+        for cells in (
+            re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in section.split("</tr>")[:-1]
+        )
+    }
+    assert rows["b2b"][:2] == ["2", "1.000"]  # outcomes, AUC
+    assert rows["next (shadow)"][:2] == ["2", "0.000"]
+    assert "next (shadow)</option>" in dumped  # the model menu marks it too
