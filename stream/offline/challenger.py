@@ -50,10 +50,17 @@ def add_shadow(
 ) -> str:
     """The live model file with the proposal's model added as shadow model `model_id`.
 
-    `proposal_model` picks the proposal's model (default: its first). A model of the live file
-    with the id `model_id` is replaced; every other live model stays as it was.
+    `proposal_model` picks the proposal's model (default: its first). A shadow model of the live
+    file with the id `model_id` is replaced; a live one is refused (it would stop moving stages).
     """
     live = _load(live_text, "live models")
+    for model in live["models"]:
+        if isinstance(model, dict) and model.get("id") == model_id and not model.get("shadow"):
+            problem = Problem(
+                model=model_id,
+                message="a live model has this id: give the challenger an id of its own",
+            )
+            raise ModelFileError("live models", [problem])
     proposal = _load(proposal_text, "proposal")
     chosen = (
         _model(proposal, proposal_model, "proposal") if proposal_model else proposal["models"][0]

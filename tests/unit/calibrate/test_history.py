@@ -13,6 +13,7 @@ from schemas.stages import Stage
 from stream.calibrate.table import CalibrationError
 from stream.cli import main
 from stream.model_files import load_model_file
+from stream.scoring import parse_models
 from stream.simulate import traffic as simulate
 from stream.simulate.sinks import write_jsonl, write_truth
 
@@ -119,3 +120,17 @@ def test_the_crm_outcomes_of_a_log_propose_a_shadow_model_and_promote_makes_it_l
     assert main(["models", "promote", str(promoted), "b2b-next", "--version", "2026-12-07"]) == 3
     assert main(["models", "promote", str(promoted), "nope", "--version", "x"]) == 3
     assert "no model 'nope'" in capsys.readouterr().err
+
+
+def test_a_challenger_never_takes_a_live_models_id() -> None:
+    from stream.offline.challenger import add_shadow
+    from stream.scoring import ModelFileError
+
+    shipped = DEFAULT_MODELS.read_text(encoding="utf-8")
+    with pytest.raises(ModelFileError, match="a live model has this id"):
+        add_shadow(shipped, shipped, model_id="b2b")
+    once = add_shadow(shipped, shipped, model_id="b2b-next")
+    twice = add_shadow(once, shipped, model_id="b2b-next", proposal_model="consumer")
+    models = parse_models(twice, source="twice")
+    assert models.ids == ("b2b", "consumer", "b2b-next")  # the shadow model was replaced
+    assert models.get("b2b-next").description == models.get("consumer").description
