@@ -1,7 +1,7 @@
 """Throughput of the scoring core: `apply()` events per second on one core.
 
     .venv/bin/python -m stream.bench.apply [--leads 10000] [--events 200000] [--repeat 3]
-        [--batch 500]
+        [--batch 500] [--json FILE]
 
 Builds a realistic stream first (not timed): leads arrive over 60 days; each visits in sessions
 of page views a few minutes apart (some on the pricing page), opens and clicks emails, downloads,
@@ -16,11 +16,15 @@ times, on one core:
   lead's events of the batch in arrival order (what a worker consuming micro-batches does; only
   the latest score per lead and model of a batch is built);
 - `apply_all` plus a `to_dict`/`from_dict` round trip of the lead's state per event (what a
-  table that stores serialised values costs on top).
+  table that stores serialised values costs on top);
+- `LeadState.to_dict` and `LeadState.from_dict` of every lead's final state, per lead (what a
+  worker pays to write a lead's state once per batch, and to read a state it does not hold).
 
 The pre-built events are frozen out of the garbage collector's view (`gc.freeze()`), as a
 worker's long-lived objects would be; the collector stays on for everything `apply` allocates.
-Each figure is the best of `--repeat` runs from empty states (the machine may be shared).
+Each figure is the best of `--repeat` runs from empty states (the machine may be shared), in
+wall time and in the process's CPU time (which other jobs on a shared machine disturb less);
+`--json FILE` also writes them, with the load average before and after.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import gc
 import json
 import math
+import os
 import platform
 import random
 import statistics
@@ -36,6 +41,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 from schemas.events import EventBase, Traits
@@ -171,10 +177,14 @@ def _time(
     make_step: Callable[[], Callable[[T], int]],
     repeat: int,
     events: int,
+    *,
+    unit: str = "event",
 ) -> dict[str, float]:
-    """Best of `repeat` runs over `items` (`events` events in all); `make_step` gives a step
-    function with fresh, empty states."""
+    """Best of `repeat` runs over `items` (`events` events, or other `unit`s, in all);
+    `make_step` gives a step function with fresh, empty states (it returns the number of
+    outputs)."""
     best = math.inf
+    best_cpu = math.inf
     outputs = 0
     for _ in range(repeat):
         step = make_step()
@@ -182,17 +192,23 @@ def _time(
         gc.freeze()
         outputs = 0
         started = time.perf_counter()
+        started_cpu = time.process_time()
         for item in items:
             outputs += step(item)
+        best_cpu = min(best_cpu, time.process_time() - started_cpu)
         best = min(best, time.perf_counter() - started)
         gc.unfreeze()
     rate = events / best
     print(
-        f"{label:44s} {rate:>10,.0f} events/s  {best / events * 1e6:6.2f} µs/event  "
-        f"{outputs / events:.2f} outputs/event",
+        f"{label:44s} {rate:>10,.0f} {unit}s/s  {best / events * 1e6:6.2f} µs/{unit}  "
+        f"CPU {best_cpu / events * 1e6:6.2f} µs/{unit}  {outputs / events:.2f} outputs/{unit}",
         flush=True,
     )
-    return {"events_per_s": rate, "us_per_event": best / events * 1e6}
+    return {
+        "events_per_s": rate,
+        "us_per_event": best / events * 1e6,
+        "cpu_us_per_event": best_cpu / events * 1e6,
+    }
 
 
 def run(  # noqa: PLR0915 - one timed section per row
@@ -274,6 +290,28 @@ def run(  # noqa: PLR0915 - one timed section per row
         "apply_all + state from_dict/to_dict", stream, stored_states, repeat, n
     )
 
+    kept = [state for state in lead_states.values() if state is not None]
+    documents = [state.to_dict() for state in kept]
+
+    def write() -> Callable[[LeadState], int]:
+        def step(state: LeadState) -> int:
+            state.to_dict()
+            return 0
+
+        return step
+
+    def read() -> Callable[[dict[str, object]], int]:
+        def step(document: dict[str, object]) -> int:
+            LeadState.from_dict(document, models)
+            return 0
+
+        return step
+
+    results["to_dict"] = _time("LeadState.to_dict", kept, write, repeat, len(kept), unit="lead")
+    results["from_dict"] = _time(
+        "LeadState.from_dict", documents, read, repeat, len(documents), unit="lead"
+    )
+
     sizes: dict[str, list[int]] = {model_id: [] for model_id in models.ids}
     ids: list[int] = []
     for state in lead_states.values():
@@ -300,8 +338,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
-    run(args.leads, args.events, args.seed, args.repeat, args.batch)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    load_before = os.getloadavg()
+    results = run(args.leads, args.events, args.seed, args.repeat, args.batch)
+    if args.json:
+        document = {
+            "bench": "apply",
+            "started_at": started_at,
+            "args": vars(args) | {"json": None},
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "results": results,
+        }
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 
