@@ -146,6 +146,11 @@ class Settings(BaseSettings):
         le=10_000_000,
         description="CRM outcomes the live model evaluation keeps per model (the oldest go first).",
     )
+    accounts_enabled: bool = Field(
+        True,
+        description="Roll leads up to accounts (the model file's `accounts:` section): account "
+        "scores and stages. Off: leads only, as if the section were absent.",
+    )
 
     # HTTP collector (stream/web/collector.py): the pixel, the Segment API and vendor webhooks.
     collector_enabled: bool = Field(True, description="Serve the collector endpoints.")

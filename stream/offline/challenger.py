@@ -72,7 +72,8 @@ def add_shadow(
 
 def promote(text: str, model_id: str, *, version: str, retire: str | None = None) -> str:
     """`text` with `model_id` live (`shadow` off) at `version`; `retire`, the model it replaces,
-    goes to shadow (it is still scored and evaluated, and moves no stage)."""
+    goes to shadow (it is still scored and evaluated, and moves no stage), and the accounts
+    section, if it rolled up `retire`, rolls up `model_id`."""
     raw = _load(text, "models")
     model = _model(raw, model_id, "models")
     if str(model.get("version")) == version:
@@ -84,4 +85,7 @@ def promote(text: str, model_id: str, *, version: str, retire: str | None = None
         if retire == model_id:
             raise ModelFileError("models", [Problem(message="a model cannot replace itself")])
         _model(raw, retire, "models")["shadow"] = True
+        accounts = raw.get("accounts")
+        if isinstance(accounts, dict) and accounts.get("model") == retire:
+            accounts["model"] = model_id  # accounts roll up the live model
     return _dump(raw, "promoted models")

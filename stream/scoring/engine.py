@@ -43,6 +43,7 @@ from schemas.outputs import (
 )
 from schemas.stages import HUBSPOT_LIFECYCLESTAGE, SALESFORCE_LEAD_STATUS, Stage
 from stream.scoring import decay
+from stream.scoring.accountlink import merge_links
 from stream.scoring.compiled import (
     CLICKED,
     DELIVERED,
@@ -1147,6 +1148,10 @@ def apply_all(
     out: list[Output] = []
     scored: list[Contribution] = []
     states = dict(state.models) if state is not None else {}
+    account = state.account if state is not None else None
+    linker = models.linker
+    if linker is not None:
+        account = linker.note(account, event)
     touched = False
     for model in models.models:
         model_id = model.id
@@ -1170,7 +1175,7 @@ def apply_all(
     if event.type == "lead_erased":
         return Transition(None, tuple(out))
     seen = seen_add(state.seen, digest) if state is not None else digest
-    return _done(LeadState(states, seen), out, scored)
+    return _done(LeadState(states, seen, account), out, scored)
 
 
 def apply_batch(
@@ -1194,6 +1199,8 @@ def apply_batch(
     alive = state is not None
     states: dict[str, ModelState] = dict(state.models) if state is not None else {}
     seen = state.seen if state is not None else ""
+    account = state.account if state is not None else None
+    linker = models.linker
     own: set[str] = set()
     """Models whose state in `states` is this call's own copy (changed in place)."""
     out: list[Output] = []
@@ -1231,16 +1238,18 @@ def apply_batch(
             continue
         changed = True
         if event.type == "lead_erased":
-            alive, states, seen = False, {}, ""
+            alive, states, seen, account = False, {}, "", None
             own.clear()
             pending.clear()
             continue
+        if linker is not None:
+            account = linker.note(account, event)
         seen = seen_add(seen, digest) if alive else digest
         alive = True
     if not changed:
         return Transition(state)
     out.extend(_build_score(item) for item in pending.values())
-    return _done(LeadState(states, seen) if alive else None, out, scored)
+    return _done(LeadState(states, seen, account) if alive else None, out, scored)
 
 
 # --------------------------------------------------------------------------- time
@@ -1337,7 +1346,7 @@ def advance_all(state: LeadState, now: datetime, *, lead_id: str) -> Transition[
             changed = True
     if not changed:
         return Transition(state)
-    return Transition(LeadState(states, state.seen), tuple(out))
+    return Transition(LeadState(states, state.seen, state.account), tuple(out))
 
 
 def score_at(state: ModelState, now: datetime) -> Score:
@@ -1460,4 +1469,4 @@ def merge_lead_states(a: LeadState, b: LeadState, models: ModelSet) -> LeadState
             only = sa if sa is not None else sb
             assert only is not None
             states[model.id] = _bound(only, model)
-    return LeadState(states, seen_union(a.seen, b.seen))
+    return LeadState(states, seen_union(a.seen, b.seen), merge_links(a.account, b.account))

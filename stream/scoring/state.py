@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 from schemas.errors import LeadstreamError
 from schemas.stages import Stage
+from stream.scoring.accountlink import AccountLink
 from stream.scoring.compiled import CompiledModel
 from stream.scoring.mail import Entry as MailEntry
 from stream.scoring.mail import Mail, prune
@@ -625,13 +626,20 @@ class ModelState:
 
 
 class LeadState:
-    """Every model's state of one lead, and the ids of the events already applied to it."""
+    """Every model's state of one lead, the ids of the events already applied to it, and its
+    account link (`stream.scoring.accountlink`; kept when the model file has accounts)."""
 
-    __slots__ = ("models", "seen")
+    __slots__ = ("account", "models", "seen")
 
-    def __init__(self, models: dict[str, ModelState] | None = None, seen: str = "") -> None:
+    def __init__(
+        self,
+        models: dict[str, ModelState] | None = None,
+        seen: str = "",
+        account: AccountLink | None = None,
+    ) -> None:
         self.models: dict[str, ModelState] = models if models is not None else {}
         self.seen = seen
+        self.account = account
 
     def __repr__(self) -> str:
         return f"LeadState(models={sorted(self.models)}, seen={len(self.seen) // 8})"
@@ -644,13 +652,16 @@ class LeadState:
     __hash__ = None  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
-        """`{"v": 1, "m": {model id: model state}, "i": applied event ids}`."""
+        """`{"v": 1, "m": {model id: model state}, "i": applied event ids, "ac": account
+        link}`."""
         out: dict[str, Any] = {
             "v": 1,
             "m": {mid: state.to_dict(with_seen=False) for mid, state in self.models.items()},
         }
         if self.seen:
             out["i"] = self.seen
+        if self.account is not None:
+            out["ac"] = self.account.to_dict()
         return out
 
     @classmethod
@@ -661,11 +672,12 @@ class LeadState:
                 raise ValueError(f"unknown lead-state format {data.get('v')!r}")
             seen = _check_seen(data["i"]) if "i" in data else ""
             raw_models = data["m"]
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            account = AccountLink.from_dict(data["ac"]) if "ac" in data else None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise StateFormatError(f"unreadable lead state: {exc!r}") from exc
         states = {
             model.id: ModelState.from_dict(raw_models[model.id], model)
             for model in models.models
             if model.id in raw_models
         }
-        return cls(states, seen)
+        return cls(states, seen, account)

@@ -116,6 +116,7 @@ def test_the_crm_outcomes_of_a_log_propose_a_shadow_model_and_promote_makes_it_l
     live = load_model_file(promoted)
     assert not live.get("b2b-next").shadow and live.get("b2b-next").version == "2026-12-07"
     assert live.get("b2b").shadow and not live.get("consumer").shadow
+    assert live.accounts is not None and live.accounts.model == "b2b-next"  # the live one
     # the same version again, or a model the file does not have, is refused
     assert main(["models", "promote", str(promoted), "b2b-next", "--version", "2026-12-07"]) == 3
     assert main(["models", "promote", str(promoted), "nope", "--version", "x"]) == 3

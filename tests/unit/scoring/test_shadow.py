@@ -154,3 +154,14 @@ def test_rules_explain_says_a_model_is_a_shadow_one(shadowed: ModelSet) -> None:
 
     assert "Shadow model" in describe_model(shadowed.get("b2b-next"))
     assert "Shadow model" not in describe_model(shadowed.get("b2b"))
+
+
+def test_accounts_never_roll_up_a_shadow_model() -> None:
+    from stream.scoring import ModelFileError
+
+    text = resources.files("stream.scoring").joinpath("default_models.yaml").read_text()
+    doc = yaml.safe_load(text)
+    assert doc["accounts"]["model"] == "b2b"
+    next(m for m in doc["models"] if m["id"] == "b2b")["shadow"] = True
+    with pytest.raises(ModelFileError, match="'b2b' is a shadow model"):
+        parse_models(yaml.safe_dump(doc, sort_keys=False), source="accounts.yaml")
