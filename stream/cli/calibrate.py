@@ -85,6 +85,8 @@ def add_parser(sub: Subparsers) -> None:
             "--report report.md --out model.yaml",
             "leadstream calibrate sessions.csv --target Revenue --count Administrative,"
             "ProductRelated --holdout 0 --out model.yaml",
+            "leadstream calibrate --events kafka --outcomes crm --target sql --base-model b2b "
+            "--shadow b2b-next --out models.yaml",
         ),
         help="learn a scoring model's points from past conversions (logistic regression)",
         description=(

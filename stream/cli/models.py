@@ -8,7 +8,14 @@ import json
 import sys
 from typing import Any
 
-from stream.cli.common import EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_OK, Subparsers, fail
+from stream.cli.common import (
+    EXIT_CONFIG,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    Subparsers,
+    examples,
+    fail,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -32,6 +39,10 @@ _SHARES = frozenset({"precision_at_mql", "mql_to_sql", "mql_to_won"})
 def add_parser(sub: Subparsers) -> None:
     models = sub.add_parser(
         "models",
+        **examples(
+            "leadstream models evaluate --model b2b-next",
+            "leadstream models promote models.yaml b2b-next --version 2026-12-07 --retire b2b",
+        ),
         help="champion and challengers: evaluate every model on CRM outcomes, promote one",
         description="evaluate: every model's live evaluation on CRM outcomes. promote: make a "
         "shadow model live in a model file.",
@@ -40,7 +51,11 @@ def add_parser(sub: Subparsers) -> None:
     cmd = actions.add_parser(
         "evaluate",
         help="every model's AUC, precision at MQL and MQL conversion on CRM outcomes",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(
+            "leadstream models evaluate",
+            "leadstream models evaluate --model b2b-next --format json",
+            "leadstream models evaluate --models challenger.yaml",
+        ),
         description=(
             "Every model's live evaluation, read from Redis (what /metrics and the dashboard "
             "show). Each CRM outcome on leads.crm-feedback.v1 (sales accepted or rejected, "
@@ -50,12 +65,6 @@ def add_parser(sub: Subparsers) -> None:
             "or above it at their first outcome, the share sales accepted (MQL->SQL) and won. "
             "Exit 3 for a model file that cannot be read, 4 when Redis is unreachable, 5 for a "
             "--model with no outcomes that the file does not name."
-        ),
-        epilog=(
-            "examples:\n"
-            "  leadstream models evaluate\n"
-            "  leadstream models evaluate --model b2b-next --format json\n"
-            "  leadstream models evaluate --models challenger.yaml"
         ),
     )
     cmd.add_argument("--model", help="only this model id")
@@ -70,17 +79,16 @@ def add_parser(sub: Subparsers) -> None:
     promote = actions.add_parser(
         "promote",
         help="make a shadow model live: shadow off, a new version",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **examples(
+            "leadstream models promote models.yaml b2b-next --version 2026-12-07 --retire b2b",
+            "leadstream models promote models.yaml b2b-next --version 2 --out next.yaml",
+        ),
         description=(
             "Rewrite a model file with MODEL live (its `shadow` flag removed) at a new version; "
             "--retire puts the model it replaces in shadow, so one model per line of business "
             "moves the stages while the old one is still scored and evaluated. The result is "
             "checked as the worker checks a model file; comments are not kept. Deploy it with "
             "LEADSTREAM_MODELS_PATH. Exit 3 for a file or model that cannot be used."
-        ),
-        epilog=(
-            "example:\n"
-            "  leadstream models promote models.yaml b2b-next --version 2026-12-07 --retire b2b"
         ),
     )
     promote.add_argument("file", metavar="FILE", help="the model file")
