@@ -22,6 +22,7 @@ from stream.cli import (
     forget,
     infra,
     links,
+    models,
     redis,
     replay,
     rules,
@@ -66,6 +67,7 @@ COMMANDS = (
     calibrate,
     links,
     score,
+    models,
     bench,
 )
 """Every command, in the order ``leadstream --help`` lists them."""
