@@ -38,6 +38,7 @@ __all__ = [
     "ConnectorDeadLetter",
     "ConnectorExchange",
     "ConnectorFailure",
+    "CrmOutcome",
     "DeadLetter",
     "Grade",
     "LeadErasedRecord",
@@ -56,6 +57,16 @@ __all__ = [
 
 Grade = Annotated[str, StringConstraints(pattern=r"^[A-D][1-4]$")]
 """Fit letter and engagement digit: `A1` is an ideal fit and very engaged, `D4` neither."""
+
+CrmOutcome = Literal[
+    "sales_accepted",
+    "sales_rejected",
+    "opportunity_created",
+    "closed_won",
+    "closed_lost",
+    "disqualified",
+]
+"""The CRM feedback types that say how a lead turned out (`stage_set` is not an outcome)."""
 
 ModelVersion = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^\S+$")]
 
@@ -170,6 +181,13 @@ class ScoreUpdated(ContractModel):
     """The event that produced this score; `None` when a timer recomputed it."""
     top_rules: Annotated[tuple[RuleContribution, ...], Field(max_length=20)] = ()
     """The rules contributing most to the total, largest absolute contribution first."""
+    shadow: Literal[True] | None = None
+    """`true` for a shadow (challenger) model: scored like the others, it never moves a lead's
+    stage, its `stage` is the one it would have given, and no stage change is published for it.
+    Absent for a live model."""
+    outcome: CrmOutcome | None = None
+    """Set when the score was taken at a CRM outcome (the event in `last_event_id`): the score
+    every model gave the lead at that moment, which the live evaluation pairs with the outcome."""
 
 
 class ScoreSnapshot(ContractModel):

@@ -70,7 +70,7 @@ def create_app(settings: Settings) -> faust.App:
     leads_api.register(app, settings, lead_processor, models)
     collector.register(app, settings)
     projector.register(app, settings)
-    api.register(app, settings)
+    api.register(app, settings, models=models)
 
     @app.timer(interval=native_memory.TRIM_EVERY_S)
     async def trim_native_heap() -> None:

@@ -24,7 +24,7 @@ projector sets its own lag gauges.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -39,6 +39,7 @@ __all__ = [
     "REGISTRY",
     "AppCollector",
     "dead_letter",
+    "evaluation_registry",
     "event_in",
     "exposition",
     "machine_marked",
@@ -179,6 +180,30 @@ def sample_names(metric: Any) -> set[str]:
     return {name}
 
 
+_EVALUATION_GAUGES: Final = (
+    (
+        "auc",
+        "leadstream_model_auc",
+        "AUC of the model's scores at CRM outcomes (good: accepted, "
+        "opportunity, won; bad: rejected, lost, disqualified).",
+    ),
+    (
+        "precision_at_mql",
+        "leadstream_model_precision_at_mql",
+        "Share of good outcomes among those scored at or above the model's MQL threshold.",
+    ),
+    (
+        "mql_to_sql",
+        "leadstream_model_mql_to_sql_ratio",
+        "Share of the leads at or above the MQL threshold at their first outcome sales accepted.",
+    ),
+    (
+        "mql_to_won",
+        "leadstream_model_mql_to_won_ratio",
+        "Share of the leads at or above the MQL threshold at their first outcome that were won.",
+    ),
+)
+
 METRIC_NAMES: Final[frozenset[str]] = frozenset(
     {
         sample
@@ -204,6 +229,8 @@ METRIC_NAMES: Final[frozenset[str]] = frozenset(
         for sample in sample_names(metric)
     }
     | {CONSUMER_LAG_NAME, TABLE_KEYS_NAME, STORE_MEMORY_NAME, RECOVERED_NAME}
+    | {name for _, name, _ in _EVALUATION_GAUGES}
+    | {"leadstream_model_outcomes"}
 )
 """Every series name ``/metrics`` can show (the Grafana dashboard's queries use only these)."""
 
@@ -410,9 +437,42 @@ def register(app: Any) -> CollectorRegistry:
     return per_app
 
 
-def exposition(per_app: CollectorRegistry | None = None) -> bytes:
-    """The Prometheus text exposition of the process metrics and the app's gauges."""
+def exposition(per_app: CollectorRegistry | None = None, *extra: CollectorRegistry) -> bytes:
+    """The Prometheus text exposition of the process metrics, the app's gauges and `extra`."""
     body = generate_latest(REGISTRY)
     if per_app is not None:
         body += generate_latest(per_app)
+    for registry in extra:
+        body += generate_latest(registry)
     return body
+
+
+def evaluation_registry(evaluations: Iterable[Any]) -> CollectorRegistry:
+    """Gauges of the live model evaluation (`stream.readmodel.evaluation.ModelEvaluation`s): the
+    same on every worker, since they are read from Redis (aggregate with `max`, not `sum`)."""
+    registry = CollectorRegistry(auto_describe=False)
+    families = {
+        key: GaugeMetricFamily(name, doc, labels=["model", "shadow"])
+        for key, name, doc in _EVALUATION_GAUGES
+    }
+    outcomes = GaugeMetricFamily(
+        "leadstream_model_outcomes",
+        "CRM outcomes the live evaluation keeps for the model, per outcome type.",
+        labels=["model", "shadow", "outcome"],
+    )
+    for item in evaluations:
+        shadow = "true" if item.shadow else "false"
+        for key, family in families.items():
+            value = getattr(item, key)
+            if value is not None:
+                family.add_metric([item.model, shadow], float(value))
+        for outcome, count in item.by_outcome.items():
+            outcomes.add_metric([item.model, shadow, outcome], float(count))
+
+    class _Snapshot(Collector):
+        def collect(self) -> Iterator[GaugeMetricFamily]:
+            yield from families.values()
+            yield outcomes
+
+    registry.register(_Snapshot())
+    return registry

@@ -140,6 +140,12 @@ class Settings(BaseSettings):
     projector_enabled: bool = Field(
         True, description="Run the Redis projector (the read model) in this worker."
     )
+    evaluation_max_outcomes: int = Field(
+        20_000,
+        ge=100,
+        le=10_000_000,
+        description="CRM outcomes the live model evaluation keeps per model (the oldest go first).",
+    )
     accounts_enabled: bool = Field(
         True,
         description="Roll leads up to accounts (the model file's `accounts:` section): account "

@@ -13,6 +13,7 @@ converted) becomes a Leadstream model file the stream runs unchanged:
     report.py     the calibration report: deciles, calibration, points, close rates, warnings
     run.py        the pipeline: a seeded held-out split, thresholds, the stream check
     history.py    from an event log and outcomes: new points for an existing model's rules
+    outcomes.py   outcomes read from the CRM feedback in an event history
 
 The `leadstream calibrate` and `leadstream score` commands are `stream.cli.calibrate` and
 `stream.cli.score`.

@@ -136,11 +136,11 @@ def _features(
 
 def _allowed(rule: dict[str, Any], new: float, model: dict[str, Any]) -> tuple[float, str]:
     """The nearest value the format allows for a rule's new points, and why it moved."""
+    cap = rule.get("cap") or {}
+    if "max_points" in cap and new <= 0:  # before the decay test: 0 points cannot be capped
+        return 1.0, "has a points cap: kept positive"
     if "event" in rule and new < 0 and model["decay"].get(rule.get("group")) not in (None, "never"):
         return 0.0, "negative, but its group decays: 0"
-    cap = rule.get("cap") or {}
-    if "max_points" in cap and new <= 0:
-        return 1.0, "has a points cap: kept positive"
     if rule.get("disqualify") and new == 0:
         return float(rule["points"]), "disqualifies: kept"
     return new, ""

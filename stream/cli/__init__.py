@@ -23,6 +23,7 @@ from stream.cli import (
     forget,
     infra,
     links,
+    models,
     redis,
     replay,
     rules,
@@ -67,6 +68,7 @@ COMMANDS = (
     calibrate,
     links,
     score,
+    models,
     connect,
     bench,
 )

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from stream.calibrate import INSTALL_HINT
 from stream.cli.common import (
@@ -84,6 +85,8 @@ def add_parser(sub: Subparsers) -> None:
             "--report report.md --out model.yaml",
             "leadstream calibrate sessions.csv --target Revenue --count Administrative,"
             "ProductRelated --holdout 0 --out model.yaml",
+            "leadstream calibrate --events kafka --outcomes crm --target sql --base-model b2b "
+            "--shadow b2b-next --out models.yaml",
         ),
         help="learn a scoring model's points from past conversions (logistic regression)",
         description=(
@@ -104,10 +107,23 @@ def add_parser(sub: Subparsers) -> None:
     )
     parser.add_argument("--target", required=True, metavar="COLUMN", help="converted or not")
     parser.add_argument(
-        "--events", metavar="JSONL", help="instead of TABLE: an event log (with --outcomes)"
+        "--events",
+        metavar="JSONL|kafka",
+        help="instead of TABLE: an event log (with --outcomes); `kafka`: the source topics on "
+        "the broker of the LEADSTREAM_* settings, from their start to their current end",
     )
     parser.add_argument(
-        "--outcomes", metavar="FILE", help="CSV/Parquet of lead id, the --target column, time"
+        "--outcomes",
+        metavar="FILE|crm",
+        help="CSV/Parquet of lead id, the --target column, time; `crm`: the CRM outcomes in the "
+        "events (leads.crm-feedback.v1), with --target sql (accepted, opportunity or won against "
+        "rejected, lost or disqualified) or won (won against lost, rejected or disqualified)",
+    )
+    parser.add_argument(
+        "--shadow",
+        metavar="ID",
+        help="with --events: write the base model file with the proposal added as shadow model "
+        "ID (a challenger: scored, never moving stages; `leadstream models evaluate` follows it)",
     )
     parser.add_argument(
         "--lead-column", default="lead_id", metavar="COLUMN", help="lead ids in --outcomes"
@@ -349,12 +365,13 @@ def _progress() -> Callable[[str, int, int], None]:
     return report
 
 
-def _run_history(args: argparse.Namespace) -> int:
+def _run_history(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one exit per failure
     from importlib import resources  # noqa: PLC0415
 
     from stream.calibrate.history import calibrate_history  # noqa: PLC0415
+    from stream.calibrate.outcomes import crm_outcomes  # noqa: PLC0415
     from stream.calibrate.table import CalibrationError, read_table  # noqa: PLC0415
-    from stream.offline.diff import read_events  # noqa: PLC0415
+    from stream.offline.challenger import add_shadow  # noqa: PLC0415
     from stream.scoring import ModelFileError  # noqa: PLC0415
 
     if not args.holdout:
@@ -368,8 +385,11 @@ def _run_history(args: argparse.Namespace) -> int:
                 .joinpath("default_models.yaml")
                 .read_text(encoding="utf-8")
             )
-        events, bad = read_events(args.events)
-        outcomes = read_table(args.outcomes, sep=args.sep)
+        events, bad = _history_events(args.events)
+        if args.outcomes == "crm":
+            outcomes, lead_column = crm_outcomes(events, args.target), "lead_id"
+        else:
+            outcomes, lead_column = read_table(args.outcomes, sep=args.sep), args.lead_column
         time_column = args.time_column or next(
             (c for c in outcomes.columns if str(c).lower() in ("time", "converted_at", "at")),
             None,
@@ -379,7 +399,7 @@ def _run_history(args: argparse.Namespace) -> int:
             outcomes,
             base_text=base_text,
             model_id=args.base_model,
-            lead_column=args.lead_column,
+            lead_column=lead_column,
             target=args.target,
             time_column=time_column,
             positive=args.positive,
@@ -391,14 +411,19 @@ def _run_history(args: argparse.Namespace) -> int:
             sql_top=args.sql_top,
             version=args.version if args.version != "1" else None,
         )
+        model_text = result.yaml_text
+        if args.shadow:
+            model_text = add_shadow(base_text, model_text, model_id=args.shadow)
     except (OSError, CalibrationError, ModelFileError, KeyError) as exc:
         return fail("calibrate", str(exc), EXIT_CONFIG)
     text = result.render()
+    if args.shadow:
+        text += f"the proposal is shadow model {args.shadow!r} beside the base file's models\n"
     if bad:
         text += f"{bad} lines of the event log did not decode and were skipped\n"
     try:
         if args.out:
-            Path(args.out).write_text(result.yaml_text, encoding="utf-8")
+            Path(args.out).write_text(model_text, encoding="utf-8")
         if args.report:
             html = Path(args.report).suffix.lower() in (".html", ".htm")
             body = (
@@ -413,5 +438,23 @@ def _run_history(args: argparse.Namespace) -> int:
         print(text, end="")
     else:
         print(text, end="", file=sys.stderr)
-        sys.stdout.write(result.yaml_text)
+        sys.stdout.write(model_text)
     return EXIT_OK
+
+
+def _history_events(source: str) -> tuple[list[Any], int]:
+    """The events of `--events`: a JSONL file, or `kafka` (the source topics); and how many
+    records did not decode."""
+    if source != "kafka":
+        from stream.offline.diff import read_events  # noqa: PLC0415
+
+        return read_events(source)
+    import asyncio  # noqa: PLC0415
+
+    from stream.offline.replay import ReplayStats, read_history  # noqa: PLC0415
+    from stream.settings import Settings  # noqa: PLC0415
+
+    stats = ReplayStats()
+    report = progress_bar("reading the source topics")
+    events = asyncio.run(read_history(Settings(), since=None, stats=stats, progress=report))
+    return events, stats.undecodable

@@ -153,7 +153,12 @@ def render(document: dict[str, Any]) -> str:
             "",
             f"model {model['model']} {model['model_version']}: total {model['total']:.2f} "
             f"(fit {model['fit']:.2f}, engagement {model['engagement']:.2f}), grade "
-            f"{model['grade']}, stage {model['stage']}"
+            f"{model['grade']}, "
+            + (
+                f"shadow model: would be {model['stage']}"
+                if model.get("shadow")
+                else f"stage {model['stage']}"
+            )
             + (f", flags: {', '.join(model['flags'])}" if model.get("flags") else ""),
             "",
         ]

@@ -10,6 +10,7 @@ since the scripts touch keys they derive from the data):
 | ``{p}:board:{model}:{stage}`` | sorted set | the same, for the leads in that stage |
 | ``{p}:stages:{model}`` | hash | stage → number of leads in it |
 | ``{p}:models`` | set | every model seen |
+| ``{p}:shadow-models`` | set | the models whose latest records are a shadow model's |
 | ``{p}:lead-models:{lead_id}`` | set | the models that score this lead |
 | ``{p}:history:{lead_id}`` | sorted set | its last `HISTORY_MAX` stage changes (JSON) |
 | ``{p}:changes:{model}`` | hash | ``from>to`` → stage changes counted |
@@ -24,13 +25,19 @@ since the scripts touch keys they derive from the data):
 Every write is a Lua script, so each record is applied atomically, and a batch of records is sent
 in one pipeline. Scores are guarded by ``revision``: a record whose revision is not higher than
 the stored one changes nothing, so replays never move a lead backwards or count it twice, and
-stage counts move exactly when a lead's stage does (old stage -1, new stage +1). Counters of
+stage counts move exactly when a lead's stage does (old stage -1, new stage +1). A shadow
+model's score (``shadow: true``) is kept and ranked on its model's leaderboard, but its stage is
+never counted nor ranked by stage: only live models have a funnel. Counters of
 stage changes and dead letters skip event ids seen in the last `SEEN_TTL_SECONDS`. An erasure
-(``LeadErasedRecord`` or a tombstone on the scores topic) removes the lead everywhere.
+(``LeadErasedRecord`` or a tombstone on the scores topic) removes the lead everywhere. A score
+taken at a CRM outcome is also kept, with the outcome, for the live evaluation
+(`stream.readmodel.evaluation`, under the prefix ``{app_id}:rm-eval``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +54,9 @@ from schemas.outputs import (
     ScoreUpdated,
     StageChanged,
 )
+from stream.readmodel import evaluation
+from stream.readmodel.evaluation import ModelEvaluation, Pair
+from stream.scoring.spec import ModelSet
 
 __all__ = [
     "HISTORY_MAX",
@@ -66,22 +76,34 @@ MINUTE_TTL_SECONDS: Final = 3 * 3600
 _APPLY_SCORE = """
 local p, model, lead, stage = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local revision, total = tonumber(ARGV[5]), ARGV[6]
+local shadow = ARGV[13]
 local h = p .. ':score:' .. model .. ':' .. lead
 local current = redis.call('HGET', h, 'revision')
 if current and tonumber(current) >= revision then return 0 end
 local old = redis.call('HGET', h, 'stage')
+if old and redis.call('HGET', h, 'shadow') == '1' then old = false end
 redis.call('HSET', h, 'stage', stage, 'revision', ARGV[5], 'total', total,
   'fit', ARGV[7], 'engagement', ARGV[8], 'grade', ARGV[9], 'as_of', ARGV[10],
-  'model_version', ARGV[11], 'top_rules', ARGV[12], 'model', model, 'lead_id', lead)
-if old ~= stage then
+  'model_version', ARGV[11], 'top_rules', ARGV[12], 'model', model, 'lead_id', lead,
+  'shadow', shadow)
+if shadow == '1' then
   if old then
     redis.call('HINCRBY', p .. ':stages:' .. model, old, -1)
     redis.call('ZREM', p .. ':board:' .. model .. ':' .. old, lead)
   end
-  redis.call('HINCRBY', p .. ':stages:' .. model, stage, 1)
+  redis.call('SADD', p .. ':shadow-models', model)
+else
+  if old ~= stage then
+    if old then
+      redis.call('HINCRBY', p .. ':stages:' .. model, old, -1)
+      redis.call('ZREM', p .. ':board:' .. model .. ':' .. old, lead)
+    end
+    redis.call('HINCRBY', p .. ':stages:' .. model, stage, 1)
+  end
+  redis.call('ZADD', p .. ':board:' .. model .. ':' .. stage, total, lead)
+  redis.call('SREM', p .. ':shadow-models', model)
 end
 redis.call('ZADD', p .. ':board:' .. model, total, lead)
-redis.call('ZADD', p .. ':board:' .. model .. ':' .. stage, total, lead)
 redis.call('SADD', p .. ':models', model)
 redis.call('SADD', p .. ':lead-models:' .. lead, model)
 return 1
@@ -91,7 +113,7 @@ _ERASE = """
 local p, model, lead = ARGV[1], ARGV[2], ARGV[3]
 local h = p .. ':score:' .. model .. ':' .. lead
 local old = redis.call('HGET', h, 'stage')
-if old then
+if old and redis.call('HGET', h, 'shadow') ~= '1' then
   redis.call('HINCRBY', p .. ':stages:' .. model, old, -1)
   redis.call('ZREM', p .. ':board:' .. model .. ':' .. old, lead)
 end
@@ -200,9 +222,14 @@ def _number(value: float) -> str:
 class ReadModel:
     """Writes and reads the Redis read model through a ``redis.asyncio.Redis`` client."""
 
-    def __init__(self, redis: Any, *, prefix: str) -> None:
+    def __init__(
+        self, redis: Any, *, prefix: str, max_outcomes: int = 20_000, eval_prefix: str | None = None
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.eval_prefix = eval_prefix or f"{prefix}-eval"
+        """Where the live evaluation's outcomes are kept (not deleted by `clear`)."""
+        self.max_outcomes = max_outcomes
         self._scripts = {
             name: (hashlib.sha1(body.encode()).hexdigest(), body)  # noqa: S324  (Redis' id)
             for name, body in (
@@ -210,6 +237,8 @@ class ReadModel:
                 ("erase", _ERASE),
                 ("stage_change", _STAGE_CHANGE),
                 ("dead_letter", _DEAD_LETTER),
+                ("outcome", evaluation.OUTCOME_SCRIPT),
+                ("outcome_erase", evaluation.ERASE_SCRIPT),
                 ("account_score", _ACCOUNT_SCORE),
                 ("account_stage_change", _ACCOUNT_STAGE_CHANGE),
             )
@@ -232,7 +261,9 @@ class ReadModel:
             socket_connect_timeout=2.0,
             socket_timeout=5.0,
         )
-        return cls(client, prefix=prefix_for(settings))
+        return cls(
+            client, prefix=prefix_for(settings), max_outcomes=settings.evaluation_max_outcomes
+        )
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -250,24 +281,27 @@ class ReadModel:
         that lost its data (restarted without persistence, flushed) is noticed on the first
         batch written to it, and the caller replays its topics from the beginning.
         """
-        results = await self._execute(writes)
+        results, firsts = await self._execute(writes)
         if any(isinstance(r, NoScriptError) for r in results):
             # Redis forgot the scripts (it restarted): load them and apply again (idempotent).
             await self.load_scripts()
-            results = [results[0], *(await self._execute(writes))[1:]]
+            results = [results[0], *(await self._execute(writes))[0][1:]]
         for result in results:
             if isinstance(result, Exception):
                 raise result
-        return Applied(bool(results[0]), [int(r or 0) for r in results[1:-1]])
+        return Applied(bool(results[0]), [int(results[i] or 0) for i in firsts])
 
-    async def _execute(self, writes: Sequence[Write]) -> list[Any]:
+    async def _execute(self, writes: Sequence[Write]) -> tuple[list[Any], list[int]]:
+        """The pipeline's results, and where each write's first command's result is."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.exists(self.marker)
+        firsts: list[int] = []
         for write in writes:
+            firsts.append(len(pipe.command_stack))
             self._queue(pipe, write)
         pipe.set(self.marker, b"1")
         results: list[Any] = await pipe.execute(raise_on_error=False)
-        return results
+        return results, firsts
 
     def _queue(self, pipe: Any, write: Write) -> None:
         p = self.prefix
@@ -289,10 +323,16 @@ class ReadModel:
                     write.as_of.isoformat(),
                     write.model_version,
                     top,
+                    "1" if write.shadow else "0",
                 ],
             )
+            if write.outcome is not None:
+                args = evaluation.outcome_args(self.eval_prefix, write, self.max_outcomes)
+                self._call(pipe, "outcome", args)
         elif isinstance(write, LeadErasedRecord | Erase):
             self._call(pipe, "erase", [p, write.model, write.lead_id])
+            erase = evaluation.erase_args(self.eval_prefix, write.model, write.lead_id)
+            self._call(pipe, "outcome_erase", erase)
         elif isinstance(write, StageChanged):
             doc = orjson.dumps(
                 {
@@ -363,6 +403,39 @@ class ReadModel:
 
     async def models(self) -> list[str]:
         return sorted(m.decode() for m in await self.redis.smembers(f"{self.prefix}:models"))
+
+    async def shadow_models(self) -> list[str]:
+        """The models whose latest records are a shadow model's (no funnel of their own)."""
+        members = await self.redis.smembers(f"{self.prefix}:shadow-models")
+        return sorted(m.decode() for m in members)
+
+    async def outcome_pairs(self, model: str) -> list[Pair]:
+        """The CRM outcomes kept for `model`, each with the model's score of the lead at it."""
+        docs = await self.redis.hvals(f"{self.eval_prefix}:pairs:{model}")
+        return evaluation.pairs_from(docs)
+
+    async def evaluate(
+        self, models: ModelSet | None, only: str | None = None
+    ) -> list[ModelEvaluation]:
+        """Every model's live evaluation: the file's models in order, then others with outcomes.
+
+        `models` gives the MQL thresholds and which models are shadow ones (for a model it does
+        not name, its latest records say); `only` keeps one.
+        """
+        seen = (m.decode() for m in await self.redis.smembers(f"{self.eval_prefix}:models"))
+        ids = [m for m in evaluation.model_ids(models, seen) if only is None or m == only]
+        known = set(models.ids) if models is not None else set()
+        shadows = set(await self.shadow_models())  # for models the file does not name
+        results = []
+        for model_id in ids:
+            docs = await self.redis.hvals(f"{self.eval_prefix}:pairs:{model_id}")
+            model = models.get(model_id) if models is not None and model_id in known else None
+            # tens of thousands of outcomes: decoded and ranked off the event loop
+            result = await asyncio.to_thread(evaluation.summarize_docs, model_id, docs, model)
+            if model is None:
+                result = dataclasses.replace(result, shadow=model_id in shadows)
+            results.append(result)
+        return results
 
     async def leaderboard(
         self, model: str, *, stage: str | None = None, limit: int = 50
@@ -449,6 +522,7 @@ def score_row(lead_id: str, fields: dict[bytes, bytes]) -> dict[str, Any]:
         "stage": text.get("stage"),
         "as_of": text.get("as_of"),
         "revision": int(text.get("revision", 0)),
+        "shadow": text.get("shadow") == "1",
         "top_rules": [
             {"rule_id": rule, "points": points}
             for rule, points in orjson.loads(text.get("top_rules", "[]"))

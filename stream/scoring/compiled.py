@@ -393,6 +393,7 @@ class CompiledModel:
         "rates",
         "rule_of",
         "rules",
+        "shadow",
         "spec",
         "sql",
         "timing",
@@ -404,6 +405,8 @@ class CompiledModel:
         self.spec = spec
         self.id = spec.id
         self.version = spec.version
+        self.shadow = spec.shadow
+        """A shadow model publishes no stage change; its scores are marked `shadow`."""
         group_rates = {
             name: (LN2 / half_life if half_life is not None else 0.0)
             for name, half_life in spec.decay.items()

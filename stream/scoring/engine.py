@@ -18,7 +18,10 @@ Semantics in brief (the README's "Scoring models" section has the whole story):
   Every transition is checked against the model's graph.
 - **Outputs.** A `StageChanged` for every transition (deterministic event id); a `ScoreUpdated`
   when the stage or grade changed or fit or engagement moved by at least `outputs.min_change`
-  since the last published one (with `min_change: 0`, for every applied event).
+  since the last published one (with `min_change: 0`, for every applied event), and always at a
+  CRM outcome (marked with it, for the live evaluation of every model).
+- **Shadow models** (`shadow: true`) are scored like the others and keep the stage they would
+  have given, but publish no `StageChanged`; their score updates are marked `shadow`.
 """
 
 from __future__ import annotations
@@ -331,6 +334,8 @@ def _transition(
     from_stage = st.stage
     st.history = (*st.history, StageEntry(from_stage, to_stage, at, reason))[-HISTORY:]
     st.stage = to_stage
+    if c.shadow:  # a challenger's stage is what it would have done: nothing is published
+        return
     out.append(
         _stage_changed(
             lead_id, c, from_stage, to_stage, reason[:256], event_id, fit, eng, occurred_at
@@ -501,8 +506,9 @@ def _decide(  # noqa: PLR0912 - one branch per kind of transition, in order of p
             _move(move, Stage.RECYCLED, reason)
 
 
-Pending = tuple[Any, ...]
-"""A score update decided but not yet built (`apply_batch` builds only each model's last)."""
+Pending = tuple[Any, ...] | ScoreUpdated
+"""A score update decided but not yet built (`apply_batch` builds only each model's last), or
+one taken at a CRM outcome, built."""
 
 
 def _emit_score(
@@ -517,18 +523,35 @@ def _emit_score(
     as_of: datetime,
     out: list[Output],
     defer: dict[str, Pending] | None = None,
+    outcome: str | None = None,
 ) -> None:
     """Publish a score update if a consumer would see a difference.
 
     `values` are the decayed engagement points per rule as of `st.as_of` (`None`: compute them).
     With `defer`, the update is not built: what it needs is kept in `defer` under the model's
-    id, replacing the one kept before (`_build_score` builds it).
+    id, replacing the one kept before (`_build_score` builds it). With `outcome` (the type of
+    the CRM outcome being applied) the update is always published, at once, marked with it.
     """
     c = st.c
     fit_r = _round4(fit) + 0.0 if -_MAX_POINTS < fit < _MAX_POINTS else _round(fit)
     eng_r = _round4(eng) + 0.0 if -_MAX_POINTS < eng < _MAX_POINTS else _round(eng)
     grade = c.grade(fit, eng)
     last = st.emitted
+    if outcome is not None:
+        record = _outcome_score(
+            st,
+            (fit, eng, fit_r, eng_r, grade),
+            lead_id=lead_id,
+            event_id=event_id,
+            as_of=as_of,
+            outcome=outcome,
+        )
+        if defer is None:
+            out.append(record)
+        else:  # built now: every outcome's score is published, in the order of the events
+            defer.pop(c.id, None)  # this one is newer
+            defer[f"{c.id}\x1f{event_id}"] = record
+        return
     if last is not None and st.stage is prev_stage:
         change = c.min_change
         # min_change 0: every applied event is published (its `as_of` is news too)
@@ -558,6 +581,27 @@ def _emit_score(
     out.append(_score_record(c, lead_id, event_id, values, *rest))
 
 
+def _outcome_score(
+    st: ModelState,
+    scores: tuple[float, float, float, float, str],
+    *,
+    lead_id: str,
+    event_id: str | None,
+    as_of: datetime,
+    outcome: str,
+) -> ScoreUpdated:
+    """The score update taken at a CRM outcome (`outcome`: its type), the event being applied:
+    the model's score of the lead at that moment, published whatever changed, so the live
+    evaluation can pair every model's score with the outcome."""
+    fit, eng, fit_r, eng_r, grade = scores
+    c = st.c
+    revision = st.revision = st.revision + 1
+    st.emitted = (fit_r, eng_r)
+    values = _values(st.eng, c, st.as_of)[1] if c.top_rules else None
+    rest = (st.fit, st.fit_items, fit, eng, fit_r, eng_r, grade, st.stage, as_of, revision)
+    return _score_record(c, lead_id, event_id, values, *rest, outcome=outcome)
+
+
 def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update, in order
     c: CompiledModel,
     lead_id: str,
@@ -573,6 +617,7 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
     stage: Stage,
     as_of: datetime,
     revision: int,
+    outcome: str | None = None,
 ) -> ScoreUpdated:
     top = _top_rules(c, fit_points, fit_items, values) if values is not None else ()
     return _trusted(
@@ -593,6 +638,8 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
             "revision": revision,
             "last_event_id": event_id,
             "top_rules": top,
+            "shadow": True if c.shadow else None,
+            "outcome": outcome,
         },
         _SU_FIELDS,
     )
@@ -600,6 +647,8 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
 
 def _build_score(pending: Pending) -> ScoreUpdated:
     """The score update `_emit_score` kept in `defer`."""
+    if isinstance(pending, ScoreUpdated):  # a score taken at an outcome is built at once
+        return pending
     c, lead_id, event_id, terms, *rest = pending
     if isinstance(terms, tuple):
         eng_terms, now = terms
@@ -953,11 +1002,20 @@ def _apply_one(  # noqa: PLR0917 - positional: once per event and model
     if state is None:
         st = _new_state(model, c, t)
         prev_stage: Stage | None = None
-        out.append(
-            _stage_changed(
-                lead_id, c, None, st.stage, "new lead", event.event_id, 0.0, 0.0, event.occurred_at
+        if not c.shadow:
+            out.append(
+                _stage_changed(
+                    lead_id,
+                    c,
+                    None,
+                    st.stage,
+                    "new lead",
+                    event.event_id,
+                    0.0,
+                    0.0,
+                    event.occurred_at,
+                )
             )
-        )
     else:
         st = state if defer is not None else _bound(state, model)
         prev_stage = st.stage
@@ -1014,6 +1072,7 @@ def _apply_one(  # noqa: PLR0917 - positional: once per event and model
         as_of=event.occurred_at if t == as_of else to_datetime(as_of),
         out=out,
         defer=defer,
+        outcome=event.type if kind == FACT else None,
     )
     return st
 
@@ -1132,7 +1191,8 @@ def apply_batch(
     are the stage changes and erasure records: all of them, in order. Of the score updates, only
     each model's last is published (exactly the one `apply_all` gives for its event: revision,
     scores, top rules, triggering event), after the other outputs; the ones it replaces are never
-    built. A score update followed by the lead's erasure in the same batch is not published.
+    built; every score taken at a CRM outcome is published too, in the order of the events. A
+    score update followed by the lead's erasure in the same batch is not published.
     `lead_id` is as for `apply_all`; all the events are the same lead's.
     """
     models_list = models.models

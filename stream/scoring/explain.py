@@ -204,6 +204,9 @@ def _describe_one(model: ScoringModel, *, full: bool, fmt: str) -> list[str]:
     out = [f"## {title}"] if fmt == "md" else [title, "=" * len(title)]
     if model.description:
         out += ["", model.description] if fmt == "md" else [model.description]
+    if model.shadow:
+        note = "Shadow model: scored and evaluated, it moves no stage."
+        out += ["", note] if fmt == "md" else [note]
     out += _describe_rules(model, full=full, fmt=fmt)
     out += _describe_stages(model, fmt)
     out += _describe_grades_and_spam(model, fmt)

@@ -753,6 +753,9 @@ class ScoringModel(Spec):
     id: Name
     version: Version
     description: str | None = None
+    shadow: bool = False
+    """A challenger: scored in the same pass and published with its id, never moving stages
+    (no stage change is published for it; its records carry `shadow: true`)."""
     decay: dict[Name, HalfLife]
     """Decay groups: name → half-life (`30d`), or `never` for points that do not fade."""
     fit: list[FitRule] = Field(default_factory=list)
@@ -948,6 +951,11 @@ class ModelSet(Spec):
             raise ValueError(
                 f"field 'accounts.model': unknown model {self.accounts.model!r} "
                 f"(known: {', '.join(ids)})"
+            )
+        if self.accounts is not None and self.get(self.accounts.model).shadow:
+            raise ValueError(
+                f"field 'accounts.model': {self.accounts.model!r} is a shadow model, which "
+                "moves no stage: accounts roll up a live model"
             )
         return self
 

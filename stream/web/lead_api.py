@@ -92,7 +92,7 @@ def lead_json(lead_id: str, state: LeadState, models: ModelSet, now: datetime) -
         "as_of": now.isoformat(),
         "account_id": state.account.key if state.account is not None else None,
         "models": [
-            explanation_json(explain(state.models[model.id], now))
+            {**explanation_json(explain(state.models[model.id], now)), "shadow": model.shadow}
             for model in models.models
             if model.id in state.models
         ],

@@ -34,7 +34,9 @@ from redis.exceptions import RedisError
 from schemas.stages import Stage
 from stream import metrics
 from stream.kafka import topics
+from stream.readmodel.evaluation import ModelEvaluation
 from stream.readmodel.model import ReadModel
+from stream.scoring.spec import ModelSet
 from stream.settings import Settings
 from stream.web.auth import BearerAuth, Refusal
 from stream.web.http import (
@@ -56,6 +58,8 @@ MAX_LIMIT: Final = 1000
 DASHBOARD_TOP: Final = 15
 DASHBOARD_MINUTES: Final = 30
 HISTOGRAM_BUCKETS: Final = 10
+EVALUATION_TTL_S: Final = 30.0
+"""How long a computed live evaluation is served again (it reads every kept outcome)."""
 _MODEL = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _LIMIT = re.compile(r"^[0-9]{1,18}$")
 _ACCOUNT = re.compile(r"^\S{1,256}$")
@@ -78,11 +82,15 @@ class ReadApi:
         settings: Settings,
         read_model: ReadModel,
         per_app_metrics: CollectorRegistry | None = None,
+        models: ModelSet | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
         self.read_model = read_model
         self.per_app_metrics = per_app_metrics
+        self.models = models
+        """The worker's model file: MQL thresholds and shadow marks of the live evaluation."""
+        self._evaluation: tuple[float, list[ModelEvaluation]] = (-EVALUATION_TTL_S, [])
         self.auth = BearerAuth(
             [t.get_secret_value() for t in settings.auth_tokens], disabled=settings.auth_disabled
         )
@@ -143,8 +151,23 @@ class ReadApi:
         return json_response(body, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
-        body = metrics.exposition(self.per_app_metrics)
+        extra = []
+        try:
+            extra.append(metrics.evaluation_registry(await self.evaluation()))
+        except (RedisError, OSError) as exc:  # the process metrics are still worth a scrape
+            log.warning("metrics: the live model evaluation is unavailable: %s", exc)
+        body = metrics.exposition(self.per_app_metrics, *extra)
         return web.Response(body=body, headers={"Content-Type": metrics.CONTENT_TYPE})
+
+    async def evaluation(self) -> list[ModelEvaluation]:
+        """Every model's live evaluation, computed at most once per `EVALUATION_TTL_S`."""
+        at, cached = self._evaluation
+        now = time.monotonic()
+        if now - at < EVALUATION_TTL_S:
+            return cached
+        fresh = await self.read_model.evaluate(self.models)
+        self._evaluation = (now, fresh)
+        return fresh
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.Response(body=_static("openapi.yaml"), content_type="application/yaml")
@@ -194,6 +217,8 @@ class ReadApi:
             },
             "top": top,
             "top_accounts": await self.read_model.top_accounts(DASHBOARD_TOP),
+            "shadow_models": await self.read_model.shadow_models(),
+            "evaluation": [item.to_json() for item in await self.evaluation()],
         }
         return json_response(body)
 
@@ -264,10 +289,17 @@ def _view(path: str, handler: Handler) -> Any:
     return type(name, (faust.web.View,), {"get": get})
 
 
-def register(app: Any, settings: Settings, *, read_model: ReadModel | None = None) -> ReadApi:
+def register(
+    app: Any,
+    settings: Settings,
+    *,
+    read_model: ReadModel | None = None,
+    models: ModelSet | None = None,
+) -> ReadApi:
     """Install the metrics sensor and route the read API on `app`'s web server."""
     per_app = metrics.register(app)
-    api = ReadApi(app, settings, read_model or ReadModel.from_settings(settings), per_app)
+    read_model = read_model or ReadModel.from_settings(settings)
+    api = ReadApi(app, settings, read_model, per_app, models)
     for path, handler in routes(api).items():
         app.page(path)(_view(path, handler))
     return api

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import html.parser
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -100,6 +101,30 @@ class FunnelParser(html.parser.HTMLParser):
             self._stage = None
 
 
+async def _send(worker: Any, messages: list[tuple[str, bytes, bytes]]) -> None:
+    """(contract topic, key, value) messages onto the worker's topics."""
+    producer = AIOKafkaProducer(bootstrap_servers=worker.settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        for topic, key, value in messages:
+            await producer.send(worker.settings.topic(topic), key=key, value=value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def _dom_once(chromium: str, profile: Path, url: str, shown: Any, what: str) -> str:
+    """The page's DOM once `shown(dom)` holds (within 90 s)."""
+    deadline = time.monotonic() + 90
+    while True:
+        dumped = _browser(chromium, profile, "--dump-dom", url).stdout
+        if shown(dumped):
+            return dumped
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not show:\n{dumped[-3000:]}")
+        time.sleep(1)
+
+
 async def _produce(worker: Any) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=worker.settings.kafka_bootstrap, acks="all")
     await producer.start()
@@ -170,32 +195,64 @@ def test_a_lead_link_shows_its_explanation(
 ) -> None:
     """A lead scored by the processor from a real event: the page shows /leads/{id} for it."""
 
-    async def produce() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=served_worker.settings.kafka_bootstrap)
-        await producer.start()
-        try:
-            event = make_event("page_viewed", event_id="browser-real-1", lead_id="browser-real")
-            await producer.send(
-                served_worker.settings.topic(topics.CLICKSTREAM.name),
-                key=b"browser-real",
-                value=codec.encode(event),
-            )
-            await producer.flush()
-        finally:
-            await producer.stop()
-
-    asyncio.run(produce())
+    event = make_event("page_viewed", event_id="browser-real-1", lead_id="browser-real")
+    message = (topics.CLICKSTREAM.name, b"browser-real", codec.encode(event))
+    asyncio.run(_send(served_worker, [message]))
     url = f"{served_worker.base}/dashboard#token={served_worker.token}&lead=browser-real"
-    deadline = time.monotonic() + 90
-    while True:
-        dumped = _browser(chromium, tmp_path / "profile", "--dump-dom", url).stdout
-        if 'id="lead" data-loaded="true"' in dumped:
-            break
-        if time.monotonic() > deadline:
-            pytest.fail(f"the lead's explanation did not show:\n{dumped[-3000:]}")
-        time.sleep(1)
+    dumped = _dom_once(
+        chromium,
+        tmp_path / "profile",
+        url,
+        lambda dom: 'id="lead" data-loaded="true"' in dom,
+        "the lead's explanation",
+    )
     assert "grade" in dumped and "visit" in dumped  # the rule that scored the page view
     OUTPUT.mkdir(exist_ok=True)
     screenshot = OUTPUT / "dashboard-lead.png"
     _browser(chromium, tmp_path / "profile", f"--screenshot={screenshot}", url)
     assert screenshot.exists()
+
+
+def test_dashboard_shows_each_models_evaluation(
+    served_worker: Any, chromium: str, tmp_path: Path
+) -> None:
+    """Scores taken at CRM outcomes: the champion ranks them right, the shadow model wrong."""
+
+    messages = []
+    for model, shadow, good, bad in (("b2b", None, 80.0, 20.0), ("next", True, 20.0, 80.0)):
+        for lead, outcome, total in (
+            ("eval-a", "closed_won", good),
+            ("eval-b", "closed_lost", bad),
+        ):
+            record = make_output(
+                "score_updated", lead_id=lead, model=model, stage=Stage.SQL, total=total,
+                fit=10.0, engagement=total - 10.0, revision=1, shadow=shadow, outcome=outcome,
+                last_event_id=f"outcome-{lead}",
+            )  # fmt: skip
+            messages.append(
+                (topics.SCORES.name, codec.score_key(lead, model), codec.encode(record))
+            )
+    asyncio.run(_send(served_worker, messages))
+    url = f"{served_worker.base}/dashboard#token={served_worker.token}&every=1000"
+
+    def evaluation(dom: str) -> str:
+        return dom.split('id="evaluation-rows"', 1)[-1].split("</tbody>", 1)[0]
+
+    # the worker computes the evaluation at most every 30 s
+    dumped = _dom_once(
+        chromium,
+        tmp_path / "profile",
+        url,
+        lambda dom: "next (shadow)" in evaluation(dom),
+        "the evaluation",
+    )
+    section = evaluation(dumped)
+    rows = {
+        cells[0]: cells[1:]
+        for cells in (
+            re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in section.split("</tr>")[:-1]
+        )
+    }
+    assert rows["b2b"][:2] == ["2", "1.000"]  # outcomes, AUC
+    assert rows["next (shadow)"][:2] == ["2", "0.000"]
+    assert "next (shadow)</option>" in dumped  # the model menu marks it too

@@ -144,3 +144,27 @@ def test_machine_events_are_counted_from_the_engine_s_steps() -> None:
     )
     assert samples[key] >= 1
     assert {name for name, _ in samples} <= metrics.METRIC_NAMES
+
+
+def test_the_live_evaluation_gauges() -> None:
+    from stream.model_files import load_default_models
+    from stream.readmodel.evaluation import Pair, summarize
+
+    b2b = load_default_models().get("b2b")
+    pairs = [
+        Pair("a", "closed_won", 70.0, 10.0, 60.0, 1.0),
+        Pair("b", "closed_lost", 20.0, 10.0, 10.0, 2.0),
+        Pair("c", "sales_rejected", 55.0, 10.0, 45.0, 3.0),
+    ]
+    registry = metrics.evaluation_registry(
+        [summarize("b2b", pairs, b2b), summarize("gone", [], None)]
+    )
+    samples = _samples(metrics.exposition(None, registry))
+    live = (("model", "b2b"), ("shadow", "false"))
+    assert samples[("leadstream_model_auc", live)] == 1.0
+    assert samples[("leadstream_model_precision_at_mql", live)] == 0.5  # a and c, a good
+    assert samples[("leadstream_model_mql_to_won_ratio", live)] == 0.5
+    outcome = (("model", "b2b"), ("outcome", "closed_won"), ("shadow", "false"))
+    assert samples[("leadstream_model_outcomes", outcome)] == 1.0
+    assert not any(labels and dict(labels).get("model") == "gone" for _, labels in samples)
+    assert {name for name, _ in samples} <= metrics.METRIC_NAMES

@@ -99,3 +99,33 @@ def test_every_path_a_document_names_exists(doc: Path) -> None:
     if doc.name != "DATASETS.md":  # the one document about the data read from beside the clone
         missing += OUTSIDE.findall(text)
     assert missing == []
+
+
+def test_the_champion_challenger_walkthrough_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every file command of "From calibration to promotion" runs in order and succeeds; the
+    worker and `models evaluate` (Kafka and Redis) are run by
+    tests/integration/worker/test_shadow_models.py."""
+    import shlex
+
+    from stream.model_files import load_model_file
+
+    section = README.split("**From calibration to promotion:**", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.DOTALL)
+    assert block is not None
+    lines = _commands(block.group(1))
+    live = [line for line in lines if line.startswith("LEADSTREAM_MODELS_PATH=")]
+    assert [line.split()[-1] for line in live] == ["worker", "worker"]
+    monkeypatch.chdir(tmp_path)
+    ran = []
+    for line in lines:
+        words = shlex.split(line)
+        if words[0] != "leadstream" or words[1:3] == ["models", "evaluate"]:
+            continue
+        assert main(words[1:]) == 0, line
+        ran.append(words[1])
+    capsys.readouterr()
+    assert ran == ["simulate", "calibrate", "score", "rules", "models"]
+    promoted = load_model_file(tmp_path / "models.yaml")
+    assert not promoted.get("b2b-next").shadow and promoted.get("b2b").shadow

@@ -2,8 +2,9 @@
 
 Covers the revision guard (a replay never moves a lead back or counts it twice), stage counts
 following a lead between stages, erasure, the stage-history cap and counters, a Redis restart in
-the middle of a stream (the restarted Redis is empty: the projector notices and replays), and
-``leadstream redis rebuild``.
+the middle of a stream (the restarted Redis is empty: the projector notices and replays),
+``leadstream redis rebuild``, shadow models (no funnel) and the live evaluation's bounded store of
+CRM-outcome scores (its figures against sklearn's).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from typing import Any
 import pytest
 import redis.asyncio
 from aiokafka import AIOKafkaProducer
+from sklearn.metrics import roc_auc_score
 
 from schemas import codec
 from schemas.errors import ErrorKind
@@ -38,6 +41,8 @@ from schemas.stages import Stage
 from stream import metrics
 from stream.kafka import topics
 from stream.kafka.admin import ensure_topics
+from stream.model_files import load_default_models
+from stream.readmodel.evaluation import NEGATIVE, POSITIVE
 from stream.readmodel.model import HISTORY_MAX, Erase, ReadModel
 from stream.readmodel.projector import Projector, rebuild
 from stream.settings import Settings
@@ -49,7 +54,9 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 PROJECTED = [topics.SCORES, topics.STAGE_CHANGES, topics.DEAD_LETTERS]
 
 
-def score(lead: str, revision: int, stage: Stage, total: float, model: str = "b2b") -> ScoreUpdated:
+def score(
+    lead: str, revision: int, stage: Stage, total: float, model: str = "b2b", **fields: Any
+) -> ScoreUpdated:
     record = make_output(
         "score_updated",
         lead_id=lead,
@@ -60,6 +67,7 @@ def score(lead: str, revision: int, stage: Stage, total: float, model: str = "b2
         fit=total / 2,
         engagement=total / 2,
         as_of=T0 + timedelta(minutes=revision),
+        **fields,
     )
     assert isinstance(record, ScoreUpdated)
     return record
@@ -355,3 +363,87 @@ async def test_account_scores_are_guarded_by_revision(read_model: ReadModel) -> 
     assert [a["account_id"] for a in await read_model.top_accounts()] == ["acme.com"]
     assert (await read_model.account("globex.com") or {})["members"] == 0
     assert await read_model.account("nobody.example") is None
+
+
+# ------------------------------------------------ shadow models and the live evaluation
+
+OUTCOMES = sorted(POSITIVE | NEGATIVE)
+
+
+def outcome_score(lead: str, revision: int, total: float, outcome: str, event_id: str) -> Any:
+    return score(lead, revision, Stage.MQL, total, outcome=outcome, last_event_id=event_id)
+
+
+@pytest.fixture
+async def bounded(redis_url: str, unique: str) -> AsyncIterator[ReadModel]:
+    """A read model keeping 100 outcomes per model; its evaluation keys deleted afterwards."""
+    client = redis.asyncio.Redis.from_url(redis_url)
+    model = ReadModel(client, prefix=f"test-{unique}:rm", max_outcomes=100)
+    yield model
+    await model.clear()
+    async for key in client.scan_iter(match=f"{model.eval_prefix}:*"):
+        await client.delete(key)
+    await model.close()
+
+
+async def test_a_shadow_models_stage_is_never_counted(bounded: ReadModel) -> None:
+    await bounded.apply(
+        [
+            score("a", 1, Stage.MQL, 60, model="next", shadow=True),
+            score("b", 1, Stage.LEAD, 20, model="next", shadow=True),
+            score("a", 1, Stage.MQL, 55),
+        ]
+    )
+    assert await bounded.stage_counts("next") == {}
+    assert await bounded.stage_counts("b2b") == {"mql": 1}
+    assert await bounded.shadow_models() == ["next"]
+    assert [r["lead_id"] for r in await bounded.leaderboard("next")] == ["a", "b"]
+    assert await bounded.leaderboard("next", stage="mql") == []
+    # erasing a shadow score takes nothing from a funnel it never had
+    await bounded.apply([Erase(lead_id="b", model="next")])
+    assert await bounded.stage_counts("next") == {}
+    # promoted: the model's next records are live, and its leads count from then on
+    await bounded.apply([score("a", 2, Stage.MQL, 61, model="next")])
+    assert await bounded.stage_counts("next") == {"mql": 1}
+    assert await bounded.shadow_models() == []
+    await bounded.apply([score("a", 3, Stage.SQL, 90, model="next")])
+    assert await bounded.stage_counts("next") == {"sql": 1}
+
+
+async def test_outcome_scores_feed_the_evaluation(bounded: ReadModel) -> None:
+    rng = random.Random(7)
+    records = []
+    for n in range(60):
+        outcome = rng.choice(OUTCOMES)
+        good = outcome in POSITIVE
+        total = round(rng.gauss(60 if good else 40, 15), 1)
+        records.append(outcome_score(f"l{n}", 5, total, outcome, f"o{n}"))
+    applied = await bounded.apply(records)
+    assert applied.changed == [1] * 60  # one result per record, whatever it queued
+    models = load_default_models()
+    (b2b,) = await bounded.evaluate(models, "b2b")
+    labels = [1 if r.outcome in POSITIVE else 0 for r in records]
+    assert b2b.auc == pytest.approx(roc_auc_score(labels, [r.total for r in records]), abs=1e-12)
+    assert b2b.outcomes == 60 and b2b.positives == sum(labels)
+    mql = models.get("b2b").stages.mql
+    assert mql is not None
+    at_mql = [lab for r, lab in zip(records, labels, strict=True) if r.total >= mql.promote_at]
+    assert b2b.at_mql == len(at_mql)
+    assert b2b.precision_at_mql == pytest.approx(sum(at_mql) / len(at_mql))
+
+    # a replay changes nothing; an erasure forgets the lead's outcomes
+    await bounded.apply(records[:10])
+    await bounded.apply([Erase(lead_id="l0", model="b2b")])
+    (again,) = await bounded.evaluate(models, "b2b")
+    assert again.outcomes == 59
+
+
+async def test_the_store_keeps_the_newest_outcomes(bounded: ReadModel) -> None:
+    records = [outcome_score(f"l{n}", n + 1, 50.0, "closed_won", f"o{n}") for n in range(130)]
+    await bounded.apply(records)
+    pairs = await bounded.outcome_pairs("b2b")
+    assert len(pairs) == 100
+    assert {p.lead for p in pairs} == {f"l{n}" for n in range(30, 130)}
+    # the dropped outcomes are gone from their leads' indexes too: erasing one removes nothing
+    await bounded.apply([Erase(lead_id="l3", model="b2b")])
+    assert len(await bounded.outcome_pairs("b2b")) == 100

@@ -652,14 +652,18 @@ def _fold_all(
 
 
 def _last_scores(outputs: Sequence[Output]) -> list[ScoreUpdated]:
-    """Each model's last score update after the last erasure, in the order they came."""
+    """Each model's last score update after the last erasure, and every one taken at a CRM
+    outcome after it, in the order they came."""
     last: dict[str, ScoreUpdated] = {}
     for output in outputs:
         if isinstance(output, LeadErasedRecord):
             last.clear()
         elif isinstance(output, ScoreUpdated):
             last.pop(output.model, None)
-            last[output.model] = output
+            if output.outcome is not None:
+                last[f"{output.model} {output.last_event_id}"] = output
+            else:
+                last[output.model] = output
     return list(last.values())
 
 
