@@ -23,6 +23,7 @@ from schemas.internal import InternalMessage
 from schemas.outputs import (
     AccountScoreUpdated,
     AccountStageChanged,
+    ConnectorDeadLetter,
     DeadLetter,
     ScoreKey,
     ScoreRecord,
@@ -31,6 +32,7 @@ from schemas.outputs import (
 from schemas.topics import (
     ACCOUNT_SCORES,
     ACCOUNT_STAGE_CHANGES,
+    CONNECTOR_DEAD_LETTERS,
     DEAD_LETTERS,
     EVENT_TOPIC,
     INBOUND_TOPICS,
@@ -44,6 +46,7 @@ __all__ = [
     "decode",
     "decode_account_score",
     "decode_account_stage_change",
+    "decode_connector_dead_letter",
     "decode_dead_letter",
     "decode_internal",
     "decode_score",
@@ -92,6 +95,9 @@ _INBOUND_BY_TOPIC: Final[dict[str, TypeAdapter[Any]]] = {
 _SCORE: Final[TypeAdapter[ScoreRecord]] = TypeAdapter(SCORES.value)
 _STAGE_CHANGE: Final[TypeAdapter[StageChangeRecord]] = TypeAdapter(STAGE_CHANGES.value)
 _DEAD_LETTER: Final[TypeAdapter[DeadLetter]] = TypeAdapter(DEAD_LETTERS.value)
+_CONNECTOR_DEAD_LETTER: Final[TypeAdapter[ConnectorDeadLetter]] = TypeAdapter(
+    CONNECTOR_DEAD_LETTERS.value
+)
 _SCORE_KEY: Final[TypeAdapter[ScoreKey]] = TypeAdapter(ScoreKey)
 _ACCOUNT_SCORE: Final[TypeAdapter[AccountScoreUpdated]] = TypeAdapter(AccountScoreUpdated)
 _ACCOUNT_STAGE_CHANGE: Final[TypeAdapter[AccountStageChanged]] = TypeAdapter(AccountStageChanged)
@@ -155,6 +161,13 @@ def decode_account_stage_change(data: bytes) -> AccountStageChanged:
 def decode_dead_letter(data: bytes) -> DeadLetter:
     """A value of `leads.dead-letters.v1`."""
     return _validate(_DEAD_LETTER, data, OUTBOUND_MAX_BYTES, DEAD_LETTERS.name, tagged=False)
+
+
+def decode_connector_dead_letter(data: bytes) -> ConnectorDeadLetter:
+    """A value of `leads.connector-dead-letters.v1`."""
+    return _validate(
+        _CONNECTOR_DEAD_LETTER, data, OUTBOUND_MAX_BYTES, CONNECTOR_DEAD_LETTERS.name, tagged=False
+    )
 
 
 def dumps(document: Any) -> bytes:

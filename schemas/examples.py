@@ -61,6 +61,9 @@ from schemas.events import (
 from schemas.outputs import (
     AccountScoreUpdated,
     AccountStageChanged,
+    ConnectorDeadLetter,
+    ConnectorExchange,
+    ConnectorFailure,
     DeadLetter,
     LeadErasedRecord,
     RuleContribution,
@@ -380,6 +383,37 @@ OUTPUT_EXAMPLES: dict[str, ContractModel] = {
         occurred_at=_T0,
     ),
 }
+_STAGE_CHANGE = OUTPUT_EXAMPLES["stage_changed"]
+assert isinstance(_STAGE_CHANGE, StageChanged)
+OUTPUT_EXAMPLES["connector_dead_letter"] = ConnectorDeadLetter(
+    destination="webhook",
+    failure=ConnectorFailure.PERMANENT,
+    reason="https://hooks.example.com/leads answered 422",
+    record_event_id=str(_STAGE_CHANGE.event_id),
+    lead_id=_LEAD,
+    attempts=1,
+    exchange=ConnectorExchange(
+        method="POST",
+        url="https://hooks.example.com/leads",
+        request_headers={
+            "content-type": "application/json",
+            "webhook-id": str(_STAGE_CHANGE.event_id),
+            "webhook-timestamp": "1741944414",
+            "webhook-signature": "***",
+        },
+        request_body='{"type":"lead.stage_changed","timestamp":"2025-03-14T09:26:54Z","data":{}}',
+        status=422,
+        response_headers={"content-type": "application/json"},
+        response_body='{"error":"unknown lead"}',
+    ),
+    source_topic="leads.stage-changes.v1",
+    partition=5,
+    offset=88_412,
+    original_key=_LEAD.encode(),
+    original=_STAGE_CHANGE.model_dump_json(exclude_none=True).encode(),
+    first_attempt_at=_T0,
+    occurred_at=_T0,
+)
 """One example of every outbound record, by `type`."""
 
 M = TypeVar("M", bound=ContractModel)

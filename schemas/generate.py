@@ -230,6 +230,7 @@ README_EXAMPLES = {
     "leads.dead-letters.v1": "dead_letter",
     "leads.account-scores.v1": "account_score_updated",
     "leads.account-stage-changes.v1": "account_stage_changed",
+    "leads.connector-dead-letters.v1": "connector_dead_letter",
 }
 """The message shown for each topic in the README."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
@@ -15,6 +16,7 @@ from schemas.common import (
     Points,
     ShortText,
     Text,
+    Url,
     UtcDatetime,
 )
 from schemas.errors import ErrorKind
@@ -28,10 +30,14 @@ from schemas.stages import (
 )
 
 __all__ = [
+    "CONNECTOR_EXCHANGE_MAX_CHARS",
     "DEAD_LETTER_MAX_ORIGINAL_BYTES",
     "EVENT_ID_NAMESPACE",
     "AccountScoreUpdated",
     "AccountStageChanged",
+    "ConnectorDeadLetter",
+    "ConnectorExchange",
+    "ConnectorFailure",
     "CrmOutcome",
     "DeadLetter",
     "Grade",
@@ -361,6 +367,70 @@ class DeadLetter(ContractModel):
             original_size=len(original),
             received_at=received_at,
         )
+
+
+CONNECTOR_EXCHANGE_MAX_CHARS = 4096
+"""A connector dead letter keeps at most this many characters of a request or response body."""
+
+
+class ConnectorFailure(StrEnum):
+    """Why a connector gave up on a record; the `failure` of a connector dead letter."""
+
+    PERMANENT = "permanent"
+    """The destination refused it for good (a 4xx other than 408, 409 and 429, a vendor error)."""
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    """Transient failures went on for more attempts, or longer, than the connector allows."""
+    UNDECODABLE = "undecodable"
+    """The record on the stage-changes topic is not a valid stage change."""
+
+
+class ConnectorExchange(ContractModel):
+    """The last HTTP request a connector made for a record, and its answer (secrets masked)."""
+
+    method: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    url: Url
+    request_headers: dict[ShortText, Text] = Field(default_factory=dict)
+    request_body: Text = ""
+    """Cut to `CONNECTOR_EXCHANGE_MAX_CHARS`."""
+    status: Annotated[int, Field(ge=100, le=599)] | None = None
+    """`None` when no answer came (a timeout, a refused connection)."""
+    response_headers: dict[ShortText, Text] = Field(default_factory=dict)
+    response_body: Text = ""
+    """Cut to `CONNECTOR_EXCHANGE_MAX_CHARS`."""
+
+
+class ConnectorDeadLetter(ContractModel):
+    """A stage change a connector could not deliver: why, what it sent, what came back, and the
+    original record (`leadstream connect redrive` sends it again)."""
+
+    type: Literal["connector_dead_letter"] = "connector_dead_letter"
+    destination: Identifier
+    """The connector kind that gave up: `webhook`, `hubspot`, `salesforce`, `mautic`."""
+    failure: ConnectorFailure
+    reason: Text
+    """What went wrong, for people (secrets masked)."""
+    record_event_id: EventId | None = None
+    """The `event_id` of the undelivered record (its idempotency key); `None` if undecodable."""
+    lead_id: Identifier | None = None
+    attempts: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    """Calls made for the record before giving up."""
+    exchange: ConnectorExchange | None = None
+    """The last request and response, when there was one."""
+    source_topic: TopicName
+    partition: Annotated[int, Field(ge=0, le=2**31 - 1)]
+    offset: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    original_key: Base64Bytes | None = None
+    original: Base64Bytes
+    """The original record value (base64 in JSON), cut to `DEAD_LETTER_MAX_ORIGINAL_BYTES`."""
+    first_attempt_at: UtcDatetime | None = None
+    occurred_at: UtcDatetime
+    """When the connector gave up."""
+
+    @model_validator(mode="after")
+    def _original_fits(self) -> Self:
+        if len(self.original) > DEAD_LETTER_MAX_ORIGINAL_BYTES:
+            raise ValueError(f"original is longer than {DEAD_LETTER_MAX_ORIGINAL_BYTES} bytes")
+        return self
 
 
 ScoreRecord = Annotated[ScoreUpdated | LeadErasedRecord, Field(discriminator="type")]

@@ -26,6 +26,7 @@ from schemas.events import (
 from schemas.outputs import (
     AccountScoreUpdated,
     AccountStageChanged,
+    ConnectorDeadLetter,
     DeadLetter,
     LeadErasedRecord,
     ScoreKey,
@@ -39,6 +40,7 @@ __all__ = [
     "ACCOUNT_SCORES",
     "ACCOUNT_STAGE_CHANGES",
     "CLICKSTREAM",
+    "CONNECTOR_DEAD_LETTERS",
     "CRM_FEEDBACK",
     "DEAD_LETTERS",
     "DEFAULT_PARTITIONS",
@@ -189,6 +191,17 @@ ACCOUNT_STAGE_CHANGES = TopicContract(
     value=AccountStageChanged,
     value_types=(AccountStageChanged,),
 )
+CONNECTOR_DEAD_LETTERS = TopicContract(
+    name="leads.connector-dead-letters.v1",
+    description=(
+        "Stage changes a CRM or webhook connector could not deliver: the destination, the reason,"
+        " the last request and response (secrets masked) and the original record."
+    ),
+    direction="outbound",
+    key="The original record's key, unchanged (the `lead_id`).",
+    value=ConnectorDeadLetter,
+    value_types=(ConnectorDeadLetter,),
+)
 
 INBOUND_TOPICS: tuple[TopicContract, ...] = (CLICKSTREAM, EMAIL, SOCIAL, PROFILES, CRM_FEEDBACK)
 OUTBOUND_TOPICS: tuple[TopicContract, ...] = (
@@ -197,6 +210,7 @@ OUTBOUND_TOPICS: tuple[TopicContract, ...] = (
     DEAD_LETTERS,
     ACCOUNT_SCORES,
     ACCOUNT_STAGE_CHANGES,
+    CONNECTOR_DEAD_LETTERS,
 )
 TOPICS: tuple[TopicContract, ...] = INBOUND_TOPICS + OUTBOUND_TOPICS
 TOPIC_BY_NAME: dict[str, TopicContract] = {topic.name: topic for topic in TOPICS}

@@ -125,6 +125,7 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.meta_app_secret,
         settings.meta_verify_token,
         settings.meta_access_token,
+        settings.connect_webhook_secret,
     )
 
 

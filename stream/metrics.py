@@ -47,6 +47,7 @@ __all__ = [
     "record_redelivered",
     "records_recovered",
     "register",
+    "sample_names",
     "scoring_latency",
     "stage_change",
     "store_memory",
@@ -167,7 +168,8 @@ STORE_MEMORY_NAME: Final = "leadstream_table_store_memory_bytes"
 RECOVERED_NAME: Final = "leadstream_tables_recovered"
 
 
-def _sample_names(metric: Any) -> set[str]:
+def sample_names(metric: Any) -> set[str]:
+    """The series names a metric shows on ``/metrics`` (``_total``, ``_bucket``, ...)."""
     (family,) = metric.describe()
     name: str = family.name
     kind: str = family.type
@@ -224,7 +226,7 @@ METRIC_NAMES: Final[frozenset[str]] = frozenset(
             PROJECTOR_LAST_APPLIED,
             TRACKED_LINK_EVENTS_LOST,
         )
-        for sample in _sample_names(metric)
+        for sample in sample_names(metric)
     }
     | {CONSUMER_LAG_NAME, TABLE_KEYS_NAME, STORE_MEMORY_NAME, RECOVERED_NAME}
     | {name for _, name, _ in _EVALUATION_GAUGES}

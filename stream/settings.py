@@ -298,6 +298,63 @@ class Settings(BaseSettings):
         "address of the machine check is its first entry, not the connection's peer.",
     )
 
+    # Connectors (`leadstream connect KIND`, stream/connect/core.py).
+    connect_group_id: str | None = Field(
+        None,
+        description="Consumer group of a connector; default {app_id}-connect-{kind}, so each kind "
+        "reads every stage change at its own pace.",
+    )
+    connect_max_in_flight: int = Field(
+        1000,
+        ge=1,
+        description="Stage changes a connector holds read but not yet delivered or dead-lettered; "
+        "at this many it pauses its partitions (memory stays flat while a receiver is down).",
+    )
+    connect_concurrency: int = Field(
+        16, ge=1, le=1024, description="Destination calls a connector makes at once (across leads)."
+    )
+    connect_max_attempts: int = Field(
+        100,
+        ge=1,
+        description="Calls for one change before it goes to the dead letters (with the default "
+        "backoff the time limit, LEADSTREAM_CONNECT_MAX_RETRY_S, comes first).",
+    )
+    connect_max_retry_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Longest time, in seconds, a change is retried before it goes to the dead "
+        "letters.",
+    )
+    connect_backoff_initial_s: float = Field(
+        0.5, gt=0, description="Cap of the first retry's random wait, in seconds (it doubles)."
+    )
+    connect_backoff_max_s: float = Field(
+        60.0, gt=0, description="Largest cap of a retry's random wait, in seconds."
+    )
+    connect_rate_per_s: float | None = Field(
+        None, gt=0, description="Requests per second to the destination (default: the kind's)."
+    )
+    connect_burst: int | None = Field(
+        None, ge=1, description="Requests that may go at once before the rate applies."
+    )
+    connect_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Longest wait for a destination's answer, in seconds."
+    )
+    connect_commit_interval_s: float = Field(
+        1.0, gt=0, description="How often a connector commits what it has done, in seconds."
+    )
+    connect_metrics_host: str = Field(
+        "127.0.0.1", description="Address of the connector's /metrics server."
+    )
+    connect_metrics_port: int = Field(
+        9466, ge=0, le=65535, description="Port of the connector's /metrics server (0: none)."
+    )
+    connect_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Signing secret (whsec_<base64>) of `leadstream connect webhook --url` when "
+        "--secret is not given.",
+    )
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap_has_port(cls, value: str) -> str:

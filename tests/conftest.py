@@ -57,6 +57,7 @@ def _test_module(name: str) -> ModuleType:
 make_settings = _test_module("factories").make_settings
 _test_module("webworker")  # a worker with its web server, for the collector's tests
 _test_module("collector_http")  # the collector served over HTTP with a list for a sink
+_test_module("connect_kit")  # connector processes and their topics, for the connector tests
 
 
 def _unavailable(what: str) -> None:

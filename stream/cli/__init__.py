@@ -17,6 +17,7 @@ from stream import __version__
 from stream.cli import (
     bench,
     calibrate,
+    connect,
     demo,
     explain,
     forget,
@@ -68,6 +69,7 @@ COMMANDS = (
     links,
     score,
     models,
+    connect,
     bench,
 )
 """Every command, in the order ``leadstream --help`` lists them."""

@@ -18,6 +18,7 @@ def add_parser(sub: Subparsers) -> None:
         **examples(
             "leadstream bench --quick",
             "leadstream bench --events 200000 --json results.json",
+            "leadstream bench connect --quick",
         ),
         help="measure throughput, latency, recovery and state size on the real broker",
         description=(
@@ -32,6 +33,14 @@ def add_parser(sub: Subparsers) -> None:
         ),
     )
     bench.add_argument(
+        "what",
+        nargs="?",
+        choices=["pipeline", "connect"],
+        default="pipeline",
+        help="pipeline (the default: everything above) or connect: stage changes delivered "
+        "per second by a webhook connector to a local receiver answering in --delay-ms",
+    )
+    bench.add_argument(
         "--quick", action="store_true", help="a small run (20,000 records) for CI and smoke tests"
     )
     bench.add_argument("--events", type=int, metavar="N", help="records to load (100,000)")
@@ -44,6 +53,18 @@ def add_parser(sub: Subparsers) -> None:
         "--no-standby", action="store_true", help="skip the recovery runs with a standby replica"
     )
     bench.add_argument(
+        "--changes", type=int, metavar="N", help="connect: stage changes to deliver (20,000)"
+    )
+    bench.add_argument(
+        "--leads", type=int, metavar="N", help="connect: leads they belong to (5,000)"
+    )
+    bench.add_argument(
+        "--delay-ms", type=float, metavar="MS", help="connect: the receiver's answer time (50)"
+    )
+    bench.add_argument(
+        "--concurrency", type=int, metavar="N", help="connect: calls in flight at once (32)"
+    )
+    bench.add_argument(
         "--json", default="bench-results.json", metavar="FILE", help="where to write the JSON"
     )
     bench.add_argument(
@@ -54,6 +75,8 @@ def add_parser(sub: Subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Measure the pipeline against same-run baselines on the configured broker."""
+    if args.what == "connect":
+        return run_connect(args)
     from stream.bench.run import BenchConfig, run, table, write_json  # noqa: PLC0415
     from stream.settings import Settings  # noqa: PLC0415
 
@@ -85,5 +108,37 @@ def run(args: argparse.Namespace) -> int:
     results = asyncio.run(run(config, Settings(), log))
     print(table(results))
     write_json(results, Path(args.json))
+    print(f"\nresults written to {args.json}", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_connect(args: argparse.Namespace) -> int:
+    """Measure a webhook connector's delivery rate to a local receiver."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from stream.bench import connect  # noqa: PLC0415
+    from stream.settings import Settings  # noqa: PLC0415
+
+    config = connect.ConnectBenchConfig.quick_mode() if args.quick else connect.ConnectBenchConfig()
+    overrides = {
+        name: value
+        for name, value in (
+            ("changes", args.changes),
+            ("leads", args.leads),
+            ("delay_ms", args.delay_ms),
+            ("concurrency", args.concurrency),
+        )
+        if value is not None
+    }
+    config = replace(config, **overrides)
+
+    def log(line: str) -> None:
+        print(f"bench connect: {line}", file=sys.stderr, flush=True)
+
+    results = asyncio.run(connect.run(config, Settings(), log))
+    print(connect.table(results))
+    import json  # noqa: PLC0415
+
+    Path(args.json).write_text(json.dumps({"connect": results}, indent=2) + "\n")
     print(f"\nresults written to {args.json}", file=sys.stderr)
     return EXIT_OK

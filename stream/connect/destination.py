@@ -8,6 +8,11 @@ offsets or dead-letters on its own.
 
     destination = WebhookDestination(...)
     outcomes = await destination.deliver(changes)      # one outcome per change, same order
+
+A destination that also forgets erased leads (`lead_erased` records of the same topic) has an
+`erase` method taking `Erasure`s (`ErasingDestination`); the core skips erasures for the others.
+A destination that makes one request per change rather than one per batch says so with
+`requests_per_change = True`, so the rate limit counts requests, not batches.
 """
 
 from __future__ import annotations
@@ -15,30 +20,56 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
-from schemas.outputs import StageChanged
+from schemas.outputs import LeadErasedRecord, StageChanged
 
-__all__ = ["Change", "Destination", "Exchange", "Outcome", "Verdict"]
+__all__ = [
+    "Change",
+    "Destination",
+    "ErasingDestination",
+    "Erasure",
+    "Exchange",
+    "Outcome",
+    "Verdict",
+    "requests_for",
+    "takes_erasures",
+]
+
+
+R = TypeVar("R", StageChanged, LeadErasedRecord)
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
-    """One stage change to deliver, with where it was read from."""
+class _Read(Generic[R]):
+    """A record read from the stage-changes topic, with where it was read from."""
 
-    record: StageChanged
+    record: R
     topic: str
     partition: int
     offset: int
+    raw: bytes | None = None
+    """The record's value as read from the topic (JSON), when the core has it: a destination
+    that forwards the record whole sends these bytes rather than encoding it again."""
 
     @property
     def key(self) -> str:
-        """The idempotency key a receiver deduplicates by: the stage change's `event_id`."""
+        """The idempotency key a receiver deduplicates by: the record's `event_id`."""
         return str(self.record.event_id)
 
     @property
     def lead_id(self) -> str:
         return self.record.lead_id
+
+
+@dataclass(frozen=True, slots=True)
+class Change(_Read[StageChanged]):
+    """One stage change to deliver, with where it was read from."""
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure(_Read[LeadErasedRecord]):
+    """One erased lead to forget (a `lead_erased` record), with where it was read from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +131,23 @@ class Destination(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+class ErasingDestination(Destination, Protocol):
+    """A destination that also forgets erased leads."""
+
+    async def erase(self, erasures: Sequence[Erasure]) -> Sequence[Outcome]:
+        """Forget the erased leads (at most `max_batch`, one per lead); one outcome each, in
+        order, with the same verdicts as `deliver`."""
+        ...
+
+
+def takes_erasures(destination: Destination) -> bool:
+    """Whether `destination` has an `erase` method (else the core skips `lead_erased`)."""
+    return callable(getattr(destination, "erase", None))
+
+
+def requests_for(destination: Destination, count: int) -> int:
+    """HTTP requests one call with `count` changes makes: `count` for a destination with
+    `requests_per_change = True`, else 1 (one batch request)."""
+    return count if getattr(destination, "requests_per_change", False) else 1

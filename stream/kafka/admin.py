@@ -20,6 +20,7 @@ ALL_TOPICS: tuple[topics.TopicSpec, ...] = (
     topics.DEAD_LETTERS,
     topics.ACCOUNT_SCORES,
     topics.ACCOUNT_STAGE_CHANGES,
+    topics.CONNECTOR_DEAD_LETTERS,
     topics.INTERNAL,
 )
 

@@ -37,6 +37,7 @@ STAGE_CHANGES = _from_contract(contract.STAGE_CHANGES)
 DEAD_LETTERS = _from_contract(contract.DEAD_LETTERS)
 ACCOUNT_SCORES = _from_contract(contract.ACCOUNT_SCORES)
 ACCOUNT_STAGE_CHANGES = _from_contract(contract.ACCOUNT_STAGE_CHANGES)
+CONNECTOR_DEAD_LETTERS = _from_contract(contract.CONNECTOR_DEAD_LETTERS)
 
 SOURCES: tuple[TopicSpec, ...] = (CLICKSTREAM, EMAIL, SOCIAL, PROFILES, CRM_FEEDBACK)
 

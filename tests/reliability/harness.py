@@ -51,6 +51,8 @@ class Sizes:
     hostile_leads: int
     soak_leads: int
     soak_s: float
+    connector_changes: int
+    connector_down_s: float
     settle_s: float
     """Deadline for the worker to catch up at the end of a scenario."""
 
@@ -69,6 +71,8 @@ SIZES = {
         hostile_leads=300,
         soak_leads=150,
         soak_s=600,
+        connector_changes=20_000,
+        connector_down_s=60,
         settle_s=1800,
     ),
     # CI: the same checks on fewer events, so the suite stays around ten minutes
@@ -84,6 +88,8 @@ SIZES = {
         hostile_leads=60,
         soak_leads=40,
         soak_s=120,
+        connector_changes=1_500,
+        connector_down_s=10,
         settle_s=300,
     ),
 }[MODE]

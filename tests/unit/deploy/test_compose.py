@@ -28,7 +28,15 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
 
 def test_services_and_healthchecks(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"kafka", "redis", "worker", "prometheus", "grafana"}
+    assert set(services) == {
+        "kafka",
+        "redis",
+        "worker",
+        "connector",
+        "webhook-receiver",
+        "prometheus",
+        "grafana",
+    }
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no healthcheck"
     depends = services["worker"]["depends_on"]
@@ -46,6 +54,33 @@ def test_worker_env_vars_are_real_settings(compose: dict[str, Any]) -> None:
     assert set(env) <= fields, f"unknown settings: {set(env) - fields}"
     settings = Settings(**{k.removeprefix("LEADSTREAM_").lower(): v for k, v in env.items()})
     assert settings.web_host == "0.0.0.0"
+
+
+def test_the_connector_runs_a_webhook_connector_on_real_settings(compose: dict[str, Any]) -> None:
+    from stream.cli import build_parser
+    from stream.connect.webhook import parse_secret
+
+    connector = compose["services"]["connector"]
+    env = _env(connector)
+    fields = {f"LEADSTREAM_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= fields, f"unknown settings: {set(env) - fields}"
+    resolved = {k: re.sub(r"\$\{\w+:-(.*)\}", r"\1", v) for k, v in env.items()}
+    settings = Settings(**{k.removeprefix("LEADSTREAM_").lower(): v for k, v in resolved.items()})
+    assert (
+        settings.kafka_bootstrap
+        == _env(compose["services"]["worker"])["LEADSTREAM_KAFKA_BOOTSTRAP"]
+    )
+    assert settings.connect_webhook_secret is not None
+    parse_secret(settings.connect_webhook_secret.get_secret_value())  # a valid whsec_ secret
+    command = [re.sub(r"\$\{\w+:-(.*)\}", r"\1", part) for part in connector["command"]]
+    args = build_parser().parse_args(command)
+    assert (args.command, args.kind) == ("connect", "webhook")
+    receiver = compose["services"]["webhook-receiver"]
+    port = receiver["command"][receiver["command"].index("--port") + 1]
+    assert args.url == f"http://webhook-receiver:{port}/hooks"
+    metrics = env["LEADSTREAM_CONNECT_METRICS_PORT"]
+    assert f"{metrics}:{metrics}" in connector["ports"]
+    assert f":{metrics}/metrics" in " ".join(connector["healthcheck"]["test"])
 
 
 def test_worker_reaches_kafka_on_an_advertised_listener(compose: dict[str, Any]) -> None:
@@ -81,14 +116,16 @@ def test_worker_reaches_redis_and_publishes_its_web_port(compose: dict[str, Any]
     assert f":{port}/healthz" in " ".join(compose["services"]["worker"]["healthcheck"]["test"])
 
 
-def test_prometheus_scrapes_the_worker_port(compose: dict[str, Any]) -> None:
+def test_prometheus_scrapes_the_worker_and_connector_ports(compose: dict[str, Any]) -> None:
     prometheus = compose["services"]["prometheus"]
     mounted = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}
     config = yaml.safe_load((ROOT / mounted["/etc/prometheus/prometheus.yml"]).read_text())
     port = _env(compose["services"]["worker"])["LEADSTREAM_WEB_PORT"]
-    (job,) = config["scrape_configs"]
-    assert job["metrics_path"] == "/metrics"
-    assert job["static_configs"][0]["targets"] == [f"worker:{port}"]
+    connector = _env(compose["services"]["connector"])["LEADSTREAM_CONNECT_METRICS_PORT"]
+    worker_job, connector_job = config["scrape_configs"]
+    assert worker_job["metrics_path"] == connector_job["metrics_path"] == "/metrics"
+    assert worker_job["static_configs"][0]["targets"] == [f"worker:{port}"]
+    assert connector_job["static_configs"][0]["targets"] == [f"connector:{connector}"]
 
 
 def test_grafana_is_provisioned_with_the_dashboard_and_prometheus(compose: dict[str, Any]) -> None:
@@ -111,7 +148,8 @@ def test_grafana_is_provisioned_with_the_dashboard_and_prometheus(compose: dict[
         assert panel["datasource"]["uid"] == source["uid"], panel["title"]
 
 
-def test_dashboard_queries_use_metrics_the_worker_exports() -> None:
+def test_dashboard_queries_use_metrics_the_worker_and_connector_export() -> None:
+    from stream.connect.telemetry import METRIC_NAMES as CONNECTOR_METRIC_NAMES
     from stream.metrics import METRIC_NAMES
 
     dashboard = json.loads((ROOT / "deploy/grafana/leadstream-dashboard.json").read_text())
@@ -122,7 +160,16 @@ def test_dashboard_queries_use_metrics_the_worker_exports() -> None:
         for name in re.findall(r"\bleadstream_[a-z_]+", target["expr"])
     }
     assert used, "the dashboard queries no Leadstream metric"
-    assert used <= METRIC_NAMES, f"unknown metrics: {used - METRIC_NAMES}"
+    known = METRIC_NAMES | CONNECTOR_METRIC_NAMES
+    assert used <= known, f"unknown metrics: {used - known}"
     titles = " ".join(panel["title"] for panel in dashboard["panels"]).lower()
-    for topic in ("events in", "dead letters", "stage changes", "latency", "lag", "table"):
+    for topic in (
+        "events in",
+        "dead letters",
+        "stage changes",
+        "latency",
+        "lag",
+        "table",
+        "connector deliveries",
+    ):
         assert topic in titles

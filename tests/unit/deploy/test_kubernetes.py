@@ -111,6 +111,7 @@ def test_the_kustomization_renders_every_part(rendered: list[dict[str, Any]]) ->
         [
             "ConfigMap",  # settings
             "ConfigMap",  # Grafana dashboard
+            "Deployment",  # the webhook connector
             "Ingress",
             "NetworkPolicy",
             "PodDisruptionBudget",
@@ -464,3 +465,47 @@ def test_grafana_gets_the_dashboard_docker_compose_provisions(
     (content,) = config["data"].values()
     shipped = (ROOT / "deploy/grafana/leadstream-dashboard.json").read_text()
     assert json.loads(content) == json.loads(shipped)
+
+
+def test_the_connector_runs_leadstream_connect_webhook_on_real_settings(
+    rendered: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stream.cli import build_parser
+    from stream.connect.webhook import parse_secret
+
+    deployment = one(rendered, "Deployment", "leadstream-connector-webhook")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert (args.command, args.kind) == ("connect", "webhook")
+    assert container["image"] == worker_container(rendered)["image"]
+    worker_pod = one(rendered, "StatefulSet")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == worker_pod["securityContext"]["runAsUser"]
+    env: dict[str, str] = {}
+    (source,) = container["envFrom"]
+    env.update(one(rendered, "ConfigMap", source["configMapRef"]["name"])["data"])
+    secrets = one(rendered, "Secret")
+    for item in container["env"]:
+        if "valueFrom" in item:
+            ref = item["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == secrets["metadata"]["name"]
+            env[item["name"]] = secrets["stringData"][ref["key"]]
+        else:
+            env[item["name"]] = item["value"]
+    fields = {f"LEADSTREAM_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= fields, f"unknown settings: {set(env) - fields}"
+    for key in list(os.environ):
+        if key.startswith("LEADSTREAM_"):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = Settings()
+    assert settings.connect_webhook_secret is not None
+    parse_secret(settings.connect_webhook_secret.get_secret_value())
+    assert settings.connect_metrics_host == "0.0.0.0"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"metrics": settings.connect_metrics_port}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    workers = one(rendered, "StatefulSet")["spec"]["selector"]["matchLabels"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert not workers.items() <= labels.items()  # no worker service, budget or policy takes it

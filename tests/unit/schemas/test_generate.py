@@ -18,6 +18,7 @@ from schemas.codec import (
     decode,
     decode_account_score,
     decode_account_stage_change,
+    decode_connector_dead_letter,
     decode_dead_letter,
     decode_score,
     decode_stage_change,
@@ -89,7 +90,8 @@ def test_readme_section_is_added_checked_and_replaced_in_place(
 
 
 def test_readme_examples_are_the_encoded_models() -> None:
-    section = (REPO / "README.md").read_text(encoding="utf-8").split("## Event contract", 1)[1]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Event contract", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```json\n(.*?)\n```", section, flags=re.DOTALL)
     assert len(blocks) == len(TOPICS)
     for topic, block in zip(TOPICS, blocks, strict=True):
@@ -100,6 +102,7 @@ def test_readme_examples_are_the_encoded_models() -> None:
             "leads.dead-letters.v1": decode_dead_letter,
             "leads.account-scores.v1": decode_account_score,
             "leads.account-stage-changes.v1": decode_account_stage_change,
+            "leads.connector-dead-letters.v1": decode_connector_dead_letter,
         }
         if topic.name in decoders:
             message = decoders[topic.name](json.dumps(payload).encode())
@@ -123,6 +126,7 @@ def test_asyncapi_describes_every_topic() -> None:
         "leads.dead-letters.v1",
         "leads.account-scores.v1",
         "leads.account-stage-changes.v1",
+        "leads.connector-dead-letters.v1",
     }
     for topic in TOPICS:
         kafka = channels[topic.name]["bindings"]["kafka"]

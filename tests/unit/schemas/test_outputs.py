@@ -160,6 +160,7 @@ def test_outbound_examples_are_complete() -> None:
         "dead_letter",
         "account_score_updated",
         "account_stage_changed",
+        "connector_dead_letter",
     }
     for name, record in OUTPUT_EXAMPLES.items():
         assert record.model_dump()["type"] == name
