@@ -46,8 +46,11 @@ __all__ = [
     "MauticMapping",
     "SalesforceMapping",
     "ScoreFields",
+    "add_mapping_argument",
     "email_of",
     "load_mapping",
+    "mapping_from",
+    "parse_mapping",
 ]
 
 HUBSPOT_LIFECYCLE_ORDER: tuple[str, ...] = (
@@ -114,7 +117,9 @@ class ScoreFields(_Strict):
         return {name: value for name, value in candidates.items() if name is not None}
 
 
-def _stage_map(defaults: Mapping[Stage, Any], given: Mapping[Stage, Any] | None) -> dict[Stage, Any]:
+def _stage_map(
+    defaults: Mapping[Stage, Any], given: Mapping[Stage, Any] | None
+) -> dict[Stage, Any]:
     return {**defaults, **(given or {})}
 
 
@@ -360,3 +365,21 @@ def email_of(lead_id: str) -> str | None:
     """The email address a lead id names (`ada@example.com` or `email:ada@example.com`)."""
     candidate = lead_id.removeprefix("email:")
     return candidate.lower() if _ADDRESS.fullmatch(candidate) and len(candidate) <= 254 else None
+
+
+def add_mapping_argument(parser: Any) -> None:
+    """`--mapping FILE` on an argparse parser."""
+    parser.add_argument(
+        "--mapping",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="mapping file (YAML) of stages and scores to the CRM's fields "
+        "(default: LEADSTREAM_CONNECT_MAPPING_FILE, else the built-in defaults)",
+    )
+
+
+def mapping_from(args: Any, settings: Any) -> ConnectMapping:
+    """The mapping `--mapping` or the settings name."""
+    path = getattr(args, "mapping", None) or settings.connect_mapping_file
+    return load_mapping(path)
