@@ -27,11 +27,20 @@ _fakes_package()
 
 import pytest  # noqa: E402
 from crm_fakes.hubspot import HubspotFake  # noqa: E402
+from crm_fakes.salesforce import SalesforceFake  # noqa: E402
 
 
 @pytest.fixture
 async def hubspot_fake() -> AsyncIterator[HubspotFake]:
     fake = HubspotFake()
+    await fake.serve()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def salesforce_fake() -> AsyncIterator[SalesforceFake]:
+    fake = SalesforceFake()
     await fake.serve()
     yield fake
     await fake.close()
