@@ -229,7 +229,8 @@ class ClientCredentials:
         self._token = Token(access, str(body.get("instance_url", "")), expires_at)
         return self._token
 
-    def refused(self, token: Token) -> None:
-        """The API refused `token` (401): the next `token()` fetches a new one."""
-        if self._token == token:
+    def refused(self, token: Token | None = None) -> None:
+        """The API refused `token` (401; by default the current one): the next `token()`
+        fetches a new one."""
+        if token is None or self._token == token:
             self._token = None

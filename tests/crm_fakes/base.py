@@ -14,12 +14,14 @@ from aiohttp.test_utils import TestServer
 
 @dataclass
 class Fault:
-    """One queued answer: `status` with `body` and `headers`, after `delay` seconds."""
+    """One queued answer: `status` with `body` and `headers`, after `delay` seconds, to the
+    next request (to `path` only, when given)."""
 
     status: int = 503
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    path: str | None = None
 
 
 class FakeServer:
@@ -49,9 +51,10 @@ class FakeServer:
                 "body": body,
             }
         )
-        if not self.faults:
+        fault = next((f for f in self.faults if f.path in (None, request.path)), None)
+        if fault is None:
             return None
-        fault = self.faults.pop(0)
+        self.faults.remove(fault)
         if fault.delay:
             await asyncio.sleep(fault.delay)
         if fault.body is None:

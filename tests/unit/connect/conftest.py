@@ -27,6 +27,7 @@ _fakes_package()
 
 import pytest  # noqa: E402
 from crm_fakes.hubspot import HubspotFake  # noqa: E402
+from crm_fakes.mautic import MauticFake  # noqa: E402
 from crm_fakes.salesforce import SalesforceFake  # noqa: E402
 
 
@@ -41,6 +42,14 @@ async def hubspot_fake() -> AsyncIterator[HubspotFake]:
 @pytest.fixture
 async def salesforce_fake() -> AsyncIterator[SalesforceFake]:
     fake = SalesforceFake()
+    await fake.serve()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def mautic_fake() -> AsyncIterator[MauticFake]:
+    fake = MauticFake()
     await fake.serve()
     yield fake
     await fake.close()
