@@ -131,9 +131,18 @@ class _Section(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _models_as_list(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("models"), list):
+    def _merge_defaults(cls, data: Any) -> Any:
+        """A `models` list is models without overrides; given score fields merge over the
+        default names (`null` drops one)."""
+        if not isinstance(data, dict):
+            return data
+        if isinstance(data.get("models"), list):
             data = {**data, "models": {str(model): {} for model in data["models"]}}
+        for key in ("properties", "fields"):
+            field = cls.model_fields.get(key)
+            if field is not None and isinstance(data.get(key), dict):
+                default = field.default.model_dump() if field.default is not None else {}
+                data = {**data, key: {**default, **data[key]}}
         return data
 
     @model_validator(mode="after")
