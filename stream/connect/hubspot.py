@@ -222,9 +222,17 @@ def _lost() -> Outcome:
 
 # ----------------------------------------------------------------------------- command line
 
+EXAMPLE = """\
+example:
+  export LEADSTREAM_HUBSPOT_ACCESS_TOKEN=pat-na1-...  # scope crm.objects.contacts.write
+  leadstream connect hubspot --mapping crm-mapping.yaml
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`leadstream connect hubspot` options."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXAMPLE
     add_mapping_argument(parser)
     parser.add_argument(
         "--api-url", default=None, help="HubSpot's API (default: LEADSTREAM_HUBSPOT_API_URL)"

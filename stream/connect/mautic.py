@@ -335,9 +335,17 @@ def _unreadable(answer: Answer) -> Outcome:
 
 # ----------------------------------------------------------------------------- command line
 
+EXAMPLE = """\
+example:
+  export LEADSTREAM_MAUTIC_USERNAME=api LEADSTREAM_MAUTIC_PASSWORD=...
+  leadstream connect mautic --url https://mautic.example.com --mapping crm-mapping.yaml
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`leadstream connect mautic` options."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXAMPLE
     add_mapping_argument(parser)
     parser.add_argument(
         "--url", default=None, help="the Mautic instance (default: LEADSTREAM_MAUTIC_URL)"

@@ -253,9 +253,18 @@ class SalesforceDestination:
 
 # ----------------------------------------------------------------------------- command line
 
+EXAMPLE = """\
+example:
+  export LEADSTREAM_SALESFORCE_CLIENT_ID=3MVG9... LEADSTREAM_SALESFORCE_CLIENT_SECRET=...
+  leadstream connect salesforce --login-url https://acme.my.salesforce.com \\
+    --mapping crm-mapping.yaml
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`leadstream connect salesforce` options."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXAMPLE
     add_mapping_argument(parser)
     parser.add_argument(
         "--login-url",
