@@ -133,11 +133,18 @@ class HubspotDestination:
             raise ValueError(f"HubSpot takes at most {MAX_BATCH} contacts per call")
         outcomes: list[Outcome | None] = [None] * len(changes)
         pending: dict[int, dict[str, Any]] = {}
+        contacts: set[tuple[str, str]] = set()
         for index, change in enumerate(changes):
             made = self._input(change)
             if isinstance(made, Outcome):
                 outcomes[index] = made
+            elif (made["idProperty"], made["id"]) in contacts:
+                # HubSpot refuses a batch naming a contact twice: this one goes next time.
+                outcomes[index] = Outcome(
+                    Verdict.TRANSIENT, "another change of this batch names the same contact"
+                )
             else:
+                contacts.add((made["idProperty"], made["id"]))
                 pending[index] = made
         clears = {
             index: {**item, "properties": {"lifecyclestage": ""}}

@@ -233,3 +233,15 @@ async def test_an_unreachable_api_is_transient() -> None:
     (outcome,) = await destination.deliver([make_change()])
     await destination.aclose()
     assert outcome.verdict is Verdict.TRANSIENT and "cannot reach 127.0.0.1" in outcome.reason
+
+
+async def test_one_contact_named_twice_in_a_batch_waits_its_turn(
+    hubspot_fake: HubspotFake,
+) -> None:
+    destination = _destination(hubspot_fake)
+    outcomes = await destination.deliver(
+        [make_change("ada@example.com"), make_change("email:ada@example.com", Stage.SQL)]
+    )
+    await destination.aclose()
+    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.TRANSIENT]
+    assert len(_inputs(hubspot_fake.requests[0])) == 1
