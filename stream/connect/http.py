@@ -11,15 +11,16 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
 
-from stream.connect.destination import Exchange, Outcome, Verdict
+from stream.connect.destination import Change, Exchange, Outcome, Verdict
+from stream.connect.mapping import MappingSection
 from stream.logmask import MASK, mask
 
 __all__ = [
@@ -28,7 +29,9 @@ __all__ = [
     "Token",
     "TokenError",
     "call",
+    "complete",
     "retry_after",
+    "section_for",
 ]
 
 MAX_KEPT_BODY = 16 * 1024
@@ -155,6 +158,28 @@ async def call(
         response_body=mask(_text(body), secrets),
     )
     return Answer(exchange, response.status_code, response.headers, body)
+
+
+_SectionT = TypeVar("_SectionT", bound=MappingSection)
+
+
+def section_for(section: _SectionT, kind: str, change: Change) -> _SectionT | Outcome:
+    """The mapping section that applies to `change`'s model, or why the change is skipped."""
+    model = change.record.model
+    applied = section.for_model(model)
+    if applied is None:
+        return Outcome(Verdict.SKIPPED, f"model {model!r} is not in the mapping's {kind}.models")
+    return applied
+
+
+def complete(outcomes: Sequence[Outcome | None]) -> list[Outcome]:
+    """`outcomes` with a transient one wherever none was recorded (never expected)."""
+    return [
+        outcome
+        if outcome is not None
+        else Outcome(Verdict.TRANSIENT, "no outcome was recorded for this change")
+        for outcome in outcomes
+    ]
 
 
 # ------------------------------------------------------------------------------ OAuth 2.0

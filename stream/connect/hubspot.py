@@ -35,13 +35,9 @@ from typing import Any
 import httpx
 
 from stream.connect.destination import Change, Outcome, Verdict
-from stream.connect.http import Answer, call
-from stream.connect.mapping import (
-    HubspotMapping,
-    add_mapping_argument,
-    email_of,
-    mapping_from,
-)
+from stream.connect.http import Answer, call, complete, section_for
+from stream.connect.mapping import HubspotMapping, email_of
+from stream.connect.options import add_common_arguments, mapping_from
 from stream.errors import ConfigurationError
 from stream.settings import Settings
 
@@ -83,11 +79,9 @@ class HubspotDestination:
     def _input(self, change: Change) -> dict[str, Any] | Outcome:
         """The upsert input of `change`, or why it is not sent."""
         record = change.record
-        section = self._mapping.for_model(record.model)
-        if section is None:
-            return Outcome(
-                Verdict.SKIPPED, f"model {record.model!r} is not in the mapping's hubspot.models"
-            )
+        section = section_for(self._mapping, "hubspot", change)
+        if isinstance(section, Outcome):
+            return section
         if section.id_property == "email":
             id_value = email_of(record.lead_id)
             if id_value is None:
@@ -159,7 +153,7 @@ class HubspotDestination:
         if pending:
             for index, outcome in (await self._upsert(pending)).items():
                 outcomes[index] = outcome
-        return [outcome if outcome is not None else _lost() for outcome in outcomes]
+        return complete(outcomes)
 
     async def _upsert(self, inputs: dict[int, dict[str, Any]]) -> dict[int, Outcome]:
         answer = await call(
@@ -223,10 +217,6 @@ def _reason(answer: Answer) -> str:
     return f"HTTP {answer.status} {category}: {message}"
 
 
-def _lost() -> Outcome:
-    return Outcome(Verdict.TRANSIENT, "no outcome was recorded for this change")
-
-
 # ----------------------------------------------------------------------------- command line
 
 EXAMPLE = """\
@@ -238,18 +228,11 @@ example:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`leadstream connect hubspot` options."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EXAMPLE
-    add_mapping_argument(parser)
-    parser.add_argument(
-        "--api-url", default=None, help="HubSpot's API (default: LEADSTREAM_HUBSPOT_API_URL)"
+    add_common_arguments(
+        parser, example=EXAMPLE, rate_variable="LEADSTREAM_HUBSPOT_RATE_PER_S", rate_default=9.5
     )
     parser.add_argument(
-        "--rate",
-        type=float,
-        default=None,
-        metavar="PER_S",
-        help="requests per second at most (default: LEADSTREAM_HUBSPOT_RATE_PER_S, 9.5)",
+        "--api-url", default=None, help="HubSpot's API (default: LEADSTREAM_HUBSPOT_API_URL)"
     )
 
 

@@ -30,12 +30,17 @@ import difflib
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from schemas.stages import HUBSPOT_LIFECYCLESTAGE, SALESFORCE_LEAD_STATUS, Stage
+from schemas.stages import (
+    HUBSPOT_LIFECYCLESTAGE,
+    SALESFORCE_LEAD_STATUS,
+    HubspotLifecycleStage,
+    Stage,
+)
 from stream.errors import ConfigurationError
 
 __all__ = [
@@ -43,26 +48,16 @@ __all__ = [
     "ConnectMapping",
     "HubspotMapping",
     "MappingError",
+    "MappingSection",
     "MauticMapping",
     "SalesforceMapping",
     "ScoreFields",
-    "add_mapping_argument",
     "email_of",
     "load_mapping",
-    "mapping_from",
     "parse_mapping",
 ]
 
-HUBSPOT_LIFECYCLE_ORDER: tuple[str, ...] = (
-    "subscriber",
-    "lead",
-    "marketingqualifiedlead",
-    "salesqualifiedlead",
-    "opportunity",
-    "customer",
-    "evangelist",
-    "other",
-)
+HUBSPOT_LIFECYCLE_ORDER: tuple[str, ...] = get_args(HubspotLifecycleStage)
 """HubSpot's default lifecycle stages, first to last: a move to an earlier one is backwards."""
 
 HUBSPOT_LEAD_STATUS: dict[Stage, str | None] = {
@@ -123,7 +118,7 @@ def _stage_map(
     return {**defaults, **(given or {})}
 
 
-class _Section(_Strict):
+class MappingSection(_Strict):
     """What every destination's section has: the models it delivers and per-model overrides."""
 
     models: dict[str, dict[str, Any]] | None = None
@@ -184,7 +179,7 @@ class _Section(_Strict):
         return self._merged(overrides) if overrides else self
 
 
-class HubspotMapping(_Section):
+class HubspotMapping(MappingSection):
     id_property: PropertyName = Field("email", pattern=_PROPERTY)
     """`email` finds contacts by address (the lead id must be one); any other name is a unique
     contact property that holds the lead id."""
@@ -211,7 +206,7 @@ class HubspotMapping(_Section):
         return order.index(after) < order.index(before)
 
 
-class SalesforceMapping(_Section):
+class SalesforceMapping(MappingSection):
     external_id_field: PropertyName = Field("Leadstream_Lead_Id__c", pattern=_PROPERTY)
     """An External ID field of Lead holding the lead id: the key of the upsert."""
     status: dict[Stage, str | None] | None = None
@@ -224,7 +219,7 @@ class SalesforceMapping(_Section):
         return _stage_map(SALESFORCE_LEAD_STATUS, self.status).get(stage)
 
 
-class MauticMapping(_Section):
+class MauticMapping(MappingSection):
     match_field: PropertyName = Field("email", pattern=_PROPERTY)
     """`email`, or the alias of a unique-identifier contact field holding the lead id."""
     segments: dict[Stage, int] = Field(default_factory=dict)
@@ -374,21 +369,3 @@ def email_of(lead_id: str) -> str | None:
     """The email address a lead id names (`ada@example.com` or `email:ada@example.com`)."""
     candidate = lead_id.removeprefix("email:")
     return candidate.lower() if _ADDRESS.fullmatch(candidate) and len(candidate) <= 254 else None
-
-
-def add_mapping_argument(parser: Any) -> None:
-    """`--mapping FILE` on an argparse parser."""
-    parser.add_argument(
-        "--mapping",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="mapping file (YAML) of stages and scores to the CRM's fields "
-        "(default: LEADSTREAM_CONNECT_MAPPING_FILE, else the built-in defaults)",
-    )
-
-
-def mapping_from(args: Any, settings: Any) -> ConnectMapping:
-    """The mapping `--mapping` or the settings name."""
-    path = getattr(args, "mapping", None) or settings.connect_mapping_file
-    return load_mapping(path)

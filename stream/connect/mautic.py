@@ -30,8 +30,9 @@ from typing import Any
 import httpx
 
 from stream.connect.destination import Change, Outcome, Verdict
-from stream.connect.http import Answer, ClientCredentials, TokenError, call
-from stream.connect.mapping import MauticMapping, add_mapping_argument, email_of, mapping_from
+from stream.connect.http import Answer, ClientCredentials, TokenError, call, complete, section_for
+from stream.connect.mapping import MauticMapping, email_of
+from stream.connect.options import add_common_arguments, mapping_from
 from stream.errors import ConfigurationError
 from stream.settings import Settings
 
@@ -134,11 +135,9 @@ class MauticDestination:
 
     def _contact(self, change: Change) -> tuple[MauticMapping, dict[str, Any]] | Outcome:
         record = change.record
-        section = self._mapping.for_model(record.model)
-        if section is None:
-            return Outcome(
-                Verdict.SKIPPED, f"model {record.model!r} is not in the mapping's mautic.models"
-            )
+        section = section_for(self._mapping, "mautic", change)
+        if isinstance(section, Outcome):
+            return section
         fields = section.fields.values(record)
         if record.to_stage not in section.segments and not fields:
             return Outcome(
@@ -179,12 +178,7 @@ class MauticDestination:
             for index in contacts:
                 if outcomes[index] is None:
                     outcomes[index] = exc.outcome
-        return [
-            outcome
-            if outcome is not None
-            else Outcome(Verdict.TRANSIENT, "no outcome was recorded for this change")
-            for outcome in outcomes
-        ]
+        return complete(outcomes)
 
     async def _upsert_contacts(
         self, contacts: dict[int, dict[str, Any]], outcomes: list[Outcome | None]
@@ -344,18 +338,11 @@ example:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`leadstream connect mautic` options."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EXAMPLE
-    add_mapping_argument(parser)
-    parser.add_argument(
-        "--url", default=None, help="the Mautic instance (default: LEADSTREAM_MAUTIC_URL)"
+    add_common_arguments(
+        parser, example=EXAMPLE, rate_variable="LEADSTREAM_MAUTIC_RATE_PER_S", rate_default=10
     )
     parser.add_argument(
-        "--rate",
-        type=float,
-        default=None,
-        metavar="PER_S",
-        help="requests per second at most (default: LEADSTREAM_MAUTIC_RATE_PER_S, 10)",
+        "--url", default=None, help="the Mautic instance (default: LEADSTREAM_MAUTIC_URL)"
     )
 
 

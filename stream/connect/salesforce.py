@@ -41,8 +41,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from stream.connect.destination import Change, Outcome, Verdict
-from stream.connect.http import Answer, ClientCredentials, Token, TokenError, call
-from stream.connect.mapping import SalesforceMapping, add_mapping_argument, mapping_from
+from stream.connect.http import (
+    Answer,
+    ClientCredentials,
+    Token,
+    TokenError,
+    call,
+    complete,
+    section_for,
+)
+from stream.connect.mapping import SalesforceMapping
+from stream.connect.options import add_common_arguments, mapping_from
 from stream.errors import ConfigurationError
 from stream.settings import Settings
 
@@ -148,11 +157,9 @@ class SalesforceDestination:
     def _record(self, change: Change) -> tuple[str, dict[str, Any]] | Outcome:
         """(external id field, record) of `change`, or why it is not sent."""
         record = change.record
-        section = self._mapping.for_model(record.model)
-        if section is None:
-            return Outcome(
-                Verdict.SKIPPED, f"model {record.model!r} is not in the mapping's salesforce.models"
-            )
+        section = section_for(self._mapping, "salesforce", change)
+        if isinstance(section, Outcome):
+            return section
         fields: dict[str, Any] = {"attributes": {"type": "Lead"}}
         fields[section.external_id_field] = record.lead_id
         status = section.lead_status(record.to_stage)
@@ -176,12 +183,7 @@ class SalesforceDestination:
         for field, records in groups.items():
             for index, outcome in (await self._upsert(field, records)).items():
                 outcomes[index] = outcome
-        return [
-            outcome
-            if outcome is not None
-            else Outcome(Verdict.TRANSIENT, "no outcome was recorded for this change")
-            for outcome in outcomes
-        ]
+        return complete(outcomes)
 
     async def _send(self, token: Token, field: str, records: list[dict[str, Any]]) -> Answer:
         base = token.instance_url.rstrip("/")
@@ -263,21 +265,14 @@ example:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`leadstream connect salesforce` options."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = EXAMPLE
-    add_mapping_argument(parser)
+    add_common_arguments(
+        parser, example=EXAMPLE, rate_variable="LEADSTREAM_SALESFORCE_RATE_PER_S", rate_default=1
+    )
     parser.add_argument(
         "--login-url",
         default=None,
         help="where tokens are requested: your My Domain URL "
         "(default: LEADSTREAM_SALESFORCE_LOGIN_URL)",
-    )
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=None,
-        metavar="PER_S",
-        help="requests per second at most (default: LEADSTREAM_SALESFORCE_RATE_PER_S, 1)",
     )
 
 

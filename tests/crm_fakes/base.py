@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -60,6 +61,16 @@ class FakeServer:
         if fault.body is None:
             return web.Response(status=fault.status, headers=fault.headers)
         return web.json_response(fault.body, status=fault.status, headers=fault.headers)
+
+    def form(self) -> dict[str, str]:
+        """The last request's `application/x-www-form-urlencoded` body."""
+        body = self.requests[-1]["body"].decode()
+        return {key: values[0] for key, values in parse_qs(body).items()}
+
+    @staticmethod
+    def oauth_refusal(error: str, description: str) -> web.Response:
+        """A token endpoint's refusal (RFC 6749 section 5.2)."""
+        return web.json_response({"error": error, "error_description": description}, status=400)
 
     async def serve(self) -> FakeServer:
         app = web.Application()

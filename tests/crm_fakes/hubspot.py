@@ -26,24 +26,17 @@ import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 from aiohttp import web
 
 from crm_fakes.base import FakeServer
+from schemas.stages import HubspotLifecycleStage
 
 TOKEN = "pat-na1-11111111-2222-3333-4444-555555555555"
-LIFECYCLE = (
-    "subscriber",
-    "lead",
-    "marketingqualifiedlead",
-    "salesqualifiedlead",
-    "opportunity",
-    "customer",
-    "evangelist",
-    "other",
-)
+# HubSpot's default lifecycle stages, first to last (its internal values).
+LIFECYCLE = get_args(HubspotLifecycleStage)
 LEAD_STATUS = (
     "NEW",
     "OPEN",

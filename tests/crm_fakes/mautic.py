@@ -22,7 +22,6 @@ import base64
 import itertools
 import re
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 from aiohttp import web
@@ -94,20 +93,11 @@ class MauticFake(FakeServer):
         fault = await self.record(request)
         if fault is not None:
             return fault
-        form = {k: v[0] for k, v in parse_qs(self.requests[-1]["body"].decode()).items()}
+        form = self.form()
         if form.get("grant_type") != "client_credentials":
-            return web.json_response(
-                {"error": "invalid_grant", "error_description": "Invalid grant_type parameter"},
-                status=400,
-            )
+            return self.oauth_refusal("invalid_grant", "Invalid grant_type parameter")
         if (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, CLIENT_SECRET):
-            return web.json_response(
-                {
-                    "error": "invalid_client",
-                    "error_description": "The client credentials are invalid",
-                },
-                status=400,
-            )
+            return self.oauth_refusal("invalid_client", "The client credentials are invalid")
         self.tokens_issued += 1
         access = f"mautic-access-token-{self.tokens_issued}"
         self.tokens.add(access)

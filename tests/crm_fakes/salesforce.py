@@ -27,7 +27,6 @@ import base64
 import itertools
 import time
 from typing import Any
-from urllib.parse import parse_qs
 
 import orjson
 from aiohttp import web
@@ -133,32 +132,17 @@ class SalesforceFake(FakeServer):
         if fault is not None:
             return fault
         if request.content_type != "application/x-www-form-urlencoded":
-            return web.json_response(
-                {"error": "invalid_request", "error_description": "must be form-urlencoded"},
-                status=400,
-            )
-        form = {k: v[0] for k, v in parse_qs(self.requests[-1]["body"].decode()).items()}
+            return self.oauth_refusal("invalid_request", "must be form-urlencoded")
+        form = self.form()
         grant = form.get("grant_type")
         if grant == "client_credentials":
             if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
-                return web.json_response(
-                    {"error": "invalid_client", "error_description": "invalid client credentials"},
-                    status=400,
-                )
+                return self.oauth_refusal("invalid_client", "invalid client credentials")
         elif grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
             if not self._jwt_ok(form.get("assertion", "")):
-                return web.json_response(
-                    {"error": "invalid_grant", "error_description": "invalid assertion"},
-                    status=400,
-                )
+                return self.oauth_refusal("invalid_grant", "invalid assertion")
         else:
-            return web.json_response(
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": "grant type not supported",
-                },
-                status=400,
-            )
+            return self.oauth_refusal("unsupported_grant_type", "grant type not supported")
         self.tokens_issued += 1
         access = f"00D5g000004fake!AQ0AQ.session-{self.tokens_issued}"
         self.sessions.add(access)

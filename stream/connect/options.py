@@ -1,0 +1,39 @@
+"""Command-line options every CRM kind shares: `--mapping`, `--rate`, and an example in `--help`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stream.connect.mapping import ConnectMapping, load_mapping
+from stream.settings import Settings
+
+__all__ = ["add_common_arguments", "mapping_from"]
+
+
+def add_common_arguments(
+    parser: argparse.ArgumentParser, *, example: str, rate_variable: str, rate_default: float
+) -> None:
+    """`--mapping FILE` and `--rate PER_S`, and `example` under the options in `--help`."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = example
+    parser.add_argument(
+        "--mapping",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="mapping file (YAML) of stages and scores to the CRM's fields "
+        "(default: LEADSTREAM_CONNECT_MAPPING_FILE, else the built-in defaults)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="PER_S",
+        help=f"requests per second at most (default: {rate_variable}, {rate_default:g})",
+    )
+
+
+def mapping_from(args: argparse.Namespace, settings: Settings) -> ConnectMapping:
+    """The mapping `--mapping` or the settings name, else the defaults."""
+    return load_mapping(getattr(args, "mapping", None) or settings.connect_mapping_file)
