@@ -21,6 +21,7 @@ import orjson
 
 from stream.connect.destination import Change, Exchange, Outcome, Verdict
 from stream.connect.mapping import MappingSection
+from stream.errors import LeadstreamError
 from stream.logmask import MASK, mask
 
 __all__ = [
@@ -193,8 +194,9 @@ class Token:
     expires_at: float | None = None
 
 
-class TokenError(Exception):
-    """No access token: the outcome every change of the batch gets."""
+class TokenError(LeadstreamError):
+    """No access token: the outcome every change of the batch gets (caught by the destination,
+    never raised out of `deliver`)."""
 
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.reason)
