@@ -1,7 +1,9 @@
 """The CRM destinations by kind, for `leadstream connect hubspot|salesforce|mautic`.
 
-Each kind adds its options to a command's parser (`add_arguments(parser)`) and builds its
-destination from the parsed options and the settings (`from_options(args, settings)`).
+Each kind adds its options to its command's parser (`add_arguments(parser)`), shows `example`
+(the arguments after `leadstream connect KIND`) at the end of `--help`, and builds its
+destination from the parsed options and the settings (`build`, a `module:function` taking
+`(args, settings)`); credentials come from the settings only, never from arguments.
 """
 
 from __future__ import annotations
@@ -11,33 +13,35 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from stream.connect import hubspot, mautic, salesforce
-from stream.connect.destination import Destination
-from stream.settings import Settings
 
 __all__ = ["CRM_KINDS", "CrmKind"]
 
 
 class CrmKind(NamedTuple):
     help: str
+    example: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
-    from_options: Callable[[argparse.Namespace, Settings], Destination]
+    build: str
 
 
 CRM_KINDS: dict[str, CrmKind] = {
     "hubspot": CrmKind(
-        "upsert HubSpot contacts: lifecycle stage, lead status and score properties",
-        hubspot.add_arguments,
-        hubspot.from_options,
+        help="upsert HubSpot contacts: lifecycle stage, lead status and score properties",
+        example=hubspot.EXAMPLE,
+        add_arguments=hubspot.add_arguments,
+        build="stream.connect.hubspot:from_options",
     ),
     "salesforce": CrmKind(
-        "upsert Salesforce Leads by an External ID: Status and score fields",
-        salesforce.add_arguments,
-        salesforce.from_options,
+        help="upsert Salesforce Leads by an External ID: Status and score fields",
+        example=salesforce.EXAMPLE,
+        add_arguments=salesforce.add_arguments,
+        build="stream.connect.salesforce:from_options",
     ),
     "mautic": CrmKind(
-        "put Mautic contacts in a segment per stage (for nurture campaigns)",
-        mautic.add_arguments,
-        mautic.from_options,
+        help="put Mautic contacts in a segment per stage, for nurture campaigns",
+        example=mautic.EXAMPLE,
+        add_arguments=mautic.add_arguments,
+        build="stream.connect.mautic:from_options",
     ),
 }
-"""Kind → how to parse its options and build its destination."""
+"""Kind → its help line, example, options and destination builder."""

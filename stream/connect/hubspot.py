@@ -34,8 +34,8 @@ from typing import Any
 
 import httpx
 
+from stream.connect.crm_api import Answer, call, complete, section_for
 from stream.connect.destination import Change, Outcome, Verdict
-from stream.connect.http import Answer, call, complete, section_for
 from stream.connect.mapping import HubspotMapping, email_of
 from stream.connect.options import add_common_arguments, mapping_from
 from stream.errors import ConfigurationError
@@ -219,18 +219,13 @@ def _reason(answer: Answer) -> str:
 
 # ----------------------------------------------------------------------------- command line
 
-EXAMPLE = """\
-example:
-  export LEADSTREAM_HUBSPOT_ACCESS_TOKEN=pat-na1-...  # scope crm.objects.contacts.write
-  leadstream connect hubspot --mapping crm-mapping.yaml
-"""
+EXAMPLE = "--mapping crm-mapping.yaml   # token: LEADSTREAM_HUBSPOT_ACCESS_TOKEN"
+"""The arguments after `leadstream connect hubspot` in the example `--help` shows."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`leadstream connect hubspot` options."""
-    add_common_arguments(
-        parser, example=EXAMPLE, rate_variable="LEADSTREAM_HUBSPOT_RATE_PER_S", rate_default=9.5
-    )
+    add_common_arguments(parser, rate_variable="LEADSTREAM_HUBSPOT_RATE_PER_S", rate_default=9.5)
     parser.add_argument(
         "--api-url", default=None, help="HubSpot's API (default: LEADSTREAM_HUBSPOT_API_URL)"
     )

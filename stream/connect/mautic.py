@@ -29,8 +29,15 @@ from typing import Any
 
 import httpx
 
+from stream.connect.crm_api import (
+    Answer,
+    ClientCredentials,
+    TokenError,
+    call,
+    complete,
+    section_for,
+)
 from stream.connect.destination import Change, Outcome, Verdict
-from stream.connect.http import Answer, ClientCredentials, TokenError, call, complete, section_for
 from stream.connect.mapping import MauticMapping, email_of
 from stream.connect.options import add_common_arguments, mapping_from
 from stream.errors import ConfigurationError
@@ -329,18 +336,13 @@ def _unreadable(answer: Answer) -> Outcome:
 
 # ----------------------------------------------------------------------------- command line
 
-EXAMPLE = """\
-example:
-  export LEADSTREAM_MAUTIC_USERNAME=api LEADSTREAM_MAUTIC_PASSWORD=...
-  leadstream connect mautic --url https://mautic.example.com --mapping crm-mapping.yaml
-"""
+EXAMPLE = "--url https://mautic.example.com --mapping crm-mapping.yaml"
+"""The arguments after `leadstream connect mautic` in the example `--help` shows."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`leadstream connect mautic` options."""
-    add_common_arguments(
-        parser, example=EXAMPLE, rate_variable="LEADSTREAM_MAUTIC_RATE_PER_S", rate_default=10
-    )
+    add_common_arguments(parser, rate_variable="LEADSTREAM_MAUTIC_RATE_PER_S", rate_default=10)
     parser.add_argument(
         "--url", default=None, help="the Mautic instance (default: LEADSTREAM_MAUTIC_URL)"
     )

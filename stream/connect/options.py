@@ -1,4 +1,4 @@
-"""Command-line options every CRM kind shares: `--mapping`, `--rate`, and an example in `--help`."""
+"""Command-line options every CRM kind shares: `--mapping` and `--rate`."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ __all__ = ["add_common_arguments", "mapping_from"]
 
 
 def add_common_arguments(
-    parser: argparse.ArgumentParser, *, example: str, rate_variable: str, rate_default: float
+    parser: argparse.ArgumentParser, *, rate_variable: str, rate_default: float
 ) -> None:
-    """`--mapping FILE` and `--rate PER_S`, and `example` under the options in `--help`."""
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = example
+    """`--mapping FILE` and `--rate PER_S`."""
     parser.add_argument(
         "--mapping",
         type=Path,

@@ -40,8 +40,7 @@ import orjson
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from stream.connect.destination import Change, Outcome, Verdict
-from stream.connect.http import (
+from stream.connect.crm_api import (
     Answer,
     ClientCredentials,
     Token,
@@ -50,6 +49,7 @@ from stream.connect.http import (
     complete,
     section_for,
 )
+from stream.connect.destination import Change, Outcome, Verdict
 from stream.connect.mapping import SalesforceMapping
 from stream.connect.options import add_common_arguments, mapping_from
 from stream.errors import ConfigurationError
@@ -255,19 +255,13 @@ class SalesforceDestination:
 
 # ----------------------------------------------------------------------------- command line
 
-EXAMPLE = """\
-example:
-  export LEADSTREAM_SALESFORCE_CLIENT_ID=3MVG9... LEADSTREAM_SALESFORCE_CLIENT_SECRET=...
-  leadstream connect salesforce --login-url https://acme.my.salesforce.com \\
-    --mapping crm-mapping.yaml
-"""
+EXAMPLE = "--login-url https://acme.my.salesforce.com --mapping crm-mapping.yaml"
+"""The arguments after `leadstream connect salesforce` in the example `--help` shows."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`leadstream connect salesforce` options."""
-    add_common_arguments(
-        parser, example=EXAMPLE, rate_variable="LEADSTREAM_SALESFORCE_RATE_PER_S", rate_default=1
-    )
+    add_common_arguments(parser, rate_variable="LEADSTREAM_SALESFORCE_RATE_PER_S", rate_default=1)
     parser.add_argument(
         "--login-url",
         default=None,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from crm_fakes import hubspot as hubspot_api
@@ -23,18 +25,33 @@ from stream.errors import ConfigurationError
 from stream.settings import Settings
 
 
-def _parse(kind: str, *argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"leadstream connect {kind}")
+def _parser(kind: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"leadstream connect {kind}",
+        epilog=f"example:\n  leadstream connect {kind} {CRM_KINDS[kind].example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     CRM_KINDS[kind].add_arguments(parser)
-    return parser.parse_args(list(argv))
+    return parser
+
+
+def _parse(kind: str, *argv: str) -> argparse.Namespace:
+    return _parser(kind).parse_args(list(argv))
+
+
+def _build(kind: str, args: argparse.Namespace, settings: Settings) -> Any:
+    module, _, name = CRM_KINDS[kind].build.partition(":")
+    return getattr(importlib.import_module(module), name)(args, settings)
 
 
 @pytest.mark.parametrize("kind", sorted(CRM_KINDS))
-def test_each_kind_shows_an_example(kind: str) -> None:
-    parser = argparse.ArgumentParser(prog=f"leadstream connect {kind}")
-    CRM_KINDS[kind].add_arguments(parser)
-    text = parser.format_help()
-    assert f"leadstream connect {kind}" in text and "--mapping" in text and "example:" in text
+def test_each_kind_example_parses(kind: str) -> None:
+    """The example `--help` shows is a valid command line of the kind."""
+    text = _parser(kind).format_help()
+    assert "--mapping" in text and "--rate" in text
+    example = CRM_KINDS[kind].example.split("#", 1)[0].split()
+    args = _parse(kind, *example)
+    assert args.mapping == Path("crm-mapping.yaml")
 
 
 async def test_hubspot_from_the_settings_and_a_mapping_file(
@@ -44,7 +61,7 @@ async def test_hubspot_from_the_settings_and_a_mapping_file(
     mapping.write_text("hubspot:\n  properties: {score: leadstream_score, grade: null}\n")
     settings = Settings(hubspot_access_token=SecretStr(hubspot_api.TOKEN))
     args = _parse("hubspot", "--api-url", hubspot_fake.base_url, "--mapping", str(mapping))
-    destination = CRM_KINDS["hubspot"].from_options(args, settings)
+    destination = _build("hubspot", args, settings)
     assert (destination.name, destination.max_batch, destination.rate_per_s) == (
         "hubspot",
         100,
@@ -64,7 +81,7 @@ async def test_salesforce_from_the_settings(salesforce_fake: SalesforceFake) -> 
         salesforce_client_secret=SecretStr(salesforce_api.CLIENT_SECRET),
     )
     args = _parse("salesforce", "--login-url", salesforce_fake.base_url, "--rate", "2")
-    destination = CRM_KINDS["salesforce"].from_options(args, settings)
+    destination = _build("salesforce", args, settings)
     assert (destination.max_batch, destination.rate_per_s) == (200, 2.0)
     (outcome,) = await destination.deliver([make_change("lead-1", Stage.SQL)])
     await destination.aclose()
@@ -80,7 +97,7 @@ async def test_mautic_from_the_settings(mautic_fake: MauticFake, tmp_path: Path)
         mautic_client_secret=SecretStr(mautic_api.CLIENT_SECRET),
         connect_mapping_file=mapping,
     )
-    destination = CRM_KINDS["mautic"].from_options(_parse("mautic"), settings)
+    destination = _build("mautic", _parse("mautic"), settings)
     (outcome,) = await destination.deliver([make_change("bo@example.com", Stage.MQL)])
     await destination.aclose()
     assert outcome.verdict is Verdict.DELIVERED
@@ -112,7 +129,7 @@ async def test_mautic_from_the_settings(mautic_fake: MauticFake, tmp_path: Path)
 )
 def test_missing_settings_are_named(kind: str, settings: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError) as raised:
-        CRM_KINDS[kind].from_options(_parse(kind), Settings(**settings))  # type: ignore[arg-type]
+        _build(kind, _parse(kind), Settings(**settings))  # type: ignore[arg-type]
     assert message in str(raised.value)
 
 
@@ -121,4 +138,4 @@ def test_a_broken_mapping_file_stops_the_start(tmp_path: Path) -> None:
     mapping.write_text("hubspot:\n  id_propery: email\n")
     settings = Settings(hubspot_access_token=SecretStr("t"))
     with pytest.raises(MappingError, match="did you mean 'id_property'"):
-        CRM_KINDS["hubspot"].from_options(_parse("hubspot", "--mapping", str(mapping)), settings)
+        _build("hubspot", _parse("hubspot", "--mapping", str(mapping)), settings)
