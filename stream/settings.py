@@ -281,13 +281,6 @@ class Settings(BaseSettings):
     hubspot_api_url: str = Field(
         "https://api.hubapi.com", pattern=r"^https?://\S+$", description="HubSpot's API base URL."
     )
-    hubspot_rate_per_s: float = Field(
-        9.5,
-        gt=0,
-        description="HubSpot requests per second at most (HubSpot allows a private app 100 per "
-        "10 s on Free and Starter, 190 on Professional and Enterprise).",
-    )
-    hubspot_burst: int = Field(5, ge=1, description="HubSpot requests sent at once at most.")
     salesforce_login_url: str = Field(
         "https://login.salesforce.com",
         pattern=r"^https?://\S+$",
@@ -309,12 +302,6 @@ class Settings(BaseSettings):
     salesforce_api_version: str = Field(
         "v62.0", pattern=r"^v\d+\.\d$", description="Salesforce REST API version."
     )
-    salesforce_rate_per_s: float = Field(
-        1.0,
-        gt=0,
-        description="Salesforce requests per second at most (each carries up to 200 leads; the "
-        "org's daily API request allocation is shared with its other integrations).",
-    )
     mautic_url: str | None = Field(
         None,
         pattern=r"^https?://\S+$",
@@ -327,9 +314,6 @@ class Settings(BaseSettings):
     )
     mautic_client_secret: SecretStr | None = Field(
         None, description="Mautic API credentials' secret key."
-    )
-    mautic_rate_per_s: float = Field(
-        10.0, gt=0, description="Mautic requests per second at most (your server's capacity)."
     )
 
     # Tracked links (stream/web/links.py): the collector's GET /r/{token} redirect and

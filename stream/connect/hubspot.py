@@ -225,7 +225,7 @@ EXAMPLE = "--mapping crm-mapping.yaml   # token: LEADSTREAM_HUBSPOT_ACCESS_TOKEN
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`leadstream connect hubspot` options."""
-    add_common_arguments(parser, rate_variable="LEADSTREAM_HUBSPOT_RATE_PER_S", rate_default=9.5)
+    add_common_arguments(parser)
     parser.add_argument(
         "--api-url", default=None, help="HubSpot's API (default: LEADSTREAM_HUBSPOT_API_URL)"
     )
@@ -245,6 +245,4 @@ def from_options(args: argparse.Namespace, settings: Settings) -> HubspotDestina
         mapping=mapping_from(args, settings).hubspot,
         api_url=getattr(args, "api_url", None) or settings.hubspot_api_url,
         timeout=settings.crm_timeout_seconds,
-        rate_per_s=getattr(args, "rate", None) or settings.hubspot_rate_per_s,
-        burst=settings.hubspot_burst,
     )

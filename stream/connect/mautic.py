@@ -342,7 +342,7 @@ EXAMPLE = "--url https://mautic.example.com --mapping crm-mapping.yaml"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`leadstream connect mautic` options."""
-    add_common_arguments(parser, rate_variable="LEADSTREAM_MAUTIC_RATE_PER_S", rate_default=10)
+    add_common_arguments(parser)
     parser.add_argument(
         "--url", default=None, help="the Mautic instance (default: LEADSTREAM_MAUTIC_URL)"
     )
@@ -367,5 +367,4 @@ def from_options(args: argparse.Namespace, settings: Settings) -> MauticDestinat
             else None
         ),
         timeout=settings.crm_timeout_seconds,
-        rate_per_s=getattr(args, "rate", None) or settings.mautic_rate_per_s,
     )

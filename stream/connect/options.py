@@ -1,4 +1,4 @@
-"""Command-line options every CRM kind shares: `--mapping` and `--rate`."""
+"""The command-line option every CRM kind shares: `--mapping`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,8 @@ from stream.settings import Settings
 __all__ = ["add_common_arguments", "mapping_from"]
 
 
-def add_common_arguments(
-    parser: argparse.ArgumentParser, *, rate_variable: str, rate_default: float
-) -> None:
-    """`--mapping FILE` and `--rate PER_S`."""
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--mapping FILE`."""
     parser.add_argument(
         "--mapping",
         type=Path,
@@ -22,13 +20,6 @@ def add_common_arguments(
         metavar="FILE",
         help="mapping file (YAML) of stages and scores to the CRM's fields "
         "(default: LEADSTREAM_CONNECT_MAPPING_FILE, else the built-in defaults)",
-    )
-    parser.add_argument(
-        "--rate",
-        type=float,
-        default=None,
-        metavar="PER_S",
-        help=f"requests per second at most (default: {rate_variable}, {rate_default:g})",
     )
 
 

@@ -261,7 +261,7 @@ EXAMPLE = "--login-url https://acme.my.salesforce.com --mapping crm-mapping.yaml
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`leadstream connect salesforce` options."""
-    add_common_arguments(parser, rate_variable="LEADSTREAM_SALESFORCE_RATE_PER_S", rate_default=1)
+    add_common_arguments(parser)
     parser.add_argument(
         "--login-url",
         default=None,
@@ -307,6 +307,5 @@ def from_options(args: argparse.Namespace, settings: Settings) -> SalesforceDest
         mapping=mapping_from(args, settings).salesforce,
         api_version=settings.salesforce_api_version,
         timeout=settings.crm_timeout_seconds,
-        rate_per_s=getattr(args, "rate", None) or settings.salesforce_rate_per_s,
         secrets=secrets,
     )

@@ -48,7 +48,7 @@ def _build(kind: str, args: argparse.Namespace, settings: Settings) -> Any:
 def test_each_kind_example_parses(kind: str) -> None:
     """The example `--help` shows is a valid command line of the kind."""
     text = _parser(kind).format_help()
-    assert "--mapping" in text and "--rate" in text
+    assert "--mapping" in text
     example = CRM_KINDS[kind].example.split("#", 1)[0].split()
     args = _parse(kind, *example)
     assert args.mapping == Path("crm-mapping.yaml")
@@ -80,9 +80,9 @@ async def test_salesforce_from_the_settings(salesforce_fake: SalesforceFake) -> 
         salesforce_client_id=salesforce_api.CLIENT_ID,
         salesforce_client_secret=SecretStr(salesforce_api.CLIENT_SECRET),
     )
-    args = _parse("salesforce", "--login-url", salesforce_fake.base_url, "--rate", "2")
+    args = _parse("salesforce", "--login-url", salesforce_fake.base_url)
     destination = _build("salesforce", args, settings)
-    assert (destination.max_batch, destination.rate_per_s) == (200, 2.0)
+    assert (destination.max_batch, destination.rate_per_s) == (200, 1.0)
     (outcome,) = await destination.deliver([make_change("lead-1", Stage.SQL)])
     await destination.aclose()
     assert outcome.verdict is Verdict.DELIVERED
