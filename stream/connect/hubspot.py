@@ -193,7 +193,20 @@ class HubspotDestination:
                     error.get("message", "")
                 )
                 refused[index] = Outcome(verdict, reason, exchange=answer.exchange)
-        return {index: refused.get(index, Outcome.delivered(answer.exchange)) for index in inputs}
+        results = body.get("results") if isinstance(body, dict) else None
+        saved = len(results) if isinstance(results, list) else -1
+        # An input no error names was saved, if HubSpot's count of results says so; otherwise
+        # which inputs failed is unknown and they are all sent again (an upsert repeats safely).
+        rest = (
+            Outcome.delivered(answer.exchange)
+            if saved == len(inputs) - len(refused)
+            else Outcome(
+                Verdict.TRANSIENT,
+                f"HubSpot saved {saved} of {len(inputs)} contacts and did not say which failed",
+                exchange=answer.exchange,
+            )
+        )
+        return {index: refused.get(index, rest) for index in inputs}
 
 
 def _reason(answer: Answer) -> str:

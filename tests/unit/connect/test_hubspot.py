@@ -245,3 +245,20 @@ async def test_one_contact_named_twice_in_a_batch_waits_its_turn(
     await destination.aclose()
     assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.TRANSIENT]
     assert len(_inputs(hubspot_fake.requests[0])) == 1
+
+
+async def test_errors_that_name_no_input_send_the_batch_again(hubspot_fake: HubspotFake) -> None:
+    unnamed = {
+        "status": "COMPLETE",
+        "results": [],
+        "errors": [{"status": "error", "category": "VALIDATION_ERROR", "message": "x"}],
+        "numErrors": 1,
+    }
+    hubspot_fake.fail_next(Fault(207, unnamed))
+    destination = _destination(hubspot_fake)
+    outcomes = await destination.deliver(
+        [make_change("ann@example.com"), make_change("bea@example.com")]
+    )
+    await destination.aclose()
+    assert [o.verdict for o in outcomes] == [Verdict.TRANSIENT, Verdict.TRANSIENT]
+    assert "saved 0 of 2 contacts and did not say which failed" in outcomes[0].reason
