@@ -271,8 +271,8 @@ class Settings(BaseSettings):
         description="The mapping file (YAML) from models and stages to each CRM's fields and "
         "values; none: the defaults (README, Connecting your CRM).",
     )
-    crm_timeout_seconds: float = Field(
-        10.0, gt=0, le=300, description="Longest wait for a CRM's API to answer one request."
+    connect_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="Longest wait for a destination's answer, in seconds."
     )
     hubspot_access_token: SecretStr | None = Field(
         None,

@@ -257,5 +257,5 @@ def from_options(args: argparse.Namespace, settings: Settings) -> HubspotDestina
         access_token=token.get_secret_value(),
         mapping=mapping_from(args, settings).hubspot,
         api_url=getattr(args, "api_url", None) or settings.hubspot_api_url,
-        timeout=settings.crm_timeout_seconds,
+        timeout=settings.connect_timeout_s,
     )

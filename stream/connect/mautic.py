@@ -366,5 +366,5 @@ def from_options(args: argparse.Namespace, settings: Settings) -> MauticDestinat
             if settings.mautic_client_secret
             else None
         ),
-        timeout=settings.crm_timeout_seconds,
+        timeout=settings.connect_timeout_s,
     )

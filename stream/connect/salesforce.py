@@ -141,6 +141,7 @@ class SalesforceDestination:
         self.burst = burst
         self._mapping = mapping
         self._version = api_version
+        self._login_url = login_url
         self._secrets = list(secrets)
         self._client = httpx.AsyncClient(timeout=timeout, transport=transport)
         self._credentials = ClientCredentials(
@@ -186,7 +187,7 @@ class SalesforceDestination:
         return complete(outcomes)
 
     async def _send(self, token: Token, field: str, records: list[dict[str, Any]]) -> Answer:
-        base = token.instance_url.rstrip("/")
+        base = (token.instance_url or self._login_url).rstrip("/")
         return await call(
             self._client,
             "PATCH",
@@ -306,6 +307,6 @@ def from_options(args: argparse.Namespace, settings: Settings) -> SalesforceDest
         token_form=form,
         mapping=mapping_from(args, settings).salesforce,
         api_version=settings.salesforce_api_version,
-        timeout=settings.crm_timeout_seconds,
+        timeout=settings.connect_timeout_s,
         secrets=secrets,
     )
