@@ -4,7 +4,8 @@ Follows Mautic's REST API documentation (https://developer.mautic.org/#rest-api 
 developer-documentation repository it is built from) and Mautic's own API tests:
 - `POST /api/contacts/batch/new`: a JSON list of contacts, at most `api_batch_max_limit` (200);
   a contact matching an existing one on a unique identifier field (email by default) updates it
-  (mautic/mautic#5396); the answer is 201 with `contacts` (each with its `id`) and `statusCodes`
+  (mautic/mautic#5396), and values of fields the instance does not have are dropped; the
+  answer is 201 with `contacts` (each with its `id`) and `statusCodes`
   in order, and `errors` keyed by position for the refused ones (an invalid email is refused);
 - `POST /api/segments/{id}/contacts/add` and `.../remove` with `{"ids": [...]}`: the answer
   `{"success": 1, "details": {"<contactId>": {"success": true}}}`; an unknown segment is 404

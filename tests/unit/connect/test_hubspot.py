@@ -262,3 +262,13 @@ async def test_errors_that_name_no_input_send_the_batch_again(hubspot_fake: Hubs
     await destination.aclose()
     assert [o.verdict for o in outcomes] == [Verdict.TRANSIENT, Verdict.TRANSIENT]
     assert "saved 0 of 2 contacts and did not say which failed" in outcomes[0].reason
+
+
+async def test_a_property_the_account_lacks_refuses_the_batch(hubspot_fake: HubspotFake) -> None:
+    destination = _destination(hubspot_fake, "hubspot: {properties: {score: lead_score_typo}}")
+    outcomes = await destination.deliver([make_change("ann@example.com")])
+    await destination.aclose()
+    assert outcomes[0].verdict is Verdict.PERMANENT
+    assert "HTTP 400 VALIDATION_ERROR" in outcomes[0].reason
+    assert "PROPERTY_DOESNT_EXIST" in outcomes[0].reason
+    assert hubspot_fake.contact("email", "ann@example.com") is None

@@ -232,3 +232,12 @@ async def test_a_token_endpoint_outage_is_transient(salesforce_fake: SalesforceF
     (outcome,) = await destination.deliver([make_change("lead-1")])
     await destination.aclose()
     assert outcome.verdict is Verdict.TRANSIENT and "token endpoint" in outcome.reason
+
+
+async def test_a_field_lead_lacks_refuses_the_call(salesforce_fake: SalesforceFake) -> None:
+    _known(salesforce_fake, "lead-1")
+    destination = _destination(salesforce_fake, "salesforce: {fields: {fit: Fit_Score__c}}")
+    (outcome,) = await destination.deliver([make_change("lead-1")])
+    await destination.aclose()
+    assert outcome.verdict is Verdict.PERMANENT
+    assert "INVALID_FIELD: No such column 'Fit_Score__c' on sobject of type Lead" in outcome.reason
