@@ -36,12 +36,11 @@ import httpx
 
 from stream.connect.crm_api import Answer, call, complete, section_for
 from stream.connect.destination import Change, Outcome, Verdict
-from stream.connect.mapping import HubspotMapping, email_of
-from stream.connect.options import add_common_arguments, mapping_from
+from stream.connect.mapping import HubspotMapping, email_of, mapping_from
 from stream.errors import ConfigurationError
 from stream.settings import Settings
 
-__all__ = ["MAX_BATCH", "HubspotDestination", "add_arguments", "from_options"]
+__all__ = ["MAX_BATCH", "HubspotDestination", "from_options"]
 
 MAX_BATCH = 100
 """HubSpot's limit of inputs per batch call."""
@@ -231,17 +230,6 @@ def _reason(answer: Answer) -> str:
 
 
 # ----------------------------------------------------------------------------- command line
-
-EXAMPLE = "--mapping crm-mapping.yaml   # token: LEADSTREAM_HUBSPOT_ACCESS_TOKEN"
-"""The arguments after `leadstream connect hubspot` in the example `--help` shows."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`leadstream connect hubspot` options."""
-    add_common_arguments(parser)
-    parser.add_argument(
-        "--api-url", default=None, help="HubSpot's API (default: LEADSTREAM_HUBSPOT_API_URL)"
-    )
 
 
 def from_options(args: argparse.Namespace, settings: Settings) -> HubspotDestination:

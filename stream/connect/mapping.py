@@ -54,6 +54,7 @@ __all__ = [
     "ScoreFields",
     "email_of",
     "load_mapping",
+    "mapping_from",
     "parse_mapping",
 ]
 
@@ -369,3 +370,8 @@ def email_of(lead_id: str) -> str | None:
     """The email address a lead id names (`ada@example.com` or `email:ada@example.com`)."""
     candidate = lead_id.removeprefix("email:")
     return candidate.lower() if _ADDRESS.fullmatch(candidate) and len(candidate) <= 254 else None
+
+
+def mapping_from(args: Any, settings: Any) -> ConnectMapping:
+    """The mapping file `--mapping` (`args.mapping`) or the settings name, else the defaults."""
+    return load_mapping(getattr(args, "mapping", None) or settings.connect_mapping_file)

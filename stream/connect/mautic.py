@@ -38,12 +38,11 @@ from stream.connect.crm_api import (
     section_for,
 )
 from stream.connect.destination import Change, Outcome, Verdict
-from stream.connect.mapping import MauticMapping, email_of
-from stream.connect.options import add_common_arguments, mapping_from
+from stream.connect.mapping import MauticMapping, email_of, mapping_from
 from stream.errors import ConfigurationError
 from stream.settings import Settings
 
-__all__ = ["MAX_BATCH", "MauticDestination", "add_arguments", "from_options"]
+__all__ = ["MAX_BATCH", "MauticDestination", "from_options"]
 
 MAX_BATCH = 200
 """Mautic's default `api_batch_max_limit`."""
@@ -335,17 +334,6 @@ def _unreadable(answer: Answer) -> Outcome:
 
 
 # ----------------------------------------------------------------------------- command line
-
-EXAMPLE = "--url https://mautic.example.com --mapping crm-mapping.yaml"
-"""The arguments after `leadstream connect mautic` in the example `--help` shows."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`leadstream connect mautic` options."""
-    add_common_arguments(parser)
-    parser.add_argument(
-        "--url", default=None, help="the Mautic instance (default: LEADSTREAM_MAUTIC_URL)"
-    )
 
 
 def from_options(args: argparse.Namespace, settings: Settings) -> MauticDestination:

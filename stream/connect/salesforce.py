@@ -50,15 +50,13 @@ from stream.connect.crm_api import (
     section_for,
 )
 from stream.connect.destination import Change, Outcome, Verdict
-from stream.connect.mapping import SalesforceMapping
-from stream.connect.options import add_common_arguments, mapping_from
+from stream.connect.mapping import SalesforceMapping, mapping_from
 from stream.errors import ConfigurationError
 from stream.settings import Settings
 
 __all__ = [
     "MAX_BATCH",
     "SalesforceDestination",
-    "add_arguments",
     "client_credentials_form",
     "from_options",
     "jwt_bearer_form",
@@ -255,20 +253,6 @@ class SalesforceDestination:
 
 
 # ----------------------------------------------------------------------------- command line
-
-EXAMPLE = "--login-url https://acme.my.salesforce.com --mapping crm-mapping.yaml"
-"""The arguments after `leadstream connect salesforce` in the example `--help` shows."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """`leadstream connect salesforce` options."""
-    add_common_arguments(parser)
-    parser.add_argument(
-        "--login-url",
-        default=None,
-        help="where tokens are requested: your My Domain URL "
-        "(default: LEADSTREAM_SALESFORCE_LOGIN_URL)",
-    )
 
 
 def _audience(login_url: str) -> str:
