@@ -20,8 +20,17 @@ from schemas.common import ContractModel
 from schemas.errors import DecodeError, ErrorKind
 from schemas.events import EventBase, InboundEvent
 from schemas.internal import InternalMessage
-from schemas.outputs import DeadLetter, ScoreKey, ScoreRecord, StageChangeRecord
+from schemas.outputs import (
+    AccountScoreUpdated,
+    AccountStageChanged,
+    DeadLetter,
+    ScoreKey,
+    ScoreRecord,
+    StageChangeRecord,
+)
 from schemas.topics import (
+    ACCOUNT_SCORES,
+    ACCOUNT_STAGE_CHANGES,
     DEAD_LETTERS,
     EVENT_TOPIC,
     INBOUND_TOPICS,
@@ -33,6 +42,8 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DecodeLimits",
     "decode",
+    "decode_account_score",
+    "decode_account_stage_change",
     "decode_dead_letter",
     "decode_internal",
     "decode_score",
@@ -82,6 +93,8 @@ _SCORE: Final[TypeAdapter[ScoreRecord]] = TypeAdapter(SCORES.value)
 _STAGE_CHANGE: Final[TypeAdapter[StageChangeRecord]] = TypeAdapter(STAGE_CHANGES.value)
 _DEAD_LETTER: Final[TypeAdapter[DeadLetter]] = TypeAdapter(DEAD_LETTERS.value)
 _SCORE_KEY: Final[TypeAdapter[ScoreKey]] = TypeAdapter(ScoreKey)
+_ACCOUNT_SCORE: Final[TypeAdapter[AccountScoreUpdated]] = TypeAdapter(AccountScoreUpdated)
+_ACCOUNT_STAGE_CHANGE: Final[TypeAdapter[AccountStageChanged]] = TypeAdapter(AccountStageChanged)
 _INTERNAL: Final[TypeAdapter[Any]] = TypeAdapter(InternalMessage)
 
 _NOT_OBJECT_ERRORS: Final = frozenset({"dict_type", "model_type", "model_attributes_type"})
@@ -125,6 +138,18 @@ def decode_score(data: bytes) -> ScoreRecord:
 def decode_stage_change(data: bytes) -> StageChangeRecord:
     """A value of `leads.stage-changes.v1`."""
     return _validate(_STAGE_CHANGE, data, OUTBOUND_MAX_BYTES, STAGE_CHANGES.name, tagged=True)
+
+
+def decode_account_score(data: bytes) -> AccountScoreUpdated:
+    """A value of `leads.account-scores.v1`."""
+    return _validate(_ACCOUNT_SCORE, data, OUTBOUND_MAX_BYTES, ACCOUNT_SCORES.name, tagged=False)
+
+
+def decode_account_stage_change(data: bytes) -> AccountStageChanged:
+    """A value of `leads.account-stage-changes.v1`."""
+    return _validate(
+        _ACCOUNT_STAGE_CHANGE, data, OUTBOUND_MAX_BYTES, ACCOUNT_STAGE_CHANGES.name, tagged=False
+    )
 
 
 def decode_dead_letter(data: bytes) -> DeadLetter:

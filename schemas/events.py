@@ -475,6 +475,9 @@ class Traits(ContractModel):
     region: ShortText | None = None
     industry: ShortText | None = None
     company: ShortText | None = None
+    account_id: Identifier | None = None
+    """The account (company) the person belongs to, such as the CRM's account id; names the
+    lead's account ahead of its email domain."""
     company_size: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
     """Number of employees."""
     annual_revenue: Money | None = None
@@ -531,6 +534,9 @@ class CrmBase(KnownLeadEvent):
 
     owner_id: Identifier | None = None
     """The sales rep who owns the lead in the CRM."""
+    account_id: Identifier | None = None
+    """The CRM account the lead belongs to; names the lead's account ahead of its email
+    domain."""
 
 
 class SalesAccepted(CrmBase):

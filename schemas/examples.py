@@ -59,6 +59,8 @@ from schemas.events import (
     WebinarAttended,
 )
 from schemas.outputs import (
+    AccountScoreUpdated,
+    AccountStageChanged,
     DeadLetter,
     LeadErasedRecord,
     RuleContribution,
@@ -66,7 +68,7 @@ from schemas.outputs import (
     ScoreUpdated,
     StageChanged,
 )
-from schemas.stages import Stage
+from schemas.stages import AccountStage, Stage
 
 __all__ = ["EVENT_EXAMPLES", "OUTPUT_EXAMPLES", "make_event", "make_output"]
 
@@ -348,6 +350,34 @@ OUTPUT_EXAMPLES: dict[str, ContractModel] = {
         original_key=_ANON.encode(),
         original=b'{"type":"page_viewed","occurred_at":"2025-03-14T09:26:53"}',
         received_at=_T0,
+    ),
+    "account_score_updated": AccountScoreUpdated(
+        account_id="acme.example",
+        model="default",
+        score=154.5,
+        fit=20.0,
+        engagement=89.5,
+        role_points=25.0,
+        contact_points=20.0,
+        stage=AccountStage.MQA,
+        members=3,
+        engaged_contacts=2,
+        roles=("decision_maker", "technical_evaluator"),
+        missing_roles=("champion", "user"),
+        strongest_member=_LEAD,
+        strongest_member_score=71.25,
+        as_of=_T0,
+        revision=9,
+    ),
+    "account_stage_changed": AccountStageChanged.build(
+        account_id="acme.example",
+        model="default",
+        from_stage=AccountStage.ENGAGED,
+        to_stage=AccountStage.MQA,
+        reason="score 154.50 >= mqa threshold 150 with 2 roles and 2 engaged contacts",
+        triggering_lead_id=_LEAD,
+        score=154.5,
+        occurred_at=_T0,
     ),
 }
 """One example of every outbound record, by `type`."""

@@ -26,7 +26,7 @@ from schemas.codec import encode, event_key, score_key
 from schemas.common import ContractModel
 from schemas.events import EventBase
 from schemas.examples import EVENT_EXAMPLES, OUTPUT_EXAMPLES
-from schemas.outputs import DeadLetter
+from schemas.outputs import AccountScoreUpdated, AccountStageChanged, DeadLetter
 from schemas.topics import TOPICS, TopicContract
 
 __all__ = [
@@ -185,6 +185,9 @@ def example_key(topic: TopicContract, message: ContractModel) -> str | None:
         return event_key(message).decode()
     if isinstance(message, DeadLetter):
         return message.original_key.decode(errors="replace") if message.original_key else None
+    account_id = getattr(message, "account_id", None)
+    if isinstance(message, AccountScoreUpdated | AccountStageChanged) and account_id:
+        return str(account_id)
     lead_id, model = getattr(message, "lead_id", None), getattr(message, "model", None)
     assert isinstance(lead_id, str), f"{type(message).__name__} has no lead_id"
     if topic.key_model is not None:
@@ -225,6 +228,8 @@ README_EXAMPLES = {
     "leads.scores.v1": "score_updated",
     "leads.stage-changes.v1": "stage_changed",
     "leads.dead-letters.v1": "dead_letter",
+    "leads.account-scores.v1": "account_score_updated",
+    "leads.account-stage-changes.v1": "account_stage_changed",
 }
 """The message shown for each topic in the README."""
 

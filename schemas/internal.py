@@ -10,7 +10,9 @@ message concerns, so each step runs on the worker that owns that id's partition:
 - ``unlink``: an erased lead's anonymous ids forget it;
 - ``merge_out`` / ``merge_in``: two lead ids are one person; the absorbed lead hands its state
   to the surviving lead;
-- ``tick``: the timer found a lead or anonymous id due (decay crossing, hold expiry).
+- ``account_member``: a lead's contribution to its account changed (or it left the account):
+  keyed by the account id, so every account change is made on the account's partition;
+- ``tick``: the timer found a lead, anonymous id or account due (decay crossing, hold expiry).
 
 Producers outside Leadstream never write this topic; it is versioned like the others.
 """
@@ -24,7 +26,7 @@ from pydantic import Field
 from schemas.common import ContractModel, EventId, Identifier, UtcDatetime
 from schemas.events import EVENT_TYPES
 
-__all__ = ["InternalMessage", "Link", "MergeIn", "MergeOut", "Tick", "Unlink"]
+__all__ = ["AccountMember", "InternalMessage", "Link", "MergeIn", "MergeOut", "Tick", "Unlink"]
 
 
 class Link(ContractModel):
@@ -71,6 +73,21 @@ class MergeIn(ContractModel):
     occurred_at: UtcDatetime
 
 
+class AccountMember(ContractModel):
+    """``lead_id``'s contribution to ``account_id`` (``member``; ``None``: the lead left it):
+    keyed by the account id."""
+
+    type: Literal["account_member"] = "account_member"
+    account_id: Identifier
+    lead_id: Identifier
+    member: dict[str, Any] | None = None
+    """The contribution (``stream.scoring.accounts.Member`` serialised)."""
+    version: Annotated[int, Field(ge=0)]
+    """Grows with every change of the lead (the offset of the lead's record that made it): an
+    account applies a lead's messages once, in order."""
+    occurred_at: UtcDatetime
+
+
 class Tick(ContractModel):
     """Time passed for ``key`` (a lead id or an anonymous id): keyed by it.
 
@@ -81,11 +98,11 @@ class Tick(ContractModel):
 
     type: Literal["tick"] = "tick"
     key: Identifier
-    kind: Literal["lead", "anonymous", "partition"]
+    kind: Literal["lead", "anonymous", "account", "partition"]
     at: UtcDatetime
 
 
-_CONTROL = (Link, Unlink, MergeOut, MergeIn, Tick)
+_CONTROL = (Link, Unlink, MergeOut, MergeIn, Tick, AccountMember)
 
 InternalMessage: Any = Annotated[
     Union[tuple(EVENT_TYPES.values()) + _CONTROL],  # noqa: UP007

@@ -21,6 +21,7 @@ from schemas.errors import ErrorKind
 from schemas.stages import (
     HUBSPOT_LIFECYCLESTAGE,
     SALESFORCE_LEAD_STATUS,
+    AccountStage,
     HubspotLifecycleStage,
     SalesforceLeadStatus,
     Stage,
@@ -29,6 +30,8 @@ from schemas.stages import (
 __all__ = [
     "DEAD_LETTER_MAX_ORIGINAL_BYTES",
     "EVENT_ID_NAMESPACE",
+    "AccountScoreUpdated",
+    "AccountStageChanged",
     "DeadLetter",
     "Grade",
     "LeadErasedRecord",
@@ -40,6 +43,7 @@ __all__ = [
     "StageChangeRecord",
     "StageChanged",
     "TopicName",
+    "account_stage_change_event_id",
     "lead_erased_event_id",
     "stage_change_event_id",
 ]
@@ -102,6 +106,25 @@ def stage_change_event_id(
 def lead_erased_event_id(*, lead_id: str, model: str, triggering_event_id: str) -> uuid.UUID:
     """The `event_id` of a lead-erased record (deterministic, like stage changes)."""
     return _uuid5("lead_erased", lead_id, model, triggering_event_id)
+
+
+def account_stage_change_event_id(
+    *,
+    account_id: str,
+    model: str,
+    from_stage: AccountStage | None,
+    to_stage: AccountStage,
+    occurred_at: datetime,
+) -> uuid.UUID:
+    """The `event_id` of an account stage change (deterministic, like stage changes)."""
+    return _uuid5(
+        "account_stage_changed",
+        account_id,
+        model,
+        from_stage.value if from_stage is not None else "",
+        to_stage.value,
+        occurred_at.isoformat(),
+    )
 
 
 class RuleContribution(ContractModel):
@@ -327,3 +350,90 @@ ScoreRecord = Annotated[ScoreUpdated | LeadErasedRecord, Field(discriminator="ty
 
 StageChangeRecord = Annotated[StageChanged | LeadErasedRecord, Field(discriminator="type")]
 """A value of `leads.stage-changes.v1`."""
+
+
+# ------------------------------------------------------------------------------ accounts
+
+
+class AccountScoreUpdated(ContractModel):
+    """An account's current score (value of `leads.account-scores.v1`, keyed by account id)."""
+
+    type: Literal["account_score_updated"] = "account_score_updated"
+    account_id: Identifier
+    model: Identifier
+    """The lead scoring model whose engagement rolls up to the account."""
+    score: Points
+    """`fit + engagement + role_points + contact_points`."""
+    fit: Points
+    """Points for the company (firmographics); does not decay."""
+    engagement: Points
+    """The members' engagement under `model`, decayed to `as_of`."""
+    role_points: Points
+    """Points of the buying-group roles the members cover."""
+    contact_points: Points
+    """Points for the engaged contacts."""
+    stage: AccountStage
+    members: Annotated[int, Field(ge=0)]
+    engaged_contacts: Annotated[int, Field(ge=0)]
+    """Members whose latest engagement is within the model's `engaged_within`."""
+    roles: Annotated[tuple[Identifier, ...], Field(max_length=64)] = ()
+    """Buying-group roles at least one member holds."""
+    missing_roles: Annotated[tuple[Identifier, ...], Field(max_length=64)] = ()
+    strongest_member: Identifier | None = None
+    """The member lead with the highest score under `model`."""
+    strongest_member_score: Points | None = None
+    as_of: UtcDatetime
+    revision: Annotated[int, Field(ge=0, le=2**63 - 1)]
+    """Grows with every change of this account's score: keep the highest."""
+
+
+class AccountStageChanged(ContractModel):
+    """An account moved from one stage to another (value of `leads.account-stage-changes.v1`,
+    keyed by account id)."""
+
+    type: Literal["account_stage_changed"] = "account_stage_changed"
+    event_id: uuid.UUID
+    """Deterministic (see `account_stage_change_event_id`): consumers drop duplicates by it."""
+    account_id: Identifier
+    model: Identifier
+    from_stage: AccountStage | None = None
+    """`None` when the account enters its first stage."""
+    to_stage: AccountStage
+    reason: ShortText
+    """Why, for people: e.g. `score 104.0 >= mqa threshold 100` or `a member is a customer`."""
+    triggering_lead_id: Identifier | None = None
+    """The member whose change caused it; `None` when decay caused it (a timer)."""
+    score: Points
+    occurred_at: UtcDatetime
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        account_id: str,
+        model: str,
+        from_stage: AccountStage | None,
+        to_stage: AccountStage,
+        reason: str,
+        triggering_lead_id: str | None,
+        score: float,
+        occurred_at: datetime,
+    ) -> AccountStageChanged:
+        """An account stage change with its deterministic `event_id`."""
+        return cls(
+            event_id=account_stage_change_event_id(
+                account_id=account_id,
+                model=model,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                occurred_at=occurred_at,
+            ),
+            account_id=account_id,
+            model=model,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            reason=reason,
+            triggering_lead_id=triggering_lead_id,
+            score=score,
+            occurred_at=occurred_at,
+        )

@@ -7,8 +7,10 @@ from types import MappingProxyType
 from typing import Literal
 
 __all__ = [
+    "ACCOUNT_STAGE_RANK",
     "HUBSPOT_LIFECYCLESTAGE",
     "SALESFORCE_LEAD_STATUS",
+    "AccountStage",
     "HubspotLifecycleStage",
     "SalesforceLeadStatus",
     "Stage",
@@ -85,3 +87,23 @@ SALESFORCE_LEAD_STATUS: MappingProxyType[Stage, SalesforceLeadStatus] = MappingP
     }
 )
 """Stage → Salesforce `Lead.Status` (default picklist)."""
+
+
+class AccountStage(StrEnum):
+    """Where an account (a company buying as a group) is in the funnel."""
+
+    TARGET = "target"
+    """Known to the funnel, not yet engaged enough."""
+    ENGAGED = "engaged"
+    MQA = "mqa"
+    """Marketing qualified account: engaged enough, across enough of the buying group."""
+    OPPORTUNITY = "opportunity"
+    """A member of the account has an open opportunity in the CRM."""
+    CUSTOMER = "customer"
+    """A member of the account is a customer."""
+
+
+ACCOUNT_STAGE_RANK: MappingProxyType[AccountStage, int] = MappingProxyType(
+    {stage: rank for rank, stage in enumerate(AccountStage)}
+)
+"""How far along the funnel an account stage is."""

@@ -24,6 +24,8 @@ from schemas.events import (
     SocialEvent,
 )
 from schemas.outputs import (
+    AccountScoreUpdated,
+    AccountStageChanged,
     DeadLetter,
     LeadErasedRecord,
     ScoreKey,
@@ -34,6 +36,8 @@ from schemas.outputs import (
 )
 
 __all__ = [
+    "ACCOUNT_SCORES",
+    "ACCOUNT_STAGE_CHANGES",
     "CLICKSTREAM",
     "CRM_FEEDBACK",
     "DEAD_LETTERS",
@@ -161,8 +165,39 @@ DEAD_LETTERS = TopicContract(
     value_types=(DeadLetter,),
 )
 
+ACCOUNT_SCORES = TopicContract(
+    name="leads.account-scores.v1",
+    description=(
+        "The latest score of every account (leads rolled up to their company): fit, the "
+        "members' engagement, buying-group coverage, engaged contacts, the strongest member and "
+        "the account stage. Compacted: read it from the start to get every current score."
+    ),
+    direction="outbound",
+    key="`account_id` (UTF-8): one record per account survives compaction.",
+    value=AccountScoreUpdated,
+    value_types=(AccountScoreUpdated,),
+    cleanup_policy="compact",
+)
+ACCOUNT_STAGE_CHANGES = TopicContract(
+    name="leads.account-stage-changes.v1",
+    description=(
+        "Every account stage change (target, engaged, mqa, opportunity, customer) for CRM "
+        "connectors and account-based marketing tools. Deduplicate by `event_id`."
+    ),
+    direction="outbound",
+    key="`account_id` (UTF-8): an account's changes stay in order.",
+    value=AccountStageChanged,
+    value_types=(AccountStageChanged,),
+)
+
 INBOUND_TOPICS: tuple[TopicContract, ...] = (CLICKSTREAM, EMAIL, SOCIAL, PROFILES, CRM_FEEDBACK)
-OUTBOUND_TOPICS: tuple[TopicContract, ...] = (SCORES, STAGE_CHANGES, DEAD_LETTERS)
+OUTBOUND_TOPICS: tuple[TopicContract, ...] = (
+    SCORES,
+    STAGE_CHANGES,
+    DEAD_LETTERS,
+    ACCOUNT_SCORES,
+    ACCOUNT_STAGE_CHANGES,
+)
 TOPICS: tuple[TopicContract, ...] = INBOUND_TOPICS + OUTBOUND_TOPICS
 TOPIC_BY_NAME: dict[str, TopicContract] = {topic.name: topic for topic in TOPICS}
 

@@ -11,6 +11,7 @@ from stream import faust_guards
 from stream.faust_guards import patches
 from stream.model_files import load_default_models, load_model_file
 from stream.readmodel import projector
+from stream.scoring import ModelSet
 from stream.settings import Settings
 from stream.web import collector
 from stream.web import lead_api as leads_api
@@ -62,6 +63,8 @@ def create_app(settings: Settings) -> faust.App:
     models = (
         load_model_file(settings.models_path) if settings.models_path else load_default_models()
     )
+    if not settings.accounts_enabled and models.accounts is not None:
+        models = ModelSet(format=models.format, models=models.models)
     announce_standbys(app)
     lead_processor = processor.register(app, settings, CoreEngine(models))
     leads_api.register(app, settings, lead_processor, models)

@@ -140,6 +140,11 @@ class Settings(BaseSettings):
     projector_enabled: bool = Field(
         True, description="Run the Redis projector (the read model) in this worker."
     )
+    accounts_enabled: bool = Field(
+        True,
+        description="Roll leads up to accounts (the model file's `accounts:` section): account "
+        "scores and stages. Off: leads only, as if the section were absent.",
+    )
 
     # HTTP collector (stream/web/collector.py): the pixel, the Segment API and vendor webhooks.
     collector_enabled: bool = Field(True, description="Serve the collector endpoints.")

@@ -1,7 +1,7 @@
 """Throughput of the scoring core: `apply()` events per second on one core.
 
     .venv/bin/python -m stream.bench.apply [--leads 10000] [--events 200000] [--repeat 3]
-        [--batch 500]
+        [--batch 500] [--json FILE] [--accounts [--account-size 3]]
 
 Builds a realistic stream first (not timed): leads arrive over 60 days; each visits in sessions
 of page views a few minutes apart (some on the pricing page), opens and clicks emails, downloads,
@@ -16,11 +16,20 @@ times, on one core:
   lead's events of the batch in arrival order (what a worker consuming micro-batches does; only
   the latest score per lead and model of a batch is built);
 - `apply_all` plus a `to_dict`/`from_dict` round trip of the lead's state per event (what a
-  table that stores serialised values costs on top).
+  table that stores serialised values costs on top);
+- `LeadState.to_dict` and `LeadState.from_dict` of every lead's final state, per lead (what a
+  worker pays to write a lead's state once per batch, and to read a state it does not hold);
+- only the account path on top of `apply_batch` (`--accounts`): the same batches with the
+  profiles' addresses at companies of `--account-size` people on average, scored under the
+  default models without their `accounts:` section and with it plus, per lead and batch, its
+  contribution compared with the one it last sent and, per account and batch, the changed
+  contributions applied to the account's stored state (read, fold, write), as the worker does.
 
 The pre-built events are frozen out of the garbage collector's view (`gc.freeze()`), as a
 worker's long-lived objects would be; the collector stays on for everything `apply` allocates.
-Each figure is the best of `--repeat` runs from empty states (the machine may be shared).
+Each figure is the best of `--repeat` runs from empty states (the machine may be shared), in
+wall time and in the process's CPU time (which other jobs on a shared machine disturb less);
+`--json FILE` also writes them, with the load average before and after.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import argparse
 import gc
 import json
 import math
+import os
 import platform
 import random
 import statistics
@@ -36,6 +46,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 from schemas.events import EventBase, Traits
@@ -171,10 +182,14 @@ def _time(
     make_step: Callable[[], Callable[[T], int]],
     repeat: int,
     events: int,
+    *,
+    unit: str = "event",
 ) -> dict[str, float]:
-    """Best of `repeat` runs over `items` (`events` events in all); `make_step` gives a step
-    function with fresh, empty states."""
+    """Best of `repeat` runs over `items` (`events` events, or other `unit`s, in all);
+    `make_step` gives a step function with fresh, empty states (it returns the number of
+    outputs)."""
     best = math.inf
+    best_cpu = math.inf
     outputs = 0
     for _ in range(repeat):
         step = make_step()
@@ -182,17 +197,23 @@ def _time(
         gc.freeze()
         outputs = 0
         started = time.perf_counter()
+        started_cpu = time.process_time()
         for item in items:
             outputs += step(item)
+        best_cpu = min(best_cpu, time.process_time() - started_cpu)
         best = min(best, time.perf_counter() - started)
         gc.unfreeze()
     rate = events / best
     print(
-        f"{label:44s} {rate:>10,.0f} events/s  {best / events * 1e6:6.2f} µs/event  "
-        f"{outputs / events:.2f} outputs/event",
+        f"{label:44s} {rate:>10,.0f} {unit}s/s  {best / events * 1e6:6.2f} µs/{unit}  "
+        f"CPU {best_cpu / events * 1e6:6.2f} µs/{unit}  {outputs / events:.2f} outputs/{unit}",
         flush=True,
     )
-    return {"events_per_s": rate, "us_per_event": best / events * 1e6}
+    return {
+        "events_per_s": rate,
+        "us_per_event": best / events * 1e6,
+        "cpu_us_per_event": best_cpu / events * 1e6,
+    }
 
 
 def run(  # noqa: PLR0915 - one timed section per row
@@ -274,6 +295,28 @@ def run(  # noqa: PLR0915 - one timed section per row
         "apply_all + state from_dict/to_dict", stream, stored_states, repeat, n
     )
 
+    kept = [state for state in lead_states.values() if state is not None]
+    documents = [state.to_dict() for state in kept]
+
+    def write() -> Callable[[LeadState], int]:
+        def step(state: LeadState) -> int:
+            state.to_dict()
+            return 0
+
+        return step
+
+    def read() -> Callable[[dict[str, object]], int]:
+        def step(document: dict[str, object]) -> int:
+            LeadState.from_dict(document, models)
+            return 0
+
+        return step
+
+    results["to_dict"] = _time("LeadState.to_dict", kept, write, repeat, len(kept), unit="lead")
+    results["from_dict"] = _time(
+        "LeadState.from_dict", documents, read, repeat, len(documents), unit="lead"
+    )
+
     sizes: dict[str, list[int]] = {model_id: [] for model_id in models.ids}
     ids: list[int] = []
     for state in lead_states.values():
@@ -293,6 +336,103 @@ def run(  # noqa: PLR0915 - one timed section per row
     return results
 
 
+def _at_companies(stream: list[EventBase], size: int, seed: int) -> list[EventBase]:
+    """`stream` with every profile address at one of `leads / size` companies (by lead)."""
+    rnd = random.Random(seed)
+    leads = sorted({e.lead_id or "" for e in stream})
+    companies = max(1, len(leads) // size)
+    company = {lead: rnd.randrange(companies) for lead in leads}
+    out = []
+    for event in stream:
+        traits = getattr(event, "traits", None)
+        if traits is None or traits.email is None:
+            out.append(event)
+            continue
+        email = f"{event.lead_id}@company-{company[event.lead_id or '']}-corp.com"
+        out.append(event.model_copy(update={"traits": traits.model_copy(update={"email": email})}))
+    return out
+
+
+def run_accounts(  # noqa: PLR0917 - the command's options, in order
+    leads: int, events: int, seed: int, repeat: int, batch: int, size: int
+) -> dict[str, object]:
+    """The account path's cost on top of `apply_batch` (see the module docstring)."""
+    from stream.scoring.accounts import (  # noqa: PLC0415
+        AccountState,
+        Member,
+        MemberUpdate,
+        apply_members,
+        member_of,
+        member_updates,
+    )
+
+    with_accounts = load_default_models()
+    plain = ModelSet(format=with_accounts.format, models=with_accounts.models)
+    stream = _at_companies(build_stream(leads, events, seed), size, seed)
+    batches = [
+        list(lead_batches(stream[i : i + batch], batch)) for i in range(0, len(stream), batch)
+    ]
+    n = len(stream)
+    print(f"\n{n:,} events, companies of {size} people on average, batches of {batch}")
+    results: dict[str, object] = {}
+
+    def leads_only() -> Callable[[list[tuple[str, list[EventBase]]]], int]:
+        states: dict[str, LeadState | None] = {}
+
+        def step(groups: list[tuple[str, list[EventBase]]]) -> int:
+            outputs = 0
+            for key, lead_events in groups:
+                result = apply_batch(states.get(key), lead_events, models=plain)
+                states[key] = result.state
+                outputs += len(result.outputs)
+            return outputs
+
+        return step
+
+    results["leads_only"] = _time(
+        "apply_batch, no accounts section", batches, leads_only, repeat, n
+    )
+
+    def with_account_path() -> Callable[[list[tuple[str, list[EventBase]]]], int]:
+        states: dict[str, LeadState | None] = {}
+        sent: dict[str, tuple[str, Member] | None] = {}
+        stored: dict[str, dict[str, object]] = {}
+        version = [0]
+
+        def step(groups: list[tuple[str, list[EventBase]]]) -> int:
+            outputs = 0
+            pending: dict[str, list[MemberUpdate]] = {}
+            for key, lead_events in groups:
+                result = apply_batch(states.get(key), lead_events, models=with_accounts)
+                states[key] = result.state
+                outputs += len(result.outputs)
+                now = member_of(result.state, with_accounts)
+                if now == sent.get(key):
+                    continue
+                version[0] += 1
+                at = lead_events[-1].occurred_at.timestamp()
+                for account, update in member_updates(
+                    key, sent.get(key), now, version=version[0], at=at
+                ):
+                    pending.setdefault(account, []).append(update)
+                sent[key] = now
+            for account, updates in pending.items():
+                raw = stored.get(account)
+                before = None if raw is None else AccountState.from_dict(raw)
+                folded = apply_members(before, updates, account_id=account, models=with_accounts)
+                if folded.state is not None and folded.state is not before:
+                    stored[account] = folded.state.to_dict()
+                outputs += len(folded.outputs)
+            return outputs
+
+        return step
+
+    results["with_accounts"] = _time(
+        "apply_batch + the account path", batches, with_account_path, repeat, n
+    )
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=10_000)
@@ -300,8 +440,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument(
+        "--accounts", action="store_true", help="only the account path's cost (see above)"
+    )
+    parser.add_argument("--account-size", type=int, default=3, help="people per company (3)")
     args = parser.parse_args(argv)
-    run(args.leads, args.events, args.seed, args.repeat, args.batch)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    load_before = os.getloadavg()
+    if args.accounts:
+        results = run_accounts(
+            args.leads, args.events, args.seed, args.repeat, args.batch, args.account_size
+        )
+    else:
+        results = run(args.leads, args.events, args.seed, args.repeat, args.batch)
+    if args.json:
+        document = {
+            "bench": "apply",
+            "started_at": started_at,
+            "args": vars(args) | {"json": None},
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "results": results,
+        }
+        Path(args.json).write_text(json.dumps(document, indent=2) + "\n")
     return 0
 
 

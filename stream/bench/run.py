@@ -5,7 +5,10 @@ Order (each step uses what the previous left behind):
 1. Traffic: a simulation copied up to N records, loaded into the source topics of run ``A``.
 2. Throughput on run ``A``'s topics: (a) the raw aiokafka loop, (b) the bare Faust agent,
    (c) the naive one-write-per-event agent, (c') the Quix Streams peer when it is installed
-   (``stream.bench.quix_peer``), (d) the full pipeline worker (RocksDB tables).
+   (``stream.bench.quix_peer``), (d) the full pipeline worker (RocksDB tables), and (d') the
+   same worker with accounts off (``LEADSTREAM_ACCOUNTS_ENABLED=false``) on the same records
+   loaded again into run ``C``'s topics, after the state size and before recovery: the cost of
+   the account path is the difference of the two rows.
    Workers are timed from the first offset their consumer group commits to the moment
    every source record is committed (and the internal topic is drained), polled every 0.25 s.
    Over the same interval the CPU time of the measured process (the bench itself for the raw
@@ -121,12 +124,16 @@ class Results:
     def ratios(self) -> dict[str, float | None]:
         full, bare, naive = self.rate("pipeline"), self.rate("bare"), self.rate("naive")
         quix, batched = self.rate(QUIX_ROW), self.rate("batched")
+        plain = self.rate("pipeline, accounts off")
         return {
             "pipeline/bare": None if not (full and bare) else round(full / bare, 3),
             "pipeline/naive": None if not (full and naive) else round(full / naive, 3),
             "pipeline/batched": None if not (full and batched) else round(full / batched, 3),
             f"pipeline/{QUIX_ROW}": None if not (full and quix) else round(full / quix, 3),
             "batched/bare": None if not (batched and bare) else round(batched / bare, 3),
+            "pipeline/pipeline without accounts": None
+            if not (full and plain)
+            else round(full / plain, 3),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -186,8 +193,9 @@ class WorkerProcess:
         return None if self.proc is None else self.proc.pid
 
 
-def _env(settings: Settings, data_dir: Path) -> dict[str, str]:
+def _env(settings: Settings, data_dir: Path, **extra: str) -> dict[str, str]:
     return {
+        **extra,
         **os.environ,
         "LEADSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "LEADSTREAM_APP_ID": settings.app_id,
@@ -203,10 +211,16 @@ def _env(settings: Settings, data_dir: Path) -> dict[str, str]:
 
 
 def pipeline_worker(
-    settings: Settings, data_dir: Path, log: Path, loglevel: str = "warning"
+    settings: Settings,
+    data_dir: Path,
+    log: Path,
+    loglevel: str = "warning",
+    *,
+    accounts: bool = True,
 ) -> WorkerProcess:
     argv = [sys.executable, "-m", "stream.cli", "worker", "--loglevel", loglevel]
-    return WorkerProcess(argv, _env(settings, data_dir), log)
+    extra = {} if accounts else {"LEADSTREAM_ACCOUNTS_ENABLED": "false"}
+    return WorkerProcess(argv, _env(settings, data_dir, **extra), log)
 
 
 def baseline_worker(settings: Settings, kind: str, data_dir: Path, log: Path) -> WorkerProcess:
@@ -702,6 +716,7 @@ class _Bench:
         await self.latency(full, worker)
         worker.stop()
         states = await self.state(full)
+        await self.pipeline_without_accounts()
         if config.recovery and states:
             total = await self.recovery(full, states)
             if config.standby_recovery:
@@ -762,7 +777,7 @@ class _Bench:
 
     async def pipeline(self, full: Settings) -> WorkerProcess:
         """(d) the pipeline worker on run A's topics; left running for the latency runs."""
-        await create_changelogs(full, ["leads", "identities"])
+        await create_changelogs(full, ["leads", "identities", "accounts"])
         worker = self.spawn(pipeline_worker(full, self.work / "full", self.work / "full.log"))
         meter = self.meter([worker])
         count, secs = await drain(
@@ -770,12 +785,41 @@ class _Bench:
         )
         self.row(
             "pipeline",
-            "leadstream worker: decode, internal topic, identity, 2 models, state, outputs",
+            "leadstream worker: decode, internal topic, identity, 2 models, accounts, state, "
+            "outputs",
             count,
             secs,
             meter,
         )
+        accounts = await end_offsets(full, [full.topic(topics.ACCOUNT_SCORES.name)])
+        self.results.throughput[-1]["account_score_records"] = sum(accounts.values())
         return worker
+
+    async def pipeline_without_accounts(self) -> None:
+        """(d') the pipeline worker with accounts off, on run C's topics: the same records,
+        loaded again (run A's internal topic holds the first pipeline worker's messages)."""
+        settings = self.settings_for("c", "noacct")
+        await ensure_topics(settings)
+        await create_changelogs(settings, ["leads", "identities"])
+        sent, seconds = await produce(settings, self.records)
+        self.log(f"loaded {sent:,} records for the worker without accounts in {seconds:.1f} s")
+        worker = self.spawn(
+            pipeline_worker(
+                settings, self.work / "noacct", self.work / "noacct.log", accounts=False
+            )
+        )
+        meter = self.meter([worker])
+        count, secs = await drain(
+            settings, worker.alive, self.config.timeout, internal=True, meter=meter
+        )
+        worker.stop()
+        self.row(
+            "pipeline, accounts off",
+            "the same worker with LEADSTREAM_ACCOUNTS_ENABLED=false",
+            count,
+            secs,
+            meter,
+        )
 
     async def latency(self, full: Settings, worker: WorkerProcess) -> None:
         """Event → output latency at shares of the pipeline's measured rate, and the worker's
@@ -930,7 +974,7 @@ class _Bench:
         """The same records on run B's topics, two pipeline workers in one group."""
         run_b = self.settings_for("b", "full2")
         await ensure_topics(run_b)
-        await create_changelogs(run_b, ["leads", "identities"])
+        await create_changelogs(run_b, ["leads", "identities", "accounts"])
         sent, seconds = await produce(run_b, self.records)
         self.log(f"loaded {sent:,} records for two workers in {seconds:.1f} s")
         pair = [

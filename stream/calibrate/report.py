@@ -153,6 +153,20 @@ def _stream_line(result: Calibration) -> str:
     )
 
 
+def _grades(
+    title: str, names: str, cuts: list[float], points: Any, *, labels: Any, which: str
+) -> str:
+    """`fit grades: A >= 40 (22.0% of held-out leads, 41.0% converted), ...`."""
+    bounds = [math.inf, *cuts, -math.inf]
+    parts = []
+    for name, high, low in zip(names, bounds, bounds[1:], strict=False):
+        inside = (points >= low) & (points < high)
+        rule = f">= {low:g}" if low > -math.inf else f"< {cuts[-1]:g}"
+        rate = _pct(labels[inside].mean()) if inside.any() else "-"
+        parts.append(f"{name} {rule} ({_pct(inside.mean())}, {rate} converted)")
+    return f"{title} (share of {which} leads, converted): " + "; ".join(parts)
+
+
 def _summary(result: Calibration) -> Section:
     y = result.table.target
     test_labels = y[result.evaluated]
@@ -187,9 +201,20 @@ def _summary(result: Calibration) -> Section:
     scores = result.test_scores
     mql = scores >= result.mql_at
     sql = scores >= result.sql_at
+    fit, engagement = card.points(result.table.frame.iloc[result.evaluated])
+    scaled = f"the best possible lead scores {card.options.scale:g}; " if card.options.scale else ""
     lines += [
-        f"scaling: {card.options.pdo:g} points double the odds; a total of "
+        f"scaling: {scaled}{card.pdo:.3g} points double the odds; a total of "
         f"{card.base_score:.0f} means odds of {card.options.base_odds:g}:1",
+        _grades("fit grades", "ABCD", result.fit_grades, fit, labels=test_labels, which=which),
+        _grades(
+            "engagement grades",
+            "1234",
+            result.engagement_grades,
+            engagement,
+            labels=test_labels,
+            which=which,
+        ),
         f"MQL at {result.mql_at:.0f} points: {_pct(mql.mean())} of {which} leads, "
         f"{_pct(test_labels[mql].mean() if mql.any() else 0)} of them converted",
         f"SQL at {result.sql_at:.0f} points: {_pct(sql.mean())} of {which} leads, "

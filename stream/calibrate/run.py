@@ -26,7 +26,14 @@ from stream.calibrate.scorecard import Options, Progress, Scorecard, fit_scoreca
 from stream.calibrate.table import CalibrationError, Table
 from stream.scoring import ModelSet, parse_models
 
-__all__ = ["MIN_HELD_OUT", "STREAM_SECONDS", "Calibration", "calibrate", "check_holdout"]
+__all__ = [
+    "MIN_HELD_OUT",
+    "STREAM_SECONDS",
+    "Calibration",
+    "calibrate",
+    "check_holdout",
+    "grade_cuts",
+]
 
 MIN_HELD_OUT = 10
 """The held-out split, and the training split, hold at least this many converted leads and
@@ -39,6 +46,10 @@ STREAM_SECONDS = 60.0
 class Calibration:
     """Everything a calibration produced: the scorecard, the model file and the evidence."""
 
+    fit_grades: list[float]
+    """The cut points of fit grades A, B and C (D below)."""
+    engagement_grades: list[float]
+    """The cut points of engagement grades 1, 2 and 3 (4 below)."""
     table: Table
     card: Scorecard
     yaml_text: str
@@ -84,6 +95,41 @@ class Calibration:
     def evaluated(self) -> Any:
         """Row positions the figures are computed on: held out, else the training rows."""
         return self.test if self.held_out else self.train
+
+
+def _picks(x: Any, candidates: Any, targets: tuple[float, ...]) -> list[float]:
+    """Ascending cut points among `candidates` (ascending) whose shares of `x` below them come
+    closest to `targets`, one per target, each above the previous."""
+    below = np.searchsorted(x, candidates, side="left") / len(x)
+    picks: list[float] = []
+    start = 0
+    for i, target in enumerate(targets):
+        stop = len(candidates) - (len(targets) - i)  # leave one candidate per later target
+        best = start + int(np.argmin(np.abs(below[start : stop + 1] - target)))
+        picks.append(float(candidates[best]))
+        start = best + 1
+    return picks
+
+
+def grade_cuts(scores: Any) -> list[float]:
+    """The three cut points of a score's four grades (A-D for fit, 1-4 for engagement), in
+    descending order, each a score some training lead has: at the training leads' quartiles, as
+    near as the scores allow; when a quarter of the leads or more share the lowest score (those
+    who did nothing), the lowest grade is theirs and the others split the rest in thirds. With
+    fewer than three scores above the lowest, the top grades stay empty."""
+    x = np.sort(np.floor(np.asarray(scores, dtype="float64")))
+    low = float(x[0])
+    candidates = np.unique(x[x > low])
+    if len(candidates) < 3:
+        cuts = [float(c) for c in candidates]
+        while len(cuts) < 3:
+            cuts.append((cuts[-1] if cuts else low) + 1)
+        return sorted(cuts, reverse=True)
+    if np.mean(x == low) >= 0.25:
+        rest = x[x > low]
+        c3 = float(candidates[0])
+        return sorted([c3, *_picks(rest, candidates[1:], (1 / 3, 2 / 3))], reverse=True)
+    return sorted(_picks(x, candidates, (0.25, 0.5, 0.75)), reverse=True)
 
 
 def _top(scores: Any, share: float) -> float:
@@ -171,12 +217,15 @@ def calibrate(
     train_total = train_fit + train_engagement
     mql_at = _top(train_total, mql_top)
     sql_at = max(_top(train_total, sql_top), mql_at)
-    grades_fit = [float(np.floor(np.quantile(train_fit, q))) for q in (0.75, 0.5, 0.25)]
-    grades_eng = [float(np.floor(np.quantile(train_engagement, q))) for q in (0.75, 0.5, 0.25)]
+    grades_fit = grade_cuts(train_fit)
+    grades_eng = grade_cuts(train_engagement)
+    scaling = (
+        f"Scaled so that the best possible lead scores {options.scale:g}: " if options.scale else ""
+    )
     description = (
         f"Learned from {len(train)} leads ({int(y[train].sum())} converted, target "
         f"{table.target_name} = {table.positive}) by logistic regression on binned features. "
-        f"{options.pdo:g} points double the odds of converting; a total of "
+        f"{scaling}{card.pdo:.3g} points double the odds of converting; a total of "
         f"{card.base_score:.0f} means odds of {options.base_odds:g}:1."
     )
     text = model_file(
@@ -194,6 +243,8 @@ def calibrate(
     scores = card.total(evaluated_frame)
     probability = card.probability(evaluated_frame)
     result = Calibration(
+        fit_grades=grades_fit,
+        engagement_grades=grades_eng,
         table=table,
         card=card,
         yaml_text=text,

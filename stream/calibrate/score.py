@@ -14,6 +14,7 @@ The stream check of `leadstream calibrate` is this same code on the held-out row
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import json
 import time
@@ -30,6 +31,7 @@ from stream.calibrate.rows import REPLAY_AT, Inputs, lead_events, model_inputs
 from stream.calibrate.table import (
     CalibrationError,
     Role,
+    column_keys,
     column_numbers,
     infer_role,
     parse_target,
@@ -38,6 +40,7 @@ from stream.calibrate.values import category
 from stream.errors import LeadstreamError
 from stream.offline.history import group_by_lead, score_history
 from stream.scoring import LeadState, ModelSet, ScoringModel, explain, score_at
+from stream.scoring.spec import suggest
 
 __all__ = [
     "LeadScore",
@@ -152,7 +155,9 @@ def score_table(
     names = list(map(str, frame.columns))
     for name in (lead_column, target):
         if name is not None and name not in names:
-            raise CalibrationError(f"no column {name!r} (columns: {', '.join(names)})")
+            raise CalibrationError(
+                f"no column {name!r}{suggest(name, names)} (columns: {', '.join(names)})"
+            )
     inputs = model_inputs(model, frame, target=target)
     if not inputs.inputs:
         raise CalibrationError(
@@ -161,10 +166,15 @@ def score_table(
             "rule counts clicked events with a column's name as target (README: how the table "
             "maps to the stream)"
         )
-    notes = [
-        f"{field_name}: no column of the table gives it; every lead is scored without it"
-        for field_name in inputs.unmatched
-    ]
+    columns = {key: name for name, key in column_keys(names, target).items()}
+    notes = []
+    for field_name in inputs.unmatched:
+        close = difflib.get_close_matches(field_name.removeprefix("custom."), list(columns), n=1)
+        renamed = f" (did you mean the column {columns[close[0]]!r}?)" if close else ""
+        notes.append(
+            f"{field_name}: no column of the table gives it{renamed}; every lead is scored "
+            "without it"
+        )
     ids = _lead_ids(frame, lead_column, {*inputs.columns, *([target] if target else [])})
     repeated = len(ids) - len(set(ids))
     if repeated:

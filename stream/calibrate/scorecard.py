@@ -4,7 +4,12 @@ Each feature is cut into bins (supervised: the splits of a small decision tree o
 alone; or quantiles), made monotone when the conversion rate clearly trends with the value, and
 one-hot encoded. An L2-regularised logistic regression on the indicators gives each bin a weight
 in log-odds; the standard scorecard scaling turns weights into integer points:
-`points = round(weight · pdo / ln 2)`, so `pdo` points double the odds of converting.
+`points = round(weight · pdo / ln 2)`, so `pdo` points double the odds of converting. With
+`scale`, the factor is set instead so that the best possible lead scores `scale` points.
+
+Counts of an activity are monotone by default (`monotone_counts`): their bins are merged until
+the close rate rises with the count, and again wherever the fitted weights would fall from one
+bin to the next, the fit then redone, so that more of an activity never scores less.
 
 Quantile bins that collapse because one value fills many quantiles (bank marketing's `pdays` is
 999 for 96% of the calls) give that value a bin of its own; a column left with a single bin is
@@ -12,9 +17,9 @@ dropped, and both are noted. Rare categories are pooled into one bin named by it
 
 A missing value is a bin of its own when the training rows have any (`(missing)`). Each
 attribute's points are then shifted so that its lowest bin gives 0: every score is at least 0
-but for the steps of counts, and a lead whose attribute is absent or an unseen category scores
-as that lowest bin (Leadstream's scores start at 0, so a threshold below 0 would qualify leads
-nobody knows anything about). The lowest bin of a count gives 0 as well. The regression's
+(counts included, when monotone), and a lead whose attribute is absent or an unseen category
+scores as that lowest bin (Leadstream's scores start at 0, so a threshold below 0 would qualify
+leads nobody knows anything about). The lowest bin of a count gives 0 as well. The regression's
 intercept and the shifts are not rules; they fix the base score instead, the total at which the
 odds of converting are `base_odds`:
 `base_score = pdo / ln 2 · (ln base_odds - intercept) + shifts`.
@@ -68,12 +73,12 @@ class Options:
 
     binning: str = "quantile"
     """`quantile` (equal shares of the rows) or `supervised` (decision-tree splits)."""
-    max_bins: int = 10
+    max_bins: int = 20
     min_bin_share: float = 0.02
     """A bin holds at least this share of the training rows that have a value."""
     rare_share: float = 0.005
     """Categories rarer than this (and than 20 rows) are pooled into one `other` bin."""
-    c: float = 0.5
+    c: float = 0.1
     """Inverse regularisation strength of the logistic regression."""
     pdo: float = 20.0
     """Points to double the odds."""
@@ -84,8 +89,14 @@ class Options:
     interactions: int | None = None
     """How many pairs of attributes to cross; None: chosen by cross-validation among
     `INTERACTION_CHOICES` (0 when `folds` < 2)."""
-    pair_bins: int = 3
+    pair_bins: int = 5
     """At most this many coarse bins per attribute of a pair (numbers; categories keep theirs)."""
+    monotone_counts: bool = True
+    """Counts of an activity never score less for doing it more: their bins are merged until
+    the close rate rises with the count, and again wherever the fitted points would fall."""
+    scale: float | None = None
+    """Scale the points so that the best possible lead scores this many (e.g. 100), instead of
+    `pdo` points per doubling of the odds."""
 
 
 @dataclass
@@ -237,18 +248,24 @@ def _tally(bins: list[Bin], values: Any, y: Any) -> None:
         b.rows, b.converted = int(mask.sum()), int(y[mask].sum())
 
 
-def _monotone(bins: list[Bin], values: Any, y: Any, *, count: bool) -> tuple[list[Bin], str]:
+def _monotone(
+    bins: list[Bin], values: Any, y: Any, *, count: bool, increasing: bool = False
+) -> tuple[list[Bin], str]:
     """Merge neighbouring bins until the rate is monotone, when it clearly trends (|Spearman|
-    of rate against bin order >= 0.8); otherwise leave the bins (a U shape is real)."""
-    if len(bins) < 3:
-        return bins, ""
-    rates = np.array([b.rate for b in bins])
-    order = np.arange(len(bins))
-    ranks = np.argsort(np.argsort(rates))
-    rho = float(np.corrcoef(order, ranks)[0, 1]) if np.std(ranks) > 0 else 0.0
-    if abs(rho) < 0.8:
-        return bins, ""
-    sign = 1 if rho > 0 else -1
+    of rate against bin order >= 0.8); otherwise leave the bins (a U shape is real). With
+    `increasing`, always: until the rate never falls from one bin to the next."""
+    if increasing:
+        sign = 1
+    else:
+        if len(bins) < 3:
+            return bins, ""
+        rates = np.array([b.rate for b in bins])
+        order = np.arange(len(bins))
+        ranks = np.argsort(np.argsort(rates))
+        rho = float(np.corrcoef(order, ranks)[0, 1]) if np.std(ranks) > 0 else 0.0
+        if abs(rho) < 0.8:
+            return bins, ""
+        sign = 1 if rho > 0 else -1
     edges = [b.le for b in bins[:-1] if b.le is not None]
     merged = False
     while True:
@@ -308,7 +325,9 @@ def make_feature(
         count = column.role == Role.COUNT
         edges, note = _numeric_bins(x, y, options, count=count)
         bins = _range_bins(edges, x, y, count=count)
-        bins, monotone = _monotone(bins, x, y, count=count)
+        bins, monotone = _monotone(
+            bins, x, y, count=count, increasing=count and options.monotone_counts
+        )
         absent = np.isnan(x)
     else:
         bins, monotone = _category_bins(list(values), y, options), ""
@@ -323,11 +342,15 @@ def make_feature(
     if len(feature.bins) >= 2:
         return feature
     if notes is not None:
-        why = (
-            "every training lead with a value falls in one bin"
-            if column.role != Role.CATEGORICAL
-            else "its categories are all too rare for a bin of their own"
-        )
+        if column.role == Role.CATEGORICAL:
+            why = "its categories are all too rare for a bin of their own"
+        elif monotone and column.role == Role.COUNT:
+            why = (
+                "its close rate does not rise with the count, and more of an activity never "
+                "scores less (--no-monotone, or --role COLUMN=numeric, to score it anyway)"
+            )
+        else:
+            why = "every training lead with a value falls in one bin"
         notes.append(f"{column.name}: dropped, {why} (no points to give)")
     return None
 
@@ -443,6 +466,11 @@ class Scorecard:
     """Columns whose points run against their close rate."""
 
     @property
+    def pdo(self) -> float:
+        """Points to double the odds of converting."""
+        return self.factor * math.log(2)
+
+    @property
     def base_score(self) -> float:
         """The total at which the odds of converting are `options.base_odds`."""
         return self.factor * (math.log(self.options.base_odds) - self.intercept) + self.shift
@@ -509,12 +537,60 @@ def _regression(options: Options) -> LogisticRegression:
     return LogisticRegression(C=options.c, max_iter=3000)
 
 
+def _merge_falls(feature: Feature, weights: list[float], frame: Any, y: Any) -> Feature | None:
+    """A count's feature with the bins merged where its fitted weights fall from one bin to the
+    next (None when they never fall)."""
+    steps = [0.0, *weights[: len(feature.ranges) - 1]]  # bin 0 is the reference
+    falls = {i for i in range(1, len(steps)) if steps[i] < steps[i - 1] - 1e-9}
+    if not falls:
+        return None
+    edges = [b.le for i, b in enumerate(feature.ranges[:-1], start=1) if i not in falls]
+    values = np.asarray(frame[feature.column.name].to_numpy(), dtype="float64")
+    bins = _range_bins([e for e in edges if e is not None], values, y, count=True)
+    if feature.has_missing:
+        bins.append(feature.bins[-1])
+    return Feature(feature.column, bins, "increasing", has_missing=feature.has_missing)
+
+
+def _fit(card: Scorecard, frame: Any, y: Any) -> None:
+    """Fit the regression. With monotone counts, a count whose fitted points would fall
+    somewhere (it moves with other columns) has those bins merged, and the fit is redone."""
+    options = card.options
+    while True:
+        card.model = _regression(options).fit(card.design(frame), y)
+        if not options.monotone_counts:
+            return
+        coefficients = card.model.coef_[0].tolist()
+        features, changed, at = [], False, 0
+        for feature in card.features:
+            size = len(feature.encoded_bins())
+            merged = (
+                _merge_falls(feature, coefficients[at : at + size], frame, y)
+                if feature.is_count
+                else None
+            )
+            at += size
+            features.append(merged or feature)
+            changed = changed or merged is not None
+        if not changed:
+            return
+        for feature in features:
+            note = (
+                f"{feature.column.name}: dropped, its fitted points fell as the count rose "
+                "however its bins were merged (it moves with other columns, which carry its "
+                "effect; --no-monotone to keep it)"
+            )
+            if len(feature.bins) < 2 and note not in card.notes:
+                card.notes.append(note)
+        card.features = [f for f in features if len(f.bins) >= 2]
+
+
 def _with_pairs(
     columns: list[Column], frame: Any, y: Any, options: Options, tops: tuple[int, ...]
 ) -> dict[int, Scorecard]:
     """Fitted scorecards with each number of pairs in `tops` (the pairs ranked once)."""
     card = _base(columns, frame, y, options)
-    card.model = _regression(options).fit(card.design(frame), y)
+    _fit(card, frame, y)
     cards = {0: card}
     wanted = [top for top in tops if top > 0]
     if not wanted:
@@ -526,7 +602,7 @@ def _with_pairs(
         crossed = Scorecard(
             card.features, 0.0, card.factor, options, interactions=ranked[:top], notes=card.notes
         )
-        crossed.model = _regression(options).fit(crossed.design(frame), y)
+        _fit(crossed, frame, y)
         cards[top] = crossed
     return cards
 
@@ -584,7 +660,47 @@ def fit_scorecard(
         card.cv_by_interactions = {t: mean for t, (mean, _) in scores.items()}
     model = card.model
     card.intercept = float(model.intercept_[0])
-    weights = iter(model.coef_[0].tolist())
+    if options.scale:
+        card.factor = _scale_factor(card, options.scale)
+    _to_points(card)
+    card.warnings = contradictions(card, frame, y)
+    return card
+
+
+def _best_total(card: Scorecard) -> float:
+    """The total of the best possible lead, with the points as they stand."""
+    best = sum(max(b.points for b in f.bins) for f in card.features)
+    return float(best + sum(max(c.points for c in p.cells.values()) for p in card.interactions))
+
+
+def _scale_factor(card: Scorecard, scale: float) -> float:
+    """Points per unit of log-odds such that the best possible lead scores `scale` (rounding
+    may leave it a little below, never above)."""
+    weights = iter(card.model.coef_[0].tolist())
+    span = 0.0
+    for feature in card.features:
+        w = [0.0] * len(feature.bins)
+        for i in feature.encoded_bins():
+            w[i] = next(weights)
+        span += max(w) - (0.0 if feature.is_count else min(w))
+    for pair in card.interactions:
+        cells = [next(weights) for _ in pair.encoded_cells()]
+        span += max([0.0, *cells]) - min([0.0, *cells])
+    factor = scale / span if span > 0 else 1.0
+    for _ in range(20):  # rounding can add a point here and there: shrink until it fits
+        card.factor = factor
+        _to_points(card)
+        best = _best_total(card)
+        if best <= scale:
+            break
+        factor *= (scale - 0.5) / best
+    return factor
+
+
+def _to_points(card: Scorecard) -> None:
+    """The regression's weights as integer points, each attribute's lowest bin at 0."""
+    card.shift = 0
+    weights = iter(card.model.coef_[0].tolist())
     for feature in card.features:
         for i in feature.encoded_bins():
             b = feature.bins[i]
@@ -596,6 +712,8 @@ def fit_scorecard(
                 b.points -= lowest
             card.shift -= lowest
     for pair in card.interactions:
+        for cell in pair.cells.values():  # a cell without a weight of its own is worth 0
+            cell.points = 0
         for key in pair.encoded_cells():
             cell = pair.cells[key]
             cell.weight = next(weights)
@@ -605,8 +723,6 @@ def fit_scorecard(
         for cell in pair.cells.values():
             cell.points -= lowest
         card.shift -= lowest
-    card.warnings = contradictions(card, frame, y)
-    return card
 
 
 def _points_of(feature: Feature, frame: Any) -> Any:

@@ -43,6 +43,7 @@ from stream.calibrate.values import (
     text,
 )
 from stream.errors import LeadstreamError
+from stream.scoring.spec import suggest
 
 __all__ = [
     "MAX_TEXT",
@@ -370,11 +371,15 @@ def prepare(
     """Clean the table and give every column a role (see the module's docstring)."""
     roles = dict(roles or {})
     names = ", ".join(map(str, frame.columns))
-    unknown = sorted({*roles, *force} - set(map(str, frame.columns)))
+    present = list(map(str, frame.columns))
+    unknown = sorted({*roles, *force} - set(present))
     if unknown:
-        raise CalibrationError(f"no column {', '.join(map(repr, unknown))} (columns: {names})")
+        named = ", ".join(f"{name!r}{suggest(name, present)}" for name in unknown)
+        raise CalibrationError(f"no column {named} (columns: {names})")
     if target not in frame.columns:
-        raise CalibrationError(f"no target column {target!r} (columns: {names})")
+        raise CalibrationError(
+            f"no target column {target!r}{suggest(target, present)} (columns: {names})"
+        )
     notes: list[str] = []
     label, positive = parse_target(frame[target], positive)
     keep = label.notna().to_numpy()

@@ -7,6 +7,7 @@ dependencies (Faust, Kafka clients, pandas) are imported when it runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -36,6 +37,7 @@ from stream.cli.common import (
     EXIT_NOT_FOUND,
     EXIT_OK,
     EXIT_USAGE,
+    examples,
 )
 from stream.errors import ConfigurationError, LeadstreamError
 
@@ -73,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leadstream",
         description="Real-time lead scoring on Kafka. Settings come from LEADSTREAM_* env vars.",
+        **examples(
+            "leadstream demo                 # Kafka, Redis, a worker and traffic, in one command",
+            "leadstream calibrate leads.csv --target converted --out model.yaml",
+            "leadstream score new-leads.csv --models model.yaml --out scores.csv",
+            "leadstream COMMAND --help       # what a command does, and examples",
+        ),
     )
     parser.add_argument("--version", action="version", version=f"leadstream {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -95,6 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`leadstream rules explain | head`): stop quietly, as shell tools
+        # do, with stdout pointed at /dev/null so the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except ValidationError as exc:
         print(f"leadstream: invalid settings:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG

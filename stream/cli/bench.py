@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from stream.cli.common import EXIT_OK, Subparsers
+from stream.cli.common import EXIT_OK, Subparsers, examples
 
 __all__ = ["add_parser", "run"]
 
@@ -15,6 +15,10 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Subparsers) -> None:
     bench = sub.add_parser(
         "bench",
+        **examples(
+            "leadstream bench --quick",
+            "leadstream bench --events 200000 --json results.json",
+        ),
         help="measure throughput, latency, recovery and state size on the real broker",
         description=(
             "Load N simulated records into fresh topics on LEADSTREAM_KAFKA_BOOTSTRAP and "

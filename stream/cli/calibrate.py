@@ -19,6 +19,7 @@ from stream.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     Subparsers,
+    examples,
     fail,
     progress_bar,
 )
@@ -77,6 +78,13 @@ def _positive(text: str) -> float:
 def add_parser(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "calibrate",
+        **examples(
+            "leadstream calibrate leads.csv --target converted --out model.yaml",
+            "leadstream calibrate leads.csv --target y --exclude duration --scale 100 "
+            "--report report.md --out model.yaml",
+            "leadstream calibrate sessions.csv --target Revenue --count Administrative,"
+            "ProductRelated --holdout 0 --out model.yaml",
+        ),
         help="learn a scoring model's points from past conversions (logistic regression)",
         description=(
             "Read a table of past leads (CSV or Parquet, one row per lead) with a target column "
@@ -141,9 +149,12 @@ def add_parser(sub: Subparsers) -> None:
     )  # fmt: skip
     parser.add_argument("--sep", help="CSV separator (default: sniffed from the header)")
     parser.add_argument("--binning", choices=["quantile", "supervised"], default="quantile")
-    parser.add_argument("--bins", type=int, default=10, help="at most N bins per feature (10)")
+    parser.add_argument("--bins", type=int, default=20, help="at most N bins per feature (20)")
     parser.add_argument(
-        "--c", type=_positive, default=0.5, help="inverse regularisation strength (0.5)"
+        "--c",
+        type=_positive,
+        default=None,
+        help="inverse regularisation strength (0.1; 0.5 for --events)",
     )
     parser.add_argument(
         "--interactions", type=int, default=None, metavar="N",
@@ -151,10 +162,20 @@ def add_parser(sub: Subparsers) -> None:
         "cross-validation among 0, 1, 2, 4, 8; 0 gives a purely additive scorecard)",
     )  # fmt: skip
     parser.add_argument(
-        "--pair-bins", type=int, default=3, metavar="N",
-        help="at most N bins per numeric attribute of a pair (3)",
+        "--pair-bins", type=int, default=5, metavar="N",
+        help="at most N bins per numeric attribute of a pair (5)",
     )  # fmt: skip
     parser.add_argument("--pdo", type=_positive, default=20.0, help="points to double the odds")
+    parser.add_argument(
+        "--scale", type=_positive, metavar="MAX",
+        help="scale the points so that the best possible lead scores MAX (e.g. 100: a 0-100 "
+        "score) instead of --pdo points per doubling of the odds",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-monotone", dest="monotone", action="store_false",
+        help="let a count's points fall as the count rises (by default more of an activity "
+        "never scores less)",
+    )  # fmt: skip
     parser.add_argument(
         "--base-odds", type=_positive, default=1.0, help="odds the base score is reported at (1)"
     )
@@ -230,12 +251,14 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
     options = Options(
         binning=args.binning,
         max_bins=args.bins,
-        c=args.c,
+        c=0.1 if args.c is None else args.c,
         pdo=args.pdo,
         base_odds=args.base_odds,
         seed=args.seed,
         interactions=args.interactions,
         pair_bins=args.pair_bins,
+        monotone_counts=args.monotone,
+        scale=args.scale,
     )
     try:
         current = load_model_file(args.compare) if args.compare else None
@@ -361,7 +384,7 @@ def _run_history(args: argparse.Namespace) -> int:
             time_column=time_column,
             positive=args.positive,
             pdo=args.pdo,
-            c=args.c,
+            c=0.5 if args.c is None else args.c,
             holdout=args.holdout,
             seed=args.seed,
             mql_top=args.mql_top,

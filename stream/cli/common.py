@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 __all__ = [
     "EXIT_CONFIG",
@@ -37,6 +37,28 @@ EXIT_NOT_FOUND = 5
 # argparse exports no public name for the type of add_subparsers()' result
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # noqa: SLF001
 """What ``build_parser`` passes to each command's ``add_parser``."""
+
+
+EXAMPLES = "examples:"
+"""The first line of every command's epilog (`leadstream COMMAND --help` ends with examples)."""
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Wraps the description as usual, and prints the examples as they are written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith(EXAMPLES):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def examples(*commands: str) -> dict[str, Any]:
+    """The `add_parser` keywords that end a command's `--help` with these example commands
+    (a `#` starts a comment printed after the command)."""
+    return {
+        "epilog": "\n".join([EXAMPLES, *(f"  {command}" for command in commands)]),
+        "formatter_class": HelpFormatter,
+    }
 
 
 def fail(command: str, message: str, code: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stream.cli.common import Subparsers, parse_speed
+from stream.cli.common import Subparsers, examples, parse_speed
 
 __all__ = ["add_parser", "run"]
 
@@ -12,6 +12,10 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Subparsers) -> None:
     demo = sub.add_parser(
         "demo",
+        **examples(
+            "leadstream demo",
+            "leadstream demo --leads 50 --days 7 --speed 1d --duration 120",
+        ),
         help="start Kafka, Redis and a worker, stream traffic, show the results",
         description=(
             "The one-command demo (what `make demo` runs): Kafka and Redis (local, or the "

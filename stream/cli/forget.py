@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from stream.cli.common import EXIT_OK, EXIT_USAGE, Subparsers, fail
+from stream.cli.common import EXIT_OK, EXIT_USAGE, Subparsers, examples, fail
 from stream.errors import InfrastructureError
 
 if TYPE_CHECKING:
@@ -31,6 +31,9 @@ SOURCE = "leadstream-cli"
 def add_parser(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "forget",
+        **examples(
+            'leadstream forget lead-42 --reason "GDPR request 4411"',
+        ),
         help="erase a lead: send a lead_erased event to the profiles topic",
         description=(
             "Send a lead_erased event (fresh event id) for LEAD_ID to the profiles topic; the "

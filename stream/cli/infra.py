@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from stream.cli.common import EXIT_INFRA, EXIT_OK, EXIT_USAGE, Subparsers, fail
+from stream.cli.common import EXIT_INFRA, EXIT_OK, EXIT_USAGE, Subparsers, examples, fail
 
 __all__ = ["add_parser", "run"]
 
@@ -13,6 +13,11 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Subparsers) -> None:
     infra = sub.add_parser(
         "infra",
+        **examples(
+            "leadstream infra up",
+            'eval "$(leadstream infra up)"   # and export the env vars it prints',
+            "leadstream infra status",
+        ),
         help="local Kafka and Redis for development",
         description=(
             "Start or stop a real Kafka broker (fetched from Maven Central) and redis-server "
@@ -21,12 +26,26 @@ def add_parser(sub: Subparsers) -> None:
         ),
     )
     actions = infra.add_subparsers(dest="action", metavar="ACTION", required=True)
-    up = actions.add_parser("up", help="start them and print the export lines for their env vars")
+    up = actions.add_parser(
+        "up",
+        help="start them and print the export lines for their env vars",
+        **examples("leadstream infra up", "leadstream infra up --fresh"),
+    )
     up.add_argument("--fresh", action="store_true", help="start Kafka with empty storage")
-    actions.add_parser("down", help="stop what the local scripts started")
-    actions.add_parser("status", help="exit 0 when both are running")
+    actions.add_parser(
+        "down", help="stop what the local scripts started", **examples("leadstream infra down")
+    )
+    actions.add_parser(
+        "status",
+        help="exit 0 when both are running",
+        **examples("leadstream infra status   # exit 0 when both are running"),
+    )
     run_with = actions.add_parser(
         "run",
+        **examples(
+            "leadstream infra run -- pytest tests/integration",
+            "leadstream infra run --fresh --for-tests -- make unit",
+        ),
         help="run a command with Kafka and Redis up; stop what was started afterwards",
         description="leadstream infra run [--for-tests] [--fresh] -- COMMAND [ARGS...]",
     )

@@ -12,7 +12,15 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from stream.cli.common import EXIT_CONFIG, EXIT_ERROR, EXIT_OK, EXIT_USAGE, Subparsers, fail
+from stream.cli.common import (
+    EXIT_CONFIG,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    Subparsers,
+    examples,
+    fail,
+)
 
 if TYPE_CHECKING:
     from stream.web.links import LinkSigner
@@ -23,6 +31,11 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "links",
+        **examples(
+            "leadstream links sign https://acme.example/pricing --email ada@example.com "
+            "--message m-42 --open",
+            'leadstream links check "https://collect.example.com/r/<token>"',
+        ),
         help="make tracked links (redirect and email open pixel) for emails and pages",
         description=(
             "sign URL: print the tracked link of URL for one person (--lead, --anonymous or "
@@ -37,6 +50,11 @@ def add_parser(sub: Subparsers) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     sign = actions.add_parser(
         "sign",
+        **examples(
+            "leadstream links sign https://acme.example/pricing --lead lead-42",
+            "leadstream links sign https://acme.example/ --email ada@example.com --message m-42 "
+            "--open",
+        ),
         help="print the tracked link of URL",
         description="Print the tracked link of URL (and with --open the email open pixel).",
     )
@@ -55,6 +73,7 @@ def add_parser(sub: Subparsers) -> None:
     sign.set_defaults(func=run)
     check = actions.add_parser(
         "check",
+        **examples('leadstream links check "https://collect.example.com/r/<token>"'),
         help="print what a tracked link says and whether it verifies",
         description="Print the fields of a tracked link or token as JSON; exit 1 when the "
         "configured keys do not verify it.",

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 
-from stream.cli.common import EXIT_OK, Subparsers
+from stream.cli.common import EXIT_OK, Subparsers, examples
 
 __all__ = ["add_parser", "run"]
 
@@ -14,6 +14,9 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Subparsers) -> None:
     redis_cmd = sub.add_parser(
         "redis",
+        **examples(
+            "leadstream redis rebuild",
+        ),
         help="maintain the Redis read model",
         description=(
             "rebuild: delete the read model and replay it from the compacted scores topic and "

@@ -6,7 +6,15 @@ import argparse
 import asyncio
 from datetime import UTC, datetime
 
-from stream.cli.common import EXIT_CONFIG, EXIT_OK, Subparsers, fail, parse_start, progress_bar
+from stream.cli.common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    Subparsers,
+    examples,
+    fail,
+    parse_start,
+    progress_bar,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -14,6 +22,10 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Subparsers) -> None:
     replay = sub.add_parser(
         "replay",
+        **examples(
+            "leadstream replay --model my-models.yaml",
+            "leadstream replay --model my-models.yaml --from 2026-11-01T00:00:00Z --publish",
+        ),
         help="rescore the history under a new model version into replay topics",
         description=(
             "Read the source topics from the beginning (or --from a time) with a plain consumer, "
@@ -85,5 +97,10 @@ def run(args: argparse.Namespace) -> int:
         f"replayed {stats.events} events ({stats.undecodable} undecodable records skipped) of "
         f"{stats.leads} leads under {versions}: {stats.scores} scores to {scores_topic}, "
         f"{stats.stage_changes} stage changes to {changes_topic}"
+        + (
+            f"; {stats.accounts} accounts ({stats.account_stage_changes} account stage changes)"
+            if stats.accounts
+            else ""
+        )
     )
     return EXIT_OK

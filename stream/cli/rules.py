@@ -4,8 +4,16 @@ on a sample of leads."""
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from stream.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, Subparsers, fail, progress
+from stream.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_USAGE, Subparsers, examples, fail, progress
+
+if TYPE_CHECKING:
+    from stream.scoring import ModelSet, ScoringModel
 
 __all__ = ["add_parser", "run"]
 
@@ -13,6 +21,13 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Subparsers) -> None:
     rules = sub.add_parser(
         "rules",
+        **examples(
+            "leadstream rules validate my-models.yaml",
+            "leadstream rules explain my-models.yaml --model b2b --full --format md > b2b.md",
+            "leadstream rules explain my-models.yaml --format csv > rules.csv",
+            "leadstream rules diff stream/scoring/default_models.yaml my-models.yaml --model b2b",
+            "leadstream rules diff old.yaml new.yaml --events traffic.jsonl",
+        ),
         help="check a scoring-model file or print it as tables",
         description=(
             "validate: check a scoring-model file (exit 3 naming the file, model, rule and field "
@@ -27,7 +42,17 @@ def add_parser(sub: Subparsers) -> None:
     rules.add_argument("action", choices=["validate", "explain", "diff"])
     rules.add_argument("file", nargs="?", metavar="FILE", help="a model file (YAML); diff: OLD")
     rules.add_argument("new_file", nargs="?", metavar="NEW", help="diff: the new model file")
-    rules.add_argument("--model", metavar="ID", help="only this model of the file")
+    rules.add_argument("--model", metavar="ID", help="only this model of the file(s)")
+    rules.add_argument(
+        "--full", action="store_true",
+        help="explain: every test in full (no shortened lists or patterns) and each rule's "
+        "description",
+    )  # fmt: skip
+    rules.add_argument(
+        "--format", choices=["text", "md", "csv"], default="text",
+        help="explain: aligned text (default), Markdown tables, or CSV (one row per rule, "
+        "every model of the file)",
+    )  # fmt: skip
     rules.add_argument(
         "--events", metavar="JSONL", help="diff: score these events instead of a simulation"
     )
@@ -37,10 +62,11 @@ def add_parser(sub: Subparsers) -> None:
     rules.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failure
     """Check a scoring-model file, or print its models as tables."""
     from stream.model_files import load_default_models, load_model_file  # noqa: PLC0415
     from stream.scoring import ModelFileError, describe_model  # noqa: PLC0415
+    from stream.scoring.explain import describe_accounts  # noqa: PLC0415
 
     if args.action == "diff":
         return _diff(args)
@@ -69,8 +95,36 @@ def run(args: argparse.Namespace) -> int:
                 f"decay groups {', '.join(model.decay)}"
             )
         return EXIT_OK
-    print("\n\n".join(describe_model(model) for model in chosen))
+    if args.format == "csv":
+        sys.stdout.write(_rules_csv(chosen, full=args.full))
+        return EXIT_OK
+    described = [describe_model(m, full=args.full, fmt=args.format) for m in chosen]
+    if models.accounts is not None and not args.model:
+        described.append(describe_accounts(models.accounts, fmt=args.format))
+    separator = "\n\n" if args.format == "text" else "\n\n\n"
+    print(separator.join(described))
     return EXIT_OK
+
+
+def _rules_csv(models: Sequence[ScoringModel], *, full: bool) -> str:
+    """One CSV row per rule: the model, its version and the columns of the rule tables."""
+    from stream.scoring.explain import rule_rows  # noqa: PLC0415
+
+    out = io.StringIO()
+    writer: csv.DictWriter[str] | None = None
+    for model in models:
+        for row in rule_rows(model, full=full):
+            if writer is None:
+                fields = ["model", "version", *row]
+                writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+                writer.writeheader()
+            writer.writerow({"model": model.id, "version": model.version, **row})
+    return out.getvalue()
+
+
+def _only(models: ModelSet, model_id: str) -> ModelSet:
+    """The file's models reduced to one."""
+    return models.model_copy(update={"models": (models.get(model_id),)})
 
 
 def _diff(args: argparse.Namespace) -> int:
@@ -86,6 +140,15 @@ def _diff(args: argparse.Namespace) -> int:
         old, new = load_model_file(args.file), load_model_file(args.new_file)
     except ModelFileError as exc:
         return fail("rules", str(exc), EXIT_CONFIG)
+    if args.model:
+        missing = [
+            f"{path} has no model {args.model!r} (models: {', '.join(models.ids)})"
+            for path, models in ((args.file, old), (args.new_file, new))
+            if args.model not in models.ids
+        ]
+        if missing:
+            return fail("rules diff", "; ".join(missing), EXIT_USAGE)
+        old, new = _only(old, args.model), _only(new, args.model)
     if args.events:
         try:
             events, bad = rules_diff.read_events(args.events)

@@ -19,6 +19,7 @@ from stream.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     Subparsers,
+    examples,
     fail,
     parse_start,
     progress_bar,
@@ -33,6 +34,11 @@ _FORMATS = ("csv", "json", "jsonl")
 def add_parser(sub: Subparsers) -> None:
     parser = sub.add_parser(
         "score",
+        **examples(
+            "leadstream score leads.csv --models model.yaml --out scores.csv",
+            "leadstream score leads.csv --models model.yaml --target converted --report out.md",
+            "leadstream score traffic.jsonl --models model.yaml --outcomes won.csv --target won",
+        ),
         help="score a table or an event log with a model file, as the worker would",
         description=(
             "Score every lead of FILE with a model file, through the same scoring core and with "

@@ -14,6 +14,7 @@ from stream.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     Subparsers,
+    examples,
     fail,
     parse_speed,
     parse_start,
@@ -28,6 +29,10 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Subparsers) -> None:
     simulate = sub.add_parser(
         "simulate",
+        **examples(
+            "leadstream simulate --leads 200 --days 30 --out traffic.jsonl",
+            "leadstream simulate --leads 500 --report   # scored offline: an AUC report",
+        ),
         help="generate realistic lead traffic: to Kafka, to JSONL, or scored in a report",
         description=(
             "Generate traffic from personas (ideal buyer, researcher, student, competitor, "
@@ -164,7 +169,12 @@ def run(args: argparse.Namespace) -> int:
             simulate_sinks.write_truth(sim.truth, truth)
             per_event = simulate_sinks.event_truth_path_for(truth)
             simulate_sinks.write_event_truth(sim, per_event)
-            print(f"wrote the ground truth to {truth} and {per_event}", file=sys.stderr)
+            per_account = simulate_sinks.account_truth_path_for(truth)
+            simulate_sinks.write_account_truth(sim, per_account)
+            print(
+                f"wrote the ground truth to {truth}, {per_event} and {per_account}",
+                file=sys.stderr,
+            )
     except OSError as exc:
         return fail("simulate", f"cannot write: {exc}", EXIT_CONFIG)
     if args.report:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from stream.cli.common import EXIT_ERROR, EXIT_OK, Subparsers
+from stream.cli.common import EXIT_ERROR, EXIT_OK, Subparsers, examples
 
 __all__ = ["add_parser", "run"]
 
@@ -13,6 +13,10 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Subparsers) -> None:
     topics_cmd = sub.add_parser(
         "topics",
+        **examples(
+            "leadstream topics create",
+            "leadstream topics describe",
+        ),
         help="create or describe Leadstream's topics on the broker",
         description="create: make the missing topics; describe: list them and their state.",
     )

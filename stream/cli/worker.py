@@ -7,7 +7,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from stream.cli.common import EXIT_OK, Subparsers
+from stream.cli.common import EXIT_OK, Subparsers, examples
 
 __all__ = ["add_parser", "run"]
 
@@ -15,6 +15,10 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: Subparsers) -> None:
     worker = sub.add_parser(
         "worker",
+        **examples(
+            "leadstream worker",
+            "leadstream worker --web-port 6066 --loglevel debug",
+        ),
         help="run a stream-processing worker",
         description=(
             "Run a Faust worker: consumes the source topics, keeps lead state in tables and "

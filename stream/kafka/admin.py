@@ -18,6 +18,8 @@ ALL_TOPICS: tuple[topics.TopicSpec, ...] = (
     topics.SCORES,
     topics.STAGE_CHANGES,
     topics.DEAD_LETTERS,
+    topics.ACCOUNT_SCORES,
+    topics.ACCOUNT_STAGE_CHANGES,
     topics.INTERNAL,
 )
 

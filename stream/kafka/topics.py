@@ -35,6 +35,8 @@ CRM_FEEDBACK = _from_contract(contract.CRM_FEEDBACK)
 SCORES = _from_contract(contract.SCORES)
 STAGE_CHANGES = _from_contract(contract.STAGE_CHANGES)
 DEAD_LETTERS = _from_contract(contract.DEAD_LETTERS)
+ACCOUNT_SCORES = _from_contract(contract.ACCOUNT_SCORES)
+ACCOUNT_STAGE_CHANGES = _from_contract(contract.ACCOUNT_STAGE_CHANGES)
 
 SOURCES: tuple[TopicSpec, ...] = (CLICKSTREAM, EMAIL, SOCIAL, PROFILES, CRM_FEEDBACK)
 

@@ -13,7 +13,10 @@ version in the key: replayed scores published there would overwrite the live ver
 its own, `leads.scores-replay.v1` (compacted, same keys) and `leads.stage-changes-replay.v1`,
 where the live version's records are untouched and every record carries the new version.
 `--publish` writes to the live output topics instead: for the switch-over, once the workers
-run the new model.
+run the new model. When the new file has an `accounts:` section, the leads are rolled up to
+their accounts in event-time order (`stream.scoring.account_history`) and each account's latest
+score and every account stage change go to `leads.account-scores-replay.v1` and
+`leads.account-stage-changes-replay.v1` (or, with `--publish`, the live account topics).
 
 A replay must carry a new version: a model id present in both the new file and the live model
 file (`LEADSTREAM_MODELS_PATH`, or the default models) with the same version is refused.
@@ -31,16 +34,19 @@ from aiokafka.errors import KafkaError
 from schemas import codec
 from schemas.errors import DecodeError
 from schemas.events import EventBase
-from schemas.outputs import ScoreUpdated, StageChanged
+from schemas.outputs import AccountScoreUpdated, AccountStageChanged, ScoreUpdated, StageChanged
 from stream.errors import ConfigurationError, InfrastructureError
 from stream.kafka import clients, topics
 from stream.kafka.admin import describe_topics, ensure_topics
 from stream.kafka.clients import Record
 from stream.offline.history import group_by_lead, score_leads
 from stream.scoring import ModelSet
+from stream.scoring.account_history import score_accounts
 from stream.settings import Settings
 
 __all__ = [
+    "REPLAY_ACCOUNT_SCORES",
+    "REPLAY_ACCOUNT_STAGE_CHANGES",
     "REPLAY_SCORES",
     "REPLAY_STAGE_CHANGES",
     "ReplayStats",
@@ -61,7 +67,19 @@ REPLAY_STAGE_CHANGES = topics.TopicSpec(
     "Stage changes rescored by `leadstream replay` under a new model version (key lead_id).",
 )
 
+REPLAY_ACCOUNT_SCORES = topics.TopicSpec(
+    "leads.account-scores-replay.v1",
+    "compact",
+    "Account scores rescored by `leadstream replay` under a new model file (key account_id).",
+)
+REPLAY_ACCOUNT_STAGE_CHANGES = topics.TopicSpec(
+    "leads.account-stage-changes-replay.v1",
+    "delete",
+    "Account stage changes rescored by `leadstream replay` (key account_id).",
+)
+
 Progress = Callable[[int, int], None]
+Replayed = ScoreUpdated | StageChanged | AccountScoreUpdated | AccountStageChanged
 
 
 @dataclass
@@ -72,6 +90,8 @@ class ReplayStats:
     leads: int = 0
     scores: int = 0
     stage_changes: int = 0
+    accounts: int = 0
+    account_stage_changes: int = 0
 
 
 def same_versions(new: ModelSet, live: ModelSet) -> list[str]:
@@ -168,11 +188,12 @@ async def read_history(
 
 def rescore(
     events: Sequence[EventBase], models: ModelSet, *, now: datetime, stats: ReplayStats
-) -> list[ScoreUpdated | StageChanged]:
-    """Every stage change, and each lead's latest score per model, under `models`."""
+) -> list[Replayed]:
+    """Every stage change, and each lead's latest score per model, under `models`; with
+    accounts, every account stage change and each account's latest score."""
     by_lead = group_by_lead(events)
     stats.leads = len(by_lead)
-    out: list[ScoreUpdated | StageChanged] = []
+    out: list[Replayed] = []
     for history in score_leads(by_lead, models, until=now):
         latest: dict[str, ScoreUpdated] = {}
         for record in history.outputs:
@@ -183,27 +204,55 @@ def rescore(
         out.extend(latest.values())
     stats.stage_changes = sum(1 for r in out if isinstance(r, StageChanged))
     stats.scores = len(out) - stats.stage_changes
+    if models.accounts is not None:
+        in_time = sorted(events, key=lambda e: e.occurred_at)
+        accounts = score_accounts(in_time, models, until=now)
+        latest_account: dict[str, AccountScoreUpdated] = {}
+        for account_id, account_record in accounts.outputs:
+            if isinstance(account_record, AccountStageChanged):
+                out.append(account_record)
+                stats.account_stage_changes += 1
+            else:
+                latest_account[account_id] = account_record
+        out.extend(latest_account.values())
+        stats.accounts = len(latest_account)
     return out
 
 
 async def publish(
     settings: Settings,
-    records: Sequence[ScoreUpdated | StageChanged],
+    records: Sequence[Replayed],
     *,
     live: bool,
     progress: Progress | None = None,
 ) -> tuple[str, str]:
-    """Send the records, keyed as the processor keys them; returns the two topics used."""
-    specs = (topics.SCORES, topics.STAGE_CHANGES) if live else (REPLAY_SCORES, REPLAY_STAGE_CHANGES)
+    """Send the records, keyed as the processor keys them; returns the two lead topics used."""
+    specs: tuple[topics.TopicSpec, ...] = (
+        (topics.SCORES, topics.STAGE_CHANGES, topics.ACCOUNT_SCORES, topics.ACCOUNT_STAGE_CHANGES)
+        if live
+        else (
+            REPLAY_SCORES,
+            REPLAY_STAGE_CHANGES,
+            REPLAY_ACCOUNT_SCORES,
+            REPLAY_ACCOUNT_STAGE_CHANGES,
+        )
+    )
+    if not any(isinstance(r, AccountScoreUpdated | AccountStageChanged) for r in records):
+        specs = specs[:2]
     await ensure_topics(settings, specs)
-    scores_topic, changes_topic = (settings.topic(spec.name) for spec in specs)
+    names = [settings.topic(spec.name) for spec in specs]
+    scores_topic, changes_topic = names[0], names[1]
 
     def keyed() -> Iterator[Record]:
         for record in records:
             if isinstance(record, ScoreUpdated):
                 key, topic = codec.score_key(record.lead_id, record.model), scores_topic
-            else:
+            elif isinstance(record, StageChanged):
                 key, topic = record.lead_id.encode(), changes_topic
+            elif isinstance(record, AccountScoreUpdated):
+                key, topic = record.account_id.encode(), names[2]
+            else:
+                key, topic = record.account_id.encode(), names[3]
             yield topic, key, codec.encode(record)
 
     def sent(n: int) -> None:

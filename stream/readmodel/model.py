@@ -16,6 +16,9 @@ since the scripts touch keys they derive from the data):
 | ``{p}:changes-minute:{minute}`` | string | stage changes of that event-time minute (expires) |
 | ``{p}:dead-letters`` | hash | error kind → dead letters counted |
 | ``{p}:seen:{event_id}`` | string | a stage change or dead letter already counted (expires) |
+| ``{p}:account:{account_id}`` | hash | ``revision``, ``doc``: the latest ``AccountScoreUpdated`` |
+| ``{p}:account-board`` | sorted set | account_id scored by account score |
+| ``{p}:account-history:{account_id}`` | sorted set | its last `HISTORY_MAX` stage changes (JSON) |
 | ``{p}:marker`` | string | set by every write: its absence means Redis lost the read model |
 
 Every write is a Lua script, so each record is applied atomically, and a batch of records is sent
@@ -36,7 +39,14 @@ from typing import Any, Final
 import orjson
 from redis.exceptions import NoScriptError
 
-from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
+from schemas.outputs import (
+    AccountScoreUpdated,
+    AccountStageChanged,
+    DeadLetter,
+    LeadErasedRecord,
+    ScoreUpdated,
+    StageChanged,
+)
 
 __all__ = [
     "HISTORY_MAX",
@@ -118,6 +128,28 @@ redis.call('EXPIRE', m, minute_ttl)
 return 1
 """
 
+_ACCOUNT_SCORE = """
+local p, account, revision, score, doc = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local h = p .. ':account:' .. account
+local current = redis.call('HGET', h, 'revision')
+if current and tonumber(current) >= revision then return 0 end
+redis.call('HSET', h, 'revision', ARGV[3], 'doc', doc)
+if tonumber(ARGV[6]) > 0 then
+  redis.call('ZADD', p .. ':account-board', score, account)
+else
+  redis.call('ZREM', p .. ':account-board', account)
+end
+return 1
+"""
+
+_ACCOUNT_STAGE_CHANGE = """
+local p, account, doc, at, history_max = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+local hist = p .. ':account-history:' .. account
+local added = redis.call('ZADD', hist, at, doc)
+redis.call('ZREMRANGEBYRANK', hist, 0, -(history_max + 1))
+return added
+"""
+
 _DEAD_LETTER = """
 local p, id, kind, seen_ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if not redis.call('SET', p .. ':seen:' .. id, '1', 'NX', 'EX', seen_ttl) then return 0 end
@@ -134,8 +166,17 @@ class Erase:
     model: str
 
 
-Write = ScoreUpdated | StageChanged | LeadErasedRecord | DeadLetter | Erase
-"""What the read model applies: records of the scores, stage-changes and dead-letter topics."""
+Write = (
+    ScoreUpdated
+    | StageChanged
+    | LeadErasedRecord
+    | DeadLetter
+    | Erase
+    | AccountScoreUpdated
+    | AccountStageChanged
+)
+"""What the read model applies: records of the scores, stage-changes, dead-letter and account
+topics."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +210,8 @@ class ReadModel:
                 ("erase", _ERASE),
                 ("stage_change", _STAGE_CHANGE),
                 ("dead_letter", _DEAD_LETTER),
+                ("account_score", _ACCOUNT_SCORE),
+                ("account_stage_change", _ACCOUNT_STAGE_CHANGE),
             )
         }
 
@@ -282,6 +325,21 @@ class ReadModel:
                     MINUTE_TTL_SECONDS,
                 ],
             )
+        elif isinstance(write, AccountScoreUpdated):
+            doc = orjson.dumps(write.model_dump(mode="json")).decode()
+            self._call(
+                pipe,
+                "account_score",
+                [p, write.account_id, write.revision, _number(write.score), doc, write.members],
+            )
+        elif isinstance(write, AccountStageChanged):
+            change = orjson.dumps(write.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+            moment = repr(write.occurred_at.timestamp())
+            self._call(
+                pipe,
+                "account_stage_change",
+                [p, write.account_id, change.decode(), moment, HISTORY_MAX],
+            )
         else:
             letter_id = f"dl:{write.source_topic}:{write.partition}:{write.offset}"
             self._call(
@@ -351,6 +409,26 @@ class ReadModel:
         wanted = list(range(last_minute - minutes + 1, last_minute + 1))
         values = await self.redis.mget([f"{self.prefix}:changes-minute:{m}" for m in wanted])
         return [(m, int(v or 0)) for m, v in zip(wanted, values, strict=True)]
+
+    async def account(self, account_id: str) -> dict[str, Any] | None:
+        """The account's latest score record, with its last stage changes (oldest first)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(f"{self.prefix}:account:{account_id}", "doc")
+        pipe.zrange(f"{self.prefix}:account-history:{account_id}", 0, -1)
+        doc, history = await pipe.execute()
+        if doc is None:
+            return None
+        return {**orjson.loads(doc), "stage_changes": [orjson.loads(h) for h in history]}
+
+    async def top_accounts(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The `limit` accounts with the highest scores (accounts with no members left out)."""
+        accounts = await self.redis.zrevrange(f"{self.prefix}:account-board", 0, limit - 1)
+        if not accounts:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for account in accounts:
+            pipe.hget(f"{self.prefix}:account:{account.decode()}", "doc")
+        return [orjson.loads(doc) for doc in await pipe.execute() if doc is not None]
 
     async def dead_letters(self) -> dict[str, int]:
         raw = await self.redis.hgetall(f"{self.prefix}:dead-letters")

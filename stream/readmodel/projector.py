@@ -58,10 +58,20 @@ REDIS_RETRY_MAX_SECONDS: Final = 2.0
 """Longest wait between two tries of a batch while Redis is down: the read model catches up
 within seconds of Redis' return, however long it was away."""
 BATCH_RECORDS: Final = 500
-PROJECTED = (topics.SCORES, topics.STAGE_CHANGES, topics.DEAD_LETTERS)
+PROJECTED = (
+    topics.SCORES,
+    topics.STAGE_CHANGES,
+    topics.DEAD_LETTERS,
+    topics.ACCOUNT_SCORES,
+    topics.ACCOUNT_STAGE_CHANGES,
+)
+REBUILT = (topics.SCORES, topics.STAGE_CHANGES, topics.ACCOUNT_SCORES, topics.ACCOUNT_STAGE_CHANGES)
+"""The topics a rebuild reads from the beginning (dead letters are counters, not state)."""
 
 
-def decode_record(contract_topic: str, key: bytes | None, value: bytes | None) -> Write | None:
+def decode_record(  # noqa: PLR0911 - one return per projected topic
+    contract_topic: str, key: bytes | None, value: bytes | None
+) -> Write | None:
     """The read-model write for one record of a projected topic (None: nothing to do)."""
     if contract_topic == topics.SCORES.name:
         if value is None:  # a tombstone: the lead was erased under this model
@@ -75,6 +85,10 @@ def decode_record(contract_topic: str, key: bytes | None, value: bytes | None) -
         return None
     if contract_topic == topics.STAGE_CHANGES.name:
         return codec.decode_stage_change(value)
+    if contract_topic == topics.ACCOUNT_SCORES.name:
+        return codec.decode_account_score(value)
+    if contract_topic == topics.ACCOUNT_STAGE_CHANGES.name:
+        return codec.decode_account_stage_change(value)
     return codec.decode_dead_letter(value)
 
 
@@ -272,14 +286,14 @@ async def rebuild(
     out: TextIO = sys.stderr,
     clear: bool = True,
 ) -> RebuildStats:
-    """Rebuild the read model from the beginning of the scores and stage-changes topics.
+    """Rebuild the read model from the beginning of the scores, stage-changes and account topics.
 
     Reads each topic from its first offset up to the end offsets taken at the start (the scores
     topic is compacted: the latest score per lead and model), with a progress bar on `out`.
     Raises `InfrastructureError` when Kafka or Redis cannot be reached.
     """
     model = read_model or ReadModel.from_settings(settings)
-    names = {settings.topic(spec.name): spec.name for spec in (topics.SCORES, topics.STAGE_CHANGES)}
+    names = {settings.topic(spec.name): spec.name for spec in REBUILT}
     reader = clients.consumer(
         settings,
         role="rebuild",
@@ -315,7 +329,7 @@ async def _replay(
     stats = RebuildStats()
     partitions = [
         TopicPartition(state.name, p)
-        for state in await describe_topics(settings, [topics.SCORES, topics.STAGE_CHANGES])
+        for state in await describe_topics(settings, list(REBUILT))
         for p in range(state.partitions or 0)
     ]
     if not partitions:

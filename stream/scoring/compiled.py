@@ -41,6 +41,7 @@ __all__ = [
     "Dispatch",
     "EngagementRuleC",
     "FitRuleC",
+    "compile_fit_rule",
     "url_path",
 ]
 
@@ -336,6 +337,17 @@ class FitRuleC:
     disqualify: bool
 
 
+def compile_fit_rule(rule: FitRule) -> FitRuleC:
+    """A fit rule ready to run."""
+    return FitRuleC(
+        id=rule.id,
+        field=rule.field,
+        get=_all_getter(rule) if rule.and_ else _fit_getter(rule.field),
+        score=_all_scorer(rule) if rule.and_ else _fit_scorer(rule),
+        disqualify=rule.disqualify,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Dispatch:
     """What an event type means to one model."""
@@ -400,16 +412,7 @@ class CompiledModel:
             rule.id: self._engagement(rule, group_rates[rule.group]) for rule in spec.engagement
         }
         self.rates: dict[str, float] = {rid: rule.rate for rid, rule in self.rules.items()}
-        self.fit_rules = tuple(
-            FitRuleC(
-                id=rule.id,
-                field=rule.field,
-                get=_all_getter(rule) if rule.and_ else _fit_getter(rule.field),
-                score=_all_scorer(rule) if rule.and_ else _fit_scorer(rule),
-                disqualify=rule.disqualify,
-            )
-            for rule in spec.fit
-        )
+        self.fit_rules = tuple(compile_fit_rule(rule) for rule in spec.fit)
         self.fit_by_id = {rule.id: rule for rule in self.fit_rules}
         ids = [*self.rules, *self.fit_by_id]
         self.code: dict[str, str] = {rule_id: rule_code(rule_id) for rule_id in ids}

@@ -36,9 +36,11 @@ from schemas.outputs import (
     ScoreSnapshot,
     ScoreUpdated,
     StageChanged,
+    stage_change_event_id,
 )
-from schemas.stages import Stage
+from schemas.stages import HUBSPOT_LIFECYCLESTAGE, SALESFORCE_LEAD_STATUS, Stage
 from stream.scoring import decay
+from stream.scoring.accountlink import merge_links
 from stream.scoring.compiled import (
     CLICKED,
     DELIVERED,
@@ -108,6 +110,7 @@ Output = ScoreUpdated | StageChanged | LeadErasedRecord
 S = TypeVar("S", ModelState, LeadState)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_floor = math.floor
 _MAX_POINTS = 1e9
 _MAX_STEPS = 16
 """Decay transitions `advance` performs at most per call (a handful is the most a lead has)."""
@@ -154,10 +157,28 @@ def to_datetime(seconds: float) -> datetime:
     return _EPOCH + timedelta(microseconds=round(seconds * 1e6))
 
 
+def _round4(value: float) -> float:
+    """`round(value, 4)`, exactly (the same float, signed zeros included), at a third of its cost.
+
+    For |value| < 1e5 the product `value * 1e4` is within 1e-7 of the exact one, so unless its
+    fraction is within 1e-4 of a half, rounding it to the nearest integer `n` gives the integer
+    the exact product rounds to, and `n / 1e4` is the float nearest to the decimal `n / 10**4`,
+    which is what `round` returns. Near halves, near zero (the sign of a zero) and beyond 1e5,
+    `round` decides.
+    """
+    if -1e5 < value < 1e5:
+        scaled = value * 10000.0
+        whole = _floor(scaled)
+        fraction = scaled - whole
+        if not 0.4999 < fraction < 0.5001 and whole not in (0, -1):
+            return (whole + 1 if fraction > 0.5 else whole) / 10000.0
+    return round(value, 4)
+
+
 def _round(value: float) -> float:
     """Published points: 4 decimals, within the contract's ±1e9 (and never -0.0)."""
     if -_MAX_POINTS < value < _MAX_POINTS:
-        return round(value, 4) + 0.0
+        return _round4(value) + 0.0
     return _MAX_POINTS if value > 0 else -_MAX_POINTS
 
 
@@ -171,24 +192,81 @@ _SU_FIELDS = frozenset(ScoreUpdated.model_fields)
 _RC_FIELDS = frozenset(RuleContribution.model_fields)
 _setattr = object.__setattr__
 _new_tuple = tuple.__new__
+R = TypeVar("R", ScoreUpdated, RuleContribution, ScoreSnapshot, StageChanged)
 
 
-def _score_updated(values: dict[str, Any]) -> ScoreUpdated:
-    record = ScoreUpdated.__new__(ScoreUpdated)
+def _trusted(cls: type[R], values: dict[str, Any], fields: frozenset[str]) -> R:
+    """An instance of the contract model `cls` holding `values` (in field order), unvalidated;
+    `fields`: the fields given explicitly."""
+    record = cls.__new__(cls)
     _setattr(record, "__dict__", values)
-    _setattr(record, "__pydantic_fields_set__", _SU_FIELDS)
+    _setattr(record, "__pydantic_fields_set__", fields)
     _setattr(record, "__pydantic_extra__", None)
     _setattr(record, "__pydantic_private__", None)
     return record
 
 
-def _rule_contribution(rule_id: str, points: float) -> RuleContribution:
-    record = RuleContribution.__new__(RuleContribution)
-    _setattr(record, "__dict__", {"rule_id": rule_id, "points": points})
-    _setattr(record, "__pydantic_fields_set__", _RC_FIELDS)
-    _setattr(record, "__pydantic_extra__", None)
-    _setattr(record, "__pydantic_private__", None)
-    return record
+_SC_FIELDS = frozenset(StageChanged.model_fields) - {"type"}
+_SS_FIELDS = frozenset(ScoreSnapshot.model_fields)
+_CRM = {stage: (HUBSPOT_LIFECYCLESTAGE[stage], SALESFORCE_LEAD_STATUS[stage]) for stage in Stage}
+
+
+def _stage_changed(  # noqa: PLR0917 - positional: the fields of the record, in order
+    lead_id: str,
+    c: CompiledModel,
+    from_stage: Stage | None,
+    to_stage: Stage,
+    reason: str,
+    event_id: str | None,
+    fit: float,
+    eng: float,
+    occurred_at: datetime,
+) -> StageChanged:
+    """`StageChanged.build` without re-validating values the engine made valid (a reason is
+    at most 256 characters, points within ±1e9, `occurred_at` in UTC)."""
+    snapshot = _trusted(
+        ScoreSnapshot,
+        {
+            "fit": _round(fit),
+            "engagement": _round(eng),
+            "total": _round(fit + eng),
+            "grade": c.grade(fit, eng),
+        },
+        _SS_FIELDS,
+    )
+    hubspot, salesforce = _CRM[to_stage]
+    return _trusted(
+        StageChanged,
+        {
+            "type": "stage_changed",
+            "event_id": stage_change_event_id(
+                lead_id=lead_id,
+                model=c.id,
+                model_version=c.version,
+                triggering_event_id=event_id,
+                from_stage=from_stage,
+                to_stage=to_stage,
+                occurred_at=occurred_at,
+            ),
+            "lead_id": lead_id,
+            "model": c.id,
+            "model_version": c.version,
+            "from_stage": from_stage,
+            "to_stage": to_stage,
+            "reason": reason,
+            "triggering_event_id": event_id,
+            "score": snapshot,
+            "occurred_at": occurred_at,
+            "hubspot_lifecyclestage": hubspot,
+            "salesforce_lead_status": salesforce,
+        },
+        _SC_FIELDS,
+    )
+
+
+def _done(state: S | None, out: list[Output], scored: list[Contribution]) -> Transition[S]:
+    """`Transition(state, tuple(out), tuple(scored))` without the named tuple's constructor."""
+    return _new_tuple(Transition, (state, tuple(out), tuple(scored)))
 
 
 def _basis(basis: str, fit: float, eng: float) -> float:
@@ -254,21 +332,8 @@ def _transition(
     st.history = (*st.history, StageEntry(from_stage, to_stage, at, reason))[-HISTORY:]
     st.stage = to_stage
     out.append(
-        StageChanged.build(
-            lead_id=lead_id,
-            model=c.id,
-            model_version=c.version,
-            from_stage=from_stage,
-            to_stage=to_stage,
-            reason=reason[:256],
-            triggering_event_id=event_id,
-            score=ScoreSnapshot(
-                fit=_round(fit),
-                engagement=_round(eng),
-                total=_round(fit + eng),
-                grade=c.grade(fit, eng),
-            ),
-            occurred_at=occurred_at,
+        _stage_changed(
+            lead_id, c, from_stage, to_stage, reason[:256], event_id, fit, eng, occurred_at
         )
     )
 
@@ -460,8 +525,8 @@ def _emit_score(
     id, replacing the one kept before (`_build_score` builds it).
     """
     c = st.c
-    fit_r = round(fit, 4) + 0.0 if -_MAX_POINTS < fit < _MAX_POINTS else _round(fit)
-    eng_r = round(eng, 4) + 0.0 if -_MAX_POINTS < eng < _MAX_POINTS else _round(eng)
+    fit_r = _round4(fit) + 0.0 if -_MAX_POINTS < fit < _MAX_POINTS else _round(fit)
+    eng_r = _round4(eng) + 0.0 if -_MAX_POINTS < eng < _MAX_POINTS else _round(eng)
     grade = c.grade(fit, eng)
     last = st.emitted
     if last is not None and st.stage is prev_stage:
@@ -510,7 +575,8 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
     revision: int,
 ) -> ScoreUpdated:
     top = _top_rules(c, fit_points, fit_items, values) if values is not None else ()
-    return _score_updated(
+    return _trusted(
+        ScoreUpdated,
         {
             "type": "score_updated",
             "lead_id": lead_id,
@@ -518,7 +584,7 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
             "model_version": c.version,
             "fit": fit_r,
             "engagement": eng_r,
-            "total": round(fit_r + eng_r, 4) + 0.0
+            "total": _round4(fit_r + eng_r) + 0.0
             if -_MAX_POINTS < fit_r + eng_r < _MAX_POINTS
             else _round(fit + eng),
             "grade": grade,
@@ -527,7 +593,8 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
             "revision": revision,
             "last_event_id": event_id,
             "top_rules": top,
-        }
+        },
+        _SU_FIELDS,
     )
 
 
@@ -587,16 +654,18 @@ def _top_rules(
     for size, value, rule_id in items[:count]:
         if size < 0.00005:
             break
-        rounded = round(value, 4) if size < _MAX_POINTS else _round(value)
+        rounded = _round4(value) if size < _MAX_POINTS else _round(value)
         if rule_id in fit_points:
             key = (rule_id, rounded)
             record = _FIT_CONTRIBUTIONS.get(key)
             if record is None:
                 if len(_FIT_CONTRIBUTIONS) > 4096:
                     _FIT_CONTRIBUTIONS.clear()
-                record = _FIT_CONTRIBUTIONS[key] = _rule_contribution(rule_id, rounded)
+                record = _FIT_CONTRIBUTIONS[key] = _trusted(
+                    RuleContribution, {"rule_id": rule_id, "points": rounded}, _RC_FIELDS
+                )
         else:
-            record = _rule_contribution(rule_id, rounded)
+            record = _trusted(RuleContribution, {"rule_id": rule_id, "points": rounded}, _RC_FIELDS)
         top.append(record)
     return tuple(top)
 
@@ -664,6 +733,12 @@ def _cap(st: ModelState, rule: EngagementRuleC, points: float, t: float) -> floa
         kept = (*windows[:-1], (window, used))
         if kept[0][0] < oldest:
             kept = tuple(e for e in kept if e[0] >= oldest)
+    elif not windows or windows[-1][0] < window:  # the newest window (they are kept in order)
+        kept = (
+            (*windows, (window, used))
+            if not windows or windows[0][0] >= oldest
+            else (*(e for e in windows if e[0] >= oldest), (window, used))
+        )
     else:
         kept = tuple(sorted([*(e for e in windows if oldest <= e[0] != window), (window, used)]))
     caps = dict(st.caps)
@@ -879,16 +954,8 @@ def _apply_one(  # noqa: PLR0917 - positional: once per event and model
         st = _new_state(model, c, t)
         prev_stage: Stage | None = None
         out.append(
-            StageChanged.build(
-                lead_id=lead_id,
-                model=c.id,
-                model_version=c.version,
-                from_stage=None,
-                to_stage=st.stage,
-                reason="new lead",
-                triggering_event_id=event.event_id,
-                score=ScoreSnapshot(fit=0.0, engagement=0.0, total=0.0, grade=c.grade(0.0, 0.0)),
-                occurred_at=event.occurred_at,
+            _stage_changed(
+                lead_id, c, None, st.stage, "new lead", event.event_id, 0.0, 0.0, event.occurred_at
             )
         )
     else:
@@ -1003,7 +1070,7 @@ def apply(
     new = _apply_one(state, event, model, c, dispatch, t, lid, out, scored)
     if new is not None:
         new.seen = seen_add(new.seen, digest)
-    return Transition(new, tuple(out), tuple(scored))
+    return _done(new, out, scored)
 
 
 def apply_all(
@@ -1022,6 +1089,10 @@ def apply_all(
     out: list[Output] = []
     scored: list[Contribution] = []
     states = dict(state.models) if state is not None else {}
+    account = state.account if state is not None else None
+    linker = models.linker
+    if linker is not None:
+        account = linker.note(account, event)
     touched = False
     for model in models.models:
         model_id = model.id
@@ -1045,7 +1116,7 @@ def apply_all(
     if event.type == "lead_erased":
         return Transition(None, tuple(out))
     seen = seen_add(state.seen, digest) if state is not None else digest
-    return Transition(LeadState(states, seen), tuple(out), tuple(scored))
+    return _done(LeadState(states, seen, account), out, scored)
 
 
 def apply_batch(
@@ -1068,6 +1139,8 @@ def apply_batch(
     alive = state is not None
     states: dict[str, ModelState] = dict(state.models) if state is not None else {}
     seen = state.seen if state is not None else ""
+    account = state.account if state is not None else None
+    linker = models.linker
     own: set[str] = set()
     """Models whose state in `states` is this call's own copy (changed in place)."""
     out: list[Output] = []
@@ -1105,16 +1178,18 @@ def apply_batch(
             continue
         changed = True
         if event.type == "lead_erased":
-            alive, states, seen = False, {}, ""
+            alive, states, seen, account = False, {}, "", None
             own.clear()
             pending.clear()
             continue
+        if linker is not None:
+            account = linker.note(account, event)
         seen = seen_add(seen, digest) if alive else digest
         alive = True
     if not changed:
         return Transition(state)
     out.extend(_build_score(item) for item in pending.values())
-    return Transition(LeadState(states, seen) if alive else None, tuple(out), tuple(scored))
+    return _done(LeadState(states, seen, account) if alive else None, out, scored)
 
 
 # --------------------------------------------------------------------------- time
@@ -1211,7 +1286,7 @@ def advance_all(state: LeadState, now: datetime, *, lead_id: str) -> Transition[
             changed = True
     if not changed:
         return Transition(state)
-    return Transition(LeadState(states, state.seen), tuple(out))
+    return Transition(LeadState(states, state.seen, state.account), tuple(out))
 
 
 def score_at(state: ModelState, now: datetime) -> Score:
@@ -1334,4 +1409,4 @@ def merge_lead_states(a: LeadState, b: LeadState, models: ModelSet) -> LeadState
             only = sa if sa is not None else sb
             assert only is not None
             states[model.id] = _bound(only, model)
-    return LeadState(states, seen_union(a.seen, b.seen))
+    return LeadState(states, seen_union(a.seen, b.seen), merge_links(a.account, b.account))

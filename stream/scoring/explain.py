@@ -11,10 +11,19 @@ from schemas.stages import Stage
 from stream.scoring.compiled import CompiledModel
 from stream.scoring.engine import score_at, to_datetime
 from stream.scoring.mail import REASONS
-from stream.scoring.spec import ScoringModel, format_duration
+from stream.scoring.spec import AccountSpec, ScoringModel, format_duration
 from stream.scoring.state import FLAG_NAMES, ModelState
 
-__all__ = ["Explanation", "RuleLine", "StageLine", "describe_model", "explain"]
+__all__ = [
+    "FORMATS",
+    "Explanation",
+    "RuleLine",
+    "StageLine",
+    "describe_accounts",
+    "describe_model",
+    "explain",
+    "rule_rows",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +162,21 @@ def machine_reason(model: ScoringModel, code: str) -> str:
 # ----------------------------------------------------------------------- model tables
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+FORMATS = ("text", "md")
+"""How `describe_model` writes its tables: aligned plain text, or Markdown."""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "text") -> list[str]:
+    if fmt == "md":
+        return [
+            "| " + " | ".join(_cell(h) or " " for h in header) + " |",
+            "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows),
+        ]
     widths = [len(h) for h in header]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -164,60 +187,90 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [line(header), line(["-" * w for w in widths]), *(line(row) for row in rows)]
 
 
+def _section(
+    title: str, header: Sequence[str], rows: Sequence[Sequence[str]], fmt: str
+) -> list[str]:
+    """A titled table, after a blank line."""
+    heading = f"### {title}" if fmt == "md" else title
+    return ["", heading, *([""] if fmt == "md" else []), *_table(header, rows, fmt)]
+
+
 def _points(value: float) -> str:
     return f"{value:+g}"
 
 
-def _describe_one(model: ScoringModel) -> list[str]:
+def _describe_one(model: ScoringModel, *, full: bool, fmt: str) -> list[str]:
     title = f"model {model.id} (version {model.version})"
-    out = [title, "=" * len(title)]
+    out = [f"## {title}"] if fmt == "md" else [title, "=" * len(title)]
     if model.description:
-        out.append(model.description)
-    out.append("")
-    out += _describe_rules(model)
-    out += _describe_stages(model)
-    out += _describe_grades_and_spam(model)
+        out += ["", model.description] if fmt == "md" else [model.description]
+    out += _describe_rules(model, full=full, fmt=fmt)
+    out += _describe_stages(model, fmt)
+    out += _describe_grades_and_spam(model, fmt)
     return out
 
 
-def _describe_rules(model: ScoringModel) -> list[str]:
-    out: list[str] = []
-
-    fit_rows = [
-        (
-            rule.id,
-            rule.describe_test(),
-            _points(rule.points) + ("/unit" if rule.per_unit_above is not None else ""),
-            "disqualifies" if rule.disqualify else "",
-        )
+def rule_rows(model: ScoringModel, *, full: bool = False) -> list[dict[str, str]]:
+    """Every rule of the model as the cells of a table row: kind, rule, test, points, cap,
+    decay group, flag and description (tests in full with `full`)."""
+    rows = [
+        {
+            "kind": "fit",
+            "rule": rule.id,
+            "test": rule.describe_test(full=full),
+            "points": _points(rule.points) + ("/unit" if rule.per_unit_above is not None else ""),
+            "cap": "",
+            "decay group": "never decays",
+            "flag": "disqualifies" if rule.disqualify else "",
+            "description": rule.description or "",
+        }
         for rule in model.fit
     ]
-    out += ["Fit rules (profile; never decay)", *_table(("rule", "test", "points", ""), fit_rows)]
-
-    rows = []
     for erule in model.engagement:
         half_life = model.decay[erule.group]
         rows.append(
-            (
-                erule.id,
-                erule.describe_test(),
-                _points(erule.points),
-                erule.cap.describe() if erule.cap else "",
-                f"{erule.group} ({format_duration(half_life) if half_life else 'no decay'})",
-                "hand-raise" if erule.hand_raise else "",
-            )
+            {
+                "kind": "engagement",
+                "rule": erule.id,
+                "test": erule.describe_test(full=full),
+                "points": _points(erule.points),
+                "cap": erule.cap.describe() if erule.cap else "",
+                "decay group": f"{erule.group} "
+                f"({format_duration(half_life) if half_life else 'no decay'})",
+                "flag": "hand-raise" if erule.hand_raise else "",
+                "description": erule.description or "",
+            }
         )
-    out += [
-        "",
-        "Engagement and negative rules (events)",
-        *_table(("rule", "when", "points", "cap", "decay group", ""), rows),
-    ]
+    return rows
 
+
+def _describe_rules(model: ScoringModel, *, full: bool, fmt: str) -> list[str]:
+    rows = rule_rows(model, full=full)
+    described = ["description"] if full else []
+    fit = [
+        [r[k] for k in ("rule", "test", "points", "flag", *described)]
+        for r in rows
+        if r["kind"] == "fit"
+    ]
+    out = _section(
+        "Fit rules (profile; never decay)", ("rule", "test", "points", "", *described), fit, fmt
+    )
+    engagement = [
+        [r[k] for k in ("rule", "test", "points", "cap", "decay group", "flag", *described)]
+        for r in rows
+        if r["kind"] == "engagement"
+    ]
+    out += _section(
+        "Engagement and negative rules (events)",
+        ("rule", "when", "points", "cap", "decay group", "", *described),
+        engagement,
+        fmt,
+    )
     group_rows = [
         (name, f"half-life {format_duration(h)}" if h is not None else "does not decay")
         for name, h in model.decay.items()
     ]
-    out += ["", "Decay groups", *_table(("group", "decay"), group_rows)]
+    out += _section("Decay groups", ("group", "decay"), group_rows, fmt)
     return out
 
 
@@ -232,7 +285,7 @@ def _threshold_text(
     return text
 
 
-def _describe_stages(model: ScoringModel) -> list[str]:
+def _describe_stages(model: ScoringModel, fmt: str) -> list[str]:
     stages = model.stages
     stage_rows = [("initial stage", stages.initial.value)]
     if stages.mql is not None:
@@ -258,7 +311,7 @@ def _describe_stages(model: ScoringModel) -> list[str]:
         stage_rows.append((name, f"-> {getattr(stages.crm, name).value}"))
     signals = ", ".join(model.spam.disqualify) or "none"
     stage_rows.append(("disqualified by", f"{signals}; fit rules marked 'disqualifies'"))
-    out = ["", "Stages and thresholds", *_table(("transition", "when"), stage_rows)]
+    out = _section("Stages and thresholds", ("transition", "when"), stage_rows, fmt)
 
     c: CompiledModel = model.compiled
     graph_rows = [
@@ -266,11 +319,11 @@ def _describe_stages(model: ScoringModel) -> list[str]:
         for stage in Stage
     ]
     source = "model's own" if stages.graph is not None else "default"
-    out += ["", f"Allowed transitions ({source} graph)", *_table(("from", "to"), graph_rows)]
+    out += _section(f"Allowed transitions ({source} graph)", ("from", "to"), graph_rows, fmt)
     return out
 
 
-def _describe_grades_and_spam(model: ScoringModel) -> list[str]:
+def _describe_grades_and_spam(model: ScoringModel, fmt: str) -> list[str]:
     fa, fb, fc = model.grades.fit
     e1, e2, e3 = model.grades.engagement
     fit_bands = [("A", f">= {fa:g}"), ("B", f">= {fb:g}"), ("C", f">= {fc:g}"), ("D", f"< {fc:g}")]
@@ -279,7 +332,7 @@ def _describe_grades_and_spam(model: ScoringModel) -> list[str]:
         (f"{letter} fit {rng}", *(f"{letter}{digit}" for digit in "1234"))
         for letter, rng in fit_bands
     ]
-    out = ["", "Grade matrix (fit band x engagement band)", *_table(("", *eng_bands), grid)]
+    out = _section("Grade matrix (fit band x engagement band)", ("", *eng_bands), grid, fmt)
 
     spam = model.spam
     burst = (
@@ -299,7 +352,7 @@ def _describe_grades_and_spam(model: ScoringModel) -> list[str]:
         ("machine timing", _timing_words(model) if spam.ignore_machine_events else "off"),
         ("bot bursts", burst),
     ]
-    out += ["", "Spam and bot signals", *_table(("signal", "handling"), spam_rows)]
+    out += _section("Spam and bot signals", ("signal", "handling"), spam_rows, fmt)
     outputs = model.outputs
     out += [
         "",
@@ -322,7 +375,48 @@ def _timing_words(model: ScoringModel) -> str:
     return "; ".join(machine_reason(model, c) for c, v in tests.items() if v is not None) or "off"
 
 
-def describe_model(model: ScoringModel) -> str:
+def describe_model(model: ScoringModel, *, full: bool = False, fmt: str = "text") -> str:
     """A scoring model as readable tables: rules, points, caps, decay groups, thresholds,
-    stages, the allowed transitions and the grade matrix."""
-    return "\n".join(_describe_one(model))
+    stages, the allowed transitions and the grade matrix. `full`: every test in full and each
+    rule's description; `fmt`: `text` (aligned columns) or `md` (Markdown)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r}: give one of {', '.join(FORMATS)}")
+    return "\n".join(_describe_one(model, full=full, fmt=fmt))
+
+
+def describe_accounts(spec: AccountSpec, *, fmt: str = "text") -> str:
+    """A model file's accounts section as readable tables: account fit, buying-group roles,
+    engaged contacts and the account stages; `fmt`: `text` or `md`, as `describe_model`."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r}: give one of {', '.join(FORMATS)}")
+    title = f"Accounts: leads roll up to their company's account under model {spec.model}"
+    out = [f"## {title}"] if fmt == "md" else [title]
+    fit = [(rule.id, rule.describe_test(), _points(rule.points)) for rule in spec.fit]
+    if fit:
+        out += ["", *_table(("account fit rule", "test", "points"), fit, fmt)]
+    roles = [(role.id, f"job_title ~ /{role.regex}/", _points(role.points)) for role in spec.roles]
+    if roles:
+        out += ["", *_table(("buying-group role", "test", "points"), roles, fmt)]
+    out += [
+        "",
+        f"Engaged contacts: members whose latest action is less than "
+        f"{format_duration(spec.engaged_within)} old, {spec.contact_points:g} points each "
+        f"(at most {spec.max_contacts}).",
+    ]
+    rows = []
+    for name, level in (("engaged", spec.stages.engaged), ("mqa", spec.stages.mqa)):
+        needs = [f"{level.min_roles} roles"] if level.min_roles else []
+        needs += [f"{level.min_contacts} engaged contacts"] if level.min_contacts else []
+        rows.append(
+            (
+                name,
+                f"score >= {level.promote_at:g}" + (f" with {', '.join(needs)}" if needs else ""),
+                f"score < {level.demote_below:g}",
+            )
+        )
+    rows += [
+        ("opportunity", "a member's lead stage is opportunity", "no member there"),
+        ("customer", "a member's lead stage is customer", "no member there"),
+    ]
+    out += _section("Account stages", ("stage", "reached when", "left when"), rows, fmt)
+    return "\n".join(out)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 __all__ = [
     "BUILTIN_DISPOSABLE_DOMAINS",
+    "BUILTIN_FREE_MAIL_DOMAINS",
     "PLACEHOLDER_NAMES",
     "email_domain",
     "is_disposable_domain",
@@ -48,6 +49,33 @@ BUILTIN_DISPOSABLE_DOMAINS: frozenset[str] = frozenset(
     }
 )
 """A small built-in list of throwaway-address providers; models can add more."""
+
+BUILTIN_FREE_MAIL_DOMAINS: frozenset[str] = frozenset(
+    {
+        "163.com",
+        "aol.com",
+        "gmail.com",
+        "gmx.de",
+        "gmx.net",
+        "googlemail.com",
+        "hotmail.com",
+        "icloud.com",
+        "live.com",
+        "mail.com",
+        "mail.ru",
+        "me.com",
+        "msn.com",
+        "outlook.com",
+        "proton.me",
+        "protonmail.com",
+        "qq.com",
+        "web.de",
+        "yahoo.com",
+        "yandex.ru",
+        "zoho.com",
+    }
+)
+"""Free-mail providers: an address there names a person, not the company they work for."""
 
 _RESERVED_TLDS = frozenset({"example", "invalid", "local", "localhost", "test"})
 _RESERVED_DOMAINS = frozenset({"example.com", "example.net", "example.org"})

@@ -10,10 +10,12 @@ the caller (`stream.model_files.load_model_file`): this package does no I/O.
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+import typing
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import Annotated, Any, Literal, Self
 
@@ -36,7 +38,11 @@ from schemas.events import EVENT_TYPES, Traits, Utm
 from schemas.stages import Stage
 
 __all__ = [
+    "ACCOUNT_FIT_FIELDS",
     "FIT_FIELDS",
+    "AccountLevelSpec",
+    "AccountSpec",
+    "AccountStagesSpec",
     "BurstSpec",
     "CapSpec",
     "CrmSpec",
@@ -53,6 +59,7 @@ __all__ = [
     "OutputSpec",
     "Problem",
     "RangeSpec",
+    "RoleSpec",
     "ScoringModel",
     "SpamSpec",
     "SqlSpec",
@@ -60,6 +67,7 @@ __all__ = [
     "parse_duration",
     "parse_models",
     "rule_code",
+    "suggest",
 ]
 
 # ----------------------------------------------------------------------------------- errors
@@ -77,11 +85,14 @@ class Problem(BaseModel):
     field: str | None = None
     """The dotted path of the field inside the model or rule, e.g. `cap.max_count`."""
     message: str
+    line: int | None = None
+    """The line of the file the problem is on (1 is the first)."""
 
     def describe(self) -> str:
         where = [
             part
             for part in (
+                f"line {self.line}" if self.line else None,
                 f"model {self.model!r}" if self.model else None,
                 self.rule,
                 f"field {self.field!r}" if self.field else None,
@@ -102,6 +113,12 @@ class ModelFileError(LeadstreamError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.source, self.problems))
+
+
+def suggest(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for the choice closest to a misspelt `word`, else ``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # --------------------------------------------------------------------------------- values
@@ -305,7 +322,10 @@ class FitRule(Spec):
         if value in FIT_FIELDS or re.fullmatch(r"custom\.[^\s.]{1,128}", value):
             return value
         known = ", ".join(sorted(FIT_FIELDS))
-        raise ValueError(f"unknown profile field {value!r} (known: {known}, custom.<name>)")
+        raise ValueError(
+            f"unknown profile field {value!r}{suggest(value, FIT_FIELDS)} "
+            f"(known: {known}, custom.<name>)"
+        )
 
     @field_validator("regex")
     @classmethod
@@ -351,27 +371,30 @@ class FitRule(Spec):
     def kind(self) -> str:
         return next(name for name in _MATCHERS if self.matcher_value(name) is not None)
 
-    def describe_test(self) -> str:
-        """The test in words, for tables: `industry in [saas, software]`."""
+    def describe_test(self, *, full: bool = False) -> str:
+        """The test in words, for tables: `industry in [saas, software]` (long lists and
+        patterns shortened unless `full`)."""
         if self.and_:
             tests = [self.model_copy(update={"and_": None})]
             tests += [
                 FitRule.model_validate({"id": "and", "points": 1, **c.matchers()})
                 for c in self.and_
             ]
-            return " and ".join(test.describe_test() for test in tests)
+            return " and ".join(test.describe_test(full=full) for test in tests)
         kind = self.kind
         if kind == "equals":
             return f"{self.field} = {_show(self.equals)}"
         if kind == "in":
             values = self.in_ or []
-            shown = ", ".join(_show(v) for v in values[:4]) + (", ..." if len(values) > 4 else "")
-            return f"{self.field} in [{shown}]"
+            listed = values if full else values[:4]
+            more = ", ..." if len(values) > len(listed) else ""
+            return f"{self.field} in [{', '.join(_show(v) for v in listed)}{more}]"
         if kind == "range":
             assert self.range is not None
             return f"{self.field} {self.range.describe()}"
         if kind == "regex":
-            return f"{self.field} ~ /{_shorten(self.regex or '')}/"
+            regex = self.regex or ""
+            return f"{self.field} ~ /{regex if full else _shorten(regex)}/"
         cap = f", max {self.max_points:g}" if self.max_points is not None else ""
         return f"{self.field}: per unit above {self.per_unit_above:g}{cap}"
 
@@ -498,7 +521,7 @@ class EngagementRule(Spec):
     def _known_types(cls, value: str | list[str]) -> str | list[str]:
         for name in [value] if isinstance(value, str) else value:
             if name not in EVENT_TYPES:
-                raise ValueError(f"unknown event type {name!r}")
+                raise ValueError(f"unknown event type {name!r}{suggest(name, EVENT_TYPES)}")
             if name in UNSCORABLE_TYPES:
                 raise ValueError(
                     f"{name!r} cannot be scored by an engagement rule "
@@ -518,15 +541,18 @@ class EngagementRule(Spec):
         for name in self.where:
             missing = [t for t in self.event_types if not _where_field_ok(t, name)]
             if missing:
-                known = ", ".join(sorted(event_fields(missing[0])))
+                fields = event_fields(missing[0])
+                known = ", ".join(sorted(fields))
                 raise ValueError(
-                    f"field 'where.{name}': {missing[0]} has no property {name!r} (known: {known})"
+                    f"field 'where.{name}': {missing[0]} has no property {name!r}"
+                    f"{suggest(name, fields)} (known: {known})"
                 )
         if self.cap is not None and self.cap.max_points is not None and self.points <= 0:
             raise ValueError("field 'cap.max_points': a points cap needs positive points")
         return self
 
-    def describe_test(self) -> str:
+    def describe_test(self, *, full: bool = False) -> str:
+        """The event and its tests in words (long patterns shortened unless `full`)."""
         types = " | ".join(self.event_types)
         if not self.where:
             return types
@@ -534,7 +560,8 @@ class EngagementRule(Spec):
         for name, value in self.where.items():
             if isinstance(value, MatchSpec):
                 if value.regex is not None:
-                    tests.append(f"{name} ~ /{_shorten(value.regex)}/")
+                    regex = value.regex if full else _shorten(value.regex)
+                    tests.append(f"{name} ~ /{regex}/")
                 elif value.glob is not None:
                     tests.append(f"{name} = {value.glob}")
                 else:
@@ -609,6 +636,22 @@ class StageSpec(Spec):
     crm: CrmSpec = Field(default_factory=CrmSpec)
     graph: dict[Stage, list[Stage]] | None = None
     """Allowed transitions (stage → stages it may move to); the default graph when omitted."""
+
+    @model_validator(mode="after")
+    def _sql_not_below_mql(self) -> Self:
+        mql, sql = self.mql, self.sql
+        if (
+            mql is not None
+            and sql is not None
+            and sql.basis == mql.basis
+            and sql.promote_at < mql.promote_at
+        ):
+            raise ValueError(
+                f"field 'sql.promote_at': {sql.promote_at:g} is below the MQL threshold "
+                f"mql.promote_at {mql.promote_at:g} (both on the {sql.basis} score): a lead "
+                "would reach SQL before MQL; give an SQL threshold at or above the MQL one"
+            )
+        return self
 
 
 class GradeSpec(Spec):
@@ -746,7 +789,7 @@ class ScoringModel(Spec):
                 known = ", ".join(self.decay) or "none"
                 raise ValueError(
                     f"engagement rule {erule.id!r}, field 'group': unknown decay group "
-                    f"{erule.group!r} (known: {known})"
+                    f"{erule.group!r}{suggest(erule.group, self.decay)} (known: {known})"
                 )
             if erule.points < 0 and self.decay[erule.group] is not None:
                 raise ValueError(
@@ -783,12 +826,115 @@ class ScoringModel(Spec):
         return hash((self.id, self.version))
 
 
+# ----------------------------------------------------------------------------- accounts
+
+ACCOUNT_FIT_FIELDS = frozenset({"industry", "company_size", "annual_revenue", "country", "region"})
+"""Firmographic attributes account fit rules can test (the latest value any member gave)."""
+
+
+class RoleSpec(Spec):
+    """A buying-group role, recognised from a member's job title."""
+
+    id: Name
+    regex: str
+    """Tested case-insensitively against the job title."""
+    points: Points = 0.0
+    """Points the account gets while at least one member holds the role."""
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+
+class AccountLevelSpec(Spec):
+    """One score-driven account stage, with hysteresis: reached at `promote_at` (when the
+    account also covers `min_roles` roles and has `min_contacts` engaged contacts), left when
+    the score falls below `demote_below`."""
+
+    promote_at: float
+    demote_below: float
+    min_roles: Annotated[int, Field(ge=0)] = 0
+    min_contacts: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _band(self) -> Self:
+        if self.demote_below > self.promote_at:
+            raise ValueError("field 'demote_below': must not be above promote_at")
+        return self
+
+
+class AccountStagesSpec(Spec):
+    """Account stages driven by the score; `opportunity` and `customer` follow the members'
+    CRM stages."""
+
+    engaged: AccountLevelSpec
+    mqa: AccountLevelSpec
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.mqa.promote_at <= self.engaged.promote_at:
+            raise ValueError("field 'mqa.promote_at': must be above engaged.promote_at")
+        return self
+
+
+class AccountSpec(Spec):
+    """Account-based scoring: leads roll up to their company's account.
+
+    A lead's account is its explicit `account_id` (profile or CRM feedback), else the domain of
+    its business email (free-mail, disposable and invalid domains excluded). The account score
+    is its fit (firmographics) + the sum of its members' decayed engagement under `model` +
+    the points of the buying-group roles covered + `contact_points` per engaged contact (at
+    most `max_contacts`): a member is engaged while its latest action is less than
+    `engaged_within` old.
+    """
+
+    model: Name
+    """The lead model whose engagement rolls up."""
+    fit: list[FitRule] = Field(default_factory=list)
+    roles: list[RoleSpec] = Field(default_factory=list)
+    engaged_within: Duration = 30 * 86_400.0
+    contact_points: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    max_contacts: Annotated[int, Field(ge=0, le=1000)] = 5
+    stages: AccountStagesSpec
+    excluded_domains: list[str] = Field(default_factory=list)
+    """Email domains that never name an account, besides the built-in free-mail and
+    disposable lists."""
+
+    @field_validator("fit")
+    @classmethod
+    def _firmographic(cls, rules: list[FitRule]) -> list[FitRule]:
+        for rule in rules:
+            for name in rule.fields:
+                if name not in ACCOUNT_FIT_FIELDS:
+                    known = ", ".join(sorted(ACCOUNT_FIT_FIELDS))
+                    raise ValueError(
+                        f"account fit rule {rule.id!r}: field {name!r} is not firmographic "
+                        f"(known: {known})"
+                    )
+        return rules
+
+    @field_validator("roles")
+    @classmethod
+    def _unique_roles(cls, roles: list[RoleSpec]) -> list[RoleSpec]:
+        ids = [role.id for role in roles]
+        if len(set(ids)) != len(ids):
+            raise ValueError("role ids must be unique")
+        return roles
+
+
 class ModelSet(Spec):
     """The models of one file, in file order."""
 
     format: Literal[1] = 1
     """The version of the file format."""
     models: tuple[ScoringModel, ...]
+    accounts: AccountSpec | None = None
+    """Account-based scoring (`None`: leads are not rolled up to accounts)."""
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
@@ -798,7 +944,28 @@ class ModelSet(Spec):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"model ids must be unique: {', '.join(duplicates)} repeated")
+        if self.accounts is not None and self.accounts.model not in ids:
+            raise ValueError(
+                f"field 'accounts.model': unknown model {self.accounts.model!r} "
+                f"(known: {', '.join(ids)})"
+            )
         return self
+
+    _linker: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _link(self) -> Self:
+        if self.accounts is not None:
+            from stream.scoring.accountlink import Linker  # noqa: PLC0415  (cycle)
+
+            self._linker = Linker(self.accounts, self.get(self.accounts.model).compiled)
+        return self
+
+    @property
+    def linker(self) -> Any:
+        """The account section compiled (a `stream.scoring.accountlink.Linker`), or `None`."""
+        private = self.__pydantic_private__
+        return private["_linker"] if private else self._linker
 
     def get(self, model_id: str) -> ScoringModel:
         """The model with this id (KeyError when there is none)."""
@@ -879,36 +1046,124 @@ def _dotted(parts: Sequence[object]) -> str | None:
 _RULE_IN_MESSAGE = re.compile(r"^(fit|engagement) rule '([^']*)', field '([^']*)': (.*)$", re.S)
 _FIELD_IN_MESSAGE = re.compile(r"^field '([^']*)': (.*)$", re.S)
 
+_YamlPath = tuple[object, ...]
 
-def _problem(error: Mapping[str, Any], raw: object) -> Problem:
+
+def _lines(text: str) -> dict[_YamlPath, int]:
+    """The line (from 1) of every key and list item of the YAML text, by its path."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[_YamlPath, int] = {}
+
+    def walk(node: yaml.Node, path: _YamlPath, line: int) -> None:
+        lines[path] = line
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                walk(value, (*path, key.value), key.start_mark.line + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*path, index), item.start_mark.line + 1)
+
+    if root is not None:
+        walk(root, (), root.start_mark.line + 1)
+    return lines
+
+
+def _line(lines: Mapping[_YamlPath, int], path: Sequence[object]) -> int | None:
+    """The line of `path`, or of the nearest enclosing key or item the file has."""
+    for end in range(len(path), -1, -1):
+        line = lines.get(tuple(path[:end]))
+        if line is not None:
+            return line
+    return None
+
+
+def _model_classes(annotation: object) -> list[type[BaseModel]]:
+    """The pydantic models an annotation holds (through Optional, unions, lists, dicts)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [cls for arg in typing.get_args(annotation) for cls in _model_classes(arg)]
+
+
+def _known_keys(loc: Sequence[object]) -> set[str]:
+    """The keys the format allows in the mapping at `loc` (empty when it is not a section)."""
+    classes: list[type[BaseModel]] = [ModelSet]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        inner: list[type[BaseModel]] = []
+        for cls in classes:
+            for name, info in cls.model_fields.items():
+                if part in (name, info.alias):
+                    inner += _model_classes(info.annotation)
+        if not inner:
+            return set()
+        classes = inner
+    return {
+        key
+        for cls in classes
+        for name, info in cls.model_fields.items()
+        for key in (info.alias or name,)
+    }
+
+
+def _rule_index(raw: object, model: object, kind: str, rule_id: str) -> int | None:
+    models = raw.get("models") if isinstance(raw, Mapping) else None
+    if not isinstance(models, list) or not isinstance(model, int) or model >= len(models):
+        return None
+    rules = models[model].get(kind) if isinstance(models[model], Mapping) else None
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
+        if isinstance(rule, Mapping) and rule.get("id") == rule_id:
+            return index
+    return None
+
+
+def _problem(error: Mapping[str, Any], raw: object, lines: Mapping[_YamlPath, int]) -> Problem:
     loc = list(error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "missing":
         message = "required"
     elif error["type"] == "extra_forbidden":
-        message = "unknown field (not part of the format)"
+        key = str(loc[-1])
+        message = f"unknown field (not part of the format){suggest(key, _known_keys(loc[:-1]))}"
     if len(loc) < 2 or loc[0] != "models":
-        return Problem(field=_dotted(loc), message=message)
+        match = _FIELD_IN_MESSAGE.match(message)
+        if match and not loc:  # the file's own checks: "field 'models': ..."
+            where = match[1].split(".")
+            return Problem(field=match[1], message=match[2], line=_line(lines, where))
+        return Problem(field=_dotted(loc), message=message, line=_line(lines, loc))
     models = raw.get("models") if isinstance(raw, Mapping) else None
     model = _label(models, loc[1], "model")
     rest = loc[2:]
+    path: list[object] = list(loc)
     rule: str | None = None
     if len(rest) >= 2 and rest[0] in ("fit", "engagement") and isinstance(rest[1], int):
         model_raw = models[loc[1]] if isinstance(models, list) else None
         rules = model_raw.get(rest[0]) if isinstance(model_raw, Mapping) else None
         rule = f"{rest[0]} rule {_label(rules, rest[1], 'rule')!r}"
+        path = loc[:4]
         rest = rest[2:]
+        path += rest
     match = _RULE_IN_MESSAGE.match(message)
     if match and rule is None:
         rule, field_name, message = f"{match[1]} rule {match[2]!r}", match[3], match[4]
-        return Problem(model=model, rule=rule, field=field_name, message=message)
+        index = _rule_index(raw, loc[1], match[1], match[2])
+        path = loc[:2] + ([match[1], index, *field_name.split(".")] if index is not None else [])
+        return Problem(
+            model=model, rule=rule, field=field_name, message=message, line=_line(lines, path)
+        )
     match = _FIELD_IN_MESSAGE.match(message)
     field_name = _dotted(rest)
     if match:
         inner = match[1]
         field_name = f"{field_name}.{inner}" if field_name and rule is None else inner
         message = match[2]
-    return Problem(model=model, rule=rule, field=field_name, message=message)
+        path += inner.split(".")
+    return Problem(
+        model=model, rule=rule, field=field_name, message=message, line=_line(lines, path)
+    )
 
 
 def parse_models(text: str, *, source: str = "<string>") -> ModelSet:
@@ -929,5 +1184,6 @@ def parse_models(text: str, *, source: str = "<string>") -> ModelSet:
     try:
         return ModelSet.model_validate(raw)
     except ValidationError as exc:
-        problems = [_problem(error, raw) for error in exc.errors()]
+        lines = _lines(text)
+        problems = [_problem(error, raw, lines) for error in exc.errors()]
         raise ModelFileError(source, problems) from exc

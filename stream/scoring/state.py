@@ -46,6 +46,7 @@ from typing import Any, NamedTuple
 
 from schemas.errors import LeadstreamError
 from schemas.stages import Stage
+from stream.scoring.accountlink import AccountLink
 from stream.scoring.compiled import CompiledModel
 from stream.scoring.mail import Entry as MailEntry
 from stream.scoring.mail import Mail, prune
@@ -227,6 +228,7 @@ window (window index = floor(event time / cap period))."""
 
 NEW_LEAD = "new lead"
 _STAGE = {stage.value: stage for stage in Stage}
+_new_tuple = tuple.__new__
 _VALUE = {stage: stage.value for stage in Stage}  # faster than the enum's `.value`
 
 
@@ -292,7 +294,8 @@ class ModelState:
         self.fit: dict[str, tuple[float, float]] = {}
         self.fit_total = 0.0
         self.fit_items: tuple[tuple[float, float, str], ...] = ()
-        self.set_fit(fit if fit is not None else {})
+        if fit:
+            self.set_fit(fit)
         self.eng: dict[str, tuple[float, float]] = eng if eng is not None else {}
         self.caps: Caps = caps if caps is not None else {}
         self.window = window
@@ -371,14 +374,7 @@ class ModelState:
         a = self.as_of
         out: dict[str, Any] = {"a": _num(a), "s": _VALUE[self.stage]}
         if self.history:
-            out["h"] = [
-                [_VALUE[e.from_stage], _VALUE[e.to_stage], _gap(a, e.at), e.reason]
-                if e.from_stage is not None
-                else [None, _VALUE[e.to_stage], _gap(a, e.at)]
-                if e.reason == NEW_LEAD
-                else [None, _VALUE[e.to_stage], _gap(a, e.at), e.reason]
-                for e in self.history
-            ]
+            self._dump_history(out)
         if self.fit:
             self._dump_fit(out)
         if self.eng:
@@ -387,10 +383,7 @@ class ModelState:
             self._dump_caps(out)
         code = self.c.code
         if self.window:
-            out["w"] = [
-                [_gap(a, t), *(x for rule, p in grants for x in (code[rule], _num(p)))]
-                for t, grants in self.window
-            ]
+            self._dump_window(out)
         if self.recent:
             self._dump_recent(out)
         if self.flags:
@@ -407,6 +400,32 @@ class ModelState:
             out["i"] = self.seen
         self._dump_machine(out)
         return out
+
+    def _dump_history(self, out: dict[str, Any]) -> None:
+        a = self.as_of
+        a_micros = round(a * 1e6)
+        history: list[list[Any]] = []
+        for from_stage, to_stage, at, reason in self.history:
+            micros = a_micros - round(at * 1e6)  # `_gap(a, at)`, inline
+            gap = micros // 1_000_000 if micros % 1_000_000 == 0 else micros / 1e6
+            if from_stage is not None:
+                history.append([_VALUE[from_stage], _VALUE[to_stage], gap, reason])
+            elif reason == NEW_LEAD:
+                history.append([None, _VALUE[to_stage], gap])
+            else:
+                history.append([None, _VALUE[to_stage], gap, reason])
+        out["h"] = history
+
+    def _dump_window(self, out: dict[str, Any]) -> None:
+        a, code = self.as_of, self.c.code
+        window: list[list[Any]] = []
+        for t, grants in self.window:
+            entry: list[Any] = [_gap(a, t)]
+            for rule, p in grants:
+                entry.append(code[rule])
+                entry.append(_num(p))
+            window.append(entry)
+        out["w"] = window
 
     def _dump_machine(self, out: dict[str, Any]) -> None:
         if self.machine is not None:
@@ -440,38 +459,50 @@ class ModelState:
         out["ft"] = _gap(self.as_of, latest)
 
     def _dump_engagement(self, out: dict[str, Any]) -> None:
-        code, rates, a = self.c.code, self.c.rates, self.as_of
+        c, a = self.c, self.as_of
+        code, rates = c.code, c.rates
+        exp = math.exp
         eng: dict[str, float | int] = {}
         for rule, (s, t) in self.eng.items():
             rate = rates[rule]
-            value = s * math.exp(-rate * (a - t)) if rate else s
-            if value != 0.0 and not (rate and abs(value) < PRUNE_BELOW):
-                eng[code[rule]] = _short(value)
+            value = s * exp(-rate * (a - t)) if rate else s
+            if value != 0.0 and not (rate and -PRUNE_BELOW < value < PRUNE_BELOW):
+                short = float(f"{value:.12g}")  # `_short`, inline
+                whole = int(short)
+                eng[code[rule]] = whole if whole == short else short
         if eng:
             out["e"] = eng
 
     def _dump_caps(self, out: dict[str, Any]) -> None:
+        c, a = self.c, self.as_of
+        code, rules = c.code, c.rules
+        floor = math.floor
         caps: dict[str, list[float | int]] = {}
         for rule, windows in self.caps.items():
-            current = math.floor(self.as_of / self.c.rules[rule].cap_per)
-            flat = [
-                x
-                for w, used in windows
-                if w >= current - CAP_LATE_WINDOWS
-                for x in (w - current, _num(used))
-            ]
+            current = floor(a / rules[rule].cap_per)
+            oldest = current - CAP_LATE_WINDOWS
+            flat: list[float | int] = []
+            for w, used in windows:
+                if w >= oldest:
+                    whole = int(used)  # `_num`, inline
+                    flat.append(w - current)
+                    flat.append(whole if whole == used else used)
             if flat:
-                caps[self.c.code[rule]] = flat
+                caps[code[rule]] = flat
         if caps:
             out["c"] = caps
 
     def _dump_recent(self, out: dict[str, Any]) -> None:
         c, a = self.c, self.as_of
-        out["p"] = [
-            [c.code[r.rule_id], _num(round(a - r.at))]
-            + ([] if c.rules[r.rule_id].points == r.points else [_num(r.points)])
-            for r in self.recent
-        ]
+        code, rules = c.code, c.rules
+        recent: list[list[Any]] = []
+        for rule_id, points, at in self.recent:
+            age = round(a - at)
+            if rules[rule_id].points == points:
+                recent.append([code[rule_id], age])
+            else:
+                recent.append([code[rule_id], age, _num(points)])
+        out["p"] = recent
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], model: ScoringModel) -> ModelState:
@@ -493,15 +524,7 @@ class ModelState:
         a = round(float(data["a"]) * 1e6) / 1e6
         st = cls(model, as_of=a, stage=_STAGE[data["s"]])
         if "h" in data:
-            st.history = tuple(
-                StageEntry(
-                    _STAGE[entry[0]] if entry[0] is not None else None,
-                    _STAGE[entry[1]],
-                    _back(a, entry[2]),
-                    str(entry[3]) if len(entry) > 3 else NEW_LEAD,
-                )
-                for entry in data["h"]
-            )
+            st._load_history(data["h"])
         if "f" in data:
             st._load_fit(data["f"], _back(a, data["ft"]))
         if "e" in data:
@@ -528,10 +551,13 @@ class ModelState:
         if "p" in data:
             rules = c.rules
             st.recent = tuple(
-                Contribution(
-                    rule_of[entry[0]],
-                    float(entry[2]) if len(entry) > 2 else rules[rule_of[entry[0]]].points,
-                    a - entry[1],
+                _new_tuple(
+                    Contribution,
+                    (
+                        rule_of[entry[0]],
+                        float(entry[2]) if len(entry) > 2 else rules[rule_of[entry[0]]].points,
+                        a - entry[1],
+                    ),
                 )
                 for entry in data["p"]
                 if rule_of.get(entry[0]) in rules
@@ -570,24 +596,50 @@ class ModelState:
         self.set_fit(fit)
 
     def _load_caps(self, data: Mapping[str, Any]) -> None:
-        rule_of, rules = self.c.rule_of, self.c.rules
+        rule_of, rules, a, caps = self.c.rule_of, self.c.rules, self.as_of, self.caps
         for key, flat in data.items():
             rule = rule_of.get(key)
-            if rule in rules and rules[rule].cap_per:
-                current = int(self.as_of // rules[rule].cap_per)
-                self.caps[rule] = tuple(
-                    (current + int(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)
+            if rule in rules and (per := rules[rule].cap_per):
+                current = int(a // per)
+                windows = []
+                for i in range(0, len(flat), 2):
+                    windows.append((current + int(flat[i]), float(flat[i + 1])))
+                caps[rule] = tuple(windows)
+
+    def _load_history(self, data: list[list[Any]]) -> None:
+        a_micros = round(self.as_of * 1e6)
+        history = []
+        for entry in data:
+            from_stage = entry[0]
+            history.append(
+                _new_tuple(
+                    StageEntry,
+                    (
+                        _STAGE[from_stage] if from_stage is not None else None,
+                        _STAGE[entry[1]],
+                        (a_micros - round(entry[2] * 1e6)) / 1e6,  # `_back(a, entry[2])`
+                        str(entry[3]) if len(entry) > 3 else NEW_LEAD,
+                    ),
                 )
+            )
+        self.history = tuple(history)
 
 
 class LeadState:
-    """Every model's state of one lead, and the ids of the events already applied to it."""
+    """Every model's state of one lead, the ids of the events already applied to it, and its
+    account link (`stream.scoring.accountlink`; kept when the model file has accounts)."""
 
-    __slots__ = ("models", "seen")
+    __slots__ = ("account", "models", "seen")
 
-    def __init__(self, models: dict[str, ModelState] | None = None, seen: str = "") -> None:
+    def __init__(
+        self,
+        models: dict[str, ModelState] | None = None,
+        seen: str = "",
+        account: AccountLink | None = None,
+    ) -> None:
         self.models: dict[str, ModelState] = models if models is not None else {}
         self.seen = seen
+        self.account = account
 
     def __repr__(self) -> str:
         return f"LeadState(models={sorted(self.models)}, seen={len(self.seen) // 8})"
@@ -600,13 +652,16 @@ class LeadState:
     __hash__ = None  # type: ignore[assignment]
 
     def to_dict(self) -> dict[str, Any]:
-        """`{"v": 1, "m": {model id: model state}, "i": applied event ids}`."""
+        """`{"v": 1, "m": {model id: model state}, "i": applied event ids, "ac": account
+        link}`."""
         out: dict[str, Any] = {
             "v": 1,
             "m": {mid: state.to_dict(with_seen=False) for mid, state in self.models.items()},
         }
         if self.seen:
             out["i"] = self.seen
+        if self.account is not None:
+            out["ac"] = self.account.to_dict()
         return out
 
     @classmethod
@@ -617,11 +672,12 @@ class LeadState:
                 raise ValueError(f"unknown lead-state format {data.get('v')!r}")
             seen = _check_seen(data["i"]) if "i" in data else ""
             raw_models = data["m"]
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            account = AccountLink.from_dict(data["ac"]) if "ac" in data else None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise StateFormatError(f"unreadable lead state: {exc!r}") from exc
         states = {
             model.id: ModelState.from_dict(raw_models[model.id], model)
             for model in models.models
             if model.id in raw_models
         }
-        return cls(states, seen)
+        return cls(states, seen, account)

@@ -18,6 +18,11 @@ wins back read off one report:
 - not classified: the same traffic under the same models with `spam.ignore_machine_events:
   false` (every machine-made open and click scores as a person's).
 
+Accounts: when the model file has an `accounts:` section, the leads are rolled up to their
+accounts through the core (`stream.scoring.account_history`) and each account's score at the end
+is compared with whether the account bought (one of its buying group converted): the account
+AUC, and per account stage how many accounts reached it and how many of those bought.
+
 And the marking at ingest (the events' `machine` field and the sources' machine flags) is
 compared with the ground truth (`Simulation.made_by`): how many machine-made opens and clicks
 there were, how many were marked, precision and recall; and, per model, how many leads' totals
@@ -32,8 +37,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from schemas.stages import Stage
+from schemas.stages import AccountStage, Stage
 from stream.scoring import LeadState, ModelSet, ScoringModel, apply_all, score_at
+from stream.scoring.account_history import score_accounts
+from stream.scoring.accounts import rules_of
 from stream.simulate.traffic import (
     LINK_SCANNER,
     PERSONAS,
@@ -44,6 +51,7 @@ from stream.simulate.traffic import (
 )
 
 __all__ = [
+    "AccountReport",
     "LeadScore",
     "MachineCounts",
     "ModelReport",
@@ -257,12 +265,66 @@ class ModelReport:
 
 
 @dataclass(frozen=True)
+class AccountReport:
+    """How the account scores rank the accounts that bought."""
+
+    model: str
+    accounts: int
+    bought: int
+    auc: float
+    """Bought vs not, by account score at the end of simulated time."""
+    stages: tuple[tuple[str, int, int], ...]
+    """Per account stage: the accounts in it at the end, and how many of them bought."""
+
+    def lines(self) -> list[str]:
+        out = [
+            "",
+            f"accounts: {self.accounts} buying groups, {self.bought} bought; account AUC "
+            f"(bought vs not, account score under {self.model}): {self.auc:.3f}",
+            f"{'account stage':20s} {'accounts':>8s} {'bought%':>8s}",
+        ]
+        for stage, n, bought in self.stages:
+            share = 100 * bought / n if n else 0.0
+            out.append(f"{stage:20s} {n:8d} {share:8.1f}")
+        return out
+
+
+def account_report(simulation: Simulation, models: ModelSet) -> AccountReport | None:
+    """The account AUC and stages (`None` without an accounts section or buying groups)."""
+    if models.accounts is None or not simulation.accounts:
+        return None
+    end = simulation.config.end
+    scored = score_accounts(simulation.events, models, until=end)
+    rules = rules_of(models)
+    names = sorted(simulation.accounts)
+    scores, stages = [], []
+    for name in names:
+        state = scored.accounts.get(name)
+        scores.append(state.view(rules, end.timestamp()).score if state is not None else 0.0)
+        stages.append(state.stage.value if state is not None else "none")
+    labels = [simulation.accounts[name].bought for name in names]
+    order = [stage.value for stage in AccountStage]
+    counted = Counter(stages)
+    rows = tuple(
+        (
+            stage,
+            counted[stage],
+            sum(1 for s, b in zip(stages, labels, strict=True) if s == stage and b),
+        )
+        for stage in order
+        if counted[stage]
+    )
+    return AccountReport(models.accounts.model, len(names), sum(labels), auc(scores, labels), rows)
+
+
+@dataclass(frozen=True)
 class Report:
     leads: int
     converted: int
     events: int
     models: tuple[ModelReport, ...]
     machines: MachineCounts | None = None
+    accounts: AccountReport | None = None
 
     def render(self) -> str:
         """The report as plain text tables."""
@@ -312,6 +374,8 @@ class Report:
                     f"{row.persona:20s} {row.leads:6d} {conv:6.1f} {row.mean_score:8.1f} "
                     f"{100 * row.mql_share:6.1f} {100 * row.sql_share:6.1f}"
                 )
+        if self.accounts is not None:
+            lines += self.accounts.lines()
         return "\n".join(lines)
 
     def _machine_lines(self, m: MachineCounts) -> list[str]:
@@ -433,4 +497,5 @@ def build_report(
         len(simulation.events),
         tuple(reports),
         machines=machine_counts(simulation),
+        accounts=account_report(simulation, models),
     )

@@ -12,7 +12,9 @@ scanning the lead's mail, empty for none). Per event: a CSV next to it (``*.even
 the header ``event_id,lead_id,type,occurred_at,made_by,machine``, one row per event a machine
 made or ingest marked as a machine's (every other event is a person's and unmarked): ``made_by``
 is ``person``, ``privacy proxy``, ``link scanner`` or ``web scraper``; ``machine`` is why ingest
-marked it (the event's ``machine`` field, else the source's flag), empty when it did not.
+marked it (the event's ``machine`` field, else the source's flag), empty when it did not. Per
+account (a buying group): a CSV next to it (``*.accounts.csv``) with the header
+``account_id,bought,members`` (``bought`` is 1 or 0; ``members``: lead ids separated by spaces).
 """
 
 from __future__ import annotations
@@ -34,18 +36,27 @@ from stream.kafka import clients
 from stream.kafka.admin import ensure_topics
 from stream.kafka.clients import Record
 from stream.settings import Settings
-from stream.simulate.traffic import Delivery, LeadTruth, Simulation, marked_at_ingest
+from stream.simulate.traffic import (
+    AccountTruth,
+    Delivery,
+    LeadTruth,
+    Simulation,
+    marked_at_ingest,
+)
 
 __all__ = [
+    "account_truth_path_for",
     "delivery_line",
     "event_truth_path_for",
     "parse_line",
+    "read_account_truth",
     "read_event_truth",
     "read_jsonl",
     "read_truth",
     "send_to_kafka",
     "truth_path_for",
     "wall_offsets",
+    "write_account_truth",
     "write_event_truth",
     "write_jsonl",
     "write_truth",
@@ -153,6 +164,34 @@ def read_truth(path: Path | str) -> dict[str, LeadTruth]:
                 row.get("privacy_proxy") == "1",
                 row.get("link_scanner") or None,
             )
+            for row in csv.DictReader(handle)
+        }
+
+
+def account_truth_path_for(truth: Path | str) -> Path:
+    """Where the per-account ground truth goes next to the per-lead one: ``traffic.truth.csv``
+    → ``traffic.truth.accounts.csv``."""
+    path = Path(truth)
+    return path.with_name(f"{path.stem}.accounts{path.suffix or '.csv'}")
+
+
+def write_account_truth(simulation: Simulation, path: Path | str) -> int:
+    """The ground truth per account as CSV: ``account_id,bought,members`` (the members' lead
+    ids separated by spaces); returns the number of accounts."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with Path(path).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(("account_id", "bought", "members"))
+        for account_id, row in simulation.accounts.items():
+            writer.writerow((account_id, int(row.bought), " ".join(row.members)))
+    return len(simulation.accounts)
+
+
+def read_account_truth(path: Path | str) -> dict[str, AccountTruth]:
+    """The rows written by `write_account_truth`."""
+    with Path(path).open(newline="", encoding="utf-8") as handle:
+        return {
+            row["account_id"]: AccountTruth(tuple(row["members"].split()), row["bought"] == "1")
             for row in csv.DictReader(handle)
         }
 

@@ -35,6 +35,12 @@ What it makes, for `leads` people over `days` of simulated time from `start`:
   event's `machine` field is set only where ingest would set it: `schemas.adapters.machine
   .classify` on its vendor flag, user agent and client address; the rest is for scoring to
   judge from timing.
+- Buying groups: people at companies (ideal buyers, churned customers, researchers, visitors
+  who identify) are grouped into accounts of one to five, drawn from a random stream of their
+  own after everyone's behaviour (so the same seed gives the same people doing the same things),
+  and share the account's email domain; their titles make the buying group (a VP decides, an
+  engineer evaluates). An account bought when one of its members converted
+  (`Simulation.accounts`).
 - Ground truth per lead: converted or not, drawn with a persona's probability; converters ramp up
   towards a decision (pricing pages, a hand-raise, sales follow-up), so a good model can rank
   them above the rest; whether its mail goes through a privacy proxy and which gateway, if any,
@@ -105,6 +111,7 @@ __all__ = [
     "PERSONAS",
     "PRIVACY_PROXY",
     "WEB_SCRAPER",
+    "AccountTruth",
     "Delivery",
     "DeliveryNote",
     "Gateway",
@@ -222,6 +229,15 @@ class LeadTruth(NamedTuple):
     """The gateway (`Gateway.name`) whose scanner opens every message and follows every link."""
 
 
+class AccountTruth(NamedTuple):
+    """What the simulator knows about an account (a company buying as a group)."""
+
+    members: tuple[str, ...]
+    """Lead ids of the people at the company."""
+    bought: bool
+    """One of its members converted."""
+
+
 @dataclass
 class Simulation:
     """The output of `generate`."""
@@ -239,6 +255,8 @@ class Simulation:
     made_by: list[str | None] = field(default_factory=list)
     """Parallel to `events`: which machine made each (`PRIVACY_PROXY`, `LINK_SCANNER`,
     `WEB_SCRAPER`), or None for a person (an empty list: people made every event)."""
+    accounts: dict[str, AccountTruth] = field(default_factory=dict)
+    """Ground truth by account (its email domain)."""
 
     def maker(self, index: int) -> str | None:
         """Which machine made `events[index]`, or None for a person."""
@@ -612,6 +630,14 @@ class _Lead:
     anonymous_id: str | None = None
     privacy_proxy: bool = False
     gateway: str | None = None
+    account: tuple[str, str] | None = None
+    """The company (name, email domain) of its buying group, if it is in one."""
+
+
+_GROUPED = frozenset({"ideal_buyer", "churned_customer", "researcher", "anonymous_visitor"})
+"""Personas who work at a company that buys as a group."""
+_GROUP_SIZES = (1, 2, 3, 4, 5)
+_GROUP_WEIGHTS = (3, 3, 2, 1, 1)
 
 
 class _Plan:
@@ -685,6 +711,8 @@ class _Builder:
         """Each recipient's delivered messages: (delivered at, mail fields, campaign week)."""
         self.person_opens = 0
         self.campaign_links: dict[int, tuple[str, ...]] = {}
+        self.members: dict[str, list[str]] = {}
+        """Each buying group's email domain, and the leads with an address there."""
 
     # -------------------------------------------------------------------- small helpers
 
@@ -814,6 +842,9 @@ class _Builder:
                 first, last = r.choice(("Xkcdqz", "Asdf", "Test")), r.choice(("Qwerty", "Zzzz"))
         if name == "anonymous_visitor" and not lead.converted and r.random() < 0.4:
             domain = r.choice(_FREE_MAIL)
+        if lead.account is not None and domain == f"{company.lower()}.com":
+            company, domain = lead.account  # a company address: the buying group's company
+            self.members.setdefault(domain, []).append(lead.lead_id)
         email = f"{first}.{last}@{domain}".lower()
         return Traits(
             email=email,
@@ -1314,8 +1345,21 @@ class _Builder:
 
     # ------------------------------------------------------------------------ delivery
 
+    def buying_groups(self, leads: list[_Lead]) -> None:
+        """Group the people at companies into accounts (from a random stream of their own)."""
+        r = random.Random(f"{self.config.seed}/accounts")
+        grouped = [lead for lead in leads if lead.persona.name in _GROUPED]
+        r.shuffle(grouped)
+        while grouped:
+            size = r.choices(_GROUP_SIZES, _GROUP_WEIGHTS)[0]
+            company = f"{r.choice(_COMPANY_A)}{r.choice(_COMPANY_B)}{r.getrandbits(16):04x}"
+            for lead in grouped[:size]:
+                lead.account = (company, f"{company.lower()}.com")
+            grouped = grouped[size:]
+
     def build(self) -> Simulation:
         leads = self.leads()
+        self.buying_groups(leads)
         for lead in leads:
             first = int(self.rng.uniform(0, 0.6) * self.end_ms)
             if lead.persona.name == "anonymous_visitor":
@@ -1346,7 +1390,11 @@ class _Builder:
             )
             for lead in leads
         }
-        return Simulation(self.config, events, deliveries, notes, truth, aliases, made_by)
+        accounts = {
+            domain: AccountTruth(tuple(members), any(truth[m].converted for m in members))
+            for domain, members in self.members.items()
+        }
+        return Simulation(self.config, events, deliveries, notes, truth, aliases, made_by, accounts)
 
     def delay(self, plan: _Plan) -> None:
         """Deliver a share of the events after 1-3 later events of the same person.

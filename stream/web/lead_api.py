@@ -85,10 +85,12 @@ def explanation_json(item: Explanation) -> dict[str, Any]:
 
 
 def lead_json(lead_id: str, state: LeadState, models: ModelSet, now: datetime) -> dict[str, Any]:
-    """A lead's explanation under every model it has a state for, decayed to ``now``."""
+    """A lead's explanation under every model it has a state for, decayed to ``now``, and the
+    account it rolls up to (``null``: none)."""
     return {
         "lead_id": lead_id,
         "as_of": now.isoformat(),
+        "account_id": state.account.key if state.account is not None else None,
         "models": [
             explanation_json(explain(state.models[model.id], now))
             for model in models.models

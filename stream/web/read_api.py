@@ -3,6 +3,8 @@
 | endpoint | auth | source |
 | --- | --- | --- |
 | ``GET /leaderboard?model=&stage=&limit=`` | bearer token | Redis read model |
+| ``GET /accounts?limit=`` | bearer token | Redis read model: the top accounts by score |
+| ``GET /accounts/{account_id}`` | bearer token | Redis read model: an account, its stage changes |
 | ``GET /readyz`` | none | 200 once table recovery completed, else 503 |
 | ``GET /metrics`` | none | Prometheus text format (`stream.metrics`) |
 | ``GET /openapi.yaml`` | none | the committed OpenAPI document of every endpoint |
@@ -56,6 +58,7 @@ DASHBOARD_MINUTES: Final = 30
 HISTOGRAM_BUCKETS: Final = 10
 _MODEL = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _LIMIT = re.compile(r"^[0-9]{1,18}$")
+_ACCOUNT = re.compile(r"^\S{1,256}$")
 _STAGES: Final = [stage.value for stage in Stage]
 READ_MODEL_DOWN: Final = Unavailable(
     (RedisError, OSError), "Redis", "the read model is unavailable"
@@ -102,17 +105,37 @@ class ReadApi:
         stage = query.get("stage") or None
         if stage is not None and stage not in _STAGES:
             raise HttpError(400, "bad_stage", f"stage must be one of {', '.join(_STAGES)}")
-        limit_text = query.get("limit", str(DEFAULT_LIMIT))
-        # ASCII digits only: str.isdigit() accepts "²" and other digits int() refuses
-        if not _LIMIT.match(limit_text) or int(limit_text) < 1:
-            raise HttpError(400, "bad_limit", "limit must be a positive integer")
-        limit = min(int(limit_text), MAX_LIMIT)
+        limit = self._limit(request)
         models = await self.read_model.models()
         if model not in models:
             raise HttpError(404, "unknown_model", f"no scores for model {model!r}")
         rows = await self.read_model.leaderboard(model, stage=stage, limit=limit)
         leads = [{"rank": n, **row} for n, row in enumerate(rows, start=1)]
         return json_response({"model": model, "stage": stage, "limit": limit, "leads": leads})
+
+    def _limit(self, request: web.Request) -> int:
+        limit_text = request.query.get("limit", str(DEFAULT_LIMIT))
+        # ASCII digits only: str.isdigit() accepts "²" and other digits int() refuses
+        if not _LIMIT.match(limit_text) or int(limit_text) < 1:
+            raise HttpError(400, "bad_limit", "limit must be a positive integer")
+        return min(int(limit_text), MAX_LIMIT)
+
+    async def accounts(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        limit = self._limit(request)
+        rows = await self.read_model.top_accounts(limit)
+        ranked = [{"rank": n, **row} for n, row in enumerate(rows, start=1)]
+        return json_response({"limit": limit, "accounts": ranked})
+
+    async def account(self, request: web.Request) -> web.Response:
+        self.check_token(request)
+        account_id = request.match_info.get("account_id", "")
+        if not _ACCOUNT.match(account_id):
+            raise HttpError(400, "bad_account", "account_id must be an id without whitespace")
+        found = await self.read_model.account(account_id)
+        if found is None:
+            raise HttpError(404, "unknown_account", f"no score for account {account_id!r}")
+        return json_response(found)
 
     async def readyz(self, request: web.Request) -> web.Response:
         ready = metrics.is_ready(self.app)
@@ -170,6 +193,7 @@ class ReadApi:
                 "projector": _gauge_values(metrics.PROJECTOR_LAG, "topic"),
             },
             "top": top,
+            "top_accounts": await self.read_model.top_accounts(DASHBOARD_TOP),
         }
         return json_response(body)
 
@@ -218,6 +242,8 @@ def routes(api: ReadApi) -> dict[str, Handler]:
     g = functools.partial(guarded, log=log, prefix="api", unavailable=READ_MODEL_DOWN)
     return {
         "/leaderboard": g(api.leaderboard),
+        "/accounts": g(api.accounts),
+        "/accounts/{account_id}": g(api.account),
         "/readyz": g(api.readyz),
         "/metrics": g(api.metrics),
         "/openapi.yaml": g(api.openapi),
@@ -229,7 +255,9 @@ def routes(api: ReadApi) -> dict[str, Handler]:
 def _view(path: str, handler: Handler) -> Any:
     import faust  # noqa: PLC0415
 
-    async def get(self: Any, request: web.Request) -> web.StreamResponse:
+    async def get(self: Any, request: web.Request, **path: str) -> web.StreamResponse:
+        # Faust passes the path's parameters as keywords; the handler reads them from the
+        # request's match_info
         return await handler(request)
 
     name = "api_" + re.sub(r"\W+", "_", path).strip("_")

@@ -31,7 +31,8 @@ class LeadRecord:
     again after a crash or a rebalance (its state was written, its position not yet saved) is
     skipped however many of the lead's events came after it, where the state's memory of recent
     event ids covers only the last ``SEEN_IDS``. ``live`` (not stored) is the engine's decoded
-    ``state`` when the processor has it in memory (``Step.live``).
+    ``state`` when the processor has it in memory (``Step.live``). ``account``: the account the
+    lead last sent its contribution to and a digest of it (``stream.worker.accounts``).
     """
 
     state: dict[str, Any] | None = None
@@ -41,6 +42,7 @@ class LeadRecord:
     due: int | None = field(default=None, compare=False)
     applied: int | None = field(default=None, compare=False)
     live: Any = field(default=None, compare=False, repr=False)
+    account: list[str] | None = None
 
     def copy(self) -> LeadRecord:
         """A copy a handler can change without touching this one (lists are replaced, not
@@ -53,6 +55,7 @@ class LeadRecord:
             self.due,
             self.applied,
             self.live,
+            self.account,
         )
 
     def already_applied(self, offset: int | None) -> bool:
@@ -77,6 +80,8 @@ class LeadRecord:
             out["d"] = self.due
         if self.applied is not None:
             out["o"] = self.applied
+        if self.account is not None:
+            out["k"] = self.account
         return out
 
     @classmethod
@@ -88,6 +93,7 @@ class LeadRecord:
             controls=list(data.get("c", ())),
             due=data.get("d"),
             applied=data.get("o"),
+            account=data.get("k"),
         )
 
     def remember_control(self, control_id: str) -> bool:

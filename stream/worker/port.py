@@ -26,8 +26,17 @@ from stream.scoring import (
     merge_lead_states,
     next_crossing_all,
 )
+from stream.scoring.accounts import (
+    AccountState,
+    Member,
+    MemberUpdate,
+    advance_account,
+    apply_members,
+    member_of,
+    next_account_crossing,
+)
 
-__all__ = ["CoreEngine", "ScoringEngine", "Step"]
+__all__ = ["AccountEngine", "AccountStep", "CoreEngine", "ScoringEngine", "Step"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,42 @@ class Step:
     live: Any = None
     machine: tuple[tuple[str, int], ...] = ()
     """Per model, how many of the inputs it did not score because a machine made them."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStep:
+    """What applying member updates (or a tick) to an account did: ``state`` the new state
+    document (``None``: unchanged), ``outputs`` the records to publish, ``due`` when decay will
+    next demote the account."""
+
+    state: dict[str, Any] | None
+    outputs: Sequence[ContractModel] = ()
+    due: datetime | None = None
+
+
+Update = tuple[str, dict[str, Any] | None, int, datetime]
+"""A member update on documents: lead id, its contribution (``None``: left), version, time."""
+
+
+class AccountEngine(Protocol):
+    """What the processor needs from the core to keep accounts, on JSON-able documents."""
+
+    @property
+    def accounts_enabled(self) -> bool: ...
+
+    def account_member(self, live: Any) -> tuple[str, dict[str, Any]] | None:
+        """The account and contribution of a lead (``live``: ``Step.live``), if it has one."""
+        ...
+
+    def apply_members(
+        self, state: dict[str, Any] | None, updates: Sequence[Update], *, account_id: str
+    ) -> AccountStep: ...
+
+    def account_tick(
+        self, state: dict[str, Any], at: datetime, *, account_id: str
+    ) -> AccountStep: ...
+
+    def account_due(self, state: dict[str, Any]) -> datetime | None: ...
 
 
 class ScoringEngine(Protocol):
@@ -80,8 +125,56 @@ class ScoringEngine(Protocol):
     def next_due(self, state: dict[str, Any], live: Any = None) -> datetime | None: ...
 
 
-class CoreEngine:
-    """Every model of one model file, applied in the same pass."""
+class CoreAccounts:
+    """The account half of ``CoreEngine``."""
+
+    models: ModelSet
+
+    @property
+    def accounts_enabled(self) -> bool:
+        return self.models.accounts is not None
+
+    def account_member(self, live: Any) -> tuple[str, dict[str, Any]] | None:
+        found = member_of(live if isinstance(live, LeadState) else None, self.models)
+        return None if found is None else (found[0], found[1].to_dict())
+
+    def apply_members(
+        self, state: dict[str, Any] | None, updates: Sequence[Update], *, account_id: str
+    ) -> AccountStep:
+        before = None if state is None else AccountState.from_dict(state)
+        step = apply_members(
+            before,
+            [
+                MemberUpdate(
+                    lead, None if doc is None else Member.from_dict(doc), version, at.timestamp()
+                )
+                for lead, doc, version, at in updates
+            ],
+            account_id=account_id,
+            models=self.models,
+        )
+        return self._account_step(before, step.state, step.outputs)
+
+    def account_tick(self, state: dict[str, Any], at: datetime, *, account_id: str) -> AccountStep:
+        before = AccountState.from_dict(state)
+        step = advance_account(before, at, account_id=account_id, models=self.models)
+        return self._account_step(before, step.state, step.outputs)
+
+    def account_due(self, state: dict[str, Any]) -> datetime | None:
+        return next_account_crossing(AccountState.from_dict(state), self.models)
+
+    def _account_step(
+        self, before: AccountState | None, after: AccountState | None, outputs: Any
+    ) -> AccountStep:
+        if after is None or after is before:
+            return AccountStep(None, tuple(outputs))
+        return AccountStep(
+            after.to_dict(), tuple(outputs), next_account_crossing(after, self.models)
+        )
+
+
+class CoreEngine(CoreAccounts):
+    """Every model of one model file, applied in the same pass (and its accounts)."""
 
     def __init__(self, models: ModelSet) -> None:
         self.models = models

@@ -54,7 +54,7 @@ from schemas import codec
 from schemas.common import ContractModel
 from schemas.errors import DecodeError, ErrorKind
 from schemas.events import EventBase, Identify, LeadErased, LeadsMerged
-from schemas.internal import Link, MergeIn, MergeOut, Tick, Unlink
+from schemas.internal import AccountMember, Link, MergeIn, MergeOut, Tick, Unlink
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
 from stream import metrics
 from stream.faust_guards.patches import leave_unacknowledged
@@ -65,6 +65,7 @@ from stream.faust_guards.write_order import WriteOrder, hold_changelog, hold_flu
 from stream.kafka import topics
 from stream.settings import Settings
 from stream.worker import identity
+from stream.worker.accounts import ACCOUNTS_TABLE, AccountDesk
 from stream.worker.leads import LeadRecord, LiveCache, store_options
 from stream.worker.port import ScoringEngine
 from stream.worker.schedule import DueSchedule
@@ -76,7 +77,7 @@ log = logging.getLogger(__name__)
 AGENT_NAME = "lead-processor"
 LEADS_TABLE = "leads"
 IDENTITY_TABLE = "identities"
-TABLES = (LEADS_TABLE, IDENTITY_TABLE)
+TABLES = (LEADS_TABLE, IDENTITY_TABLE, ACCOUNTS_TABLE)
 """Every table the processor keeps (their changelogs are created before the worker starts)."""
 INTERNAL = topics.INTERNAL
 
@@ -93,6 +94,10 @@ _ONE_BY_ONE = (Identify, LeadsMerged, LeadErased)
 
 REBUILD_YIELD_EVERY = 2_000
 """Keys the schedule's rebuild reads between two turns of the agent (a few milliseconds)."""
+
+
+_TICK_KINDS: dict[str, Any] = {"l": "lead", "a": "anonymous", "c": "account"}
+"""Due-schedule key prefix → the kind of tick it sends."""
 
 
 def _lead_key(lead_id: str) -> str:
@@ -176,6 +181,19 @@ class LeadProcessor:
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
         self._partition_of = functools.lru_cache(maxsize=65_536)(self._murmur_partition)
+        self.accounts: AccountDesk | None = None
+        if settings.accounts_enabled and getattr(engine, "accounts_enabled", False):
+            accounts_table = raw_table(ACCOUNTS_TABLE)
+            if self.write_order is not None:
+                hold_changelog(accounts_table.changelog_topic, self.write_order)
+            self.accounts = AccountDesk(
+                settings,
+                engine,  # type: ignore[arg-type]  # a CoreEngine: the account half too
+                accounts_table,
+                send=self.send_raw,
+                schedule=self.schedule,
+                partition_of=self.partition_of,
+            )
         self.scheduled_partitions: set[int] = set()
         self.live = LiveCache()
         self.sequence = SequenceGuard(
@@ -252,6 +270,10 @@ class LeadProcessor:
         self.schedule.set(self.partition_of(anonymous_id), _anon_key(anonymous_id), due)
 
     # ------------------------------------------------------------------ sending
+
+    async def send_raw(self, topic: str, key: bytes, value: bytes | None) -> Any:
+        """Send a record as is; returns its delivery future."""
+        return await self.sender.send(topic, key, value)
 
     async def to_internal(self, key: str, message: ContractModel) -> Any:
         """Send ``message`` to the owner of ``key``; returns its delivery future."""
@@ -375,8 +397,9 @@ class LeadProcessor:
     async def score(
         self, lead_id: str, record: LeadRecord, events: Sequence[EventBase], *, keep: bool = False
     ) -> None:
-        """Apply ``events`` to the lead's ``record``, send what they publish, store the state
-        (``keep``: store the record even when the state did not change)."""
+        """Apply ``events`` to the lead's ``record``, send what they publish (and its account
+        contribution), store the state (``keep``: store the record even when the state did not
+        change)."""
         if len(events) == 1:
             step = self.engine.apply(record.state, events[0], record.live)
         else:
@@ -397,11 +420,26 @@ class LeadProcessor:
                 metrics.scoring_latency(now - event.occurred_at.timestamp())
         if step.state is not None:
             record.state = step.state
+            if self.accounts is not None:
+                await self.account_changed(
+                    lead_id, record, step.live, record.applied, events[-1].occurred_at
+                )
             self.store_lead(lead_id, record, step.due)
         elif keep:
             self.store_lead(lead_id, record, self._due(record))
 
+    async def account_changed(
+        self, lead_id: str, record: LeadRecord, live: Any, version: int | None, at: datetime
+    ) -> None:
+        """Send the lead's account what changed (before the lead's record is written)."""
+        assert self.accounts is not None
+        record.account = await self.accounts.lead_changed(
+            lead_id, record.account, live, version=version or 0, at=at
+        )
+
     async def on_erase(self, event: LeadErased, lead_id: str, record: LeadRecord) -> None:
+        if self.accounts is not None and record.account is not None:
+            await self.account_changed(lead_id, record, None, record.applied, event.occurred_at)
         # The unlinks are on the broker before the record that lists the anonymous ids is
         # deleted: a crash in between erases again, with the ids still known.
         deliveries = [
@@ -472,10 +510,14 @@ class LeadProcessor:
         if record is not None and record.lead_id == message_in.lead_id:
             self.store_anon(message_in.anonymous_id, None)
 
-    async def on_merge_out(self, message_in: MergeOut) -> None:
+    async def on_merge_out(self, message_in: MergeOut, offset: int | None = None) -> None:
         record = self.load_lead(message_in.lead_id) or LeadRecord()
         if record.merged_into is None:
             record.merged_into = message_in.into_lead_id
+            if self.accounts is not None and record.account is not None:
+                await self.account_changed(
+                    message_in.lead_id, record, None, offset, message_in.occurred_at
+                )
             self.store_lead(message_in.lead_id, record, None)
         # Sent again when this message is replayed; the receiver applies it once.
         await self.to_internal(
@@ -499,7 +541,7 @@ class LeadProcessor:
                 ),
             )
 
-    async def on_merge_in(self, message_in: MergeIn) -> None:
+    async def on_merge_in(self, message_in: MergeIn, offset: int | None = None) -> None:
         record = self.load_lead(message_in.lead_id) or LeadRecord()
         if not record.remember_control(f"merge:{message_in.event_id}"):
             return
@@ -523,11 +565,19 @@ class LeadProcessor:
                 record.state, due, record.live = step.state, step.due, step.live
             outputs = step.outputs
         await self.emit(outputs)
+        if self.accounts is not None and message_in.state is not None:
+            await self.account_changed(
+                message_in.lead_id, record, record.live, offset, message_in.occurred_at
+            )
         self.store_lead(message_in.lead_id, record, due)
 
     async def on_tick(self, message_in: Tick, message: Any) -> None:
         if message_in.kind == "partition":
             await self.sequence.catch_up(message.partition, self.handle)
+            return
+        if message_in.kind == "account":
+            if self.accounts is not None:
+                await self.accounts.on_tick(message_in)
             return
         if message_in.kind == "anonymous":
             record = self.load_anon(message_in.key)
@@ -552,6 +602,10 @@ class LeadProcessor:
         await self.emit(step.outputs)  # before the state, as for events
         if step.state is not None:
             lead.state, lead.live = step.state, step.live
+            if self.accounts is not None:
+                await self.account_changed(
+                    message_in.key, lead, step.live, message.offset, message_in.at
+                )
             self.store_lead(message_in.key, lead, step.due)
         else:
             due = self._due(lead)
@@ -598,9 +652,12 @@ class LeadProcessor:
         elif isinstance(decoded, Unlink):
             await self.on_unlink(decoded)
         elif isinstance(decoded, MergeOut):
-            await self.on_merge_out(decoded)
+            await self.on_merge_out(decoded, message.offset)
         elif isinstance(decoded, MergeIn):
-            await self.on_merge_in(decoded)
+            await self.on_merge_in(decoded, message.offset)
+        elif isinstance(decoded, AccountMember):
+            if self.accounts is not None:
+                await self.accounts.on_members(decoded.account_id, [decoded])
         elif isinstance(decoded, Tick):
             await self.on_tick(decoded, message)
         else:
@@ -646,12 +703,15 @@ class LeadProcessor:
         from it.
         """
         gathered: dict[str, tuple[list[EventBase], list[int], Any]] = {}
+        accounts: dict[str, tuple[list[AccountMember], Any]] = {}
 
         async def score_gathered() -> None:
             for lead_id, (lead_events, offsets, last) in gathered.items():
                 with writing_for(last):
                     await self.on_lead_events(lead_events, lead_id, offsets)
             gathered.clear()
+            if accounts:
+                await self.apply_accounts(accounts)
 
         async def handle_in_order(message: Any) -> None:
             await score_gathered()
@@ -686,11 +746,24 @@ class LeadProcessor:
                 with writing_for(event):
                     await self.dispatch(decoded, message)
                 continue
+            elif isinstance(decoded, AccountMember) and self.accounts is not None:
+                members, _ = accounts.get(decoded.account_id, ([], None))
+                members.append(decoded)
+                accounts[decoded.account_id] = (members, event)
+                continue
             await score_gathered()
             with writing_for(event):
                 await self.dispatch(decoded, message)
         await score_gathered()
         self.sequence.handled_batch(admitted)
+
+    async def apply_accounts(self, gathered: dict[str, tuple[list[AccountMember], Any]]) -> None:
+        """Apply the gathered member messages, per account (one state read and write each)."""
+        assert self.accounts is not None
+        for account_id, (members, last) in gathered.items():
+            with writing_for(last):
+                await self.accounts.on_members(account_id, members)
+        gathered.clear()
 
     # ------------------------------------------------------------------ the timer
 
@@ -739,6 +812,8 @@ class LeadProcessor:
             else:  # stored before records kept their due time
                 due = self.engine.next_due(data["s"])
                 yield part, _lead_key(lead_id), None if due is None else due.timestamp()
+        if self.accounts is not None:
+            yield from self.accounts.stored_dues(partitions)
         for key, raw in self.identities.items():
             if key.startswith(POSITION_PREFIX):
                 continue
@@ -762,9 +837,7 @@ class LeadProcessor:
         now = datetime.now(UTC)
         for _partition, key in self.schedule.pop_due(now.timestamp()):
             kind, _, ident = key.partition(":")
-            await self.to_internal(
-                ident, Tick(key=ident, kind="lead" if kind == "l" else "anonymous", at=now)
-            )
+            await self.to_internal(ident, Tick(key=ident, kind=_TICK_KINDS[kind], at=now))
 
     async def stall_timer(self) -> None:
         """Let commits reach every handled record; ask the agent to read partitions whose

@@ -122,6 +122,12 @@ async def _produce(worker: Any) -> None:
                     value=codec.encode(record),
                 )
                 n += 1
+        account = make_output("account_score_updated", account_id="browser-acme.com")
+        await producer.send(
+            worker.settings.topic(topics.ACCOUNT_SCORES.name),
+            key=b"browser-acme.com",
+            value=codec.encode(account),
+        )
         await producer.flush()
     finally:
         await producer.stop()
@@ -145,6 +151,12 @@ def test_dashboard_shows_the_funnel(served_worker: Any, chromium: str, tmp_path:
         time.sleep(1)
     assert "browser-lead-" in dumped.stdout  # the top-leads table
     assert 'href="/leads/browser-lead-13"' in dumped.stdout
+    # the top-accounts panel: the account, its stage and its buying-group coverage
+    while "browser-acme.com" not in dumped.stdout and time.monotonic() < deadline:
+        time.sleep(1)
+        dumped = _browser(chromium, tmp_path / "profile", "--dump-dom", url)
+    assert "<td>browser-acme.com</td><td>mqa</td>" in dumped.stdout, dumped.stdout[-3000:]
+    assert "2/4 (decision_maker, technical_evaluator)" in dumped.stdout
 
     OUTPUT.mkdir(exist_ok=True)
     screenshot = OUTPUT / "dashboard.png"

@@ -379,6 +379,14 @@ async def check_reference(sim: Simulation, settings: Settings, out: Outputs) -> 
     pipeline.check_against_reference(sim, settings, out.scores, out.changes, order)
 
 
+async def check_accounts(sim: Simulation, settings: Settings) -> None:
+    """The account records equal the pure core's (tests/integration/worker/test_pipeline.py,
+    ``check_accounts``): each lead's final contribution is the reference's, the account records
+    are the core's for the member updates as the accounts received them, and one sent again is
+    the same record."""
+    await pipeline.check_accounts(sim, settings, await pipeline.internal_order(settings))
+
+
 def malformed_coordinates(sim: Simulation) -> int:
     return sim.counts()["malformed"]
 

@@ -2,7 +2,9 @@
 
 Afterwards the final lead states equal the offline reference computed by the pure core from the
 same events (nothing lost, nothing counted twice), every expected stage change was published, and
-a record published twice (at-least-once redelivery after a kill) is the same record, same id.
+a record published twice (at-least-once redelivery after a kill) is the same record, same id. The
+account records too: every lead's final contribution to its account is the reference's, and the
+account scores and stage changes are the core's for the member updates the accounts received.
 """
 
 from __future__ import annotations
@@ -63,3 +65,4 @@ async def test_kill_9_at_random_points_loses_and_doubles_nothing(
     assert 1 <= log.read_text().count("did not stop cleanly: its") <= len(kills)
     assert result.dead_lettered == h.malformed_coordinates(sim)
     await h.check_reference(sim, settings, out)
+    await h.check_accounts(sim, settings)

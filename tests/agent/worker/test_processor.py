@@ -21,11 +21,26 @@ from schemas import codec
 from schemas.errors import ErrorKind
 from schemas.events import EventBase, Traits
 from schemas.examples import make_event
-from schemas.outputs import LeadErasedRecord, ScoreUpdated, StageChanged
-from schemas.stages import Stage
-from schemas.topics import DEAD_LETTERS, SCORES, STAGE_CHANGES, topic_for
+from schemas.internal import AccountMember
+from schemas.outputs import (
+    AccountScoreUpdated,
+    AccountStageChanged,
+    LeadErasedRecord,
+    ScoreUpdated,
+    StageChanged,
+)
+from schemas.stages import AccountStage, Stage
+from schemas.topics import (
+    ACCOUNT_SCORES,
+    ACCOUNT_STAGE_CHANGES,
+    DEAD_LETTERS,
+    SCORES,
+    STAGE_CHANGES,
+    topic_for,
+)
 from stream.app import faust_options
 from stream.scoring import LeadState, ModelSet, apply_all, parse_models, score_at
+from stream.scoring.account_history import score_accounts
 from stream.scoring.state import SEEN_IDS
 from stream.worker import processor as proc
 from stream.worker.identity import IdentityLimits
@@ -40,6 +55,8 @@ SENT_AS = {
     SCORES.name: "scores",
     STAGE_CHANGES.name: "stage_changes",
     DEAD_LETTERS.name: "dead_letters",
+    ACCOUNT_SCORES.name: "account_scores",
+    ACCOUNT_STAGE_CHANGES.name: "account_stage_changes",
 }
 
 
@@ -453,3 +470,139 @@ async def test_anonymous_records_read_again_are_not_held_twice(harness: Harness)
     again = harness.processor.load_anon("anon-1")
     assert again is not None
     assert again.held == held.held
+
+
+# ------------------------------------------------------------------------------- accounts
+
+
+def account_scores(harness: Harness) -> dict[str, AccountScoreUpdated]:
+    """The latest account score per account (the compacted topic's view)."""
+    latest: dict[str, AccountScoreUpdated] = {}
+    for key, value in harness.sent["account_scores"]:
+        assert key is not None and value is not None
+        record = codec.decode_account_score(value)
+        assert record.account_id == key.decode()
+        if record.account_id not in latest or record.revision > latest[record.account_id].revision:
+            latest[record.account_id] = record
+    return latest
+
+
+def account_changes(harness: Harness) -> list[AccountStageChanged]:
+    return [
+        codec.decode_account_stage_change(value)
+        for _, value in harness.sent["account_stage_changes"]
+        if value is not None
+    ]
+
+
+def account_history() -> list[EventBase]:
+    """Members joining, changing, leaving, moving, merging and being erased."""
+
+    def who(lead: str, n: int, email: str, title: str, **more: Any) -> EventBase:
+        traits = Traits(email=email, job_title=title, industry="software", company_size=400)
+        if more:
+            traits = traits.model_copy(update=more)
+        return ev("profile_updated", n, lead, traits=traits, anonymous_id=None)
+
+    return [
+        who("lead-a", 0, "ann@initech.io", "VP Engineering"),
+        who("lead-b", 1, "bob@initech.io", "Data Engineer"),
+        who("lead-c", 2, "cy@initech.io", "Marketing Analyst"),
+        who("lead-d", 3, "di@globex.com", "Director of IT"),
+        *[ev("demo_requested", 10 + i, f"lead-{x}") for i, x in enumerate("abcd")],
+        *[ev("webinar_attended", 20 + i, f"lead-{x}") for i, x in enumerate("abcd")],
+        *[ev("trial_requested", 25 + i, f"lead-{x}") for i, x in enumerate("abcd")],
+        # c leaves for a personal address: it leaves the account
+        who("lead-c", 30, "cy@gmail.com", "Marketing Analyst"),
+        # b moves to globex through its CRM account id
+        ev("sales_accepted", 31, "lead-b", account_id="globex.com"),
+        # d is merged into a: d leaves globex, a brings both engagements to initech
+        ev("leads_merged", 32, "lead-a", merged_lead_id="lead-d"),
+        # a is erased: initech loses its contribution
+        ev("lead_erased", 33, "lead-a"),
+    ]
+
+
+async def test_accounts_equal_the_offline_reference(harness: Harness) -> None:
+    """Members join, change, leave, move, merge and are erased; the account records the worker
+    publishes are the ones the pure core computes offline from the same events."""
+    models = harness.processor.engine.models  # type: ignore[attr-defined]
+    events = account_history()
+    for event in events:
+        await harness.event(event)
+    reference = score_accounts(events, models)
+    want_scores: dict[str, AccountScoreUpdated] = {}
+    for account_id, record in reference.outputs:
+        if isinstance(record, AccountScoreUpdated):
+            want_scores[account_id] = record
+    got_scores = account_scores(harness)
+    assert set(got_scores) == {"initech.io", "globex.com"}
+
+    def shown(record: AccountScoreUpdated) -> dict[str, Any]:
+        return record.model_dump(exclude={"revision"})
+
+    assert {a: shown(r) for a, r in got_scores.items()} == {
+        a: shown(r) for a, r in want_scores.items()
+    }
+    want_changes = [r for _, r in reference.outputs if isinstance(r, AccountStageChanged)]
+    assert account_changes(harness) == want_changes
+    # what the history did: b moved to globex, c left, d merged away, a erased
+    assert got_scores["globex.com"].members == 1
+    assert got_scores["globex.com"].strongest_member == "lead-b"
+    assert got_scores["initech.io"].members == 0
+    stages = {(c.account_id, c.to_stage) for c in want_changes}
+    assert ("initech.io", AccountStage.MQA) in stages
+
+
+async def test_a_replayed_member_message_changes_nothing(harness: Harness) -> None:
+    for event in buyer_events("lead-1"):
+        await harness.event(event)
+    members = [
+        (key, value)
+        for key, value in harness.sent["internal"]
+        if value is not None and isinstance(codec.decode_internal(value), AccountMember)
+    ]
+    assert members and {key for key, _ in members} == {b"acmecorp.com"}
+    sent = len(harness.sent["account_scores"]), len(harness.sent["account_stage_changes"])
+    before = harness.processor.accounts.load("acmecorp.com")  # type: ignore[union-attr]
+    for key, value in members:
+        await harness.put(INTERNAL, key, value)  # type: ignore[arg-type]
+    after = len(harness.sent["account_scores"]), len(harness.sent["account_stage_changes"])
+    assert after == sent
+    assert harness.processor.accounts.load("acmecorp.com") == before  # type: ignore[union-attr]
+
+
+async def test_the_timer_demotes_a_quiet_account(harness: Harness) -> None:
+    processor = harness.processor
+    for lead, title in (("lead-1", "CEO"), ("lead-2", "Software Engineer")):
+        traits = Traits(
+            email=f"{lead}@initech.io", job_title=title, company_size=300, industry="saas"
+        )
+        await harness.event(ev("profile_updated", 0, lead, traits=traits, anonymous_id=None))
+        await harness.event(ev("demo_requested", 1, lead))
+        await harness.event(ev("webinar_attended", 2, lead))
+        await harness.event(ev("trial_requested", 3, lead))
+    assert account_changes(harness)[-1].to_stage is AccountStage.MQA
+    due = processor.schedule.due_time(processor.partition_of("initech.io"), "c:initech.io")
+    assert due is not None and due == int(due)
+    tick = proc.Tick(key="initech.io", kind="account", at=datetime.fromtimestamp(due, UTC))
+    await harness.put(INTERNAL, "initech.io", codec.encode(tick))
+    last = account_changes(harness)[-1]
+    assert (last.from_stage, last.to_stage) == (AccountStage.MQA, AccountStage.ENGAGED)
+    assert last.occurred_at == datetime.fromtimestamp(due, UTC)
+    assert last.triggering_lead_id is None
+
+
+async def test_accounts_off_sends_no_account_work(tmp_path: Path) -> None:
+    processor = make_processor(tmp_path, default_models(), accounts_enabled=False)
+    assert processor.accounts is None
+    async with processor.agent.test_context() as ctx:
+        harness = Harness(processor, ctx)
+        for event in buyer_events("lead-1"):
+            await harness.event(event)
+        assert not harness.sent["account_scores"]
+        assert not any(
+            isinstance(codec.decode_internal(v), AccountMember)
+            for _, v in harness.sent["internal"]
+            if v is not None
+        )

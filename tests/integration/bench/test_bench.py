@@ -52,9 +52,15 @@ def test_quick_bench_prints_the_table_and_writes_the_json(
     results = json.loads(out.read_text())
     rows = {row["name"]: row for row in results["throughput"]}
     quix = importlib.util.find_spec("quixstreams") is not None
-    expected = {"raw", "bare", "naive", "batched", "pipeline", "pipeline x2"} | (
-        {"quix peer"} if quix else set()
-    )
+    expected = {
+        "raw",
+        "bare",
+        "naive",
+        "batched",
+        "pipeline",
+        "pipeline, accounts off",
+        "pipeline x2",
+    } | ({"quix peer"} if quix else set())
     assert set(rows) == expected
     broker_measured = results["machine"]["broker_pid"] is not None
     for row in rows.values():
@@ -67,6 +73,8 @@ def test_quick_bench_prints_the_table_and_writes_the_json(
     assert results["ratios"]["pipeline/naive"] > 0
     assert results["ratios"]["pipeline/batched"] > 0
     assert results["ratios"]["batched/bare"] > 0
+    assert results["ratios"]["pipeline/pipeline without accounts"] > 0
+    assert rows["pipeline"]["account_score_records"] > 0
     if quix:
         assert results["ratios"]["pipeline/quix peer"] > 0
         assert results["config"]["quix_peer"]["auto_offset_reset"] == "earliest"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -75,3 +76,53 @@ async def test_explain_then_forget_a_lead(
     gone = _until(served_worker, 5, "explain", lead_id, "--url", served_worker.base)
     assert gone.returncode == 5, gone.stdout + gone.stderr
     assert f"no lead {lead_id!r}" in gone.stderr
+
+
+async def test_explain_an_account_and_forget_its_member(
+    served_worker: Any, unique: str, produce_events: Any
+) -> None:
+    """A lead with a company address rolls up to the company's account; erasing the person
+    takes their contribution out of the account (the read model shows no member left)."""
+    lead_id, account = f"lead-{unique}", f"acme-{unique}.com"
+    now = datetime.now(UTC)
+    common: dict[str, Any] = {"lead_id": lead_id, "anonymous_id": None}
+    await produce_events(
+        served_worker.settings,
+        [
+            make_event(
+                "profile_updated",
+                event_id=f"{lead_id}-p",
+                occurred_at=now - timedelta(minutes=5),
+                traits=Traits(email=f"cto@{account}", company_size=400, job_title="CTO"),
+                **common,
+            ),
+            make_event(
+                "demo_requested",
+                event_id=f"{lead_id}-d",
+                occurred_at=now - timedelta(minutes=3),
+                **common,
+            ),
+        ],
+    )
+    args = ("explain", "--account", account, "--url", served_worker.base)
+    explained = _until(served_worker, 0, *args)
+    assert explained.returncode == 0, explained.stderr
+    text = explained.stdout
+    assert f"account {account} (b2b)" in text and "buying-group roles (1 of 4)" in text
+    assert f"strongest member: {lead_id}" in text and "members: 1;" in text
+    assert "new account" in text  # its first stage change
+    lead = _leadstream(served_worker, "explain", lead_id, "--url", served_worker.base)
+    assert f"account {account}" in lead.stdout, lead.stdout + lead.stderr
+
+    forgot = _leadstream(served_worker, "forget", lead_id)
+    assert forgot.returncode == 0, forgot.stderr
+    deadline = time.monotonic() + 60
+    while "members: 0;" not in (after := _leadstream(served_worker, *args)).stdout:
+        assert time.monotonic() < deadline, after.stdout + after.stderr
+        await asyncio.sleep(1)
+    assert lead_id not in after.stdout
+
+    missing = _leadstream(
+        served_worker, "explain", "--account", "nobody.example", "--url", served_worker.base
+    )
+    assert missing.returncode == 5 and "no account 'nobody.example'" in missing.stderr

@@ -20,7 +20,12 @@ from schemas.outputs import ScoreUpdated, StageChanged
 from stream.kafka import topics
 from stream.kafka.admin import describe_topics
 from stream.model_files import DEFAULT_MODELS
-from stream.offline.replay import REPLAY_SCORES, REPLAY_STAGE_CHANGES
+from stream.offline.replay import (
+    REPLAY_ACCOUNT_SCORES,
+    REPLAY_ACCOUNT_STAGE_CHANGES,
+    REPLAY_SCORES,
+    REPLAY_STAGE_CHANGES,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +42,13 @@ def _history(unique: str) -> list[Any]:
             "profile_updated",
             event_id=f"{warm}-p",
             occurred_at=now - timedelta(minutes=9),
-            traits=Traits(industry="software", company_size=400, job_title="CTO", age=41),
+            traits=Traits(
+                email=f"cto@acme-{unique}.com",
+                industry="software",
+                company_size=400,
+                job_title="CTO",
+                age=41,
+            ),
             **known,
         ),
         make_event(
@@ -158,6 +169,19 @@ async def test_replay_publishes_the_new_version_and_leaves_the_live_one_alone(
     ), changes
 
     assert await _read_all(settings, topics.SCORES.name, topics.STAGE_CHANGES.name) == live
+
+    # the warm lead's company account, rescored too
+    assert "1 accounts" in result.stdout, result.stdout
+    accounts = await _read_all(
+        settings, REPLAY_ACCOUNT_SCORES.name, REPLAY_ACCOUNT_STAGE_CHANGES.name
+    )
+    account_scores = [
+        codec.decode_account_score(v) for t, _, v in accounts if v and "account-scores" in t
+    ]
+    assert [(a.account_id, a.members, a.roles) for a in account_scores] == [
+        (f"acme-{unique}.com", 1, ("decision_maker",))
+    ]
+    assert {k for t, k, _ in accounts} == {f"acme-{unique}.com".encode()}
 
     # --from a time after the history: nothing to rescore.
     later = _replay(worker, "--model", str(new_file), "--from", "2999-01-01T00:00:00Z")

@@ -26,7 +26,14 @@ from aiokafka import AIOKafkaProducer
 from schemas import codec
 from schemas.errors import ErrorKind
 from schemas.examples import make_output
-from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
+from schemas.outputs import (
+    AccountScoreUpdated,
+    AccountStageChanged,
+    DeadLetter,
+    LeadErasedRecord,
+    ScoreUpdated,
+    StageChanged,
+)
 from schemas.stages import Stage
 from stream import metrics
 from stream.kafka import topics
@@ -311,3 +318,40 @@ async def test_redis_rebuild_command(settings: Settings, redis_url: str) -> None
         await model.close()
     unreachable = await asyncio.to_thread(_cli, settings, f"redis://127.0.0.1:{_free_port()}/0")
     assert unreachable.returncode == 4, unreachable.stderr
+
+
+def account(account_id: str, revision: int, score: float, members: int = 2) -> AccountScoreUpdated:
+    record = make_output(
+        "account_score_updated",
+        account_id=account_id,
+        revision=revision,
+        score=score,
+        members=members,
+    )
+    assert isinstance(record, AccountScoreUpdated)
+    return record
+
+
+async def test_account_scores_are_guarded_by_revision(read_model: ReadModel) -> None:
+    applied = await read_model.apply(
+        [account("acme.com", 1, 40.0), account("globex.com", 1, 90.0), account("acme.com", 3, 120)]
+    )
+    assert applied.changed == [1, 1, 1]
+    replay = await read_model.apply([account("acme.com", 2, 10.0), account("acme.com", 3, 120)])
+    assert replay.changed == [0, 0]
+    top = await read_model.top_accounts()
+    assert [(a["account_id"], a["score"], a["revision"]) for a in top] == [
+        ("acme.com", 120.0, 3),
+        ("globex.com", 90.0, 1),
+    ]
+    change = make_output("account_stage_changed", account_id="acme.com")
+    assert isinstance(change, AccountStageChanged)
+    await read_model.apply([change, change])  # a copy is stored once
+    found = await read_model.account("acme.com")
+    assert found is not None and found["revision"] == 3
+    assert [c["event_id"] for c in found["stage_changes"]] == [str(change.event_id)]
+    # an account whose last member left stays readable but leaves the top accounts
+    await read_model.apply([account("globex.com", 2, 0.0, members=0)])
+    assert [a["account_id"] for a in await read_model.top_accounts()] == ["acme.com"]
+    assert (await read_model.account("globex.com") or {})["members"] == 0
+    assert await read_model.account("nobody.example") is None

@@ -70,6 +70,7 @@ async def test_a_lead_is_explained_live_by_its_owner(
         assert 0 < rules["webinar"]["points"] <= 10  # decayed to the moment of the request
         assert [(h["from_stage"], h["to_stage"]) for h in b2b["history"]][-1][1] == "sql"
         assert {m["model"] for m in body["models"]} == {"b2b", "consumer"}
+        assert body["account_id"] is None  # no email, no account id: no account
 
         async with http.get(url) as answer:
             assert answer.status == 401

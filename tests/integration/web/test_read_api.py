@@ -57,6 +57,11 @@ def _records() -> list[tuple[str, bytes, bytes]]:
             )
             out.append((topics.STAGE_CHANGES.name, lead.encode(), codec.encode(change)))
             n += 1
+    for i, name in enumerate(("api-acme.com", "api-globex.com")):
+        record = make_output("account_score_updated", account_id=name, score=100.0 + i)
+        out.append((topics.ACCOUNT_SCORES.name, name.encode(), codec.encode(record)))
+    change = make_output("account_stage_changed", account_id="api-acme.com")
+    out.append((topics.ACCOUNT_STAGE_CHANGES.name, b"api-acme.com", codec.encode(change)))
     return out
 
 
@@ -140,7 +145,35 @@ def test_leaderboard_refuses_bad_parameters(
     assert (got, json.loads(body)["error"]) == (status, error)
 
 
-@pytest.mark.parametrize("path", ["/leaderboard?model=b2b", "/dashboard/data"])
+def test_accounts(worker: Any) -> None:
+    import time
+
+    deadline = time.monotonic() + 90
+    while True:
+        status, body, _ = call(worker, "/accounts/api-acme.com")
+        if status == 200 and json.loads(body)["stage_changes"]:
+            break
+        assert time.monotonic() < deadline, (status, body[:300])
+        time.sleep(0.5)
+    data = json.loads(body)
+    assert data["account_id"] == "api-acme.com" and data["stage"] == "mqa"
+    assert data["stage_changes"][0]["to_stage"] == "mqa"
+    status, body, _ = call(worker, "/accounts?limit=100")
+    assert status == 200
+    names = [a["account_id"] for a in json.loads(body)["accounts"]]
+    assert names.index("api-globex.com") < names.index("api-acme.com")  # 101 before 100
+    status, body, _ = call(worker, "/accounts/nobody.example")
+    assert (status, json.loads(body)["error"]) == (404, "unknown_account")
+    status, body, _ = call(worker, "/accounts?limit=0")
+    assert (status, json.loads(body)["error"]) == (400, "bad_limit")
+    _, body, _ = call(worker, "/dashboard/data?model=b2b")
+    top = [a["account_id"] for a in json.loads(body)["top_accounts"]]
+    assert {"api-acme.com", "api-globex.com"} <= set(top)
+
+
+@pytest.mark.parametrize(
+    "path", ["/leaderboard?model=b2b", "/dashboard/data", "/accounts", "/accounts/acme.com"]
+)
 def test_read_endpoints_need_a_token(worker: Any, path: str) -> None:
     status, body, headers = call(worker, path, token=None)
     assert status == 401 and json.loads(body)["error"] == "missing_token"

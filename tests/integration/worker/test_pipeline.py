@@ -13,11 +13,19 @@ reference recomputes from the raw events, keeping the state between events in it
 as the worker does. The test model has no minimum change and no caps, so each model's latest
 record carries the revision of every change. Bots are the one exception: once disqualified they
 publish nothing, so for them only the outcome is compared.
+
+Accounts (``check_accounts``): every lead's final contribution to its account is the one the
+reference computes from the lead's final state, and the account records on
+``leads.account-scores.v1`` and ``leads.account-stage-changes.v1`` are the ones the pure core
+computes from the member updates in the order the accounts' partitions of the internal topic
+recorded them (members of one account come from many partitions, so, as for a lead's events,
+the order is the worker's and the content the reference's).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import os
 import signal
@@ -38,12 +46,16 @@ from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotA
 
 from schemas import codec
 from schemas.events import EventBase
-from schemas.outputs import ScoreUpdated, StageChanged
-from schemas.stages import Stage
+from schemas.internal import AccountMember, Tick
+from schemas.outputs import AccountScoreUpdated, AccountStageChanged, ScoreUpdated, StageChanged
+from schemas.stages import AccountStage, Stage
+from schemas.topics import topic_for as topics_for
 from stream.kafka import topics
 from stream.kafka.admin import ensure_topics
 from stream.offline.history import stored
 from stream.scoring import LeadState, ModelSet, apply_all, parse_models
+from stream.scoring.account_history import replay_members, score_accounts
+from stream.scoring.accounts import Member, member_of
 from stream.settings import Settings
 from stream.simulate.traffic import Delivery, SimConfig, Simulation, generate
 
@@ -194,38 +206,15 @@ async def internal_order(settings: Settings) -> dict[str, list[str]]:
     makes a copy a no-op for the worker and the reference alike (and a copy that comes back
     after the memory moved on is applied again by both).
     """
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        isolation_level=(
-            "read_committed"
-            if settings.processing_guarantee == "exactly_once"
-            else "read_uncommitted"
-        ),
-    )
-    await consumer.start()
     order: dict[str, list[str]] = defaultdict(list)
-    try:
-        name = settings.topic(topics.INTERNAL.name)
-        parts = [TopicPartition(name, p) for p in range(settings.topic_partitions)]
-        consumer.assign(parts)
-        ends = await consumer.end_offsets(parts)
-        for tp in parts:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for record in batch.get(tp, []):
-                    if record.offset >= ends[tp] or record.value is None:
-                        continue
-                    message = codec.decode_internal(record.value)
-                    if (
-                        isinstance(message, EventBase)
-                        and message.lead_id is not None
-                        and record.key == message.lead_id.encode()
-                    ):
-                        order[message.lead_id].append(message.event_id)
-    finally:
-        await consumer.stop()
+    for record in await _read_all(settings, [topics.INTERNAL.name]):
+        message = codec.decode_internal(record.value)
+        if (
+            isinstance(message, EventBase)
+            and message.lead_id is not None
+            and record.key == message.lead_id.encode()
+        ):
+            order[message.lead_id].append(message.event_id)
     return dict(order)
 
 
@@ -239,8 +228,13 @@ def latest_scores(scores: list[ScoreUpdated]) -> dict[tuple[str, str], ScoreUpda
 
 
 def offline_reference(
-    simulation: Simulation, models: ModelSet, order: dict[str, list[str]]
+    simulation: Simulation,
+    models: ModelSet,
+    order: dict[str, list[str]],
+    states: dict[str, LeadState | None] | None = None,
 ) -> tuple[dict[tuple[str, str], ScoreUpdated], list[StageChanged]]:
+    """Each lead's latest score per model and every stage change (``states``, when given, is
+    filled with each lead's final state)."""
     events_by_id: dict[str, EventBase] = {}
     owner: dict[str, str] = {}
     for event in simulation.events:
@@ -265,7 +259,146 @@ def offline_reference(
                     changes.append(output)
                 elif isinstance(output, ScoreUpdated):
                     latest[(lead, output.model)] = output
+        if states is not None:
+            states[lead] = state
     return latest, changes
+
+
+async def _read_all(settings: Settings, names: list[str]) -> list[Any]:
+    """Every record of the topics ``names`` (their partitions in order), up to their ends."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        isolation_level=(
+            "read_committed"
+            if settings.processing_guarantee == "exactly_once"
+            else "read_uncommitted"
+        ),
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        parts = [
+            TopicPartition(settings.topic(name), p)
+            for name in names
+            for p in range(settings.topic_partitions)
+        ]
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        for tp in parts:
+            while await consumer.position(tp) < ends[tp]:
+                batch = await consumer.getmany(tp, timeout_ms=1000)
+                records += [
+                    r for r in batch.get(tp, []) if r.offset < ends[tp] and r.value is not None
+                ]
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def account_order(
+    settings: Settings,
+) -> list[tuple[str, str | None, Member | None, int, datetime]]:
+    """The member updates and timer ticks the accounts' partitions of the internal topic
+    recorded, in order (``stream.scoring.account_history.replay_members``)."""
+    recorded: list[tuple[str, str | None, Member | None, int, datetime]] = []
+    for record in await _read_all(settings, [topics.INTERNAL.name]):
+        message = codec.decode_internal(record.value)
+        if isinstance(message, Tick) and message.kind == "account":
+            recorded.append((message.key, None, None, 0, message.at))
+        elif isinstance(message, AccountMember):
+            assert record.key == message.account_id.encode()
+            member = None if message.member is None else Member.from_dict(message.member)
+            recorded.append(
+                (message.account_id, message.lead_id, member, message.version, message.occurred_at)
+            )
+    return recorded
+
+
+async def account_outputs(
+    settings: Settings,
+) -> tuple[list[AccountScoreUpdated], list[AccountStageChanged]]:
+    records = await _read_all(
+        settings, [topics.ACCOUNT_SCORES.name, topics.ACCOUNT_STAGE_CHANGES.name]
+    )
+    scores = [
+        codec.decode_account_score(r.value)
+        for r in records
+        if r.topic.endswith(topics.ACCOUNT_SCORES.name)
+    ]
+    changes = [
+        codec.decode_account_stage_change(r.value)
+        for r in records
+        if r.topic.endswith(topics.ACCOUNT_STAGE_CHANGES.name)
+    ]
+    return scores, changes
+
+
+def assert_same_members(
+    got: dict[str, dict[str, Member]], want: dict[str, dict[str, Member]]
+) -> None:
+    """The same members in the same accounts, with the same contributions: engagement and fit
+    within 1e-9 (the worker scores a lead's events in batches and keeps its state in memory
+    between them, the reference reads it back after every event: the sums differ in the last
+    digits), everything else exactly."""
+    assert {a: sorted(m) for a, m in got.items()} == {a: sorted(m) for a, m in want.items()}
+    for account_id, members in got.items():
+        for lead, member in members.items():
+            other = want[account_id][lead]
+            assert dataclasses.replace(member, terms=(), steady=0.0, fit=0.0) == (
+                dataclasses.replace(other, terms=(), steady=0.0, fit=0.0)
+            ), (account_id, lead)
+            assert [k for k, _ in member.terms] == [k for k, _ in other.terms], (account_id, lead)
+            numbers = [s for _, s in member.terms] + [member.steady, member.fit]
+            expected = [s for _, s in other.terms] + [other.steady, other.fit]
+            assert numbers == pytest.approx(expected, rel=1e-9, abs=1e-9), (account_id, lead)
+
+
+async def check_accounts(
+    scenario: Simulation, settings: Settings, order: dict[str, list[str]]
+) -> None:
+    """The worker's account records equal the pure core's (see the module docstring)."""
+    assert settings.models_path is not None
+    models = parse_models(settings.models_path.read_text(), source="test models")
+    states: dict[str, LeadState | None] = {}
+    offline_reference(scenario, models, order, states)
+    recorded = await account_order(settings)
+    replayed = replay_members(recorded, models)
+    # the lead's side: its final contribution is the reference's, in the account it names
+    want_members: dict[str, dict[str, Member]] = defaultdict(dict)
+    for lead, state in states.items():
+        found = member_of(state, models)
+        if found is not None:
+            want_members[found[0]][lead] = found[1]
+    got_members = {a: s.members for a, s in replayed.accounts.items() if s.members}
+    assert len(want_members) >= 10, "too few accounts to test"
+    assert_same_members(got_members, dict(want_members))
+    # the account's side: the records published are the core's from those updates
+    scores, changes = await account_outputs(settings)
+    # a record published twice (sent again after a crash) is the same record
+    first: dict[tuple[str, int], dict[str, Any]] = {}
+    for score in scores:
+        dump = score.model_dump()
+        assert first.setdefault((score.account_id, score.revision), dump) == dump
+    first_change: dict[Any, dict[str, Any]] = {}
+    for change in changes:
+        dump = change.model_dump()
+        assert first_change.setdefault(change.event_id, dump) == dump
+    latest: dict[str, AccountScoreUpdated] = {}
+    for score in scores:
+        if score.account_id not in latest or score.revision > latest[score.account_id].revision:
+            latest[score.account_id] = score
+    want_latest: dict[str, AccountScoreUpdated] = {}
+    for account_id, record in replayed.outputs:
+        if isinstance(record, AccountScoreUpdated):
+            want_latest[account_id] = record
+    assert {a: r.model_dump() for a, r in latest.items()} == {
+        a: r.model_dump() for a, r in want_latest.items()
+    }
+    want_changes = [r for _, r in replayed.outputs if isinstance(r, AccountStageChanged)]
+    assert first_change == {c.event_id: c.model_dump() for c in want_changes}
+    assert len(first_change) == len(want_changes)
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -397,7 +530,9 @@ async def _equals_the_reference(scenario: Simulation, settings: Settings, tmp_pa
     finally:
         stop_worker(worker)
     assert letters == malformed
-    check_against_reference(scenario, settings, scores, changes, await internal_order(settings))
+    order = await internal_order(settings)
+    check_against_reference(scenario, settings, scores, changes, order)
+    await check_accounts(scenario, settings, order)
 
 
 async def test_a_second_worker_joining_mid_stream_changes_nothing(
@@ -425,4 +560,113 @@ async def test_a_second_worker_joining_mid_stream_changes_nothing(
             stop_worker(second)
     assert letters >= malformed  # a dead letter may be sent again after a partition moved
     assert members == 2, "the second worker never joined the group"
-    check_against_reference(scenario, settings, scores, changes, await internal_order(settings))
+    order = await internal_order(settings)
+    check_against_reference(scenario, settings, scores, changes, order)
+    await check_accounts(scenario, settings, order)
+
+
+def _account_phases(now: datetime) -> list[list[EventBase]]:
+    """Members of two accounts join, leave for a personal address, move through a CRM account
+    id, merge across accounts and are erased, one phase after another."""
+    from schemas.events import Traits
+    from schemas.examples import make_event
+
+    n = itertools.count()
+
+    def ev(kind: str, lead: str, minutes: int, **fields: Any) -> EventBase:
+        if kind in {"page_viewed", "form_submitted"}:
+            fields.setdefault("anonymous_id", None)
+        return make_event(
+            kind,
+            event_id=f"acct-{next(n)}",
+            lead_id=lead,
+            occurred_at=now + timedelta(minutes=minutes),
+            **fields,
+        )
+
+    def who(lead: str, minutes: int, email: str, title: str) -> EventBase:
+        traits = Traits(email=email, job_title=title, industry="saas", company_size=900)
+        return ev("profile_updated", lead, minutes, traits=traits)
+
+    joins = [
+        who("a", 0, "ann@initech.io", "VP Engineering"),
+        who("b", 0, "bob@initech.io", "Data Engineer"),
+        who("c", 0, "cy@initech.io", "Marketing Analyst"),
+        who("d", 0, "di@globex.com", "Director of IT"),
+        *(ev("demo_requested", lead, 1) for lead in "abcd"),
+        *(ev("webinar_attended", lead, 2) for lead in "abcd"),
+        *(ev("trial_requested", lead, 2) for lead in "abcd"),
+    ]
+    return [
+        joins,
+        [who("c", 3, "cy@gmail.com", "Marketing Analyst")],  # leaves for a personal address
+        [ev("sales_accepted", "b", 4, account_id="globex.com")],  # moves to globex
+        [ev("leads_merged", "a", 5, merged_lead_id="d")],  # d (globex) merged into a (initech)
+        [ev("lead_erased", "a", 6)],  # a's contribution leaves initech
+    ]
+
+
+async def _settled(settings: Settings) -> None:
+    """Wait until the internal and account topics stop growing for a few seconds."""
+    names = [topics.INTERNAL.name, topics.ACCOUNT_SCORES.name, topics.ACCOUNT_STAGE_CHANGES.name]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        parts = [
+            TopicPartition(settings.topic(name), p)
+            for name in names
+            for p in range(settings.topic_partitions)
+        ]
+        last, quiet = None, 0
+        async with asyncio.timeout(120):
+            while quiet < 4:
+                ends = await consumer.end_offsets(parts)
+                quiet = quiet + 1 if ends == last else 0
+                last = ends
+                await asyncio.sleep(1)
+    finally:
+        await consumer.stop()
+
+
+async def test_account_members_moving_merging_and_erased_equal_the_reference(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A small history on the real broker: each lead's final contribution is the reference's
+    (members that left, moved, were merged or erased are gone from their old account), and
+    the account records are the core's for the member updates as the accounts received them."""
+    assert settings.models_path is not None
+    models = parse_models(settings.models_path.read_text(), source="test models")
+    phases = _account_phases(datetime.now(UTC) - timedelta(hours=1))
+    history = [event for phase in phases for event in phase]
+    await ensure_topics(settings)
+    log = tmp_path / "worker.log"
+    worker = start_worker(settings, log)
+    try:
+        for phase in phases:
+            deliveries = [
+                Delivery(topics_for(event), (event.lead_id or "").encode(), codec.encode(event))
+                for event in phase
+            ]
+            await produce(settings, deliveries)
+            await _settled(settings)
+    finally:
+        stop_worker(worker)
+    reference = score_accounts(history, models)
+    replayed = replay_members(await account_order(settings), models)
+    assert_same_members(
+        {a: s.members for a, s in replayed.accounts.items()},
+        {a: s.members for a, s in reference.accounts.items()},
+    )
+    assert sorted(replayed.accounts["globex.com"].members) == ["b"]
+    assert replayed.accounts["initech.io"].members == {}
+    scores, changes = await account_outputs(settings)
+    want = {a: r.model_dump() for a, r in replayed.outputs if isinstance(r, AccountScoreUpdated)}
+    assert {s.account_id: s.model_dump() for s in scores} == want
+    assert {c.event_id: c.model_dump() for c in changes} == {
+        r.event_id: r.model_dump()
+        for _, r in replayed.outputs
+        if isinstance(r, AccountStageChanged)
+    }
+    assert AccountStage.MQA in {c.to_stage for c in changes}
+    last = {s.account_id: s for s in scores}
+    assert last["initech.io"].members == 0 and last["globex.com"].members == 1

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import argparse
+import re
+import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
-from stream.cli import build_parser, main, subcommands
+from stream.cli import COMMANDS, build_parser, main, subcommands
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["worker", "--help"], ["infra", "--help"]])
@@ -45,3 +49,31 @@ def test_infra_run_takes_its_options_and_the_command_after_the_separator() -> No
     )
     assert (args.action, args.for_tests, args.fresh) == ("run", True, True)
     assert args.run_command == ["--", "pytest", "-x", "--", "a"]
+
+
+def _every_command(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    yield path, parser
+    for name, child in subcommands(parser).items():
+        yield from _every_command(child, (*path, name))
+
+
+def test_every_command_s_help_ends_with_examples_of_that_command() -> None:
+    commands = list(_every_command(build_parser()))
+    assert len(commands) > len(COMMANDS)  # the top level, every command and their actions
+    for path, parser in commands:
+        text = parser.format_help()
+        assert "\nexamples:\n" in text, f"leadstream {' '.join(path)} --help has no examples"
+        shown = text.split("\nexamples:\n", 1)[1].splitlines()
+        prefix = " ".join(("leadstream", *path))
+        assert shown, path
+        assert any(line.strip().startswith(prefix) for line in shown), (path, shown)
+        for line in shown:  # every example parses (a comment or a redirection left out)
+            words = shlex.split(re.split(r"\s(?:#|>|\|)\s", line)[0])
+            if words[0] != "leadstream" or "COMMAND" in words:
+                continue
+            try:
+                build_parser().parse_args(words[1:])
+            except SystemExit as exc:
+                raise AssertionError(f"the example {line.strip()!r} does not parse") from exc

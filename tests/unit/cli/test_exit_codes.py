@@ -5,11 +5,13 @@ test_rules_cli)."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from stream.cli import EXIT_CONFIG, EXIT_INFRA, main
+from stream.cli import EXIT_CONFIG, EXIT_ERROR, EXIT_INFRA, main
 
 
 def _closed_port() -> int:
@@ -43,3 +45,18 @@ def test_an_invalid_model_file_exits_3(tmp_path: Path) -> None:
     path.write_text("format: 1\nmodels: [{id: b2b}]\n")
     for argv in (["rules", "validate", str(path)], ["rules", "explain", str(path)]):
         assert main(argv) == EXIT_CONFIG
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_1() -> None:
+    # The read end is closed before the command has finished importing, so its first write
+    # meets a closed pipe, as it does under `leadstream rules explain --full | head -1`.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "rules", "explain", "--full"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == EXIT_ERROR
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

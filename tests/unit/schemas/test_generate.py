@@ -14,7 +14,15 @@ import pytest
 import yaml
 
 from schemas import generate
-from schemas.codec import decode, decode_dead_letter, decode_score, decode_stage_change, encode
+from schemas.codec import (
+    decode,
+    decode_account_score,
+    decode_account_stage_change,
+    decode_dead_letter,
+    decode_score,
+    decode_stage_change,
+    encode,
+)
 from schemas.examples import EVENT_EXAMPLES, OUTPUT_EXAMPLES
 from schemas.topics import EVENT_TOPIC, TOPICS
 
@@ -90,6 +98,8 @@ def test_readme_examples_are_the_encoded_models() -> None:
             "leads.scores.v1": decode_score,
             "leads.stage-changes.v1": decode_stage_change,
             "leads.dead-letters.v1": decode_dead_letter,
+            "leads.account-scores.v1": decode_account_score,
+            "leads.account-stage-changes.v1": decode_account_stage_change,
         }
         if topic.name in decoders:
             message = decoders[topic.name](json.dumps(payload).encode())
@@ -111,6 +121,8 @@ def test_asyncapi_describes_every_topic() -> None:
         "leads.scores.v1",
         "leads.stage-changes.v1",
         "leads.dead-letters.v1",
+        "leads.account-scores.v1",
+        "leads.account-stage-changes.v1",
     }
     for topic in TOPICS:
         kafka = channels[topic.name]["bindings"]["kafka"]

@@ -153,7 +153,14 @@ def test_dead_letter_sizes_must_agree() -> None:
 
 
 def test_outbound_examples_are_complete() -> None:
-    assert set(OUTPUT_EXAMPLES) == {"score_updated", "stage_changed", "lead_erased", "dead_letter"}
+    assert set(OUTPUT_EXAMPLES) == {
+        "score_updated",
+        "stage_changed",
+        "lead_erased",
+        "dead_letter",
+        "account_score_updated",
+        "account_stage_changed",
+    }
     for name, record in OUTPUT_EXAMPLES.items():
         assert record.model_dump()["type"] == name
 

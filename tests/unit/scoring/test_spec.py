@@ -96,109 +96,109 @@ def test_country_codes_and_keys_that_yaml_1_1_would_turn_into_booleans_stay_text
         (
             "group: web}",
             "group: webb}",
-            "models.yaml: model 'b2b', engagement rule 'visit', field 'group'",
-            "unknown decay group 'webb' (known: web, negative)",
+            "models.yaml: line 10, model 'b2b', engagement rule 'visit', field 'group'",
+            "unknown decay group 'webb' (did you mean 'web'?) (known: web, negative)",
         ),
         (
             "points: 2, group: web}",
             "points: -2, group: web}",
-            "models.yaml: model 'b2b', engagement rule 'visit', field 'group'",
+            "models.yaml: line 10, model 'b2b', engagement rule 'visit', field 'group'",
             "negative points need a decay group that does not decay",
         ),
         (
             "event: page_viewed,",
             "event: page_view,",
-            "models.yaml: model 'b2b', engagement rule 'visit', field 'event'",
-            "unknown event type 'page_view'",
+            "models.yaml: line 10, model 'b2b', engagement rule 'visit', field 'event'",
+            "unknown event type 'page_view' (did you mean 'page_viewed'?)",
         ),
         (
             "event: page_viewed,",
             "event: page_viewed, where: {pathh: /pricing},",
-            "models.yaml: model 'b2b', engagement rule 'visit', field 'where.pathh'",
-            "page_viewed has no property 'pathh'",
+            "models.yaml: line 10, model 'b2b', engagement rule 'visit', field 'where.pathh'",
+            "page_viewed has no property 'pathh' (did you mean 'path'?)",
         ),
         (
             "group: web}",
             "group: web, cap: {max_count: 0, per: 1d}}",
-            "models.yaml: model 'b2b', engagement rule 'visit', field 'cap.max_count'",
+            "models.yaml: line 10, model 'b2b', engagement rule 'visit', field 'cap.max_count'",
             "greater than or equal to 1",
         ),
         (
             "group: web}",
             "group: web, cap: {max_count: 5, per: daily}}",
-            "models.yaml: model 'b2b', engagement rule 'visit', field 'cap.per'",
+            "models.yaml: line 10, model 'b2b', engagement rule 'visit', field 'cap.per'",
             "expected a duration such as '30d'",
         ),
         (
             "group: web}",
             "group: web, cap: {max_count: 5, max_points: 5, per: 1d}}",
-            "models.yaml: model 'b2b', engagement rule 'visit', field 'cap'",
+            "models.yaml: line 10, model 'b2b', engagement rule 'visit', field 'cap'",
             "give exactly one of max_count and max_points",
         ),
         (
             "group: web}",
             "group: web, colour: red}",
-            "models.yaml: model 'b2b', engagement rule 'visit', field 'colour'",
+            "models.yaml: line 10, model 'b2b', engagement rule 'visit', field 'colour'",
             "unknown field",
         ),
         (
             "field: industry, in: [software]",
             "field: industri, in: [software]",
-            "models.yaml: model 'b2b', fit rule 'industry', field 'field'",
-            "unknown profile field 'industri'",
+            "models.yaml: line 8, model 'b2b', fit rule 'industry', field 'field'",
+            "unknown profile field 'industri' (did you mean 'industry'?)",
         ),
         (
             "field: industry, in: [software]",
             "field: industry, regex: '(unclosed'",
-            "models.yaml: model 'b2b', fit rule 'industry', field 'regex'",
+            "models.yaml: line 8, model 'b2b', fit rule 'industry', field 'regex'",
             "not a valid regular expression",
         ),
         (
             "field: industry, in: [software]",
             "field: industry, in: [software], equals: saas",
-            "models.yaml: model 'b2b', fit rule 'industry', field 'industry'",
+            "models.yaml: line 8, model 'b2b', fit rule 'industry', field 'industry'",
             "give exactly one of equals, in, range, regex, per_unit_above (got equals, in)",
         ),
         (
             "field: industry, in: [software]",
             "field: industry, range: {gt: 5}",
-            "models.yaml: model 'b2b', fit rule 'industry', field 'range'",
+            "models.yaml: line 8, model 'b2b', fit rule 'industry', field 'range'",
             "'industry' is text, not a number",
         ),
         (
             "decay: {web: 30d, negative: never}",
             "decay: {web: 30 days, negative: never}",
-            "models.yaml: model 'b2b', field 'decay.web'",
+            "models.yaml: line 6, model 'b2b', field 'decay.web'",
             "expected a duration",
         ),
         (
             "grades: {fit: [15, 8, 0], engagement: [60, 30, 10]}",
             "grades: {fit: [15, 8, 0], engagement: [10, 30, 60]}",
-            "models.yaml: model 'b2b', field 'grades.engagement'",
+            "models.yaml: line 11, model 'b2b', field 'grades.engagement'",
             "descending",
         ),
         (
             "grades: {fit: [15, 8, 0], engagement: [60, 30, 10]}",
             "grades: {fit: [15, 8, 0], engagement: [60, 30, 10]}\n"
             "    stages: {mql: {promote_at: 40, demote_below: 50}}",
-            "models.yaml: model 'b2b', field 'stages.mql.demote_below'",
+            "models.yaml: line 12, model 'b2b', field 'stages.mql.demote_below'",
             "must not be above promote_at",
         ),
         (
             "    grades: {fit: [15, 8, 0], engagement: [60, 30, 10]}\n",
             "",
-            "models.yaml: model 'b2b', field 'grades'",
+            "models.yaml: line 4, model 'b2b', field 'grades'",
             "required",
         ),
         (
             "{id: industry,",
             "{id: visit,",
-            "models.yaml: model 'b2b', engagement rule 'visit', field 'id'",
+            "models.yaml: line 10, model 'b2b', engagement rule 'visit', field 'id'",
             "already used by a fit rule",
         ),
     ],
 )
-def test_errors_name_the_file_the_model_the_rule_and_the_field(
+def test_errors_name_the_file_the_line_the_model_the_rule_and_the_field(
     old: str, new: str, where: str, message: str
 ) -> None:
     error = _error(_edit(old, new))
@@ -211,7 +211,8 @@ def test_every_problem_is_reported_on_its_own_line() -> None:
     lines = _error(text).splitlines()
     assert len(lines) == 2
     assert all(
-        line.startswith("models.yaml: model 'b2b', engagement rule 'visit'") for line in lines
+        line.startswith("models.yaml: line 10, model 'b2b', engagement rule 'visit'")
+        for line in lines
     )
 
 
@@ -232,7 +233,7 @@ def test_a_file_without_a_mapping_at_the_top_is_rejected(text: str) -> None:
 
 def test_a_file_needs_a_model() -> None:
     assert _error("format: 1\nmodels: []\n") == (
-        "models.yaml: field 'models': give at least one model"
+        "models.yaml: line 2, field 'models': give at least one model"
     )
 
 
@@ -256,7 +257,8 @@ def test_the_file_edge_reads_files_and_names_them(tmp_path: Path) -> None:
         load_model_file(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text(_edit("group: web}", "group: webb}"))
-    with pytest.raises(ModelFileError, match=re.escape(f"{bad}: model 'b2b', engagement rule")):
+    where = f"{bad}: line 10, model 'b2b', engagement rule"
+    with pytest.raises(ModelFileError, match=re.escape(where)):
         load_model_file(bad)
 
 
@@ -302,3 +304,94 @@ def test_the_readme_documents_the_format_and_the_default_models() -> None:
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     model = parse_models(example, source="README.md").get("b2b")  # the example is a valid file
     assert {rule.id for rule in model.engagement} >= {"pricing_page", "demo_request"}
+
+
+def test_an_sql_threshold_below_the_mql_threshold_is_rejected_on_its_line() -> None:
+    text = _edit(
+        "grades: {fit: [15, 8, 0], engagement: [60, 30, 10]}",
+        "grades: {fit: [15, 8, 0], engagement: [60, 30, 10]}\n"
+        "    stages:\n"
+        "      mql: {promote_at: 50}\n"
+        "      sql: {promote_at: 40}",
+    )
+    assert _error(text) == (
+        "models.yaml: line 14, model 'b2b', field 'stages.sql.promote_at': 40 is below the MQL "
+        "threshold mql.promote_at 50 (both on the total score): a lead would reach SQL before "
+        "MQL; give an SQL threshold at or above the MQL one"
+    )
+    same = text.replace("promote_at: 40", "promote_at: 50")
+    assert parse_models(same).get("b2b").stages.sql is not None
+    other_basis = text.replace("sql: {promote_at: 40}", "sql: {promote_at: 40, basis: fit}")
+    assert parse_models(other_basis).get("b2b").stages.sql is not None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "grades: {fit: [15, 8, 0], engagement: [60, 30, 10]}",
+            "grades: {fit: [15, 8, 0], engagement: [60, 30, 10]}\n"
+            "    stages: {mql: {promot_at: 40}}",
+            "models.yaml: line 12, model 'b2b', field 'stages.mql.promot_at': unknown field (not "
+            "part of the format) (did you mean 'promote_at'?)",
+        ),
+        (
+            "points: 2, group: web}",
+            "pionts: 2, group: web}",
+            "models.yaml: line 10, model 'b2b', engagement rule 'visit', field 'pionts': unknown "
+            "field (not part of the format) (did you mean 'points'?)",
+        ),
+        (
+            "    decay: {web: 30d, negative: never}",
+            "    decay: {web: 30d, negative: never}\n    desciption: B2B leads",
+            "models.yaml: line 7, model 'b2b', field 'desciption': unknown field (not part of the "
+            "format) (did you mean 'description'?)",
+        ),
+        (
+            "format: 1",
+            "format: 1\nmodel: []",
+            "models.yaml: line 3, field 'model': unknown field (not part of the format) (did you "
+            "mean 'models'?)",
+        ),
+    ],
+)
+def test_a_misspelt_key_is_named_with_its_line_and_the_key_it_may_mean(
+    old: str, new: str, message: str
+) -> None:
+    assert message in _error(_edit(old, new)).splitlines()
+
+
+def test_every_problem_of_a_block_style_file_has_the_line_of_its_key(tmp_path: Path) -> None:
+    text = "\n".join(
+        [
+            "format: 1",  # line 1
+            "models:",
+            "  - id: b2b",
+            "    version: 1",
+            "    decay:",
+            "      web: 30 days",  # line 6: not a duration
+            "    fit:",
+            "      - id: industry",
+            "        field: industri",  # line 9: misspelt
+            "        in: [software]",
+            "        points: 5",
+            "    engagement:",
+            "      - id: visit",
+            "        event: page_viewed",
+            "        points: 2",
+            "        group: web",
+            "        cap:",
+            "          max_count: 0",  # line 18: below 1
+            "          per: 1d",
+            "    grades:",
+            "      fit: [15, 8, 0]",
+            "      engagement: [10, 30, 60]",  # line 22: not descending
+            "",
+        ]
+    )
+    path = tmp_path / "blocks.yaml"
+    path.write_text(text)
+    with pytest.raises(ModelFileError) as info:
+        load_model_file(path)
+    assert sorted(problem.line or 0 for problem in info.value.problems) == [6, 9, 18, 22]
+    assert all(line.startswith(f"{path}: line ") for line in str(info.value).splitlines())

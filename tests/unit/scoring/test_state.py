@@ -52,7 +52,8 @@ def test_a_typical_lead_is_stored_in_a_few_hundred_bytes(
     ev, models: ModelSet, count: int, limit: int
 ) -> None:
     """A new lead with a full profile (5 events) in at most 350 bytes per model, an engaged
-    one (14 events, an MQL) in at most 450; plus 8 bytes per remembered event id."""
+    one (14 events, an MQL) in at most 450; plus 8 bytes per remembered event id, and at most
+    160 bytes for its account link (domain, job title, firmographics)."""
     lead: LeadState | None = None
     events = _typical(ev)[:count]
     for item in events:
@@ -64,7 +65,9 @@ def test_a_typical_lead_is_stored_in_a_few_hundred_bytes(
     # The ids of the events, 8 characters each, are shared by the models.
     assert len(document["i"]) == len(events) * 8
     assert all(size <= limit for size in per_model.values()), per_model
-    assert len(text) <= 2 * limit + len(document["i"]) + 30
+    link = len(json.dumps(document["ac"], separators=(",", ":"))) + 6
+    assert link <= 160, document["ac"]
+    assert len(text) <= 2 * limit + len(document["i"]) + 30 + link
     assert LeadState.from_dict(json.loads(text), models).to_dict() == document
 
 

@@ -15,6 +15,7 @@ from stream.simulate.report import auc, build_report
 from stream.simulate.sinks import (
     delivery_line,
     parse_line,
+    read_account_truth,
     read_jsonl,
     read_truth,
     truth_path_for,
@@ -286,6 +287,35 @@ def test_default_models_rank_converters_first_for_the_default_seed() -> None:
     rendered = report.render()
     assert "AUC" in rendered
     assert all(name in rendered for name in PERSONAS)
+    # the accounts that bought rank first too (the goal for the default model: 0.9)
+    assert report.accounts is not None
+    assert report.accounts.auc >= 0.9, report.accounts
+    assert "account AUC" in rendered
+
+
+def test_people_at_companies_buy_in_groups() -> None:
+    sim = generate(SimConfig(seed=5, leads=300))
+    assert sim.accounts
+    emails = {
+        e.lead_id: e.traits.email
+        for e in sim.events
+        if e.type == "identify" and e.traits.email  # type: ignore[attr-defined]
+    }
+    sizes = set()
+    for domain, truth in sim.accounts.items():
+        sizes.add(len(truth.members))
+        assert truth.bought == any(sim.truth[m].converted for m in truth.members)
+        for member in truth.members:
+            assert emails[member].endswith("@" + domain)
+            assert sim.truth[member].persona in {
+                "ideal_buyer",
+                "churned_customer",
+                "researcher",
+                "anonymous_visitor",
+            }
+    assert max(sizes) >= 3 and 1 in sizes
+    assert {a.bought for a in sim.accounts.values()} == {True, False}
+    assert generate(SimConfig(seed=5, leads=300)).accounts == sim.accounts
 
 
 def test_simulate_command_writes_jsonl_truth_and_report(
@@ -296,6 +326,7 @@ def test_simulate_command_writes_jsonl_truth_and_report(
     sim = generate(SimConfig(seed=7, leads=20, start=datetime(2025, 6, 2, tzinfo=UTC)))
     assert read_jsonl(out) == sim.deliveries
     assert read_truth(tmp_path / "traffic.truth.csv") == sim.truth
+    assert read_account_truth(tmp_path / "traffic.truth.accounts.csv") == sim.accounts
     captured = capsys.readouterr()
     assert "b2b" in captured.out
     assert "simulated 20 leads" in captured.err
