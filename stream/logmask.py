@@ -126,6 +126,10 @@ def settings_secrets(settings: Settings) -> list[str]:
         settings.meta_verify_token,
         settings.meta_access_token,
         settings.connect_webhook_secret,
+        settings.hubspot_access_token,
+        settings.salesforce_client_secret,
+        settings.mautic_password,
+        settings.mautic_client_secret,
     )
 
 

@@ -276,6 +276,54 @@ class Settings(BaseSettings):
         "redis", description="Where seen Mailgun tokens are kept: redis (shared) or memory."
     )
 
+    # CRM destinations of `leadstream connect hubspot|salesforce|mautic` (stream/connect/).
+    connect_mapping_file: Path | None = Field(
+        None,
+        description="The mapping file (YAML) from models and stages to each CRM's fields and "
+        "values; none: the defaults (README, Connecting your CRM).",
+    )
+    hubspot_access_token: SecretStr | None = Field(
+        None,
+        description="The HubSpot private app's access token (scope crm.objects.contacts.write).",
+    )
+    hubspot_api_url: str = Field(
+        "https://api.hubapi.com", pattern=r"^https?://\S+$", description="HubSpot's API base URL."
+    )
+    salesforce_login_url: str = Field(
+        "https://login.salesforce.com",
+        pattern=r"^https?://\S+$",
+        description="Where Salesforce tokens are requested: your My Domain URL for the client "
+        "credentials flow (https://<domain>.my.salesforce.com).",
+    )
+    salesforce_client_id: str | None = Field(
+        None, description="The consumer key of the Salesforce connected app."
+    )
+    salesforce_client_secret: SecretStr | None = Field(
+        None, description="The consumer secret (OAuth 2.0 client credentials flow)."
+    )
+    salesforce_username: str | None = Field(
+        None, description="The user the JWT bearer flow acts as (with salesforce_private_key_file)."
+    )
+    salesforce_private_key_file: Path | None = Field(
+        None, description="PEM RSA private key whose certificate the connected app holds (JWT)."
+    )
+    salesforce_api_version: str = Field(
+        "v62.0", pattern=r"^v\d+\.\d$", description="Salesforce REST API version."
+    )
+    mautic_url: str | None = Field(
+        None,
+        pattern=r"^https?://\S+$",
+        description="The Mautic instance (https://mautic.example.com).",
+    )
+    mautic_username: str | None = Field(None, description="Mautic user (HTTP Basic auth).")
+    mautic_password: SecretStr | None = Field(None, description="Mautic user's password.")
+    mautic_client_id: str | None = Field(
+        None, description="Mautic API credentials' public key (OAuth 2.0 client credentials)."
+    )
+    mautic_client_secret: SecretStr | None = Field(
+        None, description="Mautic API credentials' secret key."
+    )
+
     # Tracked links (stream/web/links.py): the collector's GET /r/{token} redirect and
     # GET /o/{token}.gif email open pixel, and the client address their machine check reads.
     link_signing_key: Annotated[list[SecretStr], NoDecode] = Field(

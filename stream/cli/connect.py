@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stream.cli.common import EXIT_ERROR, EXIT_OK, Subparsers, examples, parse_start
+from stream.connect.crm import CRM_KINDS
 
 if TYPE_CHECKING:
     from stream.connect.destination import Destination
@@ -74,6 +75,12 @@ KINDS: dict[str, Kind] = {
         build="stream.connect.webhook:from_options",
         secrets="stream.connect.webhook:option_secrets",
     ),
+    **{
+        name: Kind(
+            help=crm.help, example=crm.example, add_arguments=crm.add_arguments, build=crm.build
+        )
+        for name, crm in CRM_KINDS.items()
+    },
 }
 """Every connector kind, in the order ``leadstream connect --help`` lists them."""
 
@@ -89,6 +96,7 @@ def add_parser(sub: Subparsers) -> None:
         **examples(
             "leadstream connect webhook --url https://hooks.example.com/leads --stage mql",
             "leadstream connect webhook --endpoints endpoints.yaml",
+            "leadstream connect hubspot --mapping crm-mapping.yaml",
             "leadstream connect redrive webhook --all --url https://hooks.example.com/leads",
         ),
         help="deliver stage changes to a CRM, a nurture tool or signed webhooks",
