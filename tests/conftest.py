@@ -40,13 +40,17 @@ if IN_CI:
 
 
 def _test_module(name: str) -> ModuleType:
-    """tests/<name>.py, registered as the module ``name`` for the test modules (they are run
-    with ``--import-mode=importlib``, so the tests folder is not on the import path)."""
-    path = Path(__file__).with_name(f"{name}.py")
+    """tests/<name>.py (or the package tests/<name>/), registered as the module ``name`` for the
+    test modules (they are run with ``--import-mode=importlib``, so the tests folder is not on
+    the import path)."""
+    package = Path(__file__).with_name(name)
+    path = package / "__init__.py" if package.is_dir() else package.with_suffix(".py")
     loaded = sys.modules.get(name)
     if loaded is not None and getattr(loaded, "__file__", None) == str(path):
         return loaded
-    spec = importlib.util.spec_from_file_location(name, path)
+    spec = importlib.util.spec_from_file_location(
+        name, path, submodule_search_locations=[str(package)] if package.is_dir() else None
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -58,6 +62,7 @@ make_settings = _test_module("factories").make_settings
 _test_module("webworker")  # a worker with its web server, for the collector's tests
 _test_module("collector_http")  # the collector served over HTTP with a list for a sink
 _test_module("connect_kit")  # connector processes and their topics, for the connector tests
+_test_module("crm_fakes")  # local servers enforcing the CRMs' documented APIs
 
 
 def _unavailable(what: str) -> None:
