@@ -1,7 +1,7 @@
 """What the CRM destinations share: calling a vendor's HTTP API and reading its answers.
 
 `call` sends one request and never raises for the network: a timeout or refused connection is an
-answer without a status. `Answer.outcome` maps a status to a verdict (2xx delivered; 408, 409, 429
+answer without a status. `Answer.outcome` maps a status to a verdict (2xx delivered; `TRANSIENT_4XX`
 and 5xx transient, with `Retry-After`; other 4xx permanent) and keeps the exchange, secrets
 masked, for the dead letters. `ClientCredentials` fetches and caches an OAuth 2.0 access token.
 """
@@ -9,17 +9,22 @@ masked, for the dead letters. `ClientCredentials` fetches and caches an OAuth 2.
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
 import orjson
 
-from stream.connect.destination import Change, Exchange, Outcome, Verdict
+from stream.connect.destination import (
+    Change,
+    Exchange,
+    Outcome,
+    Verdict,
+    retry_after_seconds,
+    transient_status,
+)
 from stream.connect.mapping import MappingSection
 from stream.errors import LeadstreamError
 from stream.logmask import MASK, mask
@@ -38,25 +43,11 @@ __all__ = [
 MAX_KEPT_BODY = 16 * 1024
 """Characters of a request or response body kept in an exchange."""
 _SECRET_HEADERS = {"authorization", "cookie", "set-cookie", "x-api-key"}
-_TRANSIENT_STATUSES = {408, 409, 425, 429}
 
 
 def retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
     """Seconds a `Retry-After` header asks for (delta-seconds or an HTTP date), if any."""
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = datetime.now(UTC).timestamp() if now is None else now
-    return max(0.0, when.timestamp() - current)
+    return retry_after_seconds(headers.get("retry-after"), now)
 
 
 def _masked_headers(headers: Iterable[tuple[str, str]], secrets: list[str]) -> dict[str, str]:
@@ -100,11 +91,7 @@ class Answer:
         if 200 <= status < 300:
             return Outcome.delivered(self.exchange)
         wait = retry_after(self.headers) if status in (429, 503) else None
-        verdict = (
-            Verdict.TRANSIENT
-            if status in _TRANSIENT_STATUSES or status >= 500
-            else Verdict.PERMANENT
-        )
+        verdict = Verdict.TRANSIENT if transient_status(status) else Verdict.PERMANENT
         return Outcome(
             verdict,
             reason or f"HTTP {status}: {_text(self.body)[:300]}",

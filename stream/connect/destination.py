@@ -17,14 +17,17 @@ A destination that makes one request per change rather than one per batch says s
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
 from schemas.outputs import LeadErasedRecord, StageChanged
 
 __all__ = [
+    "TRANSIENT_4XX",
     "Change",
     "Destination",
     "ErasingDestination",
@@ -33,7 +36,9 @@ __all__ = [
     "Outcome",
     "Verdict",
     "requests_for",
+    "retry_after_seconds",
     "takes_erasures",
+    "transient_status",
 ]
 
 
@@ -91,7 +96,7 @@ class Verdict(StrEnum):
     SKIPPED = "skipped"
     """The destination does not take this change (filters, an unmapped stage): nothing sent."""
     TRANSIENT = "transient"
-    """Try again later: 5xx, 408, 409, 429, a timeout, a refused connection, an expired token."""
+    """Try again later: 5xx, `TRANSIENT_4XX`, a timeout, a refused connection, an expired token."""
     PERMANENT = "permanent"
     """Never try again: any other 4xx, a change the vendor refuses. Goes to the dead letters."""
 
@@ -151,3 +156,29 @@ def requests_for(destination: Destination, count: int) -> int:
     """HTTP requests one call with `count` changes makes: `count` for a destination with
     `requests_per_change = True`, else 1 (one batch request)."""
     return count if getattr(destination, "requests_per_change", False) else 1
+
+
+TRANSIENT_4XX = frozenset({408, 409, 425, 429})
+"""The 4xx answers worth another try (timeout, conflict, too early, too many requests)."""
+
+
+def transient_status(status: int) -> bool:
+    """Whether an HTTP status that is not 2xx is worth another try: 5xx and `TRANSIENT_4XX`."""
+    return status >= 500 or status in TRANSIENT_4XX
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date; RFC 9110
+    section 10.2.3); `None` when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)

@@ -12,7 +12,7 @@ spec: https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/stan
   lead, sent to every endpoint whose model filter matches).
 
 Each endpoint has its own secret and optional filters: models and target stages (``to_stage``).
-A change no endpoint wants is skipped. Answers: 2xx delivered; 408, 409, 429 and 5xx, a timeout or
+A change no endpoint wants is skipped. Answers: 2xx delivered; 5xx and `TRANSIENT_4XX`, a timeout or
 a connection error transient (``Retry-After`` honoured); any other status permanent (a redirect
 is not followed). With several endpoints, a change is delivered once every endpoint that wants it
 took it; a retry goes only to the endpoints that have not.
@@ -31,7 +31,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Annotated, Final
 
@@ -44,7 +43,15 @@ from schemas.outputs import LeadErasedRecord, StageChanged
 from schemas.stages import Stage
 from stream import __version__
 from stream.connect import http
-from stream.connect.destination import Change, Erasure, Exchange, Outcome, Verdict
+from stream.connect.destination import (
+    Change,
+    Erasure,
+    Exchange,
+    Outcome,
+    Verdict,
+    retry_after_seconds,
+    transient_status,
+)
 from stream.errors import ConfigurationError
 from stream.logmask import mask
 from stream.settings import Settings
@@ -71,7 +78,6 @@ MAX_BATCH: Final = 100
 """Changes per call of the core; each is its own request, all sent at once."""
 _BODY_CHARS: Final = 4096
 _PARTIAL_MEMORY: Final = 10_000
-_TRANSIENT_4XX: Final = frozenset({408, 409, 429})
 _DELIVERED: Final = Outcome.delivered()
 
 
@@ -351,7 +357,7 @@ class WebhookDestination:
             return _DELIVERED
         exchange = _exchange(endpoint, headers, body, response)
         where = mask(endpoint.url)
-        if status in _TRANSIENT_4XX or status >= 500:
+        if transient_status(status):
             return Outcome(
                 Verdict.TRANSIENT,
                 reason=f"{where} answered {status}",
@@ -397,23 +403,6 @@ def payload(kind: str, record: StageChanged | LeadErasedRecord, raw: bytes | Non
             b"}",
         )
     )
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date; RFC 9110
-    section 10.2.3); `None` when absent or unreadable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
 def _masked(headers: dict[str, str]) -> dict[str, str]:

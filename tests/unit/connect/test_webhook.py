@@ -16,14 +16,13 @@ from standardwebhooks import Webhook
 from schemas.outputs import LeadErasedRecord
 from stream.bench.connect import sample_changes
 from stream.bench.receiver import Answer, Receiver
-from stream.connect.destination import Change, Erasure, Verdict
+from stream.connect.destination import Change, Erasure, Verdict, retry_after_seconds
 from stream.connect.webhook import (
     Endpoint,
     WebhookDestination,
     load_endpoints,
     make_endpoint,
     parse_secret,
-    retry_after_seconds,
     sign,
 )
 from stream.errors import ConfigurationError
