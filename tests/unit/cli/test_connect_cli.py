@@ -36,8 +36,9 @@ def test_help_ends_with_an_example(argv: list[str], capsys: pytest.CaptureFixtur
 
 def test_connect_lists_its_kinds_and_redrive() -> None:
     connect = subcommands(build_parser())["connect"]
-    assert set(subcommands(connect)) == {"webhook", "redrive"}
-    assert set(subcommands(subcommands(connect)["redrive"])) == {"webhook"}
+    kinds = {"webhook", "hubspot", "salesforce", "mautic"}
+    assert set(subcommands(connect)) == {*kinds, "redrive"}
+    assert set(subcommands(subcommands(connect)["redrive"])) == kinds
 
 
 @pytest.mark.parametrize(
