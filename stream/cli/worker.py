@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from stream.faust_guards import local_stores as local_state  # noqa: PLC0415
     from stream.kafka.admin import ensure_topics  # noqa: PLC0415
     from stream.settings import Settings  # noqa: PLC0415
-    from stream.worker import native_memory, processor  # noqa: PLC0415
+    from stream.worker import heap, native_memory, processor  # noqa: PLC0415
 
     overrides: dict[str, object] = {}
     if args.web_port is not None:
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     # DEBUG, so every debug call in Faust and aiokafka builds (and masks) a record: about a
     # third of a busy worker's time. Without it the root logger keeps the chosen level.
     worker.spinner = None
+    heap.settle()  # everything built so far lives as long as the worker: out of the GC's walks
     try:
         worker.execute_from_commandline()
     except SystemExit as stop:
