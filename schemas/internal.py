@@ -10,8 +10,10 @@ message concerns, so each step runs on the worker that owns that id's partition:
 - ``unlink``: an erased lead's anonymous ids forget it;
 - ``merge_out`` / ``merge_in``: two lead ids are one person; the absorbed lead hands its state
   to the surviving lead;
-- ``account_member``: a lead's contribution to its account changed (or it left the account):
-  keyed by the account id, so every account change is made on the account's partition;
+- ``account_members``: the contributions to one account that changed in one micro-batch of a
+  worker (a lead's new contribution, or its leave), in the order they were made: keyed by the
+  account id, so every account change is made on the account's partition (``account_member``,
+  one update per message, is what earlier releases sent; it is still read);
 - ``tick``: the timer found a lead, anonymous id or account due (decay crossing, hold expiry).
 
 Producers outside Leadstream never write this topic; it is versioned like the others.
@@ -26,7 +28,17 @@ from pydantic import Field
 from schemas.common import ContractModel, EventId, Identifier, UtcDatetime
 from schemas.events import EVENT_TYPES
 
-__all__ = ["AccountMember", "InternalMessage", "Link", "MergeIn", "MergeOut", "Tick", "Unlink"]
+__all__ = [
+    "AccountMember",
+    "AccountMembers",
+    "InternalMessage",
+    "Link",
+    "MemberChange",
+    "MergeIn",
+    "MergeOut",
+    "Tick",
+    "Unlink",
+]
 
 
 class Link(ContractModel):
@@ -75,7 +87,8 @@ class MergeIn(ContractModel):
 
 class AccountMember(ContractModel):
     """``lead_id``'s contribution to ``account_id`` (``member``; ``None``: the lead left it):
-    keyed by the account id."""
+    keyed by the account id. Earlier releases sent one per change; ``AccountMembers`` carries a
+    batch's changes to one account in one message."""
 
     type: Literal["account_member"] = "account_member"
     account_id: Identifier
@@ -86,6 +99,27 @@ class AccountMember(ContractModel):
     """Grows with every change of the lead (the offset of the lead's record that made it): an
     account applies a lead's messages once, in order."""
     occurred_at: UtcDatetime
+
+
+class MemberChange(ContractModel):
+    """One lead's contribution to an account changed (``member``; ``None``: the lead left it)."""
+
+    lead_id: Identifier
+    member: dict[str, Any] | None = None
+    """The contribution (``stream.scoring.accounts.Member`` serialised)."""
+    version: Annotated[int, Field(ge=0)]
+    """Grows with every change of the lead (the offset of the lead's record that made it): an
+    account applies a lead's changes once, in order."""
+    occurred_at: UtcDatetime
+
+
+class AccountMembers(ContractModel):
+    """The changes to ``account_id``'s members that one micro-batch made, in order: keyed by the
+    account id."""
+
+    type: Literal["account_members"] = "account_members"
+    account_id: Identifier
+    changes: Annotated[list[MemberChange], Field(min_length=1)]
 
 
 class Tick(ContractModel):
@@ -102,7 +136,7 @@ class Tick(ContractModel):
     at: UtcDatetime
 
 
-_CONTROL = (Link, Unlink, MergeOut, MergeIn, Tick, AccountMember)
+_CONTROL = (Link, Unlink, MergeOut, MergeIn, Tick, AccountMember, AccountMembers)
 
 InternalMessage: Any = Annotated[
     Union[tuple(EVENT_TYPES.values()) + _CONTROL],  # noqa: UP007

@@ -4,13 +4,15 @@ Two halves, each on the partition that owns its key:
 
 - **The lead's side** (``lead_changed``): after a lead's state changed, its account contribution
   (``stream.scoring.accounts.member_of``) is compared with the one it last sent (the lead's
-  record keeps the account id and a digest of it). A changed contribution goes to the account as
-  an ``account_member`` message on the internal topic, keyed by the account id; a lead that
-  moved, lost its account key, was merged into another or erased sends its old account a leave.
-  Only leads with an account key produce account work. The messages are sent before the lead's
-  state is written, as the lead's own records are: after a crash the lead scores the same
-  events again and sends the same messages (same versions), which the account recognises.
-- **The account's side** (``on_members``): an account's messages of a micro-batch are applied
+  record keeps the account id and a digest of it). A changed contribution, or the leave of a
+  lead that moved, lost its account key, was merged into another or was erased, is queued for
+  its account; ``flush`` sends what is queued as one ``account_members`` message per account
+  on the internal topic, keyed by the account id (the processor flushes once per micro-batch's
+  scoring pass, so a batch sends one message per account rather than one per lead). Only leads
+  with an account key produce account work. The messages are sent before the leads' states are
+  written, as the leads' own records are: after a crash the leads score the same events again
+  and send the same changes (same versions), which the account recognises.
+- **The account's side** (``on_members``): an account's changes of a micro-batch are applied
   together (one read, one write of the ``accounts`` table per account per batch); the records
   it publishes go to ``leads.account-stage-changes.v1`` and the compacted
   ``leads.account-scores.v1`` before its state is written. The timer sends the account a
@@ -27,16 +29,19 @@ from typing import Any
 
 from schemas import codec
 from schemas.common import ContractModel
-from schemas.internal import AccountMember, Tick
+from schemas.internal import AccountMember, AccountMembers, MemberChange, Tick
 from schemas.outputs import AccountScoreUpdated, AccountStageChanged
 from stream.kafka import topics
 from stream.settings import Settings
 from stream.worker.port import AccountEngine
 from stream.worker.schedule import DueSchedule
 
-__all__ = ["ACCOUNTS_TABLE", "AccountDesk", "account_key"]
+__all__ = ["ACCOUNTS_TABLE", "MAX_CHANGES", "AccountDesk", "account_key", "changes_of"]
 
 ACCOUNTS_TABLE = "accounts"
+MAX_CHANGES = 200
+"""Member changes per ``account_members`` message at most (a few hundred bytes each; an account
+with more changes in one batch gets several messages, in order)."""
 
 
 def account_key(account_id: str) -> str:
@@ -72,10 +77,12 @@ class AccountDesk:
         self.internal_name = settings.topic(topics.INTERNAL.name)
         self.scores_name = settings.topic(topics.ACCOUNT_SCORES.name)
         self.stage_changes_name = settings.topic(topics.ACCOUNT_STAGE_CHANGES.name)
+        self.outbox: dict[str, list[MemberChange]] = {}
+        """Changes queued per account, in order (``lead_changed``), until ``flush``."""
 
     # ------------------------------------------------------------------ the lead's side
 
-    async def lead_changed(
+    def lead_changed(
         self,
         lead_id: str,
         previous: list[str] | None,
@@ -84,33 +91,46 @@ class AccountDesk:
         version: int,
         at: datetime,
     ) -> list[str] | None:
-        """Tell the lead's accounts what changed; returns what the lead's record keeps
-        (``[account id, digest]``, ``None``: no account). ``previous``: what it kept before;
-        ``live``: the lead's decoded state now (``None``: it has none: erased or merged)."""
+        """Queue what changed for the lead's accounts (sent by ``flush``); returns what the
+        lead's record keeps (``[account id, digest]``, ``None``: no account). ``previous``: what
+        it kept before; ``live``: the lead's decoded state now (``None``: it has none: erased or
+        merged)."""
         found = None if live is None else self.engine.account_member(live)
         now = None if found is None else [found[0], _digest(found[1])]
         if now == previous:
             return previous
         if previous is not None and (now is None or now[0] != previous[0]):
-            await self._send(
-                AccountMember(
-                    account_id=previous[0], lead_id=lead_id, version=version, occurred_at=at
-                )
-            )
+            self._queue(previous[0], MemberChange(lead_id=lead_id, version=version, occurred_at=at))
         if found is not None:
-            await self._send(
-                AccountMember(
-                    account_id=found[0],
-                    lead_id=lead_id,
-                    member=found[1],
-                    version=version,
-                    occurred_at=at,
-                )
+            self._queue(
+                found[0],
+                MemberChange(lead_id=lead_id, member=found[1], version=version, occurred_at=at),
             )
         return now
 
-    async def _send(self, message: AccountMember) -> None:
-        await self.send(self.internal_name, message.account_id.encode(), codec.encode(message))
+    def _queue(self, account_id: str, change: MemberChange) -> None:
+        queued = self.outbox.get(account_id)
+        if queued is None:
+            self.outbox[account_id] = [change]
+        else:
+            queued.append(change)
+
+    @property
+    def queued(self) -> bool:
+        """Whether changes wait for ``flush``."""
+        return bool(self.outbox)
+
+    async def flush(self) -> None:
+        """Send the queued changes: one message per account (at most ``MAX_CHANGES`` changes
+        each), the changes in the order they were made."""
+        outbox, self.outbox = self.outbox, {}
+        for account_id, changes in outbox.items():
+            key = account_id.encode()
+            for start in range(0, len(changes), MAX_CHANGES):
+                message = AccountMembers(
+                    account_id=account_id, changes=changes[start : start + MAX_CHANGES]
+                )
+                await self.send(self.internal_name, key, codec.encode(message))
 
     # ------------------------------------------------------------------ the account's side
 
@@ -129,12 +149,12 @@ class AccountDesk:
             None if due is None else due.timestamp(),
         )
 
-    async def on_members(self, account_id: str, messages: Sequence[AccountMember]) -> None:
-        """Apply an account's member messages of a batch, in order."""
+    async def on_members(self, account_id: str, changes: Sequence[MemberChange]) -> None:
+        """Apply an account's member changes of a batch, in order."""
         record = self.load(account_id)
         step = self.engine.apply_members(
             None if record is None else record["s"],
-            [(m.lead_id, m.member, m.version, m.occurred_at) for m in messages],
+            [(c.lead_id, c.member, c.version, c.occurred_at) for c in changes],
             account_id=account_id,
         )
         await self.emit(step.outputs)
@@ -178,3 +198,18 @@ class AccountDesk:
             if part in partitions:
                 due = codec.loads(raw).get("d")
                 yield part, account_key(account_id), None if due is None else float(due)
+
+
+def changes_of(message: AccountMembers | AccountMember) -> list[MemberChange]:
+    """The member changes a message carries (an ``account_member`` of an earlier release
+    carries one)."""
+    if isinstance(message, AccountMembers):
+        return message.changes
+    return [
+        MemberChange(
+            lead_id=message.lead_id,
+            member=message.member,
+            version=message.version,
+            occurred_at=message.occurred_at,
+        )
+    ]

@@ -54,7 +54,16 @@ from schemas import codec
 from schemas.common import ContractModel
 from schemas.errors import DecodeError, ErrorKind
 from schemas.events import EventBase, Identify, LeadErased, LeadsMerged
-from schemas.internal import AccountMember, Link, MergeIn, MergeOut, Tick, Unlink
+from schemas.internal import (
+    AccountMember,
+    AccountMembers,
+    Link,
+    MemberChange,
+    MergeIn,
+    MergeOut,
+    Tick,
+    Unlink,
+)
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
 from stream import metrics
 from stream.faust_guards.patches import leave_unacknowledged
@@ -65,7 +74,7 @@ from stream.faust_guards.write_order import WriteOrder, hold_changelog, hold_flu
 from stream.kafka import topics
 from stream.settings import Settings
 from stream.worker import identity
-from stream.worker.accounts import ACCOUNTS_TABLE, AccountDesk
+from stream.worker.accounts import ACCOUNTS_TABLE, AccountDesk, changes_of
 from stream.worker.leads import LeadRecord, LiveCache, store_options
 from stream.worker.port import ScoringEngine
 from stream.worker.schedule import DueSchedule
@@ -95,6 +104,10 @@ _ONE_BY_ONE = (Identify, LeadsMerged, LeadErased)
 REBUILD_YIELD_EVERY = 2_000
 """Keys the schedule's rebuild reads between two turns of the agent (a few milliseconds)."""
 
+
+Gathered = dict[str, tuple[list[EventBase], list[int], Any]]
+"""A batch's plain events per lead: the events, their internal offsets, the last one's Faust
+event (whose partition the lead's writes go to)."""
 
 _TICK_KINDS: dict[str, Any] = {"l": "lead", "a": "anonymous", "c": "account"}
 """Due-schedule key prefix → the kind of tick it sends."""
@@ -194,6 +207,8 @@ class LeadProcessor:
                 schedule=self.schedule,
                 partition_of=self.partition_of,
             )
+        self._held_writes: list[tuple[str, LeadRecord, datetime | None]] | None = None
+        """Lead writes waiting for the account changes of a scoring pass (``score_leads``)."""
         self.scheduled_partitions: set[int] = set()
         self.live = LiveCache()
         self.sequence = SequenceGuard(
@@ -421,25 +436,38 @@ class LeadProcessor:
         if step.state is not None:
             record.state = step.state
             if self.accounts is not None:
-                await self.account_changed(
+                self.account_changed(
                     lead_id, record, step.live, record.applied, events[-1].occurred_at
                 )
-            self.store_lead(lead_id, record, step.due)
+            await self.write_lead(lead_id, record, step.due)
         elif keep:
-            self.store_lead(lead_id, record, self._due(record))
+            await self.write_lead(lead_id, record, self._due(record))
 
-    async def account_changed(
+    def account_changed(
         self, lead_id: str, record: LeadRecord, live: Any, version: int | None, at: datetime
     ) -> None:
-        """Send the lead's account what changed (before the lead's record is written)."""
+        """Queue what changed for the lead's account (sent before the lead's record is
+        written: ``write_lead``)."""
         assert self.accounts is not None
-        record.account = await self.accounts.lead_changed(
+        record.account = self.accounts.lead_changed(
             lead_id, record.account, live, version=version or 0, at=at
         )
 
+    async def write_lead(self, lead_id: str, record: LeadRecord, due: datetime | None) -> None:
+        """Store the lead's record once the account changes queued before it are sent. While a
+        batch's leads are scored (``score_leads``) the write is held until all of them are, so
+        their account changes go out as one message per account."""
+        if self._held_writes is not None:
+            self._held_writes.append((lead_id, record, due))
+            return
+        if self.accounts is not None and self.accounts.queued:
+            await self.accounts.flush()
+        self.store_lead(lead_id, record, due)
+
     async def on_erase(self, event: LeadErased, lead_id: str, record: LeadRecord) -> None:
         if self.accounts is not None and record.account is not None:
-            await self.account_changed(lead_id, record, None, record.applied, event.occurred_at)
+            self.account_changed(lead_id, record, None, record.applied, event.occurred_at)
+            await self.accounts.flush()
         # The unlinks are on the broker before the record that lists the anonymous ids is
         # deleted: a crash in between erases again, with the ids still known.
         deliveries = [
@@ -515,10 +543,10 @@ class LeadProcessor:
         if record.merged_into is None:
             record.merged_into = message_in.into_lead_id
             if self.accounts is not None and record.account is not None:
-                await self.account_changed(
+                self.account_changed(
                     message_in.lead_id, record, None, offset, message_in.occurred_at
                 )
-            self.store_lead(message_in.lead_id, record, None)
+            await self.write_lead(message_in.lead_id, record, None)
         # Sent again when this message is replayed; the receiver applies it once.
         await self.to_internal(
             message_in.into_lead_id,
@@ -566,10 +594,10 @@ class LeadProcessor:
             outputs = step.outputs
         await self.emit(outputs)
         if self.accounts is not None and message_in.state is not None:
-            await self.account_changed(
+            self.account_changed(
                 message_in.lead_id, record, record.live, offset, message_in.occurred_at
             )
-        self.store_lead(message_in.lead_id, record, due)
+        await self.write_lead(message_in.lead_id, record, due)
 
     async def on_tick(self, message_in: Tick, message: Any) -> None:
         if message_in.kind == "partition":
@@ -603,10 +631,8 @@ class LeadProcessor:
         if step.state is not None:
             lead.state, lead.live = step.state, step.live
             if self.accounts is not None:
-                await self.account_changed(
-                    message_in.key, lead, step.live, message.offset, message_in.at
-                )
-            self.store_lead(message_in.key, lead, step.due)
+                self.account_changed(message_in.key, lead, step.live, message.offset, message_in.at)
+            await self.write_lead(message_in.key, lead, step.due)
         else:
             due = self._due(lead)
             if due is not None and due <= message_in.at:
@@ -655,9 +681,9 @@ class LeadProcessor:
             await self.on_merge_out(decoded, message.offset)
         elif isinstance(decoded, MergeIn):
             await self.on_merge_in(decoded, message.offset)
-        elif isinstance(decoded, AccountMember):
+        elif isinstance(decoded, AccountMembers | AccountMember):
             if self.accounts is not None:
-                await self.accounts.on_members(decoded.account_id, [decoded])
+                await self.accounts.on_members(decoded.account_id, changes_of(decoded))
         elif isinstance(decoded, Tick):
             await self.on_tick(decoded, message)
         else:
@@ -702,14 +728,12 @@ class LeadProcessor:
         made for the event they belong to (``writing_for``): Faust takes a write's partition
         from it.
         """
-        gathered: dict[str, tuple[list[EventBase], list[int], Any]] = {}
-        accounts: dict[str, tuple[list[AccountMember], Any]] = {}
+        gathered: Gathered = {}
+        accounts: dict[str, tuple[list[MemberChange], Any]] = {}
 
         async def score_gathered() -> None:
-            for lead_id, (lead_events, offsets, last) in gathered.items():
-                with writing_for(last):
-                    await self.on_lead_events(lead_events, lead_id, offsets)
-            gathered.clear()
+            if gathered:
+                await self.score_leads(gathered)
             if accounts:
                 await self.apply_accounts(accounts)
 
@@ -746,10 +770,10 @@ class LeadProcessor:
                 with writing_for(event):
                     await self.dispatch(decoded, message)
                 continue
-            elif isinstance(decoded, AccountMember) and self.accounts is not None:
-                members, _ = accounts.get(decoded.account_id, ([], None))
-                members.append(decoded)
-                accounts[decoded.account_id] = (members, event)
+            elif isinstance(decoded, AccountMembers | AccountMember) and self.accounts is not None:
+                changes, _ = accounts.get(decoded.account_id, ([], None))
+                changes.extend(changes_of(decoded))
+                accounts[decoded.account_id] = (changes, event)
                 continue
             await score_gathered()
             with writing_for(event):
@@ -757,12 +781,39 @@ class LeadProcessor:
         await score_gathered()
         self.sequence.handled_batch(admitted)
 
-    async def apply_accounts(self, gathered: dict[str, tuple[list[AccountMember], Any]]) -> None:
-        """Apply the gathered member messages, per account (one state read and write each)."""
-        assert self.accounts is not None
-        for account_id, (members, last) in gathered.items():
+    async def score_leads(self, gathered: Gathered) -> None:
+        """Score the gathered events, per lead (one state read and write each). With accounts,
+        the leads' writes wait until every lead is scored and the account changes they made
+        are sent, one message per account."""
+        if self.accounts is None:
+            for lead_id, (lead_events, offsets, last) in gathered.items():
+                with writing_for(last):
+                    await self.on_lead_events(lead_events, lead_id, offsets)
+            gathered.clear()
+            return
+        held: list[tuple[Any, list[tuple[str, LeadRecord, datetime | None]]]] = []
+        try:
+            for lead_id, (lead_events, offsets, last) in gathered.items():
+                self._held_writes = []
+                with writing_for(last):
+                    await self.on_lead_events(lead_events, lead_id, offsets)
+                if self._held_writes:
+                    held.append((last, self._held_writes))
+        finally:
+            self._held_writes = None
+        gathered.clear()
+        await self.accounts.flush()
+        for last, writes in held:
             with writing_for(last):
-                await self.accounts.on_members(account_id, members)
+                for lead_id, record, due in writes:
+                    self.store_lead(lead_id, record, due)
+
+    async def apply_accounts(self, gathered: dict[str, tuple[list[MemberChange], Any]]) -> None:
+        """Apply the gathered member changes, per account (one state read and write each)."""
+        assert self.accounts is not None
+        for account_id, (changes, last) in gathered.items():
+            with writing_for(last):
+                await self.accounts.on_members(account_id, changes)
         gathered.clear()
 
     # ------------------------------------------------------------------ the timer

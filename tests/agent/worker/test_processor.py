@@ -21,7 +21,7 @@ from schemas import codec
 from schemas.errors import ErrorKind
 from schemas.events import EventBase, Traits
 from schemas.examples import make_event
-from schemas.internal import AccountMember
+from schemas.internal import AccountMember, AccountMembers
 from schemas.outputs import (
     AccountScoreUpdated,
     AccountStageChanged,
@@ -560,7 +560,7 @@ async def test_a_replayed_member_message_changes_nothing(harness: Harness) -> No
     members = [
         (key, value)
         for key, value in harness.sent["internal"]
-        if value is not None and isinstance(codec.decode_internal(value), AccountMember)
+        if value is not None and isinstance(codec.decode_internal(value), AccountMembers)
     ]
     assert members and {key for key, _ in members} == {b"acmecorp.com"}
     sent = len(harness.sent["account_scores"]), len(harness.sent["account_stage_changes"])
@@ -570,6 +570,44 @@ async def test_a_replayed_member_message_changes_nothing(harness: Harness) -> No
     after = len(harness.sent["account_scores"]), len(harness.sent["account_stage_changes"])
     assert after == sent
     assert harness.processor.accounts.load("acmecorp.com") == before  # type: ignore[union-attr]
+
+
+async def test_a_batch_sends_one_member_message_per_account_before_the_leads_are_written(
+    harness: Harness,
+) -> None:
+    """Three colleagues scored in one micro-batch: their account gets one message with the
+    three changes in the order they were made, sent before any of the three leads is written
+    (so a crash in between scores them again and sends the changes again)."""
+    processor = harness.processor
+    leads = ("lead-1", "lead-2", "lead-3")
+    messages = []
+    for offset, lead in enumerate(leads, start=100):
+        event = buyer_events(lead)[0]
+        message = harness.ctx.to_message(key=lead.encode(), value=codec.encode(event))
+        message.topic, message.offset = INTERNAL, offset
+        messages.append(faust.Event(processor.app, message.key, message.value, {}, message))
+    written: list[tuple[str, int]] = []
+    store_lead = processor.store_lead
+
+    def recording_store(lead_id: str, record: Any, due: Any) -> None:
+        written.append((lead_id, len(harness.sent["internal"])))
+        store_lead(lead_id, record, due)
+
+    processor.store_lead = recording_store  # type: ignore[method-assign]
+    await processor.handle_batch(messages)
+    sent = [codec.decode_internal(v) for _, v in harness.sent["internal"] if v is not None]
+    assert len(sent) == 1 and isinstance(sent[0], AccountMembers)
+    assert sent[0].account_id == "acmecorp.com"
+    assert [(c.lead_id, c.version) for c in sent[0].changes] == [
+        ("lead-1", 100),
+        ("lead-2", 101),
+        ("lead-3", 102),
+    ]
+    assert written == [(lead, 1) for lead in leads]  # every write after the message
+    while harness.pending:  # the broker brings the message back to the account's partition
+        key, value = harness.pending.pop(0)
+        await harness.put(INTERNAL, key, value)
+    assert account_scores(harness)["acmecorp.com"].members == 3
 
 
 async def test_the_timer_demotes_a_quiet_account(harness: Harness) -> None:
@@ -602,7 +640,7 @@ async def test_accounts_off_sends_no_account_work(tmp_path: Path) -> None:
             await harness.event(event)
         assert not harness.sent["account_scores"]
         assert not any(
-            isinstance(codec.decode_internal(v), AccountMember)
+            isinstance(codec.decode_internal(v), AccountMembers | AccountMember)
             for _, v in harness.sent["internal"]
             if v is not None
         )

@@ -46,7 +46,7 @@ from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotA
 
 from schemas import codec
 from schemas.events import EventBase
-from schemas.internal import AccountMember, Tick
+from schemas.internal import AccountMember, AccountMembers, Tick
 from schemas.outputs import AccountScoreUpdated, AccountStageChanged, ScoreUpdated, StageChanged
 from schemas.stages import AccountStage, Stage
 from schemas.topics import topic_for as topics_for
@@ -58,6 +58,7 @@ from stream.scoring.account_history import replay_members, score_accounts
 from stream.scoring.accounts import Member, member_of
 from stream.settings import Settings
 from stream.simulate.traffic import Delivery, SimConfig, Simulation, generate
+from stream.worker.accounts import changes_of
 
 pytestmark = pytest.mark.integration
 
@@ -307,12 +308,13 @@ async def account_order(
         message = codec.decode_internal(record.value)
         if isinstance(message, Tick) and message.kind == "account":
             recorded.append((message.key, None, None, 0, message.at))
-        elif isinstance(message, AccountMember):
+        elif isinstance(message, AccountMembers | AccountMember):
             assert record.key == message.account_id.encode()
-            member = None if message.member is None else Member.from_dict(message.member)
-            recorded.append(
-                (message.account_id, message.lead_id, member, message.version, message.occurred_at)
-            )
+            for change in changes_of(message):
+                member = None if change.member is None else Member.from_dict(change.member)
+                recorded.append(
+                    (message.account_id, change.lead_id, member, change.version, change.occurred_at)
+                )
     return recorded
 
 
