@@ -12,7 +12,7 @@ Faust symbols: ``Consumer`` is ``faust.transport.consumer.Consumer``, ``Producer
 ``tables.writing_for`` is used by an agent that applies its records in batches, ``sending`` by
 one that sends bytes records without ``Topic.send``'s per-record wrapping. Tests are in
 ``tests/unit/faust_guards/`` except ``test_sequence`` and ``test_sending``
-(``tests/integration/faust_guards/``, on the real broker).
+(``tests/integration/faust_guards/``, on the real broker; ``test_sending`` has a unit part too).
 
 ==============================  ===============================  ===============  ==================
 guard                           Faust symbol patched or read     upstream issue   test

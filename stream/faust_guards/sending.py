@@ -9,6 +9,12 @@ producer, or under ``exactly_once`` the transaction manager (the record then joi
 transaction of its partition, as through ``Topic.send``). The partition is Kafka's default
 (murmur2 of the key) unless given, as through ``Topic.send``. Each delivery is tracked by the
 write order, so a table write still reaches its changelog only after the records sent before it.
+
+``maybe_start_producer`` is asked once: it is wrapped by mode's ``stampede``, which yields to the
+event loop three times on every call (``asyncio.sleep(0)``), started producer or not, so asking
+it per record cost three turns of the loop (each a poll of the selector) per record sent. What
+it returns, the producer or the consumer's transaction manager, is the same object for the
+worker's life.
 """
 
 from __future__ import annotations
@@ -26,12 +32,15 @@ class DirectSender:
     def __init__(self, app: Any, order: WriteOrder | None = None) -> None:
         self.app = app
         self.order = order
+        self._producer: Any = None
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> Any:
         """Hand the record to the producer; returns its delivery future."""
-        producer = await self.app.maybe_start_producer()
+        producer = self._producer
+        if producer is None:
+            producer = self._producer = await self.app.maybe_start_producer()
         delivery = await producer.send(topic, key, value, partition, None, None)
         if self.order is not None:
             self.order.track(delivery)
