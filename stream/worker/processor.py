@@ -291,8 +291,13 @@ class LeadProcessor:
         return await self.sender.send(topic, key, value)
 
     async def to_internal(self, key: str, message: ContractModel) -> Any:
-        """Send ``message`` to the owner of ``key``; returns its delivery future."""
-        return await self.sender.send(self.internal_name, key.encode(), codec.encode(message))
+        """Send ``message`` to the owner of ``key``; returns its delivery future. The partition
+        is the one the producer's partitioner would choose (the internal topic has the
+        configured partition count: the worker refuses to start otherwise), from the cache of
+        recent keys' partitions rather than a murmur2 in Python per record."""
+        return await self.sender.send(
+            self.internal_name, key.encode(), codec.encode(message), self.partition_of(key)
+        )
 
     async def emit(self, outputs: Iterable[ContractModel]) -> None:
         send = self.sender.send
