@@ -194,11 +194,12 @@ ACCOUNT_STAGE_CHANGES = TopicContract(
 CONNECTOR_DEAD_LETTERS = TopicContract(
     name="leads.connector-dead-letters.v1",
     description=(
-        "Stage changes a CRM or webhook connector could not deliver: the destination, the reason,"
-        " the last request and response (secrets masked) and the original record."
+        "Stage changes and account stage changes a CRM or webhook connector could not deliver: "
+        "the destination, the reason, the last request and response (secrets masked) and the "
+        "original record."
     ),
     direction="outbound",
-    key="The original record's key, unchanged (the `lead_id`).",
+    key="The original record's key, unchanged (the `lead_id`, or the `account_id`).",
     value=ConnectorDeadLetter,
     value_types=(ConnectorDeadLetter,),
 )

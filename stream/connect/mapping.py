@@ -11,6 +11,10 @@ destination; whatever it leaves out keeps its default:
       models:                       # only these models' stage changes (default: every model)
         b2b: {}
         consumer: {properties: {score: consumer_score}}
+      companies:                    # account stage changes (`connect hubspot --accounts`)
+        id_property: leadstream_account_id   # a unique company property holding the account id
+        lifecyclestage: {mqa: marketingqualifiedlead, engaged: null}
+        properties: {score: leadstream_account_score, stage: leadstream_account_stage}
     salesforce:
       external_id_field: Leadstream_Lead_Id__c
       status: {sql: Working - Contacted}
@@ -38,14 +42,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from schemas.stages import (
     HUBSPOT_LIFECYCLESTAGE,
     SALESFORCE_LEAD_STATUS,
+    AccountStage,
     HubspotLifecycleStage,
     Stage,
 )
 from stream.errors import ConfigurationError
 
 __all__ = [
+    "HUBSPOT_COMPANY_LIFECYCLESTAGE",
     "HUBSPOT_LIFECYCLE_ORDER",
+    "AccountFields",
     "ConnectMapping",
+    "HubspotCompanies",
     "HubspotMapping",
     "MappingError",
     "MappingSection",
@@ -74,6 +82,15 @@ HUBSPOT_LEAD_STATUS: dict[Stage, str | None] = {
     Stage.OTHER: None,
 }
 """Stage → HubSpot `hs_lead_status` (its default options); `None` leaves the status alone."""
+
+HUBSPOT_COMPANY_LIFECYCLESTAGE: dict[AccountStage, str | None] = {
+    AccountStage.TARGET: None,
+    AccountStage.ENGAGED: None,
+    AccountStage.MQA: "marketingqualifiedlead",
+    AccountStage.OPPORTUNITY: "opportunity",
+    AccountStage.CUSTOMER: "customer",
+}
+"""Account stage → the company's `lifecyclestage`; `None` leaves the property alone."""
 
 PropertyName = str
 _PROPERTY = r"^[A-Za-z][A-Za-z0-9_]{0,99}$"
@@ -113,9 +130,28 @@ class ScoreFields(_Strict):
         return {name: value for name, value in candidates.items() if name is not None}
 
 
-def _stage_map(
-    defaults: Mapping[Stage, Any], given: Mapping[Stage, Any] | None
-) -> dict[Stage, Any]:
+class AccountFields(_Strict):
+    """The destination's field for each value of an account stage change; `null` does not send
+    that value."""
+
+    score: PropertyName | None = Field(None, pattern=_PROPERTY)
+    """The account's score when it changed stage."""
+    stage: PropertyName | None = Field(None, pattern=_PROPERTY)
+    """The account stage (`target`, `engaged`, `mqa`, `opportunity`, `customer`)."""
+    model: PropertyName | None = Field(None, pattern=_PROPERTY)
+    """The scoring model whose engagement rolled up to the account."""
+
+    def values(self, change: Any) -> dict[str, str | float]:
+        """`{field: value}` for an `AccountStageChanged` record, configured fields only."""
+        candidates: dict[str | None, str | float] = {
+            self.score: change.score,
+            self.stage: change.to_stage.value,
+            self.model: change.model,
+        }
+        return {name: value for name, value in candidates.items() if name is not None}
+
+
+def _stage_map(defaults: Mapping[Any, Any], given: Mapping[Any, Any] | None) -> dict[Any, Any]:
     return {**defaults, **(given or {})}
 
 
@@ -180,6 +216,33 @@ class MappingSection(_Strict):
         return self._merged(overrides) if overrides else self
 
 
+class HubspotCompanies(_Strict):
+    """Account stage changes as HubSpot companies."""
+
+    id_property: PropertyName = Field("leadstream_account_id", pattern=_PROPERTY)
+    """A company property with unique values holding the account id: the key of the upsert
+    (HubSpot's `domain` is not unique, so it cannot be one)."""
+    set_domain: bool = True
+    """Also set the company's `domain` when the account id is a domain (a new company then
+    carries it, as HubSpot recommends)."""
+    lifecyclestage: dict[AccountStage, str | None] | None = None
+    """Account stage → company `lifecyclestage` internal value; `null` leaves it alone."""
+    properties: AccountFields = AccountFields(
+        score="leadstream_account_score", stage="leadstream_account_stage"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_default_properties(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("properties"), dict):
+            default = cls.model_fields["properties"].default.model_dump()
+            data = {**data, "properties": {**default, **data["properties"]}}
+        return data
+
+    def lifecycle(self, stage: AccountStage) -> str | None:
+        return _stage_map(HUBSPOT_COMPANY_LIFECYCLESTAGE, self.lifecyclestage).get(stage)
+
+
 class HubspotMapping(MappingSection):
     id_property: PropertyName = Field("email", pattern=_PROPERTY)
     """`email` finds contacts by address (the lead id must be one); any other name is a unique
@@ -192,6 +255,8 @@ class HubspotMapping(MappingSection):
     properties: ScoreFields = ScoreFields(
         score="leadstream_score", grade="leadstream_grade", stage="leadstream_stage"
     )
+    companies: HubspotCompanies = HubspotCompanies()
+    """How account stage changes update companies."""
 
     def lifecycle(self, stage: Stage) -> str | None:
         return _stage_map(HUBSPOT_LIFECYCLESTAGE, self.lifecyclestage).get(stage)
@@ -288,15 +353,18 @@ def _suggestion(path: tuple[str, ...], error_type: str) -> str:
     wrong = path[-1]
     parent = [part for part in path[:-1] if not part.isdigit()]
     choices: list[str] = []
+    companies = "companies" in parent
     if error_type == "extra_forbidden":
         if not parent:
             choices = list(_SECTIONS)
+        elif parent[-1] == "companies":
+            choices = _choices(HubspotCompanies)
         elif len(parent) == 1 or (len(parent) == 3 and parent[1] == "models"):
             choices = _choices(_SECTIONS.get(parent[0]))
         elif parent[-1] in _FIELD_MAPS:
-            choices = list(ScoreFields.model_fields)
+            choices = list((AccountFields if companies else ScoreFields).model_fields)
     elif error_type == "enum" or (parent and parent[-1] in _STAGE_MAPS):
-        choices = [stage.value for stage in Stage]
+        choices = [stage.value for stage in (AccountStage if companies else Stage)]
     if wrong in choices:
         return ""  # the key is right, its value is not
     close = difflib.get_close_matches(wrong, choices, n=1, cutoff=0.6)
