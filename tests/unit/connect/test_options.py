@@ -139,3 +139,25 @@ def test_a_broken_mapping_file_stops_the_start(tmp_path: Path) -> None:
     settings = Settings(hubspot_access_token=SecretStr("t"))
     with pytest.raises(MappingError, match="did you mean 'id_property'"):
         _build("hubspot", _parse("hubspot", "--mapping", str(mapping)), settings)
+
+
+@pytest.mark.parametrize("kind", ["salesforce", "mautic"])
+def test_account_stages_are_refused_by_the_kinds_that_deliver_lead_stages_only(
+    kind: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream.cli import EXIT_CONFIG, main
+
+    for name, value in {
+        "LEADSTREAM_SALESFORCE_CLIENT_ID": "id",
+        "LEADSTREAM_SALESFORCE_CLIENT_SECRET": "secret",
+        "LEADSTREAM_MAUTIC_URL": "https://m.example.com",
+        "LEADSTREAM_MAUTIC_USERNAME": "u",
+        "LEADSTREAM_MAUTIC_PASSWORD": "p",
+        "LEADSTREAM_CONNECT_METRICS_PORT": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["connect", kind, "--accounts"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert f"connect {kind} delivers lead stage changes only" in err
+    monkeypatch.setenv("LEADSTREAM_CONNECT_ACCOUNTS", "true")
+    assert main(["connect", kind]) == EXIT_CONFIG
