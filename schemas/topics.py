@@ -184,7 +184,8 @@ ACCOUNT_STAGE_CHANGES = TopicContract(
     name="leads.account-stage-changes.v1",
     description=(
         "Every account stage change (target, engaged, mqa, opportunity, customer) for CRM "
-        "connectors and account-based marketing tools. Deduplicate by `event_id`."
+        "connectors (`leadstream connect webhook|hubspot --accounts`) and account-based "
+        "marketing tools. Deduplicate by `event_id`."
     ),
     direction="outbound",
     key="`account_id` (UTF-8): an account's changes stay in order.",
