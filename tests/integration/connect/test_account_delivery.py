@@ -228,3 +228,28 @@ async def test_hubspot_companies_follow_each_account_to_its_last_stage(
         inputs = codec.loads(request["body"])["inputs"]
         assert len({item["id"] for item in inputs}) == len(inputs)
     assert await all_committed(account_topics, connector.group_id, topics.ACCOUNT_STAGE_CHANGES)
+
+
+async def test_the_webhook_command_delivers_account_changes_when_told_to(
+    account_topics: Settings, receiver: Receiver, connectors: Any
+) -> None:
+    """`leadstream connect webhook` with LEADSTREAM_CONNECT_ACCOUNTS=true reads both topics."""
+    accounts = account_changes(3, "cli")
+    leads = sample_changes(4, 2, prefix="clilead")
+    await produce_account_changes(account_topics, accounts)
+    await produce_changes(account_topics, leads)
+    process = connectors(receiver.url, LEADSTREAM_CONNECT_ACCOUNTS="true")
+    expected = {str(c.event_id) for c in [*accounts, *leads]}
+    await wait_until(lambda: receiver.ids() == expected, 30, "every change", process.log)
+    assert receiver.rejected == 0
+    assert Counter(d.kind for d in receiver.deliveries) == {
+        "account.stage_changed": 18,
+        "lead.stage_changed": 4,
+    }
+    group = f"{account_topics.app_id}-connect-webhook"
+    for _ in range(50):  # commits go every 0.2 s
+        if await all_committed(account_topics, group, topics.ACCOUNT_STAGE_CHANGES):
+            break
+        await asyncio.sleep(0.2)
+    else:
+        pytest.fail("the account stage changes were never all committed")
