@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -186,14 +186,6 @@ async def test_an_account_waits_for_its_refused_change_which_redrive_delivers(
         "dl-0.example",
     )
     assert served.ids() == {str(c.event_id) for c in accounts}
-
-
-@pytest.fixture
-async def hubspot_fake() -> AsyncIterator[HubspotFake]:
-    fake = HubspotFake()
-    await fake.serve()
-    yield fake
-    await fake.close()
 
 
 async def test_hubspot_companies_follow_each_account_to_its_last_stage(
