@@ -184,7 +184,7 @@ ACCOUNT_STAGE_CHANGES = TopicContract(
     name="leads.account-stage-changes.v1",
     description=(
         "Every account stage change (target, engaged, mqa, opportunity, customer) for CRM "
-        "connectors (`leadstream connect webhook|hubspot --accounts`) and account-based "
+        "connectors (`leadstream connect KIND --accounts`) and account-based "
         "marketing tools. Deduplicate by `event_id`."
     ),
     direction="outbound",

@@ -350,7 +350,7 @@ class Settings(BaseSettings):
     connect_accounts: bool = Field(
         False,
         description="Connectors deliver account stage changes (leads.account-stage-changes.v1) "
-        "too, as `connect KIND --accounts` does: the webhook and HubSpot kinds.",
+        "too, as `connect KIND --accounts` does: the webhook, HubSpot and Salesforce kinds.",
     )
     connect_group_id: str | None = Field(
         None,

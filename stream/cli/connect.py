@@ -114,7 +114,7 @@ def add_parser(sub: Subparsers) -> None:
             "Run a connector: it reads leads.stage-changes.v1 in its own consumer group "
             "({app_id}-connect-KIND) and delivers every stage change to one system, at least "
             "once and in order per lead, with retries, a rate limit and dead letters "
-            "(leads.connector-dead-letters.v1). With --accounts (webhook, hubspot) it delivers "
+            "(leads.connector-dead-letters.v1). With --accounts (not mautic) it delivers "
             "leads.account-stage-changes.v1 too, in order per account. `connect redrive KIND` "
             "re-sends the dead letters. Tuning: LEADSTREAM_CONNECT_* settings; metrics on "
             "LEADSTREAM_CONNECT_METRICS_PORT (9466)."
@@ -133,7 +133,7 @@ def add_parser(sub: Subparsers) -> None:
             "--accounts",
             action="store_true",
             help="deliver account stage changes too (leads.account-stage-changes.v1; "
-            "default: LEADSTREAM_CONNECT_ACCOUNTS); webhook and hubspot only",
+            "default: LEADSTREAM_CONNECT_ACCOUNTS); not for mautic",
         )
         parser.set_defaults(func=run)
     redrive = kinds.add_parser(
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
     if accounts and not takes_accounts(destination):
         raise ConfigurationError(
             f"connect {args.kind} delivers lead stage changes only; account stage changes go "
-            "to the webhook and hubspot kinds (drop --accounts, or unset "
+            "to the webhook, hubspot and salesforce kinds (drop --accounts, or unset "
             "LEADSTREAM_CONNECT_ACCOUNTS for this connector)"
         )
     if settings.connect_metrics_port:

@@ -19,6 +19,9 @@ destination; whatever it leaves out keeps its default:
       external_id_field: Leadstream_Lead_Id__c
       status: {sql: Working - Contacted}
       fields: {score: Leadstream_Score__c}
+      accounts:                     # account stage changes (`connect salesforce --accounts`)
+        external_id_field: Leadstream_Account_Id__c
+        fields: {score: Leadstream_Account_Score__c, stage: Leadstream_Account_Stage__c}
     mautic:
       match_field: email
       segments: {mql: 3, sql: 4, recycled: 7}
@@ -58,6 +61,7 @@ __all__ = [
     "MappingError",
     "MappingSection",
     "MauticMapping",
+    "SalesforceAccounts",
     "SalesforceMapping",
     "ScoreFields",
     "email_of",
@@ -151,6 +155,14 @@ class AccountFields(_Strict):
         return {name: value for name, value in candidates.items() if name is not None}
 
 
+def _merge_field_defaults(model: type[BaseModel], data: Any, key: str) -> Any:
+    """`data` with its `key` field map merged over the default names (`null` drops one)."""
+    if isinstance(data, dict) and isinstance(data.get(key), dict):
+        default = model.model_fields[key].default.model_dump()
+        data = {**data, key: {**default, **data[key]}}
+    return data
+
+
 def _stage_map(defaults: Mapping[Any, Any], given: Mapping[Any, Any] | None) -> dict[Any, Any]:
     return {**defaults, **(given or {})}
 
@@ -234,10 +246,7 @@ class HubspotCompanies(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _merge_default_properties(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("properties"), dict):
-            default = cls.model_fields["properties"].default.model_dump()
-            data = {**data, "properties": {**default, **data["properties"]}}
-        return data
+        return _merge_field_defaults(cls, data, "properties")
 
     def lifecycle(self, stage: AccountStage) -> str | None:
         return _stage_map(HUBSPOT_COMPANY_LIFECYCLESTAGE, self.lifecyclestage).get(stage)
@@ -272,6 +281,21 @@ class HubspotMapping(MappingSection):
         return order.index(after) < order.index(before)
 
 
+class SalesforceAccounts(_Strict):
+    """Account stage changes as Salesforce Accounts."""
+
+    external_id_field: PropertyName = Field("Leadstream_Account_Id__c", pattern=_PROPERTY)
+    """An External ID field of Account holding the account id: the key of the upsert."""
+    fields: AccountFields = AccountFields(
+        score="Leadstream_Account_Score__c", stage="Leadstream_Account_Stage__c"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_default_fields(cls, data: Any) -> Any:
+        return _merge_field_defaults(cls, data, "fields")
+
+
 class SalesforceMapping(MappingSection):
     external_id_field: PropertyName = Field("Leadstream_Lead_Id__c", pattern=_PROPERTY)
     """An External ID field of Lead holding the lead id: the key of the upsert."""
@@ -280,6 +304,8 @@ class SalesforceMapping(MappingSection):
     fields: ScoreFields = ScoreFields(
         score="Leadstream_Score__c", grade="Leadstream_Grade__c", stage="Leadstream_Stage__c"
     )
+    accounts: SalesforceAccounts = SalesforceAccounts()
+    """How account stage changes update Accounts."""
 
     def lead_status(self, stage: Stage) -> str | None:
         return _stage_map(SALESFORCE_LEAD_STATUS, self.status).get(stage)
@@ -353,12 +379,14 @@ def _suggestion(path: tuple[str, ...], error_type: str) -> str:
     wrong = path[-1]
     parent = [part for part in path[:-1] if not part.isdigit()]
     choices: list[str] = []
-    companies = "companies" in parent
+    companies = "companies" in parent or "accounts" in parent
     if error_type == "extra_forbidden":
         if not parent:
             choices = list(_SECTIONS)
         elif parent[-1] == "companies":
             choices = _choices(HubspotCompanies)
+        elif parent[-1] == "accounts":
+            choices = _choices(SalesforceAccounts)
         elif len(parent) == 1 or (len(parent) == 3 and parent[1] == "models"):
             choices = _choices(_SECTIONS.get(parent[0]))
         elif parent[-1] in _FIELD_MAPS:

@@ -1,6 +1,7 @@
 """Account stage changes through the delivery core on the real broker: read beside the lead stage
 changes, delivered as signed ``account.stage_changed`` webhooks in order per account, once each,
-committed; dead-lettered with their account and redriven; and as HubSpot company upserts."""
+committed; dead-lettered with their account and redriven; as HubSpot companies and Salesforce
+Accounts."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from connect_kit import SECRET, all_committed, read_dead_letters, wait_until
 from crm_fakes.hubspot import TOKEN, HubspotFake
+from crm_fakes.salesforce import CLIENT_ID, CLIENT_SECRET, SalesforceFake
 
 from schemas import codec
 from schemas.outputs import AccountStageChanged, ConnectorFailure
@@ -30,6 +32,7 @@ from stream.connect.destination import Destination
 from stream.connect.flow import Backoff
 from stream.connect.hubspot import HubspotDestination
 from stream.connect.mapping import parse_mapping
+from stream.connect.salesforce import SalesforceDestination, client_credentials_form
 from stream.connect.webhook import WebhookDestination, make_endpoint
 from stream.kafka import clients, topics
 from stream.kafka.admin import ensure_topics
@@ -245,3 +248,33 @@ async def test_the_webhook_command_delivers_account_changes_when_told_to(
         await asyncio.sleep(0.2)
     else:
         pytest.fail("the account stage changes were never all committed")
+
+
+async def test_salesforce_accounts_follow_each_account_to_its_last_stage(
+    account_topics: Settings, salesforce_fake: SalesforceFake
+) -> None:
+    accounts = account_changes(3, "sf")
+    for number in range(3):
+        salesforce_fake.add_account(
+            Name=f"Account {number}", Leadstream_Account_Id__c=f"sf-{number}.example"
+        )
+    await produce_account_changes(account_topics, accounts)
+    destination = SalesforceDestination(
+        login_url=salesforce_fake.base_url,
+        token_form=client_credentials_form(CLIENT_ID, CLIENT_SECRET),
+        mapping=parse_mapping("").salesforce,
+        rate_per_s=1000.0,
+        burst=100,
+    )
+    connector = _connector(account_topics, destination)
+    try:
+        report = await _run_until(connector, lambda: connector.report.delivered >= 18)
+    finally:
+        await destination.aclose()
+    assert report.dead_lettered == 0
+    for number in range(3):
+        account = salesforce_fake.account(f"sf-{number}.example")
+        assert account is not None and account["Name"] == f"Account {number}"
+        assert account["Leadstream_Account_Stage__c"] == "opportunity"
+        assert account["Leadstream_Account_Score__c"] == 60.0
+    assert len(salesforce_fake.accounts) == 3
