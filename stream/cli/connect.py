@@ -236,6 +236,12 @@ def run(args: argparse.Namespace) -> int:
             "to the webhook, hubspot and salesforce kinds (drop --accounts, or unset "
             "LEADSTREAM_CONNECT_ACCOUNTS for this connector)"
         )
+    idle = getattr(destination, "accounts_only", [])
+    if idle and not accounts:
+        raise ConfigurationError(
+            f"{idle[0]!r} takes account.stage_changed only, which this connector does not read: "
+            "add --accounts (or set LEADSTREAM_CONNECT_ACCOUNTS=true)"
+        )
     if settings.connect_metrics_port:
         telemetry.serve(settings.connect_metrics_port, settings.connect_metrics_host)
     _ensure_topics(settings, accounts=accounts)

@@ -309,7 +309,8 @@ def from_options(args: argparse.Namespace, settings: Settings) -> HubspotDestina
     if token is None or not token.get_secret_value():
         raise ConfigurationError(
             "LEADSTREAM_HUBSPOT_ACCESS_TOKEN is not set: create a private app in HubSpot "
-            "(Settings > Integrations > Private Apps) with the crm.objects.contacts.write scope"
+            "(Settings > Integrations > Private Apps) with the crm.objects.contacts.write scope "
+            "(and crm.objects.companies.write to deliver account stage changes)"
         )
     return HubspotDestination(
         access_token=token.get_secret_value(),

@@ -313,6 +313,11 @@ class WebhookDestination:
         # Endpoints that took a change whose other endpoints have not: skipped on its retry.
         self._took: OrderedDict[str, set[int]] = OrderedDict()
 
+    @property
+    def accounts_only(self) -> list[Endpoint]:
+        """The endpoints that take account stage changes only (nothing without accounts)."""
+        return [e for e in self.endpoints if e.events and LEAD_STAGE_CHANGED not in e.events]
+
     async def deliver(self, changes: Sequence[Change]) -> Sequence[Outcome]:
         return await self._deliver_all(changes, LEAD_STAGE_CHANGED)
 

@@ -159,3 +159,15 @@ def test_account_stages_are_refused_by_the_kind_that_delivers_lead_stages_only(
     assert f"connect {kind} delivers lead stage changes only" in err
     monkeypatch.setenv("LEADSTREAM_CONNECT_ACCOUNTS", "true")
     assert main(["connect", kind]) == EXIT_CONFIG
+
+
+def test_an_endpoint_of_account_events_needs_the_connector_to_read_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream.cli import EXIT_CONFIG, main
+
+    monkeypatch.setenv("LEADSTREAM_CONNECT_METRICS_PORT", "0")
+    monkeypatch.setenv("LEADSTREAM_CONNECT_WEBHOOK_SECRET", "whsec_" + "a" * 32)
+    argv = ["connect", "webhook", "--url", "https://abm.example.com/in"]
+    assert main([*argv, "--event", "account.stage_changed"]) == EXIT_CONFIG
+    assert "takes account.stage_changed only" in capsys.readouterr().err
