@@ -160,14 +160,15 @@ class HubspotDestination:
         }
 
     def _backwards(self, change: Change | AccountChange, properties: dict[str, str]) -> bool:
-        record = change.record
-        section = self._mapping.for_model(record.model)
-        if section is None or record.from_stage is None or "lifecyclestage" not in properties:
+        section = self._mapping.for_model(change.record.model)
+        if section is None or "lifecyclestage" not in properties:
             return False
         if isinstance(change, AccountChange):
-            before = section.companies.lifecycle(change.record.from_stage)  # type: ignore[arg-type]
+            account_from = change.record.from_stage
+            before = None if account_from is None else section.companies.lifecycle(account_from)
         else:
-            before = section.lifecycle(change.record.from_stage)  # type: ignore[arg-type]
+            lead_from = change.record.from_stage
+            before = None if lead_from is None else section.lifecycle(lead_from)
         return section.is_backwards(before, properties["lifecyclestage"])
 
     async def deliver(self, changes: Sequence[Change]) -> Sequence[Outcome]:
