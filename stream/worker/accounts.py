@@ -31,6 +31,7 @@ from schemas import codec
 from schemas.common import ContractModel
 from schemas.internal import AccountMember, AccountMembers, MemberChange, Tick
 from schemas.outputs import AccountScoreUpdated, AccountStageChanged
+from stream import metrics
 from stream.kafka import topics
 from stream.settings import Settings
 from stream.worker.port import AccountEngine
@@ -51,6 +52,11 @@ def account_key(account_id: str) -> str:
 
 def _digest(member: dict[str, Any]) -> str:
     return hashlib.blake2b(codec.dumps(member), digest_size=8).hexdigest()
+
+
+def _kind(change: MemberChange) -> str:
+    """The metric kind of a member change: ``update`` or ``leave``."""
+    return "leave" if change.member is None else "update"
 
 
 Send = Callable[[str, bytes, bytes | None], Awaitable[Any]]
@@ -131,6 +137,8 @@ class AccountDesk:
                     account_id=account_id, changes=changes[start : start + MAX_CHANGES]
                 )
                 await self.send(self.internal_name, key, codec.encode(message))
+            for change in changes:
+                metrics.account_member_message("sent", _kind(change))
 
     # ------------------------------------------------------------------ the account's side
 
@@ -151,6 +159,8 @@ class AccountDesk:
 
     async def on_members(self, account_id: str, changes: Sequence[MemberChange]) -> None:
         """Apply an account's member changes of a batch, in order."""
+        for change in changes:
+            metrics.account_member_message("applied", _kind(change))
         record = self.load(account_id)
         step = self.engine.apply_members(
             None if record is None else record["s"],
