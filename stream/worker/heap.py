@@ -5,8 +5,9 @@ last one exceed a quarter of those it already holds, and a full collection walks
 object. A worker holds about 180,000 of them before its first record (modules, classes,
 functions, the contract's pydantic validators, Faust's services), all alive until it stops, and
 its micro-batches promote many short-lived ones (a batch's decoded events, the leads' decoded
-states the cache replaces), so a full collection came every few seconds on a busy worker and
-stopped the agent for 50 to 200 ms: the longest waits between an event and its stage change.
+states the cache replaces), so a full collection came every two seconds or so on a busy worker and
+stopped the agent for 45 to 240 ms (on a loaded 2-core machine): the longest waits between an
+event and its stage change.
 
 ``settle`` is called once the app is built, before the worker starts: it collects what is
 garbage by then and freezes the rest (``gc.freeze``: moved to a permanent generation that no
