@@ -16,7 +16,11 @@ Follows:
 - https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines (batch inputs
   at most 100; 100 requests per 10 seconds for a private app on Free and Starter).
 
-It keeps the contacts it holds in `contacts` (by HubSpot id) so a test reads the end state.
+It keeps the contacts it holds in `contacts` (by HubSpot id) so a test reads the end state, every
+upsert call's arrival time, status and input count in `calls`, and every input it saved in
+`applied`. `GET /_fake/stats` (a path of this stand-in, not HubSpot's) answers the calls and the
+saved inputs as JSON, for a process that runs the stand-in in another process
+(`python -m crm_fakes hubspot --port 8098`, with tests/ on the import path).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ LEAD_STATUS = (
     "BAD_TIMING",
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CLEAR = {"lifecyclestage": ""}
 
 
 def _now() -> str:
@@ -63,6 +68,15 @@ def _error(status: int, category: str, message: str, **extra: Any) -> web.Respon
         **extra,
     }
     return web.json_response(body, status=status)
+
+
+def _input_count(raw: bytes) -> int:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return 0
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    return len(inputs) if isinstance(inputs, list) else 0
 
 
 class HubspotFake(FakeServer):
@@ -83,17 +97,40 @@ class HubspotFake(FakeServer):
             **(custom_properties or {}),
         }
         self.contacts: dict[str, dict[str, str]] = {}
+        # (unique property, value) → HubSpot id, as HubSpot finds a contact by idProperty
+        self._by_unique: dict[tuple[str, str], str] = {}
         self.rate_per_10s = rate_per_10s
         self._calls: deque[float] = deque()
+        self.calls: list[tuple[float, int, int]] = []
+        """Every upsert call: arrival (`time.monotonic()`), the status answered, inputs sent."""
+        self.applied: list[tuple[str, str, bool]] = []
+        """Every input saved, in order: the contact's id value, its `objectWriteTraceId`, and
+        whether it only cleared `lifecyclestage`."""
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/crm/v3/objects/contacts/batch/upsert", self.upsert)
+        app.router.add_get("/_fake/stats", self.stats)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        body = {
+            "rate_per_10s": self.rate_per_10s,
+            "calls": self.calls,
+            "applied": self.applied,
+            "contacts": len(self.contacts),
+        }
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     def contact(self, prop: str, value: str) -> dict[str, str] | None:
+        cid = self._by_unique.get((prop, value))
+        if cid is not None:
+            return self.contacts[cid]
         for properties in self.contacts.values():
             if properties.get(prop) == value:
                 return properties
         return None
+
+    def _unique(self, name: str) -> bool:
+        return name == "email" or self.custom_properties.get(name, False)
 
     def _known(self, name: str) -> bool:
         return name in {"email", "lifecyclestage", "hs_lead_status", "firstname", "lastname"} or (
@@ -181,26 +218,26 @@ class HubspotFake(FakeServer):
 
     def _apply(self, item: dict[str, Any]) -> dict[str, Any]:
         id_property, id_value = item["idProperty"], item["id"]
-        found = next(
-            (
-                (cid, props)
-                for cid, props in self.contacts.items()
-                if props.get(id_property) == id_value
-            ),
-            None,
-        )
+        found = self._by_unique.get((id_property, id_value))
         new = found is None
         if found is None:
             cid, props = str(100 + len(self.contacts)), {id_property: id_value}
             self.contacts[cid] = props
+            self._by_unique[id_property, id_value] = cid
         else:
-            cid, props = found
+            cid, props = found, self.contacts[found]
         for name, value in item["properties"].items():
             if name == "lifecyclestage" and value:
                 current = props.get("lifecyclestage") or ""
                 if current and LIFECYCLE.index(value) < LIFECYCLE.index(current):
                     continue  # backwards without a clear first: HubSpot ignores it
+            if self._unique(name):
+                self._by_unique.pop((name, props.get(name, "")), None)
+                self._by_unique[name, value] = cid
             props[name] = value
+        self.applied.append(
+            (id_value, str(item.get("objectWriteTraceId", "")), item["properties"] == _CLEAR)
+        )
         return {
             "id": cid,
             "properties": dict(props),
@@ -232,6 +269,12 @@ class HubspotFake(FakeServer):
         return _error(400, "VALIDATION_ERROR", problem) if problem is not None else inputs
 
     async def upsert(self, request: web.Request) -> web.Response:
+        arrived = time.monotonic()
+        response = await self._upsert(request)
+        self.calls.append((arrived, response.status, _input_count(await request.read())))
+        return response
+
+    async def _upsert(self, request: web.Request) -> web.Response:
         started = _now()
         refused = await self.record(request) or self._auth(request) or self._rate()
         if refused is not None:
