@@ -114,6 +114,9 @@ def analyse(
     times = [at for at, _ in accepted]
     span = max(times) - min(times) if len(times) > 1 else 0.0
     per_s = (len(times) - 1) / span if span else None
+    # past the first window the initial burst no longer counts: the rate a long backlog keeps
+    later = [at for at in times if at >= min(times, default=0.0) + WINDOW_S]
+    later_span = max(later) - min(later) if len(later) > 1 else 0.0
     limit_per_s = rate_per_10s / WINDOW_S
     sizes = [inputs for _, inputs in accepted]
     saved: dict[str, list[str]] = defaultdict(list)
@@ -136,6 +139,7 @@ def analyse(
         "requests_span_s": round(span, 3),
         "requests_per_s": round(per_s, 3) if per_s is not None else None,
         "limit_used_pct": round(100 * per_s / limit_per_s, 1) if per_s is not None else None,
+        "requests_per_s_after_10s": round((len(later) - 1) / later_span, 3) if later_span else None,
         "busiest_10s_requests": busiest_window(times),
         "batch_mean": round(statistics.fmean(sizes), 1) if sizes else None,
         "batch_min": min(sizes, default=None),

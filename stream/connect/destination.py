@@ -12,7 +12,8 @@ offsets or dead-letters on its own.
 A destination that also forgets erased leads (`lead_erased` records of the same topic) has an
 `erase` method taking `Erasure`s (`ErasingDestination`); the core skips erasures for the others.
 A destination that makes one request per change rather than one per batch says so with
-`requests_per_change = True`, so the rate limit counts requests, not batches.
+`requests_per_change = True`, so the rate limit counts requests, not batches; one whose batch
+sometimes takes more than one request says how many with a `requests(changes)` method.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "Verdict",
     "requests_for",
     "retry_after_seconds",
+    "sends_per_change",
     "takes_erasures",
     "transient_status",
 ]
@@ -152,10 +154,19 @@ def takes_erasures(destination: Destination) -> bool:
     return callable(getattr(destination, "erase", None))
 
 
-def requests_for(destination: Destination, count: int) -> int:
-    """HTTP requests one call with `count` changes makes: `count` for a destination with
-    `requests_per_change = True`, else 1 (one batch request)."""
-    return count if getattr(destination, "requests_per_change", False) else 1
+def sends_per_change(destination: Destination) -> bool:
+    """Whether `destination` sends one request per change (`requests_per_change = True`)."""
+    return bool(getattr(destination, "requests_per_change", False))
+
+
+def requests_for(destination: Destination, items: Sequence[Change | Erasure]) -> int:
+    """HTTP requests one call with `items` makes: what the destination's `requests(changes)`
+    says when it has one (a batch that takes more than one request), one per item for a
+    destination with `requests_per_change = True`, else 1 (one batch request)."""
+    counted = getattr(destination, "requests", None)
+    if callable(counted) and items and isinstance(items[0], Change):
+        return int(counted(items))
+    return len(items) if sends_per_change(destination) else 1
 
 
 TRANSIENT_4XX = frozenset({408, 409, 425, 429})
