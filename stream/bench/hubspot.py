@@ -63,8 +63,8 @@ WINDOW_S = 10.0
 
 @dataclass(frozen=True)
 class HubspotBenchConfig:
-    changes: int = 20_000
-    leads: int = 5_000
+    changes: int = 50_000
+    leads: int = 10_000
     rate_per_10s: int = 100
     """The contract server's limit (HubSpot: 100 for a private app on Free and Starter)."""
     concurrency: int | None = None
@@ -73,7 +73,7 @@ class HubspotBenchConfig:
 
     @classmethod
     def quick_mode(cls) -> HubspotBenchConfig:
-        return cls(changes=4_000, leads=1_000)
+        return cls(changes=10_000, leads=2_500)
 
 
 def contract_server_dir(tests_dir: Path) -> Path:

@@ -71,10 +71,16 @@ def add_parser(sub: Subparsers) -> None:
         "--no-standby", action="store_true", help="skip the recovery runs with a standby replica"
     )
     bench.add_argument(
-        "--changes", type=int, metavar="N", help="connect: stage changes to deliver (20,000)"
+        "--changes",
+        type=int,
+        metavar="N",
+        help="connect: stage changes to deliver (webhook: 20,000; hubspot: 50,000)",
     )
     bench.add_argument(
-        "--leads", type=int, metavar="N", help="connect: leads they belong to (5,000)"
+        "--leads",
+        type=int,
+        metavar="N",
+        help="connect: leads they belong to (webhook: 5,000; hubspot: 10,000)",
     )
     bench.add_argument(
         "--delay-ms", type=float, metavar="MS", help="connect: the receiver's answer time (50)"
