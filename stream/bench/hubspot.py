@@ -2,11 +2,12 @@
 uses on a large backlog, and whether every change arrived once and in order.
 
 A backlog of stage changes (leads with email addresses, each walking subscriber → lead → MQL →
-...) is loaded into a fresh stage-changes topic; HubSpot's contract server (the stand-in of the
-CRM v3 contacts API in the repository's ``tests/crm_fakes``, enforcing the documented batch
-upsert, its 100 inputs per call and its rate limit of 100 requests per 10 seconds with 429 and
-``Retry-After``) runs as a process of its own; a HubSpot connector (the delivery core in this
-process, with its default rate and batching) delivers the backlog from the beginning.
+..., and optionally a share of them recycled at the end) is loaded into a fresh stage-changes
+topic; HubSpot's contract server (the stand-in of the CRM v3 contacts API in the repository's
+``tests/crm_fakes``, enforcing the documented batch upsert, its 100 inputs per call and its rate
+limit of 100 requests per 10 seconds with 429 and ``Retry-After``) runs as a process of its own;
+a HubSpot connector (the delivery core in this process, with its default rate and batching)
+delivers the backlog from the beginning.
 
 The figures come from the contract server's own log: requests it accepted per second over the
 span from the first to the last (and as a share of its limit), the busiest 10 seconds, the 429s
@@ -28,10 +29,12 @@ import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from schemas.outputs import StageChanged
+from schemas.stages import Stage
 from stream.bench.connect import (
     bench_topics,
     deliver_backlog,
@@ -50,6 +53,7 @@ from stream.settings import Settings
 __all__ = [
     "HubspotBenchConfig",
     "analyse",
+    "backlog",
     "busiest_window",
     "contract_server_dir",
     "run",
@@ -67,6 +71,9 @@ class HubspotBenchConfig:
     leads: int = 10_000
     rate_per_10s: int = 100
     """The contract server's limit (HubSpot: 100 for a private app on Free and Starter)."""
+    recycled_pct: int = 0
+    """Percent of the leads moved back to `recycled` after their walk: HubSpot takes such a
+    move only after the contact's stage is cleared, a request of its own."""
     concurrency: int | None = None
     """Calls in flight at once; `None`: the settings' (`LEADSTREAM_CONNECT_CONCURRENCY`)."""
     tests_dir: Path = SOURCE_TESTS
@@ -148,6 +155,7 @@ def analyse(
         if sizes
         else None,
         "saved_inputs": len(got),
+        "saved_clears": sum(1 for _, _, only_clears in applied if only_clears),
         "saved_distinct_changes": len(distinct & wanted),
         "saved_duplicates": len(got) - len(distinct),
         "missing_changes": len(wanted - distinct),
@@ -156,6 +164,29 @@ def analyse(
         "delivered_once_in_order": len(got) == len(wanted) == len(distinct & wanted)
         and out_of_order == 0,
     }
+
+
+def backlog(config: HubspotBenchConfig) -> list[StageChanged]:
+    """The changes to deliver: `sample_changes` over leads with email addresses, then, for
+    `recycled_pct` percent of the leads, a move back to `recycled` once their walk is over."""
+    records = sample_changes(config.changes, config.leads, domain="example.com")
+    last = {record.lead_id: record for record in records}
+    back = [
+        StageChanged.build(
+            lead_id=record.lead_id,
+            model=record.model,
+            model_version=record.model_version,
+            from_stage=record.to_stage,
+            to_stage=Stage.RECYCLED,
+            reason="sales rejected the lead",
+            triggering_event_id=f"{record.triggering_event_id}-recycled",
+            score=record.score,
+            occurred_at=record.occurred_at + timedelta(seconds=1),
+        )
+        for n, record in enumerate(last.values())
+        if n % 100 < config.recycled_pct
+    ]
+    return records + back
 
 
 def _expected(records: Sequence[StageChanged]) -> dict[str, list[str]]:
@@ -180,8 +211,8 @@ async def run(
         bench_topics(base, "hubspot") as settings,
         serving(server, f"{url}/_fake/stats", env={**os.environ, "PYTHONPATH": path}),
     ):
-        records = sample_changes(config.changes, config.leads, domain="example.com")
-        log(f"loading {config.changes:,} stage changes over {config.leads:,} leads")
+        records = backlog(config)
+        log(f"loading {len(records):,} stage changes over {config.leads:,} leads")
         await produce_changes(settings, records)
         destination = HubspotDestination(
             access_token=token,
@@ -198,15 +229,16 @@ async def run(
             f"(limit {config.rate_per_10s} requests per 10 s)"
         )
         try:
-            done = await deliver_backlog(connector, config.changes)
+            done = await deliver_backlog(connector, len(records))
         finally:
             await destination.aclose()
         stats = await asyncio.to_thread(get_json, f"{url}/_fake/stats")
     report, seconds = done.report, done.seconds
     figures = analyse(stats["calls"], stats["applied"], _expected(records), config.rate_per_10s)
     return {
-        "changes": config.changes,
+        "changes": len(records),
         "leads": config.leads,
+        "recycled_leads": len(records) - config.changes,
         "connector_rate_per_s": policy.rate_per_s or destination.rate_per_s,
         "connector_burst": policy.burst or destination.burst,
         "concurrency": policy.concurrency,

@@ -52,6 +52,15 @@ def add_parser(sub: Subparsers) -> None:
         "share of the limit used, 429s, batch sizes, each change delivered once and in order)",
     )
     bench.add_argument(
+        "--recycled",
+        type=int,
+        metavar="PCT",
+        dest="recycled_pct",
+        choices=range(101),
+        help="connect --kind hubspot: percent of the leads moved back to recycled after their "
+        "walk (each such batch clears the contacts' stage first: two requests) (0)",
+    )
+    bench.add_argument(
         "--rate-per-10s",
         type=int,
         metavar="N",
@@ -153,6 +162,7 @@ def run_connect(args: argparse.Namespace) -> int:
         "concurrency": args.concurrency,
         "delay_ms": args.delay_ms,
         "rate_per_10s": args.rate_per_10s,
+        "recycled_pct": args.recycled_pct,
     }
     if args.kind == "hubspot":
         from stream.bench import hubspot  # noqa: PLC0415
@@ -168,8 +178,8 @@ def run_connect(args: argparse.Namespace) -> int:
             connect.ConnectBenchConfig.quick_mode() if args.quick else connect.ConnectBenchConfig()
         )
         measure = connect.run
-        if args.rate_per_10s is not None:
-            raise ConfigurationError("--rate-per-10s is for --kind hubspot")
+        if args.rate_per_10s is not None or args.recycled_pct is not None:
+            raise ConfigurationError("--rate-per-10s and --recycled are for --kind hubspot")
     config = replace(config, **{k: v for k, v in options.items() if v is not None})
 
     def log(line: str) -> None:

@@ -333,6 +333,7 @@ class Connector:
         self._ready: deque[tuple[TopicPartition, str]] = deque()
         self._queued: set[tuple[TopicPartition, str]] = set()
         self._ready_event = asyncio.Event()
+        self._pacing = asyncio.Lock()
         self._calls_by_tp: Counter[TopicPartition] = Counter()
         self._generation: dict[TopicPartition, int] = {}
         self._in_flight = 0
@@ -500,15 +501,17 @@ class Connector:
             else:
                 # A batch request waits for its turn first and then takes every head ready by
                 # then, so a paced connector sends full batches rather than what was ready
-                # when it started to wait.
-                await self._tokens(1)
-                batch = self._take_batch()
-                if not batch:
-                    self._bucket.refund(1, self._clock())
-                    continue
-                more = requests_for(self.destination, [p.item for p in batch]) - 1
-                if more > 0:
-                    await self._tokens(more)
+                # when it started to wait. One sender waits for the bucket at a time, so a
+                # batch needing a second request gets the very next turn.
+                async with self._pacing:
+                    await self._tokens(1)
+                    batch = self._take_batch()
+                    if not batch:
+                        self._bucket.refund(1, self._clock())
+                        continue
+                    more = requests_for(self.destination, [p.item for p in batch]) - 1
+                    if more > 0:
+                        await self._tokens(more)
             if batch:
                 await self._call(batch)
 
