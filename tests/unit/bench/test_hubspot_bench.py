@@ -33,22 +33,12 @@ def test_a_clean_run_is_delivered_once_in_order_and_rated_against_the_limit() ->
 
 def test_duplicates_gaps_and_reordering_are_each_caught() -> None:
     calls = [(0.0, 200, 3)]
-    twice = analyse(
-        calls,
-        [("a@x.io", "a1", False), ("a@x.io", "a1", False), ("a@x.io", "a2", False)]
-        + [("b@x.io", "b1", False)],
-        EXPECTED,
-        10,
-    )
+    a1, a2, b1 = ("a@x.io", "a1", False), ("a@x.io", "a2", False), ("b@x.io", "b1", False)
+    twice = analyse(calls, [a1, a1, a2, b1], EXPECTED, 10)
     assert twice["saved_duplicates"] == 1 and twice["delivered_once_in_order"] is False
-    gap = analyse(calls, [("a@x.io", "a1", False), ("b@x.io", "b1", False)], EXPECTED, 10)
+    gap = analyse(calls, [a1, b1], EXPECTED, 10)
     assert gap["missing_changes"] == 1 and gap["delivered_once_in_order"] is False
-    swapped = analyse(
-        calls,
-        [("a@x.io", "a2", False), ("a@x.io", "a1", False), ("b@x.io", "b1", False)],
-        EXPECTED,
-        10,
-    )
+    swapped = analyse(calls, [a2, a1, b1], EXPECTED, 10)
     assert swapped["leads_out_of_order"] == 1 and swapped["delivered_once_in_order"] is False
 
 
