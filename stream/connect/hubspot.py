@@ -208,7 +208,7 @@ class HubspotDestination:
         # An input no error names was saved, if HubSpot's count of results says so; otherwise
         # which inputs failed is unknown and they are all sent again (an upsert repeats safely).
         rest = (
-            Outcome.delivered(answer.exchange)
+            Outcome.delivered()
             if saved == len(inputs) - len(refused)
             else Outcome(
                 Verdict.TRANSIENT,

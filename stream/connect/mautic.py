@@ -262,7 +262,7 @@ class MauticDestination:
                 )
         for index, (_, answer) in ids.items():
             if outcomes[index] is None:
-                outcomes[index] = Outcome.delivered(answer.exchange)
+                outcomes[index] = Outcome.delivered()
 
     @staticmethod
     def _segment_outcomes(
