@@ -260,7 +260,7 @@ class MauticDestination:
                     ids=ids,
                     outcomes=outcomes,
                 )
-        for index, (_, answer) in ids.items():
+        for index in ids:
             if outcomes[index] is None:
                 outcomes[index] = Outcome.delivered()
 
