@@ -96,7 +96,9 @@ log = logging.getLogger(__name__)
 Item = Change | Erasure
 
 POLL_MS: Final = 200
-"""Longest wait of one poll: how quickly a full window notices it may resume."""
+"""Longest wait of one poll."""
+PAUSED_POLL_MS: Final = 20
+"""Longest wait of one poll while the window is full: how quickly it notices it may resume."""
 POLL_RECORDS: Final = 500
 
 
@@ -407,7 +409,8 @@ class Connector:
             self._pace(consumer)
             room = self.policy.max_in_flight - self._in_flight
             batch = await consumer.getmany(
-                timeout_ms=POLL_MS, max_records=max(1, min(POLL_RECORDS, room))
+                timeout_ms=PAUSED_POLL_MS if self._paused else POLL_MS,
+                max_records=max(1, min(POLL_RECORDS, room)),
             )
             for tp, records in batch.items():
                 for record in records:
