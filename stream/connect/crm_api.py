@@ -18,6 +18,7 @@ import httpx
 import orjson
 
 from stream.connect.destination import (
+    AccountChange,
     Change,
     Exchange,
     Outcome,
@@ -161,7 +162,9 @@ async def call(
 _SectionT = TypeVar("_SectionT", bound=MappingSection)
 
 
-def section_for(section: _SectionT, kind: str, change: Change) -> _SectionT | Outcome:
+def section_for(
+    section: _SectionT, kind: str, change: Change | AccountChange
+) -> _SectionT | Outcome:
     """The mapping section that applies to `change`'s model, or why the change is skipped."""
     model = change.record.model
     applied = section.for_model(model)
