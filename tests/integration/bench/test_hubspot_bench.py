@@ -5,11 +5,8 @@ within the batch limit. The speed figures are printed, not asserted."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -17,25 +14,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_short_backlog_reaches_the_contract_server_once_and_in_order(
-    kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    bench_connect: Callable[..., tuple[str, dict[str, Any]]],
 ) -> None:
-    out = tmp_path / "hubspot.json"
-    command = [sys.executable, "-m", "stream.cli", "bench", "connect", "--kind", "hubspot"]
-    command += ["--changes", "300", "--leads", "120", "--json", str(out)]
-    done = subprocess.run(
-        command,
-        env={**os.environ, "LEADSTREAM_KAFKA_BOOTSTRAP": kafka_bootstrap},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    with capsys.disabled():
-        print("\n" + done.stdout)
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert "| limit_used_pct |" in done.stdout
+    table, figures = bench_connect("--kind", "hubspot", "--changes", "300", "--leads", "120")
+    assert "| limit_used_pct |" in table
 
-    figures = json.loads(out.read_text())["connect_hubspot"]
     # the contract server's own record: each change saved once, each lead's in order
     assert figures["saved_inputs"] == figures["saved_distinct_changes"] == 300
     assert figures["saved_duplicates"] == figures["missing_changes"] == 0
