@@ -27,7 +27,8 @@ Guarantees:
   resumed below half. A slow or down receiver costs a flat amount of memory however long it lasts.
 - **A rate limit** per destination (`TokenBucket`: the destination's `rate_per_s` and `burst`,
   or the settings'), counting requests (one per batch, or one per change for destinations that
-  send one request per change).
+  send one request per change, or what the destination says a batch needs). A batch request
+  is taken when its turn has come, so with a backlog every request carries a full batch.
 - **Batches** of up to the destination's `max_batch`, at most one change per lead, with up to
   ``concurrency`` calls in flight at once across leads.
 - A rebalance lets calls already made for the revoked partitions finish (a bounded wait),
@@ -74,6 +75,7 @@ from stream.connect.destination import (
     Outcome,
     Verdict,
     requests_for,
+    sends_per_change,
     takes_accounts,
     takes_erasures,
 )
@@ -100,7 +102,9 @@ log = logging.getLogger(__name__)
 Item = Change | Erasure | AccountChange
 
 POLL_MS: Final = 200
-"""Longest wait of one poll: how quickly a full window notices it may resume."""
+"""Longest wait of one poll."""
+PAUSED_POLL_MS: Final = 20
+"""Longest wait of one poll while the window is full: how quickly it notices it may resume."""
 POLL_RECORDS: Final = 500
 
 
@@ -339,10 +343,10 @@ class Connector:
         self._erases = takes_erasures(destination)
         self._accounts = takes_accounts(destination)
         # a destination sending one request per change sends a batch at once: at most a burst
-        per_change = requests_for(destination, 2) == 2
+        self._per_change = sends_per_change(destination)
         self._batch_limit = (
             min(destination.max_batch, int(self._bucket.burst))
-            if per_change
+            if self._per_change
             else destination.max_batch
         )
         self._dead_letter_topic = settings.topic(topics.CONNECTOR_DEAD_LETTERS.name)
@@ -355,6 +359,7 @@ class Connector:
         self._ready: deque[tuple[TopicPartition, str]] = deque()
         self._queued: set[tuple[TopicPartition, str]] = set()
         self._ready_event = asyncio.Event()
+        self._pacing = asyncio.Lock()
         self._calls_by_tp: Counter[TopicPartition] = Counter()
         self._generation: dict[TopicPartition, int] = {}
         self._in_flight = 0
@@ -428,7 +433,8 @@ class Connector:
             self._pace(consumer)
             room = self.policy.max_in_flight - self._in_flight
             batch = await consumer.getmany(
-                timeout_ms=POLL_MS, max_records=max(1, min(POLL_RECORDS, room))
+                timeout_ms=PAUSED_POLL_MS if self._paused else POLL_MS,
+                max_records=max(1, min(POLL_RECORDS, room)),
             )
             for tp, records in batch.items():
                 for record in records:
@@ -523,14 +529,31 @@ class Connector:
     async def _sender(self) -> None:
         while True:
             await self._ready_event.wait()
-            batch = self._take_batch()
-            if not batch:
-                continue
-            cost = requests_for(self.destination, len(batch))
-            wait = self._bucket.reserve(cost, self._clock())
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await self._call(batch)
+            if self._per_change:
+                batch = self._take_batch()
+                if batch:
+                    await self._tokens(requests_for(self.destination, [p.item for p in batch]))
+            else:
+                # A batch request waits for its turn first and then takes every head ready by
+                # then, so a paced connector sends full batches rather than what was ready
+                # when it started to wait. One sender waits for the bucket at a time, so a
+                # batch needing a second request gets the very next turn.
+                async with self._pacing:
+                    await self._tokens(1)
+                    batch = self._take_batch()
+                    if not batch:
+                        self._bucket.refund(1, self._clock())
+                        continue
+                    more = requests_for(self.destination, [p.item for p in batch]) - 1
+                    if more > 0:
+                        await self._tokens(more)
+            if batch:
+                await self._call(batch)
+
+    async def _tokens(self, cost: int) -> None:
+        wait = self._bucket.reserve(cost, self._clock())
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _take_batch(self) -> list[_Pending]:
         """Up to `max_batch` lane heads of one kind (changes or erasures), one per lead (and no

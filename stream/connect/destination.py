@@ -15,7 +15,8 @@ A destination that also delivers account stage changes (`leads.account-stage-cha
 when the connector is started with accounts) has a `deliver_accounts` method taking
 `AccountChange`s (`AccountDestination`).
 A destination that makes one request per change rather than one per batch says so with
-`requests_per_change = True`, so the rate limit counts requests, not batches.
+`requests_per_change = True`, so the rate limit counts requests, not batches; one whose batch
+sometimes takes more than one request says how many with a `requests(changes)` method.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "Verdict",
     "requests_for",
     "retry_after_seconds",
+    "sends_per_change",
     "takes_accounts",
     "takes_erasures",
     "transient_status",
@@ -201,10 +203,21 @@ def takes_accounts(destination: Destination) -> bool:
     return callable(getattr(destination, "deliver_accounts", None))
 
 
-def requests_for(destination: Destination, count: int) -> int:
-    """HTTP requests one call with `count` changes makes: `count` for a destination with
-    `requests_per_change = True`, else 1 (one batch request)."""
-    return count if getattr(destination, "requests_per_change", False) else 1
+def sends_per_change(destination: Destination) -> bool:
+    """Whether `destination` sends one request per change (`requests_per_change = True`)."""
+    return bool(getattr(destination, "requests_per_change", False))
+
+
+def requests_for(
+    destination: Destination, items: Sequence[Change | Erasure | AccountChange]
+) -> int:
+    """HTTP requests one call with `items` (a batch of one kind) makes: what the destination's
+    `requests(items)` says when it has one (a batch that may take more than one request), one per
+    item for a destination with `requests_per_change = True`, else 1 (one batch request)."""
+    counted = getattr(destination, "requests", None)
+    if callable(counted) and items:
+        return int(counted(items))
+    return len(items) if sends_per_change(destination) else 1
 
 
 TRANSIENT_4XX = frozenset({408, 409, 425, 429})

@@ -240,7 +240,7 @@ class SalesforceDestination:
     @staticmethod
     def _result(result: Any, answer: Answer, sobject: str = "Lead") -> Outcome:
         if isinstance(result, dict) and result.get("success") is True:
-            return Outcome.delivered(answer.exchange)
+            return Outcome.delivered()
         errors = result.get("errors") if isinstance(result, dict) else None
         codes = {e.get("statusCode") for e in errors or [] if isinstance(e, dict)}
         verdict = Verdict.TRANSIENT if codes & _TRANSIENT_CODES else Verdict.PERMANENT

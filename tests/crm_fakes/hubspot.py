@@ -24,7 +24,10 @@ Follows:
   contacts).
 
 It keeps the records it holds in `contacts` and `companies` (by HubSpot id) so a test reads the
-end state.
+end state, every upsert call's arrival time, status and input count in `calls`, and every input
+it saved in `applied`. `GET /_fake/stats` (a path of this stand-in, not HubSpot's) answers the
+calls and the saved inputs as JSON, for a process that runs the stand-in in another process
+(`python -m crm_fakes hubspot --port 8098`, with tests/ on the import path).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ _BUILTIN = {
 """Default properties of each object (a sample: the ones the tests use)."""
 _UNIQUE_BUILTIN = {"contacts": {"email"}, "companies": set()}
 """Default properties with unique values: `idProperty` candidates besides custom ones."""
+_CLEAR = {"lifecyclestage": ""}
 
 
 def _now() -> str:
@@ -78,6 +82,15 @@ def _error(status: int, category: str, message: str, **extra: Any) -> web.Respon
         **extra,
     }
     return web.json_response(body, status=status)
+
+
+def _input_count(raw: bytes) -> int:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return 0
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    return len(inputs) if isinstance(inputs, list) else 0
 
 
 class HubspotFake(FakeServer):
@@ -105,21 +118,45 @@ class HubspotFake(FakeServer):
         }
         self.contacts: dict[str, dict[str, str]] = {}
         self.companies: dict[str, dict[str, str]] = {}
+        # (object, unique property, value) → HubSpot id, as HubSpot finds a record by idProperty
+        self._by_unique: dict[tuple[str, str, str], str] = {}
         self.rate_per_10s = rate_per_10s
         self._calls: deque[float] = deque()
+        self.calls: list[tuple[float, int, int]] = []
+        """Every upsert call: arrival (`time.monotonic()`), the status answered, inputs sent."""
+        self.applied: list[tuple[str, str, bool]] = []
+        """Every input saved, in order: the record's id value, its `objectWriteTraceId`, and
+        whether it only cleared `lifecyclestage`."""
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/crm/v3/objects/contacts/batch/upsert", self.upsert)
         app.router.add_post("/crm/v3/objects/companies/batch/upsert", self.upsert_companies)
+        app.router.add_get("/_fake/stats", self.stats)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        body = {
+            "rate_per_10s": self.rate_per_10s,
+            "calls": self.calls,
+            "applied": self.applied,
+            "contacts": len(self.contacts),
+            "companies": len(self.companies),
+        }
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     def contact(self, prop: str, value: str) -> dict[str, str] | None:
-        return self._find(self.contacts, prop, value)
+        return self._find("contacts", prop, value)
 
     def company(self, prop: str, value: str) -> dict[str, str] | None:
-        return self._find(self.companies, prop, value)
+        return self._find("companies", prop, value)
 
-    @staticmethod
-    def _find(records: dict[str, dict[str, str]], prop: str, value: str) -> dict[str, str] | None:
+    def _records(self, kind: str) -> dict[str, dict[str, str]]:
+        return self.contacts if kind == "contacts" else self.companies
+
+    def _find(self, kind: str, prop: str, value: str) -> dict[str, str] | None:
+        records = self._records(kind)
+        rid = self._by_unique.get((kind, prop, value))
+        if rid is not None:
+            return records[rid]
         for properties in records.values():
             if properties.get(prop) == value:
                 return properties
@@ -214,24 +251,28 @@ class HubspotFake(FakeServer):
         return None
 
     def _apply(self, item: dict[str, Any], kind: str = "contacts") -> dict[str, Any]:
-        records = self.contacts if kind == "contacts" else self.companies
+        records = self._records(kind)
         id_property, id_value = item["idProperty"], item["id"]
-        found = next(
-            ((cid, props) for cid, props in records.items() if props.get(id_property) == id_value),
-            None,
-        )
+        found = self._by_unique.get((kind, id_property, id_value))
         new = found is None
         if found is None:
             cid, props = str(100 + len(records)), {id_property: id_value}
             records[cid] = props
+            self._by_unique[kind, id_property, id_value] = cid
         else:
-            cid, props = found
+            cid, props = found, records[found]
         for name, value in item["properties"].items():
             if name == "lifecyclestage" and value:
                 current = props.get("lifecyclestage") or ""
                 if current and LIFECYCLE.index(value) < LIFECYCLE.index(current):
                     continue  # backwards without a clear first: HubSpot ignores it
+            if self._unique(name, kind):
+                self._by_unique.pop((kind, name, props.get(name, "")), None)
+                self._by_unique[kind, name, value] = cid
             props[name] = value
+        self.applied.append(
+            (id_value, str(item.get("objectWriteTraceId", "")), item["properties"] == _CLEAR)
+        )
         return {
             "id": cid,
             "properties": dict(props),
@@ -265,10 +306,16 @@ class HubspotFake(FakeServer):
         return _error(400, "VALIDATION_ERROR", problem) if problem is not None else inputs
 
     async def upsert(self, request: web.Request) -> web.Response:
-        return await self._upsert(request, "contacts")
+        return await self._logged(request, "contacts")
 
     async def upsert_companies(self, request: web.Request) -> web.Response:
-        return await self._upsert(request, "companies")
+        return await self._logged(request, "companies")
+
+    async def _logged(self, request: web.Request, kind: str) -> web.Response:
+        arrived = time.monotonic()
+        response = await self._upsert(request, kind)
+        self.calls.append((arrived, response.status, _input_count(await request.read())))
+        return response
 
     async def _upsert(self, request: web.Request, kind: str) -> web.Response:
         started = _now()

@@ -12,7 +12,7 @@ from crm_fakes.changes import make_account_change, make_change
 from crm_fakes.hubspot import TOKEN, HubspotFake
 
 from schemas.stages import AccountStage, Stage
-from stream.connect.destination import Verdict
+from stream.connect.destination import Verdict, requests_for
 from stream.connect.hubspot import HubspotDestination
 from stream.connect.mapping import parse_mapping
 
@@ -57,7 +57,7 @@ async def test_a_batch_upserts_each_contact_by_email(hubspot_fake: HubspotFake) 
     }
     grace = hubspot_fake.contact("email", "grace@example.com")
     assert grace is not None and grace["lifecyclestage"] == "salesqualifiedlead"
-    assert outcomes[0].exchange is not None and TOKEN not in str(outcomes[0].exchange)
+    assert outcomes[0].exchange is None  # a delivered change keeps no copy of the exchange
 
 
 async def test_a_lead_id_that_is_no_address_is_refused_without_a_call(
@@ -94,6 +94,26 @@ async def test_a_recycled_lead_is_cleared_then_set(hubspot_fake: HubspotFake) ->
     contact = hubspot_fake.contact("email", "cy@example.com")
     assert contact is not None
     assert (contact["lifecyclestage"], contact["hs_lead_status"]) == ("lead", "BAD_TIMING")
+
+
+async def test_the_rate_limit_counts_the_requests_a_batch_really_makes(
+    hubspot_fake: HubspotFake,
+) -> None:
+    destination = _destination(hubspot_fake)
+    forward = [make_change(f"p{n}@example.com", Stage.SQL, Stage.MQL) for n in range(3)]
+    mixed = [
+        make_change("p0@example.com", Stage.RECYCLED, Stage.SQL),
+        make_change("p1@example.com", Stage.OPPORTUNITY, Stage.SQL),
+    ]
+    counted = []
+    for batch in (forward, mixed):
+        counted.append(requests_for(destination, batch))
+        before = len(hubspot_fake.requests)
+        outcomes = await destination.deliver(batch)
+        assert {o.verdict for o in outcomes} == {Verdict.DELIVERED}
+        assert len(hubspot_fake.requests) - before == counted[-1]
+    await destination.aclose()
+    assert counted == [1, 2]  # the backwards move's clear is a request of its own
 
 
 async def test_the_fake_ignores_a_backwards_move_that_was_not_cleared(
@@ -316,6 +336,7 @@ async def test_an_account_moved_back_clears_the_company_lifecycle_stage_first(
     destination = _destination(hubspot_fake)
     forward = make_account_change("acme.example", AccountStage.OPPORTUNITY, AccountStage.MQA)
     back = make_account_change("acme.example", AccountStage.MQA, AccountStage.OPPORTUNITY)
+    assert [requests_for(destination, [c]) for c in (forward, back)] == [1, 2]
     assert [o.verdict for o in await destination.deliver_accounts([forward])] == [Verdict.DELIVERED]
     assert [o.verdict for o in await destination.deliver_accounts([back])] == [Verdict.DELIVERED]
     await destination.aclose()
