@@ -85,22 +85,6 @@ class MergeIn(ContractModel):
     occurred_at: UtcDatetime
 
 
-class AccountMember(ContractModel):
-    """``lead_id``'s contribution to ``account_id`` (``member``; ``None``: the lead left it):
-    keyed by the account id. Earlier releases sent one per change; ``AccountMembers`` carries a
-    batch's changes to one account in one message."""
-
-    type: Literal["account_member"] = "account_member"
-    account_id: Identifier
-    lead_id: Identifier
-    member: dict[str, Any] | None = None
-    """The contribution (``stream.scoring.accounts.Member`` serialised)."""
-    version: Annotated[int, Field(ge=0)]
-    """Grows with every change of the lead (the offset of the lead's record that made it): an
-    account applies a lead's messages once, in order."""
-    occurred_at: UtcDatetime
-
-
 class MemberChange(ContractModel):
     """One lead's contribution to an account changed (``member``; ``None``: the lead left it)."""
 
@@ -111,6 +95,14 @@ class MemberChange(ContractModel):
     """Grows with every change of the lead (the offset of the lead's record that made it): an
     account applies a lead's changes once, in order."""
     occurred_at: UtcDatetime
+
+
+class AccountMember(MemberChange):
+    """One member change of ``account_id``, keyed by the account id: what earlier releases sent
+    per change (``AccountMembers`` carries a batch's changes to one account in one message)."""
+
+    type: Literal["account_member"] = "account_member"
+    account_id: Identifier
 
 
 class AccountMembers(ContractModel):

@@ -210,16 +210,7 @@ class AccountDesk:
                 yield part, account_key(account_id), None if due is None else float(due)
 
 
-def changes_of(message: AccountMembers | AccountMember) -> list[MemberChange]:
-    """The member changes a message carries (an ``account_member`` of an earlier release
-    carries one)."""
-    if isinstance(message, AccountMembers):
-        return message.changes
-    return [
-        MemberChange(
-            lead_id=message.lead_id,
-            member=message.member,
-            version=message.version,
-            occurred_at=message.occurred_at,
-        )
-    ]
+def changes_of(message: AccountMembers | AccountMember) -> Sequence[MemberChange]:
+    """The member changes a message carries (an ``account_member`` of an earlier release is
+    one)."""
+    return message.changes if isinstance(message, AccountMembers) else [message]

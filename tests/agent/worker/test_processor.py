@@ -41,6 +41,7 @@ from schemas.topics import (
 from stream.app import faust_options
 from stream.scoring import LeadState, ModelSet, apply_all, parse_models, score_at
 from stream.scoring.account_history import score_accounts
+from stream.scoring.accounts import Member
 from stream.scoring.state import SEEN_IDS
 from stream.worker import processor as proc
 from stream.worker.identity import IdentityLimits
@@ -608,6 +609,24 @@ async def test_a_batch_sends_one_member_message_per_account_before_the_leads_are
         key, value = harness.pending.pop(0)
         await harness.put(INTERNAL, key, value)
     assert account_scores(harness)["acmecorp.com"].members == 3
+
+
+async def test_an_account_member_message_of_an_earlier_release_is_applied(
+    harness: Harness,
+) -> None:
+    """A worker upgraded mid-stream reads the one-change messages the previous release left on
+    the internal topic."""
+    member = Member(at=T0.timestamp(), fit=12.0, roles=("decision_maker",)).to_dict()
+    old = AccountMember(
+        account_id="acmecorp.com", lead_id="lead-9", member=member, version=5, occurred_at=T0
+    )
+    await harness.put(INTERNAL, "acmecorp.com", codec.encode(old))
+    score = account_scores(harness)["acmecorp.com"]
+    assert (score.members, score.roles, score.strongest_member) == (
+        1,
+        ("decision_maker",),
+        "lead-9",
+    )
 
 
 async def test_the_timer_demotes_a_quiet_account(harness: Harness) -> None:
