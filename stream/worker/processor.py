@@ -729,7 +729,10 @@ class LeadProcessor:
         (``on_lead_events``: one state read, one state write per lead per batch); anything else
         that reads or writes lead state (identify, merge, erasure, ticks, records read past a
         gap) first scores what was gathered, so every lead sees its records in their order.
-        The partitions' positions are saved after every write of the batch. Table writes are
+        Account member changes are gathered per account the same way and applied after the
+        leads (``apply_accounts``); the changes the leads make go out as one message per
+        account (``score_leads``). The partitions' positions are saved after every write of
+        the batch. Table writes are
         made for the event they belong to (``writing_for``): Faust takes a write's partition
         from it.
         """
