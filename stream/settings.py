@@ -101,6 +101,12 @@ class Settings(BaseSettings):
         description="Most data, in MiB, the worker's consumer takes from one partition per fetch "
         "(larger fetches restore a table's changelog faster; a fetch holds at most 50 MiB).",
     )
+    bulk_restore: bool = Field(
+        True,
+        description="Restore the worker's table partitions from their changelogs in bulk "
+        "(large fetches, RocksDB write batches) before Faust's own per-record recovery, which "
+        "then reads only what is left (RELIABILITY.md, Faust guards).",
+    )
     consumer_fetch_wait_ms: int = Field(
         10,
         ge=1,
