@@ -10,9 +10,10 @@ Faust symbols: ``Consumer`` is ``faust.transport.consumer.Consumer``, ``Producer
 ``Topic`` ``faust.topics.Topic``, ``Store`` ``faust.stores.rocksdb.Store``, ``Recovery``
 ``faust.tables.recovery.Recovery``.
 ``tables.writing_for`` is used by an agent that applies its records in batches, ``sending`` by
-one that sends bytes records without ``Topic.send``'s per-record wrapping. Tests are in
-``tests/unit/faust_guards/`` except ``test_sequence`` and ``test_sending``
-(``tests/integration/faust_guards/``, on the real broker).
+one that sends bytes records without ``Topic.send``'s per-record wrapping, ``restore.enable`` by
+an app that restores its tables in bulk. Tests are in ``tests/unit/faust_guards/`` except
+``test_sequence``, ``test_sending`` and ``test_restore`` (``tests/integration/faust_guards/``,
+on the real broker).
 
 ==============================  ===============================  ===============  ==================
 guard                           Faust symbol patched or read     upstream issue   test
@@ -50,6 +51,10 @@ write_order.hold_changelog      Topic.send_soon,                 none filed     
 write_order.hold_flush          producer flush (one app)         none filed       test_write_order
 sequence.SequenceGuard          Consumer._committed_offset,      none filed       test_sequence
                                 ._acked, ._acked_index, ._gap
+restore.guard_bulk_restore      Recovery._build_offsets,         none filed       test_restore,
+(restore.enable)                .tp_to_table,                    (a cost)         test_faust_symbols
+                                .active_highwaters,
+                                Collection._on_changelog_event
 readers                         Consumer._committed_offset,      none filed       test_faust_symbols
                                 Store._dbs, ._dbs_for_actives
 tables.writing_for              faust.streams._current_event     faust-streaming  test_tables

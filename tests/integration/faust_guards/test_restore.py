@@ -24,7 +24,7 @@ from faust.types import TP
 from faust.types.tuples import Message
 
 from stream.faust_guards import readers
-from stream.faust_guards.restore import Target, restore, targets_for
+from stream.faust_guards.restore import Target, enable, restore, targets_for
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +204,67 @@ def test_only_rocksdb_tables_without_a_changelog_callback_are_restored_in_bulk(
     assert targets_for(tps[:1], tables, {tps[0]: 4}, {tps[0]: 10})[tps[0]].start == 5
     assert targets_for(tps[:1], tables, {tps[0]: -1}, {tps[0]: 10})[tps[0]].start == 0
     assert targets_for(tps[:1], tables, {tps[0]: 10}, {tps[0]: 10}) == {}
+
+
+class _EarliestOffsets:
+    """The one call Faust's own ``_build_offsets`` makes of its consumer, answered by the
+    broker."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+    async def earliest_offsets(self, *tps: TP) -> dict[TP, int]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap)
+        await consumer.start()
+        try:
+            found = await consumer.beginning_offsets([TopicPartition(*tp) for tp in tps])
+        finally:
+            await consumer.stop()
+        return {TP(tp.topic, tp.partition): offset for tp, offset in found.items()}
+
+
+async def test_faust_recovery_finds_nothing_left_after_the_bulk_pass(
+    kafka_bootstrap: str, unique: str, tmp_path: Path
+) -> None:
+    """The guard in Faust's recovery: the active offsets Faust builds (and then seeks to) are
+    the high watermarks, so ``need_recovery`` says no record is left to read, and the store
+    holds the changelog's last values. Standby offsets are left to Faust."""
+    topic = f"restore-{unique}-leads-changelog"
+    last = await _fill(kafka_bootstrap, topic)
+    tps = [TP(topic, p) for p in range(PARTITIONS)]
+    consumer = _EarliestOffsets(kafka_bootstrap)
+    recoveries = {}
+    for name, bulk in (("faust", False), ("bulk", True)):
+        app = faust.App(
+            f"{name}-{unique}",
+            broker=f"kafka://{kafka_bootstrap}",
+            store="rocksdb://",
+            datadir=tmp_path / name,
+        )
+        table = app.Table("leads", partitions=PARTITIONS)
+        if bulk:
+            enable(app, kafka_bootstrap, fetch_bytes=4096)
+        recovery = app.tables.recovery
+        for tp in tps:
+            recovery.add_active(table, tp)  # reads the persisted offset, as on a rebalance
+        recovery.active_highwaters.update({tp: last[tp.partition] for tp in tps})
+        standby: Any = dict.fromkeys(tps)
+        await recovery._build_offsets(consumer, set(tps), standby, "standby")
+        assert set(standby.values()) == {-1}  # standby offsets: Faust's own, nothing read
+        assert table.persisted_offset(tps[0]) is None
+        await recovery._build_offsets(consumer, set(tps), recovery.active_offsets, "active")
+        recoveries[name] = recovery, table
+
+    # Faust alone: everything left to read
+    faust_alone, _ = recoveries["faust"]
+    assert set(faust_alone.active_offsets.values()) == {-1}
+    assert faust_alone.need_recovery()
+
+    recovery, table = recoveries["bulk"]
+    assert dict(recovery.active_offsets) == {tp: last[tp.partition] for tp in tps}
+    assert not recovery.need_recovery()
+    assert [table.persisted_offset(tp) for tp in tps] == [last[0], last[1], None]
+    contents = _contents(table)
+    for partition in (0, 1):
+        contents[partition].pop(table.data.offset_key)
+        assert contents[partition] == _expected(partition)
