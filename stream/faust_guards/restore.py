@@ -6,12 +6,13 @@ and an event object per record (``Recovery._slurp_changelogs``, ``Conductor.on_m
 ``Consumer._to_message``, ``App.create_event``), and a worker that lost its stores (an empty
 disk, or the restore after a crash, ``local_stores``) spent about two minutes on 1,000,000 leads
 (``BENCHMARKS.md``), nearly all of it in that per-record path and waiting on fetches. The bulk
-pass reads the same records with a plain aiokafka consumer of its own and hands them, a fetch at
-a time, to the table's own ``apply_changelog_batch`` (``faust.stores.rocksdb.Store``): the same
-key and value bytes in the same per-partition database, a tombstone deletes, the last value of
-a key wins, and the store's persisted offset (the key Faust reads at the next recovery) is set
-to the last record applied. Faust's recovery then starts from that offset and finds nothing, or
-only what was written meanwhile, left to read: it stays the fallback and the source of truth.
+pass reads the same records with a plain aiokafka consumer of its own and writes each fetch of
+a partition in one RocksDB write batch, as the store's ``apply_changelog_batch`` does
+(``faust.stores.rocksdb.Store``): the same key and value bytes in the same per-partition
+database, a tombstone deletes, the last value of a key wins, and the store's persisted offset
+(the key Faust reads at the next recovery) is the last record applied, written in the same
+batch. Faust's recovery then starts from that offset and finds nothing, or only what was
+written meanwhile, left to read: it stays the fallback and the source of truth.
 
 Where it runs: inside Faust's recovery of every assignment, in ``Recovery._build_offsets`` for
 the active partitions (after Faust took their high watermarks, before it seeks to the persisted
@@ -23,11 +24,13 @@ are applied before the next is awaited, and a cancellation only lands on an awai
 contents and persisted offset always agree. It stops after three quarters of Faust's
 ``broker_request_timeout`` (the deadline of the recovery step it runs in) and leaves the rest to
 Faust. Standby partitions keep Faust's path: they are read in the background while the worker
-serves, so they do not delay it. Tables on the memory store (no persisted offset) and tables
-with an ``on_changelog_event`` callback (which Faust calls per record) keep Faust's path too.
+serves, so they do not delay it. Tables on the memory store (no persisted offset), on the
+python-rocksdb driver, or with an ``on_changelog_event`` callback (which Faust calls per record)
+keep Faust's path too.
 
 Faust symbols: ``Recovery._build_offsets``, ``.tp_to_table``, ``.active_highwaters`` (patched
-and read), ``Collection._on_changelog_event`` (read). Upstream issue: none filed.
+and read), ``Store._db_for_partition``, ``.offset_key``, ``.use_rocksdict``,
+``Collection._on_changelog_event`` (read). Upstream issue: none filed.
 ``RELIABILITY.md#faust-guards``.
 """
 
@@ -39,6 +42,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import rocksdict
 from aiokafka import TopicPartition
 
 from stream.faust_guards import readers
@@ -46,13 +50,14 @@ from stream.kafka import clients
 
 __all__ = [
     "OPTION",
-    "Change",
     "RestoreOptions",
     "Target",
+    "bulk_capable",
     "enable",
     "guard_bulk_restore",
     "restore",
     "targets_for",
+    "write",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,24 +90,6 @@ class Target:
     end: int
 
 
-class Change:
-    """A changelog record in the shape ``Store.apply_changelog_batch`` reads of a Faust event
-    (``event.message.tp``, ``.partition``, ``.offset``, ``.key``, ``.value``)."""
-
-    __slots__ = ("key", "offset", "partition", "tp", "value")
-
-    def __init__(self, tp: Any, offset: int, key: bytes | None, value: bytes | None) -> None:
-        self.tp = tp
-        self.partition: int = tp.partition
-        self.offset = offset
-        self.key = key
-        self.value = value
-
-    @property
-    def message(self) -> Change:
-        return self
-
-
 def enable(app: Any, kafka: clients.Kafka, *, fetch_bytes: int) -> None:
     """Have ``app``'s table recovery restore its active partitions in bulk first (installs
     ``guard_bulk_restore``)."""
@@ -132,10 +119,12 @@ def guard_bulk_restore() -> None:
 
 
 def bulk_capable(table: Any) -> bool:
-    """Whether ``table``'s changelog can be applied in bulk: a RocksDB store (it persists its
-    offsets) and no callback Faust would call per changelog record."""
+    """Whether ``table``'s changelog can be applied in bulk: a RocksDB store on rocksdict (it
+    persists its offsets; Leadstream's driver) and no callback Faust would call per changelog
+    record."""
     return (
         readers.open_databases(table.data) is not None
+        and getattr(table.data, "use_rocksdict", False) is True
         and getattr(table, "_on_changelog_event", None) is None
     )
 
@@ -193,7 +182,7 @@ async def restore(
     on_applied: Callable[[Any, int], None] | None = None,
 ) -> dict[Any, int]:
     """Apply the records of each target's changelog partition, ``start`` to ``end``, to its
-    table's store, a fetch at a time, with the table's ``apply_changelog_batch``. Stops at
+    table's store, a fetch at a time (``write``). Stops at
     ``deadline`` (``time.monotonic()``) if given. Returns the last offset applied per partition
     (the store's persisted offset); ``on_applied`` is called with it after each write."""
     if not targets:
@@ -254,8 +243,7 @@ async def restore(
 async def _step(
     consumer: Any, ktp: TopicPartition, tp: Any, target: Target, batch: list[Any]
 ) -> tuple[int | None, bool]:
-    """Apply a fetch's records of ``tp`` up to the target's end with the table's own
-    ``apply_changelog_batch`` (which also persists the last offset). Returns the last offset
+    """Apply a fetch's records of ``tp`` up to the target's end. Returns the last offset
     applied (``None``: none) and whether the partition is done."""
     end = target.end
     if not batch:
@@ -266,7 +254,30 @@ async def _step(
         if target.table.persisted_offset(tp) != end:
             target.table.data.set_persisted_offset(tp, end)
         return end, True
-    changes = [Change(tp, r.offset, r.key, r.value) for r in batch if r.offset <= end]
-    if changes:
-        target.table.apply_changelog_batch(changes)
-    return (changes[-1].offset if changes else None), batch[-1].offset >= end
+    return write(target.table.data, tp.partition, batch, end), batch[-1].offset >= end
+
+
+def write(store: Any, partition: int, records: Iterable[Any], end: int) -> int | None:
+    """Write ``records`` (Kafka records of changelog partition ``partition``, in offset order)
+    up to offset ``end`` to ``store``'s database of that partition in one RocksDB write batch,
+    as ``Store.apply_changelog_batch`` does (the raw key and value bytes; a record without a
+    value deletes its key), with the store's persisted offset (``Store.set_persisted_offset``:
+    the last offset as decimal bytes under ``Store.offset_key``) in the same batch, so the two
+    are written together. Returns the last offset written (``None``: none)."""
+    batch = rocksdict.WriteBatch(raw_mode=True)
+    put, delete = batch.put, batch.delete
+    last = None
+    for record in records:
+        offset = record.offset
+        if offset > end:
+            break
+        value = record.value
+        if value is None:
+            delete(record.key)
+        else:
+            put(record.key, value)
+        last = offset
+    if last is not None:
+        put(store.offset_key, str(last).encode())
+        store._db_for_partition(partition).write(batch)
+    return last

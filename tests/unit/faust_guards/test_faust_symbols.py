@@ -248,10 +248,21 @@ def test_the_recovery_maps_changelog_partitions_to_tables_and_offsets(tmp_path: 
     assert dict(recovery.active_highwaters) == {}
     assert recovery.app.in_transaction is False
     assert table._on_changelog_event is None
-    # the event attributes ``restore.Change`` provides
-    source = ast.unparse(defined(Store, "apply_changelog_batch"))
-    assert "event.message.tp, event.message.offset" in source
-    assert {"msg.value", "msg.key", "msg.partition"} <= {
-        ast.unparse(node) for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Attribute)
-    }
-    assert parameters(Store.set_persisted_offset) == ["self", "tp", "offset"]
+    # ``restore.write`` writes what ``Store.apply_changelog_batch`` and ``set_persisted_offset``
+    # write, in the database ``_db_for_partition`` opens
+    assert table.data.use_rocksdict is True
+    assert table.data.offset_key == b"__faust\0offset__"
+    assert parameters(Store._db_for_partition) == ["self", "partition"]
+    apply = ast.unparse(defined(Store, "apply_changelog_batch"))
+    for step in (
+        "rocksdict.WriteBatch(raw_mode=True)",
+        "batches[msg.partition].delete(msg.key)",
+        "batches[msg.partition].put(msg.key, msg.value)",
+        "self._db_for_partition(partition).write(batch)",
+        "self.set_persisted_offset(tp, offset)",
+    ):
+        assert step in apply, step
+    persist = ast.unparse(defined(Store, "set_persisted_offset"))
+    assert "self._db_for_partition(tp.partition).put(self.offset_key, str(offset).encode())" in (
+        persist
+    )
