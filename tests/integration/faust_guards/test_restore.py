@@ -7,7 +7,8 @@ way Faust's recovery does it (every record as a Faust event, applied by
 the bulk pass, in two steps (up to the middle of each partition, then from the persisted
 offset to the end, as a later recovery would), with small fetches so that every partition
 takes several. The two stores hold the same keys and values in the same per-partition
-databases and the same persisted offsets, and those are the changelog's last values.
+databases and the same persisted offsets, and those are the changelog's last values; what the
+bulk pass wrote is on disk when it returns.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import faust
 import pytest
+import rocksdict
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from faust.types import TP
@@ -172,6 +174,18 @@ async def test_a_bulk_restored_store_equals_one_restored_by_faust(
         assert faust_side == _expected(partition)
     assert _expected(0)[b"lead-5"] == b'{"v":"again"}' and b"lead-3" not in _expected(0)
     assert b"acct-6" not in _expected(1)
+    # on disk: the pass wrote without RocksDB's log and flushed (a read-only copy opened from
+    # the files sees only what was flushed)
+    for partition in (0, 1):
+        on_disk = rocksdict.Rdict(
+            str(bulk.data.partition_path(partition)),
+            options=rocksdict.Options(raw_mode=True),
+            access_type=rocksdict.AccessType.read_only(),
+        )
+        try:
+            assert dict(on_disk.items()) == _contents(bulk)[partition]
+        finally:
+            on_disk.close()
     # Faust's recovery reads every assigned partition's persisted offset (opening its database)
     assert by_faust.persisted_offset(tps[2]) is None and bulk.persisted_offset(tps[2]) is None
     assert _contents(bulk) == _contents(by_faust)
