@@ -31,14 +31,14 @@ odds of converting are `base_odds`:
 
 Interactions: an additive scorecard cannot say "a high page value counts for more in November".
 Pairs of attributes are therefore offered as well, each cut into a few coarse bins (at most
-`pair_bins`) and crossed: one indicator per cell with enough rows. The pairs are chosen one at a time on the
-training rows: each time the pair whose cells explain most of the current model's error (the
-sum over cells of (Σ residual)² / Σ p(1-p), as in the FAST algorithm for GA²M models), the
-model then refitted with it, so that a pair saying again what a chosen pair said (two columns
-that move together, crossed with the same third) ranks low the next time. How many pairs to
-keep is chosen by cross-validation on the training rows (nested: every fold chooses the pairs
-on its own training part). A cell becomes a fit rule with `and`: it gives its points when
-both attributes fall in the cell's bins. Counts are left out (they are engagement rules).
+`pair_bins`) and crossed: one indicator per cell with enough rows. The pairs are chosen one at
+a time on the training rows: each time the pair whose cells explain most of the current model's
+error (the sum over cells of (Σ residual)² / Σ p(1-p), as in the FAST algorithm for GA²M
+models), the model then refitted with it, so that a pair saying again what a chosen pair said
+(two columns that move together, crossed with the same third) ranks low the next time. How many
+pairs to keep is chosen by cross-validation on the training rows (nested: every fold chooses
+the pairs on its own training part). A cell becomes a fit rule with `and`: it gives its points
+when both attributes fall in the cell's bins. Counts are left out (they are engagement rules).
 """
 
 from __future__ import annotations
@@ -104,9 +104,6 @@ class Options:
     scale: float | None = None
     """Scale the points so that the best possible lead scores this many (e.g. 100), instead of
     `pdo` points per doubling of the odds."""
-    heavy: bool = False
-    """Quantile bins: a value holding a bin's share of the rows gets a bin of its own and the
-    other values share the rest of the bins."""
     ordinal: bool = True
     """Code the bins of numbers and counts cumulatively, so that the penalty is on the steps
     between neighbouring bins (a fused penalty) rather than on each bin's weight."""
@@ -228,41 +225,6 @@ def _uncollapse(x: Any, edges: list[float], options: Options) -> tuple[list[floa
     return sorted({*edges, *(float(distinct[i - 1]) for i in heavy)}), note
 
 
-def _merge_small(edges: list[float], x: Any, least: int) -> list[float]:
-    """`edges` without those that leave a bin with fewer than `least` rows (each such bin
-    merged with its smaller neighbour)."""
-    edges = list(edges)
-    while edges:
-        rows = np.bincount(np.searchsorted(edges, x, side="left"), minlength=len(edges) + 1)
-        small = int(np.argmin(rows))
-        if rows[small] >= least:
-            break
-        if small == 0:
-            del edges[0]
-        elif small == len(edges):
-            del edges[-1]
-        else:  # the edge towards the smaller neighbour
-            del edges[small - 1 if rows[small - 1] <= rows[small + 1] else small]
-    return edges
-
-
-def _heavy_quantiles(x: Any, options: Options) -> list[float]:
-    """Quantile edges that give every value holding at least one bin's share of the rows a
-    bin of its own and cut the other rows into equal shares with the bins left (each at least
-    `min_bin_share` of the rows): a page value of 0 for 78% of the sessions takes one bin, not
-    fifteen, and the other 22% get the rest."""
-    distinct, rows = np.unique(x, return_counts=True)
-    heavy = np.flatnonzero(rows >= len(x) / options.max_bins)
-    edges = {float(distinct[i]) for i in heavy}
-    edges |= {float(distinct[i - 1]) for i in heavy if i > 0}
-    rest = x[~np.isin(x, distinct[heavy])]
-    k = min(options.max_bins - len(heavy), int(len(rest) / (options.min_bin_share * len(x))))
-    if k >= 2:
-        edges |= {float(q) for q in np.quantile(rest, np.linspace(0, 1, k + 1)[1:-1])}
-    least = max(20, int(options.min_bin_share * len(x) / 2))
-    return _merge_small(sorted(edges), x, least)
-
-
 def _numeric_bins(values: Any, y: Any, options: Options, *, count: bool) -> tuple[list[float], str]:
     """Cut points (x <= edge goes left) for a numeric column's present values, and a note when
     quantile bins collapsed."""
@@ -275,8 +237,6 @@ def _numeric_bins(values: Any, y: Any, options: Options, *, count: bool) -> tupl
     if options.binning == "quantile":
         qs = np.quantile(x, np.linspace(0, 1, options.max_bins + 1)[1:-1])
         edges, note = _uncollapse(x, sorted({float(q) for q in qs}), options)
-        if options.heavy:
-            edges = _heavy_quantiles(x, options)
     else:
         if len(set(t.tolist())) < 2 or len(x) < 2 * min_leaf:
             return [], note

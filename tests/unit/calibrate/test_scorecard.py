@@ -45,7 +45,8 @@ def _logits_from_bins(card: Scorecard, frame: pd.DataFrame) -> np.ndarray:
 def test_each_bins_weight_is_what_the_regression_gives_its_leads(ordinal: bool) -> None:
     table = prepare(make_leads(), target="bought", roles={"visits": Role.COUNT})
     frame, y = table.frame, table.target
-    card = fit_scorecard(table.features, frame, y, Options(folds=0, interactions=1, ordinal=ordinal))
+    options = Options(folds=0, interactions=1, ordinal=ordinal)
+    card = fit_scorecard(table.features, frame, y, options)
     employees = next(f for f in card.features if f.column.name == "employees")
     assert employees.ordinal is ordinal and employees.has_missing
     assert card.interactions
