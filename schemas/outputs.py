@@ -381,7 +381,7 @@ class ConnectorFailure(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"
     """Transient failures went on for more attempts, or longer, than the connector allows."""
     UNDECODABLE = "undecodable"
-    """The record on the stage-changes topic is not a valid stage change."""
+    """The record on a stage-changes topic is not a valid stage change."""
 
 
 class ConnectorExchange(ContractModel):
@@ -400,8 +400,9 @@ class ConnectorExchange(ContractModel):
 
 
 class ConnectorDeadLetter(ContractModel):
-    """A stage change a connector could not deliver: why, what it sent, what came back, and the
-    original record (`leadstream connect redrive` sends it again)."""
+    """A stage change (or account stage change) a connector could not deliver: why, what it
+    sent, what came back, and the original record (`leadstream connect redrive` sends it
+    again)."""
 
     type: Literal["connector_dead_letter"] = "connector_dead_letter"
     destination: Identifier
@@ -412,6 +413,9 @@ class ConnectorDeadLetter(ContractModel):
     record_event_id: EventId | None = None
     """The `event_id` of the undelivered record (its idempotency key); `None` if undecodable."""
     lead_id: Identifier | None = None
+    """The lead of a stage change; `None` for an account stage change or an undecodable record."""
+    account_id: Identifier | None = None
+    """The account of an account stage change; `None` otherwise."""
     attempts: Annotated[int, Field(ge=0, le=2**31 - 1)]
     """Calls made for the record before giving up."""
     exchange: ConnectorExchange | None = None

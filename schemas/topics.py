@@ -184,7 +184,8 @@ ACCOUNT_STAGE_CHANGES = TopicContract(
     name="leads.account-stage-changes.v1",
     description=(
         "Every account stage change (target, engaged, mqa, opportunity, customer) for CRM "
-        "connectors and account-based marketing tools. Deduplicate by `event_id`."
+        "connectors (`leadstream connect KIND --accounts`) and account-based "
+        "marketing tools. Deduplicate by `event_id`."
     ),
     direction="outbound",
     key="`account_id` (UTF-8): an account's changes stay in order.",
@@ -194,11 +195,12 @@ ACCOUNT_STAGE_CHANGES = TopicContract(
 CONNECTOR_DEAD_LETTERS = TopicContract(
     name="leads.connector-dead-letters.v1",
     description=(
-        "Stage changes a CRM or webhook connector could not deliver: the destination, the reason,"
-        " the last request and response (secrets masked) and the original record."
+        "Stage changes and account stage changes a CRM or webhook connector could not deliver: "
+        "the destination, the reason, the last request and response (secrets masked) and the "
+        "original record."
     ),
     direction="outbound",
-    key="The original record's key, unchanged (the `lead_id`).",
+    key="The original record's key, unchanged (the `lead_id`, or the `account_id`).",
     value=ConnectorDeadLetter,
     value_types=(ConnectorDeadLetter,),
 )

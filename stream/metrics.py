@@ -8,12 +8,18 @@ Domain counters (call them from anywhere in the worker; they never raise and cos
 | ``scoring_latency(seconds)`` | ``leadstream_scoring_latency_seconds`` | processor |
 | ``dead_letter(kind)`` | ``leadstream_dead_letters_total`` | projector |
 | ``stage_change(model, from, to)`` | ``leadstream_stage_changes_total`` | projector |
+| ``account_stage_change(model, from, to)`` | ``..._account_stage_changes_total`` | projector |
+| ``account_member_message(side, kind)`` | ``..._account_member_messages_total`` | accounts |
 | ``tracked_link_event_lost(kind)`` | ``leadstream_tracked_link_events_lost_total`` | collector |
 
 ``scoring_latency`` is the time from an event's ``occurred_at`` to its score being sent.
 
-Dead letters and stage changes are counted where they are read back from their topics (the
-projector), once per record whatever wrote it; writers do not call those two.
+Dead letters, stage changes and account stage changes are counted where they are read back from
+their topics (the projector), once per record whatever wrote it; writers do not call those.
+Account member messages (a lead's contribution to its account) are counted where a lead sends
+them (``side="sent"``) and where its account applies them (``side="applied"``), by kind:
+``update`` (the lead joined, or its contribution changed) or ``leave``. The accounts a worker
+holds are the ``accounts`` table's keys (``leadstream_table_keys{table="accounts"}``).
 
 The sensor (`LeadstreamSensor`, installed by `register`) counts Kafka messages in and out per topic
 and table writes; at scrape time a collector bound to the app reports consumer lag per topic,
@@ -38,6 +44,8 @@ __all__ = [
     "METRIC_NAMES",
     "REGISTRY",
     "AppCollector",
+    "account_member_message",
+    "account_stage_change",
     "dead_letter",
     "evaluation_registry",
     "event_in",
@@ -91,6 +99,19 @@ STAGE_CHANGES = Counter(
     "leadstream_stage_changes",
     "Stage changes read from the stage-changes topic, per model and from/to stage.",
     ["model", "from_stage", "to_stage"],
+    registry=REGISTRY,
+)
+ACCOUNT_STAGE_CHANGES = Counter(
+    "leadstream_account_stage_changes",
+    "Account stage changes read from the account stage-changes topic, per model and from/to stage.",
+    ["model", "from_stage", "to_stage"],
+    registry=REGISTRY,
+)
+ACCOUNT_MEMBER_MESSAGES = Counter(
+    "leadstream_account_member_messages",
+    "Account member messages (a lead's contribution to its account): sent by the lead's "
+    "partition, applied by the account's, per kind (update, leave).",
+    ["side", "kind"],
     registry=REGISTRY,
 )
 RECORDS_REDELIVERED = Counter(
@@ -213,6 +234,8 @@ METRIC_NAMES: Final[frozenset[str]] = frozenset(
             MACHINE_SKIPPED,
             DEAD_LETTERS,
             STAGE_CHANGES,
+            ACCOUNT_STAGE_CHANGES,
+            ACCOUNT_MEMBER_MESSAGES,
             SCORING_LATENCY,
             RECORDS_REDELIVERED,
             RECORDS_RECOVERED,
@@ -263,6 +286,20 @@ def dead_letter(kind: str) -> None:
 def stage_change(model: str, from_stage: str | None, to_stage: str) -> None:
     """Count one stage change (``from_stage`` None: the lead's first stage, shown as ``none``)."""
     STAGE_CHANGES.labels(model=model, from_stage=from_stage or "none", to_stage=to_stage).inc()
+
+
+def account_stage_change(model: str, from_stage: str | None, to_stage: str) -> None:
+    """Count one account stage change (``from_stage`` None: the account's first stage, shown as
+    ``none``)."""
+    ACCOUNT_STAGE_CHANGES.labels(
+        model=model, from_stage=from_stage or "none", to_stage=to_stage
+    ).inc()
+
+
+def account_member_message(side: str, kind: str, count: int = 1) -> None:
+    """Count `count` account member messages: `side` ``sent`` or ``applied``, `kind` ``update``
+    or ``leave``."""
+    ACCOUNT_MEMBER_MESSAGES.labels(side=side, kind=kind).inc(count)
 
 
 def record_redelivered() -> None:

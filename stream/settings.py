@@ -347,6 +347,11 @@ class Settings(BaseSettings):
     )
 
     # Connectors (`leadstream connect KIND`, stream/connect/core.py).
+    connect_accounts: bool = Field(
+        False,
+        description="Connectors deliver account stage changes (leads.account-stage-changes.v1) "
+        "too, as `connect KIND --accounts` does: the webhook, HubSpot and Salesforce kinds.",
+    )
     connect_group_id: str | None = Field(
         None,
         description="Consumer group of a connector; default {app_id}-connect-{kind}, so each kind "

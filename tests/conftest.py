@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from types import ModuleType
@@ -296,3 +296,20 @@ async def _produce_events(settings: Any, events: Any) -> None:
 def produce_events() -> Any:
     """``await produce_events(settings, events)``: contract events onto their own topics."""
     return _produce_events
+
+
+def _crm_fake(module: str, name: str) -> Any:
+    """A fixture serving the local stand-in `crm_fakes.<module>.<name>`, one per test."""
+
+    async def serve() -> AsyncIterator[Any]:
+        fake = getattr(importlib.import_module(f"crm_fakes.{module}"), name)()
+        await fake.serve()
+        yield fake
+        await fake.close()
+
+    return pytest.fixture(serve, name=f"{module}_fake")
+
+
+hubspot_fake = _crm_fake("hubspot", "HubspotFake")
+salesforce_fake = _crm_fake("salesforce", "SalesforceFake")
+mautic_fake = _crm_fake("mautic", "MauticFake")

@@ -142,9 +142,11 @@ async def read_dead_letters(settings: Settings) -> list[ConnectorDeadLetter]:
         await consumer.stop()
 
 
-async def committed(settings: Settings, group: str) -> dict[int, int | None]:
-    """The group's committed offset per partition of the stage-changes topic."""
-    topic = settings.topic(topics.STAGE_CHANGES.name)
+async def committed(
+    settings: Settings, group: str, spec: topics.TopicSpec = topics.STAGE_CHANGES
+) -> dict[int, int | None]:
+    """The group's committed offset per partition of the stage-changes topic (or `spec`)."""
+    topic = settings.topic(spec.name)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False
     )
@@ -158,8 +160,10 @@ async def committed(settings: Settings, group: str) -> dict[int, int | None]:
         await consumer.stop()
 
 
-async def end_offsets(settings: Settings) -> dict[int, int]:
-    topic = settings.topic(topics.STAGE_CHANGES.name)
+async def end_offsets(
+    settings: Settings, spec: topics.TopicSpec = topics.STAGE_CHANGES
+) -> dict[int, int]:
+    topic = settings.topic(spec.name)
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
     await consumer.start()
     try:
@@ -170,9 +174,11 @@ async def end_offsets(settings: Settings) -> dict[int, int]:
         await consumer.stop()
 
 
-async def all_committed(settings: Settings, group: str) -> bool:
-    """Whether `group` committed every record of the stage-changes topic (an empty partition
-    needs no commit)."""
-    ends = await end_offsets(settings)
-    done = await committed(settings, group)
+async def all_committed(
+    settings: Settings, group: str, spec: topics.TopicSpec = topics.STAGE_CHANGES
+) -> bool:
+    """Whether `group` committed every record of the stage-changes topic (or `spec`; an empty
+    partition needs no commit)."""
+    ends = await end_offsets(settings, spec)
+    done = await committed(settings, group, spec)
     return all(done[p] == end for p, end in ends.items() if end > 0)

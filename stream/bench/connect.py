@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,13 +29,26 @@ import orjson
 from schemas import codec
 from schemas.outputs import ScoreSnapshot, StageChanged
 from schemas.stages import Stage
-from stream.connect.core import Connector, DeliveryPolicy
+from stream.connect.core import Connector, DeliveryPolicy, Report
 from stream.connect.webhook import WebhookDestination, make_endpoint
 from stream.kafka import clients, topics
 from stream.kafka.admin import ensure_topics
 from stream.settings import Settings
 
-__all__ = ["ConnectBenchConfig", "produce_changes", "run", "sample_changes", "table"]
+__all__ = [
+    "ConnectBenchConfig",
+    "Delivery",
+    "bench_topics",
+    "cpu_seconds",
+    "deliver_backlog",
+    "free_port",
+    "get_json",
+    "produce_changes",
+    "run",
+    "sample_changes",
+    "serving",
+    "table",
+]
 
 PATH: tuple[Stage, ...] = (
     Stage.SUBSCRIBER,
@@ -51,17 +64,24 @@ BENCH_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 def sample_changes(
-    count: int, leads: int, *, start: datetime | None = None, prefix: str = "lead"
+    count: int,
+    leads: int,
+    *,
+    start: datetime | None = None,
+    prefix: str = "lead",
+    domain: str | None = None,
 ) -> list[StageChanged]:
     """`count` stage changes spread over `leads` leads, each lead walking `PATH` in order, one
-    second apart per lead (so each lead's changes have distinct, increasing times and ids)."""
+    second apart per lead (so each lead's changes have distinct, increasing times and ids).
+    Lead ids are ``{prefix}-{n}``, or the address ``{prefix}-{n}@{domain}`` given a domain."""
     t0 = start or datetime.now(UTC)
+    at = f"@{domain}" if domain else ""
     changes = []
     for n in range(count):
         lead, step = n % leads, n // leads
         changes.append(
             StageChanged.build(
-                lead_id=f"{prefix}-{lead}",
+                lead_id=f"{prefix}-{lead}{at}",
                 model="default",
                 model_version="bench",
                 from_stage=PATH[(step - 1) % len(PATH)] if step else None,
@@ -101,50 +121,108 @@ class ConnectBenchConfig:
         return cls(changes=4_000, leads=2_000)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
 
-async def _wait_up(port: int, proc: asyncio.subprocess.Process) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.returncode is not None:
-            raise RuntimeError("the receiver process exited")
-        try:
-            await asyncio.to_thread(_stats, port)
-            return
-        except OSError:
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the receiver did not start")
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=30) as answer:  # noqa: S310  # a local http URL
+        return orjson.loads(answer.read())
 
 
-def _stats(port: int) -> dict[str, int]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as answer:
-        stats: dict[str, int] = orjson.loads(answer.read())
-        return stats
+@contextlib.asynccontextmanager
+async def serving(
+    argv: Sequence[str], ready_url: str, *, env: Mapping[str, str] | None = None
+) -> AsyncIterator[None]:
+    """Run `argv` (a local server) as a process of its own until the block ends; wait until
+    `ready_url` answers first."""
+    process = await asyncio.create_subprocess_exec(*argv, env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.returncode is not None:
+                raise RuntimeError(f"{argv[2]} exited with status {process.returncode}")
+            try:
+                await asyncio.to_thread(get_json, ready_url)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{argv[2]} did not answer at {ready_url}") from None
+                await asyncio.sleep(0.1)
+        yield
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), 10)
+
+
+@contextlib.asynccontextmanager
+async def bench_topics(base: Settings, name: str) -> AsyncIterator[Settings]:
+    """Settings with a fresh app id and topic prefix, their stage-changes and dead-letter topics
+    created; the topics are deleted when the block ends."""
+    run_id = uuid.uuid4().hex[:8]
+    settings = base.model_copy(
+        update={"app_id": f"bench-{name}-{run_id}", "topic_prefix": f"bench-{name}-{run_id}."}
+    )
+    specs = [topics.STAGE_CHANGES, topics.CONNECTOR_DEAD_LETTERS]
+    await ensure_topics(settings, specs)
+    try:
+        yield settings
+    finally:
+        with contextlib.suppress(Exception):
+            async with clients.admin(settings, request_timeout_ms=15000) as admin:
+                await admin.delete_topics([settings.topic(s.name) for s in specs])
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A connector's run over a backlog, timed from its first delivery to its last settled
+    change (`time.monotonic()`), and the CPU time the process spent meanwhile."""
+
+    report: Report
+    first_delivered: float
+    last_done: float
+    cpu_s: float
+
+    @property
+    def seconds(self) -> float:
+        return self.last_done - self.first_delivered
+
+
+async def deliver_backlog(connector: Connector, count: int) -> Delivery:
+    """Run `connector` until `count` changes are delivered or dead-lettered, then stop it."""
+    task = asyncio.create_task(connector.run())
+    cpu0 = cpu_seconds()
+    first: float | None = None
+    report = connector.report
+    while report.delivered + report.dead_lettered < count:
+        if task.done():
+            await task
+            raise RuntimeError("the connector stopped early")
+        if first is None and report.delivered:
+            first = time.monotonic()
+        await asyncio.sleep(0.01)
+    last = time.monotonic()
+    cpu = cpu_seconds() - cpu0
+    connector.stop()
+    await task
+    return Delivery(report, first or last, last, cpu)
 
 
 async def run(
     config: ConnectBenchConfig, base: Settings, log: Callable[[str], None]
 ) -> dict[str, Any]:
     """Load the backlog, deliver it, return the figures."""
-    settings = base.model_copy(
-        update={
-            "app_id": f"bench-connect-{uuid.uuid4().hex[:8]}",
-            "topic_prefix": f"bench-connect-{uuid.uuid4().hex[:8]}.",
-        }
-    )
-    specs = [topics.STAGE_CHANGES, topics.CONNECTOR_DEAD_LETTERS]
-    await ensure_topics(settings, specs)
-    port = _free_port()
-    receiver = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "stream.bench.receiver", "--port", str(port), "--delay-ms", str(config.delay_ms)),
-    )
-    try:
-        await _wait_up(port, receiver)
+    port = free_port()
+    receiver = [sys.executable, "-m", "stream.bench.receiver", "--port", str(port)]
+    receiver += ["--delay-ms", str(config.delay_ms)]
+    async with (
+        bench_topics(base, "connect") as settings,
+        serving(receiver, f"http://127.0.0.1:{port}/stats"),
+    ):
         log(f"loading {config.changes:,} stage changes over {config.leads:,} leads")
         await produce_changes(settings, sample_changes(config.changes, config.leads))
         destination = WebhookDestination(
@@ -157,24 +235,12 @@ async def run(
             rate_per_s=1e9,
             burst=1_000_000,
         )
-        connector = Connector(settings, destination, policy)
-        task = asyncio.create_task(connector.run())
-        cpu0 = _cpu()
-        first: float | None = None
-        while connector.report.delivered + connector.report.dead_lettered < config.changes:
-            if task.done():
-                await task
-                raise RuntimeError("the connector stopped early")
-            if first is None and connector.report.delivered:
-                first = time.monotonic()
-            await asyncio.sleep(0.01)
-        last = time.monotonic()
-        cpu = _cpu() - cpu0
-        connector.stop()
-        report = await task
-        await destination.aclose()
-        stats = await asyncio.to_thread(_stats, port)
-        seconds = last - (first or last)
+        try:
+            done = await deliver_backlog(Connector(settings, destination, policy), config.changes)
+        finally:
+            await destination.aclose()
+        stats = await asyncio.to_thread(get_json, f"http://127.0.0.1:{port}/stats")
+        report, seconds = done.report, done.seconds
         return {
             "changes": config.changes,
             "leads": config.leads,
@@ -189,24 +255,14 @@ async def run(
             "delivered_per_s": round(report.delivered / seconds, 1) if seconds else None,
             "receiver_requests": stats["requests"],
             "receiver_distinct_ids": stats["distinct"],
-            "connector_cpu_us_per_change": round(1e6 * cpu / max(report.delivered, 1), 1),
+            "connector_cpu_us_per_change": round(1e6 * done.cpu_s / max(report.delivered, 1), 1),
         }
-    finally:
-        receiver.terminate()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(receiver.wait(), 10)
-        await _delete_topics(settings, [settings.topic(s.name) for s in specs])
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
+    """CPU time of this process so far (user and system)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-async def _delete_topics(settings: Settings, names: list[str]) -> None:
-    with contextlib.suppress(Exception):
-        async with clients.admin(settings, request_timeout_ms=15000) as admin:
-            await admin.delete_topics(names)
 
 
 def table(results: dict[str, Any]) -> str:

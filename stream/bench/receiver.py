@@ -3,8 +3,8 @@ it got.
 
 `leadstream bench connect` runs it as its own process (``python -m stream.bench.receiver``) so
 the receiver's work is not the connector's; tests run it in their event loop with a signature
-check and their own answers. It keeps, in arrival order, the ``webhook-id`` and the lead of
-every request it accepted; ``GET /stats`` answers ``{"requests": N, "distinct": N}``.
+check and their own answers. It keeps, in arrival order, the ``webhook-id`` and the lead (or
+account) of every request it accepted; ``GET /stats`` answers ``{"requests": N, "distinct": N}``.
 
     python -m stream.bench.receiver --port 8099 --delay-ms 50
 """
@@ -31,8 +31,11 @@ class Delivery:
     msg_id: str
     kind: str
     lead_id: str
+    """Empty for an account's event."""
     to_stage: str | None
     headers: Mapping[str, str]
+    account_id: str | None = None
+    """The account of an ``account.stage_changed`` event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +109,10 @@ class Receiver:
         delivery = Delivery(
             msg_id=headers["webhook-id"],
             kind=document["type"],
-            lead_id=data["lead_id"],
+            lead_id=data.get("lead_id", ""),
             to_stage=data.get("to_stage"),
             headers=headers,
+            account_id=data.get("account_id"),
         )
         if self.delay_s:
             await asyncio.sleep(self.delay_s)

@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 from stream.cli.common import EXIT_OK, Subparsers, examples
+from stream.errors import ConfigurationError
 
 __all__ = ["add_parser", "run"]
 
@@ -19,6 +21,7 @@ def add_parser(sub: Subparsers) -> None:
             "leadstream bench --quick",
             "leadstream bench --events 200000 --json results.json",
             "leadstream bench connect --quick",
+            "leadstream bench connect --kind hubspot",
         ),
         help="measure throughput, latency, recovery and state size on the real broker",
         description=(
@@ -38,7 +41,31 @@ def add_parser(sub: Subparsers) -> None:
         choices=["pipeline", "connect"],
         default="pipeline",
         help="pipeline (the default: everything above) or connect: stage changes delivered "
-        "per second by a webhook connector to a local receiver answering in --delay-ms",
+        "per second by a connector (--kind) to a local receiver",
+    )
+    bench.add_argument(
+        "--kind",
+        choices=["webhook", "hubspot"],
+        default="webhook",
+        help="connect: webhook (a receiver answering in --delay-ms) or hubspot (HubSpot's "
+        "contract server from the repository's tests/crm_fakes, with its rate limit: the "
+        "share of the limit used, 429s, batch sizes, each change delivered once and in order)",
+    )
+    bench.add_argument(
+        "--recycled",
+        type=int,
+        metavar="PCT",
+        dest="recycled_pct",
+        choices=range(101),
+        help="connect --kind hubspot: percent of the leads moved back to recycled after their "
+        "walk (each such batch clears the contacts' stage first: two requests) (0)",
+    )
+    bench.add_argument(
+        "--rate-per-10s",
+        type=int,
+        metavar="N",
+        help="connect --kind hubspot: requests the contract server accepts per 10 s (100, "
+        "HubSpot's limit for private apps on Free and Starter)",
     )
     bench.add_argument(
         "--quick", action="store_true", help="a small run (20,000 records) for CI and smoke tests"
@@ -53,16 +80,26 @@ def add_parser(sub: Subparsers) -> None:
         "--no-standby", action="store_true", help="skip the recovery runs with a standby replica"
     )
     bench.add_argument(
-        "--changes", type=int, metavar="N", help="connect: stage changes to deliver (20,000)"
+        "--changes",
+        type=int,
+        metavar="N",
+        help="connect: stage changes to deliver (webhook: 20,000; hubspot: 50,000)",
     )
     bench.add_argument(
-        "--leads", type=int, metavar="N", help="connect: leads they belong to (5,000)"
+        "--leads",
+        type=int,
+        metavar="N",
+        help="connect: leads they belong to (webhook: 5,000; hubspot: 10,000)",
     )
     bench.add_argument(
         "--delay-ms", type=float, metavar="MS", help="connect: the receiver's answer time (50)"
     )
     bench.add_argument(
-        "--concurrency", type=int, metavar="N", help="connect: calls in flight at once (32)"
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="connect: calls in flight at once (webhook: 32; hubspot: "
+        "LEADSTREAM_CONNECT_CONCURRENCY)",
     )
     bench.add_argument(
         "--json", default="bench-results.json", metavar="FILE", help="where to write the JSON"
@@ -113,32 +150,46 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_connect(args: argparse.Namespace) -> int:
-    """Measure a webhook connector's delivery rate to a local receiver."""
+    """Measure a connector's delivery to a local receiver (webhook) or contract server."""
     from dataclasses import replace  # noqa: PLC0415
 
     from stream.bench import connect  # noqa: PLC0415
     from stream.settings import Settings  # noqa: PLC0415
 
-    config = connect.ConnectBenchConfig.quick_mode() if args.quick else connect.ConnectBenchConfig()
-    overrides = {
-        name: value
-        for name, value in (
-            ("changes", args.changes),
-            ("leads", args.leads),
-            ("delay_ms", args.delay_ms),
-            ("concurrency", args.concurrency),
-        )
-        if value is not None
+    options = {
+        "changes": args.changes,
+        "leads": args.leads,
+        "concurrency": args.concurrency,
+        "delay_ms": args.delay_ms,
+        "rate_per_10s": args.rate_per_10s,
+        "recycled_pct": args.recycled_pct,
     }
-    config = replace(config, **overrides)
+    if args.kind == "hubspot":
+        from stream.bench import hubspot  # noqa: PLC0415
+
+        config: Any = (
+            hubspot.HubspotBenchConfig.quick_mode() if args.quick else hubspot.HubspotBenchConfig()
+        )
+        measure: Any = hubspot.run
+        if args.delay_ms is not None:
+            raise ConfigurationError("--delay-ms is for --kind webhook")
+    else:
+        config = (
+            connect.ConnectBenchConfig.quick_mode() if args.quick else connect.ConnectBenchConfig()
+        )
+        measure = connect.run
+        if args.rate_per_10s is not None or args.recycled_pct is not None:
+            raise ConfigurationError("--rate-per-10s and --recycled are for --kind hubspot")
+    config = replace(config, **{k: v for k, v in options.items() if v is not None})
 
     def log(line: str) -> None:
-        print(f"bench connect: {line}", file=sys.stderr, flush=True)
+        print(f"bench connect {args.kind}: {line}", file=sys.stderr, flush=True)
 
-    results = asyncio.run(connect.run(config, Settings(), log))
+    results = asyncio.run(measure(config, Settings(), log))
     print(connect.table(results))
     import json  # noqa: PLC0415
 
-    Path(args.json).write_text(json.dumps({"connect": results}, indent=2) + "\n")
+    key = "connect" if args.kind == "webhook" else f"connect_{args.kind}"
+    Path(args.json).write_text(json.dumps({key: results}, indent=2) + "\n")
     print(f"\nresults written to {args.json}", file=sys.stderr)
     return EXIT_OK

@@ -1,9 +1,10 @@
 """`leadstream connect KIND ...`: run a connector; `leadstream connect redrive KIND ...`: re-send
 its dead letters.
 
-A connector reads ``leads.stage-changes.v1`` in its own consumer group and delivers every stage
-change to one external system through the delivery core (`stream.connect.core`), serving its
-metrics on ``LEADSTREAM_CONNECT_METRICS_PORT``. Each kind adds its own options (`KINDS`); the
+A connector reads ``leads.stage-changes.v1`` (and, with ``--accounts``,
+``leads.account-stage-changes.v1``) in its own consumer group and delivers every stage change to
+one external system through the delivery core (`stream.connect.core`), serving its metrics on
+``LEADSTREAM_CONNECT_METRICS_PORT``. Each kind adds its own options (`KINDS`); the
 destination is built only when the command runs.
 """
 
@@ -57,13 +58,20 @@ def _webhook_arguments(parser: argparse.ArgumentParser) -> None:
         "--stage",
         action="append",
         default=[],
-        help="only changes into this stage, e.g. mql (repeatable)",
+        help="only changes into this stage, e.g. mql, or an account stage such as mqa (repeatable)",
+    )
+    parser.add_argument(
+        "--event",
+        action="append",
+        default=[],
+        choices=("lead.stage_changed", "account.stage_changed"),
+        help="only this event type (repeatable; lead.erased goes with lead.stage_changed)",
     )
     parser.add_argument(
         "--endpoints",
         metavar="FILE",
         help="a YAML file of several endpoints, each with url, secret or secret_env, and "
-        "optional models and stages (instead of --url)",
+        "optional models, stages and events (instead of --url)",
     )
 
 
@@ -96,7 +104,9 @@ def add_parser(sub: Subparsers) -> None:
         **examples(
             "leadstream connect webhook --url https://hooks.example.com/leads --stage mql",
             "leadstream connect webhook --endpoints endpoints.yaml",
-            "leadstream connect hubspot --mapping crm-mapping.yaml",
+            "leadstream connect webhook --url https://abm.example.com/in --accounts "
+            "--event account.stage_changed",
+            "leadstream connect hubspot --mapping crm-mapping.yaml --accounts",
             "leadstream connect redrive webhook --all --url https://hooks.example.com/leads",
         ),
         help="deliver stage changes to a CRM, a nurture tool or signed webhooks",
@@ -104,8 +114,9 @@ def add_parser(sub: Subparsers) -> None:
             "Run a connector: it reads leads.stage-changes.v1 in its own consumer group "
             "({app_id}-connect-KIND) and delivers every stage change to one system, at least "
             "once and in order per lead, with retries, a rate limit and dead letters "
-            "(leads.connector-dead-letters.v1). `connect redrive KIND` re-sends the dead "
-            "letters. Tuning: LEADSTREAM_CONNECT_* settings; metrics on "
+            "(leads.connector-dead-letters.v1). With --accounts (not mautic) it delivers "
+            "leads.account-stage-changes.v1 too, in order per account. `connect redrive KIND` "
+            "re-sends the dead letters. Tuning: LEADSTREAM_CONNECT_* settings; metrics on "
             "LEADSTREAM_CONNECT_METRICS_PORT (9466)."
         ),
     )
@@ -118,6 +129,12 @@ def add_parser(sub: Subparsers) -> None:
             description=f"{kind.help[0].upper()}{kind.help[1:]}.",
         )
         kind.add_arguments(parser)
+        parser.add_argument(
+            "--accounts",
+            action="store_true",
+            help="deliver account stage changes too (leads.account-stage-changes.v1; "
+            "default: LEADSTREAM_CONNECT_ACCOUNTS); not for mautic",
+        )
         parser.set_defaults(func=run)
     redrive = kinds.add_parser(
         "redrive",
@@ -175,14 +192,16 @@ def _prepare(args: argparse.Namespace, kind_name: str) -> tuple[Settings, Destin
     return settings, destination
 
 
-def _ensure_topics(settings: Settings) -> None:
-    """Create the stage-changes and connector dead-letter topics when missing (a connector does
-    not care how many partitions existing ones have)."""
+def _ensure_topics(settings: Settings, *, accounts: bool = False) -> None:
+    """Create the stage-changes (and account stage-changes) and connector dead-letter topics when
+    missing (a connector does not care how many partitions existing ones have)."""
     from stream.kafka import topics  # noqa: PLC0415
     from stream.kafka.admin import describe_topics, ensure_topics  # noqa: PLC0415
 
     async def create() -> list[str]:
         specs = [topics.STAGE_CHANGES, topics.CONNECTOR_DEAD_LETTERS]
+        if accounts:
+            specs.append(topics.ACCOUNT_STAGE_CHANGES)
         states = await describe_topics(settings, specs)
         missing = [spec for spec, state in zip(specs, states, strict=True) if not state.exists]
         return await ensure_topics(settings, missing) if missing else []
@@ -205,13 +224,33 @@ async def _run_connector(connector: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run the connector of ``args.kind`` until SIGTERM or SIGINT."""
     from stream.connect import telemetry  # noqa: PLC0415
-    from stream.connect.core import Connector, DeliveryPolicy  # noqa: PLC0415
+    from stream.connect.core import Connector, DeliveryPolicy, StageChangeSource  # noqa: PLC0415
+    from stream.connect.destination import takes_accounts  # noqa: PLC0415
+    from stream.errors import ConfigurationError  # noqa: PLC0415
 
     settings, destination = _prepare(args, args.kind)
+    accounts = bool(args.accounts or settings.connect_accounts)
+    if accounts and not takes_accounts(destination):
+        raise ConfigurationError(
+            f"connect {args.kind} delivers lead stage changes only; account stage changes go "
+            "to the webhook, hubspot and salesforce kinds (drop --accounts, or unset "
+            "LEADSTREAM_CONNECT_ACCOUNTS for this connector)"
+        )
+    idle = getattr(destination, "accounts_only", [])
+    if idle and not accounts:
+        raise ConfigurationError(
+            f"{idle[0]!r} takes account.stage_changed only, which this connector does not read: "
+            "add --accounts (or set LEADSTREAM_CONNECT_ACCOUNTS=true)"
+        )
     if settings.connect_metrics_port:
         telemetry.serve(settings.connect_metrics_port, settings.connect_metrics_host)
-    _ensure_topics(settings)
-    connector = Connector(settings, destination, DeliveryPolicy.from_settings(settings))
+    _ensure_topics(settings, accounts=accounts)
+    connector = Connector(
+        settings,
+        destination,
+        DeliveryPolicy.from_settings(settings),
+        source=StageChangeSource(settings, accounts=accounts),
+    )
     print(
         f"leadstream connect {args.kind}: group {connector.group_id}, metrics on "
         f"{settings.connect_metrics_host}:{settings.connect_metrics_port}",

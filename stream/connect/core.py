@@ -6,10 +6,12 @@
 Guarantees:
 
 - **Its own consumer group** (``{app_id}-connect-{destination}`` unless
-  ``LEADSTREAM_CONNECT_GROUP_ID`` says otherwise) on ``leads.stage-changes.v1``: every connector
-  kind reads the whole topic at its own pace.
-- **At least once, in order per lead.** A lead's records wait in a lane; only the lane's head is
-  ever sent, and the next one only once the head is done. Offsets are committed only for records
+  ``LEADSTREAM_CONNECT_GROUP_ID`` says otherwise) on ``leads.stage-changes.v1`` (and
+  ``leads.account-stage-changes.v1`` when started with accounts): every connector kind reads the
+  whole topic at its own pace.
+- **At least once, in order per lead** (per account for account stage changes). A lead's
+  records wait in a lane; only the lane's head is ever sent, and the next one only once the head
+  is done. Offsets are committed only for records
   that are done (delivered, skipped or dead-lettered): per partition, the lowest offset still in
   flight (`PartitionLedger`). After a crash the records past the commit are sent again; the
   receiver drops duplicates by the idempotency key (the stage change's ``event_id``).
@@ -25,14 +27,16 @@ Guarantees:
   resumed below half. A slow or down receiver costs a flat amount of memory however long it lasts.
 - **A rate limit** per destination (`TokenBucket`: the destination's `rate_per_s` and `burst`,
   or the settings'), counting requests (one per batch, or one per change for destinations that
-  send one request per change).
+  send one request per change, or what the destination says a batch needs). A batch request
+  is taken when its turn has come, so with a backlog every request carries a full batch.
 - **Batches** of up to the destination's `max_batch`, at most one change per lead, with up to
   ``concurrency`` calls in flight at once across leads.
 - A rebalance lets calls already made for the revoked partitions finish (a bounded wait),
   commits what is done and drops the rest, which the partitions' next owner reads again.
 
-`lead_erased` records are passed to destinations with an ``erase`` method and skipped for
-the others. `leadstream connect redrive` runs the same core over the dead letters
+`lead_erased` records are passed to destinations with an ``erase`` method, and account stage
+changes to those with a ``deliver_accounts`` method; each is skipped for the others.
+`leadstream connect redrive` runs the same core over the dead letters
 (`DeadLetterSource`) and stops when it has read them all.
 """
 
@@ -63,6 +67,7 @@ from schemas.outputs import (
 )
 from stream.connect import telemetry
 from stream.connect.destination import (
+    AccountChange,
     Change,
     Destination,
     Erasure,
@@ -70,6 +75,8 @@ from stream.connect.destination import (
     Outcome,
     Verdict,
     requests_for,
+    sends_per_change,
+    takes_accounts,
     takes_erasures,
 )
 from stream.connect.flow import Backoff, PartitionLedger, TokenBucket, retry_delay
@@ -86,15 +93,18 @@ __all__ = [
     "Report",
     "Source",
     "StageChangeSource",
+    "decode_account_stage_change",
     "decode_stage_change",
 ]
 
 log = logging.getLogger(__name__)
 
-Item = Change | Erasure
+Item = Change | Erasure | AccountChange
 
 POLL_MS: Final = 200
-"""Longest wait of one poll: how quickly a full window notices it may resume."""
+"""Longest wait of one poll."""
+PAUSED_POLL_MS: Final = 20
+"""Longest wait of one poll while the window is full: how quickly it notices it may resume."""
 POLL_RECORDS: Final = 500
 
 
@@ -148,13 +158,22 @@ def decode_stage_change(topic: str, partition: int, offset: int, value: bytes | 
     return Change(record, topic, partition, offset, value)
 
 
+def decode_account_stage_change(
+    topic: str, partition: int, offset: int, value: bytes | None
+) -> AccountChange:
+    """The account stage change in a record of the account stage-changes topic; `DecodeError`
+    if none."""
+    record = codec.decode_account_stage_change(value)  # type: ignore[arg-type]  # None raises
+    return AccountChange(record, topic, partition, offset, value)
+
+
 class Source(Protocol):
     """Where the records come from and which of them to deliver."""
 
     topic: str
-    """The full topic name (with the environment prefix)."""
+    """The full topic name (with the environment prefix) of the main topic."""
 
-    def decode(self, partition: int, offset: int, value: bytes | None) -> Item | None:
+    def decode(self, topic: str, partition: int, offset: int, value: bytes | None) -> Item | None:
         """The item to deliver; `None`: nothing to do for this record; `DecodeError`: bad."""
         ...
 
@@ -174,16 +193,21 @@ class Source(Protocol):
 
 class StageChangeSource:
     """``leads.stage-changes.v1`` in the connector's consumer group, from the committed offsets
-    (the earliest record for a new group)."""
+    (the earliest record for a new group); with `accounts`, ``leads.account-stage-changes.v1``
+    too."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, accounts: bool = False) -> None:
         self.topic = settings.topic(topics.STAGE_CHANGES.name)
+        self.account_topic = settings.topic(topics.ACCOUNT_STAGE_CHANGES.name) if accounts else None
 
-    def decode(self, partition: int, offset: int, value: bytes | None) -> Item | None:
-        return decode_stage_change(self.topic, partition, offset, value)
+    def decode(self, topic: str, partition: int, offset: int, value: bytes | None) -> Item | None:
+        if topic == self.account_topic:
+            return decode_account_stage_change(topic, partition, offset, value)
+        return decode_stage_change(topic, partition, offset, value)
 
     async def attach(self, consumer: AIOKafkaConsumer, listener: ConsumerRebalanceListener) -> None:
-        consumer.subscribe([self.topic], listener=listener)
+        names = [self.topic] if self.account_topic is None else [self.topic, self.account_topic]
+        consumer.subscribe(names, listener=listener)
 
     def wants(self, tp: TopicPartition, offset: int) -> bool:
         return True
@@ -210,12 +234,13 @@ class DeadLetterSource:
     ) -> None:
         self.settings = settings
         self.topic = settings.topic(topics.CONNECTOR_DEAD_LETTERS.name)
+        self.account_topic = settings.topic(topics.ACCOUNT_STAGE_CHANGES.name)
         self.destination = destination
         self.since = since
         self.from_start = from_start
         self.end: dict[TopicPartition, int] = {}
 
-    def decode(self, partition: int, offset: int, value: bytes | None) -> Item | None:
+    def decode(self, topic: str, partition: int, offset: int, value: bytes | None) -> Item | None:
         letter = codec.decode_connector_dead_letter(value)  # type: ignore[arg-type]
         if letter.destination != self.destination:
             return None
@@ -223,7 +248,9 @@ class DeadLetterSource:
             return None
         if letter.failure is ConnectorFailure.UNDECODABLE:
             return None  # nothing to send: the record never was a stage change
-        return decode_stage_change(self.topic, partition, offset, letter.original)
+        if letter.source_topic == self.account_topic:
+            return decode_account_stage_change(topic, partition, offset, letter.original)
+        return decode_stage_change(topic, partition, offset, letter.original)
 
     async def attach(self, consumer: AIOKafkaConsumer, listener: ConsumerRebalanceListener) -> None:
         (state,) = await describe_topics(self.settings, [topics.CONNECTOR_DEAD_LETTERS])
@@ -314,11 +341,12 @@ class Connector:
             clock(),
         )
         self._erases = takes_erasures(destination)
+        self._accounts = takes_accounts(destination)
         # a destination sending one request per change sends a batch at once: at most a burst
-        per_change = requests_for(destination, 2) == 2
+        self._per_change = sends_per_change(destination)
         self._batch_limit = (
             min(destination.max_batch, int(self._bucket.burst))
-            if per_change
+            if self._per_change
             else destination.max_batch
         )
         self._dead_letter_topic = settings.topic(topics.CONNECTOR_DEAD_LETTERS.name)
@@ -331,6 +359,7 @@ class Connector:
         self._ready: deque[tuple[TopicPartition, str]] = deque()
         self._queued: set[tuple[TopicPartition, str]] = set()
         self._ready_event = asyncio.Event()
+        self._pacing = asyncio.Lock()
         self._calls_by_tp: Counter[TopicPartition] = Counter()
         self._generation: dict[TopicPartition, int] = {}
         self._in_flight = 0
@@ -404,7 +433,8 @@ class Connector:
             self._pace(consumer)
             room = self.policy.max_in_flight - self._in_flight
             batch = await consumer.getmany(
-                timeout_ms=POLL_MS, max_records=max(1, min(POLL_RECORDS, room))
+                timeout_ms=PAUSED_POLL_MS if self._paused else POLL_MS,
+                max_records=max(1, min(POLL_RECORDS, room)),
             )
             for tp, records in batch.items():
                 for record in records:
@@ -445,14 +475,14 @@ class Connector:
         self._positions[tp] = record.offset + 1
         ledger = self._ledgers.setdefault(tp, PartitionLedger())
         try:
-            item = self.source.decode(tp.partition, record.offset, record.value)
+            item = self.source.decode(tp.topic, tp.partition, record.offset, record.value)
         except DecodeError as exc:
             ledger.read(record.offset)
             pending = _Pending(tp, record.offset, record.key, record.value, _NO_ITEM, 0)
             self._in_flight += 1
             await self._dead_letter(pending, ConnectorFailure.UNDECODABLE, str(exc), None)
             return
-        if item is None or (isinstance(item, Erasure) and not self._erases):
+        if item is None or not self._takes(item):
             ledger.passed(record.offset)
             if item is not None:
                 self._count_skipped()
@@ -462,13 +492,21 @@ class Connector:
         # the record's own bytes: a redriven change's are the dead letter's original
         raw = item.raw if item.raw is not None else record.value
         pending = _Pending(tp, record.offset, record.key, raw, item, self._generation.get(tp, 0))
-        lane_key = (tp, item.lead_id)
+        lane_key = (tp, item.lane)
         lane = self._lanes.get(lane_key)
         if lane is None:
             self._lanes[lane_key] = deque([pending])
             self._queue(lane_key)
         else:
             lane.append(pending)
+
+    def _takes(self, item: Item) -> bool:
+        """Whether the destination takes this kind of record at all."""
+        if isinstance(item, Erasure):
+            return self._erases
+        if isinstance(item, AccountChange):
+            return self._accounts
+        return True
 
     def _queue(self, lane_key: tuple[TopicPartition, str]) -> None:
         """The lane's head may be sent (once: a lane is queued at most once)."""
@@ -481,7 +519,7 @@ class Connector:
         """A retry's wait is over: queue its lane if the record is still this connector's."""
         if pending.done or not self._current(pending):
             return
-        lane_key = (pending.tp, pending.item.lead_id)
+        lane_key = (pending.tp, pending.item.lane)
         lane = self._lanes.get(lane_key)
         if lane and lane[0] is pending:
             self._queue(lane_key)
@@ -491,14 +529,31 @@ class Connector:
     async def _sender(self) -> None:
         while True:
             await self._ready_event.wait()
-            batch = self._take_batch()
-            if not batch:
-                continue
-            cost = requests_for(self.destination, len(batch))
-            wait = self._bucket.reserve(cost, self._clock())
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await self._call(batch)
+            if self._per_change:
+                batch = self._take_batch()
+                if batch:
+                    await self._tokens(requests_for(self.destination, [p.item for p in batch]))
+            else:
+                # A batch request waits for its turn first and then takes every head ready by
+                # then, so a paced connector sends full batches rather than what was ready
+                # when it started to wait. One sender waits for the bucket at a time, so a
+                # batch needing a second request gets the very next turn.
+                async with self._pacing:
+                    await self._tokens(1)
+                    batch = self._take_batch()
+                    if not batch:
+                        self._bucket.refund(1, self._clock())
+                        continue
+                    more = requests_for(self.destination, [p.item for p in batch]) - 1
+                    if more > 0:
+                        await self._tokens(more)
+            if batch:
+                await self._call(batch)
+
+    async def _tokens(self, cost: int) -> None:
+        wait = self._bucket.reserve(cost, self._clock())
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _take_batch(self) -> list[_Pending]:
         """Up to `max_batch` lane heads of one kind (changes or erasures), one per lead (and no
@@ -539,6 +594,10 @@ class Connector:
             if isinstance(batch[0].item, Erasure):
                 erasures = [p.item for p in batch if isinstance(p.item, Erasure)]
                 outcomes = await self.destination.erase(erasures)  # type: ignore[attr-defined]
+            elif isinstance(batch[0].item, AccountChange):
+                accounts = [p.item for p in batch if isinstance(p.item, AccountChange)]
+                deliver_accounts = self.destination.deliver_accounts  # type: ignore[attr-defined]
+                outcomes = await deliver_accounts(accounts)
             else:
                 changes = [p.item for p in batch if isinstance(p.item, Change)]
                 outcomes = await self.destination.deliver(changes)
@@ -594,12 +653,12 @@ class Connector:
         self.report.retried += 1
         telemetry.RETRIED.labels(**self._labels, reason=_retry_reason(outcome)).inc()
         log.info(
-            "connector %s: %s[%d]@%d lead_id=%s retry %d in %.2f s: %s",
+            "connector %s: %s[%d]@%d %s retry %d in %.2f s: %s",
             self.destination.name,
             pending.tp.topic,
             pending.tp.partition,
             pending.offset,
-            pending.item.lead_id,
+            pending.item.subject,
             pending.attempts,
             delay,
             outcome.reason,
@@ -616,7 +675,7 @@ class Connector:
         self._in_flight -= 1
         if pending.item is _NO_ITEM:
             return
-        lane_key = (pending.tp, pending.item.lead_id)
+        lane_key = (pending.tp, pending.item.lane)
         lane = self._lanes.get(lane_key)
         if lane and lane[0] is pending:
             lane.popleft()
@@ -646,6 +705,7 @@ class Connector:
             reason=mask(reason)[:4096],
             record_event_id=item.key if item is not None else None,
             lead_id=item.lead_id if item is not None else None,
+            account_id=item.account_id if item is not None else None,
             attempts=pending.attempts,
             exchange=_exchange(outcome.exchange) if outcome and outcome.exchange else None,
             source_topic=pending.tp.topic,
@@ -669,12 +729,12 @@ class Connector:
         self.report.dead_lettered += 1
         telemetry.DEAD_LETTERED.labels(**self._labels, reason=failure.value).inc()
         log.warning(
-            "connector %s: %s[%d]@%d lead_id=%s dead-lettered (%s): %s",
+            "connector %s: %s[%d]@%d %s dead-lettered (%s): %s",
             self.destination.name,
             pending.tp.topic,
             pending.tp.partition,
             pending.offset,
-            item.lead_id if item is not None else "-",
+            item.subject if item is not None else "-",
             failure.value,
             letter.reason,
         )
@@ -759,6 +819,9 @@ class _NoItem:
     """Stands for the item of a record that did not decode."""
 
     lead_id = "-"
+    account_id = None
+    lane = "-"
+    subject = "-"
     key = "-"
 
 

@@ -8,7 +8,7 @@ masked, for the dead letters. `ClientCredentials` fetches and caches an OAuth 2.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +18,7 @@ import httpx
 import orjson
 
 from stream.connect.destination import (
+    AccountChange,
     Change,
     Exchange,
     Outcome,
@@ -61,16 +62,38 @@ def _text(body: bytes) -> str:
     return body[:MAX_KEPT_BODY].decode("utf-8", errors="replace")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Answer:
-    """A vendor's answer to one request: its status (`None` when none came) and body."""
+    """A vendor's answer to one request: its status (`None` when none came) and body.
 
-    exchange: Exchange
+    Its `exchange` (the request and answer as a dead letter keeps them, secrets and addresses
+    masked) is built when first asked for: masking a batch's bodies costs more CPU than the rest
+    of its delivery, and a delivered batch never needs it."""
+
+    request: httpx.Request
+    request_body: bytes
+    secrets: Sequence[str]
     status: int | None
-    headers: Mapping[str, str]
+    headers: httpx.Headers
     body: bytes
     failure: str = ""
     """Why no answer came (timeout, connection refused)."""
+
+    @functools.cached_property
+    def exchange(self) -> Exchange:
+        secrets = list(self.secrets)
+        answered = self.status is not None
+        return Exchange(
+            method=self.request.method,
+            url=mask(str(self.request.url), secrets),
+            request_headers=_masked_headers(self.request.headers.multi_items(), secrets),
+            request_body=mask(_text(self.request_body), secrets),
+            status=self.status,
+            response_headers=_masked_headers(self.headers.multi_items(), secrets)
+            if answered
+            else {},
+            response_body=mask(_text(self.body), secrets) if answered else "",
+        )
 
     def json(self) -> Any:
         """The body as JSON, or `None` when it is not JSON."""
@@ -89,7 +112,7 @@ class Answer:
         if status is None:
             return Outcome(Verdict.TRANSIENT, reason or self.failure, exchange=self.exchange)
         if 200 <= status < 300:
-            return Outcome.delivered(self.exchange)
+            return Outcome.delivered()
         wait = retry_after(self.headers) if status in (429, 503) else None
         verdict = Verdict.TRANSIENT if transient_status(status) else Verdict.PERMANENT
         return Outcome(
@@ -122,36 +145,26 @@ async def call(
     sent_body = content if content is not None else (request.content or b"")
     if data is not None:
         sent_body = b"(form)"  # a token request: credentials, never kept
-    sent = Exchange(
-        method=method,
-        url=mask(str(request.url), secrets),
-        request_headers=_masked_headers(request.headers.multi_items(), secrets),
-        request_body=mask(_text(sent_body), secrets),
-    )
     try:
         response = await client.send(request)
         body = await response.aread()
     except httpx.TimeoutException as exc:
         failure = f"no answer within the timeout ({type(exc).__name__})"
-        return Answer(sent, None, {}, b"", failure)
+        return Answer(request, sent_body, secrets, None, httpx.Headers(), b"", failure)
     except httpx.TransportError as exc:
         failure = (
             f"cannot reach {request.url.host}: {type(exc).__name__}: {mask(str(exc), secrets)}"
         )
-        return Answer(sent, None, {}, b"", failure)
-    exchange = dataclasses.replace(
-        sent,
-        status=response.status_code,
-        response_headers=_masked_headers(response.headers.multi_items(), secrets),
-        response_body=mask(_text(body), secrets),
-    )
-    return Answer(exchange, response.status_code, response.headers, body)
+        return Answer(request, sent_body, secrets, None, httpx.Headers(), b"", failure)
+    return Answer(request, sent_body, secrets, response.status_code, response.headers, body)
 
 
 _SectionT = TypeVar("_SectionT", bound=MappingSection)
 
 
-def section_for(section: _SectionT, kind: str, change: Change) -> _SectionT | Outcome:
+def section_for(
+    section: _SectionT, kind: str, change: Change | AccountChange
+) -> _SectionT | Outcome:
     """The mapping section that applies to `change`'s model, or why the change is skipped."""
     model = change.record.model
     applied = section.for_model(model)

@@ -11,8 +11,12 @@ offsets or dead-letters on its own.
 
 A destination that also forgets erased leads (`lead_erased` records of the same topic) has an
 `erase` method taking `Erasure`s (`ErasingDestination`); the core skips erasures for the others.
+A destination that also delivers account stage changes (`leads.account-stage-changes.v1`, read
+when the connector is started with accounts) has a `deliver_accounts` method taking
+`AccountChange`s (`AccountDestination`).
 A destination that makes one request per change rather than one per batch says so with
-`requests_per_change = True`, so the rate limit counts requests, not batches.
+`requests_per_change = True`, so the rate limit counts requests, not batches; one whose batch
+sometimes takes more than one request says how many with a `requests(changes)` method.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
-from schemas.outputs import LeadErasedRecord, StageChanged
+from schemas.outputs import AccountStageChanged, LeadErasedRecord, StageChanged
 
 __all__ = [
     "TRANSIENT_4XX",
+    "AccountChange",
+    "AccountDestination",
     "Change",
     "Destination",
     "ErasingDestination",
@@ -37,17 +43,19 @@ __all__ = [
     "Verdict",
     "requests_for",
     "retry_after_seconds",
+    "sends_per_change",
+    "takes_accounts",
     "takes_erasures",
     "transient_status",
 ]
 
 
-R = TypeVar("R", StageChanged, LeadErasedRecord)
+R = TypeVar("R", StageChanged, LeadErasedRecord, AccountStageChanged)
 
 
 @dataclass(frozen=True, slots=True)
 class _Read(Generic[R]):
-    """A record read from the stage-changes topic, with where it was read from."""
+    """A record read from a stage-changes topic, with where it was read from."""
 
     record: R
     topic: str
@@ -63,8 +71,31 @@ class _Read(Generic[R]):
         return str(self.record.event_id)
 
     @property
-    def lead_id(self) -> str:
-        return self.record.lead_id
+    def lead_id(self) -> str | None:
+        """The lead the record is about; `None` for an account's record."""
+        record = self.record
+        return None if isinstance(record, AccountStageChanged) else record.lead_id
+
+    @property
+    def account_id(self) -> str | None:
+        """The account the record is about; `None` for a lead's record."""
+        record = self.record
+        return record.account_id if isinstance(record, AccountStageChanged) else None
+
+    @property
+    def lane(self) -> str:
+        """The key whose records are delivered one after the other, in order: the lead's id
+        (the account's for an account stage change)."""
+        record = self.record
+        return record.account_id if isinstance(record, AccountStageChanged) else record.lead_id
+
+    @property
+    def subject(self) -> str:
+        """`lead_id=...` or `account_id=...`, for log lines."""
+        record = self.record
+        if isinstance(record, AccountStageChanged):
+            return f"account_id={record.account_id}"
+        return f"lead_id={record.lead_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +106,11 @@ class Change(_Read[StageChanged]):
 @dataclass(frozen=True, slots=True)
 class Erasure(_Read[LeadErasedRecord]):
     """One erased lead to forget (a `lead_erased` record), with where it was read from."""
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChange(_Read[AccountStageChanged]):
+    """One account stage change to deliver, with where it was read from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,15 +183,41 @@ class ErasingDestination(Destination, Protocol):
         ...
 
 
+class AccountDestination(Destination, Protocol):
+    """A destination that also delivers account stage changes."""
+
+    async def deliver_accounts(self, changes: Sequence[AccountChange]) -> Sequence[Outcome]:
+        """Send account stage changes (at most `max_batch`, one per account); one outcome
+        each, in order, with the same verdicts as `deliver`."""
+        ...
+
+
 def takes_erasures(destination: Destination) -> bool:
     """Whether `destination` has an `erase` method (else the core skips `lead_erased`)."""
     return callable(getattr(destination, "erase", None))
 
 
-def requests_for(destination: Destination, count: int) -> int:
-    """HTTP requests one call with `count` changes makes: `count` for a destination with
-    `requests_per_change = True`, else 1 (one batch request)."""
-    return count if getattr(destination, "requests_per_change", False) else 1
+def takes_accounts(destination: Destination) -> bool:
+    """Whether `destination` has a `deliver_accounts` method (else the core skips account stage
+    changes)."""
+    return callable(getattr(destination, "deliver_accounts", None))
+
+
+def sends_per_change(destination: Destination) -> bool:
+    """Whether `destination` sends one request per change (`requests_per_change = True`)."""
+    return bool(getattr(destination, "requests_per_change", False))
+
+
+def requests_for(
+    destination: Destination, items: Sequence[Change | Erasure | AccountChange]
+) -> int:
+    """HTTP requests one call with `items` (a batch of one kind) makes: what the destination's
+    `requests(items)` says when it has one (a batch that may take more than one request), one per
+    item for a destination with `requests_per_change = True`, else 1 (one batch request)."""
+    counted = getattr(destination, "requests", None)
+    if callable(counted) and items:
+        return int(counted(items))
+    return len(items) if sends_per_change(destination) else 1
 
 
 TRANSIENT_4XX = frozenset({408, 409, 425, 429})

@@ -75,6 +75,11 @@ class TokenBucket:
         wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
         return max(wait, self._held_until - now, 0.0)
 
+    def refund(self, cost: int, now: float) -> None:
+        """Give back `cost` tokens reserved and not used (never beyond the burst)."""
+        self._refill(now)
+        self._tokens = min(self.burst, self._tokens + cost)
+
     def hold(self, seconds: float, now: float) -> None:
         """No call before ``now + seconds`` (a receiver's ``Retry-After``)."""
         self._held_until = max(self._held_until, now + seconds)

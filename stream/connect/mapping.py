@@ -11,10 +11,17 @@ destination; whatever it leaves out keeps its default:
       models:                       # only these models' stage changes (default: every model)
         b2b: {}
         consumer: {properties: {score: consumer_score}}
+      companies:                    # account stage changes (`connect hubspot --accounts`)
+        id_property: leadstream_account_id   # a unique company property holding the account id
+        lifecyclestage: {mqa: marketingqualifiedlead, engaged: null}
+        properties: {score: leadstream_account_score, stage: leadstream_account_stage}
     salesforce:
       external_id_field: Leadstream_Lead_Id__c
       status: {sql: Working - Contacted}
       fields: {score: Leadstream_Score__c}
+      accounts:                     # account stage changes (`connect salesforce --accounts`)
+        external_id_field: Leadstream_Account_Id__c
+        fields: {score: Leadstream_Account_Score__c, stage: Leadstream_Account_Stage__c}
     mautic:
       match_field: email
       segments: {mql: 3, sql: 4, recycled: 7}
@@ -38,18 +45,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from schemas.stages import (
     HUBSPOT_LIFECYCLESTAGE,
     SALESFORCE_LEAD_STATUS,
+    AccountStage,
     HubspotLifecycleStage,
     Stage,
 )
 from stream.errors import ConfigurationError
 
 __all__ = [
+    "HUBSPOT_COMPANY_LIFECYCLESTAGE",
     "HUBSPOT_LIFECYCLE_ORDER",
+    "AccountFields",
     "ConnectMapping",
+    "HubspotCompanies",
     "HubspotMapping",
     "MappingError",
     "MappingSection",
     "MauticMapping",
+    "SalesforceAccounts",
     "SalesforceMapping",
     "ScoreFields",
     "email_of",
@@ -74,6 +86,15 @@ HUBSPOT_LEAD_STATUS: dict[Stage, str | None] = {
     Stage.OTHER: None,
 }
 """Stage → HubSpot `hs_lead_status` (its default options); `None` leaves the status alone."""
+
+HUBSPOT_COMPANY_LIFECYCLESTAGE: dict[AccountStage, str | None] = {
+    AccountStage.TARGET: None,
+    AccountStage.ENGAGED: None,
+    AccountStage.MQA: "marketingqualifiedlead",
+    AccountStage.OPPORTUNITY: "opportunity",
+    AccountStage.CUSTOMER: "customer",
+}
+"""Account stage → the company's `lifecyclestage`; `None` leaves the property alone."""
 
 PropertyName = str
 _PROPERTY = r"^[A-Za-z][A-Za-z0-9_]{0,99}$"
@@ -113,9 +134,36 @@ class ScoreFields(_Strict):
         return {name: value for name, value in candidates.items() if name is not None}
 
 
-def _stage_map(
-    defaults: Mapping[Stage, Any], given: Mapping[Stage, Any] | None
-) -> dict[Stage, Any]:
+class AccountFields(_Strict):
+    """The destination's field for each value of an account stage change; `null` does not send
+    that value."""
+
+    score: PropertyName | None = Field(None, pattern=_PROPERTY)
+    """The account's score when it changed stage."""
+    stage: PropertyName | None = Field(None, pattern=_PROPERTY)
+    """The account stage (`target`, `engaged`, `mqa`, `opportunity`, `customer`)."""
+    model: PropertyName | None = Field(None, pattern=_PROPERTY)
+    """The scoring model whose engagement rolled up to the account."""
+
+    def values(self, change: Any) -> dict[str, str | float]:
+        """`{field: value}` for an `AccountStageChanged` record, configured fields only."""
+        candidates: dict[str | None, str | float] = {
+            self.score: change.score,
+            self.stage: change.to_stage.value,
+            self.model: change.model,
+        }
+        return {name: value for name, value in candidates.items() if name is not None}
+
+
+def _merge_field_defaults(model: type[BaseModel], data: Any, key: str) -> Any:
+    """`data` with its `key` field map merged over the default names (`null` drops one)."""
+    if isinstance(data, dict) and isinstance(data.get(key), dict):
+        default = model.model_fields[key].default.model_dump()
+        data = {**data, key: {**default, **data[key]}}
+    return data
+
+
+def _stage_map(defaults: Mapping[Any, Any], given: Mapping[Any, Any] | None) -> dict[Any, Any]:
     return {**defaults, **(given or {})}
 
 
@@ -180,6 +228,30 @@ class MappingSection(_Strict):
         return self._merged(overrides) if overrides else self
 
 
+class HubspotCompanies(_Strict):
+    """Account stage changes as HubSpot companies."""
+
+    id_property: PropertyName = Field("leadstream_account_id", pattern=_PROPERTY)
+    """A company property with unique values holding the account id: the key of the upsert
+    (HubSpot's `domain` is not unique, so it cannot be one)."""
+    set_domain: bool = True
+    """Also set the company's `domain` when the account id is a domain (a new company then
+    carries it, as HubSpot recommends)."""
+    lifecyclestage: dict[AccountStage, str | None] | None = None
+    """Account stage → company `lifecyclestage` internal value; `null` leaves it alone."""
+    properties: AccountFields = AccountFields(
+        score="leadstream_account_score", stage="leadstream_account_stage"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_default_properties(cls, data: Any) -> Any:
+        return _merge_field_defaults(cls, data, "properties")
+
+    def lifecycle(self, stage: AccountStage) -> str | None:
+        return _stage_map(HUBSPOT_COMPANY_LIFECYCLESTAGE, self.lifecyclestage).get(stage)
+
+
 class HubspotMapping(MappingSection):
     id_property: PropertyName = Field("email", pattern=_PROPERTY)
     """`email` finds contacts by address (the lead id must be one); any other name is a unique
@@ -192,6 +264,8 @@ class HubspotMapping(MappingSection):
     properties: ScoreFields = ScoreFields(
         score="leadstream_score", grade="leadstream_grade", stage="leadstream_stage"
     )
+    companies: HubspotCompanies = HubspotCompanies()
+    """How account stage changes update companies."""
 
     def lifecycle(self, stage: Stage) -> str | None:
         return _stage_map(HUBSPOT_LIFECYCLESTAGE, self.lifecyclestage).get(stage)
@@ -207,6 +281,21 @@ class HubspotMapping(MappingSection):
         return order.index(after) < order.index(before)
 
 
+class SalesforceAccounts(_Strict):
+    """Account stage changes as Salesforce Accounts."""
+
+    external_id_field: PropertyName = Field("Leadstream_Account_Id__c", pattern=_PROPERTY)
+    """An External ID field of Account holding the account id: the key of the upsert."""
+    fields: AccountFields = AccountFields(
+        score="Leadstream_Account_Score__c", stage="Leadstream_Account_Stage__c"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_default_fields(cls, data: Any) -> Any:
+        return _merge_field_defaults(cls, data, "fields")
+
+
 class SalesforceMapping(MappingSection):
     external_id_field: PropertyName = Field("Leadstream_Lead_Id__c", pattern=_PROPERTY)
     """An External ID field of Lead holding the lead id: the key of the upsert."""
@@ -215,6 +304,8 @@ class SalesforceMapping(MappingSection):
     fields: ScoreFields = ScoreFields(
         score="Leadstream_Score__c", grade="Leadstream_Grade__c", stage="Leadstream_Stage__c"
     )
+    accounts: SalesforceAccounts = SalesforceAccounts()
+    """How account stage changes update Accounts."""
 
     def lead_status(self, stage: Stage) -> str | None:
         return _stage_map(SALESFORCE_LEAD_STATUS, self.status).get(stage)
@@ -288,15 +379,20 @@ def _suggestion(path: tuple[str, ...], error_type: str) -> str:
     wrong = path[-1]
     parent = [part for part in path[:-1] if not part.isdigit()]
     choices: list[str] = []
+    companies = "companies" in parent or "accounts" in parent
     if error_type == "extra_forbidden":
         if not parent:
             choices = list(_SECTIONS)
+        elif parent[-1] == "companies":
+            choices = _choices(HubspotCompanies)
+        elif parent[-1] == "accounts":
+            choices = _choices(SalesforceAccounts)
         elif len(parent) == 1 or (len(parent) == 3 and parent[1] == "models"):
             choices = _choices(_SECTIONS.get(parent[0]))
         elif parent[-1] in _FIELD_MAPS:
-            choices = list(ScoreFields.model_fields)
+            choices = list((AccountFields if companies else ScoreFields).model_fields)
     elif error_type == "enum" or (parent and parent[-1] in _STAGE_MAPS):
-        choices = [stage.value for stage in Stage]
+        choices = [stage.value for stage in (AccountStage if companies else Stage)]
     if wrong in choices:
         return ""  # the key is right, its value is not
     close = difflib.get_close_matches(wrong, choices, n=1, cutoff=0.6)

@@ -260,9 +260,9 @@ class MauticDestination:
                     ids=ids,
                     outcomes=outcomes,
                 )
-        for index, (_, answer) in ids.items():
+        for index in ids:
             if outcomes[index] is None:
-                outcomes[index] = Outcome.delivered(answer.exchange)
+                outcomes[index] = Outcome.delivered()
 
     @staticmethod
     def _segment_outcomes(

@@ -7,6 +7,12 @@ One sObject Collections upsert per batch of at most 200 changes,
 Salesforce answers one save result per record, in order, so a refused record fails alone. Each
 record sets the External ID field to the lead id, the mapped `Status` and the score fields.
 
+**Accounts.** With `connect salesforce --accounts`, each account stage change upserts the
+account's Account record the same way (`.../composite/sobjects/Account/<ExternalIdField>`, by
+default `Leadstream_Account_Id__c` holding the account id), setting the account score and stage
+fields. Salesforce requires `Name` to create an Account, so an account id no Account holds yet
+is refused (`REQUIRED_FIELD_MISSING`) and dead-lettered: put the account ids on your Accounts.
+
 **Sign-in.** The OAuth 2.0 client credentials flow of a connected app (consumer key and secret,
 against your My Domain's `/services/oauth2/token`), or the JWT bearer flow (consumer key, a user
 and the private key whose certificate the app holds)
@@ -49,7 +55,7 @@ from stream.connect.crm_api import (
     complete,
     section_for,
 )
-from stream.connect.destination import Change, Outcome, Verdict
+from stream.connect.destination import AccountChange, Change, Outcome, Verdict
 from stream.connect.mapping import SalesforceMapping, mapping_from
 from stream.errors import ConfigurationError
 from stream.settings import Settings
@@ -153,13 +159,19 @@ class SalesforceDestination:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    def _record(self, change: Change) -> tuple[str, dict[str, Any]] | Outcome:
+    def _record(self, change: Change | AccountChange) -> tuple[str, dict[str, Any]] | Outcome:
         """(external id field, record) of `change`, or why it is not sent."""
-        record = change.record
         section = section_for(self._mapping, "salesforce", change)
         if isinstance(section, Outcome):
             return section
-        fields: dict[str, Any] = {"attributes": {"type": "Lead"}}
+        if isinstance(change, AccountChange):
+            accounts = section.accounts
+            fields: dict[str, Any] = {"attributes": {"type": "Account"}}
+            fields[accounts.external_id_field] = change.record.account_id
+            fields.update(accounts.fields.values(change.record))
+            return accounts.external_id_field, fields
+        record = change.record
+        fields = {"attributes": {"type": "Lead"}}
         fields[section.external_id_field] = record.lead_id
         status = section.lead_status(record.to_stage)
         if status is not None:
@@ -168,6 +180,14 @@ class SalesforceDestination:
         return section.external_id_field, fields
 
     async def deliver(self, changes: Sequence[Change]) -> Sequence[Outcome]:
+        return await self._deliver(changes, "Lead")
+
+    async def deliver_accounts(self, changes: Sequence[AccountChange]) -> Sequence[Outcome]:
+        return await self._deliver(changes, "Account")
+
+    async def _deliver(
+        self, changes: Sequence[Change | AccountChange], sobject: str
+    ) -> Sequence[Outcome]:
         if len(changes) > MAX_BATCH:
             raise ValueError(f"Salesforce takes at most {MAX_BATCH} records per call")
         outcomes: list[Outcome | None] = [None] * len(changes)
@@ -180,49 +200,53 @@ class SalesforceDestination:
             else:
                 groups.setdefault(made[0], {})[index] = made[1]
         for field, records in groups.items():
-            for index, outcome in (await self._upsert(field, records)).items():
+            for index, outcome in (await self._upsert(sobject, field, records)).items():
                 outcomes[index] = outcome
         return complete(outcomes)
 
-    async def _send(self, token: Token, field: str, records: list[dict[str, Any]]) -> Answer:
+    async def _send(
+        self, token: Token, sobject: str, field: str, records: list[dict[str, Any]]
+    ) -> Answer:
         base = (token.instance_url or self._login_url).rstrip("/")
         return await call(
             self._client,
             "PATCH",
-            f"{base}/services/data/{self._version}/composite/sobjects/Lead/{field}",
+            f"{base}/services/data/{self._version}/composite/sobjects/{sobject}/{field}",
             json={"allOrNone": False, "records": records},
             headers={"Authorization": f"Bearer {token.access_token}"},
             secrets=self._secrets,
         )
 
-    async def _upsert(self, field: str, records: dict[int, dict[str, Any]]) -> dict[int, Outcome]:
+    async def _upsert(
+        self, sobject: str, field: str, records: dict[int, dict[str, Any]]
+    ) -> dict[int, Outcome]:
         try:
             token = await self._credentials.token()
-            answer = await self._send(token, field, list(records.values()))
+            answer = await self._send(token, sobject, field, list(records.values()))
             if answer.status == 401:  # expired or revoked session: one new token, one more try
                 self._credentials.refused(token)
                 token = await self._credentials.token()
-                answer = await self._send(token, field, list(records.values()))
+                answer = await self._send(token, sobject, field, list(records.values()))
         except TokenError as exc:
             return dict.fromkeys(records, exc.outcome)
         body = answer.json()
         if answer.status == 200 and isinstance(body, list) and len(body) == len(records):
             return {
-                index: self._result(result, answer)
+                index: self._result(result, answer, sobject)
                 for index, result in zip(records, body, strict=True)
             }
         return dict.fromkeys(records, self._refusal(answer, body))
 
     @staticmethod
-    def _result(result: Any, answer: Answer) -> Outcome:
+    def _result(result: Any, answer: Answer, sobject: str = "Lead") -> Outcome:
         if isinstance(result, dict) and result.get("success") is True:
-            return Outcome.delivered(answer.exchange)
+            return Outcome.delivered()
         errors = result.get("errors") if isinstance(result, dict) else None
         codes = {e.get("statusCode") for e in errors or [] if isinstance(e, dict)}
         verdict = Verdict.TRANSIENT if codes & _TRANSIENT_CODES else Verdict.PERMANENT
         return Outcome(
             verdict,
-            f"Salesforce refused the Lead: {_errors_text(errors) or 'no reason given'}",
+            f"Salesforce refused the {sobject}: {_errors_text(errors) or 'no reason given'}",
             exchange=answer.exchange,
         )
 

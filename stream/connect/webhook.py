@@ -9,13 +9,17 @@ spec: https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/stan
 - the secret is ``whsec_`` followed by the base64 of the key (24 to 64 bytes);
 - the body is ``{"type": "lead.stage_changed", "timestamp": <occurred_at>, "data": <the stage
   change as on leads.stage-changes.v1>}`` (``lead.erased`` with the erasure record for an erased
-  lead, sent to every endpoint whose model filter matches).
+  lead, sent to every endpoint that takes lead stage changes and whose model filter matches;
+  ``account.stage_changed`` with the account stage change as on
+  leads.account-stage-changes.v1, when the connector reads account stages), the ``webhook-id``
+  being the record's ``event_id``.
 
-Each endpoint has its own secret and optional filters: models and target stages (``to_stage``).
-A change no endpoint wants is skipped. Answers: 2xx delivered; 5xx and `TRANSIENT_4XX`, a timeout or
-a connection error transient (``Retry-After`` honoured); any other status permanent (a redirect
-is not followed). With several endpoints, a change is delivered once every endpoint that wants it
-took it; a retry goes only to the endpoints that have not.
+Each endpoint has its own secret and optional filters: event types, models and target stages
+(``to_stage``, lead or account stages). A change no endpoint wants is skipped. Answers: 2xx
+delivered; 5xx and `TRANSIENT_4XX`, a timeout or a connection error transient (``Retry-After``
+honoured); any other status permanent (a redirect is not followed). With several endpoints, a
+change is delivered once every endpoint that wants it took it; a retry goes only to the
+endpoints that have not.
 """
 
 from __future__ import annotations
@@ -39,11 +43,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from schemas import codec
-from schemas.outputs import LeadErasedRecord, StageChanged
-from schemas.stages import Stage
+from schemas.outputs import AccountStageChanged, LeadErasedRecord, StageChanged
+from schemas.stages import AccountStage, Stage
 from stream import __version__
 from stream.connect import http
 from stream.connect.destination import (
+    AccountChange,
     Change,
     Erasure,
     Exchange,
@@ -57,8 +62,11 @@ from stream.logmask import mask
 from stream.settings import Settings
 
 __all__ = [
+    "ACCOUNT_STAGE_CHANGED",
     "DEFAULT_BURST",
     "DEFAULT_RATE_PER_S",
+    "EVENT_TYPES",
+    "LEAD_STAGE_CHANGED",
     "Endpoint",
     "WebhookDestination",
     "from_options",
@@ -79,6 +87,16 @@ MAX_BATCH: Final = 100
 _BODY_CHARS: Final = 4096
 _PARTIAL_MEMORY: Final = 10_000
 _DELIVERED: Final = Outcome.delivered()
+
+LEAD_STAGE_CHANGED: Final = "lead.stage_changed"
+ACCOUNT_STAGE_CHANGED: Final = "account.stage_changed"
+LEAD_ERASED: Final = "lead.erased"
+EVENT_TYPES: Final = (LEAD_STAGE_CHANGED, ACCOUNT_STAGE_CHANGED)
+"""The event types an endpoint can ask for (``lead.erased`` goes with ``lead.stage_changed``)."""
+STAGE_NAMES: Final = frozenset(stage.value for stage in Stage) | frozenset(
+    stage.value for stage in AccountStage
+)
+"""What a stage filter can name: lead stages and account stages."""
 
 
 def parse_secret(text: str) -> bytes:
@@ -110,24 +128,35 @@ def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One receiver: where, its key, and which changes it wants (empty: all)."""
+    """One receiver: where, its key, and which changes it wants (each filter empty: all)."""
 
     url: str
     key: bytes
     models: frozenset[str] = frozenset()
     stages: frozenset[str] = frozenset()
+    """Lead or account stages: a change into one of them is sent."""
+    events: frozenset[str] = frozenset()
+    """`EVENT_TYPES` this endpoint takes."""
+
+    def wants_event(self, kind: str) -> bool:
+        if kind == LEAD_ERASED:  # an erasure follows the lead's stage changes
+            kind = LEAD_STAGE_CHANGED
+        return not self.events or kind in self.events
 
     def wants_model(self, model: str) -> bool:
         return not self.models or model in self.models
 
-    def wants(self, change: Change) -> bool:
-        return self.wants_model(change.record.model) and (
-            not self.stages or change.record.to_stage.value in self.stages
+    def wants(self, change: Change | AccountChange) -> bool:
+        kind = ACCOUNT_STAGE_CHANGED if isinstance(change, AccountChange) else LEAD_STAGE_CHANGED
+        return (
+            self.wants_event(kind)
+            and self.wants_model(change.record.model)
+            and (not self.stages or change.record.to_stage.value in self.stages)
         )
 
     def __repr__(self) -> str:  # the key never appears in logs
-        models, stages = sorted(self.models), sorted(self.stages)
-        return f"Endpoint({mask(self.url)!r}, models={models}, stages={stages})"
+        models, stages, events = sorted(self.models), sorted(self.stages), sorted(self.events)
+        return f"Endpoint({mask(self.url)!r}, models={models}, stages={stages}, events={events})"
 
 
 # ----------------------------------------------------------------------------- endpoints file
@@ -142,7 +171,8 @@ class _EndpointEntry(BaseModel):
     secret: str | None = None
     secret_env: str | None = None
     models: list[str] = Field(default_factory=list)
-    stages: list[Stage] = Field(default_factory=list)
+    stages: list[str] = Field(default_factory=list)
+    events: list[str] = Field(default_factory=list)
 
 
 class _EndpointsFile(BaseModel):
@@ -152,18 +182,30 @@ class _EndpointsFile(BaseModel):
 
 
 def make_endpoint(
-    url: str, secret: str, models: Sequence[str] = (), stages: Sequence[str] = ()
+    url: str,
+    secret: str,
+    models: Sequence[str] = (),
+    stages: Sequence[str] = (),
+    events: Sequence[str] = (),
 ) -> Endpoint:
     """An endpoint from command-line values, checked."""
     if not url.startswith(("http://", "https://")):
         raise ConfigurationError(f"webhook URL {mask(url)!r} is not http:// or https://")
-    known = {stage.value for stage in Stage}
-    unknown = sorted(set(stages) - known)
+    unknown = sorted(set(stages) - STAGE_NAMES)
     if unknown:
         raise ConfigurationError(
-            f"unknown stage(s) {', '.join(unknown)}; stages are {', '.join(sorted(known))}"
+            f"unknown stage(s) {', '.join(unknown)}; stages are "
+            f"{', '.join(s.value for s in Stage)} (leads) and "
+            f"{', '.join(s.value for s in AccountStage)} (accounts)"
         )
-    return Endpoint(url, parse_secret(secret), frozenset(models), frozenset(stages))
+    unknown = sorted(set(events) - set(EVENT_TYPES))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown event type(s) {', '.join(unknown)}; event types are {', '.join(EVENT_TYPES)}"
+        )
+    return Endpoint(
+        url, parse_secret(secret), frozenset(models), frozenset(stages), frozenset(events)
+    )
 
 
 def load_endpoints(path: Path, environ: dict[str, str] | None = None) -> list[Endpoint]:
@@ -198,7 +240,7 @@ def load_endpoints(path: Path, environ: dict[str, str] | None = None) -> list[En
         assert secret is not None
         try:
             endpoints.append(
-                make_endpoint(entry.url, secret, entry.models, [s.value for s in entry.stages])
+                make_endpoint(entry.url, secret, entry.models, entry.stages, entry.events)
             )
         except ConfigurationError as exc:
             raise ConfigurationError(f"{where}: {exc}") from None
@@ -209,8 +251,10 @@ def from_options(args: argparse.Namespace, settings: Settings) -> WebhookDestina
     """The destination of `leadstream connect webhook`: ``--endpoints FILE``, or ``--url`` with
     ``--secret`` (else ``LEADSTREAM_CONNECT_WEBHOOK_SECRET``) and the filters."""
     if args.endpoints is not None:
-        if args.url is not None or args.model or args.stage:
-            raise ConfigurationError("give either --endpoints or --url (with --model, --stage)")
+        if args.url is not None or args.model or args.stage or args.event:
+            raise ConfigurationError(
+                "give either --endpoints or --url (with --model, --stage, --event)"
+            )
         endpoints = load_endpoints(Path(args.endpoints))
     else:
         if args.url is None:
@@ -222,7 +266,7 @@ def from_options(args: argparse.Namespace, settings: Settings) -> WebhookDestina
         )
         if not secret:
             raise ConfigurationError("give --secret or set LEADSTREAM_CONNECT_WEBHOOK_SECRET")
-        endpoints = [make_endpoint(args.url, secret, args.model, args.stage)]
+        endpoints = [make_endpoint(args.url, secret, args.model, args.stage, args.event)]
     return WebhookDestination(
         endpoints,
         timeout_s=settings.connect_timeout_s,
@@ -269,13 +313,24 @@ class WebhookDestination:
         # Endpoints that took a change whose other endpoints have not: skipped on its retry.
         self._took: OrderedDict[str, set[int]] = OrderedDict()
 
+    @property
+    def accounts_only(self) -> list[Endpoint]:
+        """The endpoints that take account stage changes only (nothing without accounts)."""
+        return [e for e in self.endpoints if e.events and LEAD_STAGE_CHANGED not in e.events]
+
     async def deliver(self, changes: Sequence[Change]) -> Sequence[Outcome]:
+        return await self._deliver_all(changes, LEAD_STAGE_CHANGED)
+
+    async def deliver_accounts(self, changes: Sequence[AccountChange]) -> Sequence[Outcome]:
+        return await self._deliver_all(changes, ACCOUNT_STAGE_CHANGED)
+
+    async def _deliver_all(
+        self, changes: Sequence[Change | AccountChange], kind: str
+    ) -> Sequence[Outcome]:
         return await asyncio.gather(
             *(
                 self._send_all(
-                    change,
-                    "lead.stage_changed",
-                    [i for i, e in enumerate(self.endpoints) if e.wants(change)],
+                    change, kind, [i for i, e in enumerate(self.endpoints) if e.wants(change)]
                 )
                 for change in changes
             )
@@ -286,11 +341,11 @@ class WebhookDestination:
             *(
                 self._send_all(
                     erasure,
-                    "lead.erased",
+                    LEAD_ERASED,
                     [
                         i
                         for i, e in enumerate(self.endpoints)
-                        if e.wants_model(erasure.record.model)
+                        if e.wants_event(LEAD_ERASED) and e.wants_model(erasure.record.model)
                     ],
                 )
                 for erasure in erasures
@@ -300,7 +355,9 @@ class WebhookDestination:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _send_all(self, item: Change | Erasure, kind: str, wanted: list[int]) -> Outcome:
+    async def _send_all(
+        self, item: Change | Erasure | AccountChange, kind: str, wanted: list[int]
+    ) -> Outcome:
         if not wanted:
             return Outcome(Verdict.SKIPPED, reason="no endpoint wants it")
         msg_id = item.key
@@ -388,7 +445,11 @@ class WebhookDestination:
         )
 
 
-def payload(kind: str, record: StageChanged | LeadErasedRecord, raw: bytes | None = None) -> bytes:
+def payload(
+    kind: str,
+    record: StageChanged | LeadErasedRecord | AccountStageChanged,
+    raw: bytes | None = None,
+) -> bytes:
     """The request body: ``{"type", "timestamp", "data"}`` as Standard Webhooks recommends, the
     timestamp being when the change occurred (the same body on every retry) and the data the
     record as on the topic (`raw`, its bytes there, when given)."""

@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 
 from schemas import codec
 from schemas.errors import DecodeError
-from schemas.outputs import DeadLetter, StageChanged
+from schemas.outputs import AccountStageChanged, DeadLetter, StageChanged
 from stream import metrics
 from stream.errors import InfrastructureError
 from stream.kafka import clients, topics
@@ -216,6 +216,10 @@ def count(write: Write | None) -> None:
     """The domain metrics a projected record stands for."""
     if isinstance(write, StageChanged):
         metrics.stage_change(
+            write.model, write.from_stage.value if write.from_stage else None, write.to_stage.value
+        )
+    elif isinstance(write, AccountStageChanged):
+        metrics.account_stage_change(
             write.model, write.from_stage.value if write.from_stage else None, write.to_stage.value
         )
     elif isinstance(write, DeadLetter):

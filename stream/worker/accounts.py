@@ -29,6 +29,7 @@ from schemas import codec
 from schemas.common import ContractModel
 from schemas.internal import AccountMember, Tick
 from schemas.outputs import AccountScoreUpdated, AccountStageChanged
+from stream import metrics
 from stream.kafka import topics
 from stream.settings import Settings
 from stream.worker.port import AccountEngine
@@ -46,6 +47,11 @@ def account_key(account_id: str) -> str:
 
 def _digest(member: dict[str, Any]) -> str:
     return hashlib.blake2b(codec.dumps(member), digest_size=8).hexdigest()
+
+
+def _kind(message: AccountMember) -> str:
+    """The metric kind of a member message: ``update`` or ``leave``."""
+    return "leave" if message.member is None else "update"
 
 
 Send = Callable[[str, bytes, bytes | None], Awaitable[Any]]
@@ -111,6 +117,7 @@ class AccountDesk:
 
     async def _send(self, message: AccountMember) -> None:
         await self.send(self.internal_name, message.account_id.encode(), codec.encode(message))
+        metrics.account_member_message("sent", _kind(message))
 
     # ------------------------------------------------------------------ the account's side
 
@@ -131,6 +138,8 @@ class AccountDesk:
 
     async def on_members(self, account_id: str, messages: Sequence[AccountMember]) -> None:
         """Apply an account's member messages of a batch, in order."""
+        for message in messages:
+            metrics.account_member_message("applied", _kind(message))
         record = self.load(account_id)
         step = self.engine.apply_members(
             None if record is None else record["s"],

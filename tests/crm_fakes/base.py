@@ -72,10 +72,11 @@ class FakeServer:
         """A token endpoint's refusal (RFC 6749 section 5.2)."""
         return web.json_response({"error": error, "error_description": description}, status=400)
 
-    async def serve(self) -> FakeServer:
+    async def serve(self, port: int | None = None) -> FakeServer:
+        """Listen on 127.0.0.1 (`port`, or a free one)."""
         app = web.Application()
         self.routes(app)
-        self._server = TestServer(app, host="127.0.0.1")
+        self._server = TestServer(app, host="127.0.0.1", port=port)
         await self._server.start_server()
         self.base_url = str(self._server.make_url("")).rstrip("/")
         return self

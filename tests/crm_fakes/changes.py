@@ -1,13 +1,13 @@
-"""Stage changes as the delivery core hands them to a destination."""
+"""Stage changes and account stage changes as the delivery core hands them to a destination."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
-from schemas.outputs import ScoreSnapshot, StageChanged
-from schemas.stages import Stage
-from stream.connect.destination import Change
+from schemas.outputs import AccountStageChanged, ScoreSnapshot, StageChanged
+from schemas.stages import AccountStage, Stage
+from stream.connect.destination import AccountChange, Change
 
 _offsets = count()
 _START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -35,3 +35,28 @@ def make_change(
         occurred_at=_START + timedelta(minutes=offset),
     )
     return Change(record=record, topic="leads.stage-changes.v1", partition=0, offset=offset)
+
+
+def make_account_change(
+    account_id: str = "acme.example",
+    to_stage: AccountStage = AccountStage.MQA,
+    from_stage: AccountStage | None = AccountStage.ENGAGED,
+    *,
+    model: str = "b2b",
+    score: float = 104.0,
+    partition: int = 0,
+) -> AccountChange:
+    offset = next(_offsets)
+    record = AccountStageChanged.build(
+        account_id=account_id,
+        model=model,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        reason=f"score {score} >= mqa threshold 100",
+        triggering_lead_id=f"ada@{account_id}",
+        score=score,
+        occurred_at=_START + timedelta(minutes=offset),
+    )
+    return AccountChange(
+        record=record, topic="leads.account-stage-changes.v1", partition=partition, offset=offset
+    )

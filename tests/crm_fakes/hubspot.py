@@ -1,4 +1,5 @@
-"""A local HubSpot CRM v3 contacts API enforcing the documented contract of batch upsert.
+"""A local HubSpot CRM v3 contacts and companies API enforcing the documented contract of batch
+upsert.
 
 Follows:
 - https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/contacts/batch/upsert-contacts
@@ -14,9 +15,19 @@ Follows:
   https://integrate.hubspot.com/t/update-lifecycle-stage-using-api/1333: a move to an earlier
   stage is ignored unless the property was cleared (set to "") first;
 - https://developers.hubspot.com/docs/developer-tooling/platform/usage-guidelines (batch inputs
-  at most 100; 100 requests per 10 seconds for a private app on Free and Starter).
+  at most 100; 100 requests per 10 seconds for a private app on Free and Starter);
+- https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/companies/batch/upsert-companies
+  (`POST /crm/v3/objects/companies/batch/upsert`, the same input and answer shapes; `idProperty`
+  "refers to a property whose values are unique for the object") and the companies guide
+  https://developers.hubspot.com/docs/api-reference/legacy/crm/objects/companies/guide (`domain`
+  identifies companies but is not unique, so it is no `idProperty`; `lifecyclestage` as for
+  contacts).
 
-It keeps the contacts it holds in `contacts` (by HubSpot id) so a test reads the end state.
+It keeps the records it holds in `contacts` and `companies` (by HubSpot id) so a test reads the
+end state, every upsert call's arrival time, status and input count in `calls`, and every input
+it saved in `applied`. `GET /_fake/stats` (a path of this stand-in, not HubSpot's) answers the
+calls and the saved inputs as JSON, for a process that runs the stand-in in another process
+(`python -m crm_fakes hubspot --port 8098`, with tests/ on the import path).
 """
 
 from __future__ import annotations
@@ -48,6 +59,14 @@ LEAD_STATUS = (
     "BAD_TIMING",
 )
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_BUILTIN = {
+    "contacts": {"email", "lifecyclestage", "hs_lead_status", "firstname", "lastname"},
+    "companies": {"domain", "name", "lifecyclestage", "industry", "numberofemployees"},
+}
+"""Default properties of each object (a sample: the ones the tests use)."""
+_UNIQUE_BUILTIN = {"contacts": {"email"}, "companies": set()}
+"""Default properties with unique values: `idProperty` candidates besides custom ones."""
+_CLEAR = {"lifecyclestage": ""}
 
 
 def _now() -> str:
@@ -63,6 +82,15 @@ def _error(status: int, category: str, message: str, **extra: Any) -> web.Respon
         **extra,
     }
     return web.json_response(body, status=status)
+
+
+def _input_count(raw: bytes) -> int:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return 0
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    return len(inputs) if isinstance(inputs, list) else 0
 
 
 class HubspotFake(FakeServer):
@@ -82,23 +110,66 @@ class HubspotFake(FakeServer):
             "leadstream_lead_id": True,
             **(custom_properties or {}),
         }
+        # Custom company properties, name → has unique values.
+        self.custom_company_properties = {
+            "leadstream_account_score": False,
+            "leadstream_account_stage": False,
+            "leadstream_account_id": True,
+        }
         self.contacts: dict[str, dict[str, str]] = {}
+        self.companies: dict[str, dict[str, str]] = {}
+        # (object, unique property, value) → HubSpot id, as HubSpot finds a record by idProperty
+        self._by_unique: dict[tuple[str, str, str], str] = {}
         self.rate_per_10s = rate_per_10s
         self._calls: deque[float] = deque()
+        self.calls: list[tuple[float, int, int]] = []
+        """Every upsert call: arrival (`time.monotonic()`), the status answered, inputs sent."""
+        self.applied: list[tuple[str, str, bool]] = []
+        """Every input saved, in order: the record's id value, its `objectWriteTraceId`, and
+        whether it only cleared `lifecyclestage`."""
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/crm/v3/objects/contacts/batch/upsert", self.upsert)
+        app.router.add_post("/crm/v3/objects/companies/batch/upsert", self.upsert_companies)
+        app.router.add_get("/_fake/stats", self.stats)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        body = {
+            "rate_per_10s": self.rate_per_10s,
+            "calls": self.calls,
+            "applied": self.applied,
+            "contacts": len(self.contacts),
+            "companies": len(self.companies),
+        }
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     def contact(self, prop: str, value: str) -> dict[str, str] | None:
-        for properties in self.contacts.values():
+        return self._find("contacts", prop, value)
+
+    def company(self, prop: str, value: str) -> dict[str, str] | None:
+        return self._find("companies", prop, value)
+
+    def _records(self, kind: str) -> dict[str, dict[str, str]]:
+        return self.contacts if kind == "contacts" else self.companies
+
+    def _find(self, kind: str, prop: str, value: str) -> dict[str, str] | None:
+        records = self._records(kind)
+        rid = self._by_unique.get((kind, prop, value))
+        if rid is not None:
+            return records[rid]
+        for properties in records.values():
             if properties.get(prop) == value:
                 return properties
         return None
 
-    def _known(self, name: str) -> bool:
-        return name in {"email", "lifecyclestage", "hs_lead_status", "firstname", "lastname"} or (
-            name in self.custom_properties
-        )
+    def _custom(self, kind: str) -> dict[str, bool]:
+        return self.custom_properties if kind == "contacts" else self.custom_company_properties
+
+    def _known(self, name: str, kind: str = "contacts") -> bool:
+        return name in _BUILTIN[kind] or name in self._custom(kind)
+
+    def _unique(self, name: str, kind: str) -> bool:
+        return name in _UNIQUE_BUILTIN[kind] or self._custom(kind).get(name, False)
 
     def _auth(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
@@ -137,7 +208,7 @@ class HubspotFake(FakeServer):
         self._calls.append(now)
         return None
 
-    def _invalid(self, item: Any) -> str | None:
+    def _invalid(self, item: Any, kind: str = "contacts") -> str | None:
         """Why one input is malformed as a whole (a 400 for the batch)."""
         if not isinstance(item, dict):
             return "each input must be an object"
@@ -149,15 +220,15 @@ class HubspotFake(FakeServer):
             (not isinstance(item.get("id"), str) or not item["id"], "input.id is required"),
             (not isinstance(properties, dict), "input.properties is required"),
             (
-                id_property != "email" and not self.custom_properties.get(str(id_property)),
+                not self._unique(str(id_property), kind),
                 f"idProperty {id_property!r} is not a property with unique values "
-                "(email or a unique custom property)",
+                f"({'email or ' if kind == 'contacts' else ''}a unique custom property)",
             ),
         ]
         for name, value in properties.items() if isinstance(properties, dict) else ():
             problems.append(
                 (
-                    not self._known(name),
+                    not self._known(name, kind),
                     f'Property values were not valid: [{{"name":"{name}",'
                     f'"error":"PROPERTY_DOESNT_EXIST",'
                     f'"message":"Property {name} does not exist"}}]',
@@ -179,28 +250,29 @@ class HubspotFake(FakeServer):
             return f"{status} was not one of the allowed options for hs_lead_status"
         return None
 
-    def _apply(self, item: dict[str, Any]) -> dict[str, Any]:
+    def _apply(self, item: dict[str, Any], kind: str = "contacts") -> dict[str, Any]:
+        records = self._records(kind)
         id_property, id_value = item["idProperty"], item["id"]
-        found = next(
-            (
-                (cid, props)
-                for cid, props in self.contacts.items()
-                if props.get(id_property) == id_value
-            ),
-            None,
-        )
+        found = self._by_unique.get((kind, id_property, id_value))
         new = found is None
         if found is None:
-            cid, props = str(100 + len(self.contacts)), {id_property: id_value}
-            self.contacts[cid] = props
+            cid, props = str(100 + len(records)), {id_property: id_value}
+            records[cid] = props
+            self._by_unique[kind, id_property, id_value] = cid
         else:
-            cid, props = found
+            cid, props = found, records[found]
         for name, value in item["properties"].items():
             if name == "lifecyclestage" and value:
                 current = props.get("lifecyclestage") or ""
                 if current and LIFECYCLE.index(value) < LIFECYCLE.index(current):
                     continue  # backwards without a clear first: HubSpot ignores it
+            if self._unique(name, kind):
+                self._by_unique.pop((kind, name, props.get(name, "")), None)
+                self._by_unique[kind, name, value] = cid
             props[name] = value
+        self.applied.append(
+            (id_value, str(item.get("objectWriteTraceId", "")), item["properties"] == _CLEAR)
+        )
         return {
             "id": cid,
             "properties": dict(props),
@@ -210,7 +282,9 @@ class HubspotFake(FakeServer):
             "archived": False,
         }
 
-    def _batch_problem(self, raw: bytes) -> web.Response | list[dict[str, Any]]:
+    def _batch_problem(
+        self, raw: bytes, kind: str = "contacts"
+    ) -> web.Response | list[dict[str, Any]]:
         """The inputs of a well-formed batch, or HubSpot's 400 for the whole batch."""
         try:
             body = orjson.loads(raw)
@@ -226,17 +300,29 @@ class HubspotFake(FakeServer):
                 f"Batch input size {len(inputs)} exceeds the limit of 100",
                 subCategory="BATCH_INPUT_TOO_LARGE",
             )
-        problem = next(filter(None, map(self._invalid, inputs)), None)
+        problem = next(filter(None, (self._invalid(item, kind) for item in inputs)), None)
         if problem is None and len({item["id"] for item in inputs}) != len(inputs):
             problem = "Duplicate IDs found in batch input"
         return _error(400, "VALIDATION_ERROR", problem) if problem is not None else inputs
 
     async def upsert(self, request: web.Request) -> web.Response:
+        return await self._logged(request, "contacts")
+
+    async def upsert_companies(self, request: web.Request) -> web.Response:
+        return await self._logged(request, "companies")
+
+    async def _logged(self, request: web.Request, kind: str) -> web.Response:
+        arrived = time.monotonic()
+        response = await self._upsert(request, kind)
+        self.calls.append((arrived, response.status, _input_count(await request.read())))
+        return response
+
+    async def _upsert(self, request: web.Request, kind: str) -> web.Response:
         started = _now()
         refused = await self.record(request) or self._auth(request) or self._rate()
         if refused is not None:
             return refused
-        inputs = self._batch_problem(self.requests[-1]["body"])
+        inputs = self._batch_problem(self.requests[-1]["body"], kind)
         if isinstance(inputs, web.Response):
             return inputs
         traced = all(isinstance(item.get("objectWriteTraceId"), str) for item in inputs)
@@ -244,7 +330,7 @@ class HubspotFake(FakeServer):
         for item in inputs:
             problem = self._value_error(item)
             if problem is None:
-                results.append(self._apply(item))
+                results.append(self._apply(item, kind))
             elif not traced:  # without trace ids HubSpot cannot say which input failed
                 return _error(400, "VALIDATION_ERROR", problem)
             else:

@@ -1,4 +1,5 @@
-"""A local Salesforce org: the OAuth 2.0 token endpoint and the sObject Collections upsert of Lead.
+"""A local Salesforce org: the OAuth 2.0 token endpoint and the sObject Collections upsert of Lead
+and Account.
 
 Follows:
 - https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_sobjects_collections_upsert.htm
@@ -16,9 +17,12 @@ Follows:
   `iss`, `sub`, `aud`, `exp` are checked; the answer `access_token`, `instance_url`, `id`,
   `token_type`, `issued_at`, `signature`; refusals `{"error", "error_description"}`);
 - the Lead object: `LastName` and `Company` are required to create one, `Status` is a restricted
-  picklist (the default values of a new org).
+  picklist (the default values of a new org);
+- the Account object
+  (https://developer.salesforce.com/docs/atlas.en-us.object_reference.meta/object_reference/sforce_api_objects_account.htm):
+  `Name` is required to create one.
 
-`leads` holds the org's Lead records by Id; `expire_sessions()` ends every issued token.
+`leads` and `accounts` hold the org's records by Id; `expire_sessions()` ends every issued token.
 """
 
 from __future__ import annotations
@@ -56,7 +60,18 @@ LEAD_FIELDS = {
     "Leadstream_Grade__c",
     "Leadstream_Stage__c",
 }
-EXTERNAL_IDS = {"Leadstream_Lead_Id__c"}
+ACCOUNT_FIELDS = {
+    "Name",
+    "Website",
+    "Industry",
+    "Leadstream_Account_Id__c",
+    "Leadstream_Account_Score__c",
+    "Leadstream_Account_Stage__c",
+}
+FIELDS = {"Lead": LEAD_FIELDS, "Account": ACCOUNT_FIELDS}
+EXTERNAL_IDS = {"Lead": {"Leadstream_Lead_Id__c"}, "Account": {"Leadstream_Account_Id__c"}}
+REQUIRED = {"Lead": ("LastName", "Company"), "Account": ("Name",)}
+"""Fields a new record must have."""
 
 
 def _errors(status: int, code: str, message: str) -> web.Response:
@@ -76,6 +91,7 @@ class SalesforceFake(FakeServer):
         self.sessions: set[str] = set()
         self.tokens_issued = 0
         self.leads: dict[str, dict[str, Any]] = {}
+        self.accounts: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
 
     def routes(self, app: web.Application) -> None:
@@ -88,6 +104,21 @@ class SalesforceFake(FakeServer):
         lead_id = f"00Q5g00000{next(self._ids):08d}"
         self.leads[lead_id] = {"Status": STATUSES[0], **fields}
         return lead_id
+
+    def add_account(self, **fields: Any) -> str:
+        account_id = f"0015g00000{next(self._ids):08d}"
+        self.accounts[account_id] = dict(fields)
+        return account_id
+
+    def account(self, external_id: str) -> dict[str, Any] | None:
+        return next(
+            (
+                account
+                for account in self.accounts.values()
+                if account.get("Leadstream_Account_Id__c") == external_id
+            ),
+            None,
+        )
 
     def lead(self, external_id: str) -> dict[str, Any] | None:
         return next(
@@ -160,7 +191,7 @@ class SalesforceFake(FakeServer):
 
     # ------------------------------------------------------------------------------ upsert
 
-    def _save(self, field: str, record: Any) -> dict[str, Any]:
+    def _save(self, sobject: str, field: str, record: Any) -> dict[str, Any]:
         def failed(code: str, message: str, fields: list[str]) -> dict[str, Any]:
             error = {"statusCode": code, "message": message, "fields": fields}
             return {"success": False, "errors": [error]}
@@ -169,30 +200,31 @@ class SalesforceFake(FakeServer):
         if not isinstance(key, str) or not key:
             return failed("MISSING_ARGUMENT", f"{field} not specified", [field])
         status = record.get("Status")
-        if status is not None and status not in STATUSES:
+        if sobject == "Lead" and status is not None and status not in STATUSES:
             return failed(
                 "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                 f"Lead Status: bad value for restricted picklist field: {status}",
                 ["Status"],
             )
         values = {k: v for k, v in record.items() if k != "attributes"}
+        stored = self.leads if sobject == "Lead" else self.accounts
         existing = next(
-            ((lead_id, lead) for lead_id, lead in self.leads.items() if lead.get(field) == key),
+            ((record_id, held) for record_id, held in stored.items() if held.get(field) == key),
             None,
         )
         if existing is None:
-            missing = [name for name in ("LastName", "Company") if not values.get(name)]
+            missing = [name for name in REQUIRED[sobject] if not values.get(name)]
             if missing:
                 return failed(
                     "REQUIRED_FIELD_MISSING",
                     f"Required fields are missing: [{', '.join(missing)}]",
                     missing,
                 )
-            lead_id = self.add_lead(**values)
-            return {"id": lead_id, "success": True, "errors": [], "created": True}
-        lead_id, lead = existing
-        lead.update(values)
-        return {"id": lead_id, "success": True, "errors": [], "created": False}
+            add = self.add_lead if sobject == "Lead" else self.add_account
+            return {"id": add(**values), "success": True, "errors": [], "created": True}
+        record_id, held = existing
+        held.update(values)
+        return {"id": record_id, "success": True, "errors": [], "created": False}
 
     def _refusal(self, request: web.Request) -> web.Response | None:
         header = request.headers.get("Authorization", "")
@@ -205,18 +237,20 @@ class SalesforceFake(FakeServer):
             number = 0.0
         if not version.startswith("v") or number < 46.0:
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
-        if request.match_info["sobject"] != "Lead":
+        sobject = request.match_info["sobject"]
+        if sobject not in FIELDS:
             return _errors(404, "NOT_FOUND", "The requested resource does not exist")
         field = request.match_info["field"]
-        if field not in EXTERNAL_IDS:
+        if field not in EXTERNAL_IDS[sobject]:
             return _errors(
                 400,
                 "INVALID_FIELD",
-                f"Field name provided, {field} is not an External ID or indexed field for Lead",
+                f"Field name provided, {field} is not an External ID or indexed field for "
+                f"{sobject}",
             )
         return None
 
-    def _body_problem(self, raw: bytes) -> web.Response | list[Any]:
+    def _body_problem(self, raw: bytes, sobject: str) -> web.Response | list[Any]:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -235,25 +269,30 @@ class SalesforceFake(FakeServer):
                 "EXCEEDED_ID_LIMIT",
                 "record limit reached. cannot submit more than 200 records",
             )
-        problem = next(filter(None, map(self._record_problem, records)), None)
+        problem = next(
+            filter(None, (self._record_problem(record, sobject) for record in records)), None
+        )
         return problem if problem is not None else list(records)
 
     @staticmethod
-    def _record_problem(record: Any) -> web.Response | None:
-        if not isinstance(record, dict) or record.get("attributes", {}).get("type") != "Lead":
-            return _errors(400, "INVALID_TYPE", "Each record must carry attributes.type Lead")
-        unknown = set(record) - LEAD_FIELDS - {"attributes"}
+    def _record_problem(record: Any, sobject: str) -> web.Response | None:
+        if not isinstance(record, dict) or record.get("attributes", {}).get("type") != sobject:
+            return _errors(400, "INVALID_TYPE", f"Each record must carry attributes.type {sobject}")
+        unknown = set(record) - FIELDS[sobject] - {"attributes"}
         if unknown:
             name = sorted(unknown)[0]
-            return _errors(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type Lead")
+            return _errors(
+                400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject}"
+            )
         return None
 
     async def upsert(self, request: web.Request) -> web.Response:
         refused = await self.record(request) or self._refusal(request)
         if refused is not None:
             return refused
-        records = self._body_problem(self.requests[-1]["body"])
+        sobject = request.match_info["sobject"]
+        records = self._body_problem(self.requests[-1]["body"], sobject)
         if isinstance(records, web.Response):
             return records
         field = request.match_info["field"]
-        return web.json_response([self._save(field, record) for record in records])
+        return web.json_response([self._save(sobject, field, record) for record in records])

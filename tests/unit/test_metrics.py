@@ -168,3 +168,21 @@ def test_the_live_evaluation_gauges() -> None:
     assert samples[("leadstream_model_outcomes", outcome)] == 1.0
     assert not any(labels and dict(labels).get("model") == "gone" for _, labels in samples)
     assert {name for name, _ in samples} <= metrics.METRIC_NAMES
+
+
+def test_account_counters_count_what_the_projector_reads_back() -> None:
+    from schemas.examples import make_output
+    from stream.readmodel.projector import count
+
+    key = (
+        "leadstream_account_stage_changes_total",
+        (("from_stage", "engaged"), ("model", "default"), ("to_stage", "mqa")),
+    )
+    before = _samples(metrics.exposition()).get(key, 0.0)
+    count(make_output("account_stage_changed"))  # engaged -> mqa under `default`
+    metrics.account_member_message("sent", "leave", 3)
+    samples = _samples(metrics.exposition())
+    assert samples[key] == before + 1
+    leave = ("leadstream_account_member_messages_total", (("kind", "leave"), ("side", "sent")))
+    assert samples[leave] >= 3
+    assert {name for name, _ in samples} <= metrics.METRIC_NAMES

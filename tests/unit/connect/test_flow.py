@@ -55,6 +55,16 @@ def test_tokens_come_back_with_time_but_never_beyond_the_burst() -> None:
     assert bucket.reserve(1, 100.0) == pytest.approx(0.1)  # a long idle time filled only 2
 
 
+def test_a_refunded_token_goes_to_the_next_caller_but_never_beyond_the_burst() -> None:
+    bucket = TokenBucket(rate=10.0, burst=2, now=0.0)
+    bucket.reserve(2, 0.0)
+    assert bucket.reserve(1, 0.0) == pytest.approx(0.1)  # queued behind the burst
+    bucket.refund(1, 0.0)  # that caller found nothing to send
+    assert bucket.reserve(1, 0.0) == pytest.approx(0.1)  # its place, not a later one
+    bucket.refund(5, 0.0)
+    assert bucket.tokens == 2.0  # given back, capped at the burst
+
+
 def test_a_batch_costs_its_requests_and_the_long_run_rate_holds() -> None:
     bucket = TokenBucket(rate=100.0, burst=10, now=0.0)
     now, sent = 0.0, 0

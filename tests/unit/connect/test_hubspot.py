@@ -8,11 +8,11 @@ import httpx
 import orjson
 import pytest
 from crm_fakes.base import Fault
-from crm_fakes.changes import make_change
+from crm_fakes.changes import make_account_change, make_change
 from crm_fakes.hubspot import TOKEN, HubspotFake
 
-from schemas.stages import Stage
-from stream.connect.destination import Verdict
+from schemas.stages import AccountStage, Stage
+from stream.connect.destination import Verdict, requests_for
 from stream.connect.hubspot import HubspotDestination
 from stream.connect.mapping import parse_mapping
 
@@ -57,7 +57,7 @@ async def test_a_batch_upserts_each_contact_by_email(hubspot_fake: HubspotFake) 
     }
     grace = hubspot_fake.contact("email", "grace@example.com")
     assert grace is not None and grace["lifecyclestage"] == "salesqualifiedlead"
-    assert outcomes[0].exchange is not None and TOKEN not in str(outcomes[0].exchange)
+    assert outcomes[0].exchange is None  # a delivered change keeps no copy of the exchange
 
 
 async def test_a_lead_id_that_is_no_address_is_refused_without_a_call(
@@ -94,6 +94,26 @@ async def test_a_recycled_lead_is_cleared_then_set(hubspot_fake: HubspotFake) ->
     contact = hubspot_fake.contact("email", "cy@example.com")
     assert contact is not None
     assert (contact["lifecyclestage"], contact["hs_lead_status"]) == ("lead", "BAD_TIMING")
+
+
+async def test_the_rate_limit_counts_the_requests_a_batch_really_makes(
+    hubspot_fake: HubspotFake,
+) -> None:
+    destination = _destination(hubspot_fake)
+    forward = [make_change(f"p{n}@example.com", Stage.SQL, Stage.MQL) for n in range(3)]
+    mixed = [
+        make_change("p0@example.com", Stage.RECYCLED, Stage.SQL),
+        make_change("p1@example.com", Stage.OPPORTUNITY, Stage.SQL),
+    ]
+    counted = []
+    for batch in (forward, mixed):
+        counted.append(requests_for(destination, batch))
+        before = len(hubspot_fake.requests)
+        outcomes = await destination.deliver(batch)
+        assert {o.verdict for o in outcomes} == {Verdict.DELIVERED}
+        assert len(hubspot_fake.requests) - before == counted[-1]
+    await destination.aclose()
+    assert counted == [1, 2]  # the backwards move's clear is a request of its own
 
 
 async def test_the_fake_ignores_a_backwards_move_that_was_not_cleared(
@@ -272,3 +292,106 @@ async def test_a_property_the_account_lacks_refuses_the_batch(hubspot_fake: Hubs
     assert "HTTP 400 VALIDATION_ERROR" in outcomes[0].reason
     assert "PROPERTY_DOESNT_EXIST" in outcomes[0].reason
     assert hubspot_fake.contact("email", "ann@example.com") is None
+
+
+# ----------------------------------------------------------------------------- companies
+
+
+async def test_account_stage_changes_upsert_companies_by_the_account_id(
+    hubspot_fake: HubspotFake,
+) -> None:
+    destination = _destination(hubspot_fake)
+    changes = [
+        make_account_change("acme.example", AccountStage.MQA, AccountStage.ENGAGED, score=104.0),
+        make_account_change("acct-42", AccountStage.ENGAGED, AccountStage.TARGET, score=40.5),
+    ]
+    outcomes = await destination.deliver_accounts(changes)
+    await destination.aclose()
+    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.DELIVERED]
+    (request,) = hubspot_fake.requests
+    assert request["path"] == "/crm/v3/objects/companies/batch/upsert"
+    assert [(i["idProperty"], i["id"], i["objectWriteTraceId"]) for i in _inputs(request)] == [
+        ("leadstream_account_id", "acme.example", changes[0].key),
+        ("leadstream_account_id", "acct-42", changes[1].key),
+    ]
+    assert hubspot_fake.company("leadstream_account_id", "acme.example") == {
+        "leadstream_account_id": "acme.example",
+        "domain": "acme.example",  # the account id is a domain: the company carries it
+        "lifecyclestage": "marketingqualifiedlead",
+        "leadstream_account_score": "104.0",
+        "leadstream_account_stage": "mqa",
+    }
+    # an explicit account id is no domain, and engaged leaves the lifecycle stage alone
+    assert hubspot_fake.company("leadstream_account_id", "acct-42") == {
+        "leadstream_account_id": "acct-42",
+        "leadstream_account_score": "40.5",
+        "leadstream_account_stage": "engaged",
+    }
+    assert hubspot_fake.contacts == {}
+
+
+async def test_an_account_moved_back_clears_the_company_lifecycle_stage_first(
+    hubspot_fake: HubspotFake,
+) -> None:
+    destination = _destination(hubspot_fake)
+    forward = make_account_change("acme.example", AccountStage.OPPORTUNITY, AccountStage.MQA)
+    back = make_account_change("acme.example", AccountStage.MQA, AccountStage.OPPORTUNITY)
+    assert [requests_for(destination, [c]) for c in (forward, back)] == [1, 2]
+    assert [o.verdict for o in await destination.deliver_accounts([forward])] == [Verdict.DELIVERED]
+    assert [o.verdict for o in await destination.deliver_accounts([back])] == [Verdict.DELIVERED]
+    await destination.aclose()
+    clear, set_back = (_inputs(r)[0]["properties"] for r in hubspot_fake.requests[1:])
+    assert clear == {"lifecyclestage": ""}
+    assert set_back["lifecyclestage"] == "marketingqualifiedlead"
+    company = hubspot_fake.company("leadstream_account_id", "acme.example")
+    assert company is not None and company["lifecyclestage"] == "marketingqualifiedlead"
+
+
+async def test_the_domain_is_no_id_property_for_companies(hubspot_fake: HubspotFake) -> None:
+    destination = _destination(hubspot_fake, "hubspot: {companies: {id_property: domain}}")
+    (outcome,) = await destination.deliver_accounts([make_account_change()])
+    await destination.aclose()
+    assert outcome.verdict is Verdict.PERMANENT
+    assert "not a property with unique values" in outcome.reason
+    assert hubspot_fake.companies == {}
+
+
+async def test_company_mapping_models_and_fields_apply(hubspot_fake: HubspotFake) -> None:
+    mapping = (
+        "hubspot:\n"
+        "  models: [b2b]\n"
+        "  companies:\n"
+        "    set_domain: false\n"
+        "    lifecyclestage: {engaged: lead}\n"
+        "    properties: {score: null}\n"
+    )
+    destination = _destination(hubspot_fake, mapping)
+    outcomes = await destination.deliver_accounts(
+        [
+            make_account_change("acme.example", AccountStage.ENGAGED, AccountStage.TARGET),
+            make_account_change("globex.example", AccountStage.MQA, model="b2c"),
+        ]
+    )
+    await destination.aclose()
+    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.SKIPPED]
+    assert "not in the mapping's hubspot.models" in outcomes[1].reason
+    assert hubspot_fake.company("leadstream_account_id", "acme.example") == {
+        "leadstream_account_id": "acme.example",
+        "lifecyclestage": "lead",
+        "leadstream_account_stage": "engaged",
+    }
+
+
+async def test_a_token_without_the_companies_scope_names_it(hubspot_fake: HubspotFake) -> None:
+    forbidden = {
+        "status": "error",
+        "message": "This app hasn't been granted all required scopes to make this call.",
+        "correlationId": "c0ffee00-0000-4000-8000-000000000000",
+        "category": "MISSING_SCOPES",
+    }
+    hubspot_fake.fail_next(Fault(403, forbidden, path="/crm/v3/objects/companies/batch/upsert"))
+    destination = _destination(hubspot_fake)
+    (outcome,) = await destination.deliver_accounts([make_account_change()])
+    await destination.aclose()
+    assert outcome.verdict is Verdict.PERMANENT
+    assert "crm.objects.companies.write" in outcome.reason

@@ -139,3 +139,35 @@ def test_a_broken_mapping_file_stops_the_start(tmp_path: Path) -> None:
     settings = Settings(hubspot_access_token=SecretStr("t"))
     with pytest.raises(MappingError, match="did you mean 'id_property'"):
         _build("hubspot", _parse("hubspot", "--mapping", str(mapping)), settings)
+
+
+def test_account_stages_are_refused_by_the_kind_that_delivers_lead_stages_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kind = "mautic"
+    from stream.cli import EXIT_CONFIG, main
+
+    for name, value in {
+        "LEADSTREAM_MAUTIC_URL": "https://m.example.com",
+        "LEADSTREAM_MAUTIC_USERNAME": "u",
+        "LEADSTREAM_MAUTIC_PASSWORD": "p",
+        "LEADSTREAM_CONNECT_METRICS_PORT": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["connect", kind, "--accounts"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert f"connect {kind} delivers lead stage changes only" in err
+    monkeypatch.setenv("LEADSTREAM_CONNECT_ACCOUNTS", "true")
+    assert main(["connect", kind]) == EXIT_CONFIG
+
+
+def test_an_endpoint_of_account_events_needs_the_connector_to_read_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stream.cli import EXIT_CONFIG, main
+
+    monkeypatch.setenv("LEADSTREAM_CONNECT_METRICS_PORT", "0")
+    monkeypatch.setenv("LEADSTREAM_CONNECT_WEBHOOK_SECRET", "whsec_" + "a" * 32)
+    argv = ["connect", "webhook", "--url", "https://abm.example.com/in"]
+    assert main([*argv, "--event", "account.stage_changed"]) == EXIT_CONFIG
+    assert "takes account.stage_changed only" in capsys.readouterr().err

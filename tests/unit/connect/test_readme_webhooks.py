@@ -7,12 +7,15 @@ import base64
 import json
 import re
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from schemas.examples import OUTPUT_EXAMPLES
+from schemas.outputs import AccountStageChanged
+from schemas.stages import AccountStage
 from stream.connect.webhook import parse_secret, payload, sign
 
 README = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
@@ -64,3 +67,19 @@ def test_the_readme_example_body_is_what_the_connector_sends() -> None:
     shown = json.loads(_block("json", '"lead.stage_changed"'))
     sent = json.loads(payload("lead.stage_changed", OUTPUT_EXAMPLES["stage_changed"]))  # type: ignore[arg-type]
     assert shown == sent
+
+
+def test_the_readme_account_example_is_what_the_connector_sends() -> None:
+    shown = json.loads(_block("json", '"account.stage_changed"'))
+    data = shown["data"]
+    record = AccountStageChanged.build(
+        account_id=data["account_id"],
+        model=data["model"],
+        from_stage=AccountStage(data["from_stage"]),
+        to_stage=AccountStage(data["to_stage"]),
+        reason=data["reason"],
+        triggering_lead_id=data["triggering_lead_id"],
+        score=data["score"],
+        occurred_at=datetime.fromisoformat(data["occurred_at"]),
+    )
+    assert shown == json.loads(payload("account.stage_changed", record))

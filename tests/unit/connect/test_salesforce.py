@@ -8,12 +8,12 @@ import httpx
 import orjson
 import pytest
 from crm_fakes.base import Fault
-from crm_fakes.changes import make_change
+from crm_fakes.changes import make_account_change, make_change
 from crm_fakes.salesforce import CLIENT_ID, CLIENT_SECRET, USERNAME, SalesforceFake
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from schemas.stages import Stage
+from schemas.stages import AccountStage, Stage
 from stream.connect.destination import Verdict
 from stream.connect.mapping import parse_mapping
 from stream.connect.salesforce import (
@@ -241,3 +241,65 @@ async def test_a_field_lead_lacks_refuses_the_call(salesforce_fake: SalesforceFa
     await destination.aclose()
     assert outcome.verdict is Verdict.PERMANENT
     assert "INVALID_FIELD: No such column 'Fit_Score__c' on sobject of type Lead" in outcome.reason
+
+
+# ----------------------------------------------------------------------------- accounts
+
+
+async def test_account_stage_changes_upsert_accounts_by_their_external_id(
+    salesforce_fake: SalesforceFake,
+) -> None:
+    salesforce_fake.add_account(Name="Acme", Leadstream_Account_Id__c="acme.example")
+    destination = _destination(salesforce_fake)
+    known = make_account_change("acme.example", AccountStage.MQA, score=104.0)
+    unknown = make_account_change("globex.example", AccountStage.ENGAGED)
+    outcomes = await destination.deliver_accounts([known, unknown])
+    await destination.aclose()
+    (request,) = _upserts(salesforce_fake)
+    assert request["path"] == (
+        "/services/data/v62.0/composite/sobjects/Account/Leadstream_Account_Id__c"
+    )
+    assert orjson.loads(request["body"])["records"][0] == {
+        "attributes": {"type": "Account"},
+        "Leadstream_Account_Id__c": "acme.example",
+        "Leadstream_Account_Score__c": 104.0,
+        "Leadstream_Account_Stage__c": "mqa",
+    }
+    assert salesforce_fake.account("acme.example") == {
+        "Name": "Acme",
+        "Leadstream_Account_Id__c": "acme.example",
+        "Leadstream_Account_Score__c": 104.0,
+        "Leadstream_Account_Stage__c": "mqa",
+    }
+    # an account no Account holds yet: Salesforce needs a Name to create one; it fails alone
+    assert [o.verdict for o in outcomes] == [Verdict.DELIVERED, Verdict.PERMANENT]
+    assert "Salesforce refused the Account: REQUIRED_FIELD_MISSING" in outcomes[1].reason
+    assert salesforce_fake.account("globex.example") is None
+
+
+async def test_account_fields_and_models_come_from_the_mapping(
+    salesforce_fake: SalesforceFake,
+) -> None:
+    salesforce_fake.add_account(Name="Acme", Acct__c="acme.example")
+    mapping = (
+        "salesforce:\n"
+        "  models: [b2b]\n"
+        "  accounts: {external_id_field: Acct__c, fields: {score: null}}\n"
+    )
+    destination = _destination(salesforce_fake, mapping)
+    outcomes = await destination.deliver_accounts(
+        [make_account_change("acme.example"), make_account_change("acme.example", model="b2c")]
+    )
+    await destination.aclose()
+    # the org has no such External ID field: the whole call is refused, and says why
+    assert outcomes[0].verdict is Verdict.PERMANENT
+    assert "Acct__c is not an External ID" in outcomes[0].reason
+    assert outcomes[1].verdict is Verdict.SKIPPED
+    body = orjson.loads(_upserts(salesforce_fake)[0]["body"])
+    assert body["records"] == [
+        {
+            "attributes": {"type": "Account"},
+            "Acct__c": "acme.example",
+            "Leadstream_Account_Stage__c": "mqa",
+        }
+    ]

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from crm_fakes.changes import make_account_change
 from standardwebhooks import Webhook
 
 from schemas.outputs import LeadErasedRecord
+from schemas.stages import AccountStage
 from stream.bench.connect import sample_changes
 from stream.bench.receiver import Answer, Receiver
 from stream.connect.destination import Change, Erasure, Verdict, retry_after_seconds
@@ -321,3 +323,107 @@ def test_a_bad_endpoints_file_says_which_entry_and_why(
 def test_an_unknown_stage_on_the_command_line_lists_the_stages() -> None:
     with pytest.raises(ConfigurationError, match=r"unknown stage.*mql"):
         make_endpoint("https://x.example", SECRET, stages=["qualified"])
+
+
+# ----------------------------------------------------------------------------- account stages
+
+
+async def test_an_account_stage_change_arrives_as_its_own_signed_event(
+    receiver: Receiver,
+) -> None:
+    bodies: list[bytes] = []
+    verify = _verifier(SECRET)
+    served = Receiver(verify=lambda body, headers: (verify(body, headers), bodies.append(body)))
+    await served.start()
+    destination = WebhookDestination([make_endpoint(served.url, SECRET)])
+    change = make_account_change("acme.example", AccountStage.MQA, model="default")
+    try:
+        (outcome,) = await destination.deliver_accounts([change])
+    finally:
+        await destination.aclose()
+        await served.stop()
+    assert outcome.verdict is Verdict.DELIVERED and served.rejected == 0
+    (delivery,) = served.deliveries
+    assert (delivery.kind, delivery.msg_id, delivery.account_id, delivery.to_stage) == (
+        "account.stage_changed",
+        str(change.record.event_id),
+        "acme.example",
+        "mqa",
+    )
+    document = orjson.loads(bodies[0])
+    assert document["data"] == orjson.loads(change.record.model_dump_json())
+
+
+async def test_event_type_model_and_stage_filters_apply_to_account_changes() -> None:
+    leads_only, mqa_only, everything = Receiver(), Receiver(), Receiver()
+    for served in (leads_only, mqa_only, everything):
+        await served.start()
+    destination = WebhookDestination(
+        [
+            make_endpoint(leads_only.url, SECRET, events=["lead.stage_changed"]),
+            make_endpoint(mqa_only.url, SECRET, stages=["mqa"]),
+            make_endpoint(everything.url, SECRET, models=["default"]),
+        ]
+    )
+    mqa = make_account_change("acme.example", AccountStage.MQA, model="default")
+    engaged = make_account_change("globex.example", AccountStage.ENGAGED, model="default")
+    other_model = make_account_change("initech.example", AccountStage.MQA, model="b2c")
+    erased = LeadErasedRecord.build(
+        lead_id="lead-9", model="default", triggering_event_id="e", occurred_at=datetime.now(UTC)
+    )
+    try:
+        accounts = await destination.deliver_accounts([mqa, engaged, other_model])
+        leads = await destination.deliver(_changes(1, 1))
+        erasures = await destination.erase([Erasure(erased, "t", 0, 1)])
+    finally:
+        await destination.aclose()
+        for served in (leads_only, mqa_only, everything):
+            await served.stop()
+    assert [o.verdict for o in [*accounts, *leads, *erasures]] == [Verdict.DELIVERED] * 5
+    assert [(d.kind, d.lead_id) for d in leads_only.deliveries] == [
+        ("lead.stage_changed", "lead-0"),
+        ("lead.erased", "lead-9"),
+    ]
+    # the changes of one call go at once: compare what arrived, not in which order
+    assert sorted((d.kind, d.account_id or d.lead_id) for d in mqa_only.deliveries) == [
+        ("account.stage_changed", "acme.example"),
+        ("account.stage_changed", "initech.example"),
+        ("lead.erased", "lead-9"),
+    ]
+    assert sorted(d.account_id or d.lead_id for d in everything.deliveries) == [
+        "acme.example",
+        "globex.example",
+        "lead-0",
+        "lead-9",
+    ]
+
+
+async def test_an_account_change_no_endpoint_wants_is_skipped() -> None:
+    destination = WebhookDestination(
+        [make_endpoint("http://127.0.0.1:9/hooks", SECRET, events=["lead.stage_changed"])]
+    )
+    try:
+        (outcome,) = await destination.deliver_accounts([make_account_change()])
+    finally:
+        await destination.aclose()
+    assert outcome.verdict is Verdict.SKIPPED
+
+
+def test_an_endpoints_file_takes_event_types_and_account_stages(tmp_path: Path) -> None:
+    path = tmp_path / "endpoints.yaml"
+    path.write_text(
+        "endpoints:\n"
+        "  - url: https://abm.example.com/in\n"
+        f"    secret: {SECRET}\n"
+        "    events: [account.stage_changed]\n"
+        "    stages: [mqa, customer]\n"
+    )
+    (endpoint,) = load_endpoints(path, {})
+    assert endpoint.events == frozenset({"account.stage_changed"})
+    assert endpoint.stages == frozenset({"mqa", "customer"})
+    path.write_text(
+        f"endpoints:\n  - url: https://x.example\n    secret: {SECRET}\n"
+        "    events: [account.changed]\n"
+    )
+    with pytest.raises(ConfigurationError, match=r"endpoints.0: unknown event type.*account"):
+        load_endpoints(path, {})
