@@ -66,15 +66,18 @@ def _gbm_auc(
 
 def _option(text: str) -> tuple[str, object]:
     name, _, value = text.partition("=")
-    kind = type(getattr(scorecard.Options(), name))
-    if kind is bool:
+    default = getattr(scorecard.Options(), name)
+    if isinstance(default, bool):
         return name, value.lower() in {"1", "true", "yes"}
-    return name, kind(value)
+    if default is None:  # interactions, scale: a number
+        return name, float(value) if "." in value else int(value)
+    return name, type(default)(value)
 
 
 def _each_pair_count(
     known: pd.DataFrame,
     target: str,
+    *,
     train: np.ndarray,
     test: np.ndarray,
     roles: dict[str, Role],
@@ -87,14 +90,15 @@ def _each_pair_count(
     held = every.frame.iloc[test].reset_index(drop=True)
     tops = scorecard.INTERACTION_CHOICES
     columns, frame, y = fitted.features, fitted.frame, fitted.target
-    cv = scorecard._cross_validate(columns, frame, y, options, tops)
+    # the steps of fit_scorecard, every pair count kept rather than the chosen one
+    cv = scorecard._cross_validate(columns, frame, y, options, tops)  # noqa: SLF001
     best = max(mean for mean, _ in cv.values())
     chosen = min(t for t, (mean, _) in cv.items() if mean >= best - 0.001)
-    cards = scorecard._with_pairs(columns, frame, y, options, tops)
+    cards = scorecard._with_pairs(columns, frame, y, options, tops)  # noqa: SLF001
     for top in tops:
         card = cards[top]
         card.intercept = float(card.model.intercept_[0])
-        scorecard._to_points(card)
+        scorecard._to_points(card)  # noqa: SLF001
         auc = roc_auc_score(every.target[test], card.total(held))
         mark = "  (chosen)" if top == chosen else ""
         print(f"  {top} pairs: cross-validated AUC {cv[top][0]:.4f}, held out {auc:.4f}{mark}")
@@ -125,7 +129,9 @@ def main() -> None:
         options = scorecard.Options(**dict(args.option))
         print(f"table {args.table}, target {args.target}, seed {args.seed}, 70/30 stratified")
         print(f"in process, {' '.join(extra)} {options}")
-        _each_pair_count(known, args.target, train, test, _roles(extra), options)
+        _each_pair_count(
+            known, args.target, train=train, test=test, roles=_roles(extra), options=options
+        )
         return
     with tempfile.TemporaryDirectory() as folder:
         train_csv, test_csv = Path(folder) / "train.csv", Path(folder) / "test.csv"
