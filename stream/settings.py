@@ -68,6 +68,13 @@ class Settings(BaseSettings):
         ge=1,
         description="RocksDB read cache of each table partition's store, in MiB.",
     )
+    rocksdb_compression: Literal["zstd", "lz4", "snappy", "none"] = Field(
+        "zstd",
+        description=(
+            "Block compression of the RocksDB stores: zstd keeps lead states in about two thirds"
+            " of the bytes of RocksDB's default, snappy."
+        ),
+    )
     processing_guarantee: ProcessingGuarantee = "at_least_once"
     standby_replicas: int = Field(0, ge=0, description="Standby replicas of each table.")
     session_timeout_s: float = Field(
