@@ -1,6 +1,8 @@
 """Held-out AUC of `leadstream calibrate` + `leadstream score` on a 70/30 stratified split.
 
     python benchmarks/calibration_split.py TABLE --target COLUMN [--seed 42] [-- CALIBRATE ARGS]
+    python benchmarks/calibration_split.py TABLE --target COLUMN --each-pair-count \
+        [--option max_bins=40 ...] [-- --exclude COLUMNS]
 
 Splits TABLE 70/30 (stratified on the target, seeded), writes both parts to a temporary
 folder, fits a model file on the 70% with `leadstream calibrate` (default options, `--holdout 0`
@@ -8,6 +10,11 @@ so that every training row is used, and whatever follows `--`), scores the 30% w
 `leadstream score`, and prints the AUC `leadstream score` reports next to scikit-learn's
 gradient boosting (`HistGradientBoostingClassifier`, native categorical columns, not tuned) on
 the same split and the same cleaned columns. The figures are printed, never asserted.
+
+`--each-pair-count` fits in process instead (`stream.calibrate.scorecard`, the options of
+`Options` with `--option NAME=VALUE`, the roles of `--exclude`/`--role` after `--`): the
+cross-validated AUC on the 70% and the held-out AUC of the integer points on the 30% for every
+number of pairs cross-validation chooses among, and which it chooses.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
+from stream.calibrate import scorecard
 from stream.calibrate.table import Role, prepare, read_table
 
 LEADSTREAM = str(Path(sys.executable).with_name("leadstream"))
@@ -56,6 +64,48 @@ def _gbm_auc(
     return float(roc_auc_score(y[test], model.predict_proba(x.iloc[test])[:, 1]))
 
 
+def _option(text: str) -> tuple[str, object]:
+    name, _, value = text.partition("=")
+    default = getattr(scorecard.Options(), name)
+    if isinstance(default, bool):
+        return name, value.lower() in {"1", "true", "yes"}
+    if default is None:  # interactions, scale: a number
+        return name, float(value) if "." in value else int(value)
+    return name, type(default)(value)
+
+
+def _each_pair_count(
+    known: pd.DataFrame,
+    target: str,
+    *,
+    train: np.ndarray,
+    test: np.ndarray,
+    roles: dict[str, Role],
+    options: scorecard.Options,
+) -> None:
+    """Cross-validated and held-out AUC of the integer points for every number of pairs."""
+    fitted = prepare(known.iloc[train].reset_index(drop=True), target=target, roles=roles)
+    fixed = {c.name: c.role for c in fitted.columns if c.name != target}
+    every = prepare(known, target=target, roles=fixed)  # the training table's roles
+    held = every.frame.iloc[test].reset_index(drop=True)
+    tops = scorecard.INTERACTION_CHOICES
+    columns, frame, y = fitted.features, fitted.frame, fitted.target
+    # the steps of fit_scorecard, every pair count kept rather than the chosen one
+    cv = scorecard._cross_validate(columns, frame, y, options, tops)  # noqa: SLF001
+    best = max(mean for mean, _ in cv.values())
+    chosen = min(t for t, (mean, _) in cv.items() if mean >= best - 0.001)
+    cards = scorecard._with_pairs(columns, frame, y, options, tops)  # noqa: SLF001
+    for top in tops:
+        card = cards[top]
+        card.intercept = float(card.model.intercept_[0])
+        scorecard._to_points(card)  # noqa: SLF001
+        auc = roc_auc_score(every.target[test], card.total(held))
+        mark = "  (chosen)" if top == chosen else ""
+        print(f"  {top} pairs: cross-validated AUC {cv[top][0]:.4f}, held out {auc:.4f}{mark}")
+        if top == max(tops):
+            print(f"  the pairs in order: {'; '.join(p.name for p in card.interactions)}")
+
+
 def main() -> None:
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -65,6 +115,8 @@ def main() -> None:
     parser.add_argument("--target", required=True)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--sep")
+    parser.add_argument("--each-pair-count", action="store_true")
+    parser.add_argument("--option", action="append", default=[], type=_option)
     args = parser.parse_args(argv)
 
     frame = read_table(args.table, sep=args.sep)
@@ -72,6 +124,15 @@ def main() -> None:
     known = frame[frame[args.target].notna()].reset_index(drop=True)
     rows = np.arange(len(known))
     train, test = train_test_split(rows, test_size=0.3, stratify=labels, random_state=args.seed)
+    if args.each_pair_count:
+        train, test = np.sort(train), np.sort(test)  # the order of the CSV files below
+        options = scorecard.Options(**dict(args.option))
+        print(f"table {args.table}, target {args.target}, seed {args.seed}, 70/30 stratified")
+        print(f"in process, {' '.join(extra)} {options}")
+        _each_pair_count(
+            known, args.target, train=train, test=test, roles=_roles(extra), options=options
+        )
+        return
     with tempfile.TemporaryDirectory() as folder:
         train_csv, test_csv = Path(folder) / "train.csv", Path(folder) / "test.csv"
         model = Path(folder) / "model.yaml"

@@ -8,7 +8,7 @@ from typing import Any
 import faust
 
 from stream import faust_guards
-from stream.faust_guards import patches
+from stream.faust_guards import patches, restore
 from stream.model_files import load_default_models, load_model_file
 from stream.readmodel import projector
 from stream.scoring import ModelSet
@@ -60,6 +60,8 @@ def create_app(settings: Settings) -> faust.App:
         app, settings.consumer_fetch_min_kb * 1024, settings.consumer_fetch_wait_ms
     )
     patches.set_producer_idempotence(app, settings.producer_idempotence)
+    if settings.bulk_restore:
+        restore.enable(app, settings, fetch_bytes=settings.consumer_fetch_mb * 1024 * 1024)
     models = (
         load_model_file(settings.models_path) if settings.models_path else load_default_models()
     )

@@ -2,8 +2,13 @@
 
 Each feature is cut into bins (supervised: the splits of a small decision tree on that feature
 alone; or quantiles), made monotone when the conversion rate clearly trends with the value, and
-one-hot encoded. An L2-regularised logistic regression on the indicators gives each bin a weight
-in log-odds; the standard scorecard scaling turns weights into integer points:
+encoded for an L2-regularised logistic regression that gives each bin a weight in log-odds.
+Categories are one-hot encoded. The bins of a number or a count are coded cumulatively (one
+indicator per step, `x` above the bin's lower bound, a bin's weight the sum of the steps up to
+it): the penalty then falls on the steps between neighbouring bins, a fused penalty that pulls
+a thin bin towards its neighbours instead of towards 0, so the points follow the value without
+jumps that only noise put there (`ordinal`). The standard scorecard scaling turns weights into
+integer points:
 `points = round(weight · pdo / ln 2)`, so `pdo` points double the odds of converting. With
 `scale`, the factor is set instead so that the best possible lead scores `scale` points.
 
@@ -26,12 +31,14 @@ odds of converting are `base_odds`:
 
 Interactions: an additive scorecard cannot say "a high page value counts for more in November".
 Pairs of attributes are therefore offered as well, each cut into a few coarse bins (at most
-`pair_bins`) and crossed: one indicator per cell with enough rows. The pairs are ranked on the
-training rows by how much of the additive model's error their cells explain (the sum over cells
-of (Σ residual)² / Σ p(1-p), as in the FAST algorithm for GA²M models), and how many of the top
-pairs to keep is chosen by cross-validation on the training rows (nested: every fold ranks the
-pairs on its own training part). A cell becomes a fit rule with `and`: it gives its points when
-both attributes fall in the cell's bins. Counts are left out (they are engagement rules).
+`pair_bins`) and crossed: one indicator per cell with enough rows. The pairs are chosen one at
+a time on the training rows: each time the pair whose cells explain most of the current model's
+error (the sum over cells of (Σ residual)² / Σ p(1-p), as in the FAST algorithm for GA²M
+models), the model then refitted with it, so that a pair saying again what a chosen pair said
+(two columns that move together, crossed with the same third) ranks low the next time. How many
+pairs to keep is chosen by cross-validation on the training rows (nested: every fold chooses
+the pairs on its own training part). A cell becomes a fit rule with `and`: it gives its points
+when both attributes fall in the cell's bins. Counts are left out (they are engagement rules).
 """
 
 from __future__ import annotations
@@ -97,6 +104,9 @@ class Options:
     scale: float | None = None
     """Scale the points so that the best possible lead scores this many (e.g. 100), instead of
     `pdo` points per doubling of the odds."""
+    ordinal: bool = True
+    """Code the bins of numbers and counts cumulatively, so that the penalty is on the steps
+    between neighbouring bins (a fused penalty) rather than on each bin's weight."""
 
 
 @dataclass
@@ -127,6 +137,9 @@ class Feature:
     monotone: str = ""
     """`increasing`/`decreasing` when the bins were merged to make the rate monotone."""
     has_missing: bool = False
+    ordinal: bool = False
+    """Ranges coded cumulatively (`x` above bin i's lower bound): each weight is a step from
+    one bin to the next, so the regression's penalty pulls neighbouring bins together."""
     _lookup: dict[str, int] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -158,8 +171,33 @@ class Feature:
         )
 
     def encoded_bins(self) -> range:
-        """The bins that get an indicator column (all but a count's first)."""
-        return range(1 if self.is_count else 0, len(self.bins))
+        """The bins that get an indicator column (all but a count's first, and all but the
+        first range of ordinal coding)."""
+        return range(1 if self.is_count or self.ordinal else 0, len(self.bins))
+
+    def indicators(self, idx: Any) -> list[Any]:
+        """The regression's columns for bin positions `idx`, one per `encoded_bins`."""
+        if not self.ordinal:
+            return [idx == i for i in self.encoded_bins()]
+        ranges = len(self.ranges)
+        columns = [(idx >= i) & (idx < ranges) for i in range(1, ranges)]
+        if self.has_missing:
+            columns.append(idx == ranges)
+        return columns
+
+    def bin_weights(self, coefficients: list[float]) -> list[float]:
+        """Every bin's weight in log-odds from its `encoded_bins` coefficients."""
+        weights = [0.0] * len(self.bins)
+        if not self.ordinal:
+            for i, w in zip(self.encoded_bins(), coefficients, strict=True):
+                weights[i] = w
+            return weights
+        ranges = len(self.ranges)
+        for i in range(1, ranges):
+            weights[i] = weights[i - 1] + coefficients[i - 1]
+        if self.has_missing:
+            weights[ranges] = coefficients[-1]
+        return weights
 
 
 def _fmt(x: float) -> str:
@@ -336,7 +374,13 @@ def make_feature(
         bins.append(
             Bin(MISSING, values=(MISSING,), rows=int(absent.sum()), converted=int(y[absent].sum()))
         )
-    feature = Feature(column, bins, monotone, has_missing=bool(absent.any()))
+    feature = Feature(
+        column,
+        bins,
+        monotone,
+        has_missing=bool(absent.any()),
+        ordinal=options.ordinal and column.role in (Role.NUMERIC, Role.COUNT),
+    )
     if notes is not None and note:
         notes.append(f"{column.name}: {note} ({len(feature.bins)} bins)")
     if len(feature.bins) >= 2:
@@ -405,42 +449,34 @@ def _coarse(column: Column, values: Any, y: Any, options: Options) -> Feature | 
     return feature
 
 
-def _interactions(
-    columns: list[Column], frame: Any, y: Any, probability: Any, *, options: Options, top: int
-) -> list[Interaction]:
-    """The `top` pairs of attributes whose cells explain most of the additive model's error."""
-    if top <= 0:
-        return []
-    residual = y - probability
-    hessian = probability * (1.0 - probability)
+def _candidates(columns: list[Column], frame: Any, y: Any, options: Options) -> list[Interaction]:
+    """Every pair of attributes that can be crossed (counts are engagement rules, not pairs)."""
     coarse = [
         f
         for c in columns
         if c.role != Role.COUNT
         and (f := _coarse(c, frame[c.name].to_numpy(), y, options)) is not None
     ]
-    bins = [f.index(frame[f.column.name].to_numpy()) for f in coarse]
-    ranked: list[Interaction] = []
-    for (a, ia), (b, ib) in itertools.combinations(zip(coarse, bins, strict=True), 2):
-        pair = Interaction(a, b, {})
-        known = (ia >= 0) & (ib >= 0)
-        cells = np.where(known, ia * len(b.bins) + ib, -1)
-        size = len(a.bins) * len(b.bins)
-        rows = np.bincount(cells[known], minlength=size)
-        r = np.bincount(cells[known], residual[known], minlength=size)
-        h = np.bincount(cells[known], hessian[known], minlength=size)
-        enough = rows >= MIN_CELL_ROWS
-        pair.gain = float((r[enough] ** 2 / np.maximum(h[enough], 1e-12)).sum())
-        ranked.append(pair)
-    ranked.sort(key=lambda pair: -pair.gain)
-    chosen = ranked[:top]
-    for pair in chosen:
-        cells = pair.index(frame)
-        for i, j in itertools.product(range(len(pair.a.bins)), range(len(pair.b.bins))):
-            mask = cells == i * len(pair.b.bins) + j
-            label = f"{pair.a.bins[i].label} & {pair.b.bins[j].label}"
-            pair.cells[(i, j)] = Bin(label, rows=int(mask.sum()), converted=int(y[mask].sum()))
-    return chosen
+    return [Interaction(a, b, {}) for a, b in itertools.combinations(coarse, 2)]
+
+
+def _gain(pair: Interaction, cells: Any, residual: Any, hessian: Any) -> float:
+    """How much of a model's error the pair's cells explain: the sum over cells with enough
+    rows of (sum of residuals)^2 / sum of p(1-p), as in FAST."""
+    known = cells >= 0
+    size = len(pair.a.bins) * len(pair.b.bins)
+    rows = np.bincount(cells[known], minlength=size)
+    r = np.bincount(cells[known], residual[known], minlength=size)
+    h = np.bincount(cells[known], hessian[known], minlength=size)
+    enough = rows >= MIN_CELL_ROWS
+    return float((r[enough] ** 2 / np.maximum(h[enough], 1e-12)).sum())
+
+
+def _tally_cells(pair: Interaction, cells: Any, y: Any) -> None:
+    for i, j in itertools.product(range(len(pair.a.bins)), range(len(pair.b.bins))):
+        mask = cells == i * len(pair.b.bins) + j
+        label = f"{pair.a.bins[i].label} & {pair.b.bins[j].label}"
+        pair.cells[(i, j)] = Bin(label, rows=int(mask.sum()), converted=int(y[mask].sum()))
 
 
 @dataclass
@@ -486,9 +522,7 @@ class Scorecard:
         """The bin indicators of every row (the regression's inputs)."""
         blocks = []
         for feature in self.features:
-            idx = feature.index(frame[feature.column.name].to_numpy())
-            for i in feature.encoded_bins():
-                blocks.append(idx == i)
+            blocks += feature.indicators(feature.index(frame[feature.column.name].to_numpy()))
         for pair in self.interactions:
             cells = pair.index(frame)
             for i, j in pair.encoded_cells():
@@ -540,7 +574,7 @@ def _regression(options: Options) -> LogisticRegression:
 def _merge_falls(feature: Feature, weights: list[float], frame: Any, y: Any) -> Feature | None:
     """A count's feature with the bins merged where its fitted weights fall from one bin to the
     next (None when they never fall)."""
-    steps = [0.0, *weights[: len(feature.ranges) - 1]]  # bin 0 is the reference
+    steps = feature.bin_weights(weights)[: len(feature.ranges)]  # bin 0 is the reference
     falls = {i for i in range(1, len(steps)) if steps[i] < steps[i - 1] - 1e-9}
     if not falls:
         return None
@@ -549,7 +583,13 @@ def _merge_falls(feature: Feature, weights: list[float], frame: Any, y: Any) -> 
     bins = _range_bins([e for e in edges if e is not None], values, y, count=True)
     if feature.has_missing:
         bins.append(feature.bins[-1])
-    return Feature(feature.column, bins, "increasing", has_missing=feature.has_missing)
+    return Feature(
+        feature.column,
+        bins,
+        "increasing",
+        has_missing=feature.has_missing,
+        ordinal=feature.ordinal,
+    )
 
 
 def _fit(card: Scorecard, frame: Any, y: Any) -> None:
@@ -588,23 +628,42 @@ def _fit(card: Scorecard, frame: Any, y: Any) -> None:
 def _with_pairs(
     columns: list[Column], frame: Any, y: Any, options: Options, tops: tuple[int, ...]
 ) -> dict[int, Scorecard]:
-    """Fitted scorecards with each number of pairs in `tops` (the pairs ranked once)."""
+    """Fitted scorecards with each number of pairs in `tops`, the pairs added one at a time:
+    each time the pair whose cells explain most of the current model's error, the model then
+    refitted (so a pair that says again what a chosen one said ranks low)."""
     card = _base(columns, frame, y, options)
     _fit(card, frame, y)
     cards = {0: card}
     wanted = [top for top in tops if top > 0]
     if not wanted:
         return cards
-    probability = card.model.predict_proba(card.design(frame))[:, 1]
     binned = [feature.column for feature in card.features]  # a lead's events carry only these
-    ranked = _interactions(binned, frame, y, probability, options=options, top=max(wanted))
-    for top in wanted:
-        crossed = Scorecard(
-            card.features, 0.0, card.factor, options, interactions=ranked[:top], notes=card.notes
+    candidates = _candidates(binned, frame, y, options)
+    cells = [pair.index(frame) for pair in candidates]
+    chosen: list[int] = []
+    current = card
+    while len(chosen) < min(max(wanted), len(candidates)):
+        probability = current.model.predict_proba(current.design(frame))[:, 1]
+        residual, hessian = y - probability, probability * (1.0 - probability)
+        gains = [
+            -1.0 if k in chosen else _gain(pair, cells[k], residual, hessian)
+            for k, pair in enumerate(candidates)
+        ]
+        best = int(np.argmax(gains))
+        candidates[best].gain = gains[best]
+        _tally_cells(candidates[best], cells[best], y)
+        chosen.append(best)
+        current = Scorecard(
+            card.features,
+            0.0,
+            card.factor,
+            options,
+            interactions=[candidates[k] for k in chosen],
+            notes=card.notes,
         )
-        _fit(crossed, frame, y)
-        cards[top] = crossed
-    return cards
+        _fit(current, frame, y)
+        cards[len(chosen)] = current
+    return {top: cards[min(top, len(chosen))] for top in (0, *wanted)}
 
 
 def _cross_validate(
@@ -679,9 +738,7 @@ def _scale_factor(card: Scorecard, scale: float) -> float:
     weights = iter(card.model.coef_[0].tolist())
     span = 0.0
     for feature in card.features:
-        w = [0.0] * len(feature.bins)
-        for i in feature.encoded_bins():
-            w[i] = next(weights)
+        w = feature.bin_weights([next(weights) for _ in feature.encoded_bins()])
         span += max(w) - (0.0 if feature.is_count else min(w))
     for pair in card.interactions:
         cells = [next(weights) for _ in pair.encoded_cells()]
@@ -702,10 +759,10 @@ def _to_points(card: Scorecard) -> None:
     card.shift = 0
     weights = iter(card.model.coef_[0].tolist())
     for feature in card.features:
-        for i in feature.encoded_bins():
-            b = feature.bins[i]
-            b.weight = next(weights)
-            b.points = round(b.weight * card.factor)
+        coefficients = [next(weights) for _ in feature.encoded_bins()]
+        for b, weight in zip(feature.bins, feature.bin_weights(coefficients), strict=True):
+            b.weight = weight
+            b.points = round(weight * card.factor)
         if not feature.is_count:
             lowest = min(b.points for b in feature.bins)
             for b in feature.bins:

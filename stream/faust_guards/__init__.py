@@ -7,12 +7,13 @@ the processor, which owns what they guard. Why each exists: ``RELIABILITY.md#fau
 
 Faust symbols: ``Consumer`` is ``faust.transport.consumer.Consumer``, ``ProducerBuffer``
 ``faust.transport.producer.ProducerBuffer``, ``Collection`` ``faust.tables.base.Collection``,
-``Topic`` ``faust.topics.Topic``, ``Store`` ``faust.stores.rocksdb.Store``, ``Recovery``
-``faust.tables.recovery.Recovery``.
+``Topic`` ``faust.topics.Topic``, ``Store`` ``faust.stores.rocksdb.Store``, ``RocksDBOptions``
+``faust.stores.rocksdb.RocksDBOptions``, ``Recovery`` ``faust.tables.recovery.Recovery``.
 ``tables.writing_for`` is used by an agent that applies its records in batches, ``sending`` by
-one that sends bytes records without ``Topic.send``'s per-record wrapping. Tests are in
-``tests/unit/faust_guards/`` except ``test_sequence`` and ``test_sending``
-(``tests/integration/faust_guards/``, on the real broker; ``test_sending`` has a unit part too).
+one that sends bytes records without ``Topic.send``'s per-record wrapping, ``restore.enable`` by
+an app that restores its tables in bulk. Tests are in ``tests/unit/faust_guards/`` except
+``test_sequence``, ``test_sending`` and ``test_restore`` (``tests/integration/faust_guards/``,
+on the real broker; ``test_sending`` has a unit part too).
 
 ==============================  ===============================  ===============  ==================
 guard                           Faust symbol patched or read     upstream issue   test
@@ -37,6 +38,8 @@ patches.guard_recovery_flush    Recovery._set_recovery_ended,    none filed     
 patches.guard_promoted_standbys Recovery.on_rebalance,           none filed       test_patches
                                 Recovery.standby_tps,
                                 .active_tps, .active_offsets
+patches                         RocksDBOptions.as_options        none filed       test_patches
+.guard_rocksdb_compression                                       (a cost)
 delivery.guard_eager_delivery   Consumer._drain_messages         none filed       test_delivery
                                 (a pinned copy), .wait_first     (a cost)
 local_stores                    Collection.send_changelog,       none filed       test_local_stores
@@ -50,6 +53,10 @@ write_order.hold_changelog      Topic.send_soon,                 none filed     
 write_order.hold_flush          producer flush (one app)         none filed       test_write_order
 sequence.SequenceGuard          Consumer._committed_offset,      none filed       test_sequence
                                 ._acked, ._acked_index, ._gap
+restore.guard_bulk_restore      Recovery._build_offsets,         none filed       test_restore,
+(restore.enable)                .tp_to_table,                    (a cost)         test_faust_symbols
+                                .active_highwaters,
+                                Collection._on_changelog_event
 readers                         Consumer._committed_offset,      none filed       test_faust_symbols
                                 Store._dbs, ._dbs_for_actives
 tables.writing_for              faust.streams._current_event     faust-streaming  test_tables
@@ -77,5 +84,6 @@ def install() -> None:
     patches.guard_commit_offsets()
     patches.guard_recovery_flush()
     patches.guard_promoted_standbys()
+    patches.guard_rocksdb_compression()
     local_stores.install_write_tracking()
     delivery.guard_eager_delivery()

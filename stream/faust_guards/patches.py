@@ -11,7 +11,9 @@ process-wide (installed by ``stream.faust_guards.install``):
 * ``guard_recovery_flush``: ``Recovery._set_recovery_ended`` applies every changelog record the
   recovery took before the streams resume;
 * ``guard_promoted_standbys``: ``Recovery.on_rebalance`` restores a partition promoted from a
-  standby replica from the start of its changelog.
+  standby replica from the start of its changelog;
+* ``guard_rocksdb_compression``: ``RocksDBOptions.as_options`` applies a table's ``compression``
+  option on rocksdict, which Faust drops.
 
 Why each exists: ``RELIABILITY.md#faust-guards``.
 """
@@ -316,3 +318,43 @@ def guard_promoted_standbys() -> None:
 
     Recovery.on_rebalance = on_rebalance
     setattr(Recovery, _PROMOTION_GUARDED, True)
+
+
+# ----------------------------------------------------------------------------- RocksDB compression
+
+_COMPRESSION_GUARDED = "_leadstream_compression_guard"
+COMPRESSIONS = ("zstd", "lz4", "snappy", "none")
+"""The block compressions a table's ``compression`` option may name."""
+
+
+def guard_rocksdb_compression() -> None:
+    """Let a table's RocksDB options name its block compression (``options={"compression":
+    "zstd"}``). On rocksdict, Faust's ``RocksDBOptions.as_options`` builds the options from its
+    own fields only and drops every other option (``extra_options`` reach python-rocksdb
+    alone), so a store keeps RocksDB's default, Snappy. Lead states are small JSON documents
+    with many repeated keys: zstd stores them in about two thirds of Snappy's bytes
+    (``BENCHMARKS.md``)."""
+    import rocksdict  # noqa: PLC0415
+    from faust.stores.rocksdb import RocksDBOptions  # noqa: PLC0415
+
+    if getattr(RocksDBOptions, _COMPRESSION_GUARDED, False):
+        return
+    original = RocksDBOptions.as_options
+    kinds = {
+        "zstd": rocksdict.DBCompressionType.zstd,
+        "lz4": rocksdict.DBCompressionType.lz4,
+        "snappy": rocksdict.DBCompressionType.snappy,
+        "none": rocksdict.DBCompressionType.none,
+    }
+
+    def as_options(self: Any) -> Any:
+        options = original(self)
+        name = self.extra_options.get("compression")
+        if name is not None and self.use_rocksdict:
+            if name not in kinds:
+                raise ValueError(f"unknown RocksDB compression {name!r}: one of {COMPRESSIONS}")
+            options.set_compression_type(kinds[name]())
+        return options
+
+    RocksDBOptions.as_options = as_options
+    setattr(RocksDBOptions, _COMPRESSION_GUARDED, True)

@@ -11,7 +11,7 @@ import pytest
 from stream.calibrate.rows import lead_events, model_inputs
 from stream.calibrate.run import Calibration, calibrate
 from stream.calibrate.score import score_table
-from stream.calibrate.scorecard import Options
+from stream.calibrate.scorecard import Options, _candidates, _gain, _with_pairs, fit_scorecard
 from stream.calibrate.table import prepare
 from stream.cli import main
 
@@ -103,3 +103,51 @@ def test_a_worker_loads_the_model_with_pairs(crossed: Calibration, tmp_path: Pat
     assert main(["rules", "validate", str(path)]) == 0
     app = create_app(make_settings(models_path=path))
     assert app is not None
+
+
+def make_two_pairs(n: int = 6000, seed: int = 5) -> pd.DataFrame:
+    """Two interactions (basket value by month, age by region) and a second copy of the basket
+    value (`basket_total`, the same figure rounded): crossed with the month it says what the
+    basket value says, so after that pair the next worth having is age by region."""
+    rng = np.random.default_rng(seed)
+    month = rng.choice(["jan", "feb", "mar", "nov", "dec"], size=n)
+    basket = rng.exponential(40.0, n).round(2)
+    region = rng.choice(["north", "south", "east"], size=n)
+    age = rng.integers(20, 70, n)
+    sale, north = np.isin(month, ["nov", "dec"]), region == "north"
+    logit = (
+        -2.0
+        + 3.0 * (sale & (basket > 40))
+        - 1.5 * (~sale & (basket > 40))
+        + 1.5 * (north & (age > 50))
+        - 1.0 * (north & (age <= 50))
+    )
+    bought = rng.random(n) < 1 / (1 + np.exp(-logit))
+    return pd.DataFrame(
+        {"month": month, "basket_value": basket, "basket_total": basket.round(0),
+         "region": region, "age": age, "bought": np.where(bought, "yes", "no")}
+    )  # fmt: skip
+
+
+def test_each_pair_is_chosen_on_what_the_pairs_before_it_left_unexplained() -> None:
+    table = prepare(make_two_pairs(), target="bought")
+    frame, y = table.frame, table.target
+    options = Options(folds=0, interactions=2)
+    additive = _with_pairs(table.features, frame, y, options, (0,))[0]
+    probability = additive.probability(frame)
+    residual, hessian = y - probability, probability * (1 - probability)
+    candidates = _candidates(table.features, frame, y, options)
+    gains = {
+        frozenset((p.a.column.name, p.b.column.name)): _gain(p, p.index(frame), residual, hessian)
+        for p in candidates
+    }
+    first, second = sorted(gains, key=lambda names: -gains[names])[:2]
+    # ranked once on the additive model, the two basket pairs come first: the same pair twice
+    assert {first, second} == {
+        frozenset(("month", "basket_value")),
+        frozenset(("month", "basket_total")),
+    }
+    card = fit_scorecard(table.features, frame, y, options)
+    chosen = [frozenset((p.a.column.name, p.b.column.name)) for p in card.interactions]
+    assert chosen[0] == first
+    assert chosen[1] == frozenset(("region", "age"))

@@ -75,6 +75,7 @@ def defined(owner: type, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
             ["self", "assigned", "revoked", "newly_assigned", "generation_id"],
             True,
         ),
+        (Recovery, "_build_offsets", ["self", "consumer", "tps", "destination", "title"], True),
     ],
 )
 def test_a_patched_method_keeps_its_parameters(
@@ -220,3 +221,48 @@ def test_the_recovery_buffers_changelog_records_per_table() -> None:
     assert recovery.buffers[table] == []
     flush = defined(Recovery, "flush_buffers")
     assert "apply_changelog_batch" in ast.unparse(flush)
+
+
+def test_the_recovery_builds_active_offsets_after_their_highwaters_and_before_it_seeks() -> None:
+    """``restore.guard_bulk_restore`` runs in ``_build_offsets`` for the active partitions: it
+    reads the high watermarks built just before, and its offsets are those Faust then seeks."""
+    source = ast.unparse(defined(Recovery, "_restart_recovery"))
+    steps = [
+        "T(self._build_highwaters)(consumer, assigned_active_tps, active_highwaters, 'active')",
+        "T(self._build_offsets)(consumer, assigned_active_tps, active_offsets, 'active')",
+        "T(self._build_offsets)(consumer, assigned_standby_tps, standby_offsets, 'standby')",
+        "T(self._seek_offsets)(consumer, assigned_active_tps, active_offsets, 'active')",
+    ]
+    at = [source.find(step) for step in steps]
+    assert -1 not in at and at == sorted(at), at
+    assert "self.active_highwaters" in source and "self.active_offsets" in source
+
+
+def test_the_recovery_maps_changelog_partitions_to_tables_and_offsets(tmp_path: Path) -> None:
+    app = faust.App(
+        "symbols-restore", broker="kafka://localhost:1", store="rocksdb://", datadir=tmp_path
+    )
+    table = app.Table("restored", partitions=1)
+    recovery = app.tables.recovery
+    assert recovery.tp_to_table == {}
+    assert dict(recovery.active_highwaters) == {}
+    assert recovery.app.in_transaction is False
+    assert table._on_changelog_event is None
+    # ``restore.write`` writes what ``Store.apply_changelog_batch`` and ``set_persisted_offset``
+    # write, in the database ``_db_for_partition`` opens
+    assert table.data.use_rocksdict is True
+    assert table.data.offset_key == b"__faust\0offset__"
+    assert parameters(Store._db_for_partition) == ["self", "partition"]
+    apply = ast.unparse(defined(Store, "apply_changelog_batch"))
+    for step in (
+        "rocksdict.WriteBatch(raw_mode=True)",
+        "batches[msg.partition].delete(msg.key)",
+        "batches[msg.partition].put(msg.key, msg.value)",
+        "self._db_for_partition(partition).write(batch)",
+        "self.set_persisted_offset(tp, offset)",
+    ):
+        assert step in apply, step
+    persist = ast.unparse(defined(Store, "set_persisted_offset"))
+    assert "self._db_for_partition(tp.partition).put(self.offset_key, str(offset).encode())" in (
+        persist
+    )

@@ -9,10 +9,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+import pytest
 from aiokafka.structs import ConsumerRecord
 from faust.assignor.client_assignment import ClientAssignment
 from faust.events import Event
-from faust.stores.rocksdb import Store
+from faust.stores.rocksdb import RocksDBOptions, Store
 from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
@@ -33,6 +34,7 @@ from stream.faust_guards.patches import (
     guard_promoted_standbys,
     guard_read_offsets,
     guard_recovery_flush,
+    guard_rocksdb_compression,
     guard_skipped_acks,
     leave_unacknowledged,
     set_fetch_batching,
@@ -136,6 +138,7 @@ def test_each_guard_patches_once() -> None:
         (guard_recovery_flush, Recovery, ("_set_recovery_ended",)),
         (guard_promoted_standbys, Recovery, ("on_rebalance",)),
         (guard_producer_idempotence, aiokafka.Producer, ("_settings_extra",)),
+        (guard_rocksdb_compression, RocksDBOptions, ("as_options",)),
     ]
     faust_guards.install()
     guard_fetch_batching()
@@ -328,3 +331,29 @@ async def test_a_partition_promoted_from_a_standby_is_restored_from_its_changelo
     assert recovery.active_offsets[promoted] == -1  # read again from the start
     assert recovery.active_offsets[kept] == 40  # active before: its own store
     assert recovery.active_offsets[other] == 40  # held nothing of it as a standby
+
+
+def _stored_compression(tmp_path: Path, options: dict[str, Any] | None) -> set[str]:
+    """The block compression RocksDB recorded for each partition store of a table built with
+    ``options`` (the ``compression=`` line of the database's OPTIONS file)."""
+    app = faust.App(
+        "guards-compression", broker="kafka://localhost:1", store="rocksdb://", datadir=tmp_path
+    )
+    table = app.Table("leads", partitions=2, key_type=bytes, value_type=bytes, options=options)
+    assert isinstance(table.data, Store)
+    for partition in (0, 1):
+        table.data._db_for_partition(partition).put(b"lead-1", b'{"v":1}')
+    found = set()
+    for path in tmp_path.rglob("OPTIONS-*"):
+        for line in path.read_text().splitlines():
+            if line.strip().startswith("compression="):
+                found.add(line.strip().removeprefix("compression="))
+    return found
+
+
+def test_a_tables_compression_option_reaches_its_rocksdb_stores(tmp_path: Path) -> None:
+    faust_guards.install()
+    assert _stored_compression(tmp_path / "zstd", {"compression": "zstd"}) == {"kZSTD"}
+    assert _stored_compression(tmp_path / "default", None) == {"kSnappyCompression"}
+    with pytest.raises(ValueError, match="unknown RocksDB compression 'zip'"):
+        _stored_compression(tmp_path / "bad", {"compression": "zip"})
