@@ -15,24 +15,47 @@ event loop three times on every call (``asyncio.sleep(0)``), started producer or
 it per record cost three turns of the loop (each a poll of the selector) per record sent. What
 it returns, the producer or the consumer's transaction manager, is the same object for the
 worker's life.
+
+A record sent without a partition gets the partition Kafka's default partitioner gives its key
+(murmur2 of the key bytes, modulo the partition count), from a cache of recent keys: aiokafka
+computes murmur2 in Python, 5 µs for a lead id and 13 µs for a score key, for every record,
+and a worker sends each lead's keys again batch after batch. The sender is given the partition
+count of the topics it writes to (a worker refuses to start when a topic has another).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
+
+from aiokafka.partitioner import murmur2
 
 from stream.faust_guards.write_order import WriteOrder
 
-__all__ = ["DirectSender"]
+__all__ = ["KEYS_KEPT", "DirectSender"]
+
+KEYS_KEPT = 65_536
+"""Keys whose partitions the sender keeps (least recently used dropped)."""
 
 
 class DirectSender:
     """Send bytes records through the app's producer; track their delivery."""
 
-    def __init__(self, app: Any, order: WriteOrder | None = None) -> None:
+    def __init__(
+        self, app: Any, order: WriteOrder | None = None, *, partitions: int | None = None
+    ) -> None:
         self.app = app
         self.order = order
         self._producer: Any = None
+        self.partitions = partitions
+        """The partition count of every topic sent to (``None``: the producer partitions)."""
+        self.partition_of = functools.lru_cache(maxsize=KEYS_KEPT)(self._murmur_partition)
+        """The partition of a key: Kafka's default partitioner, recent keys kept."""
+
+    def _murmur_partition(self, key: bytes) -> int:
+        # aiokafka's DefaultPartitioner over partitions 0..n-1
+        assert self.partitions is not None
+        return (murmur2(key) & 0x7FFFFFFF) % self.partitions
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -41,6 +64,8 @@ class DirectSender:
         producer = self._producer
         if producer is None:
             producer = self._producer = await self.app.maybe_start_producer()
+        if partition is None and key is not None and self.partitions is not None:
+            partition = self.partition_of(key)
         delivery = await producer.send(topic, key, value, partition, None, None)
         if self.order is not None:
             self.order.track(delivery)

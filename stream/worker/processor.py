@@ -48,7 +48,6 @@ from typing import Any
 
 import faust
 import mode
-from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import codec
 from schemas.common import ContractModel
@@ -189,9 +188,10 @@ class LeadProcessor:
             self.write_order = WriteOrder(on_failure=self._crash)
             for table in (self.leads, self.identities):
                 hold_changelog(table.changelog_topic, self.write_order)
-        self.sender = DirectSender(app, self.write_order)
+        # every topic the processor sends to has ``partitions`` (the worker refuses to start
+        # otherwise), so the sender partitions keys itself, from its cache of recent keys
+        self.sender = DirectSender(app, self.write_order, partitions=partitions)
         self.schedule = DueSchedule()
-        self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
         self._partition_of = functools.lru_cache(maxsize=65_536)(self._murmur_partition)
         self.accounts: AccountDesk | None = None
@@ -231,7 +231,7 @@ class LeadProcessor:
         return self._partition_of(key)
 
     def _murmur_partition(self, key: str) -> int:
-        return int(self._partitioner(key.encode(), self._all_partitions, self._all_partitions))
+        return self.sender.partition_of(key.encode())
 
     # ------------------------------------------------------------------ table access
 

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 
 from stream.faust_guards.sending import DirectSender
 
@@ -62,4 +63,31 @@ async def test_the_sender_asks_for_the_producer_once_and_sends_every_record() ->
         ("topic", b"key-0", b"value", None, None, None),
         ("topic", b"key-1", b"value", None, None, None),
         ("topic", b"key-2", b"value", 5, None, None),
+    ]
+
+
+def test_the_sender_partitions_keys_as_kafkas_default_partitioner() -> None:
+    """With the topics' partition count, a record without a partition gets the one aiokafka's
+    own partitioner would choose for its key (checked against aiokafka's code)."""
+    partitioner = DefaultPartitioner()
+    for partitions in (1, 3, 8, 12):
+        sender = DirectSender(OneProducerApp(), partitions=partitions)
+        every = list(range(partitions))
+        for i in range(2_000):
+            key = f'{{"lead_id":"lead-{i:06d}-é","model":"engagement_v{i % 3}"}}'.encode()
+            assert sender.partition_of(key) == partitioner(key, every, every)
+
+
+async def test_the_sender_sends_a_keyed_record_to_its_partition() -> None:
+    app = OneProducerApp()
+    sender = DirectSender(app, partitions=8)
+    partitioner = DefaultPartitioner()
+    every = list(range(8))
+    await sender.send("topic", b"lead-1", b"value")
+    await sender.send("topic", b"lead-1", None, 3)  # a partition given is kept
+    await sender.send("topic", None, b"value")  # no key: the producer chooses
+    assert app.producer.sent == [
+        ("topic", b"lead-1", b"value", partitioner(b"lead-1", every, every), None, None),
+        ("topic", b"lead-1", None, 3, None, None),
+        ("topic", None, b"value", None, None, None),
     ]
