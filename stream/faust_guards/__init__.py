@@ -40,6 +40,8 @@ patches.guard_promoted_standbys Recovery.on_rebalance,           none filed     
                                 .active_tps, .active_offsets
 patches                         RocksDBOptions.as_options        none filed       test_patches
 .guard_rocksdb_compression                                       (a cost)
+patches                         RocksDBOptions.open              none filed       test_patches
+.guard_rocksdb_unlogged_writes                                   (a cost)
 delivery.guard_eager_delivery   Consumer._drain_messages         none filed       test_delivery
                                 (a pinned copy), .wait_first     (a cost)
 local_stores                    Collection.send_changelog,       none filed       test_local_stores
@@ -85,5 +87,6 @@ def install() -> None:
     patches.guard_recovery_flush()
     patches.guard_promoted_standbys()
     patches.guard_rocksdb_compression()
+    patches.guard_rocksdb_unlogged_writes()
     local_stores.install_write_tracking()
     delivery.guard_eager_delivery()

@@ -19,7 +19,7 @@ from typing import Any
 import faust
 import pytest
 from aiokafka import AIOKafkaConsumer
-from faust.stores.rocksdb import Store
+from faust.stores.rocksdb import RocksDBOptions, Store
 from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.topics import Topic
@@ -87,6 +87,14 @@ def test_a_patched_method_keeps_its_parameters(
     assert not arguments.kwonlyargs and not arguments.vararg and not arguments.kwarg
     assert isinstance(function, ast.AsyncFunctionDef) is is_coroutine
     assert callable(getattr(owner, name))
+
+
+def test_rocksdb_options_open_takes_a_path_and_read_only() -> None:
+    # ``guard_rocksdb_unlogged_writes`` wraps it and sets the write options of what it returns
+    opened = defined(RocksDBOptions, "open")
+    assert [a.arg for a in opened.args.args] == ["self", "path"]
+    assert [a.arg for a in opened.args.kwonlyargs] == ["read_only"]
+    assert isinstance(opened, ast.FunctionDef)
 
 
 def test_consumer_getmany_is_an_async_generator() -> None:

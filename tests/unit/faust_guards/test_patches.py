@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,6 +36,7 @@ from stream.faust_guards.patches import (
     guard_read_offsets,
     guard_recovery_flush,
     guard_rocksdb_compression,
+    guard_rocksdb_unlogged_writes,
     guard_skipped_acks,
     leave_unacknowledged,
     set_fetch_batching,
@@ -139,6 +141,7 @@ def test_each_guard_patches_once() -> None:
         (guard_promoted_standbys, Recovery, ("on_rebalance",)),
         (guard_producer_idempotence, aiokafka.Producer, ("_settings_extra",)),
         (guard_rocksdb_compression, RocksDBOptions, ("as_options",)),
+        (guard_rocksdb_unlogged_writes, RocksDBOptions, ("open",)),
     ]
     faust_guards.install()
     guard_fetch_batching()
@@ -357,3 +360,45 @@ def test_a_tables_compression_option_reaches_its_rocksdb_stores(tmp_path: Path) 
     assert _stored_compression(tmp_path / "default", None) == {"kSnappyCompression"}
     with pytest.raises(ValueError, match="unknown RocksDB compression 'zip'"):
         _stored_compression(tmp_path / "bad", {"compression": "zip"})
+
+
+def _table_store(tmp_path: Path) -> Store:
+    app = faust.App(
+        "guards-unlogged", broker="kafka://localhost:1", store="rocksdb://", datadir=tmp_path
+    )
+    table = app.Table("leads", partitions=1, key_type=bytes, value_type=bytes)
+    assert isinstance(table.data, Store)
+    return table.data
+
+
+def _log_bytes(tmp_path: Path) -> int:
+    return sum(path.stat().st_size for path in tmp_path.rglob("*.log"))
+
+
+def test_table_stores_are_written_without_the_write_ahead_log(tmp_path: Path) -> None:
+    """Faust's own store (``Store._set``, ``set_persisted_offset``) writes nothing to RocksDB's
+    log; a store Faust drops, as at its stop, keeps every write when opened again."""
+    faust_guards.install()
+    store = _table_store(tmp_path)
+    db = store._db_for_partition(0)
+    for i in range(200):
+        db.put(b"lead-%d" % i, b'{"v":%d}' % i)
+    store.set_persisted_offset(TP(store.table.changelog_topic.get_topic_name(), 0), 199)
+    assert _log_bytes(tmp_path) == 0
+    store._dbs.clear()  # what Faust's stop and revocations do
+    del db
+    gc.collect()
+
+    again = _table_store(tmp_path)
+    assert again._db_for_partition(0)[b"lead-199"] == b'{"v":199}'
+    assert again.persisted_offset(TP(again.table.changelog_topic.get_topic_name(), 0)) == 199
+
+
+def test_without_the_guard_faust_logs_every_write(tmp_path: Path) -> None:
+    """Why the guard: Faust's ``RocksDBOptions.open`` leaves RocksDB's default, the log on."""
+    faust_guards.install()
+    faust_open = RocksDBOptions.open.__wrapped__  # type: ignore[attr-defined]
+    db = faust_open(RocksDBOptions(), tmp_path / "plain")
+    for i in range(200):
+        db.put(b"lead-%d" % i, b'{"v":%d}' % i)
+    assert _log_bytes(tmp_path) > 0
