@@ -44,6 +44,10 @@ patches                         RocksDBOptions.open              none filed     
 .guard_rocksdb_unlogged_writes                                   (a cost)
 delivery.guard_eager_delivery   Consumer._drain_messages         none filed       test_delivery
                                 (a pinned copy), .wait_first     (a cost)
+requests.guard_full_requests    aiokafka MessageAccumulator      none filed       test_requests
+                                .drain_by_nodes, ._batches,      (a cost)
+                                ._cluster, MessageBatch
+                                ._linger_time
 local_stores                    Collection.send_changelog,       none filed       test_local_stores
 .install_write_tracking         Collection._on_changelog_sent
 sending.DirectSender            App.maybe_start_producer,        none filed       test_sending,
@@ -78,7 +82,7 @@ def install() -> None:
     """Install every class patch of Faust (idempotent; affects every Faust app in the
     process)."""
     # imported here: ``readers`` (used by the metrics) stays free of Faust imports
-    from stream.faust_guards import delivery, local_stores, patches  # noqa: PLC0415
+    from stream.faust_guards import delivery, local_stores, patches, requests  # noqa: PLC0415
 
     patches.guard_skipped_acks()
     patches.guard_read_offsets()
@@ -90,3 +94,4 @@ def install() -> None:
     patches.guard_rocksdb_unlogged_writes()
     local_stores.install_write_tracking()
     delivery.guard_eager_delivery()
+    requests.guard_full_requests()

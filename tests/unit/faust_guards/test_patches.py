@@ -11,6 +11,7 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka.producer.message_accumulator import MessageAccumulator
 from aiokafka.structs import ConsumerRecord
 from faust.assignor.client_assignment import ClientAssignment
 from faust.events import Event
@@ -27,6 +28,7 @@ from stream import faust_guards
 from stream.faust_guards import readers
 from stream.faust_guards.delivery import guard_eager_delivery
 from stream.faust_guards.local_stores import install_write_tracking
+from stream.faust_guards.requests import guard_full_requests
 from stream.faust_guards.patches import (
     guard_buffer_flush,
     guard_commit_offsets,
@@ -142,6 +144,7 @@ def test_each_guard_patches_once() -> None:
         (guard_producer_idempotence, aiokafka.Producer, ("_settings_extra",)),
         (guard_rocksdb_compression, RocksDBOptions, ("as_options",)),
         (guard_rocksdb_unlogged_writes, RocksDBOptions, ("open",)),
+        (guard_full_requests, MessageAccumulator, ("drain_by_nodes",)),
     ]
     faust_guards.install()
     guard_fetch_batching()
