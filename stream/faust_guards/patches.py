@@ -385,7 +385,7 @@ def guard_rocksdb_unlogged_writes() -> None:
         return
     original = RocksDBOptions.open
 
-    def open(self: Any, path: Any, *, read_only: bool = False) -> Any:  # noqa: A001 - Faust's name
+    def open(self: Any, path: Any, *, read_only: bool = False) -> Any:
         db = original(self, path, read_only=read_only)
         if self.use_rocksdict:
             unlogged = rocksdict.WriteOptions()

@@ -1,4 +1,4 @@
-"""One produce request takes every batch waiting for its broker, not only those whose linger ran out.
+"""A produce request takes every batch waiting for its broker, not only those whose linger ended.
 
 aiokafka's sender (``aiokafka.producer.sender.Sender``) keeps one produce request in flight per
 broker and, each time it wakes, takes from ``MessageAccumulator.drain_by_nodes`` the first batch

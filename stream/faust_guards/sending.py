@@ -55,7 +55,7 @@ class DirectSender:
     def _murmur_partition(self, key: bytes) -> int:
         # aiokafka's DefaultPartitioner over partitions 0..n-1
         assert self.partitions is not None
-        return (murmur2(key) & 0x7FFFFFFF) % self.partitions
+        return int(murmur2(key) & 0x7FFFFFFF) % self.partitions
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None

@@ -28,7 +28,6 @@ from stream import faust_guards
 from stream.faust_guards import readers
 from stream.faust_guards.delivery import guard_eager_delivery
 from stream.faust_guards.local_stores import install_write_tracking
-from stream.faust_guards.requests import guard_full_requests
 from stream.faust_guards.patches import (
     guard_buffer_flush,
     guard_commit_offsets,
@@ -44,6 +43,7 @@ from stream.faust_guards.patches import (
     set_fetch_batching,
     set_producer_idempotence,
 )
+from stream.faust_guards.requests import guard_full_requests
 
 TOPIC = "guarded"
 PART = TP(TOPIC, 0)
