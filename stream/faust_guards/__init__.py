@@ -53,6 +53,8 @@ local_stores                    Collection.send_changelog,       none filed     
 sending.DirectSender            App.maybe_start_producer,        none filed       test_sending,
                                 Producer.send,                                    test_faust_symbols
                                 TransactionManager.send
+sending.guard_topic_producer    Topic._get_producer,             none filed       test_sending
+                                App.in_transaction               (a cost)
 write_order.hold_changelog      Topic.send_soon,                 none filed       test_write_order
                                 Topic.as_future_message,
                                 producer send_soon (one topic)
@@ -82,7 +84,13 @@ def install() -> None:
     """Install every class patch of Faust (idempotent; affects every Faust app in the
     process)."""
     # imported here: ``readers`` (used by the metrics) stays free of Faust imports
-    from stream.faust_guards import delivery, local_stores, patches, requests  # noqa: PLC0415
+    from stream.faust_guards import (  # noqa: PLC0415
+        delivery,
+        local_stores,
+        patches,
+        requests,
+        sending,
+    )
 
     patches.guard_skipped_acks()
     patches.guard_read_offsets()
@@ -95,3 +103,4 @@ def install() -> None:
     local_stores.install_write_tracking()
     delivery.guard_eager_delivery()
     requests.guard_full_requests()
+    sending.guard_topic_producer()

@@ -16,6 +16,13 @@ it per record cost three turns of the loop (each a poll of the selector) per rec
 it returns, the producer or the consumer's transaction manager, is the same object for the
 worker's life.
 
+Faust's own sends ask for the producer the same way, once per record: ``Topic.publish_message``
+awaits ``Topic._get_producer``, that is ``app.maybe_start_producer()``; every table write (a
+changelog message, handed to it by the producer buffer's task) paid the three turns.
+``guard_topic_producer`` makes ``Topic._get_producer`` return a started producer at once (what
+``maybe_start_producer`` would return: the producer, outside a transaction), and ask Faust as
+before otherwise (a producer not started yet, or the transaction manager under ``exactly_once``).
+
 A record sent without a partition gets the partition Kafka's default partitioner gives its key
 (murmur2 of the key bytes, modulo the partition count), from a cache of recent keys: aiokafka
 computes murmur2 in Python, 5 µs for a lead id and 13 µs for a score key, for every record,
@@ -32,7 +39,7 @@ from aiokafka.partitioner import murmur2
 
 from stream.faust_guards.write_order import WriteOrder
 
-__all__ = ["KEYS_KEPT", "DirectSender"]
+__all__ = ["KEYS_KEPT", "DirectSender", "guard_topic_producer"]
 
 KEYS_KEPT = 65_536
 """Keys whose partitions the sender keeps (least recently used dropped)."""
@@ -70,3 +77,26 @@ class DirectSender:
         if self.order is not None:
             self.order.track(delivery)
         return delivery
+
+
+_GUARDED = "_leadstream_topic_producer"
+
+
+def guard_topic_producer() -> None:
+    """Install the direct producer lookup on Faust's ``Topic`` (idempotent; affects every Faust
+    app in the process)."""
+    from faust.topics import Topic  # noqa: PLC0415
+
+    if getattr(Topic, _GUARDED, False):
+        return
+    original = Topic._get_producer
+
+    async def _get_producer(self: Any) -> Any:
+        app = self.app
+        producer = app.producer
+        if not app.in_transaction and producer.started:
+            return producer
+        return await original(self)
+
+    Topic._get_producer = _get_producer
+    setattr(Topic, _GUARDED, True)

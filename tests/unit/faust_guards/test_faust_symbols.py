@@ -76,6 +76,7 @@ def defined(owner: type, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
             True,
         ),
         (Recovery, "_build_offsets", ["self", "consumer", "tps", "destination", "title"], True),
+        (Topic, "_get_producer", ["self"], True),
     ],
 )
 def test_a_patched_method_keeps_its_parameters(

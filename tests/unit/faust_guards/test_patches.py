@@ -18,6 +18,7 @@ from faust.events import Event
 from faust.stores.rocksdb import RocksDBOptions, Store
 from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
+from faust.topics import Topic
 from faust.transport.consumer import Consumer
 from faust.transport.drivers import aiokafka
 from faust.transport.producer import ProducerBuffer
@@ -44,6 +45,7 @@ from stream.faust_guards.patches import (
     set_producer_idempotence,
 )
 from stream.faust_guards.requests import guard_full_requests
+from stream.faust_guards.sending import guard_topic_producer
 
 TOPIC = "guarded"
 PART = TP(TOPIC, 0)
@@ -145,6 +147,7 @@ def test_each_guard_patches_once() -> None:
         (guard_rocksdb_compression, RocksDBOptions, ("as_options",)),
         (guard_rocksdb_unlogged_writes, RocksDBOptions, ("open",)),
         (guard_full_requests, MessageAccumulator, ("drain_by_nodes",)),
+        (guard_topic_producer, Topic, ("_get_producer",)),
     ]
     faust_guards.install()
     guard_fetch_batching()

@@ -8,6 +8,7 @@ from typing import Any
 import faust
 from aiokafka.partitioner import DefaultPartitioner
 
+from stream import faust_guards
 from stream.faust_guards.sending import DirectSender
 
 
@@ -91,3 +92,48 @@ async def test_the_sender_sends_a_keyed_record_to_its_partition() -> None:
         ("topic", b"lead-1", None, 3, None, None),
         ("topic", None, b"value", None, None, None),
     ]
+
+
+async def _turns_taken(call: Any) -> tuple[Any, int]:
+    """What awaiting ``call()`` returns, and the turns the event loop took meanwhile."""
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_turns())
+    await asyncio.sleep(0)
+    before = turns
+    result = await call()
+    after = turns
+    counter.cancel()
+    return result, after - before
+
+
+async def test_a_topic_gets_a_started_producer_without_turns_of_the_loop() -> None:
+    """Faust's ``Topic.publish_message`` (every table write's changelog message) asks for the
+    producer per record; guarded, a started one is returned at once."""
+    faust_guards.install()
+    app = faust.App("sending-topic", broker="kafka://localhost:1")
+    app.producer._started.set()  # stands for a started producer
+    topic = app.topic("leads-changelog")
+    producer, turns = await _turns_taken(topic._get_producer)
+    assert producer is app.producer
+    assert turns == 0
+    faust_asks, turns = await _turns_taken(app.maybe_start_producer)
+    assert faust_asks is producer
+    assert turns >= 3
+
+
+async def test_under_exactly_once_a_topic_still_gets_the_transaction_manager() -> None:
+    faust_guards.install()
+    app = faust.App(
+        "sending-topic-eos", broker="kafka://localhost:1", processing_guarantee="exactly_once"
+    )
+    app.producer._started.set()
+    app.in_worker = True
+    topic = app.topic("leads-changelog")
+    assert await topic._get_producer() is app.consumer.transactions
