@@ -8,7 +8,7 @@ from typing import Any
 import faust
 
 from stream import faust_guards
-from stream.faust_guards import patches, restore
+from stream.faust_guards import patches, restore, sensors
 from stream.model_files import load_default_models, load_model_file
 from stream.readmodel import projector
 from stream.scoring import ModelSet
@@ -56,6 +56,7 @@ def create_app(settings: Settings) -> faust.App:
     """Build a fresh Leadstream Faust app with its topics, tables and agents."""
     faust_guards.install()
     app = faust.App(**faust_options(settings))
+    sensors.quiet_monitor(app)
     patches.set_fetch_batching(
         app, settings.consumer_fetch_min_kb * 1024, settings.consumer_fetch_wait_ms
     )

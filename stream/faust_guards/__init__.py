@@ -11,8 +11,8 @@ Faust symbols: ``Consumer`` is ``faust.transport.consumer.Consumer``, ``Producer
 ``faust.stores.rocksdb.RocksDBOptions``, ``Recovery`` ``faust.tables.recovery.Recovery``.
 ``tables.writing_for`` is used by an agent that applies its records in batches, ``sending`` by
 one that sends bytes records without ``Topic.send``'s per-record wrapping, ``restore.enable`` by
-an app that restores its tables in bulk. Tests are in ``tests/unit/faust_guards/`` except
-``test_sequence``, ``test_sending`` and ``test_restore`` (``tests/integration/faust_guards/``,
+an app that restores its tables in bulk, ``sensors.quiet_monitor`` by the app factory. Tests
+are in ``tests/unit/faust_guards/`` except ``test_sequence``, ``test_sending`` and ``test_restore`` (``tests/integration/faust_guards/``,
 on the real broker; ``test_sending`` has a unit part too).
 
 ==============================  ===============================  ===============  ==================
@@ -67,6 +67,10 @@ restore.guard_bulk_restore      Recovery._build_offsets,         none filed     
                                 Collection._on_changelog_event
 readers                         Consumer._committed_offset,      none filed       test_faust_symbols
                                 Store._dbs, ._dbs_for_actives
+sensors.quiet_monitor           App.monitor, Monitor's per-      none filed       test_sensors
+(sensors.IdleMonitor)           record hooks, conf               (a cost)
+                                .web_stats_enabled,
+                                .web_metrics_enabled
 tables.writing_for              faust.streams._current_event     faust-streaming  test_tables
                                 (read by current_event())        #497
 ==============================  ===============================  ===============  ==================
