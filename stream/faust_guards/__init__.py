@@ -12,8 +12,9 @@ Faust symbols: ``Consumer`` is ``faust.transport.consumer.Consumer``, ``Producer
 ``tables.writing_for`` is used by an agent that applies its records in batches, ``sending`` by
 one that sends bytes records without ``Topic.send``'s per-record wrapping, ``restore.enable`` by
 an app that restores its tables in bulk, ``sensors.quiet_monitor`` by the app factory. Tests
-are in ``tests/unit/faust_guards/`` except ``test_sequence``, ``test_sending`` and ``test_restore`` (``tests/integration/faust_guards/``,
-on the real broker; ``test_sending`` has a unit part too).
+are in ``tests/unit/faust_guards/`` except ``test_sequence``, ``test_sending`` and
+``test_restore`` (``tests/integration/faust_guards/``, on the real broker; ``test_sending`` has a
+unit part too).
 
 ==============================  ===============================  ===============  ==================
 guard                           Faust symbol patched or read     upstream issue   test
