@@ -13,6 +13,7 @@ callbacks. Before offsets are committed the producer's ``flush`` waits until no 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -28,7 +29,10 @@ class WriteOrder:
 
     def __init__(self, on_failure: Callable[[BaseException], None] | None = None) -> None:
         self._sent = 0
-        self._outstanding: dict[int, None] = {}  # numbers of undelivered records, in order
+        self._outstanding: set[int] = set()  # numbers of undelivered records
+        self._order: deque[int] = deque()  # numbers sent, oldest first; delivered ones are
+        # dropped from the front at each delivery (a dict's first key, the earlier books, is
+        # found past every deleted slot before it: thousands on a busy worker)
         self._held: deque[tuple[int, Callable[[], None]]] = deque()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -47,8 +51,9 @@ class WriteOrder:
             return
         self._sent += 1
         number = self._sent
-        self._outstanding[number] = None
-        delivery.add_done_callback(lambda fut: self._delivered(number, fut))
+        self._outstanding.add(number)
+        self._order.append(number)
+        delivery.add_done_callback(functools.partial(self._delivered, number))
 
     def write(self, send: Callable[[], None]) -> None:
         """Hand a changelog write over now if nothing sent before it is undelivered, else once
@@ -60,7 +65,7 @@ class WriteOrder:
         self._idle.clear()
 
     def _delivered(self, number: int, fut: Any) -> None:
-        del self._outstanding[number]
+        self._outstanding.remove(number)
         if fut.cancelled() or fut.exception() is not None:
             error = fut.exception() if not fut.cancelled() else asyncio.CancelledError()
             if self.failure is None:
@@ -78,8 +83,15 @@ class WriteOrder:
         if self.failure is None:
             self._release()
 
+    def _lowest(self) -> int | None:
+        """The lowest number of an undelivered record (``None``: all delivered)."""
+        order, outstanding = self._order, self._outstanding
+        while order and order[0] not in outstanding:
+            order.popleft()
+        return order[0] if order else None
+
     def _release(self) -> None:
-        lowest = next(iter(self._outstanding), None)
+        lowest = self._lowest()
         held = self._held
         while held and (lowest is None or held[0][0] < lowest):
             held.popleft()[1]()
