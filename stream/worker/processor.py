@@ -193,6 +193,7 @@ class LeadProcessor:
         self.sender = DirectSender(app, self.write_order, partitions=partitions)
         self.schedule = DueSchedule()
         self._all_partitions = list(range(partitions))
+        self._key_partition = self.sender.partition_of
         self._partition_of = functools.lru_cache(maxsize=65_536)(self._murmur_partition)
         self.accounts: AccountDesk | None = None
         if settings.accounts_enabled and getattr(engine, "accounts_enabled", False):
@@ -231,7 +232,7 @@ class LeadProcessor:
         return self._partition_of(key)
 
     def _murmur_partition(self, key: str) -> int:
-        return self.sender.partition_of(key.encode())
+        return self._key_partition(key.encode())
 
     # ------------------------------------------------------------------ table access
 
