@@ -32,6 +32,7 @@ from schemas.common import ContractModel
 from schemas.internal import AccountMember, AccountMembers, MemberChange, Tick
 from schemas.outputs import AccountScoreUpdated, AccountStageChanged
 from stream import metrics
+from stream.faust_guards.tables import read
 from stream.kafka import topics
 from stream.settings import Settings
 from stream.worker.port import AccountEngine
@@ -143,7 +144,7 @@ class AccountDesk:
     # ------------------------------------------------------------------ the account's side
 
     def load(self, account_id: str) -> dict[str, Any] | None:
-        raw = self.table.get(account_id.encode())
+        raw = read(self.table, account_id.encode())
         return None if raw is None else codec.loads(raw)
 
     def store(self, account_id: str, state: dict[str, Any], due: datetime | None) -> None:

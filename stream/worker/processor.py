@@ -68,7 +68,7 @@ from stream import metrics
 from stream.faust_guards.patches import leave_unacknowledged
 from stream.faust_guards.sending import DirectSender
 from stream.faust_guards.sequence import POSITION_PREFIX, STALL_CHECK_S, SequenceGuard
-from stream.faust_guards.tables import writing_for
+from stream.faust_guards.tables import read, writing_for
 from stream.faust_guards.write_order import WriteOrder, hold_changelog, hold_flush
 from stream.kafka import topics
 from stream.settings import Settings
@@ -239,7 +239,7 @@ class LeadProcessor:
     def load_lead(self, lead_id: str) -> LeadRecord | None:
         """The lead's record as stored; decoded again only when the stored bytes are not the
         ones this processor last wrote or read for it (recovery, another worker, a rebalance)."""
-        raw = self.leads.get(lead_id.encode())
+        raw = read(self.leads, lead_id.encode())
         if raw is None:
             self.live.drop(lead_id)
             return None
@@ -269,7 +269,7 @@ class LeadProcessor:
         return self.engine.next_due(record.state, record.live)
 
     def load_anon(self, anonymous_id: str) -> identity.AnonRecord | None:
-        raw = self.identities.get(anonymous_id.encode())
+        raw = read(self.identities, anonymous_id.encode())
         return None if raw is None else identity.AnonRecord.from_json(codec.loads(raw))
 
     def store_anon(self, anonymous_id: str, record: identity.AnonRecord | None) -> None:

@@ -12,7 +12,7 @@ from faust.events import Event
 from faust.streams import current_event
 from faust.types.tuples import Message
 
-from stream.faust_guards.tables import writing_for
+from stream.faust_guards.tables import read, writing_for
 
 TOPIC = "batched"
 
@@ -74,3 +74,41 @@ def test_rocksdb_stores_a_write_in_the_events_partition(tmp_path: Path) -> None:
     assert sent[0]["partition"] == 2
     assert [path.name for path in tmp_path.rglob("*.db")] == ["leads-2.db"]
     assert table[b"lead-1"] == b'{"s": 1}'  # found again without an event (any partition)
+
+
+def test_read_gives_what_faust_gives_for_the_keys_of_the_events_partition(tmp_path: Path) -> None:
+    app = faust.App("tables-read", store="rocksdb://", datadir=tmp_path)
+    table, _ = table_of(app)
+    with writing_for(event_on(app, 2)):
+        table[b"lead-1"] = b'{"s":1}'
+        table[b"lead-2"] = b""
+        for key in (b"lead-1", b"lead-2", b"absent"):
+            assert read(table, key) == table.get(key)
+        assert read(table, b"lead-1") == b'{"s":1}'
+        assert read(table, b"absent") is None
+        del table[b"lead-1"]
+        assert read(table, b"lead-1") is None
+
+
+def test_read_looks_only_in_the_events_partition_as_faust_does(tmp_path: Path) -> None:
+    app = faust.App("tables-read-other", store="rocksdb://", datadir=tmp_path)
+    table, _ = table_of(app)
+    with writing_for(event_on(app, 1)):
+        table[b"lead-1"] = b"{}"
+    with writing_for(event_on(app, 3)):
+        assert read(table, b"lead-1") is None
+        assert table.get(b"lead-1") is None
+
+
+def test_read_is_faust_s_get_without_an_event_or_on_the_memory_store(tmp_path: Path) -> None:
+    app = faust.App("tables-read-fallback", store="rocksdb://", datadir=tmp_path)
+    table, _ = table_of(app)
+    with writing_for(event_on(app, 0)):
+        table[b"lead-1"] = b"{}"
+    assert current_event() is None
+    assert read(table, b"lead-1") == b"{}"  # Faust's get: every partition's store
+    memory = faust.App("tables-read-memory", store="memory://")
+    in_memory, _ = table_of(memory)
+    with writing_for(event_on(memory, 0)):
+        in_memory[b"lead-1"] = b"{}"
+        assert read(in_memory, b"lead-1") == b"{}"
