@@ -74,6 +74,9 @@ sensors.quiet_monitor           App.monitor, Monitor's per-      none filed     
                                 .web_metrics_enabled
 tables.writing_for              faust.streams._current_event     faust-streaming  test_tables
                                 (read by current_event())        #497
+tables.read                     Store._db_for_partition,         none filed       test_tables
+                                Collection.is_global,            (a cost)
+                                .use_partitioner
 ==============================  ===============================  ===============  ==================
 
 Every symbol above is checked against the installed Faust by

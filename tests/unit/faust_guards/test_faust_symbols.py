@@ -195,6 +195,10 @@ def test_a_rocksdb_table_store_lists_its_databases(tmp_path: Path) -> None:
     assert active is not None
     assert list(active()) == []
     assert parameters(Store._dbs_for_actives) == ["self"]
+    # ``tables.read`` opens a partition's database as Faust's own reads do
+    assert parameters(Store._db_for_partition) == ["self", "partition"]
+    assert table.is_global is False
+    assert table.use_partitioner is False
 
 
 def test_the_memory_store_has_no_databases() -> None:
