@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MARKER", "closed", "install_write_tracking", "open_stores", "unconfirmed"]
+__all__ = [
+    "MARKER",
+    "changelog_confirmed",
+    "changelog_sent",
+    "closed",
+    "install_write_tracking",
+    "open_stores",
+    "unconfirmed",
+]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +61,18 @@ def install_write_tracking() -> None:
     Collection.send_changelog = send_changelog
     Collection._on_changelog_sent = _on_changelog_sent
     setattr(Collection, _TRACKED, True)
+
+
+def changelog_sent() -> None:
+    """A table write's changelog message was sent without Faust (``changelog.ChangelogWriter``)."""
+    global _unconfirmed  # noqa: PLW0603
+    _unconfirmed += 1
+
+
+def changelog_confirmed() -> None:
+    """The broker confirmed a changelog message sent without Faust."""
+    global _unconfirmed  # noqa: PLW0603
+    _unconfirmed -= 1
 
 
 def unconfirmed() -> int:

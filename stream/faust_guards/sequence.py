@@ -111,8 +111,12 @@ class SequenceGuard:
         positions: Sequence[MutableMapping[bytes, bytes]] = (),
         on_redelivered: Callable[[], None] = lambda: None,
         on_recovered: Callable[[int], None] = lambda count: None,
+        write: Callable[[Any, bytes, bytes | None], None] | None = None,
     ) -> None:
         self.app = app
+        self.write = write
+        """How a position is written to a table (``None``: as a Faust table item), so it takes
+        the route, and keeps the order, of the owner's other writes to that table."""
         self.on_redelivered = on_redelivered
         self.on_recovered = on_recovered
         self.bootstrap = bootstrap
@@ -198,7 +202,10 @@ class SequenceGuard:
 
     def _save(self, key: tuple[str, int], offset: int) -> None:
         for table in self.positions:
-            table[position_key(*key)] = str(offset).encode()
+            if self.write is not None:
+                self.write(table, position_key(*key), str(offset).encode())
+            else:
+                table[position_key(*key)] = str(offset).encode()
 
     def _saved(self, key: tuple[str, int]) -> int | None:
         """The position saved in every table (the lowest: each table's changelog orders only

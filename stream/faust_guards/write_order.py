@@ -16,7 +16,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 __all__ = ["WriteOrder", "hold_changelog", "hold_flush"]
@@ -121,13 +121,16 @@ def hold_changelog(topic: Any, order: WriteOrder) -> None:
     topic.send_soon = send_soon
 
 
-def hold_flush(producer: Any, order: WriteOrder) -> None:
+def hold_flush(producer: Any, order: WriteOrder, *then: Callable[[], Awaitable[None]]) -> None:
     """Make ``producer.flush`` (what Faust awaits before committing offsets, and at shutdown)
-    first wait for the writes ``order`` holds."""
+    first wait for the writes ``order`` holds, then for each of ``then`` (a queue between the
+    order and the producer)."""
     original = producer.flush
 
     async def flush() -> None:
         await order.drain()
+        for drain in then:
+            await drain()
         await original()
 
     producer.flush = flush

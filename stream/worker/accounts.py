@@ -75,8 +75,10 @@ class AccountDesk:
         send: Send,
         schedule: DueSchedule,
         partition_of: Callable[[str], int],
+        write: Callable[[Any, bytes, bytes | None], None] | None = None,
     ) -> None:
         self.engine = engine
+        self.write = write
         self.table = table
         self.send = send
         self.schedule = schedule
@@ -151,7 +153,10 @@ class AccountDesk:
         record: dict[str, Any] = {"s": state}
         if due is not None:
             record["d"] = math.ceil(due.timestamp())
-        self.table[account_id.encode()] = codec.dumps(record)
+        if self.write is not None:
+            self.write(self.table, account_id.encode(), codec.dumps(record))
+        else:
+            self.table[account_id.encode()] = codec.dumps(record)
         self.schedule.set(
             self.partition_of(account_id),
             account_key(account_id),

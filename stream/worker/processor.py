@@ -65,6 +65,7 @@ from schemas.internal import (
 )
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
 from stream import metrics
+from stream.faust_guards.changelog import ChangelogWriter
 from stream.faust_guards.patches import leave_unacknowledged
 from stream.faust_guards.sending import DirectSender
 from stream.faust_guards.sequence import POSITION_PREFIX, STALL_CHECK_S, SequenceGuard
@@ -191,6 +192,9 @@ class LeadProcessor:
         # every topic the processor sends to has ``partitions`` (the worker refuses to start
         # otherwise), so the sender partitions keys itself, from its cache of recent keys
         self.sender = DirectSender(app, self.write_order, partitions=partitions)
+        self.changelog: ChangelogWriter | None = None
+        if self.write_order is not None:
+            self.changelog = ChangelogWriter(app, self.write_order, self._crash)
         self.schedule = DueSchedule()
         self._all_partitions = list(range(partitions))
         self._key_partition = self.sender.partition_of
@@ -207,6 +211,7 @@ class LeadProcessor:
                 send=self.send_raw,
                 schedule=self.schedule,
                 partition_of=self.partition_of,
+                write=self.write,
             )
         self._held_writes: list[tuple[str, LeadRecord, datetime | None]] | None = None
         """Lead writes waiting for the account changes of a scoring pass (``score_leads``)."""
@@ -218,6 +223,7 @@ class LeadProcessor:
             topics=(*(settings.topic(spec.name) for spec in topics.SOURCES), self.internal_name),
             read_committed=settings.processing_guarantee == "exactly_once",
             positions=(self.leads, self.identities),
+            write=self.write,
             on_redelivered=metrics.record_redelivered,
             on_recovered=metrics.records_recovered,
         )
@@ -225,6 +231,20 @@ class LeadProcessor:
 
     def _crash(self, error: BaseException) -> None:
         asyncio.ensure_future(self.app.crash(error))  # noqa: RUF006 - the app stops
+
+    def write(self, table: Any, key: bytes, value: bytes | None) -> None:
+        """Write (``None``: delete) a key of one of the processor's tables, for the current
+        event's partition: straight to the store and, behind the write order, the changelog
+        (``ChangelogWriter``), or through Faust's table under ``exactly_once``."""
+        if self.changelog is not None:
+            if value is None:
+                self.changelog.delete(table, key)
+            else:
+                self.changelog.set(table, key, value)
+        elif value is None:
+            table.pop(key, None)
+        else:
+            table[key] = value
 
     def partition_of(self, key: str) -> int:
         """The partition of ``key`` (Kafka's default partitioner: murmur2, in Python: the
@@ -256,7 +276,7 @@ class LeadProcessor:
             due = None
         record.due = None if due is None else math.ceil(due.timestamp())
         raw = codec.dumps(record.to_json())
-        self.leads[lead_id.encode()] = raw
+        self.write(self.leads, lead_id.encode(), raw)
         self.live.keep(lead_id, raw, record.copy())
         self.schedule.set(
             self.partition_of(lead_id), _lead_key(lead_id), None if due is None else due.timestamp()
@@ -274,10 +294,10 @@ class LeadProcessor:
 
     def store_anon(self, anonymous_id: str, record: identity.AnonRecord | None) -> None:
         if record is None:
-            self.identities.pop(anonymous_id.encode(), None)
+            self.write(self.identities, anonymous_id.encode(), None)
             due = None
         else:
-            self.identities[anonymous_id.encode()] = codec.dumps(record.to_json())
+            self.write(self.identities, anonymous_id.encode(), codec.dumps(record.to_json()))
             due = (
                 None
                 if record.first_held_at is None
@@ -484,7 +504,7 @@ class LeadProcessor:
             for anonymous_id in record.anonymous_ids
         ]
         await _delivered(deliveries)
-        self.leads.pop(lead_id.encode(), None)
+        self.write(self.leads, lead_id.encode(), None)
         self.live.drop(lead_id)
         self.schedule.set(self.partition_of(lead_id), _lead_key(lead_id), None)
         for model in self.engine.model_ids:
@@ -945,7 +965,8 @@ def register(
         processor.sequence.assign(assigned)
 
     if processor.write_order is not None:
-        hold_flush(app.producer, processor.write_order)
+        assert processor.changelog is not None
+        hold_flush(app.producer, processor.write_order, processor.changelog.drain)
 
     @app.on_before_shutdown.connect
     async def close_reader(sender: Any, **kwargs: Any) -> None:
