@@ -9,8 +9,9 @@ raw table (bytes keys and values, ``raw`` serialisers) on RocksDB all of that pr
 ``ChangelogWriter.set`` produces directly: the same bytes in the store of the current event's
 partition (``Store._set``), the same changelog message (topic, partition, key, value), handed
 to the producer once every record sent before it is delivered (``write_order``), and on its
-delivery the changelog offset the store records (``Collection._on_changelog_sent``) and the
-count of confirmed writes (``local_stores``).
+delivery the count of confirmed writes (``local_stores``) and the changelog offset the store
+records (``Collection._on_changelog_sent``: per message; here the highest of a produce
+response's messages per partition, once, right after their callbacks ran).
 
 Messages wait in the writer's queue, in order, only while the producer cannot take one at once
 (its buffer full); ``hold_flush`` waits for the queue too before offsets are committed. A
@@ -74,6 +75,7 @@ class ChangelogWriter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._tps: dict[tuple[str, int], TP] = {}
+        self._confirmed: dict[TP, tuple[Any, int]] = {}
 
     def set(self, table: Any, key: bytes, value: bytes) -> None:
         """``table[key] = value`` for the current event's partition."""
@@ -176,7 +178,20 @@ class ChangelogWriter:
             self._failed(error)
             return
         local_stores.changelog_confirmed()
-        table.data.set_persisted_offset(tp, delivery.result().offset)
+        offset = delivery.result().offset
+        confirmed = self._confirmed
+        if not confirmed:
+            asyncio.get_running_loop().call_soon(self._record_offsets)
+        known = confirmed.get(tp)
+        if known is None or offset > known[1]:
+            confirmed[tp] = (table.data, offset)
+
+    def _record_offsets(self) -> None:
+        """Record each changelog partition's highest confirmed offset in its store (Faust's
+        ``set_persisted_offset``), once for all the messages a produce response confirmed."""
+        confirmed, self._confirmed = self._confirmed, {}
+        for tp, (store, offset) in confirmed.items():
+            store.set_persisted_offset(tp, offset)
 
     def _failed(self, error: BaseException) -> None:
         log.error("a table's changelog message was not delivered (%r): the worker stops", error)
