@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+import pytest
 from faust.events import Event
 from faust.types import TP
 from faust.types.tuples import Message
@@ -20,6 +21,13 @@ from stream.faust_guards.tables import writing_for
 from stream.faust_guards.write_order import WriteOrder
 
 TOPIC = "batched"
+
+
+@pytest.fixture(autouse=True)
+def _own_write_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process-wide count of unconfirmed table writes, as it was, after each test (a
+    refused message is never confirmed)."""
+    monkeypatch.setattr(local_stores, "_unconfirmed", 0)
 
 
 class Producer:
