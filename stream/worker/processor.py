@@ -57,6 +57,7 @@ from schemas.events import EventBase, Identify, LeadErased, LeadsMerged
 from schemas.internal import (
     AccountMember,
     AccountMembers,
+    Events,
     Link,
     MemberChange,
     MergeIn,
@@ -111,6 +112,14 @@ event (whose partition the lead's writes go to)."""
 
 _TICK_KINDS: dict[str, Any] = {"l": "lead", "a": "anonymous", "c": "account"}
 """Due-schedule key prefix → the kind of tick it sends."""
+
+
+def gather(gathered: Gathered, lead_id: str, events: Sequence[EventBase], event: Any) -> None:
+    """Add a lead's ``events``, all from the record of Faust ``event``, to a batch's."""
+    lead_events, offsets, _ = gathered.get(lead_id, ([], [], None))
+    lead_events.extend(events)
+    offsets.extend([event.message.offset] * len(events))
+    gathered[lead_id] = (lead_events, offsets, event)
 
 
 def _lead_key(lead_id: str) -> str:
@@ -207,6 +216,10 @@ class LeadProcessor:
                 schedule=self.schedule,
                 partition_of=self.partition_of,
             )
+        self._passing: dict[int, tuple[list[bytes], int, str]] = {}
+        """Per internal partition, the plain lead events of the batch being handled that wait to
+        be passed on in one ``events`` record: their values, their bytes, the first one's lead."""
+        self._strays: list[EventBase] = []
         self._held_writes: list[tuple[str, LeadRecord, datetime | None]] | None = None
         """Lead writes waiting for the account changes of a scoring pass (``score_leads``)."""
         self.scheduled_partitions: set[int] = set()
@@ -294,10 +307,49 @@ class LeadProcessor:
         """Send ``message`` to the owner of ``key``; returns its delivery future. The partition
         is the one the producer's partitioner would choose (the internal topic has the
         configured partition count: the worker refuses to start otherwise), from the cache of
-        recent keys' partitions rather than a murmur2 in Python per record."""
+        recent keys' partitions rather than a murmur2 in Python per record. Events waiting to
+        be passed on to that partition (``pass_on``) are sent first, so the partition records
+        everything in the order the worker sent it."""
+        partition = self.partition_of(key)
+        if partition in self._passing:
+            await self._send_passing(partition)
         return await self.sender.send(
-            self.internal_name, key.encode(), codec.encode(message), self.partition_of(key)
+            self.internal_name, key.encode(), codec.encode(message), partition
         )
+
+    async def pass_on(self, lead_id: str, value: bytes) -> None:
+        """Queue a plain lead event read from a source topic (``value``: its record's bytes, as
+        read and validated) for its lead's partition of the internal topic. The batch's events
+        of a partition go out as one ``events`` record (``send_passing``), when anything else is
+        sent to that partition, or when the record would grow past ``EVENTS_MAX_BYTES``."""
+        partition = self.partition_of(lead_id)
+        waiting = self._passing.get(partition)
+        if waiting is None:
+            self._passing[partition] = ([value], len(value), lead_id)
+            return
+        values, size, first = waiting
+        size += len(value) + 1
+        if size + codec.EVENTS_FRAME_BYTES > codec.EVENTS_MAX_BYTES:
+            await self._send_passing(partition)
+            self._passing[partition] = ([value], len(value), lead_id)
+            return
+        values.append(value)
+        self._passing[partition] = (values, size, first)
+
+    async def send_passing(self) -> None:
+        """Send every partition's waiting events (one ``events`` record each), and the events
+        an ``events`` record held for another partition (``events_by_lead``)."""
+        for partition in list(self._passing):
+            await self._send_passing(partition)
+        await self.pass_strays()
+
+    async def _send_passing(self, partition: int) -> None:
+        waiting = self._passing.pop(partition, None)
+        if waiting is not None:
+            values, _, first = waiting
+            await self.sender.send(
+                self.internal_name, first.encode(), codec.encode_events(values), partition
+            )
 
     async def emit(self, outputs: Iterable[ContractModel]) -> None:
         send = self.sender.send
@@ -657,7 +709,7 @@ class LeadProcessor:
         """The message's event or control message; ``None`` after dead-lettering it."""
         try:
             if message.topic == self.internal_name:
-                return codec.decode_internal(message.value)
+                return await self.decode_internal(message)
             event = codec.decode(
                 message.value, now=datetime.now(UTC), topic=self.contract_topic(message.topic)
             )
@@ -669,6 +721,27 @@ class LeadProcessor:
         if event.machine is not None:
             metrics.machine_marked(topic, event.machine)
         return event
+
+    async def decode_internal(self, message: Any) -> Any:
+        """The internal record's message. An ``events`` record that holds events the contract
+        refuses keeps the others; those are dead-lettered one by one (``None``: none left)."""
+        try:
+            return codec.decode_internal(message.value)
+        except DecodeError as refused:
+            try:
+                parts = codec.decode_events_apart(message.value)
+            except DecodeError:
+                raise refused from None
+        kept: list[Any] = []
+        for part in parts:
+            if isinstance(part, EventBase):
+                kept.append(part)
+            else:
+                error, raw = part
+                await self.dead_letter(
+                    message, error.kind, error.detail, field_path=error.field, original=raw
+                )
+        return Events.model_construct(events=kept) if kept else None
 
     async def handle(self, message: Any) -> None:
         """Handle one record on its own."""
@@ -691,6 +764,8 @@ class LeadProcessor:
                 await self.accounts.on_members(decoded.account_id, changes_of(decoded))
         elif isinstance(decoded, Tick):
             await self.on_tick(decoded, message)
+        elif isinstance(decoded, Events):
+            await self.on_events(decoded, message)
         else:
             await self.on_event(decoded, message)
 
@@ -705,12 +780,62 @@ class LeadProcessor:
         else:
             await self.on_anonymous_event(event, owner, message)
 
+    async def on_events(self, bulk: Events, message: Any) -> None:
+        """Score the events of an ``events`` record, per lead in their order (the record's
+        offset stands for each: a lead's events in it are applied together)."""
+        for lead_id, lead_events in self.events_by_lead(bulk, message).items():
+            await self.on_lead_events(lead_events, lead_id, [message.offset] * len(lead_events))
+        await self.pass_strays()
+
+    def events_by_lead(self, bulk: Events, message: Any) -> dict[str, list[EventBase]]:
+        """The record's events per lead, in order; an event of a lead of another partition
+        (sent with another partition count) is left out and passed on to its partition
+        (``pass_strays``)."""
+        by_lead: dict[str, list[EventBase]] = {}
+        for event in bulk.events:
+            lead_id = event.lead_id
+            assert lead_id is not None  # the contract: lead events only
+            if self.partition_of(lead_id) != message.partition:
+                self._strays.append(event)
+                continue
+            by_lead.setdefault(lead_id, []).append(event)
+        return by_lead
+
+    def gather_events(self, gathered: Gathered, bulk: Events, event: Any) -> None:
+        """Add an ``events`` record's events to the batch's per lead (``event``: its Faust
+        event)."""
+        for lead_id, lead_events in self.events_by_lead(bulk, event.message).items():
+            gather(gathered, lead_id, lead_events, event)
+
+    async def forward(self, event: EventBase, owner: str, message: Any) -> None:
+        """Pass an event on to its owner's partition of the internal topic: a plain lead event
+        read from a source topic joins the batch's ``events`` record of that partition, as the
+        bytes it was read as (validated: nothing to encode again); anything else goes in a
+        record of its own."""
+        if (
+            message.topic != self.internal_name
+            and event.lead_id is not None
+            and not isinstance(event, _ONE_BY_ONE)
+        ):
+            await self.pass_on(owner, message.value)
+        else:
+            await self.to_internal(owner, event)
+
+    async def pass_strays(self) -> None:
+        """Pass on the events ``events_by_lead`` found on another partition than their lead's."""
+        while self._strays:
+            event = self._strays.pop(0)
+            assert event.lead_id is not None
+            await self.to_internal(event.lead_id, event)
+
     async def process(self, stream: Any) -> AsyncIterator[None]:
         batches = stream.take_events(self.settings.batch_max, self.settings.batch_within_s)
         async for events in batches:
             try:
                 await self.handle_batch(events)
             except BaseException as exc:
+                self._passing.clear()
+                self._strays.clear()
                 # interrupted (the worker stops, or the agent crashed: the worker stops too):
                 # read the whole batch again, rather than let Faust acknowledge, and commit
                 # past, the records it did not get to
@@ -762,13 +887,10 @@ class LeadProcessor:
             if isinstance(decoded, EventBase):
                 owner = decoded.lead_id or decoded.anonymous_id or ""
                 if message.topic != self.internal_name or message.key != owner.encode():
-                    await self.to_internal(owner, decoded)
+                    await self.forward(decoded, owner, message)
                     continue
                 if decoded.lead_id is not None and not isinstance(decoded, _ONE_BY_ONE):
-                    lead_events, offsets, _ = gathered.get(decoded.lead_id, ([], [], None))
-                    lead_events.append(decoded)
-                    offsets.append(message.offset)
-                    gathered[decoded.lead_id] = (lead_events, offsets, event)
+                    gather(gathered, decoded.lead_id, [decoded], event)
                     continue
                 if decoded.lead_id is None:  # anonymous: touches no lead state
                     with writing_for(event):
@@ -777,6 +899,9 @@ class LeadProcessor:
             elif isinstance(decoded, Link | Unlink):  # touch no lead state
                 with writing_for(event):
                     await self.dispatch(decoded, message)
+                continue
+            elif isinstance(decoded, Events):
+                self.gather_events(gathered, decoded, event)
                 continue
             elif isinstance(decoded, AccountMembers | AccountMember) and self.accounts is not None:
                 changes, _ = accounts.get(decoded.account_id, ([], None))
@@ -787,6 +912,7 @@ class LeadProcessor:
             with writing_for(event):
                 await self.dispatch(decoded, message)
         await score_gathered()
+        await self.send_passing()
         self.sequence.handled_batch(admitted)
 
     async def score_leads(self, gathered: Gathered) -> None:

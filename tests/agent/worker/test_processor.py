@@ -15,13 +15,14 @@ from typing import Any
 
 import faust
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from factories import make_settings
 
 from schemas import codec
 from schemas.errors import ErrorKind
 from schemas.events import EventBase, Traits
 from schemas.examples import make_event
-from schemas.internal import AccountMember, AccountMembers
+from schemas.internal import AccountMember, AccountMembers, Events
 from schemas.outputs import (
     AccountScoreUpdated,
     AccountStageChanged,
@@ -74,7 +75,7 @@ class Harness:
         self.ctx = ctx
         self.topic = CLICKSTREAM
         self.sent: dict[str, list[tuple[bytes | None, bytes | None]]] = defaultdict(list)
-        self.pending: list[tuple[bytes, bytes]] = []
+        self.pending: list[tuple[bytes, bytes, int | None]] = []
         to_message = ctx.to_message
 
         def relabelled(*args: Any, **kwargs: Any) -> Any:
@@ -93,16 +94,22 @@ class Harness:
         self.sent[name].append((key, value))
         if name == "internal":
             assert key is not None and value is not None
-            self.pending.append((key, value))
+            self.pending.append((key, value, partition))
 
-    async def put(self, topic: str, key: str | bytes | None, value: bytes) -> None:
+    async def put(
+        self, topic: str, key: str | bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
+        """Deliver a record (on ``partition``; by default its key's, as the producer would)."""
         self.topic = topic
         raw_key = key.encode() if isinstance(key, str) else key
-        await self.ctx.put(key=raw_key, value=value)
+        if partition is None and raw_key is not None:
+            every = list(range(self.processor.settings.topic_partitions))
+            partition = int(DefaultPartitioner()(raw_key, every, every))
+        await self.ctx.put(key=raw_key, value=value, partition=partition)
         while self.pending:
-            internal_key, internal_value = self.pending.pop(0)
+            internal_key, internal_value, internal_partition = self.pending.pop(0)
             self.topic = INTERNAL
-            await self.ctx.put(key=internal_key, value=internal_value)
+            await self.ctx.put(key=internal_key, value=internal_value, partition=internal_partition)
 
     async def event(self, event: EventBase, *, key: str | None = None) -> None:
         """Deliver ``event`` on its own topic, keyed by its owner unless ``key`` says otherwise."""
@@ -245,7 +252,7 @@ async def test_every_source_event_is_scored_from_the_internal_topic(harness: Har
     assert harness.state("lead-1") is None
     assert harness.sent["scores"] == []
     assert [key for key, _ in harness.sent["internal"]] == [b"lead-1"]
-    assert codec.decode_internal(harness.sent["internal"][0][1]) == event
+    assert codec.decode_internal(harness.sent["internal"][0][1]) == Events(events=[event])
     await harness.put(INTERNAL, "lead-1", harness.pending.pop(0)[1])
     assert harness.state("lead-1") is not None
     assert [s.last_event_id for s in harness.scores()] == [event.event_id] * 2  # two models
@@ -606,8 +613,8 @@ async def test_a_batch_sends_one_member_message_per_account_before_the_leads_are
     ]
     assert written == [(lead, 1) for lead in leads]  # every write after the message
     while harness.pending:  # the broker brings the message back to the account's partition
-        key, value = harness.pending.pop(0)
-        await harness.put(INTERNAL, key, value)
+        key, value, partition = harness.pending.pop(0)
+        await harness.put(INTERNAL, key, value, partition)
     assert account_scores(harness)["acmecorp.com"].members == 3
 
 
