@@ -102,6 +102,10 @@ async def _delivered(deliveries: Iterable[Any]) -> None:
 _ONE_BY_ONE = (Identify, LeadsMerged, LeadErased)
 """Lead events handled on their own: they touch more than the lead's scoring state."""
 
+SENT_EVENTS_BYTES = 16 * 1024 * 1024
+"""Bytes of the worker's own ``events`` records kept to be read back without decoding
+(``SentEvents``): a few seconds of records at the worker's rate."""
+
 REBUILD_YIELD_EVERY = 2_000
 """Keys the schedule's rebuild reads between two turns of the agent (a few milliseconds)."""
 
@@ -128,6 +132,43 @@ def _lead_key(lead_id: str) -> str:
 
 def _anon_key(anonymous_id: str) -> str:
     return f"a:{anonymous_id}"
+
+
+class SentEvents:
+    """The events of the ``events`` records this worker sent lately, by the records' bytes.
+
+    A record the worker reads back (its partitions of the source and internal topics are the
+    same, so the events it passes on are mostly its own to score) is not decoded and validated
+    again: the record is the same bytes, its events the ones validated when they were read
+    from their source. Records another worker sent, or read after a restart, are decoded.
+    Bounded by the records' bytes (``SENT_EVENTS_BYTES``); a record read once is forgotten."""
+
+    def __init__(self, limit: int = SENT_EVENTS_BYTES) -> None:
+        self.limit = limit
+        self.size = 0
+        self._kept: dict[bytes, Events] = {}
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def keep(self, record: bytes, events: list[Any]) -> None:
+        if record in self._kept:
+            return
+        self._kept[record] = Events.model_construct(events=events)
+        self.size += len(record)
+        while self.size > self.limit:
+            oldest = next(iter(self._kept))
+            del self._kept[oldest]
+            self.size -= len(oldest)
+
+    def take(self, record: bytes | None) -> Events | None:
+        """The events of ``record`` if this worker sent it lately (and forgets them)."""
+        if record is None or not self._kept:
+            return None
+        events = self._kept.pop(record, None)
+        if events is not None:
+            self.size -= len(record)
+        return events
 
 
 class LeadProcessor:
@@ -216,9 +257,10 @@ class LeadProcessor:
                 schedule=self.schedule,
                 partition_of=self.partition_of,
             )
-        self._passing: dict[int, tuple[list[bytes], int, str]] = {}
+        self._passing: dict[int, tuple[list[bytes], list[EventBase], int]] = {}
         """Per internal partition, the plain lead events of the batch being handled that wait to
-        be passed on in one ``events`` record: their values, their bytes, the first one's lead."""
+        be passed on in one ``events`` record: their values, the events, their bytes."""
+        self.sent_events = SentEvents()
         self._strays: list[EventBase] = []
         self._held_writes: list[tuple[str, LeadRecord, datetime | None]] | None = None
         """Lead writes waiting for the account changes of a scoring pass (``score_leads``)."""
@@ -317,24 +359,23 @@ class LeadProcessor:
             self.internal_name, key.encode(), codec.encode(message), partition
         )
 
-    async def pass_on(self, lead_id: str, value: bytes) -> None:
+    async def pass_on(self, lead_id: str, event: EventBase, value: bytes) -> None:
         """Queue a plain lead event read from a source topic (``value``: its record's bytes, as
         read and validated) for its lead's partition of the internal topic. The batch's events
         of a partition go out as one ``events`` record (``send_passing``), when anything else is
         sent to that partition, or when the record would grow past ``EVENTS_MAX_BYTES``."""
         partition = self.partition_of(lead_id)
         waiting = self._passing.get(partition)
-        if waiting is None:
-            self._passing[partition] = ([value], len(value), lead_id)
-            return
-        values, size, first = waiting
-        size += len(value) + 1
-        if size + codec.EVENTS_FRAME_BYTES > codec.EVENTS_MAX_BYTES:
+        if waiting is not None:
+            values, events, size = waiting
+            size += len(value) + 1
+            if size + codec.EVENTS_FRAME_BYTES <= codec.EVENTS_MAX_BYTES:
+                values.append(value)
+                events.append(event)
+                self._passing[partition] = (values, events, size)
+                return
             await self._send_passing(partition)
-            self._passing[partition] = ([value], len(value), lead_id)
-            return
-        values.append(value)
-        self._passing[partition] = (values, size, first)
+        self._passing[partition] = ([value], [event], len(value))
 
     async def send_passing(self) -> None:
         """Send every partition's waiting events (one ``events`` record each), and the events
@@ -346,10 +387,11 @@ class LeadProcessor:
     async def _send_passing(self, partition: int) -> None:
         waiting = self._passing.pop(partition, None)
         if waiting is not None:
-            values, _, first = waiting
-            await self.sender.send(
-                self.internal_name, first.encode(), codec.encode_events(values), partition
-            )
+            values, events, _ = waiting
+            record = codec.encode_events(values)
+            self.sent_events.keep(record, events)
+            key = events[0].lead_id or ""
+            await self.sender.send(self.internal_name, key.encode(), record, partition)
 
     async def emit(self, outputs: Iterable[ContractModel]) -> None:
         send = self.sender.send
@@ -724,7 +766,12 @@ class LeadProcessor:
 
     async def decode_internal(self, message: Any) -> Any:
         """The internal record's message. An ``events`` record that holds events the contract
-        refuses keeps the others; those are dead-lettered one by one (``None``: none left)."""
+        refuses keeps the others; those are dead-lettered one by one (``None``: none left).
+        An events record this worker sent is not validated again: its events are the ones
+        validated before it was sent (``SentEvents``)."""
+        sent = self.sent_events.take(message.value)
+        if sent is not None:
+            return sent
         try:
             return codec.decode_internal(message.value)
         except DecodeError as refused:
@@ -817,7 +864,7 @@ class LeadProcessor:
             and event.lead_id is not None
             and not isinstance(event, _ONE_BY_ONE)
         ):
-            await self.pass_on(owner, message.value)
+            await self.pass_on(owner, event, message.value)
         else:
             await self.to_internal(owner, event)
 
