@@ -13,7 +13,9 @@ of the message being processed), so no step assumes one process sees every key:
    there. A lead's events come through several source topics, which the consumer interleaves
    differently on every run; the internal partition records one order, so after a crash the
    events after the restored state are scored again in the order they were first scored in, and
-   every record sent again is the record sent the first time.
+   every record sent again is the record sent the first time. A batch's plain lead events go
+   to each partition in one ``events`` record, built from the bytes they were read as
+   (``pass_on``); anything else sent to the partition goes after them.
 3. **Identity**: anonymous events are held per anonymous id (``stream.worker.identity``) until an
    ``identify`` reaches the lead; the lead's partition then sends a ``link`` to the anonymous id's
    partition, which releases the held events to the lead. Later anonymous events go straight to
@@ -896,8 +898,10 @@ class LeadProcessor:
     async def handle_batch(self, events: Sequence[Any]) -> None:
         """Handle a batch of Faust events in offset order.
 
-        Source events are passed on to the internal topic as they come. Plain events of a lead
-        arriving from the internal topic are gathered per lead and scored together
+        Source events are passed on to the internal topic (``forward``): plain lead events in
+        one ``events`` record per partition, sent at the end of the batch or before anything
+        else goes to that partition. Plain events of a lead arriving from the internal topic,
+        alone or in an ``events`` record, are gathered per lead and scored together
         (``on_lead_events``: one state read, one state write per lead per batch); anything else
         that reads or writes lead state (identify, merge, erasure, ticks, records read past a
         gap) first scores what was gathered, so every lead sees its records in their order.
