@@ -43,6 +43,8 @@ from schemas.topics import (
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "EVENTS_FRAME_BYTES",
+    "EVENTS_MAX_BYTES",
     "DecodeLimits",
     "decode",
     "decode_account_score",
