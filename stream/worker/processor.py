@@ -189,7 +189,7 @@ class LeadProcessor:
             self.write_order = WriteOrder(on_failure=self._crash)
             for table in (self.leads, self.identities):
                 hold_changelog(table.changelog_topic, self.write_order)
-        self.sender = DirectSender(app, self.write_order)
+        self.sender = DirectSender(app, self.write_order, metrics.messages_out)
         self.schedule = DueSchedule()
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
