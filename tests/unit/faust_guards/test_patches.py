@@ -398,6 +398,14 @@ def test_a_tables_dictionary_and_block_size_reach_its_rocksdb_stores(tmp_path: P
         assert found["block_size"] == "16384"
         assert (found["filter_policy"], found["index_type"]) == ("bloomfilter", "kBinarySearch")
         assert found["no_block_cache"] == "false"
+    faust_block = _stored_options(tmp_path / "faust-block", {**options, "block_size": 4096})
+    changed = {
+        name
+        for ours, theirs in zip(_stored_options(tmp_path / "again", options), faust_block)
+        for name in ours.keys() | theirs.keys()
+        if ours.get(name) != theirs.get(name)
+    }
+    assert changed == {"block_size"}  # the rest of Faust's table factory, as Faust builds it
     with pytest.raises(ValueError, match="block size must be positive"):
         _stored_options(tmp_path / "bad", {"compression": "zstd", "block_size": 0})
 
