@@ -401,7 +401,7 @@ def test_a_tables_dictionary_and_block_size_reach_its_rocksdb_stores(tmp_path: P
     faust_block = _stored_options(tmp_path / "faust-block", {**options, "block_size": 4096})
     changed = {
         name
-        for ours, theirs in zip(_stored_options(tmp_path / "again", options), faust_block)
+        for ours, theirs in zip(_stored_options(tmp_path / "again", options), faust_block, strict=True)
         for name in ours.keys() | theirs.keys()
         if ours.get(name) != theirs.get(name)
     }
