@@ -1,6 +1,7 @@
 """Held-out AUC of `leadstream calibrate` + `leadstream score` on a 70/30 stratified split.
 
-    python benchmarks/calibration_split.py TABLE --target COLUMN [--seed 42] [-- CALIBRATE ARGS]
+    python benchmarks/calibration_split.py TABLE --target COLUMN [--seed 42[,7,1]] \
+        [-- CALIBRATE ARGS]
     python benchmarks/calibration_split.py TABLE --target COLUMN --each-pair-count \
         [--option max_bins=40 ...] [-- --exclude COLUMNS]
 
@@ -9,7 +10,8 @@ folder, fits a model file on the 70% with `leadstream calibrate` (default option
 so that every training row is used, and whatever follows `--`), scores the 30% with
 `leadstream score`, and prints the AUC `leadstream score` reports next to scikit-learn's
 gradient boosting (`HistGradientBoostingClassifier`, native categorical columns, not tuned) on
-the same split and the same cleaned columns. The figures are printed, never asserted.
+the same split and the same cleaned columns. With several seeds, a split each and a summary
+of them. The figures are printed, never asserted.
 
 `--each-pair-count` fits in process instead (`stream.calibrate.scorecard`, the options of
 `Options` with `--option NAME=VALUE`, the roles of `--exclude`/`--role` after `--`): the
@@ -106,6 +108,48 @@ def _each_pair_count(
             print(f"  the pairs in order: {'; '.join(p.name for p in card.interactions)}")
 
 
+def _seeds(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def _through_cli(
+    known: pd.DataFrame,
+    target: str,
+    *,
+    train: np.ndarray,
+    test: np.ndarray,
+    extra: list[str],
+) -> tuple[str, str, float, float]:
+    """`leadstream calibrate` on the training part, `leadstream score` on the held-out part:
+    the AUC score reports, the pairs line of calibrate, and the seconds each took."""
+    with tempfile.TemporaryDirectory() as folder:
+        train_csv, test_csv = Path(folder) / "train.csv", Path(folder) / "test.csv"
+        model = Path(folder) / "model.yaml"
+        known.iloc[np.sort(train)].to_csv(train_csv, index=False)
+        known.iloc[np.sort(test)].to_csv(test_csv, index=False)
+        started = time.monotonic()
+        calibrate = [LEADSTREAM, "calibrate", str(train_csv), "--target", target]
+        calibrate += ["--holdout", "0", "--stream-check", "0", "--out", str(model), *extra]
+        fitted = subprocess.run(calibrate, capture_output=True, text=True, check=False)
+        if fitted.returncode:
+            sys.exit(f"calibrate failed ({fitted.returncode}):\n{fitted.stderr}")
+        fit_seconds = time.monotonic() - started
+        started = time.monotonic()
+        score = [LEADSTREAM, "score", str(test_csv), "--models", str(model)]
+        score += ["--target", target, "--out", str(Path(folder) / "scores.csv")]
+        scored = subprocess.run(score, capture_output=True, text=True, check=False)
+        if scored.returncode:
+            sys.exit(f"score failed ({scored.returncode}):\n{scored.stderr}")
+        score_seconds = time.monotonic() - started
+    auc = re.search(r"AUC\s+([0-9.]+)", scored.stdout)
+    lines = [
+        f"  {line}"
+        for line in fitted.stdout.splitlines()
+        if line.startswith(("cross-validated AUC", "pairs of attributes"))
+    ]
+    return auc[1] if auc else "?", "\n".join(lines), fit_seconds, score_seconds
+
+
 def main() -> None:
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
@@ -113,7 +157,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("table")
     parser.add_argument("--target", required=True)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--seed", type=_seeds, default=[42], help="the split's seed, or several: 42,7,1"
+    )
     parser.add_argument("--sep")
     parser.add_argument("--each-pair-count", action="store_true")
     parser.add_argument("--option", action="append", default=[], type=_option)
@@ -123,43 +169,35 @@ def main() -> None:
     labels = prepare(frame, target=args.target).target  # the rows with a known outcome
     known = frame[frame[args.target].notna()].reset_index(drop=True)
     rows = np.arange(len(known))
-    train, test = train_test_split(rows, test_size=0.3, stratify=labels, random_state=args.seed)
-    if args.each_pair_count:
-        train, test = np.sort(train), np.sort(test)  # the order of the CSV files below
-        options = scorecard.Options(**dict(args.option))
-        print(f"table {args.table}, target {args.target}, seed {args.seed}, 70/30 stratified")
-        print(f"in process, {' '.join(extra)} {options}")
-        _each_pair_count(
-            known, args.target, train=train, test=test, roles=_roles(extra), options=options
+    summary = []
+    for seed in args.seed:
+        train, test = train_test_split(rows, test_size=0.3, stratify=labels, random_state=seed)
+        print(f"table {args.table}, target {args.target}, seed {seed}, 70/30 stratified")
+        if args.each_pair_count:
+            train, test = np.sort(train), np.sort(test)  # the order of the CSV files below
+            options = scorecard.Options(**dict(args.option))
+            print(f"in process, {' '.join(extra)} {options}")
+            _each_pair_count(
+                known, args.target, train=train, test=test, roles=_roles(extra), options=options
+            )
+            continue
+        auc, pairs, fit_seconds, score_seconds = _through_cli(
+            known, args.target, train=train, test=test, extra=extra
         )
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        train_csv, test_csv = Path(folder) / "train.csv", Path(folder) / "test.csv"
-        model = Path(folder) / "model.yaml"
-        known.iloc[np.sort(train)].to_csv(train_csv, index=False)
-        known.iloc[np.sort(test)].to_csv(test_csv, index=False)
-        started = time.monotonic()
-        calibrate = [LEADSTREAM, "calibrate", str(train_csv), "--target", args.target]
-        calibrate += ["--holdout", "0", "--stream-check", "0", "--out", str(model), *extra]
-        fitted = subprocess.run(calibrate, capture_output=True, text=True, check=False)
-        if fitted.returncode:
-            sys.exit(f"calibrate failed ({fitted.returncode}):\n{fitted.stderr}")
-        fit_seconds = time.monotonic() - started
-        started = time.monotonic()
-        score = [LEADSTREAM, "score", str(test_csv), "--models", str(model)]
-        score += ["--target", args.target, "--out", str(Path(folder) / "scores.csv")]
-        scored = subprocess.run(score, capture_output=True, text=True, check=False)
-        if scored.returncode:
-            sys.exit(f"score failed ({scored.returncode}):\n{scored.stderr}")
-        score_seconds = time.monotonic() - started
-    auc = re.search(r"AUC\s+([0-9.]+)", scored.stdout)
-    print(f"table {args.table}, target {args.target}, seed {args.seed}, 70/30 stratified")
-    print(f"calibrate {' '.join(extra) or '(default options)'}: {fit_seconds:.1f} s")
-    for line in fitted.stdout.splitlines():
-        if line.startswith(("cross-validated AUC", "pairs of attributes")):
-            print(f"  {line}")
-    print(f"leadstream score AUC {auc[1] if auc else '?'} ({score_seconds:.1f} s)")
-    print(f"gradient boosting AUC {_gbm_auc(known, args.target, train, test, _roles(extra)):.4f}")
+        gbm = _gbm_auc(known, args.target, train, test, _roles(extra))
+        print(f"calibrate {' '.join(extra) or '(default options)'}: {fit_seconds:.1f} s")
+        print(pairs)
+        print(f"leadstream score AUC {auc} ({score_seconds:.1f} s)")
+        print(f"gradient boosting AUC {gbm:.4f}", flush=True)
+        summary.append((seed, auc, gbm))
+    if len(summary) > 1:
+        print("seed  leadstream score  gradient boosting")
+        for seed, auc, gbm in summary:
+            print(f"{seed:>4}  {auc:>16}  {gbm:>17.4f}")
+        scored = [float(auc) for _, auc, _ in summary if auc != "?"]
+        if scored:
+            gbms = [gbm for *_, gbm in summary]
+            print(f"mean  {np.mean(scored):>16.4f}  {np.mean(gbms):>17.4f}")
 
 
 if __name__ == "__main__":
