@@ -243,7 +243,9 @@ class LeadProcessor:
                 hold_changelog(table.changelog_topic, self.write_order)
         # every topic the processor sends to has ``partitions`` (the worker refuses to start
         # otherwise), so the sender partitions keys itself, from its cache of recent keys
-        self.sender = DirectSender(app, self.write_order, partitions=partitions)
+        self.sender = DirectSender(
+            app, self.write_order, metrics.messages_out, partitions=partitions
+        )
         self.changelog: ChangelogWriter | None = None
         if self.write_order is not None:
             self.changelog = ChangelogWriter(app, self.write_order, self._crash)

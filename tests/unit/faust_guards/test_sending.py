@@ -122,3 +122,20 @@ async def test_under_exactly_once_a_topic_still_gets_the_transaction_manager() -
     app.in_worker = True
     topic = app.topic("leads-changelog")
     assert await topic._get_producer() is app.consumer.transactions
+
+
+async def test_the_records_sent_are_reported_per_topic_once_per_turn_of_the_loop() -> None:
+    app = OneProducerApp()
+    reports: list[dict[str, int]] = []
+    sender = DirectSender(app, on_sent=lambda counts: reports.append(dict(counts)))
+    for topic in ("scores", "internal", "scores", "scores"):
+        await sender.send(topic, b"key", b"value")
+    assert reports == []  # nothing reported while the sending task still runs
+    await asyncio.sleep(0)
+    assert reports == [{"scores": 3, "internal": 1}]
+    await sender.send("stage-changes", b"key", b"value")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert reports == [{"scores": 3, "internal": 1}, {"stage-changes": 1}]
+    sender.report()  # nothing sent since: no empty report
+    assert len(reports) == 2
