@@ -27,7 +27,7 @@ import asyncio
 import functools
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from faust import streams
@@ -65,10 +65,15 @@ class ChangelogWriter:
         app: Any,
         order: WriteOrder,
         on_failure: Callable[[BaseException], None],
+        on_sent: Callable[[Mapping[str, int]], None] | None = None,
     ) -> None:
         self.app = app
         self.order = order
         self.on_failure = on_failure
+        self.on_sent = on_sent
+        """Told how many changelog messages went to each topic (once per turn of the event loop
+        that handed any over), as Faust's sensors are told of the messages it sends."""
+        self._unreported: dict[str, int] = {}
         self._producer: Any = None
         self._waiting: deque[_Pending] = deque()
         self._sending: asyncio.Task[None] | None = None
@@ -167,10 +172,20 @@ class ChangelogWriter:
             self._idle.set()
 
     def _track(self, table: Any, topic: str, partition: int, delivery: Any) -> None:
+        if self.on_sent is not None:
+            counts = self._unreported
+            if not counts:
+                asyncio.get_running_loop().call_soon(self._report)
+            counts[topic] = counts.get(topic, 0) + 1
         tp = self._tps.get((topic, partition))
         if tp is None:
             tp = self._tps[(topic, partition)] = TP(topic, partition)
         delivery.add_done_callback(functools.partial(self._written, table, tp))
+
+    def _report(self) -> None:
+        counts, self._unreported = self._unreported, {}
+        if counts and self.on_sent is not None:
+            self.on_sent(counts)
 
     def _written(self, table: Any, tp: TP, delivery: Any) -> None:
         if delivery.cancelled() or delivery.exception() is not None:

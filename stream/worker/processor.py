@@ -248,7 +248,9 @@ class LeadProcessor:
         )
         self.changelog: ChangelogWriter | None = None
         if self.write_order is not None:
-            self.changelog = ChangelogWriter(app, self.write_order, self._crash)
+            self.changelog = ChangelogWriter(
+                app, self.write_order, self._crash, metrics.messages_out
+            )
         self.schedule = DueSchedule()
         self._all_partitions = list(range(partitions))
         self._key_partition = self.sender.partition_of

@@ -74,7 +74,10 @@ def setup(
     app.producer = producer  # type: ignore[assignment]
     failures: list[Any] = []
     order = WriteOrder()
-    return app, table, producer, order, ChangelogWriter(app, order, failures.append), failures
+    sent: list[dict[str, int]] = []
+    writer = ChangelogWriter(app, order, failures.append, lambda counts: sent.append(dict(counts)))
+    writer.reported = sent  # type: ignore[attr-defined]
+    return app, table, producer, order, writer, failures
 
 
 async def test_a_write_reaches_the_store_and_then_the_changelog_as_through_faust(
@@ -92,6 +95,8 @@ async def test_a_write_reaches_the_store_and_then_the_changelog_as_through_faust
     await asyncio.sleep(0)
     changelog = table.changelog_topic.get_topic_name()
     assert producer.sent == [(changelog, b"lead-1", b'{"s":1}', 2, None, None)]
+    await asyncio.sleep(0)
+    assert writer.reported == [{changelog: 1}]  # type: ignore[attr-defined]  # the metric's
     assert local_stores.unconfirmed() == before + 1
     with writing_for(event_on(app, 2)):
         writer.set(table, b"lead-2", b'{"s":2}')
