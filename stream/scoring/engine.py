@@ -798,19 +798,28 @@ def _profile(st: ModelState, c: CompiledModel, traits: Traits, t: float, year: i
     st.flags = flags
 
 
-def _cap(st: ModelState, rule: EngagementRuleC, points: float, t: float) -> float:
-    """The points `rule` may still give in `t`'s cap window (and count them)."""
+def _cap(caps: Caps, rule: EngagementRuleC, points: float, t: float, as_of: float) -> float:
+    """The points `rule` may still give in `t`'s cap window, counting them in `caps` (the
+    state's counters, a copy the caller owns; `as_of`: the state's time)."""
     per = rule.cap_per
     window = int(t // per)
-    oldest = int(st.as_of // per) - CAP_LATE_WINDOWS
+    oldest = int(as_of // per) - CAP_LATE_WINDOWS
     if window < oldest:
         return 0.0  # too late: that window's counter is gone, assume the cap is used up
-    windows = st.caps.get(rule.id, ())
+    rule_id = rule.id
+    windows = caps.get(rule_id, ())
     used = 0.0
-    for w, u in windows:
-        if w == window:
-            used = u
-            break
+    newest = False
+    if windows:
+        last, last_used = windows[-1]
+        if last == window:  # the usual case: the current window is the newest kept
+            used = last_used
+            newest = True
+        else:
+            for w, u in windows:
+                if w == window:
+                    used = u
+                    break
     if rule.cap_count:
         if used >= rule.cap_count:
             return 0.0
@@ -821,7 +830,7 @@ def _cap(st: ModelState, rule: EngagementRuleC, points: float, t: float) -> floa
             return 0.0
         granted = min(points, room)
         used += granted
-    if windows and windows[-1][0] == window:
+    if newest:
         kept = (*windows[:-1], (window, used))
         if kept[0][0] < oldest:
             kept = tuple(e for e in kept if e[0] >= oldest)
@@ -833,9 +842,7 @@ def _cap(st: ModelState, rule: EngagementRuleC, points: float, t: float) -> floa
         )
     else:
         kept = tuple(sorted([*(e for e in windows if oldest <= e[0] != window), (window, used)]))
-    caps = dict(st.caps)
-    caps[rule.id] = kept
-    st.caps = caps
+    caps[rule_id] = kept
     return granted
 
 
@@ -923,13 +930,16 @@ def _engage(
     eng = st.eng
     recent = st.recent
     exp = math.exp
+    caps: Caps | None = None
     for rule in dispatch.rules:
         match = rule.match
         if (match is not None and not match(event)) or (machine and not rule.machine):
             continue
         points = rule.points
         if rule.cap_per:
-            points = _cap(st, rule, points, t)
+            if caps is None:  # the counters are replaced, not changed: a copy for this event
+                caps = st.caps = dict(st.caps)
+            points = _cap(caps, rule, points, t, st.as_of)
         if rule.hand_raise:
             raised = True
             if st.hand_raise is None or t >= st.hand_raise[0]:
