@@ -170,8 +170,11 @@ def _round4(value: float) -> float:
     fraction is within 1e-4 of a half, rounding it to the nearest integer `n` gives the integer
     the exact product rounds to, and `n / 1e4` is the float nearest to the decimal `n / 10**4`,
     which is what `round` returns. Near halves, near zero (the sign of a zero) and beyond 1e5,
-    `round` decides.
+    `round` decides, except for a zero (it is its own rounding, sign included; a lead without
+    fit or engagement points has many).
     """
+    if value == 0.0:
+        return value
     if -1e5 < value < 1e5:
         scaled = value * 10000.0
         whole = _floor(scaled)
