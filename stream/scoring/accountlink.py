@@ -158,6 +158,18 @@ def merge_links(a: AccountLink | None, b: AccountLink | None) -> AccountLink | N
     )
 
 
+def _note_action(link: AccountLink | None, event: EventBase) -> AccountLink | None:
+    """`link` after an action the model scores: only the time of the person's latest one."""
+    if event.machine is not None:
+        return link
+    t = event.occurred_at.timestamp()
+    if link is None:
+        return AccountLink(active=t)
+    if link.active is not None and t <= link.active:
+        return link
+    return AccountLink(link.explicit, link.domain, link.title, link.firmo, t)
+
+
 class Linker:
     """An account section compiled: what an event changes in a lead's link."""
 
@@ -185,15 +197,8 @@ class Linker:
 
     def note(self, link: AccountLink | None, event: EventBase) -> AccountLink | None:
         """`link` after `event` (the same object when the event changes nothing)."""
-        if event.type in self.actions:  # an action: only the time of the person's latest one
-            if event.machine is not None:
-                return link
-            t = event.occurred_at.timestamp()
-            if link is None:
-                return AccountLink(active=t)
-            if link.active is not None and t <= link.active:
-                return link
-            return AccountLink(link.explicit, link.domain, link.title, link.firmo, t)
+        if event.type in self.actions:
+            return _note_action(link, event)
         if not isinstance(event, _PROFILES | CrmBase):
             return link
         t = event.occurred_at.timestamp()

@@ -48,7 +48,6 @@ from stream.scoring import decay
 from stream.scoring.accountlink import merge_links
 from stream.scoring.compiled import (
     CLICKED,
-    DELIVERED,
     ERASE,
     FACT,
     MAIL,
@@ -598,7 +597,9 @@ def _emit_score(
             "model_version": c.version,
             "fit": fit_r,
             "engagement": eng_r,
-            "total": _round4(total) + 0.0 if -_MAX_POINTS < total < _MAX_POINTS else _round(fit + eng),
+            "total": (
+                _round4(total) + 0.0 if -_MAX_POINTS < total < _MAX_POINTS else _round(fit + eng)
+            ),
             "grade": grade,
             "stage": st.stage,
             "as_of": as_of,
@@ -801,7 +802,9 @@ def _profile(st: ModelState, c: CompiledModel, traits: Traits, t: float, year: i
     st.flags = flags
 
 
-def _cap(caps: Caps, rule: EngagementRuleC, points: float, t: float, as_of: float) -> float:
+def _cap(  # noqa: PLR0912 - once per capped rule and event: one function, no helpers
+    caps: Caps, rule: EngagementRuleC, points: float, t: float, as_of: float
+) -> float:
     """The points `rule` may still give in `t`'s cap window, counting them in `caps` (the
     state's counters, a copy the caller owns; `as_of`: the state's time)."""
     per = rule.cap_per
@@ -904,7 +907,7 @@ def _remember_action(
     st.window = tuple(kept[-(c.burst_max + 1) :])
 
 
-def _engage(
+def _engage(  # noqa: PLR0912, PLR0915 - once per action and model: inline, no helpers
     st: ModelState, dispatch: Dispatch, event: EventBase, t: float, scored: list[Contribution]
 ) -> bool:
     """Score an action; whether it was a hand-raise."""
@@ -1031,7 +1034,7 @@ def _bound(state: ModelState, model: ScoringModel) -> ModelState:
     return ModelState.from_dict(state.to_dict(), model)
 
 
-def _apply_one(  # noqa: PLR0917 - positional: once per event and model
+def _apply_one(  # noqa: PLR0912, PLR0915, PLR0917 - once per event and model: inline, positional
     state: ModelState | None,
     event: EventBase,
     model: ScoringModel,

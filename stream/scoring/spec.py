@@ -991,7 +991,7 @@ class ModelSet(Spec):
                     grouped.setdefault(event_type, []).append((model, compiled, dispatch))
             table = {event_type: tuple(entries) for event_type, entries in grouped.items()}
             self._by_type = table
-        return table  # type: ignore[no-any-return]
+        return table
 
     def get(self, model_id: str) -> ScoringModel:
         """The model with this id (KeyError when there is none)."""
