@@ -63,6 +63,7 @@ from stream.scoring import (
     ModelSet,
     ModelState,
     ScoringModel,
+    Transition,
     apply,
     apply_all,
     apply_batch,
@@ -367,31 +368,40 @@ def _state_text(state: LeadState | None) -> str:
 def digests(stream: list[EventBase], models: ModelSet, batch: int) -> dict[str, str]:
     """SHA-256 digests of what `apply_all` (event by event) and `apply_batch` (in batches of
     `batch` records, as timed) give on `stream`: their outputs, contributions and final states."""
-    result: dict[str, str] = {}
+
+    def one(state: LeadState | None, event: EventBase) -> Transition[LeadState]:
+        return apply_all(state, event, models=models)
+
+    def many(state: LeadState | None, events: list[EventBase]) -> Transition[LeadState]:
+        return apply_batch(state, events, models=models)
+
+    singles = [(event.lead_id or "", event) for event in stream]
+    return {
+        **_digest_run("apply_all", singles, one),
+        **_digest_run("apply_batch", lead_batches(stream, batch), many),
+    }
+
+
+def _digest_run(
+    name: str,
+    items: Sequence[tuple[str, T]],
+    step_of: Callable[[LeadState | None, T], Transition[LeadState]],
+) -> dict[str, str]:
+    """Digests of the outputs, contributions and final states of folding `items` (lead,
+    what to apply) with `step_of`."""
     states: dict[str, LeadState | None] = {}
     outputs, scored = hashlib.sha256(), hashlib.sha256()
-    for event in stream:
-        key = event.lead_id or ""
-        step = apply_all(states.get(key), event, models=models)
+    for key, item in items:
+        step = step_of(states.get(key), item)
         states[key] = step.state
         for output in step.outputs:
             outputs.update(_output_text(output).encode())
         scored.update(repr(step.scored).encode())
-    result["apply_all outputs"] = outputs.hexdigest()
-    result["apply_all contributions"] = scored.hexdigest()
-    result["apply_all states"] = _states_digest(states)
-    states.clear()
-    outputs, scored = hashlib.sha256(), hashlib.sha256()
-    for key, lead_events in lead_batches(stream, batch):
-        step = apply_batch(states.get(key), lead_events, models=models)
-        states[key] = step.state
-        for output in step.outputs:
-            outputs.update(_output_text(output).encode())
-        scored.update(repr(step.scored).encode())
-    result["apply_batch outputs"] = outputs.hexdigest()
-    result["apply_batch contributions"] = scored.hexdigest()
-    result["apply_batch states"] = _states_digest(states)
-    return result
+    return {
+        f"{name} outputs": outputs.hexdigest(),
+        f"{name} contributions": scored.hexdigest(),
+        f"{name} states": _states_digest(states),
+    }
 
 
 def _states_digest(states: dict[str, LeadState | None]) -> str:

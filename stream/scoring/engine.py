@@ -579,41 +579,29 @@ def _emit_score(
         defer.pop(c.id, None)  # kept in the order of the events that gave them
         defer[c.id] = (c, lead_id, event_id, terms, *rest)
         return
-    # `_score_record`, inline
-    top: tuple[RuleContribution, ...] = ()
     if c.top_rules:
         if values is None:
             values = _values(st.eng, c, st.as_of)[1]
-        top = _top_rules(c, st.fit, st.fit_items, values)
-    total = fit_r + eng_r
-    record = _new_record(ScoreUpdated)
-    _setattr(
-        record,
-        "__dict__",
-        {
-            "type": "score_updated",
-            "lead_id": lead_id,
-            "model": c.id,
-            "model_version": c.version,
-            "fit": fit_r,
-            "engagement": eng_r,
-            "total": (
-                _round4(total) + 0.0 if -_MAX_POINTS < total < _MAX_POINTS else _round(fit + eng)
-            ),
-            "grade": grade,
-            "stage": st.stage,
-            "as_of": as_of,
-            "revision": revision,
-            "last_event_id": event_id,
-            "top_rules": top,
-            "shadow": True if c.shadow else None,
-            "outcome": None,
-        },
+    else:
+        values = None
+    out.append(
+        _score_record(
+            c,
+            lead_id,
+            event_id,
+            values,
+            st.fit,
+            st.fit_items,
+            fit,
+            eng,
+            fit_r,
+            eng_r,
+            grade,
+            st.stage,
+            as_of,
+            revision,
+        )
     )
-    _setattr(record, "__pydantic_fields_set__", _SU_FIELDS)
-    _setattr(record, "__pydantic_extra__", None)
-    _setattr(record, "__pydantic_private__", None)
-    out.append(record)
 
 
 def _outcome_score(
@@ -655,8 +643,11 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
     outcome: str | None = None,
 ) -> ScoreUpdated:
     top = _top_rules(c, fit_points, fit_items, values) if values is not None else ()
-    return _trusted(
-        ScoreUpdated,
+    total = fit_r + eng_r
+    record = _new_record(ScoreUpdated)  # `_trusted`, inline
+    _setattr(
+        record,
+        "__dict__",
         {
             "type": "score_updated",
             "lead_id": lead_id,
@@ -664,9 +655,9 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
             "model_version": c.version,
             "fit": fit_r,
             "engagement": eng_r,
-            "total": _round4(fit_r + eng_r) + 0.0
-            if -_MAX_POINTS < fit_r + eng_r < _MAX_POINTS
-            else _round(fit + eng),
+            "total": (
+                _round4(total) + 0.0 if -_MAX_POINTS < total < _MAX_POINTS else _round(fit + eng)
+            ),
             "grade": grade,
             "stage": stage,
             "as_of": as_of,
@@ -676,8 +667,11 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
             "shadow": True if c.shadow else None,
             "outcome": outcome,
         },
-        _SU_FIELDS,
     )
+    _setattr(record, "__pydantic_fields_set__", _SU_FIELDS)
+    _setattr(record, "__pydantic_extra__", None)
+    _setattr(record, "__pydantic_private__", None)
+    return record
 
 
 def _build_score(pending: Pending) -> ScoreUpdated:
