@@ -8,6 +8,7 @@ with a `now` the caller passes in. `encode` writes compact JSON with orjson.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -19,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from schemas.common import ContractModel
 from schemas.errors import DecodeError, ErrorKind
 from schemas.events import EventBase, InboundEvent
-from schemas.internal import InternalMessage
+from schemas.internal import InternalMessage, not_carried
 from schemas.outputs import (
     AccountScoreUpdated,
     AccountStageChanged,
@@ -42,18 +43,22 @@ from schemas.topics import (
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "EVENTS_FRAME_BYTES",
+    "EVENTS_MAX_BYTES",
     "DecodeLimits",
     "decode",
     "decode_account_score",
     "decode_account_stage_change",
     "decode_connector_dead_letter",
     "decode_dead_letter",
+    "decode_events_apart",
     "decode_internal",
     "decode_score",
     "decode_score_key",
     "decode_stage_change",
     "dumps",
     "encode",
+    "encode_events",
     "event_key",
     "loads",
     "score_key",
@@ -183,6 +188,59 @@ def loads(data: bytes) -> Any:
 def decode_internal(data: bytes) -> Any:
     """A value of ``leads.internal.v1``: an inbound event or a control message."""
     return _validate(_INTERNAL, data, OUTBOUND_MAX_BYTES, "leads.internal.v1", tagged=True)
+
+
+EVENTS_MAX_BYTES: Final = 512 * 1024
+"""Largest ``events`` record a worker sends (its events' values and 29 bytes around them): half
+the limit `decode_internal` reads, and of the broker's default largest record."""
+
+_EVENTS_HEAD: Final = b'{"type":"events","events":['
+_EVENTS_TAIL: Final = b"]}"
+EVENTS_FRAME_BYTES: Final = len(_EVENTS_HEAD) + len(_EVENTS_TAIL)
+"""Bytes an ``events`` record adds to its events' values (plus one comma between two)."""
+
+
+def encode_events(values: Sequence[bytes]) -> bytes:
+    """An ``events`` record of ``leads.internal.v1`` holding, in order, the events whose JSON
+    values are ``values``: each one that `decode` accepted (as read, not encoded again) or that
+    `encode` wrote. The values are copied byte for byte: every event validates as it did."""
+    return _EVENTS_HEAD + b",".join(values) + _EVENTS_TAIL
+
+
+def decode_events_apart(data: bytes) -> list[EventBase | tuple[DecodeError, bytes]]:
+    """The events of an ``events`` record one by one, for a record `decode_internal` refused:
+    each event, or why it is refused with its JSON (to dead-letter it alone). `DecodeError`
+    when ``data`` is not an events record (not JSON, not an object of a list of events)."""
+    if len(data) > OUTBOUND_MAX_BYTES:
+        raise DecodeError(
+            ErrorKind.TOO_LARGE, f"{len(data)} bytes is more than the limit of {OUTBOUND_MAX_BYTES}"
+        )
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(ErrorKind.NOT_JSON, str(exc)) from exc
+    if (
+        not isinstance(document, dict)
+        or document.get("type") != "events"
+        or set(document) != {"type", "events"}
+        or not isinstance(document["events"], list)
+        or not document["events"]
+    ):
+        raise DecodeError(ErrorKind.SCHEMA_VIOLATION, "not an events record with events")
+    out: list[EventBase | tuple[DecodeError, bytes]] = []
+    for item in document["events"]:
+        raw = orjson.dumps(item, option=ORJSON_OPTIONS)
+        try:
+            event: EventBase = _validate(_INBOUND, raw, OUTBOUND_MAX_BYTES, None, tagged=True)
+        except DecodeError as exc:
+            out.append((exc, raw))
+            continue
+        problem = not_carried(event)
+        if problem is not None:
+            out.append((DecodeError(ErrorKind.SCHEMA_VIOLATION, problem, field="type"), raw))
+        else:
+            out.append(event)
+    return out
 
 
 def decode_score_key(data: bytes) -> ScoreKey:

@@ -14,7 +14,10 @@ message concerns, so each step runs on the worker that owns that id's partition:
   worker (a lead's new contribution, or its leave), in the order they were made: keyed by the
   account id, so every account change is made on the account's partition (``account_member``,
   one update per message, is what earlier releases sent; it is still read);
-- ``tick``: the timer found a lead, anonymous id or account due (decay crossing, hold expiry).
+- ``tick``: the timer found a lead, anonymous id or account due (decay crossing, hold expiry);
+- ``events``: the plain lead events (no identify, merge or erasure) that one micro-batch of a
+  worker read from the source topics for one partition, in the order read: one record carries
+  what would otherwise be one record per event.
 
 Producers outside Leadstream never write this topic; it is versioned like the others.
 """
@@ -23,14 +26,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from schemas.common import ContractModel, EventId, Identifier, UtcDatetime
-from schemas.events import EVENT_TYPES
+from schemas.events import EVENT_TYPES, InboundEvent
 
 __all__ = [
+    "NOT_IN_EVENTS",
     "AccountMember",
     "AccountMembers",
+    "Events",
     "InternalMessage",
     "Link",
     "MemberChange",
@@ -38,6 +43,7 @@ __all__ = [
     "MergeOut",
     "Tick",
     "Unlink",
+    "not_carried",
 ]
 
 
@@ -128,7 +134,40 @@ class Tick(ContractModel):
     at: UtcDatetime
 
 
-_CONTROL = (Link, Unlink, MergeOut, MergeIn, Tick, AccountMember, AccountMembers)
+class Events(ContractModel):
+    """Plain lead events of one partition, in the order a worker read them from the source
+    topics: sent to that partition (the key is the first event's lead id; each event belongs to
+    its own ``lead_id``, a lead of the partition). Each event is scored as if it had come in a
+    record of its own at this record's place in the partition; a lead's events in one record
+    are applied together."""
+
+    type: Literal["events"] = "events"
+    events: Annotated[list[InboundEvent], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _plain_lead_events(self) -> Events:
+        for index, event in enumerate(self.events):
+            problem = not_carried(event)
+            if problem is not None:
+                raise ValueError(f"events[{index}]: {problem}")
+        return self
+
+
+NOT_IN_EVENTS: frozenset[str] = frozenset({"identify", "leads_merged", "lead_erased"})
+"""Event types an ``events`` record never carries: they touch more than their lead's scoring
+state, and travel in records of their own."""
+
+
+def not_carried(event: Any) -> str | None:
+    """Why ``event`` cannot travel in an ``events`` record (``None``: it can)."""
+    if event.lead_id is None:
+        return "an events record carries lead events only (no lead_id)"
+    if event.type in NOT_IN_EVENTS:
+        return f"an events record does not carry {event.type!r} events"
+    return None
+
+
+_CONTROL = (Link, Unlink, MergeOut, MergeIn, Tick, AccountMember, AccountMembers, Events)
 
 InternalMessage: Any = Annotated[
     Union[tuple(EVENT_TYPES.values()) + _CONTROL],  # noqa: UP007

@@ -11,6 +11,7 @@ Domain counters (call them from anywhere in the worker; they never raise and cos
 | ``account_stage_change(model, from, to)`` | ``..._account_stage_changes_total`` | projector |
 | ``account_member_message(side, kind)`` | ``..._account_member_messages_total`` | accounts |
 | ``tracked_link_event_lost(kind)`` | ``leadstream_tracked_link_events_lost_total`` | collector |
+| ``messages_out(counts)`` | ``leadstream_messages_out_total`` | the processor's sender |
 
 ``scoring_latency`` is the time from an event's ``occurred_at`` to its score being sent.
 
@@ -23,7 +24,9 @@ kind: ``update`` (the lead joined, or its contribution changed) or ``leave``. Th
 holds are the ``accounts`` table's keys (``leadstream_table_keys{table="accounts"}``).
 
 The sensor (`LeadstreamSensor`, installed by `register`) counts Kafka messages in and out per topic
-and table writes; at scrape time a collector bound to the app reports consumer lag per topic,
+and table writes; the records the processor hands straight to the producer (its outputs, dead
+letters and internal messages: ``faust_guards.sending``) never pass the sensors and are counted
+out by ``messages_out``; at scrape time a collector bound to the app reports consumer lag per topic,
 table sizes, the memory RocksDB holds for each table, and whether table recovery is done. The
 projector sets its own lag gauges.
 """
@@ -31,7 +34,7 @@ projector sets its own lag gauges.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -139,7 +142,7 @@ MESSAGES_IN = Counter(
 )
 MESSAGES_OUT = Counter(
     "leadstream_messages_out",
-    "Kafka messages sent by the worker's Faust producer, per topic.",
+    "Kafka messages sent by the worker's producer, per topic.",
     ["topic"],
     registry=REGISTRY,
 )
@@ -301,6 +304,12 @@ def account_member_message(side: str, kind: str, count: int = 1) -> None:
     """Count `count` account member messages: `side` ``sent`` or ``applied``, `kind` ``update``
     or ``leave``."""
     ACCOUNT_MEMBER_MESSAGES.labels(side=side, kind=kind).inc(count)
+
+
+def messages_out(counts: Mapping[str, int]) -> None:
+    """Count records the worker sent, ``counts`` by topic (one call per batch of sends)."""
+    for topic, count in counts.items():
+        MESSAGES_OUT.labels(topic=topic).inc(count)
 
 
 def record_redelivered() -> None:

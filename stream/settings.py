@@ -75,6 +75,35 @@ class Settings(BaseSettings):
             " of the bytes of RocksDB's default, snappy."
         ),
     )
+    rocksdb_dict_kb: int = Field(
+        16,
+        ge=0,
+        le=1024,
+        description=(
+            "Compression dictionary of each SST file of the RocksDB stores, in KiB, sampled from"
+            " the file's data (zstd, lz4; 0: none): lead states share most of their bytes, which"
+            " a dictionary gives every block."
+        ),
+    )
+    rocksdb_dict_train_kb: int = Field(
+        0,
+        ge=0,
+        le=65536,
+        description=(
+            "Data zstd's dictionary trainer reads per SST file to build the dictionary, in KiB"
+            " (0: the samples are the dictionary): a smaller store for more CPU at every flush"
+            " and compaction."
+        ),
+    )
+    rocksdb_block_kb: int = Field(
+        4,
+        ge=1,
+        le=1024,
+        description=(
+            "Data block size of the RocksDB stores, in KiB: larger blocks compress better, and"
+            " a lookup missing the read cache reads and decompresses a whole block."
+        ),
+    )
     processing_guarantee: ProcessingGuarantee = "at_least_once"
     standby_replicas: int = Field(0, ge=0, description="Standby replicas of each table.")
     session_timeout_s: float = Field(

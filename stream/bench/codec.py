@@ -19,12 +19,14 @@ from datetime import UTC, datetime
 import orjson
 import pydantic
 
-from schemas.codec import decode, encode
+from schemas.codec import decode, decode_internal, encode, encode_events
 from schemas.examples import EVENT_EXAMPLES
 
 __all__ = ["main"]
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
+EVENTS_PER_RECORD = 50
+"""Events in the events record timed (a batch of 500 records over 10 partitions)."""
 
 
 def _rate(function: Callable[[], object], number: int, repeat: int) -> float:
@@ -48,6 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         lambda: decode(data, now=NOW, topic="leads.clickstream.v1"), args.number, args.repeat
     )
     dumps = _rate(lambda: encode(event), args.number, args.repeat)
+    internal = _rate(lambda: decode_internal(data), args.number, args.repeat)
+    # a micro-batch's events of one internal partition, passed on in one record
+    values = [encode(event.model_copy(update={"lead_id": "lead-1"}))] * EVENTS_PER_RECORD
+    record = encode_events(values)
+    calls = max(1, args.number // EVENTS_PER_RECORD)
+    bulk = _rate(lambda: decode_internal(record), calls, args.repeat) * EVENTS_PER_RECORD
+    framed = _rate(lambda: encode_events(values), calls, args.repeat) * EVENTS_PER_RECORD
 
     print(f"typical event: page_viewed, {len(data)} bytes of JSON")
     print(
@@ -60,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("codec.decode (parse + validate, any inbound type)", validate),
         ("codec.decode topic=leads.clickstream.v1", topic),
         ("codec.encode", dumps),
+        ("codec.decode_internal, one event per record", internal),
+        (f"codec.decode_internal, {EVENTS_PER_RECORD} per events record", bulk),
+        (f"codec.encode_events of {EVENTS_PER_RECORD} values as read", framed),
     ]
     for name, rate in rows:
         print(f"{name:<52} {rate:>12,.0f}")

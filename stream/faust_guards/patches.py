@@ -12,8 +12,9 @@ process-wide (installed by ``stream.faust_guards.install``):
   recovery took before the streams resume;
 * ``guard_promoted_standbys``: ``Recovery.on_rebalance`` restores a partition promoted from a
   standby replica from the start of its changelog;
-* ``guard_rocksdb_compression``: ``RocksDBOptions.as_options`` applies a table's ``compression``
-  option on rocksdict, which Faust drops.
+* ``guard_rocksdb_compression``: ``RocksDBOptions.as_options`` applies a table's ``compression``,
+  ``compression_dict_bytes``, ``zstd_train_bytes`` and ``block_size`` options on rocksdict,
+  which Faust drops.
 
 Why each exists: ``RELIABILITY.md#faust-guards``.
 """
@@ -325,15 +326,28 @@ def guard_promoted_standbys() -> None:
 _COMPRESSION_GUARDED = "_leadstream_compression_guard"
 COMPRESSIONS = ("zstd", "lz4", "snappy", "none")
 """The block compressions a table's ``compression`` option may name."""
+ROCKSDB_DEFAULT_BLOCK_SIZE = 4096
+"""RocksDB's data block size (what Faust's table factory keeps)."""
+_DEFAULT_LEVEL = 32767
+"""RocksDB's ``kDefaultCompressionLevel``: the algorithm's own default (zstd: 3)."""
+_DEFAULT_WINDOW_BITS = -14
+"""RocksDB's default ``window_bits`` of its compression options (used by zlib only)."""
 
 
 def guard_rocksdb_compression() -> None:
-    """Let a table's RocksDB options name its block compression (``options={"compression":
-    "zstd"}``). On rocksdict, Faust's ``RocksDBOptions.as_options`` builds the options from its
-    own fields only and drops every other option (``extra_options`` reach python-rocksdb
-    alone), so a store keeps RocksDB's default, Snappy. Lead states are small JSON documents
-    with many repeated keys: zstd stores them in about two thirds of Snappy's bytes
-    (``BENCHMARKS.md``)."""
+    """Let a table's RocksDB options set how its stores compress (on rocksdict, Faust's
+    ``RocksDBOptions.as_options`` builds the options from its own fields only and drops every
+    other option: ``extra_options`` reach python-rocksdb alone):
+
+    * ``compression``: the block compression (Faust leaves RocksDB's default, Snappy);
+    * ``compression_dict_bytes``: a compression dictionary of at most this many bytes per SST
+      file, sampled from the file's data (zstd, lz4), and ``zstd_train_bytes``: how much of that
+      data zstd's dictionary trainer reads to build it (0: the samples are the dictionary);
+    * ``block_size``: the data block size (a point lookup that misses the block cache reads and
+      decompresses one block).
+
+    Lead states are small JSON documents, alike from one lead to the next: each 4 KiB block holds
+    a few of them, and a dictionary gives every block what they share (``BENCHMARKS.md``)."""
     import rocksdict  # noqa: PLC0415
     from faust.stores.rocksdb import RocksDBOptions  # noqa: PLC0415
 
@@ -347,13 +361,39 @@ def guard_rocksdb_compression() -> None:
         "none": rocksdict.DBCompressionType.none,
     }
 
+    def table_factory(self: Any, block_size: int) -> Any:
+        """Faust's table factory (bloom filter, block cache, binary-search index) with
+        ``block_size``."""
+        factory = rocksdict.BlockBasedOptions()
+        factory.set_bloom_filter(self.bloom_filter_size, block_based=True)
+        factory.set_block_cache(rocksdict.Cache(self.block_cache_size))
+        factory.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        factory.set_block_size(block_size)
+        return factory
+
     def as_options(self: Any) -> Any:
         options = original(self)
-        name = self.extra_options.get("compression")
-        if name is not None and self.use_rocksdict:
+        if not self.use_rocksdict:
+            return options
+        extra = self.extra_options
+        name = extra.get("compression")
+        if name is not None:
             if name not in kinds:
                 raise ValueError(f"unknown RocksDB compression {name!r}: one of {COMPRESSIONS}")
             options.set_compression_type(kinds[name]())
+        dict_bytes = int(extra.get("compression_dict_bytes", 0))
+        train_bytes = int(extra.get("zstd_train_bytes", 0))
+        if dict_bytes < 0 or train_bytes < 0:
+            raise ValueError("RocksDB dictionary sizes cannot be negative")
+        if dict_bytes:
+            options.set_compression_options(_DEFAULT_WINDOW_BITS, _DEFAULT_LEVEL, 0, dict_bytes)
+            if train_bytes:
+                options.set_zstd_max_train_bytes(train_bytes)
+        block_size = int(extra.get("block_size", ROCKSDB_DEFAULT_BLOCK_SIZE))
+        if block_size <= 0:
+            raise ValueError(f"RocksDB block size must be positive, not {block_size}")
+        if block_size != ROCKSDB_DEFAULT_BLOCK_SIZE:
+            options.set_block_based_table_factory(table_factory(self, block_size))
         return options
 
     RocksDBOptions.as_options = as_options

@@ -15,10 +15,17 @@ event loop three times on every call (``asyncio.sleep(0)``), started producer or
 it per record cost three turns of the loop (each a poll of the selector) per record sent. What
 it returns, the producer or the consumer's transaction manager, is the same object for the
 worker's life.
+
+The records handed over are counted per topic in a plain dictionary and reported to
+``on_sent`` (the worker's ``leadstream_messages_out`` counter, which Faust's sensors feed only for
+``Topic.send``) once per turn of the event loop that sent any: a batch's records cost one
+report per topic, not one locked counter increment per record.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from stream.faust_guards.write_order import WriteOrder
@@ -27,12 +34,20 @@ __all__ = ["DirectSender"]
 
 
 class DirectSender:
-    """Send bytes records through the app's producer; track their delivery."""
+    """Send bytes records through the app's producer; track their delivery; report how many
+    records went to each topic to ``on_sent``."""
 
-    def __init__(self, app: Any, order: WriteOrder | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        order: WriteOrder | None = None,
+        on_sent: Callable[[Mapping[str, int]], None] | None = None,
+    ) -> None:
         self.app = app
         self.order = order
+        self.on_sent = on_sent
         self._producer: Any = None
+        self._unreported: dict[str, int] = {}
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -44,4 +59,15 @@ class DirectSender:
         delivery = await producer.send(topic, key, value, partition, None, None)
         if self.order is not None:
             self.order.track(delivery)
+        if self.on_sent is not None:
+            counts = self._unreported
+            if not counts:
+                asyncio.get_running_loop().call_soon(self.report)
+            counts[topic] = counts.get(topic, 0) + 1
         return delivery
+
+    def report(self) -> None:
+        """Hand the counts of the records sent since the last report to ``on_sent``."""
+        counts, self._unreported = self._unreported, {}
+        if counts and self.on_sent is not None:
+            self.on_sent(counts)

@@ -107,17 +107,21 @@ class LeadRecord:
 def store_options(settings: Settings) -> dict[str, int | str] | None:
     """RocksDB options of a table: memory bounded per partition store (Faust's defaults hold up
     to three 64 MiB memtables and a 2 GiB read cache per store, so a worker's memory grows for
-    a long while before it levels off), and the block compression (applied by
-    ``faust_guards.patches.guard_rocksdb_compression``). The memory store takes none."""
+    a long while before it levels off), and the block compression, its dictionary and the block
+    size (applied by ``faust_guards.patches.guard_rocksdb_compression``). The memory store takes
+    none."""
     if settings.store != "rocksdb":
         return None
-    mib = 2**20
+    kib, mib = 2**10, 2**20
     return {
         "write_buffer_size": settings.rocksdb_write_buffer_mb * mib,
         "max_write_buffer_number": 2,
         "target_file_size_base": 4 * settings.rocksdb_write_buffer_mb * mib,
         "block_cache_size": settings.rocksdb_block_cache_mb * mib,
         "compression": settings.rocksdb_compression,
+        "compression_dict_bytes": settings.rocksdb_dict_kb * kib,
+        "zstd_train_bytes": settings.rocksdb_dict_train_kb * kib,
+        "block_size": settings.rocksdb_block_kb * kib,
     }
 
 

@@ -13,7 +13,9 @@ of the message being processed), so no step assumes one process sees every key:
    there. A lead's events come through several source topics, which the consumer interleaves
    differently on every run; the internal partition records one order, so after a crash the
    events after the restored state are scored again in the order they were first scored in, and
-   every record sent again is the record sent the first time.
+   every record sent again is the record sent the first time. A batch's plain lead events go
+   to each partition in one ``events`` record, built from the bytes they were read as
+   (``pass_on``); anything else sent to the partition goes after them.
 3. **Identity**: anonymous events are held per anonymous id (``stream.worker.identity``) until an
    ``identify`` reaches the lead; the lead's partition then sends a ``link`` to the anonymous id's
    partition, which releases the held events to the lead. Later anonymous events go straight to
@@ -57,6 +59,7 @@ from schemas.events import EventBase, Identify, LeadErased, LeadsMerged
 from schemas.internal import (
     AccountMember,
     AccountMembers,
+    Events,
     Link,
     MemberChange,
     MergeIn,
@@ -101,6 +104,10 @@ async def _delivered(deliveries: Iterable[Any]) -> None:
 _ONE_BY_ONE = (Identify, LeadsMerged, LeadErased)
 """Lead events handled on their own: they touch more than the lead's scoring state."""
 
+SENT_EVENTS_BYTES = 16 * 1024 * 1024
+"""Bytes of the worker's own ``events`` records kept to be read back without decoding
+(``SentEvents``): a few seconds of records at the worker's rate."""
+
 REBUILD_YIELD_EVERY = 2_000
 """Keys the schedule's rebuild reads between two turns of the agent (a few milliseconds)."""
 
@@ -113,12 +120,57 @@ _TICK_KINDS: dict[str, Any] = {"l": "lead", "a": "anonymous", "c": "account"}
 """Due-schedule key prefix → the kind of tick it sends."""
 
 
+def gather(gathered: Gathered, lead_id: str, events: Sequence[EventBase], event: Any) -> None:
+    """Add a lead's ``events``, all from the record of Faust ``event``, to a batch's."""
+    lead_events, offsets, _ = gathered.get(lead_id, ([], [], None))
+    lead_events.extend(events)
+    offsets.extend([event.message.offset] * len(events))
+    gathered[lead_id] = (lead_events, offsets, event)
+
+
 def _lead_key(lead_id: str) -> str:
     return f"l:{lead_id}"
 
 
 def _anon_key(anonymous_id: str) -> str:
     return f"a:{anonymous_id}"
+
+
+class SentEvents:
+    """The events of the ``events`` records this worker sent lately, by the records' bytes.
+
+    A record the worker reads back (its partitions of the source and internal topics are the
+    same, so the events it passes on are mostly its own to score) is not decoded and validated
+    again: the record is the same bytes, its events the ones validated when they were read
+    from their source. Records another worker sent, or read after a restart, are decoded.
+    Bounded by the records' bytes (``SENT_EVENTS_BYTES``); a record read once is forgotten."""
+
+    def __init__(self, limit: int = SENT_EVENTS_BYTES) -> None:
+        self.limit = limit
+        self.size = 0
+        self._kept: dict[bytes, Events] = {}
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def keep(self, record: bytes, events: list[Any]) -> None:
+        if record in self._kept:
+            return
+        self._kept[record] = Events.model_construct(events=events)
+        self.size += len(record)
+        while self.size > self.limit:
+            oldest = next(iter(self._kept))
+            del self._kept[oldest]
+            self.size -= len(oldest)
+
+    def take(self, record: bytes | None) -> Events | None:
+        """The events of ``record`` if this worker sent it lately (and forgets them)."""
+        if record is None or not self._kept:
+            return None
+        events = self._kept.pop(record, None)
+        if events is not None:
+            self.size -= len(record)
+        return events
 
 
 class LeadProcessor:
@@ -189,7 +241,7 @@ class LeadProcessor:
             self.write_order = WriteOrder(on_failure=self._crash)
             for table in (self.leads, self.identities):
                 hold_changelog(table.changelog_topic, self.write_order)
-        self.sender = DirectSender(app, self.write_order)
+        self.sender = DirectSender(app, self.write_order, metrics.messages_out)
         self.schedule = DueSchedule()
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
@@ -207,6 +259,11 @@ class LeadProcessor:
                 schedule=self.schedule,
                 partition_of=self.partition_of,
             )
+        self._passing: dict[int, tuple[list[bytes], list[EventBase], int]] = {}
+        """Per internal partition, the plain lead events of the batch being handled that wait to
+        be passed on in one ``events`` record: their values, the events, their bytes."""
+        self.sent_events = SentEvents()
+        self._strays: list[EventBase] = []
         self._held_writes: list[tuple[str, LeadRecord, datetime | None]] | None = None
         """Lead writes waiting for the account changes of a scoring pass (``score_leads``)."""
         self.scheduled_partitions: set[int] = set()
@@ -294,10 +351,49 @@ class LeadProcessor:
         """Send ``message`` to the owner of ``key``; returns its delivery future. The partition
         is the one the producer's partitioner would choose (the internal topic has the
         configured partition count: the worker refuses to start otherwise), from the cache of
-        recent keys' partitions rather than a murmur2 in Python per record."""
+        recent keys' partitions rather than a murmur2 in Python per record. Events waiting to
+        be passed on to that partition (``pass_on``) are sent first, so the partition records
+        everything in the order the worker sent it."""
+        partition = self.partition_of(key)
+        if partition in self._passing:
+            await self._send_passing(partition)
         return await self.sender.send(
-            self.internal_name, key.encode(), codec.encode(message), self.partition_of(key)
+            self.internal_name, key.encode(), codec.encode(message), partition
         )
+
+    async def pass_on(self, lead_id: str, event: EventBase, value: bytes) -> None:
+        """Queue a plain lead event read from a source topic (``value``: its record's bytes, as
+        read and validated) for its lead's partition of the internal topic. The batch's events
+        of a partition go out as one ``events`` record (``send_passing``), when anything else is
+        sent to that partition, or when the record would grow past ``EVENTS_MAX_BYTES``."""
+        partition = self.partition_of(lead_id)
+        waiting = self._passing.get(partition)
+        if waiting is not None:
+            values, events, size = waiting
+            size += len(value) + 1
+            if size + codec.EVENTS_FRAME_BYTES <= codec.EVENTS_MAX_BYTES:
+                values.append(value)
+                events.append(event)
+                self._passing[partition] = (values, events, size)
+                return
+            await self._send_passing(partition)
+        self._passing[partition] = ([value], [event], len(value))
+
+    async def send_passing(self) -> None:
+        """Send every partition's waiting events (one ``events`` record each), and the events
+        an ``events`` record held for another partition (``events_by_lead``)."""
+        for partition in list(self._passing):
+            await self._send_passing(partition)
+        await self.pass_strays()
+
+    async def _send_passing(self, partition: int) -> None:
+        waiting = self._passing.pop(partition, None)
+        if waiting is not None:
+            values, events, _ = waiting
+            record = codec.encode_events(values)
+            self.sent_events.keep(record, events)
+            key = events[0].lead_id or ""
+            await self.sender.send(self.internal_name, key.encode(), record, partition)
 
     async def emit(self, outputs: Iterable[ContractModel]) -> None:
         send = self.sender.send
@@ -657,7 +753,7 @@ class LeadProcessor:
         """The message's event or control message; ``None`` after dead-lettering it."""
         try:
             if message.topic == self.internal_name:
-                return codec.decode_internal(message.value)
+                return await self.decode_internal(message)
             event = codec.decode(
                 message.value, now=datetime.now(UTC), topic=self.contract_topic(message.topic)
             )
@@ -669,6 +765,32 @@ class LeadProcessor:
         if event.machine is not None:
             metrics.machine_marked(topic, event.machine)
         return event
+
+    async def decode_internal(self, message: Any) -> Any:
+        """The internal record's message. An ``events`` record that holds events the contract
+        refuses keeps the others; those are dead-lettered one by one (``None``: none left).
+        An events record this worker sent is not validated again: its events are the ones
+        validated before it was sent (``SentEvents``)."""
+        sent = self.sent_events.take(message.value)
+        if sent is not None:
+            return sent
+        try:
+            return codec.decode_internal(message.value)
+        except DecodeError as refused:
+            try:
+                parts = codec.decode_events_apart(message.value)
+            except DecodeError:
+                raise refused from None
+        kept: list[Any] = []
+        for part in parts:
+            if isinstance(part, EventBase):
+                kept.append(part)
+            else:
+                error, raw = part
+                await self.dead_letter(
+                    message, error.kind, error.detail, field_path=error.field, original=raw
+                )
+        return Events.model_construct(events=kept) if kept else None
 
     async def handle(self, message: Any) -> None:
         """Handle one record on its own."""
@@ -691,6 +813,8 @@ class LeadProcessor:
                 await self.accounts.on_members(decoded.account_id, changes_of(decoded))
         elif isinstance(decoded, Tick):
             await self.on_tick(decoded, message)
+        elif isinstance(decoded, Events):
+            await self.on_events(decoded, message)
         else:
             await self.on_event(decoded, message)
 
@@ -705,12 +829,62 @@ class LeadProcessor:
         else:
             await self.on_anonymous_event(event, owner, message)
 
+    async def on_events(self, bulk: Events, message: Any) -> None:
+        """Score the events of an ``events`` record, per lead in their order (the record's
+        offset stands for each: a lead's events in it are applied together)."""
+        for lead_id, lead_events in self.events_by_lead(bulk, message).items():
+            await self.on_lead_events(lead_events, lead_id, [message.offset] * len(lead_events))
+        await self.pass_strays()
+
+    def events_by_lead(self, bulk: Events, message: Any) -> dict[str, list[EventBase]]:
+        """The record's events per lead, in order; an event of a lead of another partition
+        (sent with another partition count) is left out and passed on to its partition
+        (``pass_strays``)."""
+        by_lead: dict[str, list[EventBase]] = {}
+        for event in bulk.events:
+            lead_id = event.lead_id
+            assert lead_id is not None  # the contract: lead events only
+            if self.partition_of(lead_id) != message.partition:
+                self._strays.append(event)
+                continue
+            by_lead.setdefault(lead_id, []).append(event)
+        return by_lead
+
+    def gather_events(self, gathered: Gathered, bulk: Events, event: Any) -> None:
+        """Add an ``events`` record's events to the batch's per lead (``event``: its Faust
+        event)."""
+        for lead_id, lead_events in self.events_by_lead(bulk, event.message).items():
+            gather(gathered, lead_id, lead_events, event)
+
+    async def forward(self, event: EventBase, owner: str, message: Any) -> None:
+        """Pass an event on to its owner's partition of the internal topic: a plain lead event
+        read from a source topic joins the batch's ``events`` record of that partition, as the
+        bytes it was read as (validated: nothing to encode again); anything else goes in a
+        record of its own."""
+        if (
+            message.topic != self.internal_name
+            and event.lead_id is not None
+            and not isinstance(event, _ONE_BY_ONE)
+        ):
+            await self.pass_on(owner, event, message.value)
+        else:
+            await self.to_internal(owner, event)
+
+    async def pass_strays(self) -> None:
+        """Pass on the events ``events_by_lead`` found on another partition than their lead's."""
+        while self._strays:
+            event = self._strays.pop(0)
+            assert event.lead_id is not None
+            await self.to_internal(event.lead_id, event)
+
     async def process(self, stream: Any) -> AsyncIterator[None]:
         batches = stream.take_events(self.settings.batch_max, self.settings.batch_within_s)
         async for events in batches:
             try:
                 await self.handle_batch(events)
             except BaseException as exc:
+                self._passing.clear()
+                self._strays.clear()
                 # interrupted (the worker stops, or the agent crashed: the worker stops too):
                 # read the whole batch again, rather than let Faust acknowledge, and commit
                 # past, the records it did not get to
@@ -724,8 +898,10 @@ class LeadProcessor:
     async def handle_batch(self, events: Sequence[Any]) -> None:
         """Handle a batch of Faust events in offset order.
 
-        Source events are passed on to the internal topic as they come. Plain events of a lead
-        arriving from the internal topic are gathered per lead and scored together
+        Source events are passed on to the internal topic (``forward``): plain lead events in
+        one ``events`` record per partition, sent at the end of the batch or before anything
+        else goes to that partition. Plain events of a lead arriving from the internal topic,
+        alone or in an ``events`` record, are gathered per lead and scored together
         (``on_lead_events``: one state read, one state write per lead per batch); anything else
         that reads or writes lead state (identify, merge, erasure, ticks, records read past a
         gap) first scores what was gathered, so every lead sees its records in their order.
@@ -762,13 +938,10 @@ class LeadProcessor:
             if isinstance(decoded, EventBase):
                 owner = decoded.lead_id or decoded.anonymous_id or ""
                 if message.topic != self.internal_name or message.key != owner.encode():
-                    await self.to_internal(owner, decoded)
+                    await self.forward(decoded, owner, message)
                     continue
                 if decoded.lead_id is not None and not isinstance(decoded, _ONE_BY_ONE):
-                    lead_events, offsets, _ = gathered.get(decoded.lead_id, ([], [], None))
-                    lead_events.append(decoded)
-                    offsets.append(message.offset)
-                    gathered[decoded.lead_id] = (lead_events, offsets, event)
+                    gather(gathered, decoded.lead_id, [decoded], event)
                     continue
                 if decoded.lead_id is None:  # anonymous: touches no lead state
                     with writing_for(event):
@@ -777,6 +950,9 @@ class LeadProcessor:
             elif isinstance(decoded, Link | Unlink):  # touch no lead state
                 with writing_for(event):
                     await self.dispatch(decoded, message)
+                continue
+            elif isinstance(decoded, Events):
+                self.gather_events(gathered, decoded, event)
                 continue
             elif isinstance(decoded, AccountMembers | AccountMember) and self.accounts is not None:
                 changes, _ = accounts.get(decoded.account_id, ([], None))
@@ -787,6 +963,7 @@ class LeadProcessor:
             with writing_for(event):
                 await self.dispatch(decoded, message)
         await score_gathered()
+        await self.send_passing()
         self.sequence.handled_batch(admitted)
 
     async def score_leads(self, gathered: Gathered) -> None:

@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import faust
+import orjson
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from factories import make_settings
 
 from schemas import codec
 from schemas.errors import ErrorKind
 from schemas.events import EventBase, Traits
 from schemas.examples import make_event
-from schemas.internal import AccountMember, AccountMembers
+from schemas.internal import AccountMember, AccountMembers, Events
 from schemas.outputs import (
     AccountScoreUpdated,
     AccountStageChanged,
@@ -74,7 +76,7 @@ class Harness:
         self.ctx = ctx
         self.topic = CLICKSTREAM
         self.sent: dict[str, list[tuple[bytes | None, bytes | None]]] = defaultdict(list)
-        self.pending: list[tuple[bytes, bytes]] = []
+        self.pending: list[tuple[bytes, bytes, int | None]] = []
         to_message = ctx.to_message
 
         def relabelled(*args: Any, **kwargs: Any) -> Any:
@@ -93,16 +95,22 @@ class Harness:
         self.sent[name].append((key, value))
         if name == "internal":
             assert key is not None and value is not None
-            self.pending.append((key, value))
+            self.pending.append((key, value, partition))
 
-    async def put(self, topic: str, key: str | bytes | None, value: bytes) -> None:
+    async def put(
+        self, topic: str, key: str | bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
+        """Deliver a record (on ``partition``; by default its key's, as the producer would)."""
         self.topic = topic
         raw_key = key.encode() if isinstance(key, str) else key
-        await self.ctx.put(key=raw_key, value=value)
+        if partition is None and raw_key is not None:
+            every = list(range(self.processor.settings.topic_partitions))
+            partition = int(DefaultPartitioner()(raw_key, every, every))
+        await self.ctx.put(key=raw_key, value=value, partition=partition)
         while self.pending:
-            internal_key, internal_value = self.pending.pop(0)
+            internal_key, internal_value, internal_partition = self.pending.pop(0)
             self.topic = INTERNAL
-            await self.ctx.put(key=internal_key, value=internal_value)
+            await self.ctx.put(key=internal_key, value=internal_value, partition=internal_partition)
 
     async def event(self, event: EventBase, *, key: str | None = None) -> None:
         """Deliver ``event`` on its own topic, keyed by its owner unless ``key`` says otherwise."""
@@ -245,7 +253,7 @@ async def test_every_source_event_is_scored_from_the_internal_topic(harness: Har
     assert harness.state("lead-1") is None
     assert harness.sent["scores"] == []
     assert [key for key, _ in harness.sent["internal"]] == [b"lead-1"]
-    assert codec.decode_internal(harness.sent["internal"][0][1]) == event
+    assert codec.decode_internal(harness.sent["internal"][0][1]) == Events(events=[event])
     await harness.put(INTERNAL, "lead-1", harness.pending.pop(0)[1])
     assert harness.state("lead-1") is not None
     assert [s.last_event_id for s in harness.scores()] == [event.event_id] * 2  # two models
@@ -606,8 +614,8 @@ async def test_a_batch_sends_one_member_message_per_account_before_the_leads_are
     ]
     assert written == [(lead, 1) for lead in leads]  # every write after the message
     while harness.pending:  # the broker brings the message back to the account's partition
-        key, value = harness.pending.pop(0)
-        await harness.put(INTERNAL, key, value)
+        key, value, partition = harness.pending.pop(0)
+        await harness.put(INTERNAL, key, value, partition)
     assert account_scores(harness)["acmecorp.com"].members == 3
 
 
@@ -663,3 +671,99 @@ async def test_accounts_off_sends_no_account_work(tmp_path: Path) -> None:
             for _, v in harness.sent["internal"]
             if v is not None
         )
+
+
+def leads_of(processor: proc.LeadProcessor, partition: int, count: int) -> list[str]:
+    """``count`` lead ids whose records go to ``partition``."""
+    found = (f"lead-{n}" for n in range(1000))
+    return [lead for lead in found if processor.partition_of(lead) == partition][:count]
+
+
+def internal_sent(harness: Harness) -> list[Any]:
+    return [codec.decode_internal(v) for _, v, _ in harness.pending]
+
+
+async def test_a_batch_passes_each_partitions_lead_events_on_in_one_record(
+    harness: Harness,
+) -> None:
+    """A batch's plain lead events go to their partition of the internal topic in one events
+    record, as the bytes they were read as; an identify (or anything else sent to the
+    partition) goes after the events read before it, so the partition keeps the batch's order."""
+    processor = harness.processor
+    first, second = leads_of(processor, 0, 2)
+    other = leads_of(processor, 1, 1)[0]
+    read = [
+        ev("page_viewed", 1, first),
+        ev("email_opened", 2, second),
+        ev("page_viewed", 3, other),
+        make_event("identify", event_id="identify-4", lead_id=first, anonymous_id="anon-4"),
+        ev("page_viewed", 5, first),
+    ]
+    values = [codec.encode(e).replace(b",", b", ") for e in read]  # spaced as some producers do
+    batch = []
+    for offset, (event, value) in enumerate(zip(read, values, strict=True)):
+        message = harness.ctx.to_message(key=b"producer-key", value=value)
+        message.topic, message.offset = topic_for(event), offset
+        batch.append(faust.Event(processor.app, message.key, message.value, {}, message))
+    await processor.handle_batch(batch)
+    by_partition: dict[int | None, list[Any]] = defaultdict(list)
+    for (_, value, partition), decoded in zip(harness.pending, internal_sent(harness), strict=True):
+        by_partition[partition].append(decoded)
+        if isinstance(decoded, Events):
+            assert values[read.index(decoded.events[0])] in value  # copied, not encoded again
+    assert by_partition[0] == [Events(events=read[:2]), read[3], Events(events=[read[4]])]
+    assert by_partition[1] == [Events(events=[read[2]])]
+    while harness.pending:  # the broker brings them back, each to its partition
+        key, value, partition = harness.pending.pop(0)
+        await harness.put(INTERNAL, key, value, partition)
+    latest = {(s.lead_id, s.model): s.last_event_id for s in harness.scores()}
+    assert latest[(first, "b2b")] == "page_viewed-5-" + first
+    assert latest[(second, "b2b")] == "email_opened-2-" + second
+    assert latest[(other, "b2b")] == "page_viewed-3-" + other
+
+
+async def test_an_events_record_is_scored_lead_by_lead_in_its_order(harness: Harness) -> None:
+    """Several leads of one partition in one record: each lead's events applied in the record's
+    order (as the offline reference applies them), the record's offset remembered by each, so
+    the record read again changes nothing."""
+    processor = harness.processor
+    first, second = leads_of(processor, 1, 2)
+    events = [*buyer_events(first)[:3], *buyer_events(second)[:2], *buyer_events(first)[3:]]
+    record = codec.encode_events([codec.encode(e) for e in events])
+    offset = harness.ctx.sent_offset
+    await harness.put(INTERNAL, first, record, 1)
+    models = processor.engine.models  # type: ignore[attr-defined]
+    for lead in (first, second):
+        mine = [e for e in events if e.lead_id == lead]
+        assert_same_scores(harness.state(lead), offline(mine, models, lead), AT)
+        stored = processor.load_lead(lead)
+        assert stored is not None and stored.applied == offset
+    latest = {(s.lead_id, s.model): s.last_event_id for s in harness.scores()}
+    assert latest[(first, "b2b")] == events[-1].event_id
+    assert latest[(second, "b2b")] == events[4].event_id
+    sent = len(harness.sent["scores"])
+    harness.ctx.sent_offset = offset  # the same record again, at its offset
+    await harness.put(INTERNAL, first, record, 1)
+    assert len(harness.sent["scores"]) == sent
+
+
+async def test_a_refused_event_of_an_events_record_is_dead_lettered_alone(
+    harness: Harness,
+) -> None:
+    processor = harness.processor
+    first, second = leads_of(processor, 0, 2)
+    stray = leads_of(processor, 1, 1)[0]
+    broken = b'{"type":"page_viewed","event_id":"x1","lead_id":"%s"}' % first.encode()
+    kept = [ev("page_viewed", 1, first), ev("email_opened", 2, second), ev("page_viewed", 3, stray)]
+    values = [codec.encode(kept[0]), broken, codec.encode(kept[1]), codec.encode(kept[2])]
+    await harness.put(INTERNAL, first, codec.encode_events(values), 0)
+    letters = [codec.decode_dead_letter(v) for _, v in harness.sent["dead_letters"] if v]
+    assert len(letters) == 1
+    assert letters[0].error_kind == ErrorKind.SCHEMA_VIOLATION
+    assert letters[0].field == "occurred_at"
+    assert orjson.loads(letters[0].original) == orjson.loads(broken)
+    assert letters[0].source_topic == INTERNAL
+    latest = {(s.lead_id, s.model): s.last_event_id for s in harness.scores()}
+    # the lead of another partition is passed on to its own and scored there
+    assert {lead for lead, _ in latest} == {first, second, stray}
+    assert latest[(first, "b2b")] == kept[0].event_id

@@ -46,7 +46,7 @@ from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotA
 
 from schemas import codec
 from schemas.events import EventBase
-from schemas.internal import AccountMember, AccountMembers, Tick
+from schemas.internal import AccountMember, AccountMembers, Events, Tick
 from schemas.outputs import AccountScoreUpdated, AccountStageChanged, ScoreUpdated, StageChanged
 from schemas.stages import AccountStage, Stage
 from schemas.topics import topic_for as topics_for
@@ -210,7 +210,11 @@ async def internal_order(settings: Settings) -> dict[str, list[str]]:
     order: dict[str, list[str]] = defaultdict(list)
     for record in await _read_all(settings, [topics.INTERNAL.name]):
         message = codec.decode_internal(record.value)
-        if (
+        if isinstance(message, Events):  # a batch's events of the partition, in order
+            for event in message.events:
+                assert event.lead_id is not None
+                order[event.lead_id].append(event.event_id)
+        elif (
             isinstance(message, EventBase)
             and message.lead_id is not None
             and record.key == message.lead_id.encode()

@@ -14,9 +14,11 @@ from pathlib import Path
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from schemas import codec
 from schemas.errors import ErrorKind
+from schemas.events import EVENT_TYPES
 from schemas.examples import make_event
 from stream.kafka import topics
 from stream.kafka.admin import ensure_topics
@@ -192,6 +194,82 @@ async def test_worker_scores_in_rocksdb_and_keeps_state_across_restart(
     revisions = {lead: r["revision"] for lead, r in _latest(scores).items()}
     assert all(int(str(rev)) >= 4 for rev in revisions.values()), revisions
     assert worker.stop() == 0
+
+
+def _leads_of_partition(settings: Settings, partition: int, count: int) -> list[str]:
+    every = list(range(settings.topic_partitions))
+    found = (f"bulk-{n}" for n in range(10_000))
+    return [
+        lead for lead in found if DefaultPartitioner()(lead.encode(), every, every) == partition
+    ][:count]
+
+
+async def test_events_records_carry_a_partitions_events_scored_lead_by_lead_in_order(
+    settings: Settings, worker: Worker
+) -> None:
+    """Several leads of one partition in one events record of the internal topic: each lead is
+    scored on its events in the record's order; an event the contract refuses is dead-lettered
+    alone. The events the worker reads from its source topics travel the same way."""
+    await ensure_topics(settings)
+    leads = _leads_of_partition(settings, 2, 3)
+    broken = b'{"type":"page_viewed","event_id":"no-time","lead_id":"%s"}' % leads[0].encode()
+    values = [_event(lead, n) for n in range(3) for lead in leads]
+    values.insert(4, broken)
+    internal = settings.topic(topics.INTERNAL.name)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            internal, codec.encode_events(values), key=leads[0].encode(), partition=2
+        )
+    finally:
+        await producer.stop()
+    worker.start()
+
+    def last_ids(records: list[dict[str, object]]) -> dict[object, object]:
+        return {lead: r["last_event_id"] for lead, r in _latest(records).items()}
+
+    scores = await _read_until(
+        settings,
+        topics.SCORES,
+        lambda s: last_ids(s) == {lead: f"{lead}-2" for lead in leads},
+        120,
+        worker.log,
+    )
+    assert all(5.9 < value <= 6.0 for value in _visits(scores).values())  # three visits each
+    letters = await _read_until(
+        settings, topics.DEAD_LETTERS, lambda s: len(s) >= 1, 30, worker.log
+    )
+    decoded = [codec.decode_dead_letter(orjson.dumps(d)) for d in letters]
+    assert [(d.source_topic, d.error_kind, d.field) for d in decoded] == [
+        (internal, ErrorKind.SCHEMA_VIOLATION, "occurred_at")
+    ]
+    assert orjson.loads(decoded[0].original) == orjson.loads(broken)
+
+    await _produce(
+        settings,
+        [(topics.CLICKSTREAM, lead.encode(), _event(lead, n)) for n in (3, 4) for lead in leads],
+    )
+    await _read_until(
+        settings,
+        topics.SCORES,
+        lambda s: last_ids(s) == {lead: f"{lead}-4" for lead in leads},
+        120,
+        worker.log,
+    )
+    records = await _read_until(
+        settings,
+        topics.INTERNAL,
+        lambda s: sum(len(r.get("events", ())) for r in s) >= 3 * 3 + 3 * 2,  # type: ignore[arg-type]
+        30,
+        worker.log,
+    )
+    assert not [r for r in records if r["type"] in EVENT_TYPES]  # none in a record of its own
+    passed = [e["event_id"] for r in records for e in r.get("events", ())]  # type: ignore[attr-defined]
+    for lead in leads:
+        mine = [i for i in passed if str(i).startswith(f"{lead}-")]
+        assert mine == [f"{lead}-{n}" for n in range(5)]  # the record written above, then these
+    assert worker.stop() == 0, worker.log.read_text()[-4000:]
 
 
 _FAULTY_WORKER = """

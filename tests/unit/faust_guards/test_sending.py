@@ -63,3 +63,20 @@ async def test_the_sender_asks_for_the_producer_once_and_sends_every_record() ->
         ("topic", b"key-1", b"value", None, None, None),
         ("topic", b"key-2", b"value", 5, None, None),
     ]
+
+
+async def test_the_records_sent_are_reported_per_topic_once_per_turn_of_the_loop() -> None:
+    app = OneProducerApp()
+    reports: list[dict[str, int]] = []
+    sender = DirectSender(app, on_sent=lambda counts: reports.append(dict(counts)))
+    for topic in ("scores", "internal", "scores", "scores"):
+        await sender.send(topic, b"key", b"value")
+    assert reports == []  # nothing reported while the sending task still runs
+    await asyncio.sleep(0)
+    assert reports == [{"scores": 3, "internal": 1}]
+    await sender.send("stage-changes", b"key", b"value")
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert reports == [{"scores": 3, "internal": 1}, {"stage-changes": 1}]
+    sender.report()  # nothing sent since: no empty report
+    assert len(reports) == 2
