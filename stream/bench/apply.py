@@ -1,7 +1,7 @@
 """Throughput of the scoring core: `apply()` events per second on one core.
 
     .venv/bin/python -m stream.bench.apply [--leads 10000] [--events 200000] [--repeat 3]
-        [--batch 500] [--json FILE] [--accounts [--account-size 3]]
+        [--batch 500] [--json FILE] [--accounts [--account-size 3]] [--digest]
 
 Builds a realistic stream first (not timed): leads arrive over 60 days; each visits in sessions
 of page views a few minutes apart (some on the pricing page), opens and clicks emails, downloads,
@@ -25,6 +25,11 @@ times, on one core:
   contribution compared with the one it last sent and, per account and batch, the changed
   contributions applied to the account's stored state (read, fold, write), as the worker does.
 
+`--digest` times nothing: it prints a SHA-256 digest of everything `apply_all` and `apply_batch`
+give on the stream (every output record, as published and field by field, every contribution and
+every lead's final state, stored form and exact in-memory values), so two builds of the scoring
+core can be compared for byte-identical results on the same stream.
+
 The pre-built events are frozen out of the garbage collector's view (`gc.freeze()`), as a
 worker's long-lived objects would be; the collector stays on for everything `apply` allocates.
 Each figure is the best of `--repeat` runs from empty states (the machine may be shared), in
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import math
 import os
@@ -57,6 +63,7 @@ from stream.scoring import (
     ModelSet,
     ModelState,
     ScoringModel,
+    Transition,
     apply,
     apply_all,
     apply_batch,
@@ -336,6 +343,74 @@ def run(  # noqa: PLR0915 - one timed section per row
     return results
 
 
+def _output_text(output: object) -> str:
+    """An output record as published (JSON) and as held (every field's exact value, and which
+    fields were set)."""
+    dump = getattr(output, "model_dump_json")  # noqa: B009 - every output is a contract model
+    fields_set = sorted(getattr(output, "model_fields_set", ()))
+    return f"{dump()}\n{output!r}\n{fields_set}"
+
+
+def _state_text(state: LeadState | None) -> str:
+    """A lead's state as stored, and its exact in-memory values the stored form rounds."""
+    if state is None:
+        return "None"
+    parts = [json.dumps(state.to_dict(), sort_keys=True)]
+    for model_id, st in sorted(state.models.items()):
+        parts.append(
+            f"{model_id} {st.as_of!r} {sorted(st.eng.items())!r} {sorted(st.fit.items())!r} "
+            f"{st.fit_total!r} {st.caps!r} {st.window!r} {st.recent!r} {st.history!r} "
+            f"{st.emitted!r} {st.hand_raise!r} {st.fact_at!r} {st.mail!r} {st.machine!r}"
+        )
+    return "\n".join(parts)
+
+
+def digests(stream: list[EventBase], models: ModelSet, batch: int) -> dict[str, str]:
+    """SHA-256 digests of what `apply_all` (event by event) and `apply_batch` (in batches of
+    `batch` records, as timed) give on `stream`: their outputs, contributions and final states."""
+
+    def one(state: LeadState | None, event: EventBase) -> Transition[LeadState]:
+        return apply_all(state, event, models=models)
+
+    def many(state: LeadState | None, events: list[EventBase]) -> Transition[LeadState]:
+        return apply_batch(state, events, models=models)
+
+    singles = [(event.lead_id or "", event) for event in stream]
+    return {
+        **_digest_run("apply_all", singles, one),
+        **_digest_run("apply_batch", lead_batches(stream, batch), many),
+    }
+
+
+def _digest_run(
+    name: str,
+    items: Sequence[tuple[str, T]],
+    step_of: Callable[[LeadState | None, T], Transition[LeadState]],
+) -> dict[str, str]:
+    """Digests of the outputs, contributions and final states of folding `items` (lead,
+    what to apply) with `step_of`."""
+    states: dict[str, LeadState | None] = {}
+    outputs, scored = hashlib.sha256(), hashlib.sha256()
+    for key, item in items:
+        step = step_of(states.get(key), item)
+        states[key] = step.state
+        for output in step.outputs:
+            outputs.update(_output_text(output).encode())
+        scored.update(repr(step.scored).encode())
+    return {
+        f"{name} outputs": outputs.hexdigest(),
+        f"{name} contributions": scored.hexdigest(),
+        f"{name} states": _states_digest(states),
+    }
+
+
+def _states_digest(states: dict[str, LeadState | None]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(states):
+        digest.update(f"{key}\n{_state_text(states[key])}\n".encode())
+    return digest.hexdigest()
+
+
 def _at_companies(stream: list[EventBase], size: int, seed: int) -> list[EventBase]:
     """`stream` with every profile address at one of `leads / size` companies (by lead)."""
     rnd = random.Random(seed)
@@ -445,7 +520,18 @@ def main(argv: list[str] | None = None) -> int:
         "--accounts", action="store_true", help="only the account path's cost (see above)"
     )
     parser.add_argument("--account-size", type=int, default=3, help="people per company (3)")
+    parser.add_argument(
+        "--digest",
+        action="store_true",
+        help="time nothing; print digests of the outputs and states (to compare two builds)",
+    )
     args = parser.parse_args(argv)
+    if args.digest:
+        stream = build_stream(args.leads, args.events, args.seed)
+        print(f"{len(stream):,} events for {args.leads:,} leads (seed {args.seed})")
+        for name, value in digests(stream, load_default_models(), args.batch).items():
+            print(f"{name:26s} {value}")
+        return 0
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     load_before = os.getloadavg()
     if args.accounts:

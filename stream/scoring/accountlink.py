@@ -158,6 +158,18 @@ def merge_links(a: AccountLink | None, b: AccountLink | None) -> AccountLink | N
     )
 
 
+def _note_action(link: AccountLink | None, event: EventBase) -> AccountLink | None:
+    """`link` after an action the model scores: only the time of the person's latest one."""
+    if event.machine is not None:
+        return link
+    t = event.occurred_at.timestamp()
+    if link is None:
+        return AccountLink(active=t)
+    if link.active is not None and t <= link.active:
+        return link
+    return AccountLink(link.explicit, link.domain, link.title, link.firmo, t)
+
+
 class Linker:
     """An account section compiled: what an event changes in a lead's link."""
 
@@ -169,6 +181,12 @@ class Linker:
             | BUILTIN_FREE_MAIL_DOMAINS
             | BUILTIN_DISPOSABLE_DOMAINS
         )
+        self.actions = frozenset(
+            event_type
+            for event_type, dispatch in model.dispatch.items()
+            if dispatch.kind == ACTION and dispatch.rules
+        )
+        """The event types that are actions the model scores (they mark the person active)."""
 
     def domain_of(self, email: str) -> str | None:
         """The company domain of an address, or `None` for a personal or unusable one."""
@@ -179,19 +197,11 @@ class Linker:
 
     def note(self, link: AccountLink | None, event: EventBase) -> AccountLink | None:
         """`link` after `event` (the same object when the event changes nothing)."""
-        t = event.occurred_at.timestamp()
+        if event.type in self.actions:
+            return _note_action(link, event)
         if not isinstance(event, _PROFILES | CrmBase):
-            # an action: only the time of the person's latest one
-            dispatch = self.model.dispatch.get(event.type)
-            if (
-                dispatch is None
-                or dispatch.kind != ACTION
-                or not dispatch.rules
-                or event.machine is not None
-                or (link is not None and link.active is not None and t <= link.active)
-            ):
-                return link
-            return replace(link, active=t) if link is not None else AccountLink(active=t)
+            return link
+        t = event.occurred_at.timestamp()
         current = link if link is not None else AccountLink()
         new = current
         traits = event.traits if isinstance(event, _PROFILES) else None

@@ -10,7 +10,7 @@ import fnmatch
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import CLICKSTREAM_TYPES, CRM_FEEDBACK_TYPES, SOCIAL_TYPES, Traits
@@ -209,12 +209,31 @@ class EngagementRuleC:
     hand_raise: bool
     machine: bool
     """Also scores events a machine made."""
+    match: Callable[[object], bool] | None = None
+    """`matches` as one function, or `None` for a rule without tests (every event matches)."""
 
     def matches(self, event: object) -> bool:
         for get, test in self.tests:  # noqa: SIM110 - a plain loop is faster than all(...)
             if not test(get(event)):
                 return False
         return True
+
+
+def _matcher(tests: tuple[tuple[Getter, Test], ...]) -> Callable[[object], bool] | None:
+    """All of `tests` as one function (the common single test without a loop)."""
+    if not tests:
+        return None
+    if len(tests) == 1:
+        ((get, test),) = tests
+        return lambda event: test(get(event))
+
+    def match(event: object) -> bool:
+        for get, test in tests:  # noqa: SIM110 - a plain loop is faster than all(...)
+            if not test(get(event)):
+                return False
+        return True
+
+    return match
 
 
 MISSING: Any = object()
@@ -360,6 +379,15 @@ class Dispatch:
     """The flag that marks a machine-made event of this type (`machine_open`)."""
     mail: int = 0
     """For the machine-timing tests: `SENT`, `DELIVERED`, `OPENED`, `CLICKED`, or 0."""
+    engages: bool = field(init=False, default=False)
+    """Scored or counted for bursts: `rules or burst`."""
+    notes_mail: bool = field(init=False, default=False)
+    """A sending or delivery the machine-timing tests remember (`0 < mail <= DELIVERED`)."""
+
+    def __post_init__(self) -> None:
+        _setattr = object.__setattr__
+        _setattr(self, "engages", bool(self.rules) or self.burst)
+        _setattr(self, "notes_mail", 0 < self.mail <= DELIVERED)
 
 
 SPAM_BITS = {"disposable_email": 1, "invalid_email": 2, "gibberish_name": 4, "bot": 8}
@@ -469,17 +497,19 @@ class CompiledModel:
     @staticmethod
     def _engagement(rule: EngagementRule, rate: float) -> EngagementRuleC:
         cap = rule.cap
+        tests = tuple((_getter(name), _value_test(value)) for name, value in rule.where.items())
         return EngagementRuleC(
             id=rule.id,
             points=rule.points,
             group=rule.group,
             rate=rate,
-            tests=tuple((_getter(name), _value_test(value)) for name, value in rule.where.items()),
+            tests=tests,
             cap_count=(cap.max_count or 0) if cap is not None else 0,
             cap_points=(cap.max_points or 0.0) if cap is not None else 0.0,
             cap_per=cap.per if cap is not None else 0.0,
             hand_raise=rule.hand_raise,
             machine=rule.machine,
+            match=_matcher(tests),
         )
 
     def _dispatch(self, spec: ScoringModel) -> dict[str, Dispatch]:

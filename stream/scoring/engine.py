@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from pydantic import BaseModel
+
 from schemas.events import EventBase, StageSet, Traits
 from schemas.outputs import (
     LeadErasedRecord,
@@ -46,7 +48,6 @@ from stream.scoring import decay
 from stream.scoring.accountlink import merge_links
 from stream.scoring.compiled import (
     CLICKED,
-    DELIVERED,
     ERASE,
     FACT,
     MAIL,
@@ -113,6 +114,7 @@ Output = ScoreUpdated | StageChanged | LeadErasedRecord
 S = TypeVar("S", ModelState, LeadState)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MQL = Stage.MQL
 _floor = math.floor
 _MAX_POINTS = 1e9
 _MAX_STEPS = 16
@@ -167,8 +169,11 @@ def _round4(value: float) -> float:
     fraction is within 1e-4 of a half, rounding it to the nearest integer `n` gives the integer
     the exact product rounds to, and `n / 1e4` is the float nearest to the decimal `n / 10**4`,
     which is what `round` returns. Near halves, near zero (the sign of a zero) and beyond 1e5,
-    `round` decides.
+    `round` decides, except for a zero (it is its own rounding, sign included; a lead without
+    fit or engagement points has many).
     """
+    if value == 0.0:
+        return value
     if -1e5 < value < 1e5:
         scaled = value * 10000.0
         whole = _floor(scaled)
@@ -195,6 +200,7 @@ _SU_FIELDS = frozenset(ScoreUpdated.model_fields)
 _RC_FIELDS = frozenset(RuleContribution.model_fields)
 _setattr = object.__setattr__
 _new_tuple = tuple.__new__
+_new_record = BaseModel.__new__
 R = TypeVar("R", ScoreUpdated, RuleContribution, ScoreSnapshot, StageChanged)
 
 
@@ -564,8 +570,8 @@ def _emit_score(
             return
     revision = st.revision = st.revision + 1
     st.emitted = (fit_r, eng_r)
-    rest = (st.fit, st.fit_items, fit, eng, fit_r, eng_r, grade, st.stage, as_of, revision)
     if defer is not None:
+        rest = (st.fit, st.fit_items, fit, eng, fit_r, eng_r, grade, st.stage, as_of, revision)
         # The engagement terms are copied: the state goes on changing in place.
         terms: object = None
         if c.top_rules:
@@ -578,7 +584,24 @@ def _emit_score(
             values = _values(st.eng, c, st.as_of)[1]
     else:
         values = None
-    out.append(_score_record(c, lead_id, event_id, values, *rest))
+    out.append(
+        _score_record(
+            c,
+            lead_id,
+            event_id,
+            values,
+            st.fit,
+            st.fit_items,
+            fit,
+            eng,
+            fit_r,
+            eng_r,
+            grade,
+            st.stage,
+            as_of,
+            revision,
+        )
+    )
 
 
 def _outcome_score(
@@ -620,8 +643,11 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
     outcome: str | None = None,
 ) -> ScoreUpdated:
     top = _top_rules(c, fit_points, fit_items, values) if values is not None else ()
-    return _trusted(
-        ScoreUpdated,
+    total = fit_r + eng_r
+    record = _new_record(ScoreUpdated)  # `_trusted`, inline
+    _setattr(
+        record,
+        "__dict__",
         {
             "type": "score_updated",
             "lead_id": lead_id,
@@ -629,9 +655,9 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
             "model_version": c.version,
             "fit": fit_r,
             "engagement": eng_r,
-            "total": _round4(fit_r + eng_r) + 0.0
-            if -_MAX_POINTS < fit_r + eng_r < _MAX_POINTS
-            else _round(fit + eng),
+            "total": (
+                _round4(total) + 0.0 if -_MAX_POINTS < total < _MAX_POINTS else _round(fit + eng)
+            ),
             "grade": grade,
             "stage": stage,
             "as_of": as_of,
@@ -641,8 +667,11 @@ def _score_record(  # noqa: PLR0917 - positional: the fields of a pending update
             "shadow": True if c.shadow else None,
             "outcome": outcome,
         },
-        _SU_FIELDS,
     )
+    _setattr(record, "__pydantic_fields_set__", _SU_FIELDS)
+    _setattr(record, "__pydantic_extra__", None)
+    _setattr(record, "__pydantic_private__", None)
+    return record
 
 
 def _build_score(pending: Pending) -> ScoreUpdated:
@@ -686,7 +715,8 @@ def _engagement(eng: dict[str, tuple[float, float]], c: CompiledModel, now: floa
 
 
 _FIT_CONTRIBUTIONS: dict[tuple[str, float], RuleContribution] = {}
-"""Fit points change only with the profile, so their records are reused (a bounded cache)."""
+"""Fit points change only with the profile, so their records are reused (a bounded cache, by
+rule and exact points)."""
 
 
 def _top_rules(
@@ -703,18 +733,29 @@ def _top_rules(
     for size, value, rule_id in items[:count]:
         if size < 0.00005:
             break
-        rounded = _round4(value) if size < _MAX_POINTS else _round(value)
         if rule_id in fit_points:
-            key = (rule_id, rounded)
+            key = (rule_id, value)
             record = _FIT_CONTRIBUTIONS.get(key)
             if record is None:
                 if len(_FIT_CONTRIBUTIONS) > 4096:
                     _FIT_CONTRIBUTIONS.clear()
+                rounded = _round4(value) if size < _MAX_POINTS else _round(value)
                 record = _FIT_CONTRIBUTIONS[key] = _trusted(
                     RuleContribution, {"rule_id": rule_id, "points": rounded}, _RC_FIELDS
                 )
-        else:
-            record = _trusted(RuleContribution, {"rule_id": rule_id, "points": rounded}, _RC_FIELDS)
+        else:  # `_trusted`, inline
+            record = _new_record(RuleContribution)
+            _setattr(
+                record,
+                "__dict__",
+                {
+                    "rule_id": rule_id,
+                    "points": _round4(value) if size < _MAX_POINTS else _round(value),
+                },
+            )
+            _setattr(record, "__pydantic_fields_set__", _RC_FIELDS)
+            _setattr(record, "__pydantic_extra__", None)
+            _setattr(record, "__pydantic_private__", None)
         top.append(record)
     return tuple(top)
 
@@ -755,19 +796,30 @@ def _profile(st: ModelState, c: CompiledModel, traits: Traits, t: float, year: i
     st.flags = flags
 
 
-def _cap(st: ModelState, rule: EngagementRuleC, points: float, t: float) -> float:
-    """The points `rule` may still give in `t`'s cap window (and count them)."""
+def _cap(  # noqa: PLR0912 - once per capped rule and event: one function, no helpers
+    caps: Caps, rule: EngagementRuleC, points: float, t: float, as_of: float
+) -> float:
+    """The points `rule` may still give in `t`'s cap window, counting them in `caps` (the
+    state's counters, a copy the caller owns; `as_of`: the state's time)."""
     per = rule.cap_per
     window = int(t // per)
-    oldest = int(st.as_of // per) - CAP_LATE_WINDOWS
+    oldest = int(as_of // per) - CAP_LATE_WINDOWS
     if window < oldest:
         return 0.0  # too late: that window's counter is gone, assume the cap is used up
-    windows = st.caps.get(rule.id, ())
+    rule_id = rule.id
+    windows = caps.get(rule_id, ())
     used = 0.0
-    for w, u in windows:
-        if w == window:
-            used = u
-            break
+    newest = False
+    if windows:
+        last, last_used = windows[-1]
+        if last == window:  # the usual case: the current window is the newest kept
+            used = last_used
+            newest = True
+        else:
+            for w, u in windows:
+                if w == window:
+                    used = u
+                    break
     if rule.cap_count:
         if used >= rule.cap_count:
             return 0.0
@@ -778,7 +830,7 @@ def _cap(st: ModelState, rule: EngagementRuleC, points: float, t: float) -> floa
             return 0.0
         granted = min(points, room)
         used += granted
-    if windows and windows[-1][0] == window:
+    if newest:
         kept = (*windows[:-1], (window, used))
         if kept[0][0] < oldest:
             kept = tuple(e for e in kept if e[0] >= oldest)
@@ -790,9 +842,7 @@ def _cap(st: ModelState, rule: EngagementRuleC, points: float, t: float) -> floa
         )
     else:
         kept = tuple(sorted([*(e for e in windows if oldest <= e[0] != window), (window, used)]))
-    caps = dict(st.caps)
-    caps[rule.id] = kept
-    st.caps = caps
+    caps[rule_id] = kept
     return granted
 
 
@@ -851,7 +901,7 @@ def _remember_action(
     st.window = tuple(kept[-(c.burst_max + 1) :])
 
 
-def _engage(
+def _engage(  # noqa: PLR0912, PLR0915 - once per action and model: inline, no helpers
     st: ModelState, dispatch: Dispatch, event: EventBase, t: float, scored: list[Contribution]
 ) -> bool:
     """Score an action; whether it was a hand-raise."""
@@ -879,12 +929,17 @@ def _engage(
     grants: list[tuple[str, float]] = []
     eng = st.eng
     recent = st.recent
+    exp = math.exp
+    caps: Caps | None = None
     for rule in dispatch.rules:
-        if (rule.tests and not rule.matches(event)) or (machine and not rule.machine):
+        match = rule.match
+        if (match is not None and not match(event)) or (machine and not rule.machine):
             continue
         points = rule.points
         if rule.cap_per:
-            points = _cap(st, rule, points, t)
+            if caps is None:  # the counters are replaced, not changed: a copy for this event
+                caps = st.caps = dict(st.caps)
+            points = _cap(caps, rule, points, t, st.as_of)
         if rule.hand_raise:
             raised = True
             if st.hand_raise is None or t >= st.hand_raise[0]:
@@ -893,11 +948,15 @@ def _engage(
             continue
         rule_id = rule.id
         current = eng.get(rule_id)
-        eng[rule_id] = (
-            (points, t)
-            if current is None
-            else decay.add(current[0], current[1], points, t, rule.rate)
-        )
+        if current is None:
+            eng[rule_id] = (points, t)
+        else:  # `decay.add`, inline
+            s, ref = current
+            rate = rule.rate
+            if t >= ref:
+                eng[rule_id] = ((s * exp(-rate * (t - ref)) if rate else s) + points, t)
+            else:
+                eng[rule_id] = (s + (points * exp(-rate * (ref - t)) if rate else points), ref)
         grants.append((rule_id, points))
         contribution = _new_tuple(Contribution, (rule_id, points, t))
         scored.append(contribution)
@@ -969,7 +1028,7 @@ def _bound(state: ModelState, model: ScoringModel) -> ModelState:
     return ModelState.from_dict(state.to_dict(), model)
 
 
-def _apply_one(  # noqa: PLR0917 - positional: once per event and model
+def _apply_one(  # noqa: PLR0912, PLR0915, PLR0917 - once per event and model: inline, positional
     state: ModelState | None,
     event: EventBase,
     model: ScoringModel,
@@ -1017,20 +1076,30 @@ def _apply_one(  # noqa: PLR0917 - positional: once per event and model
                 )
             )
     else:
-        st = state if defer is not None else _bound(state, model)
+        if defer is not None:
+            st = state
+        elif state.model is model:
+            st = state.copy()
+        else:
+            st = _bound(state, model)
         prev_stage = st.stage
         if t > st.as_of:
-            if c.mql is not None:
+            mql = c.mql
+            # `_catch_up` acts only on an MQL it may demote or a lead on hold
+            if mql is not None and (
+                st.flags & HOLD
+                or (prev_stage is _MQL and mql.demote_below is not None and not st.flags & MANUAL)
+            ):
                 _catch_up(st, c, t, lead_id, out)
             st.as_of = t
-    if dispatch.mail and dispatch.mail <= DELIVERED:  # a model with rules for them too
+    if dispatch.notes_mail:  # a model with rules for them too
         _note_mail(st, dispatch.mail, event, t)
     old_flags = st.flags
     raised = False
     if kind == PROFILE:
         traits: Traits = event.traits  # type: ignore[attr-defined]
         _profile(st, c, traits, t, event.occurred_at.year)
-    elif dispatch.rules or dispatch.burst:
+    elif dispatch.engages:
         raised = _engage(st, dispatch, event, t, scored)
     # A hand-raise counts when it arrives, when CRM feedback or a hand-set stage arrives (it
     # may be newer than them), and when profile data dated no later than `within` after it
@@ -1044,11 +1113,20 @@ def _apply_one(  # noqa: PLR0917 - positional: once per event and model
     )
     fit = st.fit_total
     as_of = st.as_of
-    values: list[tuple[float, float, str]] | None
-    if defer is None:
-        eng, values = _values(st.eng, c, as_of)
+    # The engagement sum (as `_values` takes it), and the top rules' candidates when needed.
+    rates = c.rates
+    exp = math.exp
+    eng = 0.0
+    values: list[tuple[float, float, str]] | None = None
+    if defer is None and c.top_rules:
+        values = []
+        for rule_id, (s, ref) in st.eng.items():
+            value = s * exp(-rates[rule_id] * (as_of - ref)) if ref != as_of else s
+            eng += value
+            values.append((value if value >= 0.0 else -value, value, rule_id))
     else:
-        eng, values = _engagement(st.eng, c, as_of), None
+        for rule_id, (s, ref) in st.eng.items():
+            eng += s * exp(-rates[rule_id] * (as_of - ref)) if ref != as_of else s
     _decide(
         st,
         event,
@@ -1144,24 +1222,20 @@ def apply_all(
     if state is not None and seen_contains(state.seen, digest):
         return Transition(state)
     t = _seconds(event.occurred_at)
+    plan = models.by_type.get(event.type)
+    if plan is None:
+        return Transition(state)
     lid = _lead_id(event, lead_id)
     out: list[Output] = []
     scored: list[Contribution] = []
     states = dict(state.models) if state is not None else {}
-    account = state.account if state is not None else None
-    linker = models.linker
-    if linker is not None:
-        account = linker.note(account, event)
     touched = False
-    for model in models.models:
-        model_id = model.id
+    for model, c, dispatch in plan:
+        model_id = c.id
         current = states.get(model_id)
-        c = current.c if current is not None and current.model is model else model.compiled
-        dispatch = c.dispatch.get(event.type)
-        if (
-            dispatch is None
-            or (dispatch.kind == STAGE_SET and _dispatch(event, c) is None)
-            or (dispatch.kind == MAIL and current is None)
+        kind = dispatch.kind
+        if (kind == STAGE_SET and _dispatch(event, c) is None) or (
+            kind == MAIL and current is None
         ):
             continue
         touched = True
@@ -1174,6 +1248,10 @@ def apply_all(
         return Transition(state)
     if event.type == "lead_erased":
         return Transition(None, tuple(out))
+    account = state.account if state is not None else None
+    linker = models.linker
+    if linker is not None:
+        account = linker.note(account, event)
     seen = seen_add(state.seen, digest) if state is not None else digest
     return _done(LeadState(states, seen, account), out, scored)
 

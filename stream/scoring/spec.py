@@ -975,6 +975,24 @@ class ModelSet(Spec):
         private = self.__pydantic_private__
         return private["_linker"] if private else self._linker
 
+    _by_type: Any = PrivateAttr(default=None)
+
+    @property
+    def by_type(self) -> dict[str, tuple[tuple[ScoringModel, Any, Any], ...]]:
+        """Event type → `(model, compiled model, dispatch)` for every model that has something
+        to do with events of that type, in file order (`stream.scoring.compiled.Dispatch`)."""
+        private = self.__pydantic_private__
+        table = private.get("_by_type") if private else None
+        if table is None:
+            grouped: dict[str, list[tuple[ScoringModel, Any, Any]]] = {}
+            for model in self.models:
+                compiled = model.compiled
+                for event_type, dispatch in compiled.dispatch.items():
+                    grouped.setdefault(event_type, []).append((model, compiled, dispatch))
+            table = {event_type: tuple(entries) for event_type, entries in grouped.items()}
+            self._by_type = table
+        return table
+
     def get(self, model_id: str) -> ScoringModel:
         """The model with this id (KeyError when there is none)."""
         for model in self.models:
