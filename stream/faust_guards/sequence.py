@@ -391,16 +391,20 @@ class SequenceGuard:
         record acknowledged afterwards would be counted twice.)
         """
         consumer = self.app.consumer
-        for tp in consumer.assignment():
-            if tp.topic == topic and tp.partition == partition:
-                acked_index = consumer._acked_index[tp]
-                acked = consumer._acked[tp]
-                gaps = consumer._gap[tp]
-                for offset in range(start, end):
-                    if offset not in acked_index and not gaps.overlaps_point(offset):
-                        acked_index.add(offset)
-                        acked.append(offset)
-                return
+        # aiokafka's TopicPartition, not the Faust ``TP`` of ``assignment()``: the two are equal
+        # and hash alike, so a book this creates keeps its key, and Faust's commits hand the
+        # books' keys to aiokafka, which refuses any other type ("Key should be TopicPartition
+        # instance", raised from the transaction's commit under exactly_once)
+        tp = TopicPartition(topic, partition)
+        if tp not in consumer.assignment():
+            return
+        acked_index = consumer._acked_index[tp]
+        acked = consumer._acked[tp]
+        gaps = consumer._gap[tp]
+        for offset in range(start, end):
+            if offset not in acked_index and not gaps.overlaps_point(offset):
+                acked_index.add(offset)
+                acked.append(offset)
 
     def advance(self) -> None:
         """Let the commits reach every record handled. Records are handled in offset order, so

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic, RecordsToDelete
+from faust.types import TP as FaustTP
 from intervaltree import IntervalTree
 
 from stream.faust_guards.sequence import (
@@ -151,6 +152,42 @@ async def test_gaps_are_read_and_handled_in_order_and_redeliveries_skipped(
         books.tps.discard(tp)
         guard.forget({tp})
         assert await guard.admit(Message(topic, 0, 2), handle)
+    finally:
+        await guard.close()
+
+
+async def test_the_books_it_opens_are_keyed_as_aiokafka_commits_need(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """Faust's consumer lists its assignment as Faust ``TP`` tuples, and its commits hand the
+    keys of its acknowledgement books to aiokafka, which refuses any key but its own
+    ``TopicPartition`` (under exactly_once: "Key should be TopicPartition instance" from the
+    transaction's commit, and the worker's fetcher stops). The two types are equal and hash
+    alike, so a book the guard opens keeps the key it was opened with: it must be aiokafka's."""
+    topic = f"seq-{unique}"
+    await _topic_with(kafka_bootstrap, topic, 6)
+    tp = TopicPartition(topic, 0)
+    faust_tp = FaustTP(topic, 0)
+    assert faust_tp == tp and type(faust_tp) is not TopicPartition
+    books = ConsumerBooks({faust_tp}, {tp: 6})  # type: ignore[arg-type]  # as Faust lists it
+    books._committed_offset[tp] = 0
+    guard = _guard(books, kafka_bootstrap)
+    handled: list[int] = []
+
+    async def handle(record: Any) -> None:
+        handled.append(record.offset)
+
+    guard.assign({tp})
+    try:
+        assert await guard.admit(Message(topic, 0, 0), handle)
+        guard.handled(Message(topic, 0, 0))
+        assert await guard.admit(Message(topic, 0, 4), handle)  # 1..3 read from the broker
+        guard.handled(Message(topic, 0, 4))
+        guard.advance()
+        assert handled == [1, 2, 3]
+        assert books.done(tp) == set(range(5))
+        opened = [*books._acked, *books._acked_index]
+        assert opened and all(type(key) is TopicPartition for key in opened), opened
     finally:
         await guard.close()
 
