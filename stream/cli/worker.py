@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from stream import logmask  # noqa: PLC0415
     from stream.app import create_app  # noqa: PLC0415
     from stream.faust_guards import local_stores as local_state  # noqa: PLC0415
+    from stream.faust_guards import vital  # noqa: PLC0415
     from stream.kafka.admin import ensure_topics  # noqa: PLC0415
     from stream.settings import Settings  # noqa: PLC0415
     from stream.worker import heap, native_memory, processor  # noqa: PLC0415
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     # DEBUG, so every debug call in Faust and aiokafka builds (and masks) a record: about a
     # third of a busy worker's time. Without it the root logger keeps the chosen level.
     worker.spinner = None
+    # a crash of Faust's fetch loop, consumer, producer, conductor or table recovery stops the
+    # worker (exit status 1); should Faust's stop then hang, the process ends after this long
+    vital.exit_within(vital.STOP_WITHIN_S)
     heap.settle()  # everything built so far lives as long as the worker: out of the GC's walks
     try:
         worker.execute_from_commandline()

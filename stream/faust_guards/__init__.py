@@ -8,13 +8,14 @@ the processor, which owns what they guard. Why each exists: ``RELIABILITY.md#fau
 Faust symbols: ``Consumer`` is ``faust.transport.consumer.Consumer``, ``ProducerBuffer``
 ``faust.transport.producer.ProducerBuffer``, ``Collection`` ``faust.tables.base.Collection``,
 ``Topic`` ``faust.topics.Topic``, ``Store`` ``faust.stores.rocksdb.Store``, ``RocksDBOptions``
-``faust.stores.rocksdb.RocksDBOptions``, ``Recovery`` ``faust.tables.recovery.Recovery``.
+``faust.stores.rocksdb.RocksDBOptions``, ``Recovery`` ``faust.tables.recovery.Recovery``,
+``Service`` ``mode.Service`` (the base of Faust's services).
 ``tables.writing_for`` is used by an agent that applies its records in batches, ``sending`` by
 one that sends bytes records without ``Topic.send``'s per-record wrapping, ``restore.enable`` by
-an app that restores its tables in bulk, ``sensors.quiet_monitor`` by the app factory. Tests
-are in ``tests/unit/faust_guards/`` except ``test_sequence``, ``test_sending`` and
-``test_restore`` (``tests/integration/faust_guards/``, on the real broker; ``test_sending`` has a
-unit part too).
+an app that restores its tables in bulk, ``sensors.quiet_monitor`` by the app factory,
+``vital.exit_within`` by ``leadstream worker``. Tests are in ``tests/unit/faust_guards/``
+except ``test_sequence``, ``test_sending`` and ``test_restore``
+(``tests/integration/faust_guards/``, on the real broker; ``test_sending`` has a unit part too).
 
 ==============================  ===============================  ===============  ==================
 guard                           Faust symbol patched or read     upstream issue   test
@@ -72,6 +73,13 @@ sensors.quiet_monitor           App.monitor, Monitor's per-      none filed     
 (sensors.IdleMonitor)           record hooks, conf               (a cost)
                                 .web_stats_enabled,
                                 .web_metrics_enabled
+vital.guard_vital_services      Service.crash, ._crash,          none filed       test_vital,
+(vital.exit_within)             ._crashed, .beacon of Fetcher,                    test_faust_symbols
+                                Consumer, ConsumerThread,
+                                Conductor, Producer,
+                                ProducerBuffer,
+                                TransactionManager,
+                                TableManager, Recovery
 tables.writing_for              faust.streams._current_event     faust-streaming  test_tables
                                 (read by current_event())        #497
 tables.read                     Store._db_for_partition,         none filed       test_tables
@@ -98,6 +106,7 @@ def install() -> None:
         patches,
         requests,
         sending,
+        vital,
     )
 
     patches.guard_skipped_acks()
@@ -112,3 +121,4 @@ def install() -> None:
     delivery.guard_eager_delivery()
     requests.guard_full_requests()
     sending.guard_topic_producer()
+    vital.guard_vital_services()

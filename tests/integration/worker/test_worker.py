@@ -317,3 +317,75 @@ async def test_a_crash_of_the_processing_agent_stops_the_worker_with_a_failure(
     assert proc.returncode == 1, log[-3000:]
     assert "the processing agent crashed (RuntimeError('injected fault" in log
     assert "Restarting dead" not in log
+
+
+# aiokafka checks the CRC of every record batch it fetches and raises CorruptRecordException on
+# one that does not match; the broker refuses such a batch when it is produced, so the worker
+# below takes every batch for corrupt instead (aiokafka's pure-Python records, whose check can
+# be replaced): the fetch loop raises aiokafka's own error through Faust's own code.
+_CORRUPT_FETCH_WORKER = """
+import sys
+
+from aiokafka.record import default_records
+
+default_records._DefaultRecordBatchPy.validate_crc = lambda self: False
+
+from stream.cli import main
+
+sys.exit(main(["worker", "--loglevel", "info"]))
+"""
+
+
+async def _wait_for_exit(proc: subprocess.Popen[bytes], log: Path, what: str) -> int:
+    for _ in range(240):
+        code = proc.poll()
+        if code is not None:
+            return code
+        await asyncio.sleep(0.5)
+    pytest.fail(f"the worker kept running after {what}:\n" + log.read_text()[-3000:])
+
+
+async def test_a_crash_of_the_kafka_fetch_loop_stops_the_worker_with_a_failure(
+    settings: Settings, worker: Worker
+) -> None:
+    """A worker whose fetch loop (Faust's ``Fetcher``) crashed consumes nothing: it stops, with
+    exit status 1 and a line naming the service and the error, for its supervisor to restart
+    it."""
+    await ensure_topics(settings)
+    env = {**worker.env, "AIOKAFKA_NO_EXTENSIONS": "1"}
+    with worker.log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _CORRUPT_FETCH_WORKER], env=env, stdout=out, stderr=out
+        )
+    try:
+        await _produce(settings, [(topics.CLICKSTREAM, b"lead-0", _event("lead-0", 1))])
+        code = await _wait_for_exit(proc, worker.log, "its fetch loop crashed")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = worker.log.read_text()
+    assert code == 1, log[-3000:]
+    assert (
+        "Faust's Fetcher (the Kafka fetch loop) crashed (CorruptRecordException(\"Invalid CRC - "
+        f"TopicPartition(topic='{settings.topic(topics.CLICKSTREAM.name)}'"
+    ) in log, log[-3000:]
+    assert "): the worker stops" in log
+    assert "did not stop within" not in log  # Faust's own stop ended it
+
+
+async def test_a_worker_stopped_by_sigterm_exits_cleanly(
+    settings: Settings, worker: Worker
+) -> None:
+    await ensure_topics(settings)
+    worker.start()
+    for _ in range(240):
+        if "[^Worker]: Ready" in worker.log.read_text():
+            break
+        await asyncio.sleep(0.5)
+    else:
+        pytest.fail("the worker did not start:\n" + worker.log.read_text()[-3000:])
+    await _produce(settings, [(topics.CLICKSTREAM, b"lead-0", _event("lead-0", 1))])
+    await _read_until(settings, topics.SCORES, lambda s: len(s) >= 1, 120, worker.log)
+    assert worker.stop() == 0, worker.log.read_text()[-4000:]
+    assert "crashed (" not in worker.log.read_text()

@@ -23,7 +23,7 @@ from faust.stores.rocksdb import RocksDBOptions, Store
 from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.topics import Topic
-from faust.transport.consumer import Consumer, TransactionManager
+from faust.transport.consumer import Consumer, Fetcher, TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Producer as KafkaProducer
 from faust.transport.producer import Producer, ProducerBuffer
@@ -279,3 +279,29 @@ def test_the_recovery_maps_changelog_partitions_to_tables_and_offsets(tmp_path: 
     assert "self._db_for_partition(tp.partition).put(self.offset_key, str(offset).encode())" in (
         persist
     )
+
+
+def test_mode_crashes_a_service_whose_task_raised_and_the_fetch_loop_reports_cancels() -> None:
+    """``vital.guard_vital_services`` wraps ``crash`` (mode's, or its thread service's), which
+    mode calls with the exception a service's task raised; Faust's fetch loop calls it with the
+    cancellation it gets during a rebalance (a restart, which the guard leaves alone)."""
+    from mode import Service
+    from mode.threads import ServiceThread
+
+    for owner in (Service, ServiceThread):
+        (name,) = [a.arg for a in defined(owner, "crash").args.args][1:]
+        assert isinstance(defined(owner, "crash"), ast.AsyncFunctionDef)
+    assert name == "exc"  # ServiceThread's; Service's is ``reason``: passed positionally
+    assert [a.arg for a in defined(Service, "_crash").args.args] == ["self", "reason"]
+    execute = ast.unparse(defined(Service, "_execute_task"))
+    assert "except BaseException as exc:\n        await self.crash(exc)" in execute
+    assert "await super().crash(exc)" in ast.unparse(defined(ServiceThread, "crash"))
+    fetch = ast.unparse(defined(Fetcher, "_fetcher"))
+    assert "except asyncio.CancelledError as exc:" in fetch
+    assert "await self.crash(exc)" in fetch
+    # the root of a service's tree is what mode's walk and the guard crash
+    app = faust.App("symbols-vital", broker="kafka://localhost:1")
+    root = Service()
+    app.beacon.reattach(root.beacon)
+    assert app._fetcher.beacon.root is root.beacon
+    assert not root._crashed.is_set()
