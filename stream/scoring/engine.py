@@ -306,8 +306,7 @@ def _first_below(st: ModelState, basis: str, threshold: float, after: float) -> 
     if basis == "fit":
         return after if st.fit_total < threshold else None
     terms, constant = _decay_terms(st, basis)
-    exact = decay.first_below(terms, constant, threshold, after)
-    return None if exact is None else max(after, float(math.ceil(exact)))
+    return decay.first_second_below(terms, constant, threshold, after)
 
 
 def _add(
