@@ -306,8 +306,7 @@ def _first_below(st: ModelState, basis: str, threshold: float, after: float) -> 
     if basis == "fit":
         return after if st.fit_total < threshold else None
     terms, constant = _decay_terms(st, basis)
-    exact = decay.first_below(terms, constant, threshold, after)
-    return None if exact is None else max(after, float(math.ceil(exact)))
+    return decay.first_second_below(terms, constant, threshold, after)
 
 
 def _add(
@@ -1360,8 +1359,9 @@ def next_crossing(state: ModelState, model: ScoringModel | None = None) -> datet
     """When decay will next move the lead across a threshold downwards, or `None` if never.
 
     Covers the MQL demotion threshold (recycling) and the engagement band boundaries of the
-    grade. The time is exact to the microsecond (see `stream.scoring.decay.first_below`); a
-    processor's timer calls `advance` then. `model` defaults to the state's own model.
+    grade. The time is the first whole second at or after the exact crossing (see
+    `_first_below`); a processor's timer calls `advance` then. `model` defaults to the state's
+    own model.
     """
     st = _bound(state, model) if model is not None and model is not state.model else state
     crossing = _next_crossing_seconds(st)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from schemas.events import Traits
 from schemas.stages import Stage
 from stream.scoring import advance, apply, next_crossing, parse_models, score_at
-from stream.scoring.decay import add, first_below, value_at
+from stream.scoring.decay import add, first_below, first_second_below, value_at
 
 DAY = 86_400.0
 H30 = math.log(2) / (30 * DAY)
@@ -73,6 +73,72 @@ def test_the_crossing_of_several_groups_is_the_first_microsecond_below(
         us = round(crossing * 1e6)
         assert total(us / 1e6) < threshold
         assert total((us - 1) / 1e6) >= threshold or (us - 1) / 1e6 < after
+
+
+def _rounded_up(
+    terms: list[tuple[float, float, float]], constant: float, threshold: float, after: float
+) -> float | None:
+    """The whole second the scoring core used to take: `first_below` rounded up."""
+    exact = first_below(terms, constant, threshold, after)
+    return None if exact is None else max(after, float(math.ceil(exact)))
+
+
+rates = st.sampled_from([H30, H7, math.log(2) / 3600, math.log(2) / (365 * DAY)])
+sums = st.one_of(st.just(0.0), st.floats(1e-6, 1e4))  # `first_below` takes no subnormal sums
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(st.tuples(sums, st.floats(1.7e9, 1.7e9 + 60 * DAY), rates), max_size=8),
+    st.floats(-50, 50),
+    st.floats(0.01, 500),
+    st.floats(1.7e9 + 60 * DAY, 1.7e9 + 90 * DAY),
+    st.integers(-1, 400 * 86_400),
+    st.sampled_from(["drawn", "at a second", "just above", "just below"]),
+)
+def test_the_whole_second_search_is_the_microsecond_search_rounded_up(  # noqa: PLR0917 - one per drawn value
+    terms: list[tuple[float, float, float]],
+    constant: float,
+    threshold: float,
+    after: float,
+    offset: int,
+    edge: str,
+) -> None:
+    """Same result as `first_below` rounded up, to the bit, on random terms; the thresholds
+    include the sum's exact value at a whole second and the floats either side of it, where a
+    search on a different grid or a rounding in the guess would land one second off."""
+    if edge != "drawn":
+        at = float(math.ceil(after) + offset)
+        threshold = constant + math.fsum(s * math.exp(-k * (at - t)) for s, t, k in terms)
+        if edge == "just above":
+            threshold = math.nextafter(threshold, math.inf)
+        elif edge == "just below":
+            threshold = math.nextafter(threshold, -math.inf)
+    expected = _rounded_up(terms, constant, threshold, after)
+    got = first_second_below(terms, constant, threshold, after)
+    assert got == expected
+    assert got is None or (got.is_integer() and got >= after)
+
+
+@pytest.mark.parametrize(
+    ("terms", "constant", "threshold", "after"),
+    [
+        ([(40.0, 0.0, H30)], 0.0, 10.0, 0.0),  # one group: exactly two half-lives
+        ([(40.0, 0.0, H30)], 0.0, 10.0, 0.5),  # `after` off the grid
+        ([(40.0, 0.0, H30), (40.0, 0.0, H7)], 0.0, 10.0, 0.0),
+        ([(40.0, 0.0, H30), (0.0, 0.0, H7)], 5.0, 10.0, 3.25),  # an empty group
+        ([(1e-30, 0.0, H30), (1e30, 0.0, H7)], 0.0, 1e-10, 1.7e9),  # far apart
+        ([(40.0, 0.0, H30)], 12.0, 10.0, 0.0),  # never: the constant is above
+        ([(4.0, 0.0, H30)], 0.0, 10.0, 7.5),  # already below
+        ([], 3.0, 10.0, 7.5),
+    ],
+)
+def test_the_whole_second_search_on_chosen_terms(
+    terms: list[tuple[float, float, float]], constant: float, threshold: float, after: float
+) -> None:
+    assert first_second_below(terms, constant, threshold, after) == _rounded_up(
+        terms, constant, threshold, after
+    )
 
 
 MODEL = """
