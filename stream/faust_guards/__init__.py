@@ -14,7 +14,7 @@ Faust symbols: ``Consumer`` is ``faust.transport.consumer.Consumer``, ``Producer
 one that sends bytes records without ``Topic.send``'s per-record wrapping, ``restore.enable`` by
 an app that restores its tables in bulk, ``sensors.quiet_monitor`` by the app factory,
 ``vital.exit_within`` by ``leadstream worker``. Tests are in ``tests/unit/faust_guards/``
-except ``test_sequence``, ``test_sending`` and ``test_restore``
+except ``test_sequence``, ``test_sending``, ``test_restore`` and ``test_standby``
 (``tests/integration/faust_guards/``, on the real broker; ``test_sending`` has a unit part too).
 
 ==============================  ===============================  ===============  ==================
@@ -40,6 +40,14 @@ patches.guard_recovery_flush    Recovery._set_recovery_ended,    none filed     
 patches.guard_promoted_standbys Recovery.on_rebalance,           none filed       test_patches
                                 Recovery.standby_tps,
                                 .active_tps, .active_offsets
+patches                         AIOKafkaConsumerThread           none filed       test_patches,
+.guard_fetched_partitions       ._fetch_records, aiokafka                         test_standby
+                                Fetcher.fetched_records (read)
+patches.guard_standby_backlog   Recovery.on_recovery_completed,  none filed       test_patches,
+                                .standby_tps, .tables                             test_standby
+                                (changelog_queue), mode
+                                ThrowableQueue.clear, ._queue,
+                                Consumer.flow_active
 patches                         RocksDBOptions.as_options        none filed       test_patches
 .guard_rocksdb_compression                                       (a cost)
 patches                         RocksDBOptions.open              none filed       test_patches
@@ -115,6 +123,8 @@ def install() -> None:
     patches.guard_commit_offsets()
     patches.guard_recovery_flush()
     patches.guard_promoted_standbys()
+    patches.guard_standby_backlog()
+    patches.guard_fetched_partitions()
     patches.guard_rocksdb_compression()
     patches.guard_rocksdb_unlogged_writes()
     local_stores.install_write_tracking()

@@ -12,6 +12,10 @@ process-wide (installed by ``stream.faust_guards.install``):
   recovery took before the streams resume;
 * ``guard_promoted_standbys``: ``Recovery.on_rebalance`` restores a partition promoted from a
   standby replica from the start of its changelog;
+* ``guard_standby_backlog``: ``Recovery.on_recovery_completed`` keeps the standby replicas'
+  changelog records queued for the recovery when it resumes the flow;
+* ``guard_fetched_partitions``: ``AIOKafkaConsumerThread._fetch_records`` hands over only the
+  records of the partitions Faust's consumer takes, even when it takes none;
 * ``guard_rocksdb_compression``: ``RocksDBOptions.as_options`` applies a table's ``compression``,
   ``compression_dict_bytes``, ``zstd_train_bytes`` and ``block_size`` options on rocksdict,
   which Faust drops;
@@ -321,6 +325,140 @@ def guard_promoted_standbys() -> None:
 
     Recovery.on_rebalance = on_rebalance
     setattr(Recovery, _PROMOTION_GUARDED, True)
+
+
+# ----------------------------------------------------------------------------- fetched partitions
+
+_FETCHED_GUARDED = "_leadstream_fetched_partitions"
+
+
+class TakenPartitions:
+    """The partitions Faust's consumer takes records of (its active partitions, a set it keeps
+    changing), as aiokafka's ``Fetcher.fetched_records`` reads them: never empty to a truth
+    test (aiokafka hands over every partition's records for an empty set), each partition
+    looked up in the live set when aiokafka asks."""
+
+    __slots__ = ("tps",)
+
+    def __init__(self, tps: Any) -> None:
+        self.tps = tps
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self.tps
+
+    def __iter__(self) -> Any:
+        return iter(set(self.tps))
+
+    def __len__(self) -> int:
+        return len(self.tps)
+
+
+def guard_fetched_partitions() -> None:
+    """Have aiokafka hand Faust's consumer only the records of the partitions it takes, also
+    when it takes none at that moment.
+
+    Faust's fetch loop asks its consumer thread for records of its active partitions
+    (``Consumer._wait_next_records``, ``AIOKafkaConsumerThread._fetch_records``) and passes the
+    set itself, which its event loop goes on changing (``pause_partitions``,
+    ``resume_partitions``) while the thread waits up to a second in aiokafka's
+    ``Fetcher.fetched_records`` for records to arrive. aiokafka reads an empty set as "every
+    partition": when the set is empty by the time records arrive (the table recovery pauses
+    the active changelog partitions once they are read, while the stream partitions and the
+    standby partitions are still paused), it hands over the records of every assigned
+    partition and moves their positions past them, and Faust's ``Consumer.getmany`` drops
+    those of partitions that are not active. A standby partition seeked to its store's offset
+    just before its resume lost that way the records that existed when it started: its
+    recovery took the next ones and counted itself up to date (seen on the real broker,
+    ``tests/integration/faust_guards/test_standby.py``). The guard passes the live set behind
+    an object that is never empty to a truth test, so aiokafka hands over only the records of
+    partitions active when it looks."""
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread  # noqa: PLC0415
+
+    if getattr(AIOKafkaConsumerThread, _FETCHED_GUARDED, False):
+        return
+    original = AIOKafkaConsumerThread._fetch_records
+
+    async def _fetch_records(
+        self: Any,
+        consumer: Any,
+        active_partitions: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 - Faust's own signature
+        max_records: int | None = None,
+    ) -> Any:
+        if active_partitions is not None:
+            active_partitions = TakenPartitions(active_partitions)
+        return await original(
+            self, consumer, active_partitions, timeout=timeout, max_records=max_records
+        )
+
+    AIOKafkaConsumerThread._fetch_records = _fetch_records
+    setattr(AIOKafkaConsumerThread, _FETCHED_GUARDED, True)
+
+
+# ----------------------------------------------------------------------------- standby backlog
+
+_BACKLOG_GUARDED = "_leadstream_standby_backlog"
+
+
+def guard_standby_backlog() -> None:
+    """Keep the standby replicas' changelog records that wait in the recovery's queue when
+    Faust's ``Recovery.on_recovery_completed`` resumes the flow.
+
+    Faust's recovery seeks the standby partitions to their stores' offsets and resumes them
+    (``Recovery._restart_recovery``), then awaits ``on_recovery_completed``, which, after the
+    tables' callbacks and a seek of the stream partitions to their committed offsets, calls
+    ``app.flow_control.resume()``. That call clears every queue made with
+    ``clear_on_resume``, the tables' changelog queue included (``TableManager.changelog_queue``,
+    ``mode.utils.queues.FlowControlEvent.resume``): whatever the standby partitions fetched in
+    between and the recovery had not taken yet is dropped, while the consumer's position is
+    past it. The recovery then takes the next records, counts them as the standby's offset and
+    never reads the dropped ones again: a standby replica started on a changelog partition that
+    holds records ends without a run of them (those fetched before the clear, typically the
+    partition's first records) and counts itself up to date. Seen on the real broker with a
+    recovery that takes its records more slowly than they are fetched
+    (``tests/integration/faust_guards/test_standby.py``).
+
+    Those records were fetched after this recovery's seek of the standby partitions (until the
+    seek and their resume, the standby partitions are paused, and the queue was cleared when
+    they were resumed), so they follow, in order, what the recovery took of each partition.
+    The guard keeps them in the queue through the clears made while ``on_recovery_completed``
+    runs, as long as the consumer's flow is on and the group's generation is the one of this
+    recovery: a rebalance or a stop turns the flow off before it clears the queue, and then
+    every record is dropped as Faust does (the next recovery seeks the standby partitions to
+    what was taken again)."""
+    from faust.tables.recovery import Recovery  # noqa: PLC0415
+
+    if getattr(Recovery, _BACKLOG_GUARDED, False):
+        return
+    original = Recovery.on_recovery_completed
+
+    async def on_recovery_completed(self: Any, generation_id: int = 0) -> None:
+        standby = frozenset(self.standby_tps)
+        if not standby:
+            await original(self, generation_id)
+            return
+        app = self.app
+        queue = self.tables.changelog_queue
+        faust_clear = type(queue).clear
+
+        def clear() -> None:
+            keep = app.consumer.flow_active and app.consumer_generation_id == generation_id
+            kept = [event for event in queue._queue if event.message.tp in standby] if keep else []
+            faust_clear(queue)
+            queue._queue.extend(kept)
+
+        queue.clear = clear
+        try:
+            await original(self, generation_id)
+        finally:
+            if vars(queue).get("clear") is clear:
+                del queue.clear
+
+    Recovery.on_recovery_completed = on_recovery_completed
+    setattr(Recovery, _BACKLOG_GUARDED, True)
 
 
 # ----------------------------------------------------------------------------- RocksDB compression

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,13 @@ from typing import Any
 import faust
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.consumer.fetcher import Fetcher as KafkaFetcher
 from faust.stores.rocksdb import RocksDBOptions, Store
 from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.topics import Topic
-from faust.transport.consumer import Consumer, Fetcher, TransactionManager
+from faust.transport.consumer import Consumer, TransactionManager
+from faust.transport.consumer import Fetcher as FaustFetcher
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.transport.drivers.aiokafka import Producer as KafkaProducer
 from faust.transport.producer import Producer, ProducerBuffer
@@ -76,6 +79,13 @@ def defined(owner: type, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
             True,
         ),
         (Recovery, "_build_offsets", ["self", "consumer", "tps", "destination", "title"], True),
+        (Recovery, "on_recovery_completed", ["self", "generation_id"], True),
+        (
+            AIOKafkaConsumerThread,
+            "_fetch_records",
+            ["self", "consumer", "active_partitions", "timeout", "max_records"],
+            True,
+        ),
         (Topic, "_get_producer", ["self"], True),
     ],
 )
@@ -296,7 +306,7 @@ def test_mode_crashes_a_service_whose_task_raised_and_the_fetch_loop_reports_can
     execute = ast.unparse(defined(Service, "_execute_task"))
     assert "except BaseException as exc:\n        await self.crash(exc)" in execute
     assert "await super().crash(exc)" in ast.unparse(defined(ServiceThread, "crash"))
-    fetch = ast.unparse(defined(Fetcher, "_fetcher"))
+    fetch = ast.unparse(defined(FaustFetcher, "_fetcher"))
     assert "except asyncio.CancelledError as exc:" in fetch
     assert "await self.crash(exc)" in fetch
     # the root of a service's tree is what mode's walk and the guard crash
@@ -305,3 +315,48 @@ def test_mode_crashes_a_service_whose_task_raised_and_the_fetch_loop_reports_can
     app.beacon.reattach(root.beacon)
     assert app._fetcher.beacon.root is root.beacon
     assert not root._crashed.is_set()
+
+
+def test_the_recovery_resumes_the_flow_after_it_resumed_the_standby_partitions() -> None:
+    """``guard_standby_backlog``: Faust seeks and resumes the standby partitions, then awaits
+    ``on_recovery_completed``, which resumes the flow control (clearing the tables' changelog
+    queue, made with ``clear_on_resume``) and reads the consumer's ``flow_active``."""
+    source = ast.unparse(defined(Recovery, "_restart_recovery"))
+    steps = [
+        "T(self._seek_offsets)(consumer, standby_tps, standby_offsets, 'standby')",
+        "T(consumer.resume_partitions)(standby_tps)",
+        "T(self.on_recovery_completed)(generation_id)",
+    ]
+    at = [source.find(step) for step in steps]
+    assert -1 not in at and at == sorted(at), at
+    completed = ast.unparse(defined(Recovery, "on_recovery_completed"))
+    assert "self.app.flow_control.resume()" in completed
+    app = faust.App("symbols-backlog", broker="kafka://localhost:1", store="memory://")
+    app.Table("queued", partitions=1)
+    queue = app.tables.changelog_queue
+    assert queue._clear_on_resume is True
+    assert queue in set(app.flow_control._queues)
+    assert isinstance(queue._queue, deque)
+    assert "self._queue.clear()" in inspect.getsource(type(queue).clear)
+    assert isinstance(app.consumer.flow_active, bool)
+    assert isinstance(app.tables.recovery.standby_tps, set)
+
+
+def test_faust_hands_its_live_active_partitions_to_aiokafkas_fetcher() -> None:
+    """``guard_fetched_partitions``: Faust's fetch passes the set of active partitions (the
+    one object it keeps changing) to ``Fetcher.fetched_records``, which reads an empty one as
+    every partition and otherwise only tests membership."""
+    wait = ast.unparse(defined(Consumer, "_wait_next_records"))
+    assert "active_partitions = self._get_active_partitions()" in wait
+    assert "active_partitions=active_partitions" in wait
+    fetch = ast.unparse(defined(AIOKafkaConsumerThread, "_fetch_records"))
+    assert "fetcher.fetched_records(active_partitions" in fetch
+    fetched = ast.parse(textwrap.dedent(inspect.getsource(KafkaFetcher.fetched_records)))
+    uses = [n for n in ast.walk(fetched) if isinstance(n, ast.Name) and n.id == "partitions"]
+    tests = [
+        n.test
+        for n in ast.walk(fetched)
+        if isinstance(n, ast.If) and ast.unparse(n.test) == "partitions and tp not in partitions"
+    ]
+    assert len(tests) == 1
+    assert len(uses) == 2  # read nowhere else

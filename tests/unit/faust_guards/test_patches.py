@@ -14,8 +14,12 @@ from typing import Any
 import faust
 import orjson
 import pytest
+from aiokafka.consumer.fetcher import READ_UNCOMMITTED, Fetcher, FetchResult, PartitionRecords
+from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.producer.message_accumulator import MessageAccumulator
-from aiokafka.structs import ConsumerRecord
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.record.memory_records import MemoryRecords
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from faust.assignor.client_assignment import ClientAssignment
 from faust.events import Event
 from faust.stores.rocksdb import RocksDBOptions, Store
@@ -36,6 +40,7 @@ from stream.faust_guards.patches import (
     guard_buffer_flush,
     guard_commit_offsets,
     guard_fetch_batching,
+    guard_fetched_partitions,
     guard_producer_idempotence,
     guard_promoted_standbys,
     guard_read_offsets,
@@ -43,6 +48,7 @@ from stream.faust_guards.patches import (
     guard_rocksdb_compression,
     guard_rocksdb_unlogged_writes,
     guard_skipped_acks,
+    guard_standby_backlog,
     leave_unacknowledged,
     set_fetch_batching,
     set_producer_idempotence,
@@ -146,6 +152,8 @@ def test_each_guard_patches_once() -> None:
         (guard_fetch_batching, aiokafka.AIOKafkaConsumerThread, ("_create_worker_consumer",)),
         (guard_recovery_flush, Recovery, ("_set_recovery_ended",)),
         (guard_promoted_standbys, Recovery, ("on_rebalance",)),
+        (guard_standby_backlog, Recovery, ("on_recovery_completed",)),
+        (guard_fetched_partitions, aiokafka.AIOKafkaConsumerThread, ("_fetch_records",)),
         (guard_producer_idempotence, aiokafka.Producer, ("_settings_extra",)),
         (guard_rocksdb_compression, RocksDBOptions, ("as_options",)),
         (guard_rocksdb_unlogged_writes, RocksDBOptions, ("open",)),
@@ -343,6 +351,131 @@ async def test_a_partition_promoted_from_a_standby_is_restored_from_its_changelo
     assert recovery.active_offsets[promoted] == -1  # read again from the start
     assert recovery.active_offsets[kept] == 40  # active before: its own store
     assert recovery.active_offsets[other] == 40  # held nothing of it as a standby
+
+
+class _Unassigned(aiokafka.Consumer):  # type: ignore[misc]
+    """Faust's Kafka consumer without a broker: nothing assigned (no seek to committed
+    offsets)."""
+
+    def assignment(self) -> set[Any]:
+        return set()
+
+
+async def _completed_recovery(flow_on: bool) -> list[TP]:
+    """Two records of a standby partition and one of another changelog partition wait in the
+    recovery's queue when Faust's ``Recovery.on_recovery_completed`` runs; the partitions of
+    those still queued after it."""
+    faust_guards.install()
+    app = faust.App("guards-backlog", broker="kafka://localhost:1")
+    table = app.Table("leads", partitions=2)
+    changelog = table.changelog_topic.get_topic_name()
+
+    def ignore(*args: Any) -> None:
+        return None
+
+    async def started() -> None:
+        return None
+
+    app._consumer = _Unassigned(
+        app.transport, callback=ignore, on_partitions_revoked=ignore, on_partitions_assigned=ignore
+    )
+    app._fetcher = SimpleNamespace(maybe_start=started)  # the fetch loop is not run here
+    recovery = app.tables.recovery
+    standby, other = TP(changelog, 0), TP(changelog, 1)
+    recovery.standby_tps.add(standby)
+    queue = app.tables.changelog_queue
+    for offset, tp in enumerate((standby, other, standby)):
+        message = Message(changelog, tp.partition, offset, 0.0, 0, None, b"k", b"v", None)
+        queue.put_nowait(Event(app, b"k", b"v", None, message))
+    if flow_on:
+        app.consumer.resume_flow()
+    else:
+        app.consumer.stop_flow()
+    await recovery.on_recovery_completed(app.consumer_generation_id)
+    assert "clear" not in vars(queue)  # Faust's clear again once the recovery completed
+    return [event.message.tp for event in queue._queue]
+
+
+async def test_the_standby_records_queued_when_the_recovery_completes_are_kept() -> None:
+    """Faust's end of recovery resumes the flow, which clears the changelog queue: the records
+    a standby partition fetched since its seek stay queued, other partitions' are dropped."""
+    kept = await _completed_recovery(flow_on=True)
+    assert [tp.partition for tp in kept] == [0, 0]
+
+
+async def test_a_queue_cleared_while_the_flow_is_off_drops_every_record() -> None:
+    """With the consumer's flow off (a rebalance or a stop under way) the clear drops the
+    standby's records too, as Faust does: the next recovery seeks the standby again."""
+    assert await _completed_recovery(flow_on=False) == []
+
+
+def _fetched(partitions: tuple[TopicPartition, ...]) -> tuple[SimpleNamespace, SubscriptionState]:
+    """What aiokafka's ``Fetcher.fetched_records`` reads: three fetched records (offsets 0-2)
+    of each of ``partitions``, all assigned and positioned at 0."""
+    subscriptions = SubscriptionState()
+    subscriptions.assign_from_user(set(partitions))
+    assignment = subscriptions.subscription.assignment
+    results = {}
+    for tp in partitions:
+        assignment.state_value(tp).seek(0)
+        builder = DefaultRecordBatchBuilder(
+            magic=2,
+            compression_type=0,
+            is_transactional=0,
+            producer_id=-1,
+            producer_epoch=-1,
+            base_sequence=-1,
+            batch_size=1 << 16,
+        )
+        for offset in range(3):
+            builder.append(offset, timestamp=0, key=b"k", value=b"v", headers=[])
+        records = MemoryRecords(bytes(builder.build()))
+        batch = PartitionRecords(tp, records, [], 0, None, None, False, READ_UNCOMMITTED)
+        results[tp] = FetchResult(tp, assignment=assignment, partition_records=batch, backoff=0)
+    fetcher = SimpleNamespace(
+        _subscriptions=subscriptions,
+        _records=results,
+        _notify=lambda future: None,
+        _wait_consume_future=None,
+        _closed=False,
+    )
+    return fetcher, subscriptions
+
+
+async def test_aiokafka_hands_over_every_partition_for_an_empty_set() -> None:
+    """The defect: Faust's active partitions, empty by the time aiokafka looks, read as "every
+    partition", and the positions move past records Faust then drops."""
+    standby, stream = TopicPartition("changelog", 2), TopicPartition("events", 0)
+    fetcher, subscriptions = _fetched((standby, stream))
+    fetched = await Fetcher.fetched_records(fetcher, set(), timeout=0)
+    assert set(fetched) == {standby, stream}
+    assert subscriptions.subscription.assignment.state_value(standby).position == 3
+
+
+async def test_faust_takes_only_the_records_of_its_active_partitions_even_when_none() -> None:
+    """Through Faust's ``_fetch_records`` (guarded), aiokafka looks the partitions up in the
+    live set: nothing is handed over (and no position moves) while it is empty, and only the
+    partitions in it once some are."""
+    faust_guards.install()
+    standby, stream = TopicPartition("changelog", 2), TopicPartition("events", 0)
+    fetcher, subscriptions = _fetched((standby, stream))
+    fetcher.fetched_records = lambda *args, **kwargs: Fetcher.fetched_records(
+        fetcher, *args, **kwargs
+    )
+    thread = SimpleNamespace(consumer=SimpleNamespace(flow_active=True))
+    consumer = SimpleNamespace(_closed=False, _fetcher=fetcher)
+    fetch = aiokafka.AIOKafkaConsumerThread._fetch_records
+    active: set[Any] = set()
+
+    assert await fetch(thread, consumer, active, timeout=0, max_records=None) == {}
+    assignment = subscriptions.subscription.assignment
+    assert assignment.state_value(standby).position == 0
+    active.add(TP("changelog", 2))
+    fetched = await fetch(thread, consumer, active, timeout=0, max_records=None)
+    assert {tp: [r.offset for r in records] for tp, records in fetched.items()} == {
+        standby: [0, 1, 2]
+    }
+    assert assignment.state_value(stream).position == 0
 
 
 def _table(tmp_path: Path, options: dict[str, Any] | None, partitions: int = 2) -> Any:
