@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import random
 import socket
 import subprocess
 import time
@@ -35,14 +36,22 @@ pytestmark = pytest.mark.integration
 SCRIPT = h.REPO / "deploy/local/kafka-cluster.sh"
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out for outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def _free_base() -> int:
-    """A port base whose six ports (clients base+1..3, controllers base+11..13) are free."""
+    """A port base whose six ports (clients base+1..3, controllers base+11..13) are free, below
+    the ephemeral range: a port from that range can be taken by any outgoing connection (the
+    nodes' own, the workers') between this check and the node's start."""
+    rng = random.Random()
+    high = min(_ephemeral_low(), 65536) - 14
     for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = int(sock.getsockname()[1]) - 1
-        if base + 13 > 65535:
-            continue
+        base = rng.randrange(20000, max(high, 20001))
         ports = [base + n for n in (1, 2, 3, 11, 12, 13)]
         if all(_free(p) for p in ports):
             return base
