@@ -77,6 +77,10 @@ class BenchConfig:
     state_leads: int = 1_000_000
     partitions: int = 8
     loads: tuple[float, ...] = (0.25, 0.5, 0.75)
+    latency_rates: tuple[float, ...] = ()
+    """Offered rates (records/s) for the latency phases instead of ``loads``' shares of the
+    pipeline's measured rate: runs on a shared machine, whose maxima differ, then compare the
+    same offered rate."""
     latency_seconds: float = 20.0
     two_workers: bool = True
     recovery: bool = True
@@ -650,6 +654,7 @@ class _Bench:
                 "state_leads": config.state_leads,
                 "partitions": config.partitions,
                 "loads": list(config.loads),
+                "latency_rates": list(config.latency_rates),
                 "latency_seconds": config.latency_seconds,
                 "quick": config.quick,
             },
@@ -826,8 +831,9 @@ class _Bench:
         CPU per record and share of one core while it is offered that rate."""
         assert self.traffic is not None
         max_rate = self.results.rate("pipeline") or 1.0
-        for i, share in enumerate(self.config.loads):
-            rate = max_rate * share
+        rates = self.config.latency_rates or tuple(max_rate * s for s in self.config.loads)
+        for i, rate in enumerate(rates):
+            share = rate / max_rate
             count = int(rate * self.config.latency_seconds) + 1
             fresh = list(self.traffic.copies(count, tag=f"l{i}"))
             meter = self.meter([worker])
@@ -841,7 +847,8 @@ class _Bench:
                 if busy is None or not measured["send_seconds"]
                 else round(busy / measured["send_seconds"], 2)
             )
-            measured["share_of_max"] = share
+            measured["share_of_max"] = round(share, 3)
+            measured["fixed_rate"] = bool(self.config.latency_rates)
             self.results.latency.append(measured)
             self.log(f"latency at {share:.0%} ({rate:,.0f}/s): {measured['event_to_stage_change']}")
 
@@ -1042,10 +1049,12 @@ def table(results: Results) -> str:
             busy = r.get("worker_busy")
             cores = "n/a" if busy is None else f"{busy:.2f}"
             cpu = f"{_cell(r.get('worker_cpu_us_per_record'))} ({cores})"
-            lines.append(
-                f"| {r['share_of_max']:.0%} = {r['offered_per_s']:,}/s | {r['sent']:,} "
-                f"| {cells[0]} | {cells[1]} | {cpu} |"
+            load = (
+                f"{r['offered_per_s']:,}/s ({r['share_of_max']:.0%} of the maximum)"
+                if r.get("fixed_rate")
+                else f"{r['share_of_max']:.0%} = {r['offered_per_s']:,}/s"
             )
+            lines.append(f"| {load} | {r['sent']:,} | {cells[0]} | {cells[1]} | {cpu} |")
     if results.recovery:
         lines += ["", "| recovery | leads | s |", "| --- | ---: | ---: |"]
         for r in results.recovery:

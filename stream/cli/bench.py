@@ -74,6 +74,18 @@ def add_parser(sub: Subparsers) -> None:
     bench.add_argument(
         "--state-leads", type=int, metavar="N", help="leads in the recovered state (1,000,000)"
     )
+    bench.add_argument(
+        "--latency-rates",
+        metavar="R[,R...]",
+        help="offer the latency phases these rates (records/s) instead of 25/50/75%% of the "
+        "pipeline's measured rate (quick: 50%%), so that runs compare the same load",
+    )
+    bench.add_argument(
+        "--latency-seconds",
+        type=float,
+        metavar="S",
+        help="length of each latency phase (20; quick: 5)",
+    )
     bench.add_argument("--no-recovery", action="store_true", help="skip the recovery runs")
     bench.add_argument("--no-two-workers", action="store_true", help="skip the two-worker run")
     bench.add_argument(
@@ -124,6 +136,12 @@ def run(args: argparse.Namespace) -> int:
         overrides["events"] = args.events
     if args.state_leads is not None:
         overrides["state_leads"] = args.state_leads
+    if args.latency_rates:
+        overrides["latency_rates"] = _rates(args.latency_rates)
+    if args.latency_seconds is not None:
+        if args.latency_seconds <= 0:
+            raise ConfigurationError("--latency-seconds must be above 0")
+        overrides["latency_seconds"] = args.latency_seconds
     if args.no_recovery:
         overrides["recovery"] = False
     if args.no_two_workers:
@@ -147,6 +165,19 @@ def run(args: argparse.Namespace) -> int:
     write_json(results, Path(args.json))
     print(f"\nresults written to {args.json}", file=sys.stderr)
     return EXIT_OK
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    """``--latency-rates``: positive records/s, comma-separated."""
+    try:
+        rates = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigurationError(
+            f"--latency-rates {text!r}: give records per second, e.g. 500,1000"
+        ) from None
+    if not rates or any(rate <= 0 for rate in rates):
+        raise ConfigurationError(f"--latency-rates {text!r}: every rate must be above 0")
+    return rates
 
 
 def run_connect(args: argparse.Namespace) -> int:

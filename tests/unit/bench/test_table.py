@@ -74,3 +74,25 @@ def test_latency_rows_show_the_workers_cpu() -> None:
         "| 50% = 800/s | 4,000 | 5.0 / 9.0 / 12.0 (10) | 5.0 / 9.0 / 12.0 (10) | 512.5 (0.41) |"
         in lines
     )
+
+
+def test_latency_rows_at_a_fixed_rate_name_the_rate_first() -> None:
+    results = Results(config={}, machine={})
+    samples = {"n": 10, "p50_ms": 5.0, "p95_ms": 9.0, "p99_ms": 12.0}
+    results.latency = [
+        {
+            "share_of_max": 0.417,
+            "fixed_rate": True,
+            "offered_per_s": 1_000,
+            "sent": 5_000,
+            "event_to_score": samples,
+            "event_to_stage_change": {"n": 0},
+            "worker_cpu_us_per_record": 600.0,
+            "worker_busy": 0.6,
+        }
+    ]
+    lines = table(results).splitlines()
+    assert (
+        "| 1,000/s (42% of the maximum) | 5,000 | 5.0 / 9.0 / 12.0 (10) | no samples "
+        "| 600.0 (0.60) |" in lines
+    )

@@ -60,3 +60,16 @@ def test_a_reader_that_goes_away_ends_the_command_quietly_with_1() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == EXIT_ERROR
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+@pytest.mark.parametrize("rates", ["fast", "500,0", "500,,1000", "-5"])
+def test_bench_refuses_latency_rates_that_are_not_positive_numbers(
+    rates: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bench", "--quick", "--latency-rates", rates]) == EXIT_CONFIG
+    assert "--latency-rates" in capsys.readouterr().err
+
+
+def test_bench_refuses_a_latency_phase_of_no_time(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--quick", "--latency-seconds", "0"]) == EXIT_CONFIG
+    assert "--latency-seconds must be above 0" in capsys.readouterr().err
