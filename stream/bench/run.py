@@ -372,15 +372,29 @@ def _percentiles(samples: list[float]) -> dict[str, float | int]:
     }
 
 
-class _Receiver:
-    """Matches output records to the send time of the event they name."""
+_EVENTS_RECORD = b'{"type":"events"'
 
-    def __init__(self, consumer: AIOKafkaConsumer, stage_topic: str) -> None:
+SEGMENTS = ("to_internal", "internal_to_output", "output_to_read")
+"""Where an event's wait for its stage change goes, from the records' own timestamps (the
+time each was produced, on this machine's clock): sent → passed on to ``leads.internal.v1``
+(the source trip: fetch, batch window, decode, send), → the stage change produced (the
+internal trip), → read by the bench's consumer (delivery and the reader's fetch)."""
+
+
+class _Receiver:
+    """Matches output records to the send time of the event they name, and the internal
+    records the worker passed the event on in, to split each wait into `SEGMENTS`."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, stage_topic: str, internal_topic: str) -> None:
         self.consumer = consumer
         self.stage_topic = stage_topic
+        self.internal_topic = internal_topic
         self.sent_at: dict[tuple[str, str], float] = {}
         self.samples: dict[bool, list[float]] = {False: [], True: []}
         self.seen: dict[bool, set[tuple[str, str]]] = {False: set(), True: set()}
+        self.passed_at: dict[tuple[str, str], float] = {}
+        self.stage_times: list[tuple[tuple[str, str], float, float, float]] = []
+        """(event, sent, stage change produced, read) of every matched stage change."""
         self.sending = True
 
     async def run(self) -> None:
@@ -391,17 +405,49 @@ class _Receiver:
             if batch:
                 last_batch = time.monotonic()
             for tp, items in batch.items():
+                if tp.topic == self.internal_topic:
+                    for item in items:
+                        self.passed(item.value, item.timestamp / 1000)
+                    continue
                 stage = tp.topic == self.stage_topic
                 for item in items:
                     if item.value is not None:
-                        self.record(stage, orjson.loads(item.value), now)
+                        self.record(stage, orjson.loads(item.value), now, item.timestamp / 1000)
 
-    def record(self, stage: bool, doc: dict[str, Any], now: float) -> None:
+    def passed(self, value: bytes | None, at: float) -> None:
+        """An internal record: the first time each event it carries was passed on."""
+        if not value:
+            return
+        if value.startswith(_EVENTS_RECORD):
+            docs = orjson.loads(value).get("events") or []
+        else:
+            docs = [orjson.loads(value)]
+        for doc in docs:
+            if isinstance(doc, dict) and doc.get("lead_id") and doc.get("event_id"):
+                self.passed_at.setdefault((str(doc["lead_id"]), str(doc["event_id"])), at)
+
+    def record(self, stage: bool, doc: dict[str, Any], now: float, produced: float = 0.0) -> None:
         key = (doc.get("lead_id"), doc.get("triggering_event_id" if stage else "last_event_id"))
         at = self.sent_at.get(key)  # type: ignore[arg-type]
         if at is not None and key not in self.seen[stage]:
             self.seen[stage].add(key)  # type: ignore[arg-type]
             self.samples[stage].append(now - at)
+            if stage:
+                self.stage_times.append((key, at, produced, now))  # type: ignore[arg-type]
+
+    def segments(self) -> dict[str, dict[str, float | int]]:
+        """Percentiles of each of `SEGMENTS` over the stage changes whose event's internal
+        record was read (negative spans, from millisecond timestamps, count as 0)."""
+        spans: dict[str, list[float]] = {name: [] for name in SEGMENTS}
+        for key, sent, produced, read in self.stage_times:
+            passed = self.passed_at.get(key)
+            if passed is None:
+                continue
+            for name, span in zip(
+                SEGMENTS, (passed - sent, produced - passed, read - produced), strict=True
+            ):
+                spans[name].append(max(0.0, span))
+        return {name: _percentiles(values) for name, values in spans.items()}
 
 
 async def latency_at(
@@ -410,12 +456,17 @@ async def latency_at(
     """Send ``records`` at ``rate`` per second; event → score / stage change latencies."""
     wanted = records[: max(1, int(rate * seconds))]
     ids = [_ids(d.value) for d in wanted]
+    internal = settings.topic(topics.INTERNAL.name)
     out_topics = [settings.topic(topics.SCORES.name), settings.topic(topics.STAGE_CHANGES.name)]
     consumer = await clients.consumer(settings, group_id=None, fetch_max_wait_ms=5)
     producer = await clients.producer(settings, acks=1, linger_ms=1)
-    receiver = _Receiver(consumer, out_topics[1])
+    receiver = _Receiver(consumer, out_topics[1], internal)
     try:
-        parts = [TopicPartition(n, p) for n in out_topics for p in range(settings.topic_partitions)]
+        parts = [
+            TopicPartition(n, p)
+            for n in [*out_topics, internal]
+            for p in range(settings.topic_partitions)
+        ]
         consumer.assign(parts)
         await consumer.seek_to_end(*parts)
         for tp in parts:
@@ -448,6 +499,7 @@ async def latency_at(
         "send_seconds": round(elapsed, 2),
         "event_to_score": _percentiles(receiver.samples[False]),
         "event_to_stage_change": _percentiles(receiver.samples[True]),
+        "stage_change_segments": receiver.segments(),
     }
 
 
@@ -1012,6 +1064,26 @@ class _Bench:
 # ------------------------------------------------------------------------------ output
 
 
+def _segment_lines(latency: list[dict[str, Any]]) -> list[str]:
+    """The latency runs' stage-change waits split into `SEGMENTS`, as a Markdown table."""
+    segmented = [r for r in latency if r.get("stage_change_segments")]
+    if not segmented:
+        return []
+    lines = [
+        "",
+        "| offered load | stage changes: sent → passed on p50 / p99 ms "
+        "| passed on → stage change produced | produced → read |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in segmented:
+        spans = []
+        for name in SEGMENTS:
+            p = r["stage_change_segments"].get(name) or {}
+            spans.append("no samples" if not p.get("n") else f"{p['p50_ms']} / {p['p99_ms']}")
+        lines.append(f"| {r['offered_per_s']:,}/s | {spans[0]} | {spans[1]} | {spans[2]} |")
+    return lines
+
+
 def table(results: Results) -> str:
     """The results as Markdown tables (what the command prints)."""
     lines = [
@@ -1055,6 +1127,7 @@ def table(results: Results) -> str:
                 else f"{r['share_of_max']:.0%} = {r['offered_per_s']:,}/s"
             )
             lines.append(f"| {load} | {r['sent']:,} | {cells[0]} | {cells[1]} | {cpu} |")
+        lines += _segment_lines(results.latency)
     if results.recovery:
         lines += ["", "| recovery | leads | s |", "| --- | ---: | ---: |"]
         for r in results.recovery:

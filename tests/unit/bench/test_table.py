@@ -1,10 +1,13 @@
-"""The rates table: CPU per record columns, and the ratio to the Quix Streams peer."""
+"""The rates and latency tables: CPU per record columns, the ratio to the Quix Streams peer, and
+the split of a stage change's wait."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from stream.bench.run import QUIX_ROW, Results, table
+import pytest
+
+from stream.bench.run import QUIX_ROW, Results, _Receiver, table
 
 
 def _row(name: str, rate: int, worker_us: float | None, broker_us: float | None) -> dict[str, Any]:
@@ -96,3 +99,45 @@ def test_latency_rows_at_a_fixed_rate_name_the_rate_first() -> None:
         "| 1,000/s (42% of the maximum) | 5,000 | 5.0 / 9.0 / 12.0 (10) | no samples "
         "| 600.0 (0.60) |" in lines
     )
+
+
+def test_a_stage_changes_wait_is_split_at_the_internal_record_that_passed_its_event_on() -> None:
+    receiver = _Receiver(None, "stages", "internal")  # type: ignore[arg-type]
+    receiver.sent_at[("lead-1", "e1")] = 100.000
+    receiver.sent_at[("lead-2", "e2")] = 100.000
+    receiver.passed(
+        b'{"type":"events","events":[{"lead_id":"lead-1","event_id":"e1"},'
+        b'{"lead_id":"lead-9","event_id":"e9"}]}',
+        100.020,
+    )
+    receiver.passed(b'{"type":"identify","lead_id":"lead-2","event_id":"e2"}', 100.050)
+    receiver.passed(b'{"type":"events","events":[{"lead_id":"lead-1","event_id":"e1"}]}', 100.900)
+    receiver.record(True, {"lead_id": "lead-1", "triggering_event_id": "e1"}, 100.100, 100.090)
+    receiver.record(True, {"lead_id": "lead-2", "triggering_event_id": "e2"}, 100.130, 100.110)
+    receiver.record(True, {"lead_id": "lead-3", "triggering_event_id": "e3"}, 100.200, 100.150)
+    spans = receiver.segments()
+    assert spans["to_internal"]["n"] == 2
+    assert (spans["to_internal"]["p50_ms"], spans["to_internal"]["max_ms"]) == (50.0, 50.0)
+    assert spans["internal_to_output"]["p50_ms"] == 70.0
+    assert spans["output_to_read"]["max_ms"] == 20.0
+    assert receiver.samples[True] == pytest.approx([0.100, 0.130])
+
+
+def test_the_split_is_printed_per_offered_load() -> None:
+    results = Results(config={}, machine={})
+    samples = {"n": 10, "p50_ms": 5.0, "p95_ms": 9.0, "p99_ms": 12.0}
+    results.latency = [
+        {
+            "share_of_max": 0.5,
+            "offered_per_s": 800,
+            "sent": 4_000,
+            "event_to_score": samples,
+            "event_to_stage_change": samples,
+            "stage_change_segments": {
+                "to_internal": {"n": 3, "p50_ms": 20.0, "p99_ms": 40.0},
+                "internal_to_output": {"n": 3, "p50_ms": 25.0, "p99_ms": 61.0},
+                "output_to_read": {"n": 0},
+            },
+        }
+    ]
+    assert "| 800/s | 20.0 / 40.0 | 25.0 / 61.0 | no samples |" in table(results).splitlines()
