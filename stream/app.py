@@ -58,7 +58,10 @@ def create_app(settings: Settings) -> faust.App:
     app = faust.App(**faust_options(settings))
     sensors.quiet_monitor(app)
     patches.set_fetch_batching(
-        app, settings.consumer_fetch_min_kb * 1024, settings.consumer_fetch_wait_ms
+        app,
+        settings.consumer_fetch_min_kb * 1024,
+        settings.consumer_fetch_wait_ms,
+        settings.consumer_idle_wait_ms,
     )
     patches.set_producer_idempotence(app, settings.producer_idempotence)
     if settings.bulk_restore:

@@ -151,6 +151,14 @@ class Settings(BaseSettings):
         "LEADSTREAM_CONSUMER_FETCH_MIN_KB (a steady stream then reaches the worker in fewer, "
         "larger fetches; an idle worker fetches this often).",
     )
+    consumer_idle_wait_ms: int = Field(
+        100,
+        ge=0,
+        le=1500,
+        description="After a fetch that brought no records, the next one waits for the first "
+        "record or this long, in ms (an idle worker fetches this often, and hears of a record "
+        "at once); at or below LEADSTREAM_CONSUMER_FETCH_WAIT_MS every fetch batches.",
+    )
     consumer_fetch_min_kb: int = Field(
         64,
         ge=0,

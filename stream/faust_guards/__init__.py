@@ -34,6 +34,10 @@ patches.guard_fetch_batching    AIOKafkaConsumerThread           none filed     
 (set_fetch_batching)            ._create_worker_consumer,        (a cost)
                                 AIOKafkaConsumer._fetch_min_bytes,
                                 ._fetch_max_wait_ms
+patches.guard_idle_fetch        aiokafka Fetcher                 none filed       test_patches,
+(set_fetch_batching)            ._proc_fetch_request,            (a cost)         test_idle_fetch
+                                ._fetch_min_bytes,
+                                ._fetch_max_wait_ms
 patches.guard_recovery_flush    Recovery._set_recovery_ended,    none filed       test_patches
                                 Recovery.flush_buffers,
                                 Recovery.buffers

@@ -237,6 +237,19 @@ def test_aiokafka_builds_its_fetcher_from_what_the_fetch_guard_sets() -> None:
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in source
 
 
+def test_aiokafkas_fetcher_puts_its_fetch_attributes_in_every_request() -> None:
+    """``guard_idle_fetch`` changes the fetcher's two attributes between fetches: aiokafka
+    reads them each time it builds a ``FetchRequest``, and ``_proc_fetch_request`` says
+    whether a fetch brought anything to hand over."""
+    actions = ast.unparse(defined(KafkaFetcher, "_get_actions_per_node"))
+    assert "FetchRequest(self._fetch_max_wait_ms, self._fetch_min_bytes," in actions
+    proc = defined(KafkaFetcher, "_proc_fetch_request")
+    assert [a.arg for a in proc.args.args] == ["self", "assignment", "node_id", "request"]
+    assert "needs_wakeup = True" in ast.unparse(proc)
+    last = proc.body[-1]
+    assert isinstance(last, ast.Return) and ast.unparse(last) == "return needs_wakeup"
+
+
 def test_the_recovery_buffers_changelog_records_per_table() -> None:
     app = faust.App("symbols-recovery", broker="kafka://localhost:1", store="memory://")
     table = app.Table("buffered", partitions=1)

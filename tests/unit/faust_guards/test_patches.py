@@ -41,6 +41,7 @@ from stream.faust_guards.patches import (
     guard_commit_offsets,
     guard_fetch_batching,
     guard_fetched_partitions,
+    guard_idle_fetch,
     guard_producer_idempotence,
     guard_promoted_standbys,
     guard_read_offsets,
@@ -150,6 +151,7 @@ def test_each_guard_patches_once() -> None:
         (install_write_tracking, Collection, ("send_changelog", "_on_changelog_sent")),
         (guard_eager_delivery, Consumer, ("_drain_messages",)),
         (guard_fetch_batching, aiokafka.AIOKafkaConsumerThread, ("_create_worker_consumer",)),
+        (guard_idle_fetch, Fetcher, ("_proc_fetch_request",)),
         (guard_recovery_flush, Recovery, ("_set_recovery_ended",)),
         (guard_promoted_standbys, Recovery, ("on_rebalance",)),
         (guard_standby_backlog, Recovery, ("on_recovery_completed",)),
@@ -162,6 +164,7 @@ def test_each_guard_patches_once() -> None:
     ]
     faust_guards.install()
     guard_fetch_batching()
+    guard_idle_fetch()
     guard_producer_idempotence()
     for guard, owner, names in patched:
         installed = {name: vars(owner)[name] for name in names}
@@ -266,6 +269,20 @@ async def test_an_apps_consumer_fetches_with_the_fetch_options_it_was_given() ->
         consumer = thread._create_worker_consumer(app.transport)
         built[name] = (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms)
     assert built == {"chosen": (64 * 1024, 10), "plain": (1, 1500)}
+
+
+async def test_an_idle_wait_reaches_the_fetcher_the_consumer_builds_when_it_starts() -> None:
+    """The fetch modes are set on the consumer's Fetcher, which ``start()`` builds (the fetch
+    requests themselves: tests/integration/faust_guards/test_idle_fetch.py)."""
+    app = faust.App("fetch-idle", broker="kafka://localhost:1")
+    set_fetch_batching(app, 64 * 1024, 10, 200)
+    consumer = app.consumer._thread._create_worker_consumer(app.transport)
+    assert consumer.start.__qualname__.endswith("start_with_modes")
+    for wait in (0, 10):  # not above the batching wait: one mode, aiokafka's own start
+        other = faust.App(f"fetch-idle-{wait}", broker="kafka://localhost:1")
+        set_fetch_batching(other, 64 * 1024, 10, wait)
+        plain = other.consumer._thread._create_worker_consumer(other.transport)
+        assert plain.start.__qualname__ == "AIOKafkaConsumer.start"
 
 
 async def test_no_fetch_minimum_means_an_answer_as_soon_as_a_record_is_there() -> None:
