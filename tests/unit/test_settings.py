@@ -59,11 +59,16 @@ def test_the_worker_consumer_gets_the_fetch_batching_settings(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     defaults = Settings()
-    assert (defaults.consumer_fetch_min_kb, defaults.consumer_fetch_wait_ms) == (64, 10)
+    assert (
+        defaults.consumer_fetch_min_kb,
+        defaults.consumer_fetch_wait_ms,
+        defaults.consumer_idle_wait_ms,
+    ) == (64, 10, 100)
     monkeypatch.setenv("LEADSTREAM_CONSUMER_FETCH_WAIT_MS", "25")
     monkeypatch.setenv("LEADSTREAM_CONSUMER_FETCH_MIN_KB", "32")
+    monkeypatch.setenv("LEADSTREAM_CONSUMER_IDLE_WAIT_MS", "0")
     app = create_app(Settings(web_enabled=False, projector_enabled=False))
-    assert getattr(app, FETCH_OPTIONS) == (32 * 1024, 25)
+    assert getattr(app, FETCH_OPTIONS) == (32 * 1024, 25, 0)
 
 
 def test_the_advertised_url_is_fausts_canonical_url() -> None:
