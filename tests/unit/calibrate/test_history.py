@@ -42,6 +42,11 @@ def test_the_rules_get_new_points_and_the_stream_ranks_like_the_regression(
     line = next(x for x in printed.splitlines() if x.startswith("stream AUC"))
     assert float(line.rsplit("difference ", 1)[1]) < 0.005
     assert "current model" in printed
+    # a rule that never fired has no close rate: `-`, as in a table's report, never `nan%`
+    assert "nan" not in printed
+    never_fired = [x.split() for x in printed.splitlines() if x.endswith("never fired: kept")]
+    assert never_fired
+    assert all(row[4:6] == ["0", "-"] for row in never_fired)
     model = load_model_file(out).get("b2b")
     assert model.version.endswith(".calibrated")
     shipped = yaml.safe_load(DEFAULT_MODELS.read_text(encoding="utf-8"))
