@@ -256,6 +256,8 @@ def calibrate_history(
 ) -> HistoryCalibration:
     """Learn new points for the rules of the base model (see the module's docstring)."""
     base = parse_models(base_text, source="base model")
+    if model_id and model_id not in base.ids:
+        raise CalibrationError(f"the base model file {base.no_model(model_id)}")
     model = base.get(model_id) if model_id else base.models[0]
     models = ModelSet(models=(model,))
     for name in (lead_column, target, *([time_column] if time_column else [])):

@@ -319,7 +319,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
 
         model_id = args.compare_model or current.ids[0]
         if model_id not in current.ids:
-            return fail("calibrate", f"{args.compare} has no model {model_id!r}", EXIT_USAGE)
+            return fail("calibrate", f"{args.compare} {current.no_model(model_id)}", EXIT_USAGE)
         rows = table.raw.iloc[result.evaluated].reset_index(drop=True)
         try:
             compared = score_table(

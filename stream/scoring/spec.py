@@ -1000,6 +1000,12 @@ class ModelSet(Spec):
                 return model
         raise KeyError(model_id)
 
+    def no_model(self, model_id: str) -> str:
+        """Why `model_id` names none of these models, for an error message: `has no model 'x'
+        (did you mean 'y'?) (models: a, b)`."""
+        ids = self.ids
+        return f"has no model {model_id!r}{suggest(model_id, ids)} (models: {', '.join(ids)})"
+
     @property
     def ids(self) -> tuple[str, ...]:
         return tuple(model.id for model in self.models)
