@@ -29,6 +29,15 @@ __all__ = ["add_parser", "run"]
 
 _ROLES = ("numeric", "categorical", "count", "id", "ignore")
 
+_HISTORY_ONLY = ("shadow", "lead_column", "time_column", "base", "base_model")
+"""The options only an event log's calibration (`--events`) reads."""
+_TABLE_ONLY = (
+    "role", "count", "exclude", "force", "leak_auc", "binning", "bins", "interactions",
+    "pair_bins", "scale", "monotone", "base_odds", "model_id", "compare", "compare_model",
+    "stream_check", "stream_check_seconds",
+)  # fmt: skip
+"""The options only a table's calibration reads."""
+
 
 def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
@@ -220,7 +229,32 @@ def add_parser(sub: Subparsers) -> None:
         help="stop the stream check after S seconds, keeping the leads it scored (60; 0: no "
         "limit)",
     )  # fmt: skip
-    parser.set_defaults(func=run)
+    parser.set_defaults(
+        func=run,
+        option_defaults={name: parser.get_default(name) for name in _HISTORY_ONLY + _TABLE_ONLY},
+    )
+
+
+def _unused(args: argparse.Namespace) -> str | None:
+    """Why options of the other kind of calibration were given, if they were: they would do
+    nothing (`--shadow` with a table, `--scale` with an event log)."""
+    history = args.events is not None
+    given = [
+        "--no-monotone" if name == "monotone" else f"--{name.replace('_', '-')}"
+        for name in (_TABLE_ONLY if history else _HISTORY_ONLY)
+        if getattr(args, name) != args.option_defaults[name]
+    ]
+    if not given:
+        return None
+    if history:
+        return (
+            f"{', '.join(given)}: for a TABLE; an event log's calibration (--events) learns "
+            "new points for the base model's rules and does not use them"
+        )
+    return (
+        f"{', '.join(given)}: for an event log (--events with --outcomes); a table's "
+        "calibration does not use them"
+    )
 
 
 def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - one exit per failure
@@ -245,6 +279,9 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
         args.outcomes is None
     ):
         return fail("calibrate", "give a TABLE, or --events JSONL with --outcomes FILE", EXIT_USAGE)
+    unused = _unused(args)
+    if unused:
+        return fail("calibrate", unused, EXIT_USAGE)
     if args.events is not None:
         return _run_history(args)
 
