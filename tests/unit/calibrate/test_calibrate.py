@@ -212,7 +212,12 @@ def test_cli_needs_only_the_target(
     assert main(again) == 0
     assert "<table>" in html.read_text()
     assert html.read_text().count("<svg") == 2
-    assert "current model's held-out AUC" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "current model's held-out AUC" in captured.out
+    # the fit after cross-validation reports its pairs too, not only the folds before it
+    assert captured.err.index("cross-validation (folds) 5/5 (100%)") < captured.err.index(
+        "final fit (pairs chosen) 1/1 (100%)"
+    )
 
 
 def test_cli_exit_codes(history: pd.DataFrame, tmp_path: Path) -> None:
