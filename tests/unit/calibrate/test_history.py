@@ -67,12 +67,12 @@ def test_a_table_and_an_event_log_are_exclusive(history: tuple[Path, Path]) -> N
 def test_the_options_of_the_other_kind_of_calibration_are_refused(
     history: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`--shadow` with a table, `--scale` with an event log: refused by name, not ignored."""
+    """`--base-model` with a table, `--scale` with an event log: refused by name, not ignored."""
     events, truth = history
     out = tmp_path / "model.yaml"
     table = ["calibrate", str(truth), "--target", "converted", "--out", str(out)]
-    assert main([*table, "--shadow", "next", "--base-model", "b2b"]) == 2
-    assert "--shadow, --base-model: for an event log" in capsys.readouterr().err
+    assert main([*table, "--time-column", "at", "--base-model", "b2b"]) == 2
+    assert "--time-column, --base-model: for an event log" in capsys.readouterr().err
     log = ["calibrate", "--events", str(events), "--outcomes", str(truth),
            "--target", "converted", "--out", str(out)]  # fmt: skip
     assert main([*log, "--scale", "100", "--no-monotone", "--exclude", "persona"]) == 2
