@@ -438,17 +438,22 @@ def _progress() -> Callable[[str, int, int], None]:
     return report
 
 
-def _run_history(args: argparse.Namespace) -> int:
+def _run_history(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one exit per failure
     from stream.calibrate.history import calibrate_history  # noqa: PLC0415
     from stream.calibrate.outcomes import crm_outcomes  # noqa: PLC0415
     from stream.calibrate.table import CalibrationError, read_table  # noqa: PLC0415
     from stream.offline.challenger import add_shadow  # noqa: PLC0415
-    from stream.scoring import ModelFileError  # noqa: PLC0415
+    from stream.scoring import ModelFileError, parse_models  # noqa: PLC0415
 
     if not args.holdout:
         return fail("calibrate", "--events needs a held-out share above 0 (--holdout)", EXIT_USAGE)
     try:
         base_text = _base_text(args.base)
+        if args.base_model:  # checked before the history is read, which can take long
+            source = args.base or "the shipped models"
+            base = parse_models(base_text, source=source)
+            if args.base_model not in base.ids:
+                return fail("calibrate", f"{source} {base.no_model(args.base_model)}", EXIT_USAGE)
         events, bad = _history_events(args.events)
         if args.outcomes == "crm":
             outcomes, lead_column = crm_outcomes(events, args.target), "lead_id"

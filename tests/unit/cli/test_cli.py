@@ -88,9 +88,9 @@ def test_a_misspelt_model_id_is_named_with_the_one_it_may_mean(
     shipped = str(DEFAULT_MODELS)
     models = tmp_path / "models.yaml"
     models.write_text(DEFAULT_MODELS.read_text(encoding="utf-8"), encoding="utf-8")
-    table, events, outcomes = tmp_path / "t.csv", tmp_path / "e.jsonl", tmp_path / "o.csv"
+    table, outcomes = tmp_path / "t.csv", tmp_path / "o.csv"
+    events = tmp_path / "absent.jsonl"  # --base-model is checked before the history is read
     table.write_text("industry\nsoftware\n", encoding="utf-8")
-    events.write_text("", encoding="utf-8")
     outcomes.write_text("lead_id,converted\nlead-1,1\n", encoding="utf-8")
     commands = [
         ["rules", "explain", shipped, "--model", "b2c"],
