@@ -97,7 +97,7 @@ class HistoryCalibration:
         header = ("rule", "kind", "old", "new", "leads", "converted", "others", "note")
         rows = [
             (r.rule_id, r.kind, f"{r.old:g}", f"{r.new:g}", str(r.fired),
-             f"{100 * r.rate_did:.1f}%", f"{100 * r.rate_not:.1f}%", r.note)
+             _rate(r.rate_did), _rate(r.rate_not), r.note)
             for r in self.rules
         ]  # fmt: skip
         table = [header, *rows]
@@ -105,6 +105,12 @@ class HistoryCalibration:
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
                   for row in table]  # fmt: skip
         return "\n".join(lines) + "\n"
+
+
+def _rate(rate: float) -> str:
+    """A close rate as a percentage, `-` when no lead is on that side (a rule that never fired,
+    or fired for every lead)."""
+    return "-" if math.isnan(rate) else f"{100 * rate:.1f}%"
 
 
 def _as_time(value: object, default: datetime) -> datetime:
@@ -250,6 +256,8 @@ def calibrate_history(
 ) -> HistoryCalibration:
     """Learn new points for the rules of the base model (see the module's docstring)."""
     base = parse_models(base_text, source="base model")
+    if model_id and model_id not in base.ids:
+        raise CalibrationError(f"the base model file {base.no_model(model_id)}")
     model = base.get(model_id) if model_id else base.models[0]
     models = ModelSet(models=(model,))
     for name in (lead_column, target, *([time_column] if time_column else [])):

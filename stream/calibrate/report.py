@@ -214,7 +214,10 @@ def _summary(result: Calibration) -> Section:
             engagement,
             labels=test_labels,
             which=which,
-        ),
+        )
+        if any(feature.is_count for feature in card.features)
+        else "engagement grades: none to tell apart (no column counts an activity, so every "
+        "lead's engagement is 0 and its grade 4; --count COLUMN marks one)",
         f"MQL at {result.mql_at:.0f} points: {_pct(mql.mean())} of {which} leads, "
         f"{_pct(test_labels[mql].mean() if mql.any() else 0)} of them converted",
         f"SQL at {result.sql_at:.0f} points: {_pct(sql.mean())} of {which} leads, "

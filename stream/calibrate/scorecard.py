@@ -626,11 +626,18 @@ def _fit(card: Scorecard, frame: Any, y: Any) -> None:
 
 
 def _with_pairs(
-    columns: list[Column], frame: Any, y: Any, options: Options, tops: tuple[int, ...]
+    columns: list[Column],
+    frame: Any,
+    y: Any,
+    options: Options,
+    tops: tuple[int, ...],
+    *,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[int, Scorecard]:
     """Fitted scorecards with each number of pairs in `tops`, the pairs added one at a time:
     each time the pair whose cells explain most of the current model's error, the model then
-    refitted (so a pair that says again what a chosen one said ranks low)."""
+    refitted (so a pair that says again what a chosen one said ranks low). `progress(done,
+    total)` hears of each pair chosen."""
     card = _base(columns, frame, y, options)
     _fit(card, frame, y)
     cards = {0: card}
@@ -642,7 +649,10 @@ def _with_pairs(
     cells = [pair.index(frame) for pair in candidates]
     chosen: list[int] = []
     current = card
-    while len(chosen) < min(max(wanted), len(candidates)):
+    total = min(max(wanted), len(candidates))
+    if progress is not None:
+        progress(0, total)
+    while len(chosen) < total:
         probability = current.model.predict_proba(current.design(frame))[:, 1]
         residual, hessian = y - probability, probability * (1.0 - probability)
         gains = [
@@ -663,6 +673,8 @@ def _with_pairs(
         )
         _fit(current, frame, y)
         cards[len(chosen)] = current
+        if progress is not None:
+            progress(len(chosen), total)
     return {top: cards[min(top, len(chosen))] for top in (0, *wanted)}
 
 
@@ -694,6 +706,14 @@ def _cross_validate(
     return {top: (float(np.mean(v)), float(np.std(v))) for top, v in aucs.items()}
 
 
+def _phase(progress: Progress | None, phase: str) -> Callable[[int, int], None] | None:
+    """`progress` for one phase, as `report(done, total)`."""
+    if progress is None:
+        return None
+    report = progress
+    return lambda done, total: report(phase, done, total)
+
+
 def fit_scorecard(
     columns: list[Column],
     frame: Any,
@@ -713,7 +733,9 @@ def fit_scorecard(
     # the fewest pairs whose AUC is within a tenth of a point (0.001) of the best
     best = max((mean for mean, _ in scores.values()), default=0.0)
     top = min((t for t, (mean, _) in scores.items() if mean >= best - 0.001), default=tops[0])
-    card = _with_pairs(columns, frame, y, options, (top,))[top]
+    card = _with_pairs(
+        columns, frame, y, options, (top,), progress=_phase(progress, "final fit (pairs chosen)")
+    )[top]
     if cv:
         card.cv_auc = scores[top]
         card.cv_by_interactions = {t: mean for t, (mean, _) in scores.items()}

@@ -29,6 +29,15 @@ __all__ = ["add_parser", "run"]
 
 _ROLES = ("numeric", "categorical", "count", "id", "ignore")
 
+_HISTORY_ONLY = ("lead_column", "time_column", "base_model")
+"""The options only an event log's calibration (`--events`) reads."""
+_TABLE_ONLY = (
+    "role", "count", "exclude", "force", "leak_auc", "binning", "bins", "interactions",
+    "pair_bins", "scale", "monotone", "base_odds", "model_id", "compare", "compare_model",
+    "stream_check", "stream_check_seconds",
+)  # fmt: skip
+"""The options only a table's calibration reads."""
+
 
 def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
@@ -122,8 +131,8 @@ def add_parser(sub: Subparsers) -> None:
     parser.add_argument(
         "--shadow",
         metavar="ID",
-        help="with --events: write the base model file with the proposal added as shadow model "
-        "ID (a challenger: scored, never moving stages; `leadstream models evaluate` follows it)",
+        help="write the base model file (--base) with the proposal added as shadow model ID (a "
+        "challenger: scored, never moving stages; `leadstream models evaluate` follows it)",
     )
     parser.add_argument(
         "--lead-column", default="lead_id", metavar="COLUMN", help="lead ids in --outcomes"
@@ -134,7 +143,10 @@ def add_parser(sub: Subparsers) -> None:
         "else the end of the log)",
     )  # fmt: skip
     parser.add_argument(
-        "--base", metavar="FILE", help="with --events: the model whose rules get new points"
+        "--base",
+        metavar="FILE",
+        help="the live model file (default: the shipped models): with --events, its model's "
+        "rules get new points; with a TABLE and --shadow, the proposal joins it",
     )
     parser.add_argument("--base-model", metavar="ID", help="its model (default: the first)")
     parser.add_argument(
@@ -220,7 +232,32 @@ def add_parser(sub: Subparsers) -> None:
         help="stop the stream check after S seconds, keeping the leads it scored (60; 0: no "
         "limit)",
     )  # fmt: skip
-    parser.set_defaults(func=run)
+    parser.set_defaults(
+        func=run,
+        option_defaults={name: parser.get_default(name) for name in _HISTORY_ONLY + _TABLE_ONLY},
+    )
+
+
+def _unused(args: argparse.Namespace) -> str | None:
+    """Why options of the other kind of calibration were given, if they were: they would do
+    nothing (`--shadow` with a table, `--scale` with an event log)."""
+    history = args.events is not None
+    given = [
+        "--no-monotone" if name == "monotone" else f"--{name.replace('_', '-')}"
+        for name in (_TABLE_ONLY if history else _HISTORY_ONLY)
+        if getattr(args, name) != args.option_defaults[name]
+    ]
+    if not given:
+        return None
+    if history:
+        return (
+            f"{', '.join(given)}: for a TABLE; an event log's calibration (--events) learns "
+            "new points for the base model's rules and does not use them"
+        )
+    return (
+        f"{', '.join(given)}: for an event log (--events with --outcomes); a table's "
+        "calibration does not use them"
+    )
 
 
 def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - one exit per failure
@@ -238,13 +275,29 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
             file=sys.stderr,
         )
         return EXIT_ERROR
-    from stream.model_files import load_model_file  # noqa: PLC0415
+    from stream.model_files import load_default_models, load_model_file  # noqa: PLC0415
     from stream.scoring import ModelFileError  # noqa: PLC0415
 
     if (args.table is None) == (args.events is None) or (args.events is None) != (
         args.outcomes is None
     ):
         return fail("calibrate", "give a TABLE, or --events JSONL with --outcomes FILE", EXIT_USAGE)
+    unused = _unused(args)
+    if unused:
+        return fail("calibrate", unused, EXIT_USAGE)
+    if args.events is None and args.base and not args.shadow:
+        return fail("calibrate", "--base: with a TABLE, the file --shadow ID joins", EXIT_USAGE)
+    if args.shadow:  # before the fit: a challenger cannot take a live model's id
+        try:
+            live = load_model_file(args.base) if args.base else load_default_models()
+        except ModelFileError as exc:
+            return fail("calibrate", str(exc), EXIT_CONFIG)
+        if args.shadow in live.ids and not live.get(args.shadow).shadow:
+            message = (
+                f"--shadow {args.shadow!r}: a live model has this id; give the challenger an id "
+                "of its own"
+            )
+            return fail("calibrate", message, EXIT_USAGE)
     if args.events is not None:
         return _run_history(args)
 
@@ -319,7 +372,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
 
         model_id = args.compare_model or current.ids[0]
         if model_id not in current.ids:
-            return fail("calibrate", f"{args.compare} has no model {model_id!r}", EXIT_USAGE)
+            return fail("calibrate", f"{args.compare} {current.no_model(model_id)}", EXIT_USAGE)
         rows = table.raw.iloc[result.evaluated].reset_index(drop=True)
         try:
             compared = score_table(
@@ -328,9 +381,17 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
         except CalibrationError as exc:
             return fail("calibrate", f"--compare {args.compare}: {exc}", EXIT_CONFIG)
         result.current_auc = float(roc_auc_score(table.target[result.evaluated], compared.totals))
+    model_text = result.yaml_text
+    if args.shadow:
+        from stream.offline.challenger import add_shadow  # noqa: PLC0415
+
+        try:
+            model_text = add_shadow(_base_text(args.base), model_text, model_id=args.shadow)
+        except (OSError, ModelFileError) as exc:
+            return fail("calibrate", str(exc), EXIT_CONFIG)
     try:
         if args.out:
-            Path(args.out).write_text(result.yaml_text, encoding="utf-8")
+            Path(args.out).write_text(model_text, encoding="utf-8")
         if args.report:
             report = Path(args.report)
             if report.suffix.lower() in (".html", ".htm"):
@@ -344,13 +405,25 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911, PLR0912, PLR0915 - o
                 report.write_text(render(result, "markdown", images=images), encoding="utf-8")
     except OSError as exc:
         return fail("calibrate", f"cannot write: {exc}", EXIT_CONFIG)
+    text = render(result)
+    if args.shadow:
+        text += f"\nthe proposal is shadow model {args.shadow!r} beside the base file's models\n"
     if args.out:
-        print(render(result))
+        print(text)
         print(f"wrote the model file to {args.out}", file=sys.stderr)
     else:
-        print(render(result), file=sys.stderr)
-        sys.stdout.write(result.yaml_text)
+        print(text, file=sys.stderr)
+        sys.stdout.write(model_text)
     return EXIT_OK
+
+
+def _base_text(path: str | None) -> str:
+    """The text of `--base`, else of the shipped models."""
+    if path:
+        return Path(path).read_text(encoding="utf-8")
+    from importlib import resources  # noqa: PLC0415
+
+    return resources.files("stream.scoring").joinpath("default_models.yaml").read_text("utf-8")
 
 
 def _progress() -> Callable[[str, int, int], None]:
@@ -366,25 +439,21 @@ def _progress() -> Callable[[str, int, int], None]:
 
 
 def _run_history(args: argparse.Namespace) -> int:  # noqa: PLR0912 - one exit per failure
-    from importlib import resources  # noqa: PLC0415
-
     from stream.calibrate.history import calibrate_history  # noqa: PLC0415
     from stream.calibrate.outcomes import crm_outcomes  # noqa: PLC0415
     from stream.calibrate.table import CalibrationError, read_table  # noqa: PLC0415
     from stream.offline.challenger import add_shadow  # noqa: PLC0415
-    from stream.scoring import ModelFileError  # noqa: PLC0415
+    from stream.scoring import ModelFileError, parse_models  # noqa: PLC0415
 
     if not args.holdout:
         return fail("calibrate", "--events needs a held-out share above 0 (--holdout)", EXIT_USAGE)
     try:
-        if args.base:
-            base_text = Path(args.base).read_text(encoding="utf-8")
-        else:
-            base_text = (
-                resources.files("stream.scoring")
-                .joinpath("default_models.yaml")
-                .read_text(encoding="utf-8")
-            )
+        base_text = _base_text(args.base)
+        if args.base_model:  # checked before the history is read, which can take long
+            source = args.base or "the shipped models"
+            base = parse_models(base_text, source=source)
+            if args.base_model not in base.ids:
+                return fail("calibrate", f"{source} {base.no_model(args.base_model)}", EXIT_USAGE)
         events, bad = _history_events(args.events)
         if args.outcomes == "crm":
             outcomes, lead_column = crm_outcomes(events, args.target), "lead_id"

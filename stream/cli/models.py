@@ -122,7 +122,7 @@ def run_promote(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Print every model's live evaluation."""
     from stream.model_files import load_default_models, load_model_file  # noqa: PLC0415
-    from stream.scoring.spec import ModelFileError  # noqa: PLC0415
+    from stream.scoring.spec import ModelFileError, suggest  # noqa: PLC0415
     from stream.settings import Settings  # noqa: PLC0415
 
     settings = Settings()
@@ -133,7 +133,10 @@ def run(args: argparse.Namespace) -> int:
         return fail("models", str(exc), EXIT_CONFIG)
     rows = [item.to_json() for item in asyncio.run(_evaluate(settings, models, args.model))]
     if args.model is not None and not rows:
-        message = f"no model {args.model!r} in {path or 'the shipped models'} nor outcomes for it"
+        message = (
+            f"no model {args.model!r}{suggest(args.model, models.ids)} in "
+            f"{path or 'the shipped models'} nor outcomes for it"
+        )
         return fail("models", message, EXIT_NOT_FOUND)
     if args.format == "json":
         json.dump({"models": rows}, sys.stdout, indent=2)

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failur
         if not chosen:
             return fail(
                 "rules",
-                f"{source} has no model {args.model!r} (models: {', '.join(models.ids)})",
+                f"{source} {models.no_model(args.model)}",
                 EXIT_USAGE,
             )
     if args.action == "validate":
@@ -142,7 +142,7 @@ def _diff(args: argparse.Namespace) -> int:
         return fail("rules", str(exc), EXIT_CONFIG)
     if args.model:
         missing = [
-            f"{path} has no model {args.model!r} (models: {', '.join(models.ids)})"
+            f"{path} {models.no_model(args.model)}"
             for path, models in ((args.file, old), (args.new_file, new))
             if args.model not in models.ids
         ]

@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failur
     try:
         models = load_model_file(args.models)
         if args.model and args.model not in models.ids:
-            return fail("score", f"{args.models} has no model {args.model!r}", EXIT_USAGE)
+            return fail("score", f"{args.models} {models.no_model(args.model)}", EXIT_USAGE)
         scored: Scored
         if events:
             log, bad = read_events(args.file)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from stream.scoring.spec import ModelFileError, Problem, _Loader, parse_models
+from stream.scoring.spec import ModelFileError, Problem, _Loader, parse_models, suggest
 
 __all__ = ["add_shadow", "promote"]
 
@@ -41,8 +41,9 @@ def _model(raw: dict[str, Any], model_id: str, source: str) -> dict[str, Any]:
     for model in raw["models"]:
         if isinstance(model, dict) and model.get("id") == model_id:
             return model
-    known = ", ".join(str(m.get("id")) for m in raw["models"] if isinstance(m, dict))
-    raise ModelFileError(source, [Problem(message=f"no model {model_id!r} (models: {known})")])
+    ids = [str(m.get("id")) for m in raw["models"] if isinstance(m, dict)]
+    message = f"no model {model_id!r}{suggest(model_id, ids)} (models: {', '.join(ids)})"
+    raise ModelFileError(source, [Problem(message=message)])
 
 
 def add_shadow(

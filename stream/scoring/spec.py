@@ -944,9 +944,12 @@ class ModelSet(Spec):
         if not self.models:
             raise ValueError("field 'models': give at least one model")
         ids = [model.id for model in self.models]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"model ids must be unique: {', '.join(duplicates)} repeated")
+        for index, model_id in enumerate(ids):
+            if model_id in ids[:index]:  # named at its second use, with that line
+                raise ValueError(
+                    f"field 'models.{index}.id': the id {model_id!r} is already used by an "
+                    "earlier model (model ids must be unique)"
+                )
         if self.accounts is not None and self.accounts.model not in ids:
             raise ValueError(
                 f"field 'accounts.model': unknown model {self.accounts.model!r} "
@@ -999,6 +1002,12 @@ class ModelSet(Spec):
             if model.id == model_id:
                 return model
         raise KeyError(model_id)
+
+    def no_model(self, model_id: str) -> str:
+        """Why `model_id` names none of these models, for an error message: `has no model 'x'
+        (did you mean 'y'?) (models: a, b)`."""
+        ids = self.ids
+        return f"has no model {model_id!r}{suggest(model_id, ids)} (models: {', '.join(ids)})"
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -1157,8 +1166,13 @@ def _problem(error: Mapping[str, Any], raw: object, lines: Mapping[_YamlPath, in
     if len(loc) < 2 or loc[0] != "models":
         match = _FIELD_IN_MESSAGE.match(message)
         if match and not loc:  # the file's own checks: "field 'models': ..."
-            where = match[1].split(".")
-            return Problem(field=match[1], message=match[2], line=_line(lines, where))
+            where: list[object] = [int(p) if p.isdigit() else p for p in match[1].split(".")]
+            line = _line(lines, where)
+            if len(where) > 2 and where[0] == "models" and isinstance(where[1], int):
+                models = raw.get("models") if isinstance(raw, Mapping) else None
+                model = _label(models, where[1], "model")
+                return Problem(model=model, field=_dotted(where[2:]), message=match[2], line=line)
+            return Problem(field=match[1], message=match[2], line=line)
         return Problem(field=_dotted(loc), message=message, line=_line(lines, loc))
     models = raw.get("models") if isinstance(raw, Mapping) else None
     model = _label(models, loc[1], "model")

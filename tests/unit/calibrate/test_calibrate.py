@@ -212,7 +212,38 @@ def test_cli_needs_only_the_target(
     assert main(again) == 0
     assert "<table>" in html.read_text()
     assert html.read_text().count("<svg") == 2
-    assert "current model's held-out AUC" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "current model's held-out AUC" in captured.out
+    # the fit after cross-validation reports its pairs too, not only the folds before it
+    assert captured.err.index("cross-validation (folds) 5/5 (100%)") < captured.err.index(
+        "final fit (pairs chosen) 1/1 (100%)"
+    )
+
+
+def test_a_tables_model_joins_the_live_models_as_a_shadow_and_is_promoted(
+    history: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """calibrate a table → score → deploy as a shadow model → promote, as the README shows."""
+    csv, plain, out = tmp_path / "h.csv", tmp_path / "plain.yaml", tmp_path / "models.yaml"
+    history.to_csv(csv, index=False)
+    base = ["calibrate", str(csv), "--target", "converted", "--interactions", "0",
+            "--stream-check", "0"]  # fmt: skip
+    assert main([*base, "--shadow", "b2b"]) == 2  # refused before the fit
+    assert "--shadow 'b2b': a live model has this id" in capsys.readouterr().err
+    assert main([*base, "--base", str(out), "--out", str(out)]) == 2  # --base needs --shadow
+    assert main([*base, "--out", str(plain)]) == 0
+    assert main([*base, "--shadow", "table-next", "--out", str(out)]) == 0
+    assert "the proposal is shadow model 'table-next'" in capsys.readouterr().out
+    models = load_model_file(out)
+    assert models.ids == ("b2b", "consumer", "table-next")
+    challenger, calibrated = models.get("table-next"), load_model_file(plain).get("calibrated")
+    assert challenger.shadow and not models.get("b2b").shadow
+    assert challenger.fit == calibrated.fit and challenger.engagement == calibrated.engagement
+    score = ["score", str(csv), "--models", str(out), "--model", "table-next",
+             "--target", "converted", "--out", str(tmp_path / "scores.csv")]  # fmt: skip
+    assert main(score) == 0
+    assert main(["models", "promote", str(out), "table-next", "--version", "2"]) == 0
+    assert not load_model_file(out).get("table-next").shadow
 
 
 def test_cli_exit_codes(history: pd.DataFrame, tmp_path: Path) -> None:

@@ -42,6 +42,11 @@ def test_the_rules_get_new_points_and_the_stream_ranks_like_the_regression(
     line = next(x for x in printed.splitlines() if x.startswith("stream AUC"))
     assert float(line.rsplit("difference ", 1)[1]) < 0.005
     assert "current model" in printed
+    # a rule that never fired has no close rate: `-`, as in a table's report, never `nan%`
+    assert "nan" not in printed
+    never_fired = [x.split() for x in printed.splitlines() if x.endswith("never fired: kept")]
+    assert never_fired
+    assert all(row[4:6] == ["0", "-"] for row in never_fired)
     model = load_model_file(out).get("b2b")
     assert model.version.endswith(".calibrated")
     shipped = yaml.safe_load(DEFAULT_MODELS.read_text(encoding="utf-8"))
@@ -57,6 +62,22 @@ def test_a_table_and_an_event_log_are_exclusive(history: tuple[Path, Path]) -> N
     assert main(["calibrate", "--events", str(events), "--target", "converted"]) == 2
     assert main(["calibrate", "--events", str(events), "--outcomes", str(truth),
                  "--target", "nope"]) == 3  # fmt: skip
+
+
+def test_the_options_of_the_other_kind_of_calibration_are_refused(
+    history: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--base-model` with a table, `--scale` with an event log: refused by name, not ignored."""
+    events, truth = history
+    out = tmp_path / "model.yaml"
+    table = ["calibrate", str(truth), "--target", "converted", "--out", str(out)]
+    assert main([*table, "--time-column", "at", "--base-model", "b2b"]) == 2
+    assert "--time-column, --base-model: for an event log" in capsys.readouterr().err
+    log = ["calibrate", "--events", str(events), "--outcomes", str(truth),
+           "--target", "converted", "--out", str(out)]  # fmt: skip
+    assert main([*log, "--scale", "100", "--no-monotone", "--exclude", "persona"]) == 2
+    assert "--exclude, --scale, --no-monotone: for a TABLE" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_crm_outcomes_label_every_lead_at_the_moment_it_was_decided() -> None:

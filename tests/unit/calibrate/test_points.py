@@ -115,6 +115,10 @@ def test_grades_set_leads_apart_on_both_tables(datasets: Path, shoppers: pd.Data
         assert min(_shares(fit, list(grades.fit))) >= 0.1  # quartiles of many distinct totals
         text = render(result)
         assert "fit grades (share of held-out leads, converted): A >= " in text
+        # bank has no count of an activity: no engagement grades to show, and the report says so
+        counts = any(feature.is_count for feature in result.card.features)
+        assert ("engagement grades (share of held-out leads, converted): 1 >= " in text) == counts
+        assert ("engagement grades: none to tell apart" in text) == (not counts)
     # the shoppers' engagement: four groups of the page counts' points
     assert list(grades.engagement) == grade_cuts(engagement)
     assert min(_shares(engagement, list(grades.engagement))) >= 0.1

@@ -6,10 +6,13 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from stream.cli import COMMANDS, build_parser, main, subcommands
+
+DEFAULT_MODELS = Path(__file__).resolve().parents[3] / "stream" / "scoring" / "default_models.yaml"
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["worker", "--help"], ["infra", "--help"]])
@@ -77,3 +80,29 @@ def test_every_command_s_help_ends_with_examples_of_that_command() -> None:
                 build_parser().parse_args(words[1:])
             except SystemExit as exc:
                 raise AssertionError(f"the example {line.strip()!r} does not parse") from exc
+
+
+def test_a_misspelt_model_id_is_named_with_the_one_it_may_mean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = str(DEFAULT_MODELS)
+    models = tmp_path / "models.yaml"
+    models.write_text(DEFAULT_MODELS.read_text(encoding="utf-8"), encoding="utf-8")
+    table, outcomes = tmp_path / "t.csv", tmp_path / "o.csv"
+    events = tmp_path / "absent.jsonl"  # --base-model is checked before the history is read
+    table.write_text("industry\nsoftware\n", encoding="utf-8")
+    outcomes.write_text("lead_id,converted\nlead-1,1\n", encoding="utf-8")
+    commands = [
+        ["rules", "explain", shipped, "--model", "b2c"],
+        ["rules", "diff", shipped, str(models), "--model", "b2c"],
+        ["score", str(table), "--models", shipped, "--model", "b2c"],
+        ["calibrate", "--events", str(events), "--outcomes", str(outcomes),
+         "--target", "converted", "--base-model", "b2c"],
+        ["models", "promote", str(models), "b2c", "--version", "2"],
+    ]  # fmt: skip
+    for argv in commands:
+        assert main(argv) in (2, 3), argv
+        err = capsys.readouterr().err
+        assert "no model 'b2c' (did you mean 'b2b'?)" in err, (argv, err)
+        assert "b2b, consumer" in err, (argv, err)
+    assert models.read_text(encoding="utf-8") == DEFAULT_MODELS.read_text(encoding="utf-8")

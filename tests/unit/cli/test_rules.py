@@ -128,4 +128,5 @@ def test_diff_compares_only_the_model_asked_for(
     one = capsys.readouterr().out
     assert "model consumer:" in one and "model b2b" not in one
     assert main([*argv, "--model", "b2c"]) == EXIT_USAGE
-    assert f"{new} has no model 'b2c' (models: b2b, consumer)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{new} has no model 'b2c' (did you mean 'b2b'?) (models: b2b, consumer)" in err

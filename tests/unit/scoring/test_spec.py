@@ -239,7 +239,11 @@ def test_a_file_needs_a_model() -> None:
 
 def test_model_ids_are_unique_in_a_file() -> None:
     doubled = MINIMAL + MINIMAL.split("models:\n", 1)[1]
-    assert "model ids must be unique: b2b repeated" in _error(doubled)
+    second = doubled.count("\n", 0, doubled.rindex("id: b2b")) + 1  # its line, not the file's
+    assert _error(doubled) == (
+        f"models.yaml: line {second}, model 'b2b', field 'id': the id 'b2b' is already used by "
+        "an earlier model (model ids must be unique)"
+    )
 
 
 def test_errors_can_be_pickled(tmp_path: Path) -> None:
