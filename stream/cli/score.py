@@ -126,6 +126,14 @@ def run(args: argparse.Namespace) -> int:  # noqa: PLR0911 - one exit per failur
     from stream.offline.diff import read_events  # noqa: PLC0415
     from stream.scoring import ModelFileError  # noqa: PLC0415
 
+    suffix = Path(args.out).suffix.lower().lstrip(".") if args.out else ""
+    if suffix and suffix not in _FORMATS and not args.format:
+        return fail(
+            "score",
+            f"--out {args.out}: leads are written as csv, json or jsonl; name the file "
+            ".csv, .json or .jsonl, or give --format",
+            EXIT_USAGE,
+        )
     events = Path(args.file).suffix.lower() in _EVENT_SUFFIXES
     if events and args.target and not args.outcomes:
         return fail("score", "an event log's outcomes come from --outcomes FILE", EXIT_USAGE)

@@ -225,6 +225,16 @@ class RangeSpec(Spec):
     def _one_bound(self) -> Self:
         if self.gt is None and self.ge is None and self.lt is None and self.le is None:
             raise ValueError("give at least one of gt, ge, lt, le")
+        lows = [(b, True) for b in (self.gt,) if b is not None] + [
+            (b, False) for b in (self.ge,) if b is not None
+        ]
+        highs = [(b, True) for b in (self.lt,) if b is not None] + [
+            (b, False) for b in (self.le,) if b is not None
+        ]
+        for low, open_low in lows:
+            for high, open_high in highs:
+                if low > high or (low == high and (open_low or open_high)):
+                    raise ValueError(f"no value is {self.describe()}: the rule could never match")
         return self
 
     def contains(self, value: float) -> bool:

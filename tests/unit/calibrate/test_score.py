@@ -194,6 +194,15 @@ def test_what_cannot_be_scored_says_why(
         main(["score", str(partial), "--models", str(model), "--out", str(tmp_path / "p.csv")]) == 0
     )
     assert "custom.Month: no column of the table gives it" in capsys.readouterr().out
+    sheet = tmp_path / "scores.xlsx"
+    assert main(["score", str(rows), "--models", str(model), "--out", str(sheet)]) == 2
+    assert "leads are written as csv, json or jsonl" in capsys.readouterr().err
+    assert not sheet.exists()
+    assert (
+        main(["score", str(rows), "--models", str(model), "--out", str(sheet), "--format", "csv"])
+        == 0
+    )
+    assert sheet.read_text().startswith("lead_id,")
 
 
 def test_a_file_with_one_outcome_scores(

@@ -166,6 +166,18 @@ def test_country_codes_and_keys_that_yaml_1_1_would_turn_into_booleans_stay_text
             "'industry' is text, not a number",
         ),
         (
+            "field: industry, in: [software]",
+            "field: company_size, range: {gt: 50, le: 10}",
+            "models.yaml: line 8, model 'b2b', fit rule 'industry', field 'range'",
+            "no value is > 50 and <= 10: the rule could never match",
+        ),
+        (
+            "field: industry, in: [software]",
+            "field: company_size, range: {ge: 10, lt: 10}",
+            "models.yaml: line 8, model 'b2b', fit rule 'industry', field 'range'",
+            "no value is >= 10 and < 10",
+        ),
+        (
             "decay: {web: 30d, negative: never}",
             "decay: {web: 30 days, negative: never}",
             "models.yaml: line 6, model 'b2b', field 'decay.web'",
@@ -399,3 +411,11 @@ def test_every_problem_of_a_block_style_file_has_the_line_of_its_key(tmp_path: P
         load_model_file(path)
     assert sorted(problem.line or 0 for problem in info.value.problems) == [6, 9, 18, 22]
     assert all(line.startswith(f"{path}: line ") for line in str(info.value).splitlines())
+
+
+def test_a_range_of_one_value_is_allowed() -> None:
+    text = _edit(
+        "{id: industry, field: industry, in: [software], points: 5}",
+        "{id: ten, field: company_size, range: {ge: 10, le: 10}, points: 5}",
+    )
+    assert parse_models(text).get("b2b").fit[0].id == "ten"
