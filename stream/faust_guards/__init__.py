@@ -37,9 +37,6 @@ patches.guard_fetch_batching    AIOKafkaConsumerThread           none filed     
 patches.guard_recovery_flush    Recovery._set_recovery_ended,    none filed       test_patches
                                 Recovery.flush_buffers,
                                 Recovery.buffers
-patches.guard_promoted_standbys Recovery.on_rebalance,           none filed       test_patches
-                                Recovery.standby_tps,
-                                .active_tps, .active_offsets
 patches                         AIOKafkaConsumerThread           none filed       test_patches,
 .guard_fetched_partitions       ._fetch_records, aiokafka                         test_standby
                                 Fetcher.fetched_records (read)
@@ -122,7 +119,6 @@ def install() -> None:
     patches.guard_buffer_flush()
     patches.guard_commit_offsets()
     patches.guard_recovery_flush()
-    patches.guard_promoted_standbys()
     patches.guard_standby_backlog()
     patches.guard_fetched_partitions()
     patches.guard_rocksdb_compression()
