@@ -94,6 +94,11 @@ tables.read                     Store._db_for_partition,         none filed     
 
 Every symbol above is checked against the installed Faust by
 ``tests/unit/faust_guards/test_faust_symbols.py``, so a Faust upgrade fails there first.
+
+With ``guard_fetched_partitions`` and ``guard_standby_backlog`` a standby replica holds every
+changelog record, and a partition promoted from it keeps that copy: Faust's recovery reads on
+from the standby's offset (``test_patches``; ``test_standby`` and scenario 11 with one standby
+replica, ``RELIABILITY.md``, on the real broker).
 """
 
 from __future__ import annotations
