@@ -41,9 +41,6 @@ patches.guard_idle_fetch        aiokafka Fetcher                 none filed     
 patches.guard_recovery_flush    Recovery._set_recovery_ended,    none filed       test_patches
                                 Recovery.flush_buffers,
                                 Recovery.buffers
-patches.guard_promoted_standbys Recovery.on_rebalance,           none filed       test_patches
-                                Recovery.standby_tps,
-                                .active_tps, .active_offsets
 patches                         AIOKafkaConsumerThread           none filed       test_patches,
 .guard_fetched_partitions       ._fetch_records, aiokafka                         test_standby
                                 Fetcher.fetched_records (read)
@@ -101,6 +98,11 @@ tables.read                     Store._db_for_partition,         none filed     
 
 Every symbol above is checked against the installed Faust by
 ``tests/unit/faust_guards/test_faust_symbols.py``, so a Faust upgrade fails there first.
+
+With ``guard_fetched_partitions`` and ``guard_standby_backlog`` a standby replica holds every
+changelog record, and a partition promoted from it keeps that copy: Faust's recovery reads on
+from the standby's offset (``test_patches``; ``test_standby`` and scenario 11 with one standby
+replica, ``RELIABILITY.md``, on the real broker).
 """
 
 from __future__ import annotations
@@ -126,7 +128,6 @@ def install() -> None:
     patches.guard_buffer_flush()
     patches.guard_commit_offsets()
     patches.guard_recovery_flush()
-    patches.guard_promoted_standbys()
     patches.guard_standby_backlog()
     patches.guard_fetched_partitions()
     patches.guard_rocksdb_compression()

@@ -10,8 +10,6 @@ process-wide (installed by ``stream.faust_guards.install``):
 * ``guard_commit_offsets``: ``Consumer._new_offset`` counts each acknowledged offset once;
 * ``guard_recovery_flush``: ``Recovery._set_recovery_ended`` applies every changelog record the
   recovery took before the streams resume;
-* ``guard_promoted_standbys``: ``Recovery.on_rebalance`` restores a partition promoted from a
-  standby replica from the start of its changelog;
 * ``guard_standby_backlog``: ``Recovery.on_recovery_completed`` keeps the standby replicas'
   changelog records queued for the recovery when it resumes the flow;
 * ``guard_fetched_partitions``: ``AIOKafkaConsumerThread._fetch_records`` hands over only the
@@ -340,46 +338,6 @@ def guard_recovery_flush() -> None:
 
     Recovery._set_recovery_ended = _set_recovery_ended
     setattr(Recovery, _RECOVERY_GUARDED, True)
-
-
-# ----------------------------------------------------------------------------- promoted standbys
-
-_PROMOTION_GUARDED = "_leadstream_promoted_standbys"
-
-
-def guard_promoted_standbys() -> None:
-    """Restore a partition this worker held as a standby replica, when it becomes active here,
-    from the start of its changelog instead of trusting the standby's copy.
-
-    A standby replica of Faust 0.15 can miss changelog records: in the rolling replacement
-    with one standby replica a standby that started on a changelog partition holding offsets
-    0..34 applied only 35 onwards (the records that existed when it started never reached the
-    recovery's queue, though the fetch moved past them; where they are dropped is not settled).
-    Its recorded offset then follows the later records, so once promoted it counts itself up
-    to date and the agent scores those leads from no state. Re-reading the whole changelog
-    partition on promotion (the path of any worker taking over a partition it held nothing
-    of) makes the store exact again; records it already holds are written again, in order.
-    The price: a standby replica no longer shortens the takeover."""
-    from faust.tables.recovery import Recovery  # noqa: PLC0415
-
-    if getattr(Recovery, _PROMOTION_GUARDED, False):
-        return
-    original = Recovery.on_rebalance
-
-    async def on_rebalance(
-        self: Any,
-        assigned: Any,
-        revoked: Any,
-        newly_assigned: Any,
-        generation_id: int = 0,
-    ) -> None:
-        held = set(self.standby_tps)
-        await original(self, assigned, revoked, newly_assigned, generation_id)
-        for tp in self.active_tps & held:
-            self.active_offsets[tp] = -1
-
-    Recovery.on_rebalance = on_rebalance
-    setattr(Recovery, _PROMOTION_GUARDED, True)
 
 
 # ----------------------------------------------------------------------------- fetched partitions

@@ -20,8 +20,8 @@ left to read: it stays the fallback and the source of truth.
 Where it runs: inside Faust's recovery of every assignment, in ``Recovery._build_offsets`` for
 the active partitions (after Faust took their high watermarks, before it seeks to the persisted
 offsets), so it waits like every recovery step on a new rebalance, which cancels it. It reads
-each partition from the store's persisted offset (from the start for a partition promoted from a
-standby replica, ``patches.guard_promoted_standbys``) up to the high watermark Faust took, never
+each partition from the store's persisted offset (a partition promoted from a standby replica:
+from the offset its standby copy reached) up to the high watermark Faust took, never
 past it (Faust's consistency check refuses a persisted offset above it). Each fetch's records
 are applied before the next is awaited, and a cancellation only lands on an await, so a store's
 contents and persisted offset always agree. It stops after three quarters of Faust's

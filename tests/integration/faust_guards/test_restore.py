@@ -214,7 +214,7 @@ def test_only_rocksdb_tables_without_a_changelog_callback_are_restored_in_bulk(
     targets = targets_for(tps, tables, {}, dict.fromkeys(tps, 10))
     assert list(targets) == [tps[0]]
     assert targets[tps[0]] == Target(table=plain, start=0, end=10)
-    # from the persisted offset on; -1 (a promoted standby, read again) is from the start
+    # from the persisted offset on; -1 (no record applied) is from the start
     assert targets_for(tps[:1], tables, {tps[0]: 4}, {tps[0]: 10})[tps[0]].start == 5
     assert targets_for(tps[:1], tables, {tps[0]: -1}, {tps[0]: 10})[tps[0]].start == 0
     assert targets_for(tps[:1], tables, {tps[0]: 10}, {tps[0]: 10}) == {}

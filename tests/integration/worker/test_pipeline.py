@@ -114,16 +114,22 @@ def worker_env(settings: Settings) -> dict[str, str]:
 
 
 async def produce(settings: Settings, deliveries: list[Delivery]) -> None:
+    """Send ``deliveries`` to their topics; raise if the broker did not take one of them (the
+    scenarios count what they sent, so a record lost on the way in must fail here, not show as
+    a record the worker lost)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20
     )
     await producer.start()
     try:
-        for delivery in deliveries:
+        sent = [
             await producer.send(
                 settings.topic(delivery.topic), key=delivery.key, value=delivery.value
             )
+            for delivery in deliveries
+        ]
         await producer.flush()
+        await asyncio.gather(*sent)
     finally:
         await producer.stop()
 

@@ -72,12 +72,6 @@ def defined(owner: type, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
         (KafkaProducer, "_settings_extra", ["self"], False),
         (Recovery, "_set_recovery_ended", ["self"], False),
         (Recovery, "flush_buffers", ["self"], False),
-        (
-            Recovery,
-            "on_rebalance",
-            ["self", "assigned", "revoked", "newly_assigned", "generation_id"],
-            True,
-        ),
         (Recovery, "_build_offsets", ["self", "consumer", "tps", "destination", "title"], True),
         (Recovery, "on_recovery_completed", ["self", "generation_id"], True),
         (

@@ -43,7 +43,6 @@ from stream.faust_guards.patches import (
     guard_fetched_partitions,
     guard_idle_fetch,
     guard_producer_idempotence,
-    guard_promoted_standbys,
     guard_read_offsets,
     guard_recovery_flush,
     guard_rocksdb_compression,
@@ -153,7 +152,6 @@ def test_each_guard_patches_once() -> None:
         (guard_fetch_batching, aiokafka.AIOKafkaConsumerThread, ("_create_worker_consumer",)),
         (guard_idle_fetch, Fetcher, ("_proc_fetch_request",)),
         (guard_recovery_flush, Recovery, ("_set_recovery_ended",)),
-        (guard_promoted_standbys, Recovery, ("on_rebalance",)),
         (guard_standby_backlog, Recovery, ("on_recovery_completed",)),
         (guard_fetched_partitions, aiokafka.AIOKafkaConsumerThread, ("_fetch_records",)),
         (guard_producer_idempotence, aiokafka.Producer, ("_settings_extra",)),
@@ -338,11 +336,10 @@ def test_changelog_records_taken_by_the_recovery_are_in_the_store_when_it_ends(
     assert readers.open_databases(table.data)[2].get(b"lead-1") == b"v45"
 
 
-async def test_a_partition_promoted_from_a_standby_is_restored_from_its_changelog_start(
-    tmp_path: Path,
-) -> None:
-    """A standby's copy can miss records while its recorded offset follows later ones: once
-    the partition is active here, it is read again from the changelog's start."""
+async def test_a_partition_promoted_from_a_standby_keeps_its_copy(tmp_path: Path) -> None:
+    """With the guards installed, Faust restores a partition this worker held as a standby
+    replica, once it is active here, from the standby's recorded offset: the copy the standby
+    guards keep complete is kept, and only the records after it are read."""
     faust_guards.install()
     app = faust.App(
         "guards-promotion", broker="kafka://localhost:1", store="rocksdb://", datadir=tmp_path
@@ -365,7 +362,7 @@ async def test_a_partition_promoted_from_a_standby_is_restored_from_its_changelo
     await rebalance(1, [0], [1])
     assert recovery.standby_offsets[promoted] == 40
     await rebalance(2, [0, 1, 2], [])
-    assert recovery.active_offsets[promoted] == -1  # read again from the start
+    assert recovery.active_offsets[promoted] == 40  # the standby's copy, kept
     assert recovery.active_offsets[kept] == 40  # active before: its own store
     assert recovery.active_offsets[other] == 40  # held nothing of it as a standby
 
