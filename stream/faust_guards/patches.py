@@ -180,6 +180,9 @@ def guard_commit_offsets() -> None:
 
 _FETCH_GUARDED = "_leadstream_fetch_guard"
 _IDLE_GUARDED = "_leadstream_idle_fetch_guard"
+_LAST_FETCHES = "_leadstream_last_fetches"
+"""The aiokafka ``Fetcher`` attribute ``guard_idle_fetch`` keeps: broker id → whether its last
+fetch brought records."""
 FETCH_OPTIONS = "leadstream_fetch_options"
 """The app attribute ``guard_fetch_batching`` reads: ``(fetch_min_bytes, fetch_max_wait_ms,
 idle_wait_ms)``."""
@@ -236,10 +239,25 @@ def _on_fetcher(consumer: Any, modes: tuple[tuple[int, int], tuple[int, int]]) -
     consumer.start = start_with_modes
 
 
+def fetch_mode(
+    last: dict[int, bool],
+    node_id: int,
+    brought: bool,
+    modes: tuple[tuple[int, int], tuple[int, int]],
+) -> tuple[int, int]:
+    """The ``(min_bytes, max_wait_ms)`` of the next fetches, once ``node_id``'s fetch brought
+    records or not: one setting serves every broker's next request, so it batches while any
+    broker's last fetch brought records (``last``, updated here)."""
+    last[node_id] = brought
+    return modes[0] if any(last.values()) else modes[1]
+
+
 def guard_idle_fetch() -> None:
-    """A fetch that follows one which brought no records waits for the first record (1 byte)
-    or ``idle_wait_ms``, instead of for ``fetch_min_bytes`` or ``fetch_max_wait_ms``; a fetch
-    that follows one which brought records batches as before.
+    """While the last fetch from every broker brought no records, the next fetches wait for the
+    first record (1 byte) or ``idle_wait_ms``, instead of for ``fetch_min_bytes`` or
+    ``fetch_max_wait_ms``; once any broker's fetch brings records, fetches batch as before
+    (aiokafka puts one setting in every broker's request, so a busy broker's fetches never
+    stop batching because another broker is idle).
 
     With fetches held for 64 KiB or 10 ms (``guard_fetch_batching``) an idle worker fetched
     every 10 ms, each fetch naming every assigned partition and parsed in Python: 72 fetches and
@@ -262,7 +280,10 @@ def guard_idle_fetch() -> None:
         brought = await original(self, assignment, node_id, request)
         modes = getattr(self, FETCH_MODES, None)
         if modes is not None:
-            self._fetch_min_bytes, self._fetch_max_wait_ms = modes[0] if brought else modes[1]
+            last = self.__dict__.setdefault(_LAST_FETCHES, {})
+            self._fetch_min_bytes, self._fetch_max_wait_ms = fetch_mode(
+                last, node_id, bool(brought), modes
+            )
         return brought
 
     Fetcher._proc_fetch_request = _proc_fetch_request

@@ -37,6 +37,7 @@ from stream.faust_guards import readers
 from stream.faust_guards.delivery import guard_eager_delivery
 from stream.faust_guards.local_stores import install_write_tracking
 from stream.faust_guards.patches import (
+    fetch_mode,
     guard_buffer_flush,
     guard_commit_offsets,
     guard_fetch_batching,
@@ -655,3 +656,13 @@ def test_a_dictionary_makes_the_stored_lead_states_smaller(tmp_path: Path) -> No
     plain = sst_bytes("plain", {"compression": "zstd"})
     with_dict = sst_bytes("dict", {"compression": "zstd", "compression_dict_bytes": 16384})
     assert 0 < with_dict < 0.95 * plain
+
+
+def test_fetches_batch_while_any_brokers_last_fetch_brought_records() -> None:
+    modes = ((64 * 1024, 10), (1, 100))
+    last: dict[int, bool] = {}
+    assert fetch_mode(last, 1, False, modes) == (1, 100)  # the only broker is idle
+    assert fetch_mode(last, 2, True, modes) == (64 * 1024, 10)
+    assert fetch_mode(last, 1, False, modes) == (64 * 1024, 10)  # broker 2 is still busy
+    assert fetch_mode(last, 2, False, modes) == (1, 100)  # now both are idle
+    assert fetch_mode(last, 1, True, modes) == (64 * 1024, 10)
