@@ -16,6 +16,11 @@ partition has its output (the seconds until then are printed too).
     .venv/bin/python -m stream.bench.profile_worker --raw out.txt   # keep py-spy's raw stacks
     .venv/bin/python -m stream.bench.profile_worker --worker recovery --events 20000 --leads 300000
     .venv/bin/python -m stream.bench.profile_worker --rate 700 --seconds 15   # a steady stream
+    .venv/bin/python -m stream.bench.profile_worker --rate 700 --counts   # + records per topic
+
+With ``--counts`` the worker is left to finish what it was sent, and the records each topic
+holds afterwards are printed, per source record: what one event costs in records produced
+(internal, outputs, changelogs), on a steady stream or a backlog.
 
 With ``--rate R`` nothing is loaded beforehand: after the warm-up the records are sent at R per
 second while the worker is sampled, so the profile is that of a worker offered a steady stream
@@ -38,6 +43,8 @@ import time
 import uuid
 from pathlib import Path
 
+from aiokafka import TopicPartition
+
 from stream.bench.baselines import KINDS, output_topic
 from stream.bench.data import build_traffic, produce
 from stream.bench.run import (
@@ -52,7 +59,7 @@ from stream.bench.run import (
     read_changelog,
     wait_probes,
 )
-from stream.kafka import clients
+from stream.kafka import clients, topics
 from stream.kafka.admin import ensure_topics
 from stream.settings import Settings
 
@@ -89,6 +96,35 @@ async def load(settings: Settings, events: int) -> None:
 def py_spy() -> str:
     """The py-spy executable (on the PATH, else next to this Python)."""
     return shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+
+
+async def topic_counts(settings: Settings) -> str:
+    """Records in every topic of this run, in all and per source record."""
+    admin = await clients.admin(settings)
+    try:
+        names = [
+            n
+            for n in await admin.list_topics()
+            if n.startswith(settings.topic_prefix) or n.startswith(settings.app_id)
+        ]
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    parts = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
+    async with clients.consumer(settings, group_id=None) as consumer:
+        ends = await consumer.end_offsets(parts)
+    per_topic: collections.Counter[str] = collections.Counter()
+    for tp, end in ends.items():
+        per_topic[tp.topic] += end
+    sources = {settings.topic(spec.name) for spec in topics.SOURCES}
+    source_total = sum(per_topic[n] for n in sources) or 1
+    lines = [f"records per topic ({source_total:,} source records):"]
+    lines += [
+        f"{count:>10,}  {count / source_total:6.3f} per source record  {name}"
+        for name, count in per_topic.most_common()
+        if count
+    ]
+    return "\n".join(lines)
 
 
 async def fill(settings: Settings, events: int, leads: int, work: Path) -> None:
@@ -170,7 +206,7 @@ async def sample_at_rate(
     print(f"sent {sent:,} records in {elapsed:.1f} s ({sent / elapsed:,.0f}/s)", file=sys.stderr)
 
 
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--seconds", type=int, default=20, help="sampling time")
@@ -187,9 +223,26 @@ def main() -> int:
     parser.add_argument(
         "--rate", type=float, help="send records at this rate while sampling (no backlog)"
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="sample only the thread holding the GIL (py-spy --gil): a thread waiting for the "
+        "interpreter, such as Faust's consumer thread after a socket write, is not counted",
+    )
+    parser.add_argument(
+        "--counts",
+        action="store_true",
+        help="let the pipeline worker finish, then print the records in each topic",
+    )
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = _arguments()
     spy = py_spy()
     record = [spy, "record", "-f", "raw", "--nonblocking", "-d", str(args.seconds)]
+    if args.gil:
+        record.append("--gil")
     token = uuid.uuid4().hex[:8]
     settings = Settings().model_copy(
         update={"app_id": f"profile-{token}", "topic_prefix": f"profile{token}."}
@@ -225,6 +278,10 @@ def main() -> int:
                 check=True,
                 capture_output=True,
             )
+        if args.counts and args.worker == "pipeline":
+            asyncio.run(drain(settings, worker.alive, 600, internal=True))
+            counts = asyncio.run(topic_counts(settings))
+            print(counts, file=sys.stderr)
     finally:
         worker.stop()
         asyncio.run(delete_topics(settings, [settings.topic_prefix, settings.app_id]))

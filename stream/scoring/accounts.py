@@ -561,9 +561,12 @@ def _crossing(state: AccountState, rules: AccountRules) -> float | None:
     segment = start
     for boundary in [*expiries, math.inf]:
         constant = steady + spec.contact_points * min(engaged, spec.max_contacts)
-        found = decay.first_below(terms, constant, threshold, segment)
+        # the first whole second below, which is the microsecond search's second rounded up
+        # even when that microsecond falls just before the boundary: the next segment's sum,
+        # as low or lower (a contact fewer), is then below at the boundary, whose second it is
+        found = decay.first_second_below(terms, constant, threshold, segment)
         if found is not None and found < boundary:
-            return float(math.ceil(found))
+            return found
         segment = boundary
         engaged -= 1
     return None

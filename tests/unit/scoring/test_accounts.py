@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -48,6 +49,7 @@ from stream.scoring.accounts import (
     next_account_crossing,
     rules_of,
 )
+from stream.scoring.decay import first_below
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 MODELS = load_default_models()
@@ -420,3 +422,128 @@ def test_a_broken_accounts_section_names_each_problem() -> None:
     text = str(raised.value)
     assert "accounts.roles[0].regex" in text and "not a valid regular expression" in text
     assert "accounts.stages.engaged" in text and "must not be above promote_at" in text
+
+
+CONTACT_MODELS = parse_models(
+    resources.files("stream.scoring")
+    .joinpath("default_models.yaml")
+    .read_text(encoding="utf-8")
+    .replace("contact_points: 0 ", "contact_points: 20 ")
+)
+"""The default models with points per engaged contact: a member leaving the engaged window
+lowers the account's score, so the crossing search runs in segments between the expiries."""
+
+
+def _crossing_by_microseconds(state: AccountState) -> tuple[float | None, float | None]:
+    """The account crossing as it was searched before the whole-second search (the first
+    microsecond below in each segment between members' engagement expiries, rounded up), and
+    the first segment's microsecond crossing, wherever it falls."""
+    rules = rules_of(CONTACT_MODELS)
+    level = {AccountStage.ENGAGED: 1, AccountStage.MQA: 2}.get(state.stage, 0)
+    if not level or any(m.stage is not Stage.LEAD for m in state.members.values()):
+        return None, None
+    threshold = rules.levels[level - 1].demote_below
+    spec = rules.spec
+    start = state.as_of
+    view = state.view(rules, start)
+    terms = [(s, m.at, k) for m in state.members.values() for k, s in m.terms if s > 0.0]
+    negative = math.fsum(
+        s * math.exp(-k * (start - m.at))
+        for m in state.members.values()
+        for k, s in m.terms
+        if s < 0
+    )
+    steady = view.fit + view.role_points + negative
+    steady += math.fsum(m.steady for m in state.members.values())
+    expiries = sorted(
+        m.active + spec.engaged_within
+        for m in state.members.values()
+        if m.active is not None and m.active + spec.engaged_within > start
+    )
+    engaged = len(expiries)
+    segment = start
+    first_segment = None
+    for boundary in [*expiries, math.inf]:
+        constant = steady + spec.contact_points * min(engaged, spec.max_contacts)
+        found = first_below(terms, constant, threshold, segment)
+        if segment == start:
+            first_segment = found
+        if found is not None and found < boundary:
+            return float(math.ceil(found)), first_segment
+        segment = boundary
+        engaged -= 1
+    return None, first_segment
+
+
+_DAY = 86_400.0
+_members = st.lists(
+    st.tuples(
+        st.floats(0, 20 * _DAY),  # the member's latest event, after the account's start
+        st.lists(
+            st.tuples(st.sampled_from([RATE, math.log(2) / (7 * _DAY)]), st.floats(-20, 200)),
+            max_size=2,
+        ),
+        st.floats(0, 30),  # steady points
+        st.one_of(st.none(), st.floats(-40 * _DAY, 20 * _DAY)),  # last action
+        st.sampled_from([(), ("decision_maker",), ("champion", "user")]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+def _account(members: list[Any], stage: AccountStage, as_of: float) -> AccountState:
+    start = 1.7e9
+    return AccountState(
+        as_of=as_of,
+        stage=stage,
+        members={
+            f"lead-{i}": Member(
+                at=start + at,
+                terms=tuple(terms),
+                steady=steady,
+                active=None if active is None else start + active,
+                roles=roles,
+            )
+            for i, (at, terms, steady, active, roles) in enumerate(members)
+        },
+    )
+
+
+def _found(state: AccountState) -> float | None:
+    got = next_account_crossing(state, CONTACT_MODELS)
+    return None if got is None else got.timestamp()
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    _members,
+    st.sampled_from([AccountStage.ENGAGED, AccountStage.MQA]),
+    st.floats(0, 25 * _DAY),
+    st.floats(1e-7, 0.999),
+)
+def test_the_account_crossing_is_the_microsecond_search_rounded_up(
+    members: list[Any], stage: AccountStage, later: float, short: float
+) -> None:
+    """The whole-second search gives the second the microsecond search gave, to the bit, on
+    random buying groups with points per engaged contact: members leaving the engaged window
+    split the search into segments. Each state is tried again with one more member whose
+    window ends `short` of a second after the first crossing found: a crossing between a
+    segment's last microsecond and its boundary must stay in that segment, though its whole
+    second is past the boundary."""
+    as_of = 1.7e9 + later
+    state = _account(members, stage, as_of)
+    expected, _ = _crossing_by_microseconds(state)
+    assert _found(state) == expected
+    # the members not engaged but for one more (last active at `as_of`), whose window is then
+    # moved to end just after the first segment's microsecond crossing, before its second
+    window = CONTACT_MODELS.accounts.engaged_within  # type: ignore[union-attr]
+    joined = [(at, terms, steady, None, roles) for at, terms, steady, _, roles in members]
+    joined.append((later, [], 0.0, later, ()))  # the one engaged member
+    _, exact = _crossing_by_microseconds(_account(joined, stage, as_of))
+    if exact is None or exact == math.ceil(exact) or exact <= as_of:
+        return
+    ends = exact + short * (math.ceil(exact) - exact)
+    joined[-1] = (later, [], 0.0, ends - window - 1.7e9, ())
+    edged = _account(joined, stage, as_of)
+    assert _found(edged) == _crossing_by_microseconds(edged)[0]
