@@ -1,7 +1,7 @@
 """The cost of a lead's decay-crossing search, on the states of the scoring bench's stream.
 
     .venv/bin/python -m stream.bench.crossing [--leads 2000] [--events 40000] [--seed 7]
-        [--repeat 5]
+        [--repeat 5] [--accounts]
 
 A worker asks, after every batch and for every lead it scored, when decay will next take the
 lead across a threshold (`next_crossing_all`: the MQL demotion threshold of a lead in MQL, and
@@ -12,6 +12,11 @@ in the process's CPU time, the two searches the core has had: `first_below` on t
 grid rounded up to the whole second, and `first_second_below` on the whole-second grid. It
 checks that both give the same value for every search, counts the evaluations of the sum each
 makes, and prints µs per search for each.
+
+With `--accounts` the searches are those of the accounts instead: the stream's leads rolled up
+to their accounts (`score_accounts`, as a worker applies member updates), and after every
+update the search for the account's next demotion (`next_account_crossing`: one search per
+segment between members leaving the engaged window).
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ from typing import Any
 
 from stream.bench.apply import build_stream
 from stream.model_files import load_default_models
-from stream.scoring import LeadState, ModelState, apply_all, decay, engine
+from stream.scoring import (
+    LeadState,
+    ModelState,
+    account_history,
+    accounts,
+    apply_all,
+    decay,
+    engine,
+)
 
 Search = tuple[list[decay.Term], float, float, float]
 """`(terms, constant, threshold, after)`: one question `first_below` answers."""
@@ -62,6 +75,29 @@ def searches(leads: int, events: int, seed: int) -> list[Search]:
         if state is not None:
             with _swapped(engine, "_first_below", record):
                 engine.next_crossing_all(state)
+    return found
+
+
+def account_searches(leads: int, events: int, seed: int) -> list[Search]:
+    """Every search `next_account_crossing` makes of an account after each member update."""
+    models = load_default_models()
+    found: list[Search] = []
+    real_search = decay.first_second_below
+    real_apply = account_history.apply_members
+
+    def record(terms: list[decay.Term], constant: float, threshold: float, after: float) -> Any:
+        found.append((list(terms), constant, threshold, after))
+        return real_search(terms, constant, threshold, after)
+
+    def apply_members(*args: Any, **kwargs: Any) -> Any:
+        step = real_apply(*args, **kwargs)
+        if step.state is not None:
+            with _swapped(decay, "first_second_below", record):
+                accounts.next_account_crossing(step.state, models)
+        return step
+
+    with _swapped(account_history, "apply_members", apply_members):
+        account_history.score_accounts(build_stream(leads, events, seed), models)
     return found
 
 
@@ -104,14 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=40_000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--accounts", action="store_true", help="the accounts' searches")
     args = parser.parse_args(argv)
-    items = searches(args.leads, args.events, args.seed)
+    collect = account_searches if args.accounts else searches
+    items = collect(args.leads, args.events, args.seed)
     if not items:
         print("no crossing searches on this stream")
         return 1
     differ = sum(rounded_up(*item) != decay.first_second_below(*item) for item in items)
     print(
-        f"{len(items):,} crossing searches from {args.events:,} events for {args.leads:,} leads "
+        f"{len(items):,} {'account ' if args.accounts else ''}crossing searches from "
+        f"{args.events:,} events for {args.leads:,} leads "
         f"(seed {args.seed}); results that differ: {differ}"
     )
     for label, search in (

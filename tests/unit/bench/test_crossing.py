@@ -25,3 +25,18 @@ def test_a_small_run_prints_both_searches(capsys: pytest.CaptureFixture[str]) ->
         "first_below, rounded up",
         "first_second_below",
     ]
+
+
+def test_the_account_searches_are_those_of_the_accounts_after_each_update() -> None:
+    items = crossing.account_searches(60, 1_500, 7)
+    assert items, "the bench's stream makes accounts reach a scored stage"
+    for terms, constant, threshold, after in items:
+        assert all(s > 0.0 for s, _, _ in terms)  # negative terms are in the constant
+        expected = crossing.rounded_up(terms, constant, threshold, after)
+        assert decay.first_second_below(terms, constant, threshold, after) == expected
+
+
+def test_a_small_accounts_run_prints_both_searches(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--leads", "60", "--events", "1500", "--repeat", "1", "--accounts"]
+    assert crossing.main(args) == 0
+    assert "account crossing searches" in capsys.readouterr().out.splitlines()[0]
