@@ -83,7 +83,7 @@ def account_searches(leads: int, events: int, seed: int) -> list[Search]:
     models = load_default_models()
     found: list[Search] = []
     real_search = decay.first_second_below
-    real_apply = account_history.apply_members
+    real_apply = accounts.apply_members  # what `account_history` calls, swapped there below
 
     def record(terms: list[decay.Term], constant: float, threshold: float, after: float) -> Any:
         found.append((list(terms), constant, threshold, after))
