@@ -30,6 +30,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import os
 import time
 from collections import OrderedDict
@@ -59,6 +60,8 @@ from stream.connect.destination import (
 )
 from stream.errors import ConfigurationError
 from stream.logmask import mask
+from stream.model_files import load_default_models, load_model_file
+from stream.scoring.spec import suggest
 from stream.settings import Settings
 
 __all__ = [
@@ -74,7 +77,10 @@ __all__ = [
     "option_secrets",
     "parse_secret",
     "sign",
+    "unknown_models",
 ]
+
+log = logging.getLogger(__name__)
 
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 - the prefix, not a secret
 DEFAULT_RATE_PER_S: Final = 5000.0
@@ -181,6 +187,35 @@ class _EndpointsFile(BaseModel):
     endpoints: list[_EndpointEntry] = Field(min_length=1)
 
 
+def unknown_models(endpoints: Sequence[Endpoint], known: Sequence[str]) -> list[str]:
+    """A line for every model an endpoint's filter names that the model file does not have:
+    such a filter matches no stage change, so the endpoint would get none of them."""
+    lines = []
+    for endpoint in endpoints:
+        for model in sorted(endpoint.models - set(known)):
+            lines.append(
+                f"the endpoint {mask(endpoint.url)!r} takes only changes of model {model!r}, "
+                f"which the model file does not have{suggest(model, known)}; its models are "
+                f"{', '.join(known)}"
+            )
+    return lines
+
+
+def _check_models(endpoints: Sequence[Endpoint], settings: Settings) -> None:
+    """Warn of model filters that name no model of the worker's model file
+    (LEADSTREAM_MODELS_PATH, else the default models)."""
+    if not any(e.models for e in endpoints):
+        return
+    path = settings.models_path
+    try:
+        known = (load_model_file(path) if path else load_default_models()).ids
+    except Exception as exc:
+        log.warning("model filters not checked: cannot read the model file %s (%s)", path, exc)
+        return
+    for line in unknown_models(endpoints, known):
+        log.warning("%s", line)
+
+
 def make_endpoint(
     url: str,
     secret: str,
@@ -267,6 +302,7 @@ def from_options(args: argparse.Namespace, settings: Settings) -> WebhookDestina
         if not secret:
             raise ConfigurationError("give --secret or set LEADSTREAM_CONNECT_WEBHOOK_SECRET")
         endpoints = [make_endpoint(args.url, secret, args.model, args.stage, args.event)]
+    _check_models(endpoints, settings)
     return WebhookDestination(
         endpoints,
         timeout_s=settings.connect_timeout_s,

@@ -171,3 +171,55 @@ def test_an_endpoint_of_account_events_needs_the_connector_to_read_them(
     argv = ["connect", "webhook", "--url", "https://abm.example.com/in"]
     assert main([*argv, "--event", "account.stage_changed"]) == EXIT_CONFIG
     assert "takes account.stage_changed only" in capsys.readouterr().err
+
+
+def _webhook_args(*models: str) -> argparse.Namespace:
+    return argparse.Namespace(
+        endpoints=None,
+        url="https://hooks.example.com/leads",
+        secret="whsec_" + "a" * 32,
+        model=list(models),
+        stage=[],
+        event=[],
+    )
+
+
+def test_a_model_filter_naming_no_model_of_the_file_is_warned_of(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A misspelt `--model` would match no stage change: the start names it, with the model
+    it most likely meant."""
+    from stream.connect import webhook
+
+    with caplog.at_level("WARNING", logger="stream.connect.webhook"):
+        destination = webhook.from_options(_webhook_args("b2bb", "consumer"), Settings())
+    assert destination is not None
+    warned = [r.getMessage() for r in caplog.records if r.name == "stream.connect.webhook"]
+    assert len(warned) == 1
+    assert "model 'b2bb'" in warned[0]
+    assert "did you mean 'b2b'?" in warned[0]
+    assert "'consumer'" not in warned[0]
+
+
+def test_model_filters_of_the_file_are_not_warned_of(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    from stream.connect import webhook
+    from stream.model_files import load_default_models
+
+    with caplog.at_level("WARNING", logger="stream.connect.webhook"):
+        webhook.from_options(_webhook_args(*load_default_models().ids), Settings())
+    assert not [r for r in caplog.records if r.name == "stream.connect.webhook"]
+    # a model file of the user's own: its ids are the ones checked
+    own = tmp_path / "models.yaml"
+    own.write_text(
+        (Path(webhook.__file__).parents[1] / "scoring" / "default_models.yaml")
+        .read_text(encoding="utf-8")
+        .replace("id: b2b\n", "id: enterprise\n")
+        .replace("model: b2b ", "model: enterprise ")
+    )
+    with caplog.at_level("WARNING", logger="stream.connect.webhook"):
+        webhook.from_options(_webhook_args("enterprise"), Settings(models_path=own))
+        webhook.from_options(_webhook_args("b2b"), Settings(models_path=own))
+    warned = [r.getMessage() for r in caplog.records if r.name == "stream.connect.webhook"]
+    assert len(warned) == 1 and "model 'b2b'" in warned[0]
