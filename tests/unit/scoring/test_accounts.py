@@ -34,6 +34,7 @@ from stream.scoring import (
     ModelFileError,
     StateFormatError,
     apply_all,
+    decay,
     merge_lead_states,
     parse_models,
 )
@@ -42,6 +43,7 @@ from stream.scoring.accounts import (
     AccountState,
     Member,
     MemberUpdate,
+    _crossing,
     advance_account,
     apply_members,
     member_of,
@@ -49,7 +51,6 @@ from stream.scoring.accounts import (
     next_account_crossing,
     rules_of,
 )
-from stream.scoring.decay import first_below
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 MODELS = load_default_models()
@@ -434,45 +435,21 @@ CONTACT_MODELS = parse_models(
 lowers the account's score, so the crossing search runs in segments between the expiries."""
 
 
-def _crossing_by_microseconds(state: AccountState) -> tuple[float | None, float | None]:
-    """The account crossing as it was searched before the whole-second search (the first
-    microsecond below in each segment between members' engagement expiries, rounded up), and
-    the first segment's microsecond crossing, wherever it falls."""
-    rules = rules_of(CONTACT_MODELS)
-    level = {AccountStage.ENGAGED: 1, AccountStage.MQA: 2}.get(state.stage, 0)
-    if not level or any(m.stage is not Stage.LEAD for m in state.members.values()):
-        return None, None
-    threshold = rules.levels[level - 1].demote_below
-    spec = rules.spec
-    start = state.as_of
-    view = state.view(rules, start)
-    terms = [(s, m.at, k) for m in state.members.values() for k, s in m.terms if s > 0.0]
-    negative = math.fsum(
-        s * math.exp(-k * (start - m.at))
-        for m in state.members.values()
-        for k, s in m.terms
-        if s < 0
-    )
-    steady = view.fit + view.role_points + negative
-    steady += math.fsum(m.steady for m in state.members.values())
-    expiries = sorted(
-        m.active + spec.engaged_within
-        for m in state.members.values()
-        if m.active is not None and m.active + spec.engaged_within > start
-    )
-    engaged = len(expiries)
-    segment = start
-    first_segment = None
-    for boundary in [*expiries, math.inf]:
-        constant = steady + spec.contact_points * min(engaged, spec.max_contacts)
-        found = first_below(terms, constant, threshold, segment)
-        if segment == start:
-            first_segment = found
-        if found is not None and found < boundary:
-            return float(math.ceil(found)), first_segment
-        segment = boundary
-        engaged -= 1
-    return None, first_segment
+def _by_microseconds(state: AccountState) -> float | None:
+    """The crossing as the microsecond search found it, unrounded: the same stretches between
+    members leaving the engaged window, each searched with `first_below` (as before the
+    whole-second search) and taken when it is before the stretch's end."""
+    real = decay.first_second_below
+    decay.first_second_below = decay.first_below
+    try:
+        return _crossing(state, rules_of(CONTACT_MODELS))
+    finally:
+        decay.first_second_below = real
+
+
+def _rounded_up(exact: float | None) -> float | None:
+    """The whole second the microsecond search gave: its crossing rounded up."""
+    return None if exact is None else float(math.ceil(exact))
 
 
 _DAY = 86_400.0
@@ -532,22 +509,21 @@ def test_the_account_crossing_is_the_microsecond_search_rounded_up(
     """The whole-second search gives the second the microsecond search gave, to the bit, on
     random buying groups with points per engaged contact: members leaving the engaged window
     split the search into segments. Each state is tried again with one more member whose
-    window ends `short` of a second after the first crossing found: a crossing between a
-    segment's last microsecond and its boundary must stay in that segment, though its whole
-    second is past the boundary."""
+    window ends `short` of a second after the microsecond crossing: a crossing between a
+    segment's last microsecond and its boundary must give the same second, though that second
+    is past the boundary."""
     as_of = 1.7e9 + later
     state = _account(members, stage, as_of)
-    expected, _ = _crossing_by_microseconds(state)
-    assert _found(state) == expected
+    assert _found(state) == _rounded_up(_by_microseconds(state))
     # the members not engaged but for one more (last active at `as_of`), whose window is then
-    # moved to end just after the first segment's microsecond crossing, before its second
+    # moved to end just after the microsecond crossing, before its second
     window = CONTACT_MODELS.accounts.engaged_within  # type: ignore[union-attr]
     joined = [(at, terms, steady, None, roles) for at, terms, steady, _, roles in members]
     joined.append((later, [], 0.0, later, ()))  # the one engaged member
-    _, exact = _crossing_by_microseconds(_account(joined, stage, as_of))
+    exact = _by_microseconds(_account(joined, stage, as_of))
     if exact is None or exact == math.ceil(exact) or exact <= as_of:
         return
     ends = exact + short * (math.ceil(exact) - exact)
     joined[-1] = (later, [], 0.0, ends - window - 1.7e9, ())
     edged = _account(joined, stage, as_of)
-    assert _found(edged) == _crossing_by_microseconds(edged)[0]
+    assert _found(edged) == _rounded_up(_by_microseconds(edged))
