@@ -33,6 +33,7 @@ from schemas.errors import DecodeError
 from stream import faust_guards
 from stream.app import faust_options
 from stream.bench.cpu import CpuMeter
+from stream.faust_guards.batches import take_batches
 from stream.faust_guards.patches import guard_skipped_acks
 from stream.faust_guards.sending import DirectSender
 from stream.kafka import clients, topics
@@ -102,7 +103,7 @@ def create_baseline_app(settings: Settings, kind: str) -> faust.App:
     async def batched(stream: Any) -> AsyncIterator[None]:
         sender = DirectSender(app)
         out_name = output_topic(settings, kind)
-        batches = stream.take_events(settings.batch_max, settings.batch_within_s)
+        batches = take_batches(stream, settings.batch_max, settings.batch_within_s)
         async for items in batches:
             now = datetime.now(UTC)
             for item in items:

@@ -68,6 +68,7 @@ from schemas.internal import (
 )
 from schemas.outputs import DeadLetter, LeadErasedRecord, ScoreUpdated, StageChanged
 from stream import metrics
+from stream.faust_guards.batches import take_batches
 from stream.faust_guards.changelog import ChangelogWriter
 from stream.faust_guards.patches import leave_unacknowledged
 from stream.faust_guards.sending import DirectSender
@@ -903,7 +904,7 @@ class LeadProcessor:
             await self.to_internal(event.lead_id, event)
 
     async def process(self, stream: Any) -> AsyncIterator[None]:
-        batches = stream.take_events(self.settings.batch_max, self.settings.batch_within_s)
+        batches = take_batches(stream, self.settings.batch_max, self.settings.batch_within_s)
         async for events in batches:
             try:
                 await self.handle_batch(events)
