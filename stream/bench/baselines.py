@@ -7,9 +7,9 @@
 - ``naive``: the same agent plus one table write per event (a per-lead counter): one changelog
   message per event, as a first stateful Faust agent would do it.
 - ``batched``: the bare agent with the worker's Faust guards and its way of reading and sending:
-  records taken in batches (``stream.take_events``, the worker's batch settings) and sent
-  straight to the producer (``stream.faust_guards.sending``). What is left is the price of
-  Faust's per-record path, which every record the worker reads pays.
+  records taken in batches (``faust_guards.batches.take_batches``, the worker's batch settings)
+  and sent straight to the producer (``stream.faust_guards.sending``). What is left is the price
+  of Faust's per-record path, which every record the worker reads pays.
 
 The Faust baselines use the worker's own Faust options (``stream.app.faust_options``), so only
 the agent differs from the pipeline. Run one with ``python -m stream.bench.baselines KIND``

@@ -10,7 +10,8 @@ Faust symbols: ``Consumer`` is ``faust.transport.consumer.Consumer``, ``Producer
 ``Topic`` ``faust.topics.Topic``, ``Store`` ``faust.stores.rocksdb.Store``, ``RocksDBOptions``
 ``faust.stores.rocksdb.RocksDBOptions``, ``Recovery`` ``faust.tables.recovery.Recovery``,
 ``Service`` ``mode.Service`` (the base of Faust's services).
-``tables.writing_for`` is used by an agent that applies its records in batches, ``sending`` by
+``batches.take_batches`` and ``tables.writing_for`` are used by an agent that takes and applies
+its records in batches, ``sending`` by
 one that sends bytes records without ``Topic.send``'s per-record wrapping, ``restore.enable`` by
 an app that restores its tables in bulk, ``sensors.quiet_monitor`` by the app factory,
 ``vital.exit_within`` by ``leadstream worker``. Tests are in ``tests/unit/faust_guards/``
@@ -89,6 +90,13 @@ vital.guard_vital_services      Service.crash, ._crash,          none filed     
                                 ProducerBuffer,
                                 TransactionManager,
                                 TableManager, Recovery
+batches.take_batches            Stream.channel, ._active_agens,  none filed       test_batches
+                                ._on_*_in/_out, channel queue    (a cost)
+                                (get_nowait, _errors), App
+                                .flow_control,
+                                .consumer_generation_id,
+                                .topics._acking_topics,
+                                Consumer._unacked_messages
 tables.writing_for              faust.streams._current_event     faust-streaming  test_tables
                                 (read by current_event())        #497
 tables.read                     Store._db_for_partition,         none filed       test_tables

@@ -55,9 +55,10 @@ def guard_skipped_acks() -> None:
 def leave_unacknowledged(events: Any) -> None:
     """Have ``guard_skipped_acks`` refuse the acknowledgement of ``events`` (Faust events taken
     in a batch) so their offsets stay uncommitted and they are read again. For a batch whose
-    handling was interrupted (the worker stopping mid-batch): Faust's ``take_events`` acknowledges
-    every event of the batch it handed out when its generator is closed, handled or not, and the
-    commit at shutdown would then skip the unhandled ones for good."""
+    handling was interrupted (the worker stopping mid-batch): ``batches.take_batches``, like
+    Faust's ``take_events``, acknowledges every event of the batch it handed out when its
+    generator is closed, handled or not, and the commit at shutdown would then skip the
+    unhandled ones for good."""
     for event in events:
         event.message.tracked = False
 

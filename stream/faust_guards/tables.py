@@ -2,11 +2,12 @@
 
 Faust finds the partition a table write belongs to (its local store and its changelog message)
 from the event the stream is handing out at the time (``faust.streams.current_event``). An agent
-that takes its records in batches (``stream.take_events``) writes after the batch was handed out,
-when no event is current, and Faust refuses: "Cannot modify table key from outside of stream
-iteration" (or, in the RocksDB store, an assertion). ``writing_for(event)`` makes ``event`` the
-current event for the writes in its block, so each write lands on the partition of the event it
-belongs to, exactly as if it were made while that event was iterated.
+that takes its records in batches (``stream.take_events``, ``batches.take_batches``) writes
+after the batch was handed out, when no event is current, and Faust refuses: "Cannot modify
+table key from outside of stream iteration" (or, in the RocksDB store, an assertion).
+``writing_for(event)`` makes ``event`` the current event for the writes in its block, so each
+write lands on the partition of the event it belongs to, exactly as if it were made while that
+event was iterated.
 
 ``read(table, key)`` reads a key of a raw RocksDB table (bytes keys and values, ``raw``
 serialisers) from the store of the current event's partition directly, as Faust's store does

@@ -147,9 +147,7 @@ async def test_an_interrupted_batch_left_unacknowledged_is_not_acknowledged() ->
     assert source.consumer._acked[PART] == []
 
 
-async def test_the_stream_stopping_closes_the_batches_and_acknowledges_the_one_handed_out() -> (
-    None
-):
+async def test_the_stream_stopping_closes_the_batches_and_acknowledges_the_one_handed_out() -> None:
     source = Source()
     source.put(0)
     batches = take_batches(source.stream, 100, 0.01)
