@@ -19,7 +19,8 @@ stream iterator gives it (``faust._cython.streams.StreamIterator``, ``Stream._py
   set, the sensors' ``on_message_in``), so the rebalance waits for it (``stream_wait_empty``);
 - the sensors' ``on_stream_event_in`` and, at acknowledgement, ``on_stream_event_out`` and
   ``on_message_out``;
-- an error thrown into the channel is raised.
+- an error thrown into the channel is raised, and the end of the channel (the stream stopping)
+  ends the batches; the events of a batch not handed out then are read again.
 
 As in ``take_events``, every event of a batch is acknowledged when the batch is handed back,
 including when its handling raised or was cancelled (``patches.leave_unacknowledged`` marks a
@@ -77,6 +78,7 @@ async def _take_batches(  # noqa: PLR0915 - one loop, its locals kept local for 
     flow_active = app.flow_control.is_active
     consumer = app.consumer
     add_unacked = consumer._unacked_messages.add
+    discard_unacked = consumer._unacked_messages.discard
     acking_topics = app.topics._acking_topics
     on_message_in = stream._on_message_in
     on_stream_event_in = stream._on_stream_event_in
@@ -101,26 +103,41 @@ async def _take_batches(  # noqa: PLR0915 - one loop, its locals kept local for 
         states.append(on_stream_event_in(tp, offset, stream, value))
         events.append(value)
 
+    def release() -> None:
+        # a batch that will not be handed out: read again, and not waited for by a rebalance
+        for event in events:
+            event.message.tracked = False
+            discard_unacked(event.message)
+        events.clear()
+        states.clear()
+
     try:
         while not stream.should_stop:
             deadline = clock() + within_s
-            while len(events) < max_:
-                if errors:
-                    raise errors.popleft()
-                if not is_empty():
-                    admit(quick_get())
-                    continue
-                if events:
-                    remaining = deadline - clock()
-                    if remaining <= 0:
-                        break
-                    try:
-                        value = await asyncio.wait_for(slow_get(), remaining)
-                    except TimeoutError:
-                        break
-                else:
-                    value = await slow_get()
-                admit(value)
+            try:
+                while len(events) < max_:
+                    if errors:
+                        raise errors.popleft()
+                    if not is_empty():
+                        admit(quick_get())
+                        continue
+                    if events:
+                        remaining = deadline - clock()
+                        if remaining <= 0:
+                            break
+                        try:
+                            value = await asyncio.wait_for(slow_get(), remaining)
+                        except TimeoutError:
+                            break
+                    else:
+                        value = await slow_get()
+                    admit(value)
+            except StopAsyncIteration:  # the channel ends (the stream stops), as in Faust
+                release()
+                return
+            except BaseException:
+                release()
+                raise
             try:
                 yield list(events)
             finally:

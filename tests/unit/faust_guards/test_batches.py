@@ -199,3 +199,32 @@ async def test_the_batches_and_acknowledgements_are_those_of_fausts_take_events(
         ([], [0, 1, 2, 3, 5, 6, 7]),
     ]
     assert await run(lambda stream: take_batches(stream, 3, 0.05)) == faust_batches
+
+
+async def test_the_actor_cancelled_ends_the_batches_and_a_batch_not_handed_out_is_read_again() -> (
+    None
+):
+    """Faust stops an agent's actor by throwing ``StopAsyncIteration`` into its channel
+    (``faust.agents.actor.Actor.cancel``): the batches end, as Faust's stream iteration does,
+    and the events taken for a batch not yet handed out are left untracked and out of the
+    consumer's books (read again; a rebalance does not wait for them)."""
+    source = Source()
+    first = source.put(0)
+    batches = take_batches(source.stream, 100, 5.0)
+    pending = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0.05)  # event 0 taken, waiting for more within the period
+    assert first.message.tracked
+    source.stream.channel._throw(StopAsyncIteration())
+    with pytest.raises(StopAsyncIteration):
+        await pending
+    assert not first.message.tracked
+    assert not source.consumer._unacked_messages
+    assert source.consumer._acked[PART] == []
+
+
+async def test_the_actor_cancelled_while_the_queue_is_idle_ends_the_batches() -> None:
+    source = Source()
+    source.stream.channel._throw(StopAsyncIteration())  # no getter waiting: kept for the next
+    batches = take_batches(source.stream, 100, 0.01)
+    with pytest.raises(StopAsyncIteration):
+        await anext(batches)
