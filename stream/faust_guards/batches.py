@@ -64,7 +64,7 @@ def take_batches(stream: Any, max_: int, within_s: float) -> AsyncIterator[list[
     return batches
 
 
-async def _take_batches(  # noqa: PLR0915 - one loop, its locals kept local for speed
+async def _take_batches(  # noqa: PLR0915 - its locals kept local for speed
     stream: Any, max_: int, within_s: float
 ) -> AsyncGenerator[list[Any], None]:
     await stream.maybe_start()
@@ -111,27 +111,31 @@ async def _take_batches(  # noqa: PLR0915 - one loop, its locals kept local for 
         events.clear()
         states.clear()
 
+    async def fill() -> None:
+        # take events until the batch is full, or the queue is empty and the period over
+        deadline = clock() + within_s
+        while len(events) < max_:
+            if errors:
+                raise errors.popleft()
+            if not is_empty():
+                admit(quick_get())
+                continue
+            if events:
+                remaining = deadline - clock()
+                if remaining <= 0:
+                    return
+                try:
+                    value = await asyncio.wait_for(slow_get(), remaining)
+                except TimeoutError:
+                    return
+            else:
+                value = await slow_get()
+            admit(value)
+
     try:
         while not stream.should_stop:
-            deadline = clock() + within_s
             try:
-                while len(events) < max_:
-                    if errors:
-                        raise errors.popleft()
-                    if not is_empty():
-                        admit(quick_get())
-                        continue
-                    if events:
-                        remaining = deadline - clock()
-                        if remaining <= 0:
-                            break
-                        try:
-                            value = await asyncio.wait_for(slow_get(), remaining)
-                        except TimeoutError:
-                            break
-                    else:
-                        value = await slow_get()
-                    admit(value)
+                await fill()
             except StopAsyncIteration:  # the channel ends (the stream stops), as in Faust
                 release()
                 return
