@@ -8,8 +8,9 @@
   message per event, as a first stateful Faust agent would do it.
 - ``batched``: the bare agent with the worker's Faust guards and its way of reading and sending:
   records taken in batches (``faust_guards.batches.take_batches``, the worker's batch settings)
-  and sent straight to the producer (``stream.faust_guards.sending``). What is left is the price
-  of Faust's per-record path, which every record the worker reads pays.
+  and sent straight to the producer (``stream.faust_guards.sending``), partitioned by the sender
+  from its cache of keys, with Faust's monitor quiet (``sensors.quiet_monitor``). What is left is
+  the price of Faust's per-record path, which every record the worker reads pays.
 
 The Faust baselines use the worker's own Faust options (``stream.app.faust_options``), so only
 the agent differs from the pipeline. Run one with ``python -m stream.bench.baselines KIND``
@@ -33,6 +34,7 @@ from schemas.errors import DecodeError
 from stream import faust_guards
 from stream.app import faust_options
 from stream.bench.cpu import CpuMeter
+from stream.faust_guards import sensors
 from stream.faust_guards.batches import take_batches
 from stream.faust_guards.patches import guard_skipped_acks
 from stream.faust_guards.sending import DirectSender
@@ -64,6 +66,8 @@ def create_baseline_app(settings: Settings, kind: str) -> faust.App:
     else:
         guard_skipped_acks()
     app = faust.App(**faust_options(settings))
+    if kind == "batched":
+        sensors.quiet_monitor(app)  # as the worker's app factory does
     raw: dict[str, Any] = {
         "key_type": bytes,
         "value_type": bytes,
@@ -101,7 +105,7 @@ def create_baseline_app(settings: Settings, kind: str) -> faust.App:
             yield None
 
     async def batched(stream: Any) -> AsyncIterator[None]:
-        sender = DirectSender(app)
+        sender = DirectSender(app, partitions=settings.topic_partitions)  # as the worker's
         out_name = output_topic(settings, kind)
         batches = take_batches(stream, settings.batch_max, settings.batch_within_s)
         async for items in batches:

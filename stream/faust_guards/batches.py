@@ -18,7 +18,8 @@ stream iterator gives it (``faust._cython.streams.StreamIterator``, ``Stream._py
 - an event of an acknowledging topic is tracked (``Message.tracked``, the consumer's unacked
   set, the sensors' ``on_message_in``), so the rebalance waits for it (``stream_wait_empty``);
 - the sensors' ``on_stream_event_in`` and, at acknowledgement, ``on_stream_event_out`` and
-  ``on_message_out``;
+  ``on_message_out`` (the first two only when a sensor of the app, at the start of the batches,
+  does something with them: the worker's quiet monitor and its own sensor do not);
 - an error thrown into the channel is raised, and the end of the channel (the stream stopping)
   ends the batches; the events of a batch not handed out then are read again.
 
@@ -40,6 +41,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from faust.types import EventT
+
+from stream.faust_guards.sensors import hooks_idle
 
 __all__ = ["FAUST_STREAM_SHA256", "take_batches"]
 
@@ -85,6 +88,8 @@ async def _take_batches(  # noqa: PLR0915 - its locals kept local for speed
     on_stream_event_out = stream._on_stream_event_out
     on_message_out = stream._on_message_out
     clock = asyncio.get_running_loop().time
+    # skipped where no sensor does anything with them (the worker's): two calls per event
+    stream_hooks = not hooks_idle(app, "on_stream_event_in", "on_stream_event_out")
     events: list[Any] = []
     states: list[Any] = []
 
@@ -100,7 +105,7 @@ async def _take_batches(  # noqa: PLR0915 - its locals kept local for speed
             message.tracked = True
             add_unacked(message)
             on_message_in(tp, offset, message)
-        states.append(on_stream_event_in(tp, offset, stream, value))
+        states.append(on_stream_event_in(tp, offset, stream, value) if stream_hooks else None)
         events.append(value)
 
     def release() -> None:
@@ -148,7 +153,8 @@ async def _take_batches(  # noqa: PLR0915 - its locals kept local for speed
                 for event, state in zip(events, states, strict=True):
                     last = event.ack()
                     message = event.message
-                    on_stream_event_out(message.tp, message.offset, stream, event, state)
+                    if stream_hooks:
+                        on_stream_event_out(message.tp, message.offset, stream, event, state)
                     if last:
                         on_message_out(message.tp, message.offset, message)
                 events.clear()

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from faust.sensors import Monitor
+from faust.sensors import Monitor, Sensor
 
-__all__ = ["PER_RECORD_HOOKS", "IdleMonitor", "quiet_monitor"]
+__all__ = ["PER_RECORD_HOOKS", "IdleMonitor", "hooks_idle", "quiet_monitor"]
 
 PER_RECORD_HOOKS = (
     "on_message_in",
@@ -48,6 +48,16 @@ class IdleMonitor(Monitor):  # type: ignore[misc]
 
 for _hook in PER_RECORD_HOOKS:
     setattr(IdleMonitor, _hook, _nothing)
+
+
+def hooks_idle(app: Any, *hooks: str) -> bool:
+    """Whether every sensor of ``app`` leaves each of ``hooks`` as Faust's ``Sensor`` base
+    (which does nothing) or as an ``IdleMonitor``'s: a caller may then skip calling them."""
+    return all(
+        getattr(type(sensor), hook) in (getattr(Sensor, hook), _nothing)
+        for sensor in app.sensors
+        for hook in hooks
+    )
 
 
 def quiet_monitor(app: Any) -> bool:

@@ -14,6 +14,7 @@ import faust
 import faust.streams
 import pytest
 from faust.events import Event
+from faust.sensors import Sensor
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
@@ -228,3 +229,50 @@ async def test_the_actor_cancelled_while_the_queue_is_idle_ends_the_batches() ->
     batches = take_batches(source.stream, 100, 0.01)
     with pytest.raises(StopAsyncIteration):
         await anext(batches)
+
+
+class Recording(Sensor):  # type: ignore[misc]
+    """A sensor recording the stream events it is told of."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, int]] = []
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> Any:
+        self.seen.append(("in", offset))
+        return offset
+
+    def on_stream_event_out(
+        self, tp: Any, offset: int, stream: Any, event: Any, state: Any = None
+    ) -> None:
+        self.seen.append(("out", state))
+
+
+async def test_a_sensor_using_the_stream_hooks_is_told_of_every_event_and_gets_its_state() -> None:
+    source = Source()
+    sensor = Recording()
+    source.app.sensors.add(sensor)
+    for offset in range(2):
+        source.put(offset)
+    batches = take_batches(source.stream, 100, 0.01)
+    await anext(batches)
+    assert sensor.seen == [("in", 0), ("in", 1)]
+    await batches.aclose()
+    assert sensor.seen == [("in", 0), ("in", 1), ("out", 0), ("out", 1)]
+
+
+async def test_the_stream_hooks_are_not_called_when_no_sensor_uses_them() -> None:
+    source = Source()
+    calls: list[int] = []
+    source.stream._on_stream_event_in = lambda tp, offset, stream, event: calls.append(offset)
+    source.put(0)
+    batches = take_batches(source.stream, 100, 0.01)
+    await anext(batches)
+    await batches.aclose()
+    assert calls == []
+    source.app.sensors.add(Recording())
+    source.put(1)
+    batches = take_batches(source.stream, 100, 0.01)
+    await anext(batches)
+    await batches.aclose()
+    assert calls == [1]

@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import faust
-from faust.sensors import Monitor
+from faust.sensors import Monitor, Sensor
 from faust.sensors.base import SensorDelegate
 from faust.types import TP
 
 from stream.app import create_app
-from stream.faust_guards.sensors import PER_RECORD_HOOKS, IdleMonitor, quiet_monitor
+from stream.faust_guards.sensors import PER_RECORD_HOOKS, IdleMonitor, hooks_idle, quiet_monitor
 from stream.settings import Settings
 
 PART = TP("leads.internal.v1", 0)
@@ -53,3 +54,23 @@ def test_an_app_serving_faust_statistics_keeps_the_stock_monitor() -> None:
     quiet = faust.App("no-stats", broker="kafka://localhost:1")
     assert quiet_monitor(quiet)
     assert type(quiet.monitor) is IdleMonitor
+
+
+class StreamEvents(Sensor):  # type: ignore[misc]
+    """A sensor that does something with the events a stream takes."""
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> None:
+        return None
+
+
+def test_the_stream_hooks_are_idle_in_a_worker_and_not_with_a_sensor_that_uses_them() -> None:
+    hooks = ("on_stream_event_in", "on_stream_event_out")
+    app = create_app(Settings(web_enabled=True, projector_enabled=False))
+    app.sensors.add(app.monitor)  # as Faust does when the app starts
+    assert hooks_idle(app, *hooks)  # the idle monitor and the project's sensor
+    stock = faust.App("stock-monitor", broker="kafka://localhost:1")
+    stock.sensors.add(stock.monitor)
+    assert not hooks_idle(stock, *hooks)  # Faust's monitor books them
+    app.sensors.add(StreamEvents())
+    assert not hooks_idle(app, *hooks)
+    assert hooks_idle(app, "on_stream_event_out")
