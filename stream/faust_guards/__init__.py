@@ -56,6 +56,10 @@ patches                         RocksDBOptions.open              none filed     
 .guard_rocksdb_unlogged_writes                                   (a cost)
 delivery.guard_eager_delivery   Consumer._drain_messages         none filed       test_delivery
                                 (a pinned copy), .wait_first     (a cost)
+delivery.guard_raw_decode       Topic._compile_decode, .decode,  none filed       test_delivery
+                                Schema (key/value types and      (a cost)
+                                serialisers), codecs.raw,
+                                App.conf.Event
 requests.guard_full_requests    aiokafka MessageAccumulator      none filed       test_requests
                                 .drain_by_nodes, ._batches,      (a cost)
                                 ._cluster, MessageBatch
@@ -142,6 +146,7 @@ def install() -> None:
     patches.guard_rocksdb_unlogged_writes()
     local_stores.install_write_tracking()
     delivery.guard_eager_delivery()
+    delivery.guard_raw_decode()
     requests.guard_full_requests()
     sending.guard_topic_producer()
     vital.guard_vital_services()

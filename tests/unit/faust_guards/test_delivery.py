@@ -1,4 +1,5 @@
-"""The eager fetch loop (stream.faust_guards.delivery), on Faust's own consumer."""
+"""The eager fetch loop and the decode of bytes records (stream.faust_guards.delivery), on
+Faust's own consumer and topics."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ import faust
 import faust.transport.consumer as faust_consumer
 import pytest
 from aiokafka.structs import ConsumerRecord
+from faust.serializers.schemas import Schema
 from faust.transport.drivers import aiokafka
 from faust.types import TP
+from faust.types.tuples import ConsumerMessage
 
 from stream.faust_guards.delivery import (
     FAUST_DRAIN_SHA256,
     guard_eager_delivery,
+    guard_raw_decode,
+    raw_bytes,
     start_eagerly,
 )
 
@@ -167,3 +172,63 @@ async def test_start_eagerly_returns_the_value_or_what_continues() -> None:
     assert not task.done()
     event.set()
     assert await task == "finished"
+
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+def consumer_message(key: bytes | None, value: bytes | None, headers: Any) -> ConsumerMessage:
+    return ConsumerMessage(TOPIC, 3, 41, 1.5, 0, headers, key, value, None)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "headers"),
+    [
+        (b"lead-1", b'{"type": "page_view"}', [("trace", b"1")]),
+        (None, b"v", None),
+        (b"k", None, []),
+        (b"", b"", (("a", b"b"), ("c", b""))),
+        (b"\xff\xfe", b"\x00\x80", None),  # not UTF-8: bytes are bytes
+    ],
+)
+async def test_a_bytes_topics_decode_gives_the_event_fausts_decode_gives(
+    key: bytes | None, value: bytes | None, headers: Any
+) -> None:
+    app = faust.App("raw-decode-test", broker="kafka://localhost:1")
+    fausts = Schema(**RAW).compile(app)  # Faust's own decode of such a topic
+    guard_raw_decode()
+    topic = app.topic(TOPIC, **RAW)
+    assert raw_bytes(topic.schema)
+    assert topic.decode.__qualname__.startswith("guard_raw_decode")
+    message = consumer_message(key, value, headers)
+    theirs = await fausts(message, propagate=True)
+    ours = await topic.decode(message, propagate=True)
+    assert type(ours) is type(theirs) is app.conf.Event
+    assert (ours.key, ours.value, ours.headers, ours.message, ours.app) == (
+        theirs.key,
+        theirs.value,
+        theirs.headers,
+        theirs.message,
+        theirs.app,
+    )
+    assert type(ours.key) is type(theirs.key)
+    assert type(ours.value) is type(theirs.value)
+    # a clone (what an agent iterates) gets it too
+    assert topic.clone(is_iterator=True).decode.__qualname__.startswith("guard_raw_decode")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},  # Faust's defaults: json values, models allowed
+        {**RAW, "value_type": str},
+        {**RAW, "key_serializer": "json"},
+        {"key_type": bytes, "value_type": bytes},  # serialisers from the app's defaults
+    ],
+)
+def test_any_other_topic_keeps_fausts_decode(options: dict[str, Any]) -> None:
+    guard_raw_decode()
+    app = faust.App("raw-decode-other", broker="kafka://localhost:1")
+    topic = app.topic(TOPIC, **options)
+    assert not raw_bytes(topic.schema)
+    assert topic.decode.__qualname__ == "Schema.compile.<locals>.decode"

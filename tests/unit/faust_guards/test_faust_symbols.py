@@ -81,6 +81,7 @@ def defined(owner: type, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
             True,
         ),
         (Topic, "_get_producer", ["self"], True),
+        (Topic, "_compile_decode", ["self"], False),
     ],
 )
 def test_a_patched_method_keeps_its_parameters(
