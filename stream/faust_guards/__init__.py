@@ -60,6 +60,11 @@ delivery.guard_raw_decode       Topic._compile_decode, .decode,  none filed     
                                 Schema (key/value types and      (a cost)
                                 serialisers), codecs.raw,
                                 App.conf.Event
+delivery                        Conductor._build_handler,        none filed       test_delivery
+.guard_direct_handover          ._tp_to_callback(_lock),         (a cost)
+                                ConductorCompiler.build (pinned
+                                closure), FlowControlEvent,
+                                ProducerBuffer, FlowControlQueue
 requests.guard_full_requests    aiokafka MessageAccumulator      none filed       test_requests
                                 .drain_by_nodes, ._batches,      (a cost)
                                 ._cluster, MessageBatch
@@ -147,6 +152,7 @@ def install() -> None:
     local_stores.install_write_tracking()
     delivery.guard_eager_delivery()
     delivery.guard_raw_decode()
+    delivery.guard_direct_handover()
     requests.guard_full_requests()
     sending.guard_topic_producer()
     vital.guard_vital_services()

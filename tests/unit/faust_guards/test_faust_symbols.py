@@ -25,6 +25,7 @@ from faust.stores.rocksdb import RocksDBOptions, Store
 from faust.tables.base import Collection
 from faust.tables.recovery import Recovery
 from faust.topics import Topic
+from faust.transport.conductor import Conductor
 from faust.transport.consumer import Consumer, TransactionManager
 from faust.transport.consumer import Fetcher as FaustFetcher
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -82,6 +83,7 @@ def defined(owner: type, name: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
         ),
         (Topic, "_get_producer", ["self"], True),
         (Topic, "_compile_decode", ["self"], False),
+        (Conductor, "_build_handler", ["self", "tp", "channels"], False),
     ],
 )
 def test_a_patched_method_keeps_its_parameters(
