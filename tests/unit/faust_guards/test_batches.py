@@ -11,14 +11,21 @@ import inspect
 from typing import Any
 
 import faust
+import faust.events
 import faust.streams
+import faust.types.tuples
 import pytest
 from faust.events import Event
 from faust.sensors import Sensor
 from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
-from stream.faust_guards.batches import FAUST_STREAM_SHA256, take_batches
+from stream.faust_guards.batches import (
+    FAUST_ACK_SHA256,
+    FAUST_STREAM_SHA256,
+    ack_events,
+    take_batches,
+)
 from stream.faust_guards.patches import guard_skipped_acks, leave_unacknowledged
 
 TOPIC = "batched"
@@ -276,3 +283,61 @@ async def test_the_stream_hooks_are_not_called_when_no_sensor_uses_them() -> Non
     await anext(batches)
     await batches.aclose()
     assert calls == [1]
+
+
+@pytest.mark.parametrize("name", sorted(FAUST_ACK_SHA256))
+def test_the_faust_acknowledgement_followed_is_unchanged(name: str) -> None:
+    owner, method = name.split(".")
+    module = faust.events if owner == "Event" else faust.types.tuples
+    tree = ast.parse(inspect.getsource(module))
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner)
+    node = next(n for n in cls.body if getattr(n, "name", None) == method)
+    assert hashlib.sha256(ast.unparse(node).encode()).hexdigest() == FAUST_ACK_SHA256[name]
+
+
+async def test_events_acknowledged_together_are_acknowledged_as_one_by_one() -> None:
+    """``ack_events`` against ``Event.ack`` on the same events: tracked, one held by a second
+    channel (reference count 2), one acknowledged already, one never tracked (the skipped-ack
+    guard refuses it), one below the committed offset, one of a topic without acks: the same
+    results and the same consumer books."""
+    guard_skipped_acks()
+
+    def prepared() -> tuple[Source, list[Event]]:
+        source = Source()
+        source.consumer._committed_offset[PART] = 2
+        events = [source.put(offset) for offset in range(8)]
+        for event in events:
+            source.queue.get_nowait()
+            event.message.refcount = 1
+            event.message.tracked = True
+            source.consumer._unacked_messages.add(event.message)
+        events[3].message.refcount = 2  # a second channel still holds it
+        events[4].ack()  # acknowledged already
+        events[5].message.tracked = False  # never handed to a stream
+        other = ConsumerMessage("no-acks", 0, 9, 0.0, 0, None, b"k", b"9", None)
+        other.refcount, other.tracked = 1, True
+        events.append(Event(source.app, b"k", b"9", None, other))
+        return source, events
+
+    def books(source: Source) -> tuple[Any, ...]:
+        consumer = source.consumer
+        return (
+            dict(consumer._acked),
+            {tp: set(index) for tp, index in consumer._acked_index.items()},
+            sorted(m.offset for m in consumer._unacked_messages),
+            consumer._n_acked,
+        )
+
+    theirs_source, theirs_events = prepared()
+    theirs = [event.ack() for event in theirs_events]
+    ours_source, ours_events = prepared()
+    ours = ack_events(ours_events, ours_source.consumer)
+    assert ours == theirs
+    assert theirs == [False, False, True, False, False, False, True, True, False]
+    assert books(ours_source) == books(theirs_source)
+    assert [(e.message.acked, e.message.refcount) for e in ours_events] == [
+        (e.message.acked, e.message.refcount) for e in theirs_events
+    ]
+    # a second round: the one held by two channels is now final, the rest unchanged
+    assert ack_events(ours_events, ours_source.consumer) == [event.ack() for event in theirs_events]
+    assert books(ours_source) == books(theirs_source)
