@@ -82,3 +82,41 @@ async def test_records_land_where_faust_would_put_them_and_writes_wait_for_them(
         *((key, b"value-%d" % i, metadata[i].partition) for i, key in enumerate(KEYS)),
         (b"probe", None, 3),
     }
+
+
+async def test_a_receiver_of_fausts_produce_signal_still_hears_of_every_record(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    """Records go to aiokafka directly only while nothing listens to Faust's
+    ``on_produce_message``; with a receiver connected they go through Faust's ``send``, which
+    tells it of each. Both ways, the records land the same."""
+    name = f"signal-{unique}"
+    await _create(kafka_bootstrap, name)
+    app = faust.App(f"signal-{unique}", broker=f"kafka://{kafka_bootstrap}", store="memory://")
+    sender = DirectSender(app, partitions=PARTITIONS)
+    heard: list[tuple[Any, Any, Any]] = []
+
+    def receiver(sender: Any, **kwargs: Any) -> None:
+        heard.append((kwargs["key"], kwargs["value"], kwargs["partition"]))
+
+    try:
+        quiet = [await sender.send(name, key, b"quiet") for key in KEYS[:3]]
+        assert heard == []
+        app.on_produce_message.connect(receiver)
+        loud = [await sender.send(name, key, b"heard") for key in KEYS[:3]]
+        metadata = [await delivery for delivery in quiet + loud]
+    finally:
+        app.on_produce_message.disconnect(receiver)
+        await app.producer.stop()
+    assert heard == [(key, b"heard", sender.partition_of(key)) for key in KEYS[:3]]
+    records = await _read(kafka_bootstrap, name, 6)
+    got = sorted((r.key, r.value, r.partition) for r in records)
+    assert got == sorted(
+        (key, value, m.partition)
+        for (key, value), m in zip(
+            [(k, b"quiet") for k in KEYS[:3]] + [(k, b"heard") for k in KEYS[:3]],
+            metadata,
+            strict=True,
+        )
+    )
+    assert [m.partition for m in metadata[:3]] == [m.partition for m in metadata[3:]]
