@@ -167,9 +167,7 @@ def test_the_faust_send_replaced_is_unchanged() -> None:
     )
 
 
-async def test_records_go_to_aiokafka_directly_only_while_nothing_listens_to_faust_s_signal() -> (
-    None
-):
+def test_records_go_to_aiokafka_directly_only_while_nothing_listens_to_faust_s_signal() -> None:
     app = faust.App("sending-direct", broker="kafka://localhost:1")
     producer = app.producer
     assert isinstance(producer, faust_aiokafka.Producer)
