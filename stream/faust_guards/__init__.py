@@ -72,11 +72,7 @@ requests.guard_full_requests    aiokafka MessageAccumulator      none filed     
 local_stores                    Collection.send_changelog,       none filed       test_local_stores
 .install_write_tracking         Collection._on_changelog_sent
 sending.DirectSender            App.maybe_start_producer,        none filed       test_sending,
-                                Producer.send (pinned; aiokafka's                 test_faust_symbols
-                                send called in its place while
-                                on_produce_message has no
-                                receivers: ._ensure_producer,
-                                ._send_on_produce_message),
+                                Producer.send,                                    test_faust_symbols
                                 TransactionManager.send
 sending.guard_topic_producer    Topic._get_producer,             none filed       test_sending
                                 App.in_transaction               (a cost)

@@ -29,13 +29,6 @@ computes murmur2 in Python, 5 µs for a lead id and 13 µs for a score key, for 
 and a worker sends each lead's keys again batch after batch. The sender is given the partition
 count of the topics it writes to (a worker refuses to start when a topic has another).
 
-Faust's producer (``faust.transport.drivers.aiokafka.Producer.send``) wraps aiokafka's ``send``
-in a coroutine that fires the app's ``on_produce_message`` signal per record. When the producer
-is that class, not inside a transaction, and nothing is connected to the signal, the sender
-hands the record to aiokafka's producer itself, with what Faust would pass
-(``direct_producer``; ``FAUST_PRODUCER_SEND_SHA256`` pins that code). Otherwise it goes through
-Faust's ``send``.
-
 The records handed over are counted per topic in a plain dictionary and reported to
 ``on_sent`` (the worker's ``leadstream_messages_out`` counter, which Faust's sensors feed only for
 ``Topic.send``) once per turn of the event loop that sent any: a batch's records cost one
@@ -50,39 +43,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka.partitioner import murmur2
-from faust.transport.drivers.aiokafka import Producer as KafkaProducer
 
 from stream.faust_guards.write_order import WriteOrder
 
-__all__ = [
-    "FAUST_PRODUCER_SEND_SHA256",
-    "KEYS_KEPT",
-    "DirectSender",
-    "direct_producer",
-    "guard_topic_producer",
-]
-
-FAUST_PRODUCER_SEND_SHA256 = "1cadd4b8dc378bf7c9315ab879a995db03fd6c98b74f0f85b59a8a036e677e4c"
-"""SHA-256 of ``ast.unparse`` of Faust 0.15's ``faust.transport.drivers.aiokafka.Producer.send``,
-what ``direct_producer``'s caller does in its place."""
+__all__ = ["KEYS_KEPT", "DirectSender", "guard_topic_producer"]
 
 KEYS_KEPT = 65_536
 """Keys whose partitions the sender keeps (least recently used dropped)."""
-
-
-def direct_producer(producer: Any) -> Any:
-    """The aiokafka producer to hand a record to in place of ``producer.send`` (Faust's), or
-    ``None`` to call ``producer.send``: ``producer`` is not Faust's Kafka producer (a transaction
-    manager, another transport), or a receiver is connected to its ``on_produce_message``
-    signal. Faust's ``send`` without a transactional id, timestamp or headers is that signal
-    followed by aiokafka's ``send(topic, value, key=, partition=, timestamp_ms=None,
-    headers=None)``."""
-    if type(producer).send is not KafkaProducer.send:
-        return None
-    signal = producer._send_on_produce_message.__self__
-    if signal._receivers or any(signal._filter_receivers.values()):
-        return None
-    return producer._ensure_producer()
 
 
 class DirectSender:
@@ -121,13 +88,7 @@ class DirectSender:
             producer = self._producer = await self.app.maybe_start_producer()
         if partition is None and key is not None and self.partitions is not None:
             partition = self.partition_of(key)
-        kafka = direct_producer(producer)
-        if kafka is None:
-            delivery = await producer.send(topic, key, value, partition, None, None)
-        else:
-            delivery = await kafka.send(
-                topic, value, key=key, partition=partition, timestamp_ms=None, headers=None
-            )
+        delivery = await producer.send(topic, key, value, partition, None, None)
         if self.order is not None:
             self.order.track(delivery)
         if self.on_sent is not None:

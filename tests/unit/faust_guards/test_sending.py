@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
-import hashlib
-import inspect
 from typing import Any
 
 import faust
-import faust.transport.drivers.aiokafka as faust_aiokafka
-import pytest
 from aiokafka.partitioner import DefaultPartitioner
-from faust.exceptions import NotReady
 
 from stream import faust_guards
-from stream.faust_guards.sending import (
-    FAUST_PRODUCER_SEND_SHA256,
-    DirectSender,
-    direct_producer,
-)
+from stream.faust_guards.sending import DirectSender
 
 
 async def test_faust_maybe_start_producer_yields_to_the_loop_on_every_call() -> None:
@@ -149,42 +139,3 @@ async def test_the_records_sent_are_reported_per_topic_once_per_turn_of_the_loop
     assert reports == [{"scores": 3, "internal": 1}, {"stage-changes": 1}]
     sender.report()  # nothing sent since: no empty report
     assert len(reports) == 2
-
-
-def test_the_faust_send_replaced_is_unchanged() -> None:
-    """``direct_producer``'s caller does what Faust's Kafka producer's ``send`` does: a new
-    Faust must be looked at."""
-    tree = ast.parse(inspect.getsource(faust_aiokafka))
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Producer")
-    node = next(n for n in cls.body if getattr(n, "name", None) == "send")
-    assert hashlib.sha256(ast.unparse(node).encode()).hexdigest() == FAUST_PRODUCER_SEND_SHA256
-    # the signal it fires, and the aiokafka call it makes, as the sender makes it
-    source = ast.unparse(node)
-    assert "self._send_on_produce_message(" in source
-    assert (
-        "await transaction_producer.send(topic, value, key=key, partition=partition, "
-        "timestamp_ms=timestamp_ms, headers=headers)" in source
-    )
-
-
-def test_records_go_to_aiokafka_directly_only_while_nothing_listens_to_faust_s_signal() -> None:
-    app = faust.App("sending-direct", broker="kafka://localhost:1")
-    producer = app.producer
-    assert isinstance(producer, faust_aiokafka.Producer)
-    kafka = object()  # stands for the started aiokafka producer Faust's keeps
-    producer._producer = kafka
-    assert direct_producer(producer) is kafka
-
-    seen: list[Any] = []
-
-    def receiver(sender: Any, **kwargs: Any) -> None:
-        seen.append(kwargs)
-
-    app.on_produce_message.connect(receiver)
-    assert direct_producer(producer) is None  # Faust's send tells the receiver
-    app.on_produce_message.disconnect(receiver)
-    assert direct_producer(producer) is kafka
-    assert direct_producer(RecordingProducer()) is None  # not Faust's Kafka producer
-    producer._producer = None
-    with pytest.raises(NotReady):  # not started: as Faust's send
-        direct_producer(producer)
