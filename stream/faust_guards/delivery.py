@@ -1,4 +1,5 @@
-"""Records handed from Faust's fetch loop to the conductor without four tasks per record, and
+"""Records handed from Faust's fetch loop to the conductor without four tasks per record, or put
+on their stream's queue by the fetch loop itself when the conductor would do so at once, and
 bytes records made into events without Faust's serialiser registry.
 
 Faust's fetch loop (``Consumer._drain_messages``) hands every record to the conductor with
@@ -136,7 +137,7 @@ def start_eagerly(coro: Coroutine[Any, Any, Any]) -> Resumed | None:
 
 
 async def _drain_messages(self: Any, fetcher: Any) -> None:  # noqa: PLR0912, PLR0915 - Faust's shape
-    # Faust 0.15's Consumer._drain_messages; the only change is marked "eager".
+    # Faust 0.15's Consumer._drain_messages; the changes are marked "eager" and "direct".
     callback = self.callback
     getmany = self.getmany
     # direct: the conductor's hand-over may be done by its handler's deliver_now
