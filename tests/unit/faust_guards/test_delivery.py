@@ -3,10 +3,8 @@ Faust's own consumer and topics."""
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import hashlib
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +36,10 @@ PART = TP(TOPIC, 0)
 OFFSETS = (10, 11, 12)
 
 
-def faust_source_of(owner: str, name: str) -> str:
-    """``owner.name`` as Faust's module defines it (unchanged by a guard installed)."""
-    tree = ast.parse(inspect.getsource(faust_consumer))
-    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == owner)
-    node = next(n for n in cls.body if getattr(n, "name", None) == name)
-    return ast.unparse(node)
-
-
-def test_the_copied_fetch_loop_is_fausts() -> None:
-    """The guard is a copy of Faust's loop with one change: a new Faust must be looked at."""
-    source = faust_source_of("Consumer", "_drain_messages")
+def test_the_copied_fetch_loop_is_fausts(faust_source: Any) -> None:
+    """The guard is a copy of Faust's loop with its changes marked: a new Faust must be looked
+    at."""
+    source = faust_source(faust_consumer, "Consumer", "_drain_messages")
     assert hashlib.sha256(source.encode()).hexdigest() == FAUST_DRAIN_SHA256
     # the one call the copy changes is still there, as it was
     assert "await self.wait_first(callback(message), self.suspend_flow.wait())" in source
@@ -244,15 +235,10 @@ def test_any_other_topic_keeps_fausts_decode(options: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ the direct hand-over
 
 
-def test_the_handler_read_is_fausts() -> None:
+def test_the_handler_read_is_fausts(faust_sha256: Any) -> None:
     """``deliver_now_of`` does the work of the handler Faust 0.15 builds: a new Faust must be
     looked at."""
-    tree = ast.parse(inspect.getsource(faust_conductor))
-    cls = next(
-        n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ConductorCompiler"
-    )
-    node = next(n for n in cls.body if getattr(n, "name", None) == "build")
-    assert hashlib.sha256(ast.unparse(node).encode()).hexdigest() == FAUST_BUILD_SHA256
+    assert faust_sha256(faust_conductor, "ConductorCompiler", "build") == FAUST_BUILD_SHA256
     pyx = Path(faust_conductor.__file__).parent / "_cython" / "conductor.pyx"
     assert hashlib.sha256(pyx.read_bytes()).hexdigest() == FAUST_HANDLER_PYX_SHA256
     # the worker's handler is the compiled one (its source pinned above)
