@@ -8,7 +8,11 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test reliability lint typecheck check-imports unit infra-up infra-down infra-status clean
 
-$(STAMP): pyproject.toml
+# the scoring core's modules compiled at install (pyproject.toml [tool.leadstream] compiled): an
+# edit to one of them reinstalls, which compiles it again (setup.py)
+COMPILED := $(shell sed -n '/^compiled = \[/,/^]/s/^ *"\(.*\)",$$/\1/p' pyproject.toml | tr . / | sed 's/$$/.py/')
+
+$(STAMP): pyproject.toml setup.py $(COMPILED)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

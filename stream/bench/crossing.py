@@ -17,12 +17,20 @@ With `--accounts` the searches are those of the accounts instead: the stream's l
 to their accounts (`score_accounts`, as a worker applies member updates), and after every
 update the search for the account's next demotion (`next_account_crossing`: one search per
 segment between members leaving the engaged window).
+
+The searches are collected by swapping the search function of the core's module, which only a
+core running from its Python source sees (a compiled module calls its own functions directly):
+with the compiled core installed, `main` runs the bench again in a child process with
+`LEADSTREAM_PURE_PYTHON=1` (`stream.native`), and `searches` and `account_searches` refuse to
+run. The timings are those of the pure-Python searches.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +38,7 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
+from stream import native
 from stream.bench.apply import build_stream
 from stream.model_files import load_default_models
 from stream.scoring import (
@@ -46,6 +55,14 @@ Search = tuple[list[decay.Term], float, float, float]
 """`(terms, constant, threshold, after)`: one question `first_below` answers."""
 
 
+def _require_source() -> None:
+    if native.BUILD.compiled:
+        raise RuntimeError(
+            f"the crossing searches are collected from the core's Python source: run with "
+            f"{native.PURE_ENV}=1 (the compiled core calls its own functions directly)"
+        )
+
+
 @contextmanager
 def _swapped(module: ModuleType, name: str, value: Any) -> Iterator[None]:
     """`module.name` is `value` inside the block (the module's own calls see it)."""
@@ -59,6 +76,7 @@ def _swapped(module: ModuleType, name: str, value: Any) -> Iterator[None]:
 
 def searches(leads: int, events: int, seed: int) -> list[Search]:
     """Every search `next_crossing_all` makes of the lead's state after each event."""
+    _require_source()
     models = load_default_models()
     states: dict[str, LeadState | None] = {}
     found: list[Search] = []
@@ -80,6 +98,7 @@ def searches(leads: int, events: int, seed: int) -> list[Search]:
 
 def account_searches(leads: int, events: int, seed: int) -> list[Search]:
     """Every search `next_account_crossing` makes of an account after each member update."""
+    _require_source()
     models = load_default_models()
     found: list[Search] = []
     real_search = decay.first_second_below
@@ -142,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--accounts", action="store_true", help="the accounts' searches")
     args = parser.parse_args(argv)
+    if native.BUILD.compiled:
+        return _in_python_source(sys.argv[1:] if argv is None else argv)
     collect = account_searches if args.accounts else searches
     items = collect(args.leads, args.events, args.seed)
     if not items:
@@ -163,6 +184,20 @@ def main(argv: list[str] | None = None) -> int:
             f"{label:26s} {us:8.2f} µs/search (CPU, best of {args.repeat})  {sums:5.1f} sums/search"
         )
     return 1 if differ else 0
+
+
+def _in_python_source(argv: list[str]) -> int:
+    """Run the bench in a child process whose core runs from its Python source."""
+    child = subprocess.run(
+        [sys.executable, "-m", "stream.bench.crossing", *argv],
+        env={**os.environ, native.PURE_ENV: "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print(child.stdout, end="")
+    print(child.stderr, end="", file=sys.stderr)
+    return child.returncode
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from stream import __version__
+from stream import __version__, native
 from stream.cli import (
     bench,
     calibrate,
@@ -86,7 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
             "leadstream COMMAND --help       # what a command does, and examples",
         ),
     )
-    parser.add_argument("--version", action="version", version=f"leadstream {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"leadstream {__version__}: {native.BUILD.describe()}",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         command.add_parser(sub)

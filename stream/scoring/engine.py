@@ -207,7 +207,7 @@ R = TypeVar("R", ScoreUpdated, RuleContribution, ScoreSnapshot, StageChanged)
 def _trusted(cls: type[R], values: dict[str, Any], fields: frozenset[str]) -> R:
     """An instance of the contract model `cls` holding `values` (in field order), unvalidated;
     `fields`: the fields given explicitly."""
-    record = cls.__new__(cls)
+    record: R = _new_record(cls)
     _setattr(record, "__dict__", values)
     _setattr(record, "__pydantic_fields_set__", fields)
     _setattr(record, "__pydantic_extra__", None)

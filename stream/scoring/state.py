@@ -314,11 +314,7 @@ class ModelState:
     def copy(self) -> ModelState:
         """A copy that can be changed without changing this state (the engine replaces, rather
         than edits, the `fit` and `caps` dicts; `eng` is copied here)."""
-        new = ModelState.__new__(ModelState)
-        new.model = self.model
-        new.c = self.c
-        new.as_of = self.as_of
-        new.stage = self.stage
+        new = ModelState(self.model, as_of=self.as_of, stage=self.stage)
         new.history = self.history
         new.fit = self.fit
         new.fit_total = self.fit_total
