@@ -35,8 +35,8 @@ reliability: $(STAMP)
 		status=$$?; $(BIN)/python tests/reliability/report.py .run/reliability.jsonl; exit $$status
 
 lint: $(STAMP)
-	$(BIN)/ruff check stream schemas tests
-	$(BIN)/ruff format --check stream schemas tests
+	$(BIN)/ruff check stream schemas tests setup.py
+	$(BIN)/ruff format --check stream schemas tests setup.py
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -57,6 +57,7 @@ from typing import TypeVar
 
 from schemas.events import EventBase, Traits
 from schemas.examples import make_event
+from stream import native
 from stream.model_files import load_default_models
 from stream.scoring import (
     LeadState,
@@ -231,7 +232,8 @@ def run(  # noqa: PLR0915 - one timed section per row
     stream = build_stream(leads, events, seed)
     print(
         f"python {platform.python_version()} on {platform.machine()}, "
-        f"{len(stream):,} events, models: {', '.join(models.ids)}, best of {repeat}\n"
+        f"{len(stream):,} events, models: {', '.join(models.ids)}, best of {repeat}; "
+        f"{native.BUILD.describe()}\n"
     )
     results: dict[str, object] = {}
     lead_states: dict[str, LeadState | None] = {}
@@ -547,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             "args": vars(args) | {"json": None},
             "python": platform.python_version(),
             "machine": platform.machine(),
+            "scoring_core": native.BUILD.describe(),
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),
             "results": results,

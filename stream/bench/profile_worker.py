@@ -230,6 +230,12 @@ def _arguments() -> argparse.Namespace:
         "interpreter, such as Faust's consumer thread after a socket write, is not counted",
     )
     parser.add_argument(
+        "--native",
+        action="store_true",
+        help="sample C frames too (py-spy --native): the compiled scoring core's functions, the "
+        "garbage collector, the C parts of pydantic and orjson",
+    )
+    parser.add_argument(
         "--counts",
         action="store_true",
         help="let the pipeline worker finish, then print the records in each topic",
@@ -243,6 +249,9 @@ def main() -> int:
     record = [spy, "record", "-f", "raw", "--nonblocking", "-d", str(args.seconds)]
     if args.gil:
         record.append("--gil")
+    if args.native:  # py-spy reads C stacks only with the process paused at each sample
+        record.remove("--nonblocking")
+        record.append("--native")
     token = uuid.uuid4().hex[:8]
     settings = Settings().model_copy(
         update={"app_id": f"profile-{token}", "topic_prefix": f"profile{token}."}

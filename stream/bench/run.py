@@ -54,6 +54,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from stream import native
 from stream.bench import baselines
 from stream.bench.cpu import SELF, Broker, CpuMeter, find_broker
 from stream.bench.data import Traffic, build_traffic, keys_per_partition, produce
@@ -668,6 +669,7 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "load_average_at_start": [round(x, 2) for x in load],
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "scoring_core": native.BUILD.describe(),
     }
 
 
@@ -760,7 +762,7 @@ class _Bench:
     async def run(self) -> None:
         started = time.perf_counter()
         config = self.config
-        self.log(f"building traffic for {config.events:,} records")
+        self.log(f"{native.BUILD.describe()}; building traffic for {config.events:,} records")
         self.traffic = build_traffic(config.events)
         self.records = list(self.traffic.copies(config.events))
         run_a = self.settings_for("a", "raw")

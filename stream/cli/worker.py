@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     """Start a Faust worker with the Leadstream agents."""
     import faust  # noqa: PLC0415
 
-    from stream import logmask  # noqa: PLC0415
+    from stream import logmask, native  # noqa: PLC0415
     from stream.app import create_app  # noqa: PLC0415
     from stream.faust_guards import local_stores as local_state  # noqa: PLC0415
     from stream.faust_guards import vital  # noqa: PLC0415
@@ -60,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     class Worker(faust.Worker):  # type: ignore[misc]  # Faust's classes carry no types
         async def on_execute(self) -> None:
             # logging is set up, the app and its tables not started yet
+            logging.getLogger("stream.worker").info("%s", native.BUILD.describe())
             local_state.open_stores(tabledir, standby_replicas=settings.standby_replicas)
             await super().on_execute()
 
