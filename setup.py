@@ -53,29 +53,18 @@ class OptionalBuildExt(build_ext):
     """Builds the extensions, and the manifest beside them; a failed build leaves pure Python."""
 
     def run(self) -> None:
+        base = ROOT if self.inplace else Path(self.build_lib)
         try:
             super().run()
-        except Exception as exc:  # any failure: the pure-Python package
-            self.refuse(exc)
+        except Exception as exc:  # any failure (no C compiler, ...): the pure-Python package
+            print(
+                f"leadstream: the scoring core was not compiled ({exc}); it runs as pure Python",
+                file=sys.stderr,
+            )
+            remove_built(base)
             return
-        target = Path(MANIFEST) if self.inplace else Path(self.build_lib) / MANIFEST
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(manifest(), indent=1) + "\n")
-
-    def build_extension(self, ext: Any) -> None:
-        try:
-            super().build_extension(ext)
-        except Exception as exc:
-            self.refuse(exc)
-            raise
-
-    def refuse(self, exc: BaseException) -> None:
-        """No manifest, and no extension of an earlier build left in the sources."""
-        print(
-            f"leadstream: the scoring core was not compiled ({exc}); it runs as pure Python",
-            file=sys.stderr,
-        )
-        remove_built(ROOT if self.inplace else Path(self.build_lib))
+        (base / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
+        (base / MANIFEST).write_text(json.dumps(manifest(), indent=1) + "\n")
 
 
 def remove_built(base: Path) -> None:
@@ -107,6 +96,7 @@ def extensions() -> list[Any]:
         print(
             f"leadstream: mypyc refused the core ({exc}); it runs as pure Python", file=sys.stderr
         )
+        remove_built(ROOT)
         return []
     return built
 
