@@ -3,7 +3,7 @@
 The modules of ``[tool.leadstream] compiled`` in ``pyproject.toml`` (the scoring core's hot path)
 are compiled with mypyc into extension modules that Python imports in place of their sources.
 They run the same code (the core's outputs are byte-identical: ``python -m stream.bench.apply
---digest``) at about twice the speed. The build is optional: with ``LEADSTREAM_PURE_PYTHON=1``
+--digest``) at about 1.8 times the speed. The build is optional: with ``LEADSTREAM_PURE_PYTHON=1``
 set, or when no C compiler is found or the compilation fails, the package installs as pure
 Python and runs as before (``leadstream --version`` says which). Next to the extensions the build
 writes ``stream/native.json``, the SHA-256 of each compiled module's source: a source edited
