@@ -116,9 +116,15 @@ def worker_env(settings: Settings) -> dict[str, str]:
 async def produce(settings: Settings, deliveries: list[Delivery]) -> None:
     """Send ``deliveries`` to their topics; raise if the broker did not take one of them (the
     scenarios count what they sent, so a record lost on the way in must fail here, not show as
-    a record the worker lost)."""
+    a record the worker lost). Idempotent: a request retried after its broker went away mid-way
+    (the cluster scenarios restart brokers under traffic) is not written twice, so the topics
+    hold each delivery once, as the scenarios count them (a malformed one written twice would
+    be dead-lettered twice)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        linger_ms=20,
+        enable_idempotence=True,
     )
     await producer.start()
     try:
