@@ -26,13 +26,14 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["BUILD", "PURE_ENV", "Build", "FromSource", "choose", "edited"]
+__all__ = ["BUILD", "PURE_ENV", "Build", "FromSource", "choose", "edited", "run_from_source"]
 
 PURE_ENV = "LEADSTREAM_PURE_PYTHON"
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +110,18 @@ def choose() -> Build:
         raise ImportError(f"the scoring core was imported before stream.native chose: {loaded}")
     sys.meta_path.insert(0, FromSource(names))
     return build
+
+
+def run_from_source(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run this Python with ``args`` in a child process whose core runs from its source (to
+    swap one of the core's functions, which a compiled module never sees); its output kept."""
+    return subprocess.run(
+        [sys.executable, *args],
+        env={**os.environ, PURE_ENV: "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 BUILD = choose()

@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -188,13 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _in_python_source(argv: list[str]) -> int:
     """Run the bench in a child process whose core runs from its Python source."""
-    child = subprocess.run(
-        [sys.executable, "-m", "stream.bench.crossing", *argv],
-        env={**os.environ, native.PURE_ENV: "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    child = native.run_from_source(["-m", "stream.bench.crossing", *argv])
     print(child.stdout, end="")
     print(child.stderr, end="", file=sys.stderr)
     return child.returncode

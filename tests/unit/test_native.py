@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -29,14 +30,8 @@ print(json.dumps({
 """
 
 
-def _child(code: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def _child(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
 
 
 def _compiled_only() -> None:
@@ -55,15 +50,8 @@ def test_ci_runs_the_compiled_core() -> None:
 
 def test_the_compiled_modules_are_the_ones_pyproject_names() -> None:
     _compiled_only()
-    listed = [
-        line.strip().strip('",')
-        for line in (ROOT / "pyproject.toml")
-        .read_text()
-        .split("compiled = [", 1)[1]
-        .split("]")[0]
-        .strip()
-        .splitlines()
-    ]
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    listed = config["tool"]["leadstream"]["compiled"]
     assert sorted(native.BUILD.modules) == sorted(listed)
     for module in native.BUILD.modules:
         assert sys.modules.get(module) is None or sys.modules[module].__file__.endswith(".so")
@@ -77,7 +65,7 @@ def test_the_extensions_run_and_the_switch_runs_the_sources() -> None:
     assert seen["compiled"]
     assert all(path.endswith(".so") for path in seen["files"])
 
-    source = _child(WHICH_FILES, **{native.PURE_ENV: "1"})
+    source = native.run_from_source(["-c", WHICH_FILES])
     assert source.returncode == 0, source.stderr
     seen = json.loads(source.stdout)
     assert not seen["compiled"]
@@ -108,7 +96,7 @@ def test_the_compiled_core_scores_byte_for_byte_as_its_source() -> None:
     args = ["--digest", "--leads", "200", "--events", "4000"]
     here = apply.digests(apply.build_stream(200, 4000, 7), load_default_models(), 500)
     code = f"from stream.bench import apply; raise SystemExit(apply.main({args!r}))"
-    source = _child(code, **{native.PURE_ENV: "1"})
+    source = native.run_from_source(["-c", code])
     assert source.returncode == 0, source.stderr
     printed = source.stdout.splitlines()[1:]
     assert {line[:26].strip(): line[26:].strip() for line in printed} == here

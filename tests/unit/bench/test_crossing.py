@@ -7,10 +7,6 @@ with the compiled core installed, the tests of the collection run in a child pro
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
 from stream import native
@@ -43,13 +39,7 @@ print(len(items))
 
 def _from_source(code: str) -> int:
     """Run ``code`` with the core from its Python source; the count it prints."""
-    child = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**os.environ, native.PURE_ENV: "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    child = native.run_from_source(["-c", code])
     assert child.returncode == 0, child.stderr
     return int(child.stdout)
 
